@@ -1,0 +1,113 @@
+"""How to reach etcd: endpoints, TLS files and timeouts, from the environment or calicoctl.cfg.
+
+Inputs are Calico's own names so existing deployments work unchanged: the environment variables
+`ETCD_ENDPOINTS`, `ETCD_CA_CERT_FILE`, `ETCD_CERT_FILE`, `ETCD_KEY_FILE` (plus the legacy
+`ETCD_SCHEME`/`ETCD_AUTHORITY` pair when `ETCD_ENDPOINTS` is unset), or the `spec` of a
+calicoctl `CalicoAPIConfig` document (`etcdEndpoints`, `etcdCACertFile`, ...).
+Malformed input raises `ValueError` here, at start-up, rather than as a connection error later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+DEFAULT_ENDPOINT = "http://127.0.0.1:2379"
+
+
+@dataclass(frozen=True, slots=True)
+class EtcdConfig:
+    """Connection settings; every timeout is in seconds and bounds one step, so nothing hangs.
+
+    connect_timeout bounds each TCP/TLS connect (per endpoint), request_timeout each unary call;
+    watch_idle_timeout is how long a watch stream may stay silent before the client probes the
+    server (and reopens the stream) to tell a quiet watch from a dead connection.
+    """
+
+    endpoints: tuple[str, ...] = (DEFAULT_ENDPOINT,)
+    ca_cert_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    connect_timeout: float = 2.0
+    request_timeout: float = 5.0
+    watch_idle_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not self.endpoints:
+            raise ValueError("etcd config: no endpoints given")
+        for endpoint in self.endpoints:
+            _check_endpoint(endpoint)
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("etcd config: a client certificate needs both cert and key files")
+        for name in ("connect_timeout", "request_timeout", "watch_idle_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"etcd config: {name} must be positive")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> EtcdConfig:
+        """Read Calico's ETCD_* environment variables (empty values count as unset)."""
+        endpoints = environ.get("ETCD_ENDPOINTS", "").strip()
+        if not endpoints and environ.get("ETCD_AUTHORITY", "").strip():
+            scheme = environ.get("ETCD_SCHEME", "").strip() or "http"
+            endpoints = f"{scheme}://{environ['ETCD_AUTHORITY'].strip()}"
+        return cls(
+            endpoints=parse_endpoints(endpoints or DEFAULT_ENDPOINT),
+            ca_cert_file=environ.get("ETCD_CA_CERT_FILE") or None,
+            cert_file=environ.get("ETCD_CERT_FILE") or None,
+            key_file=environ.get("ETCD_KEY_FILE") or None,
+        )
+
+    @classmethod
+    def from_mapping(cls, spec: Mapping[str, Any]) -> EtcdConfig:
+        """Read the `spec` of a calicoctl.cfg (`kind: CalicoAPIConfig`) document."""
+        datastore_type = spec.get("datastoreType", "etcdv3")
+        if datastore_type != "etcdv3":
+            raise ValueError(f"etcd config: datastoreType is {datastore_type!r}, not 'etcdv3'")
+        raw = spec.get("etcdEndpoints") or DEFAULT_ENDPOINT
+        if isinstance(raw, list):
+            raw = ",".join(str(item) for item in raw)
+        if not isinstance(raw, str):
+            raise ValueError(f"etcd config: etcdEndpoints must be a string, got {raw!r}")
+        return cls(
+            endpoints=parse_endpoints(raw),
+            ca_cert_file=_optional_str(spec, "etcdCACertFile"),
+            cert_file=_optional_str(spec, "etcdCertFile"),
+            key_file=_optional_str(spec, "etcdKeyFile"),
+        )
+
+
+def parse_endpoints(text: str) -> tuple[str, ...]:
+    """Split a comma list of endpoint URLs, dropping blanks and trailing slashes."""
+    endpoints = tuple(part.strip().rstrip("/") for part in text.split(",") if part.strip())
+    for endpoint in endpoints:
+        _check_endpoint(endpoint)
+    if not endpoints:
+        raise ValueError(f"etcd config: no endpoints in {text!r}")
+    return endpoints
+
+
+def _check_endpoint(endpoint: str) -> None:
+    try:
+        parts = urlsplit(endpoint)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"etcd config: malformed endpoint {endpoint!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"etcd config: malformed endpoint {endpoint!r}: expected http(s)://host[:port]"
+        )
+    if parts.path.strip("/") or parts.query or parts.fragment or port == 0:
+        raise ValueError(
+            f"etcd config: malformed endpoint {endpoint!r}: expected scheme://host:port"
+        )
+
+
+def _optional_str(spec: Mapping[str, Any], name: str) -> str | None:
+    value = spec.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"etcd config: {name} must be a string, got {value!r}")
+    return value

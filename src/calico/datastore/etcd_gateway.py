@@ -1,0 +1,213 @@
+"""HTTP plumbing for etcd's v3 JSON gateway: endpoint failover, timeouts, TLS, error mapping.
+
+The gateway speaks protobuf-as-JSON: keys and values are base64, int64 fields arrive as strings
+and fields holding their default value (0, false, empty) are omitted, so every read goes through
+`to_int`/`.get`. Errors come back as `{"code": <gRPC code>, "message": ...}` on unary calls and
+as `{"error": {...}}` inside streams. Transport failures become `DatastoreUnavailable` naming
+every endpoint tried; no call can block longer than the configured timeouts per endpoint.
+Together with `etcd_watch` and `etcd`, this is the only code that imports httpx.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import ssl
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from calico.datastore.api import DatastoreError, DatastoreUnavailable, KeyNotFound, KeyValue
+from calico.datastore.config import EtcdConfig
+
+_log = logging.getLogger(__name__)
+
+Json = dict[str, Any]
+
+# gRPC status codes that etcd uses for "try again / try another member".
+_GRPC_NOT_FOUND = 5
+_GRPC_RETRYABLE = frozenset({4, 14})  # DEADLINE_EXCEEDED, UNAVAILABLE
+
+
+class GatewayError(DatastoreError):
+    """etcd answered, but with an error status (a bad request, a future revision...)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"etcd error (gRPC code {code}): {message}")
+        self.code = code
+        self.message = message
+
+    @property
+    def compacted(self) -> bool:
+        return "compacted" in self.message
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def encode_key(key: str) -> bytes:
+    """Keys are str in the API; surrogateescape lets undecodable etcd keys round-trip."""
+    return key.encode("utf-8", "surrogateescape")
+
+
+def decode_key(raw: str) -> str:
+    return base64.b64decode(raw).decode("utf-8", "surrogateescape")
+
+
+def key_range(prefix: str) -> tuple[bytes, bytes]:
+    """[start, end) covering every key that starts with prefix ("" means the whole keyspace)."""
+    start = encode_key(prefix)
+    stripped = start.rstrip(b"\xff")
+    if not stripped:
+        return start or b"\0", b"\0"  # etcd: range_end "\0" means "to the end of the keyspace"
+    return start, stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+def to_int(message: Json, field: str) -> int:
+    """int64 fields are JSON strings and absent when zero."""
+    return int(message.get(field, 0))
+
+
+def decode_kv(raw: Json) -> KeyValue:
+    return KeyValue(
+        key=decode_key(raw["key"]),
+        value=base64.b64decode(raw.get("value", "")),
+        mod_revision=to_int(raw, "mod_revision"),
+        create_revision=to_int(raw, "create_revision"),
+        lease=to_int(raw, "lease"),
+    )
+
+
+def error_from_body(body: Json) -> DatastoreError:
+    """Map a gateway error object (unary or in-stream form) to a typed error."""
+    error = body.get("error")
+    if isinstance(error, dict):  # in-stream: {"error": {"grpc_code": N, "message": ...}}
+        body = {"code": error.get("grpc_code", 2), "message": error.get("message", "")}
+    code = int(body.get("code", 2))
+    message = str(body.get("message") or body.get("error") or "unknown error")
+    if code == _GRPC_NOT_FOUND:
+        return KeyNotFound(message)
+    if code in _GRPC_RETRYABLE:
+        return DatastoreUnavailable(message)
+    return GatewayError(code, message)
+
+
+class Gateway:
+    """A pooled httpx client over several equivalent endpoints, preferring the last good one."""
+
+    def __init__(self, config: EtcdConfig) -> None:
+        self.config = config
+        self._preferred = 0
+        self._lock = threading.Lock()
+        timeout = httpx.Timeout(config.request_timeout, connect=config.connect_timeout)
+        # trust_env=False: proxy variables and .netrc must not redirect datastore traffic.
+        self._client = httpx.Client(timeout=timeout, verify=_ssl_context(config), trust_env=False)
+
+    def call(self, path: str, body: Json, *, idempotent: bool = True) -> Json:
+        """POST one unary request, failing over to the next endpoint on connection failure.
+
+        Non-idempotent requests fail over only when the request surely never reached a server
+        (connect errors); after that the outcome is unknown and the caller gets
+        DatastoreUnavailable rather than a retry that might apply twice.
+        """
+        failures: list[str] = []
+        for endpoint in self._rotation():
+            try:
+                response = self._client.post(endpoint + path, json=body)
+                result = _decode(response)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                failures.append(f"{endpoint}: {_describe(exc)}")
+                continue
+            except (httpx.TransportError, DatastoreUnavailable) as exc:
+                if not idempotent:
+                    raise DatastoreUnavailable(
+                        f"etcd {path} at {endpoint} failed, outcome unknown: {_describe(exc)}"
+                    ) from exc
+                failures.append(f"{endpoint}: {_describe(exc)}")
+                continue
+            self._remember(endpoint)
+            return result
+        raise DatastoreUnavailable(f"etcd {path}: no endpoint answered ({'; '.join(failures)})")
+
+    def open_stream(self, path: str, body: Json, read_timeout: float) -> httpx.Response:
+        """Start a streaming POST; the headers must come within request_timeout, and each
+        later socket read times out after read_timeout seconds."""
+        failures: list[str] = []
+        for endpoint in self._rotation():
+            try:
+                response = self._client.send(
+                    self._client.build_request("POST", endpoint + path, json=body), stream=True
+                )
+                if response.status_code != httpx.codes.OK:
+                    response.read()
+                    response.close()
+                    raise _decode_error(response)
+            except (httpx.TransportError, DatastoreUnavailable) as exc:
+                failures.append(f"{endpoint}: {_describe(exc)}")
+                continue
+            # httpcore reads this (shared) dict when the body iteration starts.
+            timeouts = response.request.extensions["timeout"]
+            response.request.extensions["timeout"] = {**timeouts, "read": read_timeout}
+            self._remember(endpoint)
+            return response
+        raise DatastoreUnavailable(f"etcd {path}: no endpoint answered ({'; '.join(failures)})")
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _rotation(self) -> Iterator[str]:
+        endpoints = self.config.endpoints
+        first = self._preferred
+        for offset in range(len(endpoints)):
+            yield endpoints[(first + offset) % len(endpoints)]
+
+    def _remember(self, endpoint: str) -> None:
+        index = self.config.endpoints.index(endpoint)
+        with self._lock:
+            previous, self._preferred = self._preferred, index
+        if previous != index:
+            _log.warning("etcd: switched to endpoint %s", endpoint)
+
+
+def _decode(response: httpx.Response) -> Json:
+    if response.status_code != httpx.codes.OK:
+        raise _decode_error(response)
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise DatastoreError(f"etcd sent malformed JSON: {response.text[:200]!r}") from exc
+    if not isinstance(body, dict):
+        raise DatastoreError(f"etcd sent unexpected JSON: {body!r:.200}")
+    if "error" in body:  # streaming endpoints (lease keepalive) report errors in-band
+        raise error_from_body(body)
+    return body
+
+
+def _decode_error(response: httpx.Response) -> DatastoreError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        return error_from_body(body)
+    return GatewayError(2, f"HTTP {response.status_code}: {response.text[:200]!r}")
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _ssl_context(config: EtcdConfig) -> ssl.SSLContext | bool:
+    """Only https endpoints use this; the files are loaded now so a typo fails at start-up."""
+    if not any(endpoint.startswith("https://") for endpoint in config.endpoints):
+        return True
+    try:
+        context = ssl.create_default_context(cafile=config.ca_cert_file)
+        if config.cert_file and config.key_file:
+            context.load_cert_chain(config.cert_file, config.key_file)
+    except OSError as exc:  # includes ssl.SSLError
+        raise ValueError(f"etcd TLS files unusable: {exc}") from exc
+    return context

@@ -1,0 +1,213 @@
+"""Keeps a consumer's view of some key prefixes equal to the datastore, across any failure.
+
+Role: a background thread that lists a snapshot at revision R, then watches from R+1, and hands
+the consumer raw `Update`s (NEW/UPDATED/DELETED, bytes in, no decoding) plus a `SyncStatus`.
+
+Several prefixes are served by ONE listing and ONE watch of their longest common prefix,
+filtered client-side: a single listing is trivially consistent at one revision, and one watch
+from its revision + 1 misses nothing in between. (Give disjoint subtrees their own syncers when
+that common prefix would be much wider than the prefixes.)
+
+Invariants towards the consumer:
+- status starts WAIT_FOR_READY, goes RESYNC once the datastore answers, IN_SYNC once the
+  snapshot is delivered; any failure (compaction, outage, etcd restart) reports RESYNC at once,
+  then the syncer retries with capped exponential backoff until IN_SYNC again — never a silent
+  stall;
+- the syncer remembers what it told the consumer, so a re-list hands over exactly the
+  difference: NEW only for keys the consumer does not have, UPDATED/DELETED only for keys it
+  has, nothing for unchanged keys.
+Any other exception (typically from a consumer callback) stops the syncer and is kept in
+`failure`: the consumer's state is unknown then, so a supervisor should restart the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+from calico.datastore.api import (
+    Backend,
+    DatastoreError,
+    DatastoreUnavailable,
+    EventType,
+    Listing,
+    SyncerCallbacks,
+    SyncStatus,
+    Update,
+    UpdateKind,
+    Watch,
+    WatchEvent,
+)
+
+_log = logging.getLogger(__name__)
+
+
+class Syncer:
+    def __init__(
+        self,
+        backend: Backend,
+        prefixes: Sequence[str],
+        callbacks: SyncerCallbacks,
+        *,
+        name: str = "syncer",
+        batch_size: int = 500,
+        initial_backoff: float = 0.1,
+        max_backoff: float = 10.0,
+        sleep: Callable[[float], object] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """sleep/clock are injectable for tests; the default sleep wakes up early on stop()."""
+        if not prefixes:
+            raise ValueError("Syncer needs at least one prefix")
+        self._backend = backend
+        self._prefixes = tuple(prefixes)
+        self._common = _common_prefix(self._prefixes)
+        self._callbacks = callbacks
+        self._name = name
+        self._batch_size = batch_size
+        self._initial_backoff = initial_backoff
+        self._max_backoff = max_backoff
+        self._stopping = threading.Event()
+        self._sleep = sleep or self._stopping.wait
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._watch: Watch | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._known: dict[str, tuple[bytes, int]] = {}  # what the consumer was told
+        self._status: SyncStatus | None = None
+        self._delay = initial_backoff
+        self._in_sync_at: float | None = None
+        self.failure: BaseException | None = None
+
+    @property
+    def status(self) -> SyncStatus | None:
+        return self._status
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread; closing the open watch makes it return promptly.
+
+        Callable from a consumer callback too (then it cannot wait for its own thread).
+        """
+        self._stopping.set()
+        with self._lock:
+            watch = self._watch
+        if watch is not None:
+            watch.close()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the thread to end (it only ends by stop() or a consumer failure)."""
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        self._set_status(SyncStatus.WAIT_FOR_READY)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    revision = self._resync()
+                    self._watch_from(revision + 1)
+                except DatastoreError as exc:
+                    if not self._stopping.is_set():
+                        self._recover(exc)
+        except Exception as exc:
+            _log.exception("%s: stopped by an unexpected error", self._name)
+            self.failure = exc
+
+    def _recover(self, exc: DatastoreError) -> None:
+        """Report the loss of sync, then wait out the backoff before the caller re-lists."""
+        if self._status is SyncStatus.IN_SYNC:
+            self._set_status(SyncStatus.RESYNC)
+        in_sync_at = self._in_sync_at
+        if in_sync_at is not None and self._clock() - in_sync_at >= self._max_backoff:
+            self._delay = self._initial_backoff  # a long healthy spell: a fresh incident
+        delay, self._delay = self._delay, min(self._max_backoff, self._delay * 2)
+        _log.warning("%s: %s: %s; re-listing in %.1fs", self._name, type(exc).__name__, exc, delay)
+        self._sleep(delay)
+
+    def _resync(self) -> int:
+        """List, hand over the difference to what the consumer has, report IN_SYNC."""
+        listing = self._backend.list(self._common)
+        if self._status is not SyncStatus.RESYNC:
+            self._set_status(SyncStatus.RESYNC)
+        self._deliver(self._diff(listing))
+        self._set_status(SyncStatus.IN_SYNC)
+        self._in_sync_at = self._clock()
+        _log.info(
+            "%s: in sync at revision %d (%d keys)", self._name, listing.revision, len(self._known)
+        )
+        return listing.revision
+
+    def _watch_from(self, revision: int) -> None:
+        watch = self._backend.watch(self._common, revision)
+        with self._lock:
+            self._watch = watch
+        try:
+            if self._stopping.is_set():
+                return
+            for events in watch:
+                self._deliver(self._apply_events(events))
+        finally:
+            with self._lock:
+                self._watch = None
+            watch.close()
+        if not self._stopping.is_set():
+            raise DatastoreUnavailable("watch ended without an error")
+
+    def _diff(self, listing: Listing) -> list[Update]:
+        current = {kv.key: kv for kv in listing.items if self._wanted(kv.key)}
+        updates: list[Update] = []
+        for key in sorted(current):
+            kv = current[key]
+            known = self._known.get(key)
+            if known != (kv.value, kv.mod_revision):
+                kind = UpdateKind.NEW if known is None else UpdateKind.UPDATED
+                updates.append(Update(kind, key, kv.value, kv.mod_revision))
+                self._known[key] = (kv.value, kv.mod_revision)
+        for key in sorted(self._known.keys() - current.keys()):
+            updates.append(Update(UpdateKind.DELETED, key, None, listing.revision))
+            del self._known[key]
+        return updates
+
+    def _apply_events(self, events: Iterable[WatchEvent]) -> list[Update]:
+        updates: list[Update] = []
+        for event in events:
+            if not self._wanted(event.key):
+                continue
+            known = event.key in self._known
+            if event.type is EventType.DELETE or event.value is None:
+                if known:
+                    del self._known[event.key]
+                    updates.append(Update(UpdateKind.DELETED, event.key, None, event.mod_revision))
+                continue
+            kind = UpdateKind.UPDATED if known else UpdateKind.NEW
+            self._known[event.key] = (event.value, event.mod_revision)
+            updates.append(Update(kind, event.key, event.value, event.mod_revision))
+        return updates
+
+    def _deliver(self, updates: Sequence[Update]) -> None:
+        for start in range(0, len(updates), self._batch_size):
+            self._callbacks.on_updates(updates[start : start + self._batch_size])
+
+    def _set_status(self, status: SyncStatus) -> None:
+        self._status = status
+        self._callbacks.on_status(status)
+
+    def _wanted(self, key: str) -> bool:
+        return key.startswith(self._prefixes)
+
+
+def _common_prefix(prefixes: Sequence[str]) -> str:
+    first, last = min(prefixes), max(prefixes)
+    length = 0
+    while length < min(len(first), len(last)) and first[length] == last[length]:
+        length += 1
+    return first[:length]

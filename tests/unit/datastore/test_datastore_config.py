@@ -1,0 +1,105 @@
+"""EtcdConfig from the environment and from a calicoctl.cfg spec; gateway codec helpers."""
+
+from __future__ import annotations
+
+import pytest
+
+from calico.datastore.api import DatastoreUnavailable, KeyNotFound
+from calico.datastore.config import DEFAULT_ENDPOINT, EtcdConfig
+from calico.datastore.etcd_gateway import GatewayError, decode_kv, error_from_body, key_range
+
+
+def test_from_env_defaults() -> None:
+    assert EtcdConfig.from_env({}) == EtcdConfig(endpoints=(DEFAULT_ENDPOINT,))
+
+
+def test_from_env_reads_calico_variables() -> None:
+    config = EtcdConfig.from_env(
+        {
+            "ETCD_ENDPOINTS": "https://10.0.0.1:2379, https://10.0.0.2:2379/,",
+            "ETCD_CA_CERT_FILE": "/ca.pem",
+            "ETCD_CERT_FILE": "/cert.pem",
+            "ETCD_KEY_FILE": "/key.pem",
+        }
+    )
+    assert config.endpoints == ("https://10.0.0.1:2379", "https://10.0.0.2:2379")
+    assert (config.ca_cert_file, config.cert_file, config.key_file) == (
+        "/ca.pem",
+        "/cert.pem",
+        "/key.pem",
+    )
+
+
+def test_from_env_legacy_scheme_and_authority() -> None:
+    environ = {"ETCD_SCHEME": "https", "ETCD_AUTHORITY": "etcd.example:4001"}
+    assert EtcdConfig.from_env(environ).endpoints == ("https://etcd.example:4001",)
+    environ["ETCD_ENDPOINTS"] = "http://127.0.0.1:2379"  # ETCD_ENDPOINTS wins
+    assert EtcdConfig.from_env(environ).endpoints == ("http://127.0.0.1:2379",)
+
+
+@pytest.mark.parametrize(
+    "endpoints",
+    ["127.0.0.1:2379", "ftp://host:21", "http://:2379", "http://host:notaport", "http://h:1/v3"],
+)
+def test_malformed_endpoints_are_rejected(endpoints: str) -> None:
+    with pytest.raises(ValueError, match="malformed endpoint"):
+        EtcdConfig.from_env({"ETCD_ENDPOINTS": endpoints})
+
+
+def test_cert_without_key_is_rejected() -> None:
+    with pytest.raises(ValueError, match="both cert and key"):
+        EtcdConfig.from_env({"ETCD_CERT_FILE": "/cert.pem"})
+
+
+def test_from_mapping_reads_calicoctl_spec() -> None:
+    spec = {
+        "datastoreType": "etcdv3",
+        "etcdEndpoints": "https://10.0.0.1:2379,https://10.0.0.2:2379",
+        "etcdCACertFile": "/ca.pem",
+        "etcdCertFile": "/cert.pem",
+        "etcdKeyFile": "/key.pem",
+    }
+    config = EtcdConfig.from_mapping(spec)
+    assert config.endpoints == ("https://10.0.0.1:2379", "https://10.0.0.2:2379")
+    assert config.key_file == "/key.pem"
+    assert EtcdConfig.from_mapping({}).endpoints == (DEFAULT_ENDPOINT,)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [{"datastoreType": "kubernetes"}, {"etcdEndpoints": 2379}, {"etcdCACertFile": ["/ca"]}],
+)
+def test_from_mapping_rejects_bad_specs(spec: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="etcd config"):
+        EtcdConfig.from_mapping(spec)
+
+
+def test_timeouts_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="request_timeout"):
+        EtcdConfig(request_timeout=0)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "expected"),
+    [
+        ("/a/b", (b"/a/b", b"/a/c")),
+        ("", (b"\0", b"\0")),
+        ("/a\udcff", (b"/a\xff", b"/b")),  # a trailing 0xff byte carries into the previous one
+        ("\udcff", (b"\xff", b"\0")),
+    ],
+)
+def test_key_range(prefix: str, expected: tuple[bytes, bytes]) -> None:
+    assert key_range(prefix) == expected
+
+
+def test_decode_kv_fills_omitted_defaults() -> None:
+    kv = decode_kv({"key": "L2s=", "mod_revision": "7"})
+    assert (kv.key, kv.value, kv.mod_revision, kv.create_revision, kv.lease) == ("/k", b"", 7, 0, 0)
+
+
+def test_error_mapping() -> None:
+    assert isinstance(error_from_body({"code": 5, "message": "lease not found"}), KeyNotFound)
+    assert isinstance(error_from_body({"error": {"grpc_code": 14}}), DatastoreUnavailable)
+    error = error_from_body({"code": 11, "message": "mvcc: required revision has been compacted"})
+    assert isinstance(error, GatewayError)
+    assert error.compacted
