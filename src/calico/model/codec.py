@@ -1,0 +1,154 @@
+"""Manifests in and out: YAML/JSON text <-> validated resources.
+
+Input may be JSON, one YAML document, several (`---`), or a `kind: List` / `kind: <Kind>List`
+wrapper. YAML is read with Go's resolution rules rather than PyYAML's YAML 1.1 extras, so
+`ports: [80:90]` stays the string "80:90" (not the base-60 integer 4890) and timestamps stay
+strings, exactly as calicoctl reads them. Every document is validated before the caller gets
+anything, so a caller can refuse a whole file on the first bad resource.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from calico.model.base import API_VERSION, Resource
+from calico.model.errors import ResourceError, from_validation_error
+from calico.model.registry import KINDS, kind_for
+
+
+class _GoLikeLoader(yaml.SafeLoader):
+    """SafeLoader without sexagesimal numbers and timestamps (Go's YAML has neither)."""
+
+
+_GoLikeLoader.yaml_implicit_resolvers = {
+    first: [
+        (tag, rx) for tag, rx in resolvers if not tag.endswith((":int", ":float", ":timestamp"))
+    ]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_GoLikeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^[-+]?(0|[1-9][0-9_]*|0x[0-9a-fA-F_]+|0o?[0-7_]+|0b[01_]+)$"),
+    list("-+0123456789"),
+)
+_GoLikeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^[-+]?([0-9][0-9_]*)?\.[0-9_]*([eE][-+]?[0-9]+)?$|^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$"
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_documents(text: str, source: str = "input") -> list[dict[str, Any]]:
+    """Split text into raw resource mappings, unwrapping List kinds."""
+    try:
+        docs = list(yaml.load_all(text, Loader=_GoLikeLoader))
+    except yaml.YAMLError as exc:
+        raise ResourceError(source, [("", f"cannot parse YAML/JSON: {_one_line(exc)}")]) from None
+    out: list[dict[str, Any]] = []
+    for index, doc in enumerate(docs, start=1):
+        if doc is None:
+            continue
+        if not isinstance(doc, dict):
+            raise ResourceError(
+                f"{source} document {index}",
+                [("", "expected a mapping with apiVersion, kind, metadata and spec")],
+            )
+        kind = doc.get("kind")
+        if isinstance(kind, str) and (kind == "List" or kind.endswith("List")):
+            items = doc.get("items") or []
+            if not isinstance(items, list):
+                raise ResourceError(f"{source} document {index}", [("items", "expected a list")])
+            out.extend(
+                _as_mapping(item, f"{source} document {index} item {i}")
+                for i, item in enumerate(items)
+            )
+        else:
+            out.append(doc)
+    return out
+
+
+def _as_mapping(item: Any, where: str) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        raise ResourceError(where, [("", "expected a mapping")])
+    return item
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
+
+
+def describe_raw(data: Mapping[str, Any]) -> str:
+    """Name a raw (possibly invalid) resource for error messages: Kind "ns/name"."""
+    kind = data.get("kind") if isinstance(data.get("kind"), str) else "resource"
+    meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+    assert isinstance(meta, dict)
+    name = meta.get("name") if isinstance(meta.get("name"), str) else "<no name>"
+    ns = meta.get("namespace")
+    return f'{kind} "{ns}/{name}"' if isinstance(ns, str) and ns else f'{kind} "{name}"'
+
+
+def parse_resource(data: Mapping[str, Any], default_namespace: str | None = None) -> Resource:
+    """Validate one raw mapping into its resource class (defaults applied)."""
+    where = describe_raw(data)
+    kind = data.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raise ResourceError(where, [("kind", "required field is missing")])
+    if kind not in KINDS:
+        raise ResourceError(
+            where, [("kind", f"{kind!r} is not a supported kind ({', '.join(KINDS)})")]
+        )
+    if data.get("apiVersion") != API_VERSION:
+        got = data.get("apiVersion")
+        raise ResourceError(where, [("apiVersion", f"{got!r} is not supported: use {API_VERSION}")])
+    cls = KINDS[kind]
+    if default_namespace and cls.NAMESPACED:
+        data = _with_namespace(data, default_namespace)
+    try:
+        return cls.model_validate(dict(data))
+    except ValidationError as exc:
+        raise from_validation_error(where, exc) from None
+
+
+def _with_namespace(data: Mapping[str, Any], namespace: str) -> dict[str, Any]:
+    meta = data.get("metadata")
+    if isinstance(meta, dict) and not meta.get("namespace"):
+        return {**data, "metadata": {**meta, "namespace": namespace}}
+    return dict(data)
+
+
+def parse_manifest(
+    text: str, source: str = "input", default_namespace: str | None = None
+) -> list[Resource]:
+    """All resources in a manifest, or ResourceError for the first invalid one."""
+    return [parse_resource(doc, default_namespace) for doc in load_documents(text, source)]
+
+
+def parse_kind(kind: str) -> type[Resource]:
+    return kind_for(kind)
+
+
+def to_yaml(data: Any) -> str:
+    """YAML as calicoctl prints it: keys sorted, block style."""
+    return yaml.safe_dump(data, sort_keys=True, default_flow_style=False, allow_unicode=True)
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(data, indent=2) + "\n"
+
+
+def list_document(kind: str, resources: Iterable[Resource], revision: str = "") -> dict[str, Any]:
+    """The `<Kind>List` wrapper calicoctl prints for several resources."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": f"{kind}List",
+        "items": [r.to_dict() for r in resources],
+        "metadata": {"resourceVersion": revision} if revision else {},
+    }

@@ -1,0 +1,217 @@
+"""Value types shared by the v3 resources, validated as Calico validates them.
+
+Each type is an `Annotated` alias so pydantic models stay declarative: strings that must be
+CIDRs, selectors, ports, protocols, durations and so on. Validators raise ValueError with
+the offending value in the message; `calico.model.errors` adds the field path.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, PlainSerializer, PlainValidator
+
+from calico.selector import SelectorError
+from calico.selector import parse as parse_selector
+
+# DNS-1123 label and subdomain, as Kubernetes and Calico define them.
+DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+DNS_SUBDOMAIN = DNS_LABEL + r"(\." + DNS_LABEL + r")*"
+_QUALIFIED_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_SUBDOMAIN_RE = re.compile("^" + DNS_SUBDOMAIN + "$")
+_PORT_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
+_PORT_RANGE = re.compile(r"^(\d+):(\d+)$")
+_INTERFACE = re.compile(r"^[a-zA-Z0-9_.-]{1,15}$")
+_DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$|^0$")
+_MAC = re.compile(r"^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$")
+
+PROTOCOL_NAMES = ("TCP", "UDP", "ICMP", "ICMPv6", "SCTP", "UDPLite")
+PORT_PROTOCOLS = frozenset({"TCP", "UDP", "SCTP", 6, 17, 132})
+
+
+def is_subdomain(name: str) -> bool:
+    return len(name) <= 253 and bool(_SUBDOMAIN_RE.match(name))
+
+
+def check_qualified_name(key: str) -> str | None:
+    """Kubernetes label/annotation key rule; returns the reason it is invalid, or None."""
+    prefix, _, name = key.rpartition("/")
+    if "/" in key and not prefix:
+        return f"label key {key!r}: prefix must not be empty"
+    if prefix and not is_subdomain(prefix):
+        return f"label key {key!r}: prefix must be a DNS subdomain"
+    if not name or len(name) > 63 or not _QUALIFIED_NAME.match(name):
+        return (
+            f"label key {key!r} is not valid: a name of at most 63 characters, alphanumerics,"
+            " '-', '_' or '.', starting and ending with an alphanumeric"
+        )
+    return None
+
+
+def check_label_value(value: str) -> str | None:
+    if value and (len(value) > 63 or not _QUALIFIED_NAME.match(value)):
+        return (
+            f"label value {value!r} is not valid: at most 63 characters, alphanumerics,"
+            " '-', '_' or '.', starting and ending with an alphanumeric"
+        )
+    return None
+
+
+def _labels(value: dict[str, str]) -> dict[str, str]:
+    for key, val in value.items():
+        problem = check_qualified_name(key) or check_label_value(val)
+        if problem:
+            raise ValueError(problem)
+    return value
+
+
+def _selector(text: str) -> str:
+    try:
+        parse_selector(text)
+    except SelectorError as exc:
+        raise ValueError(str(exc)) from None
+    return text
+
+
+def parse_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A CIDR or a bare IP (taken as /32 or /128); host bits may be set."""
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a valid IP address or CIDR") from None
+
+
+def _cidr(text: str) -> str:
+    parse_network(text)
+    return text
+
+
+def _masked_net(text: str) -> str:
+    """A strictly masked network, as Calico's `net` validator requires for rule nets."""
+    net = parse_network(text)
+    addr = text.split("/", 1)[0]
+    if ipaddress.ip_address(addr) != net.network_address:
+        raise ValueError(
+            f"{text!r} is not a valid network: host bits are set (did you mean {net}?)"
+        )
+    return text
+
+
+def _ip(text: str) -> str:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a valid IP address") from None
+    return text
+
+
+def _interface(text: str) -> str:
+    if text != "*" and not _INTERFACE.match(text):
+        raise ValueError(f"{text!r} is not a valid interface name (1-15 of [a-zA-Z0-9_.-])")
+    return text
+
+
+def _duration(text: str) -> str:
+    if not _DURATION.match(text):
+        raise ValueError(f'{text!r} is not a valid duration (e.g. "90s", "1m30s", "500ms")')
+    return text
+
+
+def _mac(text: str) -> str:
+    if not _MAC.match(text):
+        raise ValueError(f"{text!r} is not a valid MAC address")
+    return text
+
+
+def _subdomain(text: str) -> str:
+    if not is_subdomain(text):
+        raise ValueError(
+            f"{text!r} is not a valid name: lower case alphanumerics, '-' or '.', "
+            "starting and ending with an alphanumeric"
+        )
+    return text
+
+
+def parse_port(value: Any) -> int | str:
+    """numorstring.Port: an int, "N", "lo:hi" or a port name; normalised like Calico."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"expected a port number, range or name, got {value!r}")
+    if isinstance(value, int):
+        if not 1 <= value <= 65535:
+            raise ValueError(f"{value} is not a valid port: must be between 1 and 65535")
+        return value
+    if value.isdigit():
+        return parse_port(int(value))
+    match = _PORT_RANGE.match(value)
+    if match:
+        low, high = int(match.group(1)), int(match.group(2))
+        if not (1 <= low <= 65535 and 1 <= high <= 65535):
+            raise ValueError(f'"{value}" is not a valid port range: ports must be 1-65535')
+        if low > high:
+            raise ValueError(
+                f'"{value}" is not a valid port range: minimum port {low} is greater than '
+                f"maximum port {high}"
+            )
+        return value if low != high else low
+    if not _PORT_NAME.match(value):
+        raise ValueError(f'"{value}" is not a valid port, port range or port name')
+    return value
+
+
+def parse_protocol(value: Any) -> int | str:
+    """numorstring.Protocol: a number 1-255 or a name; names are matched case-insensitively
+    and stored in Calico's canonical spelling (a friendlier superset of Calico's check)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"expected a protocol name or number, got {value!r}")
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, int):
+        if not 1 <= value <= 255:
+            raise ValueError(f"{value} is not a valid protocol number: must be 1-255")
+        return value
+    for name in PROTOCOL_NAMES:
+        if name.lower() == value.lower():
+            return name
+    raise ValueError(
+        f'"{value}" is not a valid protocol: use one of {", ".join(PROTOCOL_NAMES)} or 1-255'
+    )
+
+
+def parse_as_number(value: Any) -> int:
+    """numorstring.ASNumber: 0..2^32-1, or the dotted "high.low" form."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"expected an AS number, got {value!r}")
+    if isinstance(value, str):
+        high, dot, low = value.partition(".")
+        if not value.isdigit() and not (dot and high.isdigit() and low.isdigit()):
+            raise ValueError(f'"{value}" is not a valid AS number')
+        if not dot:
+            return parse_as_number(int(value))
+        if int(high) > 65535 or int(low) > 65535:
+            raise ValueError(f'"{value}" is not a valid AS number: parts must be 0-65535')
+        return (int(high) << 16) + int(low)
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise ValueError(f"{value} is not a valid AS number: must be 0-4294967295")
+    return value
+
+
+def _integral_float(value: float) -> int | float:
+    """Go's JSON encoder prints 100.0 as 100; keep manifests looking the same."""
+    return int(value) if float(value).is_integer() else value
+
+
+Labels = Annotated[dict[str, str], AfterValidator(_labels)]
+Selector = Annotated[str, AfterValidator(_selector)]
+CIDR = Annotated[str, AfterValidator(_cidr)]
+MaskedNet = Annotated[str, AfterValidator(_masked_net)]
+IPAddress = Annotated[str, AfterValidator(_ip)]
+InterfaceName = Annotated[str, AfterValidator(_interface)]
+Duration = Annotated[str, AfterValidator(_duration)]
+MAC = Annotated[str, AfterValidator(_mac)]
+Name = Annotated[str, AfterValidator(_subdomain)]
+Port = Annotated[int | str, PlainValidator(parse_port)]
+Protocol = Annotated[int | str, PlainValidator(parse_protocol)]
+ASNumber = Annotated[int, PlainValidator(parse_as_number)]
+Order = Annotated[float, PlainSerializer(_integral_float, return_type=int | float)]
