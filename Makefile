@@ -1,0 +1,38 @@
+# calico-py: the two entry points a newcomer needs (as root, on Debian 12):
+#   make demo   - start a throwaway etcd, apply examples/, show calicoctl output, stop etcd
+#   make test   - lint, type-check and run every test tier
+# Both install what they need (Debian packages if missing, a venv at .venv/) and are idempotent.
+
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test deps venv lint unit clean
+
+deps:
+	@./scripts/install-deps.sh
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "calico-py needs Python >= 3.11 ($(PYTHON))" >&2; exit 1; }
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/pip install -q --upgrade pip
+	@$(VENV)/bin/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: deps $(STAMP)
+
+lint: venv
+	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/ruff format --check src tests bench scripts
+	$(VENV)/bin/mypy src
+	$(VENV)/bin/lint-imports
+
+test: lint
+	$(VENV)/bin/pytest
+
+demo: venv
+	$(VENV)/bin/python scripts/demo.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

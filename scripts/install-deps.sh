@@ -1,0 +1,35 @@
+#!/bin/sh
+# Install the Debian packages calico-py needs, only those that are missing.
+# Idempotent; run as root on Debian 12 (make demo / make test call it).
+set -eu
+
+PACKAGES="python3 python3-venv python3-pip etcd-server etcd-client iptables ipset iproute2 bird2 procps"
+
+missing=""
+for pkg in $PACKAGES; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $pkg"
+    fi
+done
+
+if [ -z "$missing" ]; then
+    exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing Debian packages:$missing (run as root to install them)" >&2
+    exit 1
+fi
+
+echo "install-deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null
+# Debian starts packaged daemons on install; calico-py runs its own etcd and BIRD per test
+# or per host namespace, so stop the system-wide ones where a service manager exists.
+for svc in etcd bird; do
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+        systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    fi
+done

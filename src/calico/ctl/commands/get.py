@@ -1,0 +1,65 @@
+"""calicoctl get KIND [NAME...] [-n NS | -A] [-o ps|wide|yaml|json]."""
+
+from __future__ import annotations
+
+import click
+
+from calico.ctl.context import CtlContext, CtlError, reported, warn
+from calico.ctl.output import format_resources
+from calico.datastore.client import ResourceNotFound
+from calico.model.base import DEFAULT_NAMESPACE, Resource
+from calico.model.registry import kind_for
+
+
+@click.command()
+@click.argument("kind")
+@click.argument("names", nargs=-1)
+@click.option(
+    "-n", "--namespace", default=None, help="Namespace (namespaced kinds; default: default)."
+)
+@click.option("-A", "--all-namespaces", is_flag=True, help="List across all namespaces.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["ps", "wide", "yaml", "json"]),
+    default="ps",
+    show_default=True,
+    help="Output format.",
+)
+@click.pass_obj
+def get(
+    ctx: CtlContext,
+    kind: str,
+    names: tuple[str, ...],
+    namespace: str | None,
+    all_namespaces: bool,
+    output: str,
+) -> None:
+    """Show resources of KIND (all of them, or the NAMEs given)."""
+    try:
+        cls = kind_for(kind)
+    except ValueError as exc:
+        raise CtlError(str(exc)) from None
+    if all_namespaces and names:
+        raise CtlError("a resource cannot be retrieved by name across all namespaces")
+    ns = None if all_namespaces or not cls.NAMESPACED else (namespace or DEFAULT_NAMESPACE)
+    with reported():
+        client = ctx.client()
+        revision = ""
+        if names:
+            found: list[Resource] = []
+            for name in names:
+                try:
+                    found.append(client.get(cls, name, ns))
+                except ResourceNotFound as exc:
+                    raise CtlError(f"Failed to get resources: {exc}") from None
+        else:
+            listing = client.list(cls, ns)
+            for skipped in listing.skipped:
+                warn(f"Warning: skipped invalid datastore entry {skipped.reason}")
+            found = sorted(listing.items, key=lambda r: (r.namespace or "", r.name))
+            revision = str(listing.revision)
+    text = format_resources(
+        cls, found, output, single=len(names) == 1, all_namespaces=all_namespaces, revision=revision
+    )
+    click.echo(text, nl=False)

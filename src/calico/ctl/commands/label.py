@@ -1,0 +1,82 @@
+"""calicoctl label KIND NAME key=value [--overwrite] | key --remove."""
+
+from __future__ import annotations
+
+import click
+
+from calico.ctl.context import CtlContext, CtlError, reported
+from calico.datastore.client import ResourceConflict
+from calico.model.base import DEFAULT_NAMESPACE
+from calico.model.errors import ResourceError
+from calico.model.fields import check_label_value, check_qualified_name
+from calico.model.registry import kind_for
+
+_ATTEMPTS = 5
+
+
+def _parse(label: str, remove: bool) -> tuple[str, str | None]:
+    key, eq, value = label.partition("=")
+    if remove and eq:
+        raise CtlError("--remove takes a label key, not key=value")
+    if not remove and not eq:
+        raise CtlError(f"invalid label {label!r}: expected key=value")
+    problem = check_qualified_name(key) or (check_label_value(value) if eq else None)
+    if problem:
+        raise CtlError(problem)
+    return key, (value if eq else None)
+
+
+@click.command()
+@click.argument("kind")
+@click.argument("name")
+@click.argument("label")
+@click.option("-n", "--namespace", default=None, help="Namespace of a namespaced resource.")
+@click.option("--overwrite", is_flag=True, help="Replace the value of an existing label.")
+@click.option("--remove", is_flag=True, help="Remove the label key.")
+@click.pass_obj
+def label(
+    ctx: CtlContext,
+    kind: str,
+    name: str,
+    label: str,
+    namespace: str | None,
+    overwrite: bool,
+    remove: bool,
+) -> None:
+    """Add, change or remove a label on a resource."""
+    try:
+        cls = kind_for(kind)
+    except ValueError as exc:
+        raise CtlError(str(exc)) from None
+    key, value = _parse(label, remove)
+    ns = (namespace or DEFAULT_NAMESPACE) if cls.NAMESPACED else None
+    with reported():
+        client = ctx.client()
+        for _ in range(_ATTEMPTS):
+            resource = client.get(cls, name, ns)
+            labels = dict(resource.metadata.labels or {})
+            if remove:
+                if key not in labels:
+                    raise CtlError(f"{resource.display_name()} has no label {key!r}")
+                del labels[key]
+            elif key in labels and labels[key] != value and not overwrite:
+                raise CtlError(
+                    f"{resource.display_name()} already has label {key}={labels[key]}"
+                    " (use --overwrite)"
+                )
+            else:
+                labels[key] = value or ""
+            data = resource.to_dict()
+            data["metadata"]["labels"] = labels or None
+            try:
+                client.replace(cls.model_validate(data))
+            except ResourceConflict:
+                continue
+            except ResourceError as exc:
+                raise CtlError(str(exc)) from None
+            break
+        else:
+            raise CtlError(f"{cls.KIND} {name!r} kept changing; label not applied")
+    click.echo(
+        f"Successfully {'removed label from' if remove else 'set label on'} {cls.KIND} {name!r}"
+    )
