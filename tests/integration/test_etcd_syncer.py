@@ -11,9 +11,9 @@ import pytest
 from calico.datastore.api import Backend, SyncStatus, UpdateKind, Watch, WatchEvent
 from calico.datastore.config import EtcdConfig
 from calico.datastore.etcd import EtcdBackend
-from calico.datastore.memory import RecordingCallbacks
 from calico.datastore.syncer import Syncer
 from calico.testing.etcd_server import EtcdServer
+from calico.testing.recording import RecordingCallbacks
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

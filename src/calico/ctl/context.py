@@ -21,9 +21,11 @@ from calico.datastore.api import DatastoreError
 from calico.datastore.client import ResourceClient
 from calico.datastore.config import EtcdConfig, parse_endpoints
 from calico.datastore.etcd import EtcdBackend
+from calico.model.base import Resource
 from calico.model.errors import ResourceError
 from calico.model.keys import ResourceKey
 from calico.model.network import ClusterInformation
+from calico.model.registry import kind_for
 
 DEFAULT_CONFIG = "/etc/calico/calicoctl.cfg"
 _ENV_KEYS = ("ETCD_ENDPOINTS", "ETCD_CA_CERT_FILE", "ETCD_CERT_FILE", "ETCD_KEY_FILE")
@@ -77,9 +79,13 @@ class CtlContext:
         if self._client is None:
             backend = EtcdBackend(load_etcd_config(self.config_path, self.environ))
             client = ResourceClient(backend)
-            with reported():
-                if backend.get(_cluster_info_key()) is None:
-                    client.ensure_initialized()
+            try:
+                with reported():
+                    if backend.get(_cluster_info_key()) is None:
+                        client.ensure_initialized()
+            except CtlError:
+                backend.close()
+                raise
             self._client = client
         return self._client
 
@@ -98,6 +104,14 @@ def reported() -> Iterator[None]:
     try:
         yield
     except (DatastoreError, ResourceError) as exc:
+        raise CtlError(str(exc)) from None
+
+
+def resolve_kind(text: str) -> type[Resource]:
+    """A kind name, plural or alias -> its class; CtlError for unknown kinds."""
+    try:
+        return kind_for(text)
+    except ValueError as exc:
         raise CtlError(str(exc)) from None
 
 

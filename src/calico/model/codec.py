@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from calico.model.base import API_VERSION, Resource
 from calico.model.errors import ResourceError, from_validation_error
-from calico.model.registry import KINDS, kind_for
+from calico.model.registry import KINDS
 
 
 class _GoLikeLoader(yaml.SafeLoader):
@@ -129,10 +129,6 @@ def parse_manifest(
 ) -> list[Resource]:
     """All resources in a manifest, or ResourceError for the first invalid one."""
     return [parse_resource(doc, default_namespace) for doc in load_documents(text, source)]
-
-
-def parse_kind(kind: str) -> type[Resource]:
-    return kind_for(kind)
 
 
 def to_yaml(data: Any) -> str:

@@ -9,8 +9,9 @@ from contextlib import contextmanager
 import pytest
 
 from calico.datastore.api import SyncStatus, Update, UpdateKind
-from calico.datastore.memory import MemoryBackend, RecordingCallbacks
+from calico.datastore.memory import MemoryBackend
 from calico.datastore.syncer import Syncer
+from calico.testing.recording import RecordingCallbacks
 
 pytestmark = pytest.mark.timeout(20)
 

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import click
 
-from calico.ctl.context import CtlContext, CtlError, reported
+from calico.ctl.context import CtlContext, CtlError, resolve_kind
 from calico.datastore.api import DatastoreError
 from calico.datastore.client import ResourceClient, ResourceExists, ResourceNotFound
 from calico.model.base import Resource
 from calico.model.codec import parse_manifest
 from calico.model.errors import ResourceError
-from calico.model.registry import kind_for
 
 _MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 _PAST = {"create": "created", "apply": "applied", "replace": "replaced", "delete": "deleted"}
@@ -85,6 +84,19 @@ def run_writes(
     click.echo(f"Successfully {_PAST[verb]} {done} {_kind_phrase(resources)}resource(s)")
 
 
+def _write_file(
+    ctx: CtlContext,
+    filename: str,
+    namespace: str | None,
+    verb: str,
+    action: Callable[[ResourceClient], Callable[[Resource], object]],
+    skip: type[DatastoreError] | None = None,
+) -> None:
+    """Validate the whole file, then write it resource by resource."""
+    resources = read_manifests(filename, namespace)
+    run_writes(resources, verb, action(ctx.client()), skip)
+
+
 def _delete(client: ResourceClient, resource: Resource) -> object:
     return client.delete(
         type(resource), resource.name, resource.namespace, resource.metadata.resourceVersion
@@ -106,10 +118,8 @@ _ns_option = click.option(
 @click.pass_obj
 def create(ctx: CtlContext, filename: str, namespace: str | None, skip_exists: bool) -> None:
     """Create resources from a file; fails for any that already exist."""
-    resources = read_manifests(filename, namespace)
-    with reported():
-        client = ctx.client()
-    run_writes(resources, "create", client.create, ResourceExists if skip_exists else None)
+    skip = ResourceExists if skip_exists else None
+    _write_file(ctx, filename, namespace, "create", lambda c: c.create, skip)
 
 
 @click.command()
@@ -118,10 +128,7 @@ def create(ctx: CtlContext, filename: str, namespace: str | None, skip_exists: b
 @click.pass_obj
 def apply(ctx: CtlContext, filename: str, namespace: str | None) -> None:
     """Create or update resources from a file."""
-    resources = read_manifests(filename, namespace)
-    with reported():
-        client = ctx.client()
-    run_writes(resources, "apply", client.apply)
+    _write_file(ctx, filename, namespace, "apply", lambda c: c.apply)
 
 
 @click.command()
@@ -130,10 +137,7 @@ def apply(ctx: CtlContext, filename: str, namespace: str | None) -> None:
 @click.pass_obj
 def replace(ctx: CtlContext, filename: str, namespace: str | None) -> None:
     """Replace existing resources from a file (compare-and-swap on resourceVersion)."""
-    resources = read_manifests(filename, namespace)
-    with reported():
-        client = ctx.client()
-    run_writes(resources, "replace", client.replace)
+    _write_file(ctx, filename, namespace, "replace", lambda c: c.replace)
 
 
 @click.command()
@@ -158,8 +162,7 @@ def delete(
         if kind:
             raise CtlError("give either -f FILE or KIND NAME..., not both")
         resources = read_manifests(filename, namespace)
-        with reported():
-            client = ctx.client()
+        client = ctx.client()
         run_writes(
             resources,
             "delete",
@@ -169,12 +172,8 @@ def delete(
         return
     if not kind or not names:
         raise CtlError("delete needs -f FILE or KIND NAME...")
-    try:
-        cls = kind_for(kind)
-    except ValueError as exc:
-        raise CtlError(str(exc)) from None
-    with reported():
-        client = ctx.client()
+    cls = resolve_kind(kind)
+    client = ctx.client()
     done = 0
     for name in names:
         try:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import click
 
-from calico.ctl.context import CtlContext, CtlError, reported, warn
+from calico.ctl.context import CtlContext, CtlError, reported, resolve_kind, warn
 from calico.ctl.output import format_resources
 from calico.datastore.client import ResourceNotFound
 from calico.model.base import DEFAULT_NAMESPACE, Resource
-from calico.model.registry import kind_for
 
 
 @click.command()
@@ -36,10 +35,7 @@ def get(
     output: str,
 ) -> None:
     """Show resources of KIND (all of them, or the NAMEs given)."""
-    try:
-        cls = kind_for(kind)
-    except ValueError as exc:
-        raise CtlError(str(exc)) from None
+    cls = resolve_kind(kind)
     if all_namespaces and names:
         raise CtlError("a resource cannot be retrieved by name across all namespaces")
     ns = None if all_namespaces or not cls.NAMESPACED else (namespace or DEFAULT_NAMESPACE)

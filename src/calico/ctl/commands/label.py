@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import click
 
-from calico.ctl.context import CtlContext, CtlError, reported
+from calico.ctl.context import CtlContext, CtlError, reported, resolve_kind
 from calico.datastore.client import ResourceConflict
 from calico.model.base import DEFAULT_NAMESPACE
 from calico.model.errors import ResourceError
 from calico.model.fields import check_label_value, check_qualified_name
-from calico.model.registry import kind_for
 
 _ATTEMPTS = 5
 
@@ -44,10 +43,7 @@ def label(
     remove: bool,
 ) -> None:
     """Add, change or remove a label on a resource."""
-    try:
-        cls = kind_for(kind)
-    except ValueError as exc:
-        raise CtlError(str(exc)) from None
+    cls = resolve_kind(kind)
     key, value = _parse(label, remove)
     ns = (namespace or DEFAULT_NAMESPACE) if cls.NAMESPACED else None
     with reported():

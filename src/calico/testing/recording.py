@@ -1,0 +1,72 @@
+"""Test doubles shipped with calico-py: a syncer consumer that checks the syncer contract."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+
+from calico.datastore.api import SyncStatus, Update, UpdateKind
+
+
+class RecordingCallbacks:
+    """A `SyncerCallbacks` for tests: mirrors updates into `state` and checks the contract.
+
+    Contract checked on every update: NEW only for keys it does not hold, UPDATED/DELETED only
+    for keys it holds, values only on NEW/UPDATED. A violation is recorded in `violations` and
+    raised (AssertionError), and `wait_for` re-raises it so a test fails at once, not by timeout.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.state: dict[str, bytes] = {}
+        self.status: SyncStatus | None = None
+        self.statuses: list[SyncStatus] = []
+        self.updates: list[Update] = []
+        self.violations: list[str] = []
+
+    def on_status(self, status: SyncStatus) -> None:
+        with self._cond:
+            self.status = status
+            self.statuses.append(status)
+            self._cond.notify_all()
+
+    def on_updates(self, updates: Sequence[Update]) -> None:
+        with self._cond:
+            for update in updates:
+                self._apply_locked(update)
+            self._cond.notify_all()
+
+    def clear_history(self) -> None:
+        """Forget recorded statuses and updates (not state/status), to observe what comes next."""
+        with self._cond:
+            self.statuses.clear()
+            self.updates.clear()
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Block until predicate() holds (checked under the lock after each callback)."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: predicate() or bool(self.violations), timeout):
+                raise AssertionError(
+                    f"timed out after {timeout}s; status {self.status}, state {self.state}"
+                )
+            if self.violations:
+                raise AssertionError(f"syncer contract violated: {self.violations}")
+
+    def _apply_locked(self, update: Update) -> None:
+        self.updates.append(update)
+        held = update.key in self.state
+        problem = None
+        if update.kind is UpdateKind.NEW and held:
+            problem = "NEW for a key the consumer already has"
+        elif update.kind is not UpdateKind.NEW and not held:
+            problem = f"{update.kind.name} for a key the consumer does not have"
+        elif (update.value is None) != (update.kind is UpdateKind.DELETED):
+            problem = "value must be None exactly for DELETED"
+        if problem is not None:
+            self.violations.append(f"{problem}: {update}")
+            self._cond.notify_all()
+            raise AssertionError(self.violations[-1])
+        if update.value is None:
+            del self.state[update.key]
+        else:
+            self.state[update.key] = update.value
