@@ -1,0 +1,1 @@
+"""Felix's calculation core: datastore resources in, ordered dataplane messages out (pure)."""

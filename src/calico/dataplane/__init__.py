@@ -1,0 +1,1 @@
+"""Felix's side effects: programming the kernel from calculation messages."""

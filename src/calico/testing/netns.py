@@ -1,0 +1,118 @@
+"""Network namespaces for kernel tests: per-run names, veth wiring, processes by PID.
+
+Nothing here touches the root namespace's interfaces, routes or firewall: namespaces are
+created with `ip netns add`, veth pairs are created inside a test namespace and moved
+straight into another, and every command runs under `ip netns exec`. `close()` kills the
+processes it started (by PID) and deletes its namespaces, also after a failed test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+from collections.abc import Sequence
+from types import TracebackType
+
+
+def run_prefix() -> str:
+    """A short per-run prefix, unique enough that parallel runs never collide."""
+    return f"cpy{secrets.token_hex(3)}"
+
+
+class Namespaces:
+    def __init__(self, prefix: str | None = None) -> None:
+        self.prefix = prefix or run_prefix()
+        self.names: list[str] = []
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    def add(self, suffix: str) -> str:
+        """Create `<prefix>-<suffix>` with loopback up; returns its name."""
+        name = f"{self.prefix}-{suffix}"
+        _run(["ip", "netns", "add", name])
+        self.names.append(name)
+        self.exec(name, ["ip", "link", "set", "lo", "up"])
+        return name
+
+    def veth(self, ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
+        """A veth pair from `if_a` in ns_a to `if_b` in ns_b, both set up."""
+        _run(
+            [
+                "ip",
+                "-n",
+                ns_a,
+                "link",
+                "add",
+                if_a,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                if_b,
+                "netns",
+                ns_b,
+            ]
+        )
+        self.exec(ns_a, ["ip", "link", "set", if_a, "up"])
+        self.exec(ns_b, ["ip", "link", "set", if_b, "up"])
+
+    def exec(
+        self,
+        ns: str,
+        args: Sequence[str],
+        *,
+        check: bool = True,
+        stdin: str | None = None,
+        timeout: float = 60.0,
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            ["ip", "netns", "exec", ns, *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise RuntimeError(
+                f"in {ns}: {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()}"
+            )
+        return proc
+
+    def popen(self, ns: str, args: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        """Start a long-running process in `ns`; it is killed by PID on close()."""
+        proc: subprocess.Popen[bytes] = subprocess.Popen(
+            ["ip", "netns", "exec", ns, *args], start_new_session=True, **kwargs
+        )  # type: ignore[call-overload]
+        self._procs.append(proc)
+        return proc
+
+    def close(self) -> None:
+        for proc in reversed(self._procs):
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        self._procs.clear()
+        for name in reversed(self.names):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+        self.names.clear()
+
+    def __enter__(self) -> Namespaces:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _run(args: Sequence[str]) -> None:
+    proc = subprocess.run(list(args), capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()}")
