@@ -1,0 +1,69 @@
+"""Local endpoint resources + resolved tiers -> dataplane endpoint messages (pure)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from calico.calc.items import normalise_cidr
+from calico.calc.messages import (
+    HostEndpoint,
+    HostEndpointID,
+    NatMapping,
+    TierInfo,
+    WorkloadEndpoint,
+    WorkloadEndpointID,
+)
+from calico.calc.policy_resolver import HostTiers
+from calico.model import endpoints as model
+
+
+def _split(cidrs: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    v4 = tuple(c for c in cidrs if ipaddress.ip_network(c).version == 4)
+    v6 = tuple(c for c in cidrs if ipaddress.ip_network(c).version == 6)
+    return v4, v6
+
+
+def workload_endpoint_id(wep: model.WorkloadEndpoint) -> WorkloadEndpointID:
+    return WorkloadEndpointID(wep.namespace or "default", wep.name)
+
+
+def workload_endpoint_message(
+    wep: model.WorkloadEndpoint, tiers: tuple[TierInfo, ...]
+) -> WorkloadEndpoint:
+    spec = wep.spec
+    v4, v6 = _split([normalise_cidr(n) for n in spec.ipNetworks or []])
+    nats = [NatMapping(n.internalIP, n.externalIP) for n in spec.ipNATs or []]
+    return WorkloadEndpoint(
+        interface_name=spec.interfaceName or "",
+        mac=spec.mac,
+        ipv4_nets=v4,
+        ipv6_nets=v6,
+        profile_ids=tuple(spec.profiles or ()),
+        tiers=tiers,
+        ipv4_nats=tuple(n for n in nats if ipaddress.ip_address(n.internal_ip).version == 4),
+        ipv6_nats=tuple(n for n in nats if ipaddress.ip_address(n.internal_ip).version == 6),
+        allow_spoofed_source_prefixes=tuple(
+            normalise_cidr(p) for p in spec.allowSpoofedSourcePrefixes or []
+        ),
+    )
+
+
+def host_endpoint_id(hep: model.HostEndpoint) -> HostEndpointID:
+    return HostEndpointID(hep.name)
+
+
+def host_endpoint_message(hep: model.HostEndpoint, tiers: HostTiers) -> HostEndpoint:
+    spec = hep.spec
+    addresses = list(spec.expectedIPs or [])
+    v4 = tuple(a for a in addresses if ipaddress.ip_address(a).version == 4)
+    v6 = tuple(a for a in addresses if ipaddress.ip_address(a).version == 6)
+    return HostEndpoint(
+        interface_name=spec.interfaceName or None,
+        expected_ipv4_addrs=v4,
+        expected_ipv6_addrs=v6,
+        profile_ids=tuple(spec.profiles or ()),
+        tiers=tiers.normal,
+        untracked_tiers=tiers.untracked,
+        pre_dnat_tiers=tiers.pre_dnat,
+        forward_tiers=tiers.forward,
+    )

@@ -1,0 +1,322 @@
+"""Felix's configuration, layered like Calico's.
+
+Lowest to highest: built-in defaults < FelixConfiguration `default` < FelixConfiguration
+`node.<nodename>` < the config file (INI, `[global]`, FELIX_CONFIGFILE, default
+/etc/calico/felix.cfg) < environment (`FELIX_<NAME>`, case-insensitive, plus `NODENAME`,
+`CALICO_RUN_DIR`). Parameter names are Felix's (`ReportingIntervalSecs`...); datastore
+values use the FelixConfiguration field names (`reportingInterval: 30s`).
+
+An invalid value in the environment or the config file stops Felix at start with an error
+naming the source, the parameter and the reason; an invalid datastore value is reported
+and the lower layer's value used, so one bad edit cannot take every host down.
+"""
+
+from __future__ import annotations
+
+import configparser
+import logging
+import re
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ProtoPort:
+    protocol: str  # tcp, udp, sctp
+    port: int
+    net: str | None = None
+
+
+_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_seconds(text: str) -> float:
+    """'30', '30s', '1m30s', '500ms' -> seconds."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = _GO_DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"{text!r} is not a duration (e.g. 30, 30s, 1m30s)")
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes", "y", "t"):
+        return True
+    if lowered in ("false", "0", "no", "n", "f"):
+        return False
+    raise ValueError(f"{text!r} is not a boolean")
+
+
+def parse_int(text: str) -> int:
+    return int(text.strip(), 0)
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        for value in allowed:
+            if value.lower() == text.strip().lower():
+                return value
+        raise ValueError(f"{text!r} is not one of {', '.join(allowed)}")
+
+    return parse
+
+
+def parse_ports(text: str) -> tuple[ProtoPort, ...]:
+    """Felix's 'tcp:22,udp:68,tcp:10.0.0.0/8:443' list ('none' or '' for empty)."""
+    if text.strip().lower() in ("", "none"):
+        return ()
+    out = []
+    for entry in text.split(","):
+        protocol, _, rest = entry.strip().partition(":")
+        net, _, port = rest.rpartition(":")
+        if protocol.lower() not in ("tcp", "udp", "sctp") or not port.isdigit():
+            raise ValueError(f"{entry!r} is not protocol:port (e.g. tcp:22)")
+        out.append(ProtoPort(protocol.lower(), int(port), net or None))
+    return tuple(out)
+
+
+def parse_prefixes(text: str) -> tuple[str, ...]:
+    prefixes = tuple(p.strip() for p in text.split(",") if p.strip())
+    if not prefixes:
+        raise ValueError("at least one interface prefix is needed")
+    return prefixes
+
+
+def _ports_from_datastore(value: Any) -> str:
+    items = [
+        f"{d.get('protocol', 'TCP')}:{d['net'] + ':' if d.get('net') else ''}{d['port']}"
+        for d in value
+    ]
+    return ",".join(items) or "none"
+
+
+def _duration_from_datastore(value: Any) -> str:
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    attr: str
+    name: str  # Felix's parameter name
+    field: str | None  # FelixConfiguration field, if the datastore can set it
+    default: str
+    parse: Callable[[str], Any]
+    from_datastore: Callable[[Any], str] = str
+
+
+def _bool(attr: str, name: str, field: str, default: str) -> Param:
+    return Param(attr, name, field, default, parse_bool, lambda v: str(v).lower())
+
+
+def _secs(attr: str, name: str, field: str, default: str) -> Param:
+    return Param(attr, name, field, default, parse_seconds, _duration_from_datastore)
+
+
+def _ports(attr: str, name: str, field: str, default: str) -> Param:
+    return Param(attr, name, field, default, parse_ports, _ports_from_datastore)
+
+
+_FAILSAFE_IN = "tcp:22,udp:68,tcp:179,tcp:2379,tcp:2380,tcp:5473,tcp:6443,tcp:6666,tcp:6667"
+_FAILSAFE_OUT = "udp:53,udp:67,tcp:179,tcp:2379,tcp:2380,tcp:5473,tcp:6443,tcp:6666,tcp:6667"
+_LOG_LEVELS = _choice("Trace", "Debug", "Info", "Warning", "Error", "Fatal")
+
+PARAMS: tuple[Param, ...] = (
+    Param("hostname", "FelixHostname", None, "", str),
+    Param("interface_prefixes", "InterfacePrefix", "interfacePrefix", "cali", parse_prefixes),
+    Param(
+        "default_endpoint_to_host_action",
+        "DefaultEndpointToHostAction",
+        "defaultEndpointToHostAction",
+        "Drop",
+        _choice("Drop", "Accept", "Return"),
+    ),
+    Param(
+        "filter_allow_action",
+        "IptablesFilterAllowAction",
+        "iptablesFilterAllowAction",
+        "Accept",
+        _choice("Accept", "Return"),
+    ),
+    Param(
+        "filter_deny_action",
+        "IptablesFilterDenyAction",
+        "iptablesFilterDenyAction",
+        "Drop",
+        _choice("Drop", "Reject"),
+    ),
+    Param(
+        "chain_insert_mode",
+        "ChainInsertMode",
+        "chainInsertMode",
+        "Insert",
+        _choice("Insert", "Append"),
+    ),
+    Param("log_prefix", "LogPrefix", "logPrefix", "calico-packet", str),
+    Param("log_severity", "LogSeverityScreen", "logSeverityScreen", "Info", _LOG_LEVELS),
+    _bool("ipv6_support", "Ipv6Support", "ipv6Support", "true"),
+    _secs("reporting_interval", "ReportingIntervalSecs", "reportingInterval", "30"),
+    _secs("reporting_ttl", "ReportingTTLSecs", "reportingTTL", "90"),
+    _bool(
+        "endpoint_reporting_enabled",
+        "EndpointReportingEnabled",
+        "endpointReportingEnabled",
+        "false",
+    ),
+    _secs("endpoint_reporting_delay", "EndpointReportingDelaySecs", "endpointReportingDelay", "1"),
+    _bool("health_enabled", "HealthEnabled", "healthEnabled", "false"),
+    Param("health_host", "HealthHost", "healthHost", "localhost", str),
+    Param("health_port", "HealthPort", "healthPort", "9099", parse_int),
+    _bool("prometheus_enabled", "PrometheusMetricsEnabled", "prometheusMetricsEnabled", "false"),
+    Param("prometheus_host", "PrometheusMetricsHost", "prometheusMetricsHost", "", str),
+    Param("prometheus_port", "PrometheusMetricsPort", "prometheusMetricsPort", "9091", parse_int),
+    _ports(
+        "failsafe_inbound", "FailsafeInboundHostPorts", "failsafeInboundHostPorts", _FAILSAFE_IN
+    ),
+    _ports(
+        "failsafe_outbound", "FailsafeOutboundHostPorts", "failsafeOutboundHostPorts", _FAILSAFE_OUT
+    ),
+    _secs("iptables_refresh_interval", "IptablesRefreshInterval", "iptablesRefreshInterval", "90"),
+    _secs("ipsets_refresh_interval", "IpsetsRefreshInterval", "ipsetsRefreshInterval", "90"),
+    _secs("route_refresh_interval", "RouteRefreshInterval", "routeRefreshInterval", "90"),
+    _secs(
+        "interface_refresh_interval", "InterfaceRefreshInterval", "interfaceRefreshInterval", "90"
+    ),
+    Param("iptables_mark_mask", "IptablesMarkMask", "iptablesMarkMask", "0xffff0000", parse_int),
+    Param(
+        "iptables_backend",
+        "IptablesBackend",
+        "iptablesBackend",
+        "Auto",
+        _choice("Auto", "NFT", "Legacy"),
+    ),
+    Param("metadata_addr", "MetadataAddr", "metadataAddr", "127.0.0.1", str),
+    Param("metadata_port", "MetadataPort", "metadataPort", "8775", parse_int),
+    _bool("remove_external_routes", "RemoveExternalRoutes", "removeExternalRoutes", "true"),
+    Param("run_dir", "CalicoRunDir", None, "/var/run/calico", str),
+)
+_BY_NAME = {p.name.lower(): p for p in PARAMS}
+_ENV_ALIASES = {
+    "NODENAME": "felixhostname",
+    "CALICO_RUN_DIR": "calicorundir",
+    "FELIX_HOSTNAME": "felixhostname",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FelixConfig:
+    hostname: str
+    interface_prefixes: tuple[str, ...]
+    default_endpoint_to_host_action: str
+    filter_allow_action: str
+    filter_deny_action: str
+    chain_insert_mode: str
+    log_prefix: str
+    log_severity: str
+    ipv6_support: bool
+    reporting_interval: float
+    reporting_ttl: float
+    endpoint_reporting_enabled: bool
+    endpoint_reporting_delay: float
+    health_enabled: bool
+    health_host: str
+    health_port: int
+    prometheus_enabled: bool
+    prometheus_host: str
+    prometheus_port: int
+    failsafe_inbound: tuple[ProtoPort, ...]
+    failsafe_outbound: tuple[ProtoPort, ...]
+    iptables_refresh_interval: float
+    ipsets_refresh_interval: float
+    route_refresh_interval: float
+    interface_refresh_interval: float
+    iptables_mark_mask: int
+    iptables_backend: str
+    metadata_addr: str
+    metadata_port: int
+    remove_external_routes: bool
+    run_dir: str
+
+
+def env_layer(environ: Mapping[str, str]) -> dict[str, str]:
+    """Felix parameters set in the environment (lower-cased names)."""
+    out: dict[str, str] = {}
+    for key, value in environ.items():
+        if key in _ENV_ALIASES:
+            out[_ENV_ALIASES[key]] = value
+        elif key.upper().startswith("FELIX_") and key.upper() != "FELIX_CONFIGFILE":
+            name = key[6:].lower()
+            if name in _BY_NAME:
+                out[name] = value
+            else:
+                log.warning("ignoring unknown Felix parameter in environment: %s", key)
+    return out
+
+
+def file_layer(path: str | None) -> dict[str, str]:
+    """The [global] section of a Felix INI config file, if it exists."""
+    target = Path(path or "/etc/calico/felix.cfg")
+    if not target.exists():
+        if path:
+            raise ConfigError(f"config file {target} does not exist")
+        return {}
+    parser = configparser.ConfigParser()
+    try:
+        parser.read(target)
+    except configparser.Error as exc:
+        raise ConfigError(f"config file {target}: {exc}") from None
+    section = parser["global"] if parser.has_section("global") else {}
+    return {k.lower(): v for k, v in section.items() if k.lower() in _BY_NAME}
+
+
+def datastore_layer(spec: Mapping[str, Any] | None) -> dict[str, str]:
+    """FelixConfiguration spec fields -> parameter strings."""
+    out: dict[str, str] = {}
+    for param in PARAMS:
+        if spec and param.field and spec.get(param.field) is not None:
+            out[param.name.lower()] = param.from_datastore(spec[param.field])
+    return out
+
+
+def build_config(
+    environ: Mapping[str, str],
+    file_values: Mapping[str, str] | None = None,
+    global_spec: Mapping[str, Any] | None = None,
+    node_spec: Mapping[str, Any] | None = None,
+) -> FelixConfig:
+    values: dict[str, Any] = {}
+    layers = [
+        ("FelixConfiguration default", datastore_layer(global_spec), False),
+        ("FelixConfiguration node", datastore_layer(node_spec), False),
+        ("config file", dict(file_values or {}), True),
+        ("environment", env_layer(environ), True),
+    ]
+    for param in PARAMS:
+        values[param.attr] = param.parse(param.default) if param.default else param.default
+        for source, layer, fatal in layers:
+            raw = layer.get(param.name.lower())
+            if raw is None:
+                continue
+            try:
+                values[param.attr] = param.parse(raw)
+            except ValueError as exc:
+                if fatal:
+                    raise ConfigError(f"{source}: {param.name}: {exc}") from None
+                log.error("%s: ignoring invalid %s: %s", source, param.name, exc)
+    if not values["hostname"]:
+        values["hostname"] = socket.gethostname()
+    return FelixConfig(**{f.name: values[f.name] for f in fields(FelixConfig)})

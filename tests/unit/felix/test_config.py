@@ -1,0 +1,115 @@
+"""Felix configuration layering and validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from calico.felix.config import ConfigError, ProtoPort, build_config, file_layer, parse_seconds
+
+
+def test_defaults_match_calico() -> None:
+    cfg = build_config({"NODENAME": "host-1"})
+    assert cfg.hostname == "host-1"
+    assert cfg.interface_prefixes == ("cali",)
+    assert cfg.default_endpoint_to_host_action == "Drop"
+    assert (cfg.reporting_interval, cfg.reporting_ttl) == (30, 90)
+    assert (
+        ProtoPort("tcp", 22) in cfg.failsafe_inbound
+        and ProtoPort("udp", 53) in cfg.failsafe_outbound
+    )
+    assert cfg.iptables_mark_mask == 0xFFFF0000
+    assert cfg.run_dir == "/var/run/calico"
+
+
+def test_layers_in_calico_order(tmp_path: Path) -> None:
+    ini = tmp_path / "felix.cfg"
+    ini.write_text("[global]\nReportingIntervalSecs = 20\nLogPrefix = from-file\n")
+    cfg = build_config(
+        {"NODENAME": "h", "FELIX_LOGPREFIX": "from-env", "CALICO_RUN_DIR": str(tmp_path)},
+        file_layer(str(ini)),
+        global_spec={
+            "reportingInterval": "10s",
+            "interfacePrefix": "tap",
+            "reportingTTL": "1m",
+            "logPrefix": "ds",
+        },
+        node_spec={"reportingTTL": "2m", "interfacePrefix": "tap,cali"},
+    )
+    assert cfg.reporting_interval == 20  # file beats datastore
+    assert cfg.log_prefix == "from-env"  # env beats file
+    assert cfg.reporting_ttl == 120  # node beats global
+    assert cfg.interface_prefixes == ("tap", "cali")
+    assert cfg.run_dir == str(tmp_path)
+
+
+def test_env_names_are_case_insensitive_and_values_normalised() -> None:
+    cfg = build_config(
+        {
+            "felix_defaultendpointtohostaction": "ACCEPT",
+            "FELIX_IPV6SUPPORT": "false",
+            "FELIX_FAILSAFEINBOUNDHOSTPORTS": "tcp:22,udp:10.0.0.0/8:68",
+        }
+    )
+    assert cfg.default_endpoint_to_host_action == "Accept"
+    assert cfg.ipv6_support is False
+    assert cfg.failsafe_inbound == (ProtoPort("tcp", 22), ProtoPort("udp", 68, "10.0.0.0/8"))
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"FELIX_REPORTINGINTERVALSECS": "soon"},
+            "environment: ReportingIntervalSecs: 'soon' is not a duration",
+        ),
+        (
+            {"FELIX_DEFAULTENDPOINTTOHOSTACTION": "Maybe"},
+            "DefaultEndpointToHostAction: 'Maybe' is not one of Drop, Accept, Return",
+        ),
+        ({"FELIX_FAILSAFEINBOUNDHOSTPORTS": "tcp"}, "FailsafeInboundHostPorts"),
+        ({"FELIX_HEALTHPORT": "x"}, "HealthPort"),
+        ({"FELIX_INTERFACEPREFIX": ","}, "InterfacePrefix: at least one interface prefix"),
+    ],
+)
+def test_invalid_local_config_is_fatal_with_a_clear_message(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        build_config(env)
+
+
+def test_invalid_datastore_value_falls_back() -> None:
+    cfg = build_config(
+        {}, global_spec={"defaultEndpointToHostAction": "Bogus", "reportingInterval": "45s"}
+    )
+    assert cfg.default_endpoint_to_host_action == "Drop"
+    assert cfg.reporting_interval == 45
+
+
+def test_datastore_failsafe_list() -> None:
+    cfg = build_config(
+        {},
+        global_spec={
+            "failsafeInboundHostPorts": [
+                {"protocol": "TCP", "port": 22},
+                {"protocol": "UDP", "port": 68, "net": "10.0.0.0/8"},
+            ]
+        },
+    )
+    assert cfg.failsafe_inbound == (ProtoPort("tcp", 22), ProtoPort("udp", 68, "10.0.0.0/8"))
+    assert build_config({}, global_spec={"failsafeInboundHostPorts": []}).failsafe_inbound == ()
+
+
+def test_missing_explicit_config_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        file_layer(str(tmp_path / "nope.cfg"))
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30", 30), ("1.5", 1.5), ("90s", 90), ("1m30s", 90), ("500ms", 0.5), ("2h", 7200)],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_seconds(text) == seconds
