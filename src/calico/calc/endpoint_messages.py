@@ -45,6 +45,9 @@ def workload_endpoint_message(
         allow_spoofed_source_prefixes=tuple(
             normalise_cidr(p) for p in spec.allowSpoofedSourcePrefixes or []
         ),
+        orchestrator=spec.orchestrator or "",
+        workload=(spec.pod if spec.orchestrator == "k8s" else spec.workload) or "",
+        endpoint=spec.endpoint or "",
     )
 
 

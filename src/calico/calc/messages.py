@@ -130,6 +130,10 @@ class WorkloadEndpoint:
     ipv4_nats: tuple[NatMapping, ...] = ()
     ipv6_nats: tuple[NatMapping, ...] = ()
     allow_spoofed_source_prefixes: tuple[str, ...] = ()
+    # Calico's status-key identity (orchestrator/workload/endpoint), for status reporting.
+    orchestrator: str = ""
+    workload: str = ""
+    endpoint: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,155 @@
+"""Status Felix writes back to the datastore: its liveness heartbeat and endpoint status.
+
+Keys, as Calico's Felix (v2, with region) writes them:
+  /calico/felix/v2/<region>/host/<host>/status    {"time", "uptime", "first_update"}, lease TTL
+  /calico/felix/v2/<region>/host/<host>/last_reported_status    the same value, no TTL
+  /calico/felix/v2/<region>/host/<host>/workload/<orch>/<workload>/endpoint/<ep>  {"status": ...}
+  /calico/felix/v2/<region>/host/<host>/endpoint/<hep>                             {"status": ...}
+The heartbeat's lease expires ReportingTTLSecs after Felix stops reporting, which is how the
+OpenStack driver notices a dead host. Datastore failures are logged and retried on the next
+tick; they never stop Felix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from calico.datastore.api import Backend, DatastoreError, KeyNotFound
+
+log = logging.getLogger(__name__)
+
+FELIX_STATUS_ROOT = "/calico/felix/v2"
+DEFAULT_REGION = "no-region"
+
+
+def host_prefix(hostname: str, region: str = DEFAULT_REGION) -> str:
+    return f"{FELIX_STATUS_ROOT}/{region}/host/{hostname}/"
+
+
+def workload_status_key(
+    hostname: str, orchestrator: str, workload: str, endpoint: str, region: str = DEFAULT_REGION
+) -> str:
+    base = host_prefix(hostname, region)
+    return f"{base}workload/{orchestrator}/{workload}/endpoint/{endpoint}"
+
+
+def host_endpoint_status_key(hostname: str, name: str, region: str = DEFAULT_REGION) -> str:
+    return f"{host_prefix(hostname, region)}endpoint/{name}"
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class StatusReporter:
+    """Heartbeat and endpoint status writer (its own thread once started)."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        hostname: str,
+        interval: float,
+        ttl: float,
+        region: str = DEFAULT_REGION,
+        wallclock: Callable[[], str] = _utc_now,
+    ) -> None:
+        self._backend = backend
+        self._prefix = host_prefix(hostname, region)
+        self._interval = interval
+        self._ttl = max(1, round(ttl))
+        self._wallclock = wallclock
+        self._started = time.monotonic()
+        self._first = True
+        self._lease = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="felix-status", daemon=True)
+        self._lock = threading.Lock()
+        self._pending: dict[str, str | None] = {}  # key -> status, None = delete
+        self._written: dict[str, str] = {}
+
+    # -- heartbeat --------------------------------------------------------------------------
+
+    def report(self) -> bool:
+        """Write one heartbeat (and pending endpoint status); True if the datastore took it."""
+        body = json.dumps(
+            {
+                "time": self._wallclock(),
+                "uptime": round(time.monotonic() - self._started, 1),
+                "first_update": self._first,
+            }
+        ).encode()
+        try:
+            self._refresh_lease()
+            self._backend.put(self._prefix + "status", body, lease=self._lease)
+            self._backend.put(self._prefix + "last_reported_status", body)
+            self.flush_endpoints()
+        except DatastoreError as exc:
+            log.warning("status report failed (will retry): %s", exc)
+            return False
+        self._first = False
+        return True
+
+    def _refresh_lease(self) -> None:
+        if self._lease:
+            try:
+                self._backend.keepalive(self._lease)
+                return
+            except KeyNotFound:
+                log.info("status lease expired; granting a new one")
+        self._lease = self._backend.grant_lease(self._ttl)
+
+    # -- endpoint status --------------------------------------------------------------------
+
+    def set_endpoint_status(self, key: str, status: str | None) -> None:
+        """Queue an endpoint status ("up", "down", "error") or its removal (None)."""
+        with self._lock:
+            self._pending[key] = status
+
+    def flush_endpoints(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        try:
+            for key, status in pending.items():
+                if status is None:
+                    if self._written.pop(key, None) is not None:
+                        self._delete(key)
+                elif self._written.get(key) != status:
+                    self._backend.put(key, json.dumps({"status": status}).encode())
+                    self._written[key] = status
+        except DatastoreError:
+            with self._lock:  # put back what was not written, unless superseded meanwhile
+                self._pending = {**pending, **self._pending}
+            raise
+
+    def remove_stale_endpoint_status(self, wanted: set[str]) -> None:
+        """Delete endpoint status keys for this host that no current endpoint owns."""
+        listing = self._backend.list(self._prefix)
+        for kv in listing.items:
+            is_endpoint = "/endpoint/" in kv.key[len(self._prefix) :]
+            if is_endpoint and kv.key not in wanted:
+                self._delete(kv.key)
+                self._written.pop(kv.key, None)
+
+    def _delete(self, key: str) -> None:
+        with contextlib.suppress(KeyNotFound):
+            self._backend.delete(key)
+
+    # -- thread -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            ok = self.report()
+            self._stop.wait(self._interval if ok else min(self._interval, 5.0))

@@ -1,0 +1,74 @@
+"""Felix's status reporting against the in-memory backend (lease expiry with a fake clock)."""
+
+from __future__ import annotations
+
+import json
+
+from calico.datastore.memory import MemoryBackend
+from calico.felix.status import StatusReporter, host_endpoint_status_key, workload_status_key
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_heartbeat_is_leased_and_mirrored() -> None:
+    clock = Clock()
+    backend = MemoryBackend(now=clock)
+    reporter = StatusReporter(
+        backend, "host-1", interval=30, ttl=90, wallclock=lambda: "2026-01-01T00:00:00Z"
+    )
+    assert reporter.report()
+    status = backend.get("/calico/felix/v2/no-region/host/host-1/status")
+    assert status is not None and status.lease != 0
+    body = json.loads(status.value)
+    assert body["first_update"] is True and body["time"] == "2026-01-01T00:00:00Z"
+    assert reporter.report()
+    again = backend.get("/calico/felix/v2/no-region/host/host-1/status")
+    assert again is not None and json.loads(again.value)["first_update"] is False
+    clock.now += 91  # Felix stopped reporting: the key expires, the mirror stays
+    backend.expire_leases()
+    assert backend.get("/calico/felix/v2/no-region/host/host-1/status") is None
+    assert backend.get("/calico/felix/v2/no-region/host/host-1/last_reported_status") is not None
+    assert reporter.report()  # a fresh lease after expiry
+    assert backend.get("/calico/felix/v2/no-region/host/host-1/status") is not None
+
+
+def test_endpoint_status_written_deduplicated_and_removed() -> None:
+    backend = MemoryBackend()
+    reporter = StatusReporter(backend, "h", interval=30, ttl=90)
+    wep = workload_status_key("h", "openstack", "vm1", "port1")
+    hep = host_endpoint_status_key("h", "eth0")
+    assert wep == "/calico/felix/v2/no-region/host/h/workload/openstack/vm1/endpoint/port1"
+    reporter.set_endpoint_status(wep, "up")
+    reporter.set_endpoint_status(hep, "down")
+    reporter.flush_endpoints()
+    kv = backend.get(wep)
+    assert kv is not None and json.loads(kv.value) == {"status": "up"}
+    revision = kv.mod_revision
+    reporter.set_endpoint_status(wep, "up")
+    reporter.flush_endpoints()
+    kv = backend.get(wep)
+    assert kv is not None and kv.mod_revision == revision  # unchanged status is not rewritten
+    reporter.set_endpoint_status(wep, None)
+    reporter.flush_endpoints()
+    assert backend.get(wep) is None
+
+
+def test_stale_endpoint_status_is_swept_on_resync() -> None:
+    backend = MemoryBackend()
+    stale = workload_status_key("h", "k8s", "old-pod", "eth0")
+    keep = workload_status_key("h", "k8s", "pod", "eth0")
+    other_host = workload_status_key("h2", "k8s", "pod", "eth0")
+    for key in (stale, keep, other_host):
+        backend.put(key, b'{"status": "up"}')
+    reporter = StatusReporter(backend, "h", interval=30, ttl=90)
+    reporter.report()
+    reporter.remove_stale_endpoint_status({keep})
+    assert backend.get(stale) is None
+    assert backend.get(keep) is not None and backend.get(other_host) is not None
+    assert backend.get("/calico/felix/v2/no-region/host/h/status") is not None
