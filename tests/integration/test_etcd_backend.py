@@ -24,6 +24,7 @@ from calico.datastore.api import (
     WatchCompacted,
     WatchEvent,
 )
+from calico.datastore.config import EtcdConfig
 from calico.datastore.etcd import EtcdBackend
 from calico.testing.etcd_server import EtcdServer
 
@@ -367,3 +368,17 @@ def test_values_and_keys_round_trip_bytes(backend: EtcdBackend) -> None:
     backend.put("/bin/\u2603", value)
     (kv,) = backend.list("/bin/").items
     assert (kv.key, kv.value) == ("/bin/\u2603", value)
+
+
+def test_unix_socket_endpoint_reaches_the_same_store(etcd_server: EtcdServer) -> None:
+    tcp = EtcdBackend(EtcdConfig(endpoints=(etcd_server.endpoint,)))
+    unix = EtcdBackend(EtcdConfig(endpoints=(etcd_server.unix_endpoint,)))
+    try:
+        revision = tcp.put("/unix/a", b"1")
+        kv = unix.get("/unix/a")
+        assert kv is not None and kv.value == b"1" and kv.mod_revision == revision
+        unix.put("/unix/b", b"2")
+        assert [kv.key for kv in tcp.list("/unix/").items] == ["/unix/a", "/unix/b"]
+    finally:
+        tcp.close()
+        unix.close()

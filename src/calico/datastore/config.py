@@ -89,6 +89,12 @@ def parse_endpoints(text: str) -> tuple[str, ...]:
 
 
 def _check_endpoint(endpoint: str) -> None:
+    if endpoint.startswith("unix://"):
+        if not endpoint[len("unix://") :]:
+            raise ValueError(
+                f"etcd config: malformed endpoint {endpoint!r}: expected unix://<path>"
+            )
+        return
     try:
         parts = urlsplit(endpoint)
         port = parts.port
@@ -97,6 +103,7 @@ def _check_endpoint(endpoint: str) -> None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(
             f"etcd config: malformed endpoint {endpoint!r}: expected http(s)://host[:port]"
+            " or unix://<socket path>"
         )
     if parts.path.strip("/") or parts.query or parts.fragment or port == 0:
         raise ValueError(

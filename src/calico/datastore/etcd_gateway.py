@@ -103,8 +103,19 @@ class Gateway:
         self._preferred = 0
         self._lock = threading.Lock()
         timeout = httpx.Timeout(config.request_timeout, connect=config.connect_timeout)
+        # unix:// endpoints get a placeholder base URL routed to their socket by a mount.
+        self._base = {
+            ep: _unix_base(i) if is_unix(ep) else ep for i, ep in enumerate(config.endpoints)
+        }
+        mounts: dict[str, httpx.BaseTransport] = {
+            self._base[ep]: httpx.HTTPTransport(uds=unix_path(ep))
+            for ep in config.endpoints
+            if is_unix(ep)
+        }
         # trust_env=False: proxy variables and .netrc must not redirect datastore traffic.
-        self._client = httpx.Client(timeout=timeout, verify=_ssl_context(config), trust_env=False)
+        self._client = httpx.Client(
+            timeout=timeout, verify=_ssl_context(config), trust_env=False, mounts=mounts
+        )
 
     def call(self, path: str, body: Json, *, idempotent: bool = True) -> Json:
         """POST one unary request, failing over to the next endpoint on connection failure.
@@ -116,7 +127,7 @@ class Gateway:
         failures: list[str] = []
         for endpoint in self._rotation():
             try:
-                response = self._client.post(endpoint + path, json=body)
+                response = self._client.post(self._base[endpoint] + path, json=body)
                 result = _decode(response)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 failures.append(f"{endpoint}: {_describe(exc)}")
@@ -139,7 +150,8 @@ class Gateway:
         for endpoint in self._rotation():
             try:
                 response = self._client.send(
-                    self._client.build_request("POST", endpoint + path, json=body), stream=True
+                    self._client.build_request("POST", self._base[endpoint] + path, json=body),
+                    stream=True,
                 )
                 if response.status_code != httpx.codes.OK:
                     response.read()
@@ -170,6 +182,18 @@ class Gateway:
             previous, self._preferred = self._preferred, index
         if previous != index:
             _log.warning("etcd: switched to endpoint %s", endpoint)
+
+
+def is_unix(endpoint: str) -> bool:
+    return endpoint.startswith("unix://")
+
+
+def unix_path(endpoint: str) -> str:
+    return endpoint[len("unix://") :]
+
+
+def _unix_base(index: int) -> str:
+    return f"http://etcd-unix-socket-{index}"
 
 
 def _decode(response: httpx.Response) -> Json:

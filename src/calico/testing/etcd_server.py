@@ -72,6 +72,12 @@ class EtcdServer:
         return f"{scheme}://127.0.0.1:{self.client_port}"
 
     @property
+    def unix_endpoint(self) -> str:
+        """The same server on a unix socket: reachable from any network namespace, which is
+        how processes inside test host namespaces reach this loopback-bound etcd."""
+        return f"unix://{self._tmp}/localhost:{self.client_port}"
+
+    @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
@@ -145,11 +151,12 @@ class EtcdServer:
 
     def _spawn(self) -> None:
         client = self.endpoint
+        listen = f"{client},unix://localhost:{self.client_port}" if not self._tls else client
         peer = f"http://127.0.0.1:{self.peer_port}"
         args = [
             self._binary,
             *("--name", "default", "--data-dir", str(self.data_dir)),
-            *("--listen-client-urls", client, "--advertise-client-urls", client),
+            *("--listen-client-urls", listen, "--advertise-client-urls", client),
             *("--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer),
             *("--initial-cluster", f"default={peer}"),
             *("--logger", "zap", "--log-outputs", str(self.log_file), "--log-level", "warn"),
@@ -157,8 +164,13 @@ class EtcdServer:
             *self._tls_args(),
             *self._extra_args,
         ]
+        # etcd creates a unix listener relative to its working directory.
         self._process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            args,
+            cwd=self._tmp,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
     def _tls_args(self) -> tuple[str, ...]:
