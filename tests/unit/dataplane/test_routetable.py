@@ -1,0 +1,396 @@
+"""RouteTable against a fake kernel that speaks the same `ip -j` / `ip -batch` / netlink
+dialect as the real one; tests assert on the resulting kernel state, and on command counts
+only where batching is the behaviour under test."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from calico.dataplane.drivers.routetable import RTPROT_CALICO, RouteTable, RouteTarget
+from calico.dataplane.kernel import CommandError, CommandResult
+
+MAC1 = "ee:00:00:00:00:01"
+MAC2 = "ee:00:00:00:00:02"
+
+
+@dataclass
+class FakeRoute:
+    dev: str
+    proto: int = RTPROT_CALICO
+    scope: int = 253
+    gateway: str | None = None
+
+
+@dataclass
+class FakeKernel:
+    """One routing table (254), links and permanent neighbours, for both IP versions."""
+
+    links: dict[str, tuple[int, bool]] = field(default_factory=dict)
+    routes: dict[tuple[str, int], FakeRoute] = field(default_factory=dict)  # (cidr, metric)
+    neighs: dict[tuple[str, str], str] = field(default_factory=dict)  # (addr, dev) -> MAC
+    commands: list[list[str]] = field(default_factory=list)
+    netlink_calls: list[str] = field(default_factory=list)
+    fail_lines_matching: str | None = None
+    netlink_fails: bool = False
+
+    def link(self, name: str, up: bool = True) -> None:
+        self.links[name] = (self.links.get(name, (len(self.links) + 2, up))[0], up)
+
+    def add_route(self, cidr: str, dev: str, metric: int | None = None, **kw: Any) -> None:
+        self.routes[(cidr, _metric(cidr) if metric is None else metric)] = FakeRoute(dev, **kw)
+
+    def table(self) -> dict[str, tuple[str, int]]:
+        """CIDR -> (dev, proto), for assertions."""
+        return {cidr: (r.dev, r.proto) for (cidr, _), r in self.routes.items()}
+
+    @property
+    def writes(self) -> list[list[str]]:
+        return [c for c in self.commands if "-force" in c]
+
+    # CommandRunner
+    def run(
+        self, args: Sequence[str], *, stdin: str | None = None, check: bool = True
+    ) -> CommandResult:
+        self.commands.append(list(args))
+        assert args[0] == "ip" and args[-2:] == ["-batch", "-"] and stdin is not None
+        if "-j" in args:
+            return CommandResult(0, "".join(self._show(ln) + "\n" for ln in stdin.splitlines()), "")
+        failed = [ln for ln in stdin.splitlines() if not self._write(ln.split())]
+        if failed and check:
+            raise CommandError(args, 1, f"Command failed -:{failed[0]}")
+        return CommandResult(1 if failed else 0, "", "")
+
+    def _show(self, line: str) -> str:
+        if line == "link show":
+            up = {True: "UP", False: "DOWN"}
+            out = [
+                {"ifindex": i, "ifname": n, "operstate": up[u]} for n, (i, u) in self.links.items()
+            ]
+        elif line.startswith("route show table 254"):
+            out = [self._route_json(cidr, m, r) for (cidr, m), r in self.routes.items()]
+        else:
+            assert line == "neigh show nud permanent"
+            out = [{"dst": a, "dev": d, "lladdr": m} for (a, d), m in self.neighs.items()]
+        return json.dumps(out)
+
+    @staticmethod
+    def _route_json(cidr: str, metric: int, r: FakeRoute) -> dict[str, Any]:
+        dst = cidr.removesuffix("/128" if ":" in cidr else "/32")
+        out: dict[str, Any] = {"dst": dst, "dev": r.dev, "flags": []}
+        if r.proto != 3:
+            out["protocol"] = str(r.proto)
+        if r.scope and ":" not in cidr:
+            out["scope"] = str(r.scope)
+        if metric or ":" in cidr:
+            out["metric"] = metric
+        if r.gateway:
+            out["gateway"] = r.gateway
+        return out
+
+    def _write(self, words: list[str]) -> bool:
+        if self.fail_lines_matching and self.fail_lines_matching in " ".join(words):
+            return False
+        opts = dict(zip(words[3::2], words[4::2], strict=False))
+        if words[:2] == ["route", "replace"]:
+            return self.replace(words[2], opts["dev"], int(opts["proto"]))
+        if words[:2] == ["route", "del"]:
+            key = (words[2], int(opts["metric"]))
+            found = self.routes.get(key)
+            if found is None or found.dev != opts["dev"] or found.proto != int(opts["proto"]):
+                return False
+            del self.routes[key]
+            return True
+        if words[:2] == ["neigh", "replace"]:
+            self.neighs[(words[2], opts["dev"])] = opts["lladdr"]
+            return opts["dev"] in self.links
+        assert words[:2] == ["neigh", "del"]
+        return self.neighs.pop((words[2], words[4]), None) is not None
+
+    def replace(self, cidr: str, dev: str, proto: int) -> bool:
+        if dev not in self.links:
+            return False
+        self.routes[(cidr, _metric(cidr))] = FakeRoute(dev, proto)
+        return True
+
+    def dev(self, index: int) -> str:
+        return next(name for name, (i, _) in self.links.items() if i == index)
+
+
+class FakeNetlink:
+    """The pyroute2 IPRoute slice RouteTable uses, writing into a FakeKernel."""
+
+    def __init__(self, kernel: FakeKernel) -> None:
+        self.kernel = kernel
+        kernel.netlink_calls.append("open")
+
+    def route(self, command: str, **kw: Any) -> None:
+        self._record(f"route {command}")
+        cidr = f"{kw['dst']}/{kw['dst_len']}"
+        dev = self.kernel.dev(kw["oif"])
+        if command == "replace":
+            assert kw["scope"] == 253 and kw["table"] == 254
+            assert self.kernel.replace(cidr, dev, kw["proto"])
+        else:
+            assert self.kernel.routes.pop((cidr, kw["priority"])).dev == dev
+
+    def neigh(self, command: str, **kw: Any) -> None:
+        self._record(f"neigh {command}")
+        key = (kw["dst"], self.kernel.dev(kw["ifindex"]))
+        if command == "replace":
+            assert kw["state"] == 0x80
+            self.kernel.neighs[key] = kw["lladdr"]
+        else:
+            del self.kernel.neighs[key]
+
+    def close(self) -> None:
+        self.kernel.netlink_calls.append("close")
+
+    def _record(self, what: str) -> None:
+        if self.kernel.netlink_fails:
+            raise OSError(f"{what}: injected failure")
+        self.kernel.netlink_calls.append(what)
+
+
+def _metric(cidr: str) -> int:
+    return 1024 if ":" in cidr else 0
+
+
+def make(kernel: FakeKernel, ip_version: int = 4, **kw: Any) -> RouteTable:
+    return RouteTable(kernel, lambda: FakeNetlink(kernel), ip_version, **kw)
+
+
+def targets(*cidrs: str, mac: str | None = None) -> list[RouteTarget]:
+    return [RouteTarget(c, mac) for c in cidrs]
+
+
+@pytest.fixture
+def kernel() -> FakeKernel:
+    k = FakeKernel()
+    for name in ("eth0", "cali1", "cali2"):
+        k.link(name)
+    return k
+
+
+def test_adds_routes_and_static_arp_entries(kernel: FakeKernel) -> None:
+    rt = make(kernel)
+    rt.set_routes("cali1", targets("198.18.0.1/32", mac="EE:00:00:00:00:01"))
+    rt.set_routes("cali2", targets("198.18.0.2"))  # a bare address is a host route
+    rt.apply()
+    assert kernel.table() == {
+        "198.18.0.1/32": ("cali1", RTPROT_CALICO),
+        "198.18.0.2/32": ("cali2", RTPROT_CALICO),
+    }
+    assert kernel.neighs == {("198.18.0.1", "cali1"): MAC1}
+    assert not rt.needs_apply
+
+
+def test_replaces_a_changed_mac_and_moves_a_cidr_between_interfaces(kernel: FakeKernel) -> None:
+    rt = make(kernel)
+    rt.set_routes("cali1", targets("198.18.0.1/32", mac=MAC1))
+    rt.apply()
+    rt.set_routes("cali1", targets("198.18.0.1/32", mac=MAC2))
+    rt.apply()
+    assert kernel.neighs == {("198.18.0.1", "cali1"): MAC2}
+    rt.remove_interface("cali1")
+    rt.set_routes("cali2", targets("198.18.0.1/32", mac=MAC1))
+    rt.apply()
+    assert kernel.table() == {"198.18.0.1/32": ("cali2", RTPROT_CALICO)}
+    assert kernel.neighs == {("198.18.0.1", "cali2"): MAC1}
+
+
+def test_takes_over_a_route_in_the_wrong_shape(kernel: FakeKernel) -> None:
+    kernel.add_route("198.18.0.1/32", "cali1", proto=3)  # e.g. written by a CNI plugin
+    kernel.add_route("198.18.0.2/32", "cali2", gateway="198.18.9.9")
+    rt = make(kernel)
+    rt.set_routes("cali1", targets("198.18.0.1/32"))
+    rt.set_routes("cali2", targets("198.18.0.2/32"))
+    rt.apply()
+    assert kernel.routes[("198.18.0.1/32", 0)] == FakeRoute("cali1")
+    assert kernel.routes[("198.18.0.2/32", 0)] == FakeRoute("cali2")
+
+
+def test_deletes_stale_owned_routes_and_never_touches_foreign_ones(kernel: FakeKernel) -> None:
+    kernel.add_route("198.18.0.9/32", "cali1")  # ours, left over from before a restart
+    kernel.add_route("198.18.0.8/32", "cali1", metric=100)  # ours, other metric
+    kernel.add_route("198.18.0.7/32", "eth0")  # our protocol, not a workload interface
+    kernel.add_route("198.18.5.0/24", "cali1", proto=2)  # the kernel's own
+    kernel.neighs[("198.18.0.9", "cali1")] = MAC1
+    kernel.neighs[("198.18.0.7", "eth0")] = MAC2
+    rt = make(kernel)
+    rt.apply()
+    assert kernel.table() == {
+        "198.18.0.7/32": ("eth0", RTPROT_CALICO),
+        "198.18.5.0/24": ("cali1", 2),
+    }
+    assert kernel.neighs == {("198.18.0.7", "eth0"): MAC2}
+
+
+def test_external_routes_on_workload_interfaces_go_after_the_grace_period(
+    kernel: FakeKernel,
+) -> None:
+    now = [100.0]
+    kernel.add_route("198.18.0.9/32", "cali1", proto=3)
+    rt = make(kernel, grace_period=10.0, clock=lambda: now[0])
+    rt.apply()
+    assert "198.18.0.9/32" in kernel.table()
+    assert rt.needs_apply  # the interface is re-checked until the grace period is over
+    now[0] += 10.0
+    rt.apply()
+    assert kernel.table() == {}
+    assert not rt.needs_apply
+
+
+def test_external_routes_stay_when_removal_is_off(kernel: FakeKernel) -> None:
+    now = [100.0]
+    kernel.add_route("198.18.0.9/32", "cali1", proto=3)
+    rt = make(kernel, remove_external_routes=False, clock=lambda: now[0])
+    rt.apply()
+    now[0] += 1000.0
+    rt.resync()
+    rt.apply()
+    assert kernel.table() == {"198.18.0.9/32": ("cali1", 3)}
+    assert not rt.needs_apply
+
+
+def test_down_interfaces_are_skipped_until_they_come_up(kernel: FakeKernel) -> None:
+    kernel.link("cali3", up=False)
+    rt = make(kernel)
+    rt.set_routes("cali3", targets("198.18.0.3/32", mac=MAC1))
+    rt.set_routes("cali4", targets("198.18.0.4/32"))  # does not exist yet
+    rt.apply()
+    assert kernel.table() == {}
+    kernel.link("cali3", up=True)
+    rt.on_iface_state("cali3", True, kernel.links["cali3"][0])
+    kernel.link("cali4")
+    rt.on_iface_state("cali4", True, kernel.links["cali4"][0])
+    rt.apply()
+    assert set(kernel.table()) == {"198.18.0.3/32", "198.18.0.4/32"}
+    assert kernel.neighs == {("198.18.0.3", "cali3"): MAC1}
+
+
+def test_routes_come_back_when_an_interface_flaps_or_is_recreated(kernel: FakeKernel) -> None:
+    rt = make(kernel)
+    rt.set_routes("cali1", targets("198.18.0.1/32"))
+    rt.apply()
+    index = kernel.links["cali1"][0]
+    rt.on_iface_state("cali1", False, index)
+    kernel.routes.clear()  # the kernel flushes routes of a downed device
+    rt.apply()
+    assert kernel.table() == {}
+    rt.on_iface_state("cali1", True, index)
+    rt.apply()
+    assert kernel.table() == {"198.18.0.1/32": ("cali1", RTPROT_CALICO)}
+    rt.on_iface_state("cali1", False, 0)  # deleted, then a new cali1 appears
+    kernel.routes.clear()
+    rt.on_iface_state("cali1", True, index + 10)
+    kernel.links["cali1"] = (index + 10, True)
+    rt.apply()
+    assert kernel.table() == {"198.18.0.1/32": ("cali1", RTPROT_CALICO)}
+
+
+def test_a_restarted_table_recognises_its_routes_and_changes_nothing(kernel: FakeKernel) -> None:
+    first = make(kernel)
+    first.set_routes("cali1", targets("198.18.0.1/32", mac=MAC1))
+    first.set_routes("cali2", targets(*(f"198.18.1.{i}/32" for i in range(1, 30))))
+    first.apply()
+    kernel.commands.clear()
+    kernel.netlink_calls.clear()
+    second = make(kernel)
+    second.set_routes("cali1", targets("198.18.0.1/32", mac=MAC1))
+    second.set_routes("cali2", targets(*(f"198.18.1.{i}/32" for i in range(1, 30))))
+    second.apply()
+    assert len(kernel.commands) == 1 and "-j" in kernel.commands[0]  # the read only
+    assert kernel.netlink_calls == []
+
+
+def test_many_changes_go_in_one_batch_and_few_over_netlink(kernel: FakeKernel) -> None:
+    rt = make(kernel)
+    rt.set_routes("cali1", targets(*(f"198.18.1.{i}/32" for i in range(1, 101))))
+    rt.apply()
+    assert len(kernel.writes) == 1 and kernel.netlink_calls == []
+    rt.set_routes("cali2", targets("198.18.0.2/32", mac=MAC2))
+    rt.apply()
+    assert len(kernel.writes) == 1
+    assert kernel.netlink_calls == ["open", "route replace", "neigh replace"]
+    assert kernel.table()["198.18.0.2/32"] == ("cali2", RTPROT_CALICO)
+
+
+def test_a_netlink_failure_falls_back_to_the_batch(kernel: FakeKernel) -> None:
+    kernel.netlink_fails = True
+    rt = make(kernel)
+    rt.set_routes("cali1", targets("198.18.0.1/32"))
+    rt.apply()
+    assert kernel.table() == {"198.18.0.1/32": ("cali1", RTPROT_CALICO)}
+    assert len(kernel.writes) == 1 and kernel.netlink_calls == ["open", "close"]
+
+
+def test_a_failed_batch_raises_stays_dirty_and_is_retried(kernel: FakeKernel) -> None:
+    rt = make(kernel)
+    rt.set_routes("cali1", targets(*(f"198.18.1.{i}/32" for i in range(1, 11))))
+    kernel.fail_lines_matching = "198.18.1.5/32"
+    with pytest.raises(CommandError):
+        rt.apply()
+    assert rt.needs_apply and len(kernel.table()) == 9  # -force: the other lines went in
+    kernel.fail_lines_matching = None
+    kernel.commands.clear()
+    rt.apply()
+    assert len(kernel.table()) == 10 and not rt.needs_apply
+    assert kernel.writes == []  # one route missing: it went over netlink after the re-read
+
+
+def test_resync_repairs_tampering(kernel: FakeKernel) -> None:
+    rt = make(kernel)
+    rt.set_routes("cali1", targets("198.18.0.1/32", mac=MAC1))
+    rt.apply()
+    del kernel.routes[("198.18.0.1/32", 0)]
+    kernel.neighs.clear()
+    kernel.add_route("198.18.0.66/32", "cali1")
+    rt.apply()  # nothing dirty: no read, no repair
+    assert "198.18.0.1/32" not in kernel.table()
+    rt.resync()
+    rt.apply()
+    assert kernel.table() == {"198.18.0.1/32": ("cali1", RTPROT_CALICO)}
+    assert kernel.neighs == {("198.18.0.1", "cali1"): MAC1}
+
+
+def test_a_cidr_claimed_twice_goes_to_one_interface_until_released(kernel: FakeKernel) -> None:
+    rt = make(kernel)
+    rt.set_routes("cali2", targets("198.18.0.1/32"))
+    rt.set_routes("cali1", targets("198.18.0.1/32"))
+    rt.apply()
+    assert kernel.table() == {"198.18.0.1/32": ("cali1", RTPROT_CALICO)}
+    rt.on_iface_state("cali1", False, kernel.links["cali1"][0])
+    rt.apply()
+    assert kernel.table() == {"198.18.0.1/32": ("cali2", RTPROT_CALICO)}
+    rt.on_iface_state("cali1", True, kernel.links["cali1"][0])
+    rt.remove_interface("cali1")
+    rt.apply()
+    assert kernel.table() == {"198.18.0.1/32": ("cali2", RTPROT_CALICO)}
+
+
+def test_ipv6_goes_through_the_same_path_without_neighbour_entries(kernel: FakeKernel) -> None:
+    kernel.add_route("2001:db8::9/128", "cali1")  # stale, ours
+    kernel.add_route("fe80::/64", "cali1", metric=256, proto=2)
+    rt = make(kernel, ip_version=6)
+    rt.set_routes("cali1", targets("2001:DB8:0::1/128", mac=MAC1))
+    rt.apply()
+    assert kernel.table() == {
+        "2001:db8::1/128": ("cali1", RTPROT_CALICO),
+        "fe80::/64": ("cali1", 2),
+    }
+    assert kernel.neighs == {}
+    assert ("2001:db8::1/128", 1024) in kernel.routes
+
+
+@pytest.mark.parametrize(
+    ("iface", "cidr"),
+    [("cali1", "2001:db8::1/128"), ("eth0", "198.18.0.1/32"), ("cali1", "198.18.0.1/24")],
+)
+def test_rejects_targets_it_could_not_own(kernel: FakeKernel, iface: str, cidr: str) -> None:
+    with pytest.raises(ValueError):
+        make(kernel).set_routes(iface, targets(cidr))
