@@ -1,0 +1,265 @@
+"""Reconciles one kernel table (filter, raw, mangle...) of one IP family with desired chains.
+
+Role: managers call `update_chains`/`remove_chains`/`set_hooks` (no I/O); the loop calls
+`apply()`, which writes the difference in ONE `iptables-restore --noflush` transaction.
+
+Ownership: chains named "cali-*" are ours; in other chains, only rules whose first comment is
+"cali:<hash>" are (our hooks). Everything else in the table is never touched. `iptables-save`
+is parsed for just that: per chain, the list of rule hashes (None for foreign rules), plus
+which cali chains foreign rules jump to.
+
+Diff: a chain whose hash list differs from the desired one is rewritten whole (declaring it
+flushes it), an unchanged chain is not written at all, so its packet counters survive. Stale
+cali chains are flushed, unhooked and deleted in the same transaction; a stale chain still
+referenced by a foreign rule is only emptied. A jump to a cali chain nobody provided gets a
+drop-all stub chain (fail closed) rather than failing the whole transaction. Hooks must sit
+at the top of their kernel chain (insert mode), appended ones after them; if not, all our
+rules in that chain are deleted (by number, re-reading the table first) and re-added.
+
+The kernel view is cached after a successful write and re-read on the first apply, after any
+failure, and by `full_resync()` (periodic refresh), so a quiet apply costs nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from calico.dataplane.drivers.iptables_render import TableUpdate, hook_hashes, render_update
+from calico.dataplane.kernel import CommandError, CommandRunner
+from calico.rules.config import InsertMode
+from calico.rules.model import DROP, Chain, Hook, Rule
+from calico.rules.naming import CHAIN_PREFIX, RULE_HASH_PREFIX
+
+_log = logging.getLogger(__name__)
+_HASH_RE = re.compile(r'--comment "?' + re.escape(RULE_HASH_PREFIX) + r'([A-Za-z0-9_-]+)"?')
+_TARGET_RE = re.compile(r"(?:^|\s)(?:-j|-g|--jump|--goto) (\S+)")
+BACKENDS = ("nft", "legacy")
+
+
+@dataclass
+class KernelTable:
+    """What we know of a kernel table: rule hashes per chain (None: not ours)."""
+
+    chains: dict[str, list[str | None]] = field(default_factory=dict)
+    foreign_refs: set[str] = field(default_factory=set)
+
+
+def parse_save(text: str) -> KernelTable:
+    state = KernelTable()
+    for line in text.splitlines():
+        if line.startswith(":"):
+            state.chains.setdefault(line[1:].split(" ", 1)[0], [])
+        elif line.startswith("-A "):
+            chain = line.split(" ", 2)[1]
+            found = _HASH_RE.search(line)
+            state.chains.setdefault(chain, []).append(found.group(1) if found else None)
+            target = _TARGET_RE.search(line)
+            foreign_chain = not chain.startswith(CHAIN_PREFIX)
+            if foreign_chain and not found and target and target.group(1).startswith(CHAIN_PREFIX):
+                state.foreign_refs.add(target.group(1))
+    return state
+
+
+class _Desired(NamedTuple):
+    chain: Chain
+    hashes: list[str]
+    targets: set[str]
+
+
+def stub_chain(name: str) -> Chain:
+    return Chain(name, (Rule(action=DROP, comment=("Stub: chain not programmed",)),))
+
+
+def _tool(ip_version: int, backend: str, verb: str) -> str:
+    return f"{'ip6' if ip_version == 6 else 'ip'}tables-{backend}-{verb}"
+
+
+def detect_backend(runner: CommandRunner) -> str:
+    """Like Felix's "auto": the backend already holding Calico chains, else the one holding
+    more rules (kube-proxy and friends picked it), else nft."""
+    scores: dict[str, tuple[int, int]] = {}
+    for backend in BACKENDS:
+        cali = rules = 0
+        for version in (4, 6):
+            try:
+                out = runner.run([_tool(version, backend, "save")]).stdout
+            except CommandError:
+                continue
+            cali += sum(line.startswith(f":{CHAIN_PREFIX}") for line in out.splitlines())
+            rules += sum(line.startswith("-A ") for line in out.splitlines())
+        scores[backend] = (cali, rules)
+    if scores["legacy"] > scores["nft"]:
+        return "legacy"
+    return "nft"
+
+
+class IptablesTable:
+    def __init__(
+        self,
+        table: str,
+        ip_version: int,
+        runner: CommandRunner,
+        *,
+        backend: str = "auto",
+        insert_mode: InsertMode = "insert",
+    ) -> None:
+        if backend not in (*BACKENDS, "auto"):
+            raise ValueError(f"unknown iptables backend {backend!r}")
+        self.table = table
+        self.ip_version = ip_version
+        self._runner = runner
+        self._backend = None if backend == "auto" else backend
+        self._insert_mode = insert_mode
+        self._chains: dict[str, _Desired] = {}
+        self._hooks: dict[str, Hook] = {}
+        self._kernel: KernelTable | None = None
+        self._dirty = True
+
+    @property
+    def dirty(self) -> bool:
+        return self._dirty or self._kernel is None
+
+    @property
+    def backend(self) -> str:
+        if self._backend is None:
+            self._backend = detect_backend(self._runner)
+            _log.info("iptables backend for %s/v%d: %s", self.table, self.ip_version, self._backend)
+        return self._backend
+
+    def chain_names(self) -> set[str]:
+        return set(self._chains)
+
+    def update_chains(self, chains: Iterable[Chain]) -> None:
+        for chain in chains:
+            if not chain.name.startswith(CHAIN_PREFIX):
+                raise ValueError(f"chain {chain.name!r} lacks the {CHAIN_PREFIX!r} prefix")
+            old = self._chains.get(chain.name)
+            if old is None or old.chain != chain:
+                self._chains[chain.name] = _Desired(chain, chain.rule_hashes(), chain.targets())
+                self._dirty = True
+
+    def remove_chains(self, names: Iterable[str]) -> None:
+        for name in names:
+            if self._chains.pop(name, None) is not None:
+                self._dirty = True
+
+    def set_hooks(self, hooks: Iterable[Hook]) -> None:
+        """Replace all our rules in kernel chains (INPUT, FORWARD...) with `hooks`."""
+        new = {h.chain: h for h in hooks}
+        if new != self._hooks:
+            self._hooks = new
+            self._dirty = True
+
+    def full_resync(self) -> None:
+        """Re-read the kernel table and repair any drift (periodic refresh)."""
+        self._kernel = None
+        self._dirty = True
+        self.apply()
+
+    def apply(self) -> None:
+        """Write pending changes in one transaction; on failure stay dirty and raise."""
+        if not self.dirty:
+            return
+        fresh = self._kernel is None
+        kernel = self._kernel if self._kernel is not None else self._load()
+        update = self._plan(kernel)
+        if update.hook_deletes and not fresh:
+            kernel = self._load()  # rule numbers must be current
+            update = self._plan(kernel)
+        if not update.is_empty():
+            self._restore(render_update(update))
+            _record(kernel, update, self._insert_mode)
+        self._kernel = kernel
+        self._dirty = False
+
+    def _load(self) -> KernelTable:
+        out = self._runner.run([_tool(self.ip_version, self.backend, "save"), "-t", self.table])
+        return parse_save(out.stdout)
+
+    def _restore(self, text: str) -> None:
+        args = [_tool(self.ip_version, self.backend, "restore"), "--noflush", "--wait"]
+        try:
+            self._runner.run(args, stdin=text)
+        except CommandError as exc:
+            self._kernel = None
+            numbered = "\n".join(f"{i:5d} {line}" for i, line in enumerate(text.splitlines(), 1))
+            _log.error("%s failed: %s\ninput was:\n%s", args[0], exc.stderr.strip(), numbered)
+            raise
+
+    def _expected(self) -> dict[str, _Desired]:
+        expected = dict(self._chains)
+        wanted: set[str] = set().union(*(d.targets for d in expected.values()))
+        for hook in self._hooks.values():
+            wanted |= Chain(hook.chain, (*hook.insert, *hook.append)).targets()
+        for name in sorted(wanted - expected.keys()):
+            if name.startswith(CHAIN_PREFIX):
+                _log.warning("chain %s is referenced but not provided: stubbing (drop)", name)
+                stub = stub_chain(name)
+                expected[name] = _Desired(stub, stub.rule_hashes(), set())
+        return expected
+
+    def _plan(self, kernel: KernelTable) -> TableUpdate:
+        expected = self._expected()
+        write = [
+            (d.chain, d.hashes)
+            for name, d in sorted(expected.items())
+            if kernel.chains.get(name) != d.hashes
+        ]
+        stale = sorted(n for n in kernel.chains if n.startswith(CHAIN_PREFIX) and n not in expected)
+        kept = [n for n in stale if n in kernel.foreign_refs]
+        flush = [n for n in stale if n not in kept or kernel.chains[n]]
+        hook_deletes, hooks = self._plan_hooks(kernel)
+        return TableUpdate(
+            self.table,
+            write=write,
+            flush=flush,
+            hook_deletes=hook_deletes,
+            hooks=hooks,
+            delete=[n for n in stale if n not in kept],
+            insert_mode=self._insert_mode,
+        )
+
+    def _plan_hooks(self, kernel: KernelTable) -> tuple[list[tuple[str, int]], list[Hook]]:
+        deletes: list[tuple[str, int]] = []
+        rewrite: list[Hook] = []
+        hooked = {
+            n for n, hs in kernel.chains.items() if not n.startswith(CHAIN_PREFIX) and any(hs)
+        }
+        for chain in sorted(hooked | self._hooks.keys()):
+            hook = self._hooks.get(chain, Hook(chain))
+            current = kernel.chains.get(chain, [])
+            if _hooks_in_place(current, hook, self._insert_mode):
+                continue
+            ours = [i for i, h in enumerate(current, 1) if h is not None]
+            deletes += [(chain, i) for i in reversed(ours)]
+            rewrite.append(hook)
+        return deletes, rewrite
+
+
+def _hooks_in_place(current: Sequence[str | None], hook: Hook, insert_mode: str) -> bool:
+    ins, app = hook_hashes(hook)
+    ours = [h for h in current if h is not None]
+    if ours != ins + app:
+        return False
+    return insert_mode != "insert" or list(current[: len(ins)]) == ins
+
+
+def _record(kernel: KernelTable, update: TableUpdate, insert_mode: str) -> None:
+    """Bring the cached kernel view up to date with a transaction that succeeded."""
+    for chain, hashes in update.write:
+        kernel.chains[chain.name] = list(hashes)
+    for name in update.flush:
+        kernel.chains[name] = []
+    for name in update.delete:
+        del kernel.chains[name]
+    for hook in update.hooks:
+        ins, app = hook_hashes(hook)
+        foreign: list[str | None] = [h for h in kernel.chains.get(hook.chain, []) if h is None]
+        top: list[str | None] = list(ins)
+        kernel.chains[hook.chain] = (
+            top + foreign + list(app) if insert_mode == "insert" else foreign + top + list(app)
+        )

@@ -1,0 +1,124 @@
+"""Rendering configuration: the subset of Felix config that shapes iptables rules.
+
+Role: one frozen value handed to every `calico.rules` function, so rendering is a pure
+function of (config, message). Defaults are Go Felix's (felix/config/config_params.go and
+felix/rules/rule_defs.go). Mark bits are validated here once: each Calico mark is one bit,
+all distinct, all inside the mask Felix owns; `from_mark_mask` allocates them lowest bit
+first the way Felix does.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any, Literal
+
+InsertMode = Literal["insert", "append"]
+_ALLOW_ACTIONS = ("ACCEPT", "RETURN")
+_DENY_ACTIONS = ("DROP", "REJECT")
+_TO_HOST_ACTIONS = ("DROP", "REJECT", "ACCEPT", "RETURN")
+
+
+@dataclass(frozen=True, slots=True)
+class ProtoPort:
+    """A failsafe entry: protocol, port and an optional CIDR restricting the peer."""
+
+    protocol: str
+    port: int
+    net: str | None = None
+
+    def ip_version(self) -> int | None:
+        return None if self.net is None else ipaddress.ip_network(self.net, strict=False).version
+
+
+DEFAULT_FAILSAFE_INBOUND: tuple[ProtoPort, ...] = (
+    ProtoPort("tcp", 22),
+    ProtoPort("udp", 68),
+    *(ProtoPort("tcp", p) for p in (179, 2379, 2380, 5473, 6443, 6666, 6667)),
+)
+DEFAULT_FAILSAFE_OUTBOUND: tuple[ProtoPort, ...] = (
+    ProtoPort("udp", 53),
+    ProtoPort("udp", 67),
+    *(ProtoPort("tcp", p) for p in (179, 2379, 2380, 5473, 6443, 6666, 6667)),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RulesConfig:
+    workload_iface_prefixes: tuple[str, ...] = ("cali",)
+    mark_accept: int = 0x10000
+    mark_pass: int = 0x20000
+    mark_scratch0: int = 0x40000
+    mark_scratch1: int = 0x80000
+    mark_mask: int = 0xFFFF0000
+    filter_allow_action: str = "ACCEPT"
+    mangle_allow_action: str = "ACCEPT"
+    filter_deny_action: str = "DROP"
+    endpoint_to_host_action: str = "DROP"
+    failsafe_inbound: tuple[ProtoPort, ...] = DEFAULT_FAILSAFE_INBOUND
+    failsafe_outbound: tuple[ProtoPort, ...] = DEFAULT_FAILSAFE_OUTBOUND
+    log_prefix: str = "calico-packet"
+    openstack_special_cases: bool = False
+    metadata_addr: str | None = "127.0.0.1"
+    metadata_port: int = 8775
+    ipv6_enabled: bool = True
+    chain_insert_mode: InsertMode = "insert"
+    allow_vxlan_from_workloads: bool = False
+    allow_ipip_from_workloads: bool = False
+    vxlan_port: int = 4789
+    disable_conntrack_invalid: bool = False
+
+    def __post_init__(self) -> None:
+        self._check_marks()
+        for value, allowed in (
+            (self.filter_allow_action, _ALLOW_ACTIONS),
+            (self.mangle_allow_action, _ALLOW_ACTIONS),
+            (self.filter_deny_action, _DENY_ACTIONS),
+            (self.endpoint_to_host_action, _TO_HOST_ACTIONS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"action {value!r} is not one of {allowed}")
+        if not self.workload_iface_prefixes:
+            raise ValueError("at least one workload interface prefix is required")
+
+    def _check_marks(self) -> None:
+        used = 0
+        for bit in self.calico_marks:
+            if bit == 0 or bit & (bit - 1) or bit & ~self.mark_mask or bit & used:
+                raise ValueError(f"mark {bit:#x}: need distinct single bits inside the mask")
+            used |= bit
+
+    @classmethod
+    def from_mark_mask(cls, mark_mask: int, **kwargs: Any) -> RulesConfig:
+        """Allocate accept, pass, scratch0, scratch1 from the mask, lowest bit first."""
+        bits = [1 << i for i in range(32) if mark_mask & (1 << i)]
+        if len(bits) < 4:
+            raise ValueError(f"mark mask {mark_mask:#x} has fewer than 4 bits")
+        accept, pass_, scratch0, scratch1 = bits[:4]
+        return cls(
+            mark_accept=accept,
+            mark_pass=pass_,
+            mark_scratch0=scratch0,
+            mark_scratch1=scratch1,
+            mark_mask=mark_mask,
+            **kwargs,
+        )
+
+    @property
+    def calico_marks(self) -> tuple[int, int, int, int]:
+        return (self.mark_accept, self.mark_pass, self.mark_scratch0, self.mark_scratch1)
+
+    @property
+    def all_marks(self) -> int:
+        return self.mark_accept | self.mark_pass | self.mark_scratch0 | self.mark_scratch1
+
+    @property
+    def ip_versions(self) -> tuple[int, ...]:
+        return (4, 6) if self.ipv6_enabled else (4,)
+
+    @property
+    def openstack_enabled(self) -> bool:
+        """Felix turns the OpenStack special cases on for a "tap" interface prefix too."""
+        return self.openstack_special_cases or any(
+            p.startswith("tap") for p in self.workload_iface_prefixes
+        )

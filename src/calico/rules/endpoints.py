@@ -1,0 +1,246 @@
+"""Per-endpoint chains: workload `cali-tw-`/`cali-fw-`, host `cali-th-`/`cali-fh-` and the
+forward (`cali-thfw-`/`cali-fhfw-`), untracked (raw) and pre-DNAT (mangle) variants.
+
+Inputs: an endpoint message (its tiers with ordered policy IDs, its profile IDs). Output:
+chains that are the same for IPv4 and IPv6 (nothing in them is family-specific), so the
+caller installs them in both families' tables.
+
+Layout (felix/rules/endpoints.go), for a normal chain: [admin down: deny everything];
+conntrack RELATED,ESTABLISHED -> allow, INVALID -> deny; [host endpoints: jump failsafe];
+clear the accept and pass marks; [from workloads: deny IPIP and VXLAN]; then per tier that
+has policies for this direction: clear pass ("Start of tier"), for each policy "if pass
+clear, jump cali-pi-/po-", "RETURN if accept set"; end of tier: deny if pass still clear
+(unless the tier's default action is Pass). Then per profile: jump cali-pri-/pro-, RETURN if
+accept; finally deny ("no profiles matched"). A chain therefore fails closed: no tiers and no
+profiles deny everything. Allowed packets RETURN with the accept mark set and the caller
+(cali-FORWARD, cali-INPUT...) accepts on that mark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from calico.calc.messages import Action as PolicyAction
+from calico.calc.messages import HostEndpoint, PortRange, TierInfo, WorkloadEndpoint
+from calico.rules import naming
+from calico.rules.config import RulesConfig
+from calico.rules.model import (
+    ACCEPT,
+    ANY,
+    RETURN,
+    Action,
+    Chain,
+    Jump,
+    NoTrack,
+    Rule,
+    clear_mark,
+    set_mark,
+    verdict,
+)
+
+PROTO_IPIP = 4
+FAILSAFE_IN = naming.CHAIN_FAILSAFE_IN
+FAILSAFE_OUT = naming.CHAIN_FAILSAFE_OUT
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    """How a chain type differs: filter (normal/forward), raw (untracked), mangle (pre-DNAT)."""
+
+    conntrack: bool
+    end_of_tier_deny: bool
+    profiles: bool
+    notrack_on_accept: bool = False
+    allow_if_no_policy: bool = False
+
+
+NORMAL = _Kind(conntrack=True, end_of_tier_deny=True, profiles=True)
+FORWARD = _Kind(conntrack=True, end_of_tier_deny=True, profiles=False, allow_if_no_policy=True)
+UNTRACKED = _Kind(conntrack=False, end_of_tier_deny=False, profiles=False, notrack_on_accept=True)
+PRE_DNAT = _Kind(conntrack=True, end_of_tier_deny=False, profiles=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    name: str
+    inbound: bool  # which policy direction applies: ingress (cali-pi-) or egress (cali-po-)
+    kind: _Kind
+    tiers: Sequence[TierInfo]
+    profile_ids: Sequence[str] = ()
+    failsafe: str | None = None
+    allow: Action = ACCEPT
+    drop_encap: bool = False
+
+
+def workload_endpoint_chains(
+    cfg: RulesConfig, ep: WorkloadEndpoint, *, admin_up: bool = True
+) -> list[Chain]:
+    """`cali-tw-<iface>` (traffic to the workload) and `cali-fw-<iface>` (from it)."""
+    to_wl = _Spec(
+        naming.endpoint_chain_name(naming.WORKLOAD_TO_PFX, ep.interface_name),
+        inbound=True,
+        kind=NORMAL,
+        tiers=ep.tiers,
+        profile_ids=ep.profile_ids,
+        allow=verdict(cfg.filter_allow_action),
+    )
+    from_wl = replace(
+        to_wl,
+        name=naming.endpoint_chain_name(naming.WORKLOAD_FROM_PFX, ep.interface_name),
+        inbound=False,
+        drop_encap=True,
+    )
+    return [_endpoint_chain(cfg, s, admin_up=admin_up) for s in (to_wl, from_wl)]
+
+
+def host_endpoint_filter_chains(cfg: RulesConfig, iface: str, hep: HostEndpoint) -> list[Chain]:
+    """Filter-table chains of a host endpoint: th, fh (with failsafes), thfw, fhfw."""
+    to_host = _Spec(
+        _hep_name(naming.HOST_TO_PFX, iface),
+        inbound=False,
+        kind=NORMAL,
+        tiers=hep.tiers,
+        profile_ids=hep.profile_ids,
+        failsafe=FAILSAFE_OUT,
+        allow=verdict(cfg.filter_allow_action),
+    )
+    from_host = replace(
+        to_host, name=_hep_name(naming.HOST_FROM_PFX, iface), inbound=True, failsafe=FAILSAFE_IN
+    )
+    to_fwd = replace(
+        to_host,
+        name=_hep_name(naming.HOST_TO_FORWARD_PFX, iface),
+        kind=FORWARD,
+        tiers=hep.forward_tiers,
+        profile_ids=(),
+        failsafe=None,
+    )
+    from_fwd = replace(to_fwd, name=_hep_name(naming.HOST_FROM_FORWARD_PFX, iface), inbound=True)
+    return [_endpoint_chain(cfg, s) for s in (to_host, from_host, to_fwd, from_fwd)]
+
+
+def host_endpoint_raw_chains(cfg: RulesConfig, iface: str, hep: HostEndpoint) -> list[Chain]:
+    """Raw-table (doNotTrack) chains: th and fh; allowed packets get NOTRACK and ACCEPT."""
+    to_host = _Spec(
+        _hep_name(naming.HOST_TO_PFX, iface),
+        inbound=False,
+        kind=UNTRACKED,
+        tiers=hep.untracked_tiers,
+        failsafe=FAILSAFE_OUT,
+    )
+    from_host = replace(
+        to_host, name=_hep_name(naming.HOST_FROM_PFX, iface), inbound=True, failsafe=FAILSAFE_IN
+    )
+    return [_endpoint_chain(cfg, s) for s in (to_host, from_host)]
+
+
+def host_endpoint_mangle_chains(cfg: RulesConfig, iface: str, hep: HostEndpoint) -> list[Chain]:
+    """Mangle-table chains: fh for pre-DNAT ingress policy, th for host egress after DNAT.
+
+    Mangle allows by RETURN (th) or the mangle allow action (fh) rather than filtering's
+    ACCEPT, because other mangle rules may still need to see allowed packets.
+    """
+    pre_dnat = _Spec(
+        _hep_name(naming.HOST_FROM_PFX, iface),
+        inbound=True,
+        kind=PRE_DNAT,
+        tiers=hep.pre_dnat_tiers,
+        failsafe=FAILSAFE_IN,
+        allow=verdict(cfg.mangle_allow_action),
+    )
+    egress = _Spec(
+        _hep_name(naming.HOST_TO_PFX, iface),
+        inbound=False,
+        kind=NORMAL,
+        tiers=hep.tiers,
+        profile_ids=hep.profile_ids,
+        failsafe=FAILSAFE_OUT,
+        allow=RETURN,
+    )
+    return [_endpoint_chain(cfg, pre_dnat), _endpoint_chain(cfg, egress)]
+
+
+def _hep_name(prefix: str, iface: str) -> str:
+    return naming.endpoint_chain_name(prefix, iface)
+
+
+def _endpoint_chain(cfg: RulesConfig, spec: _Spec, *, admin_up: bool = True) -> Chain:
+    deny = verdict(cfg.filter_deny_action)
+    if not admin_up:
+        return Chain(spec.name, (Rule(action=deny, comment=("Endpoint admin disabled",)),))
+    rules = _conntrack_rules(cfg, spec) if spec.kind.conntrack else []
+    if spec.failsafe:
+        rules.append(Rule(action=Jump(spec.failsafe)))
+    rules.append(Rule(action=clear_mark(cfg.mark_accept | cfg.mark_pass)))
+    if spec.drop_encap:
+        rules += _encap_rules(cfg)
+    rules += _tier_rules(cfg, spec)
+    if spec.kind.profiles:
+        rules += _profile_rules(cfg, spec)
+    return Chain(spec.name, tuple(rules))
+
+
+def _conntrack_rules(cfg: RulesConfig, spec: _Spec) -> list[Rule]:
+    established = ANY.ct_state("RELATED,ESTABLISHED")
+    rules = []
+    if spec.allow != ACCEPT:
+        # Returning instead of accepting: flag the packet as allowed for the caller.
+        rules.append(Rule(established, set_mark(cfg.mark_accept)))
+    rules.append(Rule(established, spec.allow))
+    if not cfg.disable_conntrack_invalid:
+        rules.append(Rule(ANY.ct_state("INVALID"), verdict(cfg.filter_deny_action)))
+    return rules
+
+
+def _encap_rules(cfg: RulesConfig) -> list[Rule]:
+    deny = verdict(cfg.filter_deny_action)
+    rules = []
+    if not cfg.allow_vxlan_from_workloads:
+        vxlan = ANY.protocol("udp").ports("dst", [PortRange(cfg.vxlan_port, cfg.vxlan_port)])
+        comment = f"{deny.target} VXLAN encapped packets originating in workloads"
+        rules.append(Rule(vxlan, deny, (comment,)))
+    if not cfg.allow_ipip_from_workloads:
+        comment = f"{deny.target} IPinIP encapped packets originating in workloads"
+        rules.append(Rule(ANY.protocol(str(PROTO_IPIP)), deny, (comment,)))
+    return rules
+
+
+def _tier_rules(cfg: RulesConfig, spec: _Spec) -> list[Rule]:
+    deny = verdict(cfg.filter_deny_action)
+    accepted = ANY.mark_set(cfg.mark_accept)
+    pass_clear = ANY.mark_clear(cfg.mark_pass)
+    rules: list[Rule] = []
+    for tier in spec.tiers:
+        policies = tier.ingress_policies if spec.inbound else tier.egress_policies
+        if not policies:
+            continue
+        rules.append(
+            Rule(action=clear_mark(cfg.mark_pass), comment=(f"Start of tier {tier.name}",))
+        )
+        for policy_id in policies:
+            chain = naming.policy_chain_name(policy_id, inbound=spec.inbound)
+            rules.append(Rule(pass_clear, Jump(chain)))
+            if spec.kind.notrack_on_accept:
+                rules.append(Rule(accepted, NoTrack()))
+            rules.append(Rule(accepted, RETURN, ("Return if policy accepted",)))
+        if spec.kind.end_of_tier_deny and tier.default_action is not PolicyAction.PASS:
+            text = f"End of tier {tier.name}. {deny.target.title()} if no policies passed packet"
+            rules.append(Rule(pass_clear, deny, (text,)))
+    if not rules and spec.kind.allow_if_no_policy:
+        rules = [
+            Rule(action=set_mark(cfg.mark_accept), comment=("Allow forwarded traffic by default",)),
+            Rule(action=RETURN, comment=("Return for accepted forward traffic",)),
+        ]
+    return rules
+
+
+def _profile_rules(cfg: RulesConfig, spec: _Spec) -> list[Rule]:
+    deny = verdict(cfg.filter_deny_action)
+    rules: list[Rule] = []
+    for profile_id in spec.profile_ids:
+        chain = naming.profile_chain_name(profile_id, inbound=spec.inbound)
+        rules.append(Rule(action=Jump(chain)))
+        rules.append(Rule(ANY.mark_set(cfg.mark_accept), RETURN, ("Return if profile accepted",)))
+    rules.append(Rule(action=deny, comment=(f"{deny.target.title()} if no profiles matched",)))
+    return rules

@@ -1,0 +1,197 @@
+"""IPSets driver and IPSetsManager against an in-memory `ipset`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pytest
+
+from calico.calc.messages import IPSetDeltaUpdate, IPSetRemove, IPSetType, IPSetUpdate
+from calico.dataplane.drivers.ipsets import IPSets, canonical_member, parse_ipset_save
+from calico.dataplane.kernel import CommandError, CommandResult
+from calico.dataplane.managers.ipsets import IPSetsManager
+
+
+@dataclass
+class FakeSet:
+    type: str
+    family: str
+    members: set[str] = field(default_factory=set)
+
+
+class FakeIPSet:
+    """Kernel IP sets. Like `ipset restore`, lines apply one by one and stop at an error."""
+
+    def __init__(self) -> None:
+        self.sets: dict[str, FakeSet] = {}
+        self.in_use: set[str] = set()  # referenced by iptables: destroy fails
+        self.calls: list[list[str]] = []
+        self.restores: list[list[str]] = []
+
+    def run(
+        self, args: Sequence[str], *, stdin: str | None = None, check: bool = True
+    ) -> CommandResult:
+        self.calls.append(list(args))
+        if list(args) == ["ipset", "list", "-n"]:
+            return CommandResult(0, "".join(f"{n}\n" for n in self.sets), "")
+        if args[:2] == ["ipset", "save"]:
+            s = self.sets[args[2]]
+            lines = [f"create {args[2]} {s.type} family {s.family} hashsize 1024 maxelem 65536"]
+            lines += [f"add {args[2]} {m}" for m in sorted(s.members)]
+            return CommandResult(0, "\n".join(lines) + "\n", "")
+        assert list(args) == ["ipset", "-exist", "restore"] and stdin is not None
+        self.restores.append(stdin.splitlines())
+        for line in stdin.splitlines():
+            self._apply(line.split())
+        return CommandResult(0, "", "")
+
+    def _apply(self, words: list[str]) -> None:
+        op, name = words[0], words[1]
+        if op == "create":
+            self.sets.setdefault(name, FakeSet(words[2], words[4]))
+        elif op == "add":
+            self.sets[name].members.add(words[2])
+        elif op == "del":
+            self.sets[name].members.discard(words[2])
+        elif op == "swap":
+            self.sets[name], self.sets[words[2]] = self.sets[words[2]], self.sets[name]
+        elif op == "destroy":
+            if name in self.in_use or name not in self.sets:
+                raise CommandError(["ipset", "restore"], 1, f"Set cannot be destroyed: {name}")
+            del self.sets[name]
+        else:
+            raise AssertionError(words)
+
+
+@pytest.fixture
+def kernel() -> FakeIPSet:
+    kernel = FakeIPSet()
+    kernel.sets["foreign"] = FakeSet("hash:ip", "inet", {"203.0.113.1"})
+    return kernel
+
+
+def test_members_are_canonical_and_per_family(kernel: FakeIPSet) -> None:
+    v4, v6 = IPSets(4, kernel), IPSets(6, kernel)
+    for driver in (v4, v6):
+        driver.set_members(
+            "s:a", IPSetType.NET, ["198.18.0.1/32", "198.18.1.7/24", "2001:DB8::1/128"]
+        )
+        driver.set_members("n:b", IPSetType.IP_PORT, ["198.18.0.1,TCP:80", "2001:db8:0::2,udp:53"])
+        driver.apply_updates()
+    assert kernel.sets["cali40s:a"] == FakeSet("hash:net", "inet", {"198.18.0.1", "198.18.1.0/24"})
+    assert kernel.sets["cali60s:a"] == FakeSet("hash:net", "inet6", {"2001:db8::1"})
+    assert kernel.sets["cali40n:b"].members == {"198.18.0.1,tcp:80"}
+    assert kernel.sets["cali60n:b"] == FakeSet("hash:ip,port", "inet6", {"2001:db8::2,udp:53"})
+    assert len(kernel.restores) == 2
+    assert kernel.sets["foreign"].members == {"203.0.113.1"}
+    assert ["ipset", "save", "foreign"] not in kernel.calls
+
+
+def test_small_changes_are_deltas_large_ones_swap(kernel: FakeIPSet) -> None:
+    ipsets = IPSets(4, kernel)
+    ipsets.set_members("s:a", IPSetType.NET, [f"198.18.0.{n}" for n in range(10)])
+    ipsets.apply_updates()
+    ipsets.add_members("s:a", ["198.18.1.1"])
+    ipsets.remove_members("s:a", ["198.18.0.0"])
+    ipsets.apply_updates()
+    assert kernel.restores[-1] == ["del cali40s:a 198.18.0.0", "add cali40s:a 198.18.1.1"]
+    ipsets.set_members("s:a", IPSetType.NET, ["198.18.9.9"])
+    ipsets.apply_updates()
+    assert kernel.restores[-1] == [
+        "create cali4ts:a hash:net family inet maxelem 1048576",
+        "add cali4ts:a 198.18.9.9",
+        "swap cali4ts:a cali40s:a",
+        "destroy cali4ts:a",
+    ]
+    assert set(kernel.sets) == {"foreign", "cali40s:a"}
+    assert kernel.sets["cali40s:a"].members == {"198.18.9.9"}
+    ipsets.apply_updates()
+    assert len(kernel.restores) == 3  # nothing pending, nothing written
+
+
+def test_sets_are_destroyed_only_by_apply_deletions(kernel: FakeIPSet) -> None:
+    ipsets = IPSets(4, kernel)
+    ipsets.set_members("s:a", IPSetType.NET, ["198.18.0.1"])
+    ipsets.apply_updates()
+    ipsets.remove("s:a")
+    ipsets.apply_updates()
+    assert "cali40s:a" in kernel.sets
+    kernel.in_use.add("cali40s:a")
+    with pytest.raises(CommandError):
+        ipsets.apply_deletions()
+    kernel.in_use.clear()
+    ipsets.apply_deletions()
+    assert set(kernel.sets) == {"foreign"}
+
+
+def test_resync_repairs_drift_and_sweeps_leftovers(kernel: FakeIPSet) -> None:
+    kernel.sets["cali4ts:old"] = FakeSet("hash:net", "inet", {"198.18.5.5"})  # crash leftover
+    kernel.sets["cali40s:gone"] = FakeSet("hash:net", "inet")
+    kernel.sets["cali60s:a"] = FakeSet("hash:net", "inet6")  # the IPv6 driver's business
+    ipsets = IPSets(4, kernel)
+    ipsets.set_members("s:a", IPSetType.NET, ["198.18.0.1", "198.18.0.2"])
+    ipsets.apply_updates()
+    kernel.sets["cali40s:a"].members = {"198.18.0.1", "198.18.0.99"}
+    ipsets.resync()
+    assert ipsets.dirty
+    ipsets.apply_updates()
+    assert kernel.restores[-1] == ["del cali40s:a 198.18.0.99", "add cali40s:a 198.18.0.2"]
+    ipsets.apply_deletions()
+    assert set(kernel.sets) == {"foreign", "cali40s:a", "cali60s:a"}
+
+
+def test_type_change_recreates_the_set(kernel: FakeIPSet) -> None:
+    kernel.sets["cali40n:x"] = FakeSet("hash:net", "inet", {"198.18.0.1"})
+    ipsets = IPSets(4, kernel)
+    ipsets.set_members("n:x", IPSetType.IP_PORT, ["198.18.0.1,tcp:80"])
+    ipsets.apply_updates()
+    assert kernel.sets["cali40n:x"] == FakeSet("hash:ip,port", "inet", {"198.18.0.1,tcp:80"})
+
+
+def test_failure_forces_a_fresh_read(kernel: FakeIPSet) -> None:
+    ipsets = IPSets(4, kernel)
+    ipsets.set_members("s:a", IPSetType.NET, ["198.18.0.1"])
+    ipsets.apply_updates()
+    kernel.in_use.add("cali4ts:a")
+    kernel.sets["cali4ts:a"] = FakeSet("hash:net", "inet")
+    ipsets.resync()
+    ipsets.set_members("s:a", IPSetType.NET, ["198.18.0.2", "198.18.0.3", "198.18.0.4"])
+    with pytest.raises(CommandError):
+        ipsets.apply_updates()  # must destroy the stuck temp set first
+    assert ipsets.dirty
+    kernel.in_use.clear()
+    ipsets.apply_updates()
+    assert kernel.sets["cali40s:a"].members == {"198.18.0.2", "198.18.0.3", "198.18.0.4"}
+
+
+def test_canonical_member_and_save_parsing() -> None:
+    assert canonical_member(IPSetType.NET, "10.0.0.5/8") == (4, "10.0.0.0/8")
+    assert canonical_member(IPSetType.NET, "2001:db8::1") == (6, "2001:db8::1")
+    assert canonical_member(IPSetType.IP_PORT, "2001:db8::1,SCTP:9") == (6, "2001:db8::1,sctp:9")
+    assert canonical_member(IPSetType.NET, "bogus") is None
+    sets = parse_ipset_save(
+        "create cali60s:a hash:net family inet6 hashsize 1024 maxelem 1048576\n"
+        "add cali60s:a 2001:db8::1\n"
+    )
+    assert sets["cali60s:a"].family == "inet6" and sets["cali60s:a"].members == {"2001:db8::1"}
+
+
+def test_manager_fans_messages_out_to_both_families(kernel: FakeIPSet) -> None:
+    v4, v6 = IPSets(4, kernel), IPSets(6, kernel)
+    manager = IPSetsManager([v4, v6])
+    members = frozenset({"198.18.0.1/32", "2001:db8::1/128"})
+    manager.on_update(IPSetUpdate("s:a", IPSetType.NET, members))
+    manager.on_update(IPSetUpdate("s:b", IPSetType.NET, frozenset()))
+    manager.on_update(
+        IPSetDeltaUpdate("s:a", frozenset({"198.18.0.2/32"}), frozenset({"2001:db8::1/128"}))
+    )
+    manager.on_update(IPSetRemove("s:b"))
+    manager.complete_deferred_work()
+    assert not kernel.restores  # no I/O until the loop applies
+    for driver in (v4, v6):
+        driver.apply_updates()
+        driver.apply_deletions()
+    assert kernel.sets["cali40s:a"].members == {"198.18.0.1", "198.18.0.2"}
+    assert kernel.sets["cali60s:a"].members == set()
+    assert "cali40s:b" not in kernel.sets

@@ -1,0 +1,334 @@
+"""IptablesTable against an in-memory iptables that simulates save/restore transactions."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+from collections.abc import Sequence
+
+import pytest
+
+from calico.dataplane.drivers.iptables_table import IptablesTable, detect_backend, parse_save
+from calico.dataplane.kernel import CommandError, CommandResult
+from calico.rules import dispatch, static
+from calico.rules.config import RulesConfig
+from calico.rules.model import ANY, DROP, RETURN, Chain, Hook, Jump, Rule
+
+BUILTIN_CHAINS = {
+    "filter": ("INPUT", "FORWARD", "OUTPUT"),
+    "raw": ("PREROUTING", "OUTPUT"),
+    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
+}
+TARGETS = {"ACCEPT", "DROP", "REJECT", "RETURN", "MARK", "LOG", "NOTRACK", "MASQUERADE"}
+_TARGET = re.compile(r"(?:^|\s)-[jg] (\S+)")
+
+
+class FakeIptables:
+    """Tables as {table: {chain: [rule text]}}; a restore is atomic per transaction, and
+    enforces what the kernel does: targets must exist, -X needs an empty unreferenced chain."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, dict[str, list[str]]] = {}
+        self.calls: list[list[str]] = []
+        self.restores: list[str] = []
+        self.fail_next = False
+
+    def run(
+        self, args: Sequence[str], *, stdin: str | None = None, check: bool = True
+    ) -> CommandResult:
+        self.calls.append(list(args))
+        if args[0].endswith("-save"):
+            return CommandResult(0, self.save(args[args.index("-t") + 1]), "")
+        assert args[0].endswith("-restore") and "--noflush" in args and stdin is not None
+        self.restores.append(stdin)
+        if self.fail_next:
+            self.fail_next = False
+            raise CommandError(args, 1, "iptables-restore: line 2 failed")
+        self.tables = self._transaction(stdin)
+        return CommandResult(0, "", "")
+
+    def table(self, name: str) -> dict[str, list[str]]:
+        return self.tables.setdefault(name, {c: [] for c in BUILTIN_CHAINS[name]})
+
+    def save(self, table: str) -> str:
+        chains = self.table(table)
+        lines = [f"*{table}"]
+        lines += [
+            f":{c} ACCEPT [0:0]" if c in BUILTIN_CHAINS[table] else f":{c} - [0:0]" for c in chains
+        ]
+        lines += [f"-A {c} {r}" for c, rules in chains.items() for r in rules]
+        return "\n".join([*lines, "COMMIT", ""])
+
+    def _transaction(self, text: str) -> dict[str, dict[str, list[str]]]:
+        tables = copy.deepcopy(self.tables)
+        cur: dict[str, list[str]] = {}
+        for line in text.splitlines():
+            op, _, rest = line.partition(" ")
+            if line.startswith("*"):
+                self.table(line[1:])
+                tables.setdefault(line[1:], copy.deepcopy(self.tables[line[1:]]))
+                cur = tables[line[1:]]
+            elif line.startswith(":"):
+                cur[line[1:].split()[0]] = []
+            elif op in ("-A", "-I"):
+                self._add(cur, op, rest)
+            elif op == "-D":
+                chain, num = rest.split()
+                del cur[chain][int(num) - 1]
+            elif op == "-F":
+                cur[rest][:] = []
+            elif op == "-X":
+                self._delete(cur, rest)
+            else:
+                assert line == "COMMIT", line
+        return tables
+
+    def _add(self, cur: dict[str, list[str]], op: str, rest: str) -> None:
+        chain, _, spec = rest.partition(" ")
+        target = _TARGET.search(spec)
+        if target and target.group(1) not in TARGETS and target.group(1) not in cur:
+            raise CommandError(["restore"], 1, f"no chain {target.group(1)}")
+        if op == "-A":
+            cur[chain].append(spec)
+        else:
+            num, _, spec = spec.partition(" ")
+            cur[chain].insert(int(num) - 1, spec)
+
+    def _delete(self, cur: dict[str, list[str]], name: str) -> None:
+        refs = [r for rules in cur.values() for r in rules if re.search(rf"-[jg] {name}( |$)", r)]
+        if cur[name] or refs:
+            raise CommandError(["restore"], 1, f"CHAIN_DEL failed (busy): {name}")
+        del cur[name]
+
+
+CFG = RulesConfig()
+
+
+def calico_filter_chains() -> list[Chain]:
+    return [
+        *static.static_filter_chains(CFG, 4),
+        *dispatch.workload_dispatch_chains(CFG, []),
+        *dispatch.host_filter_dispatch_chains([]),
+    ]
+
+
+@pytest.fixture
+def fake() -> FakeIptables:
+    fake = FakeIptables()
+    fake.tables["filter"] = {
+        "INPUT": ["-s 198.18.9.9/32 -j ACCEPT"],
+        "FORWARD": [],
+        "OUTPUT": [],
+        "FOREIGN": ["-j RETURN"],
+    }
+    return fake
+
+
+@pytest.fixture
+def table(fake: FakeIptables) -> IptablesTable:
+    table = IptablesTable("filter", 4, fake, backend="nft")
+    table.update_chains(calico_filter_chains())
+    table.set_hooks(static.hooks(CFG, "filter"))
+    table.apply()
+    return table
+
+
+def hash_of(rule_text: str) -> str | None:
+    found = re.search(r'"cali:([^"]+)"', rule_text)
+    return found.group(1) if found else None
+
+
+def test_first_apply_writes_everything_in_one_restore(
+    fake: FakeIptables, table: IptablesTable
+) -> None:
+    assert len(fake.restores) == 1
+    assert [c[0] for c in fake.calls] == ["iptables-nft-save", "iptables-nft-restore"]
+    filt = fake.tables["filter"]
+    assert filt["INPUT"][0].endswith("-j cali-INPUT")
+    assert filt["INPUT"][1] == "-s 198.18.9.9/32 -j ACCEPT"  # foreign rule kept, below ours
+    assert filt["FORWARD"][0].endswith("-j cali-FORWARD")
+    assert filt["FORWARD"][-1].endswith("-j MARK --set-xmark 0x10000/0x10000")
+    assert filt["FOREIGN"] == ["-j RETURN"]
+    assert not table.dirty
+
+
+def test_quiet_apply_does_nothing(fake: FakeIptables, table: IptablesTable) -> None:
+    calls = len(fake.calls)
+    table.update_chains(calico_filter_chains())  # same content again
+    table.set_hooks(static.hooks(CFG, "filter"))
+    table.apply()
+    assert len(fake.calls) == calls
+
+
+def test_only_changed_chains_are_rewritten(fake: FakeIptables, table: IptablesTable) -> None:
+    table.update_chains(dispatch.workload_dispatch_chains(CFG, ["cali1"]))
+    table.apply()
+    text = fake.restores[-1]
+    declared = [line for line in text.splitlines() if line.startswith(":")]
+    assert declared == [
+        ":cali-from-wl-dispatch - [0:0]",
+        ":cali-fw-cali1 - [0:0]",  # stub for the not-yet-programmed endpoint chain
+        ":cali-to-wl-dispatch - [0:0]",
+        ":cali-tw-cali1 - [0:0]",
+    ]
+    assert "cali-INPUT" not in text and "-D " not in text
+    assert fake.tables["filter"]["cali-fw-cali1"][-1].endswith("-j DROP")
+
+
+def test_stub_is_replaced_then_chains_are_removed(fake: FakeIptables, table: IptablesTable) -> None:
+    table.update_chains(dispatch.workload_dispatch_chains(CFG, ["cali1"]))
+    real = Chain("cali-fw-cali1", (Rule(action=RETURN),))
+    table.update_chains([real])
+    table.apply()
+    assert fake.tables["filter"]["cali-fw-cali1"] == [
+        f'-m comment --comment "cali:{real.rule_hashes()[0]}" -j RETURN'
+    ]
+    table.update_chains(dispatch.workload_dispatch_chains(CFG, []))
+    table.remove_chains(["cali-fw-cali1"])
+    table.apply()
+    assert "cali-fw-cali1" not in fake.tables["filter"]
+    assert "cali-tw-cali1" not in fake.tables["filter"]  # the stub went too
+    assert "-X cali-fw-cali1" in fake.restores[-1]
+
+
+def test_previous_runs_leftovers_are_swept_foreign_state_kept(fake: FakeIptables) -> None:
+    fake.tables["filter"]["cali-old"] = ['-m comment --comment "cali:oldoldoldoldoldo" -j DROP']
+    fake.tables["filter"]["cali-old2"] = [
+        '-m comment --comment "cali:old2old2old2old2" -j cali-old'
+    ]
+    fake.tables["filter"]["INPUT"].insert(
+        0, '-m comment --comment "cali:stalehookstaleho" -j cali-old2'
+    )
+    table = IptablesTable("filter", 4, fake, backend="nft")
+    table.update_chains(calico_filter_chains())
+    table.set_hooks(static.hooks(CFG, "filter"))
+    table.apply()
+    filt = fake.tables["filter"]
+    assert "cali-old" not in filt and "cali-old2" not in filt
+    assert [hash_of(r) is not None for r in filt["INPUT"]] == [True, False]
+    assert filt["FOREIGN"] == ["-j RETURN"]
+    assert len(fake.restores) == 1
+
+
+def test_stale_chain_still_used_by_a_foreign_rule_is_only_emptied(fake: FakeIptables) -> None:
+    fake.tables["filter"]["cali-old"] = ['-m comment --comment "cali:oldoldoldoldoldo" -j DROP']
+    fake.tables["filter"]["FOREIGN"].append("-j cali-old")
+    table = IptablesTable("filter", 4, fake, backend="nft")
+    table.apply()
+    assert fake.tables["filter"]["cali-old"] == []
+    table.full_resync()
+    assert len(fake.restores) == 1  # already empty: nothing more to do
+
+
+def test_hooks_pushed_down_by_a_foreign_insert_are_restored(
+    fake: FakeIptables, table: IptablesTable
+) -> None:
+    fake.tables["filter"]["INPUT"].insert(0, "-p tcp -j ACCEPT")
+    table.full_resync()
+    inp = fake.tables["filter"]["INPUT"]
+    assert inp[0].endswith("-j cali-INPUT")
+    assert inp[1:] == ["-p tcp -j ACCEPT", "-s 198.18.9.9/32 -j ACCEPT"]
+    assert "-D INPUT 2" in fake.restores[-1]
+    assert "cali-INPUT - [0:0]" not in fake.restores[-1]  # chains untouched
+
+
+def test_full_resync_repairs_only_drifted_chains(fake: FakeIptables, table: IptablesTable) -> None:
+    del fake.tables["filter"]["cali-OUTPUT"][1]
+    fake.tables["filter"]["cali-INPUT"].append("-j ACCEPT")  # foreign rule inside our chain
+    table.full_resync()
+    declared = [ln for ln in fake.restores[-1].splitlines() if ln.startswith(":")]
+    assert declared == [":cali-INPUT - [0:0]", ":cali-OUTPUT - [0:0]"]
+    fresh = FakeIptables()
+    other = IptablesTable("filter", 4, fresh, backend="nft")
+    other.update_chains(calico_filter_chains())
+    other.apply()
+    assert fake.tables["filter"]["cali-INPUT"] == fresh.tables["filter"]["cali-INPUT"]
+
+
+def test_failure_raises_logs_input_and_retries_from_a_fresh_read(
+    fake: FakeIptables, table: IptablesTable, caplog: pytest.LogCaptureFixture
+) -> None:
+    table.update_chains([Chain("cali-new", (Rule(action=DROP),))])
+    fake.fail_next = True
+    with caplog.at_level(logging.ERROR), pytest.raises(CommandError):
+        table.apply()
+    assert table.dirty
+    assert ":cali-new - [0:0]" in caplog.text and "line 2 failed" in caplog.text
+    saves = sum(c[0].endswith("-save") for c in fake.calls)
+    table.apply()
+    assert sum(c[0].endswith("-save") for c in fake.calls) == saves + 1
+    assert "cali-new" in fake.tables["filter"] and not table.dirty
+
+
+def test_append_mode_keeps_foreign_rules_first(fake: FakeIptables) -> None:
+    table = IptablesTable("filter", 4, fake, backend="nft", insert_mode="append")
+    table.update_chains(calico_filter_chains())
+    table.set_hooks(static.hooks(CFG, "filter"))
+    table.apply()
+    inp = fake.tables["filter"]["INPUT"]
+    assert inp[0] == "-s 198.18.9.9/32 -j ACCEPT" and inp[1].endswith("-j cali-INPUT")
+    table.full_resync()
+    assert len(fake.restores) == 1
+
+
+def test_removing_all_hooks_and_chains_leaves_only_foreign_state(
+    fake: FakeIptables, table: IptablesTable
+) -> None:
+    table.set_hooks([])
+    table.remove_chains(table.chain_names())
+    table.apply()
+    assert fake.tables["filter"] == {
+        "INPUT": ["-s 198.18.9.9/32 -j ACCEPT"],
+        "FORWARD": [],
+        "OUTPUT": [],
+        "FOREIGN": ["-j RETURN"],
+    }
+
+
+def test_ipv6_and_legacy_pick_their_tools() -> None:
+    fake = FakeIptables()
+    table = IptablesTable("raw", 6, fake, backend="legacy")
+    table.set_hooks([Hook("PREROUTING", (Rule(ANY.protocol("udp"), Jump("cali-PREROUTING")),))])
+    table.apply()
+    assert {c[0] for c in fake.calls} == {"ip6tables-legacy-save", "ip6tables-legacy-restore"}
+    assert fake.tables["raw"]["cali-PREROUTING"][0].endswith("-j DROP")  # stubbed target
+
+
+def test_non_calico_chain_names_are_refused() -> None:
+    with pytest.raises(ValueError):
+        IptablesTable("filter", 4, FakeIptables()).update_chains([Chain("INPUT")])
+
+
+def test_parse_save_reads_only_hashes_and_foreign_references() -> None:
+    state = parse_save(
+        "*filter\n:INPUT ACCEPT [0:0]\n:cali-x - [0:0]\n"
+        '-A INPUT -i lo -m comment --comment "cali:abc_-123" -j cali-x\n'
+        "-A INPUT -j cali-y\n-A cali-x -j cali-z\nCOMMIT\n"
+    )
+    assert state.chains == {"INPUT": ["abc_-123", None], "cali-x": [None]}
+    assert state.foreign_refs == {"cali-y"}
+
+
+class SaveOnly:
+    def __init__(self, outputs: dict[str, str]) -> None:
+        self.outputs = outputs
+
+    def run(
+        self, args: Sequence[str], *, stdin: str | None = None, check: bool = True
+    ) -> CommandResult:
+        if args[0] not in self.outputs:
+            raise CommandError(args, -1, "command not found")
+        return CommandResult(0, self.outputs[args[0]], "")
+
+
+def test_detect_backend_prefers_calico_state_then_more_rules_then_nft() -> None:
+    rules = "-A INPUT -j ACCEPT\n" * 3
+    assert detect_backend(SaveOnly({})) == "nft"
+    assert detect_backend(SaveOnly({"iptables-legacy-save": rules})) == "legacy"
+    assert (
+        detect_backend(
+            SaveOnly({"iptables-legacy-save": rules, "ip6tables-nft-save": ":cali-INPUT - [0:0]\n"})
+        )
+        == "nft"
+    )
