@@ -149,3 +149,8 @@ class FelixConfiguration(Resource):
 
     def check_name(self) -> str | None:
         return _default_or_node(self)
+
+    def spec_values(self) -> dict[str, Any]:
+        """The fields set in spec, by their JSON names."""
+        spec = cast(Model, self.spec)
+        return spec.model_dump(exclude_none=True)

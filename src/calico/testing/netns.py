@@ -81,11 +81,26 @@ class Namespaces:
             )
         return proc
 
-    def popen(self, ns: str, args: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
-        """Start a long-running process in `ns`; it is killed by PID on close()."""
-        proc: subprocess.Popen[bytes] = subprocess.Popen(
-            ["ip", "netns", "exec", ns, *args], start_new_session=True, **kwargs
-        )  # type: ignore[call-overload]
+    def popen(
+        self,
+        ns: str,
+        args: Sequence[str],
+        env: dict[str, str] | None = None,
+        log: str | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """Start a long-running process in `ns` (output to `log`); killed by PID on close()."""
+        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - the child owns it
+        try:
+            proc = subprocess.Popen(
+                ["ip", "netns", "exec", ns, *args],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            if log:
+                out.close()  # type: ignore[union-attr]
         self._procs.append(proc)
         return proc
 

@@ -1,0 +1,289 @@
+"""The dataplane thread: calculation messages in, kernel programmed in batches.
+
+    send(batch) ─► queue ─► managers.on_update (record intent, no I/O)
+    iface events ─┘               │ once the queue is drained, if in sync:
+                                  ▼
+     complete_deferred_work → IP set creates/updates → iptables (raw, mangle, filter; one
+     restore per table) → IP set deletions → sysctls → routes
+
+Nothing is written before the first InSync: Felix must know the whole datastore before it
+touches a kernel that may hold a previous Felix's correct state. A failed apply leaves the
+drivers dirty and is retried with backoff; periodic refreshes re-read the kernel and repair
+tampering. Health: live while the loop turns, ready after the first successful apply.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from calico.calc.messages import (
+    HostEndpointID,
+    InSync,
+    Message,
+    WorkloadEndpointID,
+    WorkloadEndpointUpdate,
+)
+from calico.dataplane.drivers.iface_monitor import InterfaceMonitor
+from calico.dataplane.drivers.ipsets import IPSets
+from calico.dataplane.drivers.iptables_table import IptablesTable, detect_backend
+from calico.dataplane.drivers.links import LinkConfigurator
+from calico.dataplane.drivers.routetable import RouteTable
+from calico.dataplane.kernel import CommandRunner
+from calico.dataplane.managers import Manager
+from calico.dataplane.managers.endpoints import EndpointManager
+from calico.dataplane.managers.ipsets import IPSetsManager
+from calico.dataplane.managers.policy import PolicyManager
+from calico.rules.config import RulesConfig
+from calico.rules.static import hooks, static_filter_chains, static_mangle_chains, static_raw_chains
+
+log = logging.getLogger(__name__)
+
+TABLES = ("raw", "mangle", "filter")
+EndpointStatusSink = Callable[
+    [WorkloadEndpointID | HostEndpointID, WorkloadEndpointUpdate | None, str | None], None
+]
+
+
+@dataclass(frozen=True, slots=True)
+class DataplaneSettings:
+    rules: RulesConfig
+    iptables_backend: str = "auto"  # auto, nft, legacy
+    iptables_refresh: float = 90.0
+    ipsets_refresh: float = 90.0
+    route_refresh: float = 90.0
+    remove_external_routes: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class _IfaceState:
+    name: str
+    up: bool
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class _IfaceAddrs:
+    name: str
+    addrs: frozenset[str]
+
+
+class _Timer:
+    def __init__(self, interval: float, now: float) -> None:
+        self.interval = interval
+        self.due = now + interval if interval > 0 else float("inf")
+
+    def fire(self, now: float) -> bool:
+        if now < self.due:
+            return False
+        self.due = now + self.interval
+        return True
+
+
+class InternalDataplane:
+    def __init__(
+        self,
+        settings: DataplaneSettings,
+        runner: CommandRunner,
+        netlink_factory: Callable[[], Any],
+        on_endpoint_status: EndpointStatusSink | None = None,
+        on_health: Callable[[bool], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        cfg = settings.rules
+        self._settings = settings
+        self._clock = clock
+        self._on_health = on_health
+        self._on_status = on_endpoint_status
+        backend = settings.iptables_backend
+        backend = detect_backend(runner) if backend == "auto" else backend
+        families = cfg.ip_versions
+        self.tables = [
+            IptablesTable(t, v, runner, backend=backend, insert_mode=cfg.chain_insert_mode)
+            for v in families
+            for t in TABLES
+        ]
+        self.ipsets = [IPSets(v, runner) for v in families]
+        self.routes = {
+            v: RouteTable(
+                runner,
+                netlink_factory,
+                v,
+                iface_prefixes=cfg.workload_iface_prefixes,
+                remove_external_routes=settings.remove_external_routes,
+            )
+            for v in families
+        }
+        self.links = LinkConfigurator(runner, ipv6=6 in families)
+        self.endpoints = EndpointManager(cfg, self.tables, self.routes, self.links, self._status)
+        self.managers: list[Manager] = [
+            IPSetsManager(self.ipsets),
+            PolicyManager(cfg, self.tables),
+            self.endpoints,
+        ]
+        self._install_static(cfg)
+        self._queue: queue.Queue[object] = queue.Queue()
+        self._monitor = InterfaceMonitor(
+            netlink_factory,
+            on_state=lambda name, up, index: self._queue.put(_IfaceState(name, up, index)),
+            on_addrs=lambda name, addrs: self._queue.put(_IfaceAddrs(name, frozenset(addrs))),
+        )
+        self._wep_updates: dict[WorkloadEndpointID, WorkloadEndpointUpdate] = {}
+        self._in_sync = False
+        self._dirty = True
+        self._applied_once = False
+        self._retry_at: float | None = None
+        self._backoff = 0.1
+        now = clock()
+        self._refresh = {
+            "iptables": _Timer(settings.iptables_refresh, now),
+            "ipsets": _Timer(settings.ipsets_refresh, now),
+            "routes": _Timer(settings.route_refresh, now),
+        }
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="felix-dataplane", daemon=True)
+        self.failure: BaseException | None = None
+
+    def _install_static(self, cfg: RulesConfig) -> None:
+        builders = {
+            "filter": static_filter_chains,
+            "mangle": static_mangle_chains,
+            "raw": static_raw_chains,
+        }
+        for table in self.tables:
+            table.update_chains(builders[table.table](cfg, table.ip_version))
+            table.set_hooks(hooks(cfg, table.table))
+
+    # -- thread API -----------------------------------------------------------------------
+
+    def send(self, batch: Sequence[Message]) -> None:
+        """Called from the calculation thread."""
+        self._queue.put(list(batch))
+
+    def start(self) -> None:
+        self._monitor.start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+        self._monitor.stop()
+        for table in self.routes.values():
+            table.close()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # -- loop -----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._drain(self._wait_time())
+                self._maybe_apply()
+                if self._on_health is not None:
+                    self._on_health(self._applied_once)
+        except BaseException as exc:  # the supervisor exits Felix; restart resyncs
+            log.exception("dataplane loop died")
+            self.failure = exc
+            raise
+
+    def _wait_time(self) -> float:
+        now = self._clock()
+        deadlines = [t.due for t in self._refresh.values()]
+        if self._retry_at is not None:
+            deadlines.append(self._retry_at)
+        if any(r.needs_apply for r in self.routes.values()):
+            deadlines.append(now + 1.0)  # external routes in their grace period
+        return max(0.0, min([now + 10.0, *deadlines]) - now)
+
+    def _drain(self, timeout: float) -> None:
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return
+        while True:
+            self._handle(item)
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+
+    def _handle(self, item: object) -> None:
+        if isinstance(item, list):
+            for msg in item:
+                if isinstance(msg, InSync):
+                    self._in_sync = True
+                elif isinstance(msg, WorkloadEndpointUpdate):
+                    self._wep_updates[msg.id] = msg
+                for manager in self.managers:
+                    manager.on_update(msg)
+        elif isinstance(item, _IfaceState):
+            self.endpoints.on_iface_state(item.name, item.up, item.index)
+        elif isinstance(item, _IfaceAddrs):
+            self.endpoints.on_iface_addrs(item.name, set(item.addrs))
+        else:
+            return
+        self._dirty = True
+
+    def _maybe_apply(self) -> None:
+        if not self._in_sync:
+            return
+        now = self._clock()
+        if self._refresh["iptables"].fire(now):
+            for table in self.tables:
+                table.full_resync()
+            self._dirty = True
+        if self._refresh["ipsets"].fire(now):
+            for ipsets in self.ipsets:
+                ipsets.resync()
+            self._dirty = True
+        if self._refresh["routes"].fire(now):
+            for routes in self.routes.values():
+                routes.resync()
+            self.links.resync()
+            self._dirty = True
+        pending_routes = any(r.needs_apply for r in self.routes.values())
+        retry_due = self._retry_at is not None and now >= self._retry_at
+        if self._dirty or pending_routes or retry_due:
+            self._apply()
+
+    def _apply(self) -> None:
+        try:
+            for manager in self.managers:
+                manager.complete_deferred_work()
+            for ipsets in self.ipsets:
+                ipsets.apply_updates()
+            for table in self.tables:
+                table.apply()
+            for ipsets in self.ipsets:
+                ipsets.apply_deletions()
+            self.links.apply()
+            for routes in self.routes.values():
+                routes.apply()
+        except Exception:
+            log.exception("dataplane apply failed; retrying in %.1fs", self._backoff)
+            self.endpoints.mark_error()
+            self._retry_at = self._clock() + self._backoff
+            self._backoff = min(self._backoff * 2, 5.0)
+            return
+        self._dirty = False
+        self._retry_at = None
+        self._backoff = 0.1
+        if not self._applied_once:
+            log.info("dataplane in sync with the datastore")
+        self._applied_once = True
+
+    def _status(self, ep_id: WorkloadEndpointID | HostEndpointID, status: str | None) -> None:
+        if self._on_status is None:
+            return
+        update = self._wep_updates.get(ep_id) if isinstance(ep_id, WorkloadEndpointID) else None
+        if status is None and isinstance(ep_id, WorkloadEndpointID):
+            self._wep_updates.pop(ep_id, None)
+        self._on_status(ep_id, update, status)

@@ -1,0 +1,252 @@
+"""Workload and host endpoint messages -> endpoint chains, dispatch, routes and sysctls.
+
+Role: keeps the desired state of everything per-endpoint in the drivers:
+- filter: `cali-tw-/cali-fw-<iface>` per workload, the workload dispatch trees, and the
+  host endpoint chains and dispatch; raw and mangle: host endpoint untracked / pre-DNAT
+  chains and their dispatch, and `cali-rpf-skip` (workloads' allowed spoofed prefixes);
+- routes: one /32 (/128) per workload address on its interface, with the workload's MAC;
+- links: Calico's per-interface sysctls.
+Dispatch chains are always installed, even empty, because the static chains jump to them
+(a missing jump target would be stubbed with drop-all).
+
+Host endpoints name their interface, or are found by one of their expected IPs on the
+interfaces the monitor reports; "*" means all host interfaces.
+No kernel I/O happens here: `on_update`/`on_iface_*` record intent and
+`complete_deferred_work` pushes it into the drivers, which the loop then applies.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from calico.calc.messages import (
+    HostEndpoint,
+    HostEndpointID,
+    HostEndpointRemove,
+    HostEndpointUpdate,
+    Message,
+    WorkloadEndpoint,
+    WorkloadEndpointID,
+    WorkloadEndpointRemove,
+    WorkloadEndpointUpdate,
+)
+from calico.dataplane.drivers.iptables_table import IptablesTable
+from calico.dataplane.drivers.links import LinkConfigurator
+from calico.dataplane.drivers.routetable import RouteTable, RouteTarget
+from calico.rules.config import RulesConfig
+from calico.rules.dispatch import (
+    host_filter_dispatch_chains,
+    host_mangle_dispatch_chains,
+    host_raw_dispatch_chains,
+    workload_dispatch_chains,
+)
+from calico.rules.endpoints import (
+    host_endpoint_filter_chains,
+    host_endpoint_mangle_chains,
+    host_endpoint_raw_chains,
+    workload_endpoint_chains,
+)
+from calico.rules.model import Chain
+from calico.rules.static import static_raw_chains
+
+StatusCallback = Callable[[WorkloadEndpointID | HostEndpointID, str | None], None]
+
+
+@dataclass(frozen=True, slots=True)
+class _IfaceState:
+    up: bool
+    index: int
+
+
+class EndpointManager:
+    def __init__(
+        self,
+        cfg: RulesConfig,
+        tables: Sequence[IptablesTable],
+        route_tables: Mapping[int, RouteTable],
+        links: LinkConfigurator,
+        on_status: StatusCallback | None = None,
+    ) -> None:
+        self._cfg = cfg
+        self._tables = {(t.table, t.ip_version): t for t in tables}
+        self._routes = route_tables
+        self._links = links
+        self._on_status = on_status
+        self._weps: dict[WorkloadEndpointID, WorkloadEndpoint] = {}
+        self._heps: dict[HostEndpointID, HostEndpoint] = {}
+        self._ifaces: dict[str, _IfaceState] = {}
+        self._addrs: dict[str, set[str]] = {}
+        self._dirty_weps: set[WorkloadEndpointID] = set()
+        self._programmed: dict[WorkloadEndpointID, WorkloadEndpoint] = {}
+        self._hep_chains: dict[tuple[str, int], set[str]] = {}  # (table, family) -> chain names
+        self._wep_topology_dirty = True
+        self._heps_dirty = True
+        self._statuses: dict[WorkloadEndpointID | HostEndpointID, str] = {}
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def on_update(self, msg: Message) -> None:
+        match msg:
+            case WorkloadEndpointUpdate(id=ep_id, endpoint=ep):
+                self._weps[ep_id] = ep
+                self._dirty_weps.add(ep_id)
+            case WorkloadEndpointRemove(id=ep_id):
+                self._weps.pop(ep_id, None)
+                self._dirty_weps.add(ep_id)
+            case HostEndpointUpdate(id=hep_id, endpoint=hep):
+                self._heps[hep_id] = hep
+                self._heps_dirty = True
+            case HostEndpointRemove(id=hep_id):
+                self._heps.pop(hep_id, None)
+                self._heps_dirty = True
+
+    def on_iface_state(self, iface: str, up: bool, index: int) -> None:
+        if index == 0:
+            self._ifaces.pop(iface, None)
+        else:
+            self._ifaces[iface] = _IfaceState(up, index)
+        for table in self._routes.values():
+            table.on_iface_state(iface, up, index)
+        self._links.on_iface_state(iface, up, index)
+        self._heps_dirty = True  # host endpoints may now resolve differently
+
+    def on_iface_addrs(self, iface: str, addrs: set[str]) -> None:
+        self._addrs[iface] = set(addrs)
+        self._heps_dirty = True
+
+    # -- deferred work --------------------------------------------------------------------
+
+    def complete_deferred_work(self) -> None:
+        for ep_id in sorted(self._dirty_weps, key=lambda i: (i.namespace, i.name)):
+            self._sync_workload(ep_id)
+        if self._dirty_weps or self._wep_topology_dirty:
+            self._sync_workload_dispatch()
+        self._dirty_weps.clear()
+        self._wep_topology_dirty = False
+        if self._heps_dirty:
+            self._sync_host_endpoints()
+            self._heps_dirty = False
+        self._report_statuses()
+
+    def _sync_workload(self, ep_id: WorkloadEndpointID) -> None:
+        old = self._programmed.pop(ep_id, None)
+        new = self._weps.get(ep_id)
+        if old is not None and (new is None or old.interface_name != new.interface_name):
+            self._remove_workload_iface(old.interface_name)
+        if new is None:
+            self._set_status(ep_id, None)
+            return
+        chains = workload_endpoint_chains(self._cfg, new)
+        for family in self._cfg.ip_versions:
+            self._tables[("filter", family)].update_chains(chains)
+        for family, nets in ((4, new.ipv4_nets), (6, new.ipv6_nets)):
+            if family in self._routes:
+                mac = new.mac if family == 4 else None
+                self._routes[family].set_routes(
+                    new.interface_name, [RouteTarget(net, mac) for net in nets]
+                )
+        spoofing = bool(new.allow_spoofed_source_prefixes)
+        self._links.set_interface(new.interface_name, spoofing, 6 in self._cfg.ip_versions)
+        self._programmed[ep_id] = new
+
+    def _remove_workload_iface(self, iface: str) -> None:
+        names = [c.name for c in workload_endpoint_chains(self._cfg, _blank(iface))]
+        for family in self._cfg.ip_versions:
+            self._tables[("filter", family)].remove_chains(names)
+        for table in self._routes.values():
+            table.remove_interface(iface)
+        self._links.remove_interface(iface)
+
+    def _sync_workload_dispatch(self) -> None:
+        ifaces = sorted(ep.interface_name for ep in self._programmed.values())
+        dispatch = workload_dispatch_chains(self._cfg, ifaces)
+        for family in self._cfg.ip_versions:
+            self._tables[("filter", family)].update_chains(dispatch)
+            raw = static_raw_chains(self._cfg, family, self._programmed.values())
+            self._tables[("raw", family)].update_chains(raw)
+
+    def _sync_host_endpoints(self) -> None:
+        owners = self._resolve_host_endpoints()
+        filt, raw, mangle = _host_chains(self._cfg, {i: self._heps[h] for i, h in owners.items()})
+        wanted: dict[tuple[str, int], list[Chain]] = {}
+        for family in self._cfg.ip_versions:
+            wanted[("filter", family)] = filt
+            wanted[("raw", family)] = raw
+            wanted[("mangle", family)] = mangle
+        for key, chains in wanted.items():
+            table = self._tables[key]
+            names = {c.name for c in chains}
+            table.remove_chains(self._hep_chains.get(key, set()) - names)
+            table.update_chains(chains)
+            self._hep_chains[key] = names
+        for hep_id in self._heps:
+            self._set_status(hep_id, "up" if hep_id in owners.values() else "down")
+
+    def _resolve_host_endpoints(self) -> dict[str, HostEndpointID]:
+        """Interface name -> the host endpoint that owns it (first by name wins)."""
+        owners: dict[str, HostEndpointID] = {}
+        for hep_id in sorted(self._heps, key=lambda h: h.name):
+            hep = self._heps[hep_id]
+            iface = hep.interface_name or self._iface_with_address(hep)
+            if iface and iface not in owners:
+                owners[iface] = hep_id
+        return owners
+
+    def _iface_with_address(self, hep: HostEndpoint) -> str | None:
+        expected = {
+            str(ipaddress.ip_address(a))
+            for a in (*hep.expected_ipv4_addrs, *hep.expected_ipv6_addrs)
+        }
+        for iface in sorted(self._addrs):
+            if self._addrs[iface] & expected:
+                return iface
+        return None
+
+    # -- status ---------------------------------------------------------------------------
+
+    def _report_statuses(self) -> None:
+        for ep_id, ep in self._programmed.items():
+            state = self._ifaces.get(ep.interface_name)
+            self._set_status(ep_id, "up" if state is not None and state.up else "down")
+
+    def _set_status(self, ep_id: WorkloadEndpointID | HostEndpointID, status: str | None) -> None:
+        if self._statuses.get(ep_id) == status:
+            return
+        if status is None:
+            self._statuses.pop(ep_id, None)
+        else:
+            self._statuses[ep_id] = status
+        if self._on_status is not None:
+            self._on_status(ep_id, status)
+
+    def mark_error(self) -> None:
+        """Programming failed: every endpoint is in error until an apply succeeds."""
+        ids: list[WorkloadEndpointID | HostEndpointID] = [*self._programmed, *self._heps]
+        for ep_id in ids:
+            self._set_status(ep_id, "error")
+
+    def workload_endpoints(self) -> Iterable[tuple[WorkloadEndpointID, WorkloadEndpoint]]:
+        return self._programmed.items()
+
+
+def _blank(iface: str) -> WorkloadEndpoint:
+    return WorkloadEndpoint(iface, None, (), (), (), ())
+
+
+def _host_chains(
+    cfg: RulesConfig, heps: Mapping[str, HostEndpoint]
+) -> tuple[list[Chain], list[Chain], list[Chain]]:
+    filt: list[Chain] = [*host_filter_dispatch_chains(heps)]
+    untracked = [iface for iface, h in heps.items() if h.untracked_tiers]
+    pre_dnat = [iface for iface, h in heps.items() if h.pre_dnat_tiers]
+    raw: list[Chain] = [*host_raw_dispatch_chains(cfg, untracked)]
+    mangle: list[Chain] = [*host_mangle_dispatch_chains(cfg, pre_dnat, [])]
+    for iface, hep in heps.items():
+        filt += host_endpoint_filter_chains(cfg, iface, hep)
+        if iface in untracked:
+            raw += host_endpoint_raw_chains(cfg, iface, hep)
+        if iface in pre_dnat:
+            mangle += host_endpoint_mangle_chains(cfg, iface, hep)
+    return filt, raw, mangle

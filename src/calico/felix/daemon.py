@@ -1,0 +1,295 @@
+"""calico-felix: wiring of syncer -> calculation graph -> dataplane, plus status and health.
+
+Start-up, as Calico's Felix: load local config (environment, config file), connect to etcd,
+wait until the datastore is initialised (ClusterInformation datastoreReady), layer in the
+datastore's FelixConfiguration, then start the dataplane thread, the syncer (whose thread
+also runs the pure calculation graph) and the status reporter. The main thread supervises:
+if any loop dies Felix exits non-zero (its restart resyncs), and if the FelixConfiguration
+changes Felix re-executes itself with the new configuration, keeping its PID.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from calico.calc.graph import CalcGraph
+from calico.calc.messages import HostEndpointID, WorkloadEndpointID, WorkloadEndpointUpdate
+from calico.dataplane.kernel import Subprocess, open_netlink
+from calico.dataplane.loop import DataplaneSettings, InternalDataplane
+from calico.datastore.api import Backend, DatastoreError, SyncStatus
+from calico.datastore.client import ResourceClient, ResourceNotFound
+from calico.datastore.config import EtcdConfig
+from calico.datastore.etcd import EtcdBackend
+from calico.datastore.resource_syncer import ResourceUpdate, resource_syncer
+from calico.felix.config import FelixConfig, build_config, file_layer
+from calico.felix.health import HealthAggregator, serve_health
+from calico.felix.metrics import FelixMetrics
+from calico.felix.status import StatusReporter, host_endpoint_status_key, workload_status_key
+from calico.model.base import Resource
+from calico.model.endpoints import HostEndpoint, WorkloadEndpoint
+from calico.model.felixconfig import FelixConfiguration
+from calico.model.keys import ResourceKey
+from calico.model.network import ClusterInformation
+from calico.model.policy import (
+    GlobalNetworkPolicy,
+    GlobalNetworkSet,
+    NetworkPolicy,
+    NetworkSet,
+    Profile,
+    Tier,
+)
+from calico.rules.config import ProtoPort, RulesConfig
+
+log = logging.getLogger("calico.felix")
+
+WATCHED_KINDS: tuple[type[Resource], ...] = (
+    WorkloadEndpoint,
+    HostEndpoint,
+    Profile,
+    NetworkPolicy,
+    GlobalNetworkPolicy,
+    Tier,
+    NetworkSet,
+    GlobalNetworkSet,
+    FelixConfiguration,
+    ClusterInformation,
+)
+_RESTART = 129  # internal: re-exec with new config
+_LOG_LEVELS = {
+    "Trace": logging.DEBUG,
+    "Debug": logging.DEBUG,
+    "Info": logging.INFO,
+    "Warning": logging.WARNING,
+    "Error": logging.ERROR,
+    "Fatal": logging.CRITICAL,
+}
+
+
+def rules_config(cfg: FelixConfig) -> RulesConfig:
+    def ports(entries: Sequence[Any]) -> tuple[ProtoPort, ...]:
+        return tuple(ProtoPort(p.protocol, p.port, p.net) for p in entries)
+
+    return RulesConfig.from_mark_mask(
+        cfg.iptables_mark_mask,
+        workload_iface_prefixes=cfg.interface_prefixes,
+        filter_allow_action=cfg.filter_allow_action.upper(),
+        filter_deny_action=cfg.filter_deny_action.upper(),
+        endpoint_to_host_action=cfg.default_endpoint_to_host_action.upper(),
+        failsafe_inbound=ports(cfg.failsafe_inbound),
+        failsafe_outbound=ports(cfg.failsafe_outbound),
+        log_prefix=cfg.log_prefix,
+        metadata_addr=cfg.metadata_addr,
+        metadata_port=cfg.metadata_port,
+        ipv6_enabled=cfg.ipv6_support,
+        chain_insert_mode="append" if cfg.chain_insert_mode == "Append" else "insert",
+    )
+
+
+def wait_for_datastore(client: ResourceClient, stop: threading.Event) -> None:
+    """Block until ClusterInformation says the datastore is ready (as Calico's Felix)."""
+    last_log = 0.0
+    while not stop.is_set():
+        reason = "no ClusterInformation yet"
+        try:
+            info = client.get(ClusterInformation, "default")
+            if info.spec.datastoreReady:
+                return
+            reason = "datastoreReady is false"
+        except ResourceNotFound:
+            pass
+        except DatastoreError as exc:
+            reason = str(exc)
+        if time.monotonic() - last_log > 10:
+            log.info("waiting for the datastore to be ready: %s", reason)
+            last_log = time.monotonic()
+        stop.wait(1.0)
+
+
+def datastore_specs(client: ResourceClient, hostname: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    specs = []
+    for name in ("default", f"node.{hostname}"):
+        try:
+            resource = client.get(FelixConfiguration, name)
+            specs.append(resource.spec_values())
+        except ResourceNotFound:
+            specs.append({})
+    return specs[0], specs[1]
+
+
+class Felix:
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = dict(environ)
+        self.stop_event = threading.Event()
+        self.exit_code = 0
+        self.local_file = file_layer(self.environ.get("FELIX_CONFIGFILE"))
+        self.config = build_config(self.environ, self.local_file)
+        self.backend: Backend = EtcdBackend(EtcdConfig.from_env(self.environ))
+        self.client = ResourceClient(self.backend)
+        self.health = HealthAggregator()
+        self.metrics = FelixMetrics()
+        self._datastore_specs: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
+
+    def run(self) -> int:
+        wait_for_datastore(self.client, self.stop_event)
+        if self.stop_event.is_set():
+            return self.exit_code
+        self._datastore_specs = datastore_specs(self.client, self.config.hostname)
+        self.config = build_config(self.environ, self.local_file, *self._datastore_specs)
+        cfg = self.config
+        logging.getLogger("calico").setLevel(
+            cfg.log_severity.upper().replace("FATAL", "CRITICAL").replace("TRACE", "DEBUG")
+        )
+        log.info(
+            "Felix starting on host %s (interfaces %s)",
+            cfg.hostname,
+            ",".join(cfg.interface_prefixes),
+        )
+        os.makedirs(cfg.run_dir, exist_ok=True)
+        self._start_endpoints()
+        reporter = StatusReporter(
+            self.backend, cfg.hostname, cfg.reporting_interval, cfg.reporting_ttl
+        )
+        self.reporter = reporter
+        dataplane = self._build_dataplane()
+        graph = CalcGraph(cfg.hostname, dataplane.send, on_other=self._on_other_update)
+        syncer = resource_syncer(
+            self.backend, WATCHED_KINDS, _GraphAdapter(graph, self), name="felix-syncer"
+        )
+        dataplane.start()
+        syncer.start()
+        reporter.start()
+        try:
+            self._supervise(dataplane, syncer)
+        finally:
+            syncer.stop()
+            dataplane.stop()
+            reporter.stop()
+            self.backend.close()
+        return self.exit_code
+
+    def _start_endpoints(self) -> None:
+        cfg = self.config
+        self.health.register("FelixStartup", live_timeout=None, reports_ready=False)
+        self.health.register("CalculationGraph", live_timeout=None, reports_ready=True)
+        self.health.register("InternalDataplaneMainLoop", live_timeout=90, reports_ready=True)
+        if cfg.health_enabled:
+            serve_health(self.health, cfg.health_host, cfg.health_port)
+        if cfg.prometheus_enabled:
+            self.metrics.serve(cfg.prometheus_host, cfg.prometheus_port)
+
+    def _build_dataplane(self) -> InternalDataplane:
+        cfg = self.config
+        settings = DataplaneSettings(
+            rules=rules_config(cfg),
+            iptables_backend=cfg.iptables_backend.lower(),
+            iptables_refresh=cfg.iptables_refresh_interval,
+            ipsets_refresh=cfg.ipsets_refresh_interval,
+            route_refresh=cfg.route_refresh_interval,
+            remove_external_routes=cfg.remove_external_routes,
+        )
+        return InternalDataplane(
+            settings,
+            Subprocess(),
+            functools.partial(open_netlink, None),
+            on_endpoint_status=self._endpoint_status if cfg.endpoint_reporting_enabled else None,
+            on_health=lambda ready: self.health.report("InternalDataplaneMainLoop", ready=ready),
+        )
+
+    def _endpoint_status(
+        self,
+        ep_id: WorkloadEndpointID | HostEndpointID,
+        update: WorkloadEndpointUpdate | None,
+        status: str | None,
+    ) -> None:
+        host = self.config.hostname
+        if isinstance(ep_id, HostEndpointID):
+            key = host_endpoint_status_key(host, ep_id.name)
+        else:
+            ep = update.endpoint if update else None
+            orchestrator = (ep.orchestrator if ep else "") or "unknown"
+            workload = (ep.workload if ep else "") or ep_id.name
+            key = workload_status_key(
+                host, orchestrator, workload, (ep.endpoint if ep else "") or "eth0"
+            )
+        self.reporter.set_endpoint_status(key, status)
+
+    def _on_other_update(self, key: ResourceKey, resource: Resource | None) -> None:
+        """FelixConfiguration changes after start: restart with the new config, as Calico."""
+        if key.kind is not FelixConfiguration or key.name not in (
+            "default",
+            f"node.{self.config.hostname}",
+        ):
+            return
+        spec = resource.spec_values() if isinstance(resource, FelixConfiguration) else {}
+        specs = (
+            (spec, self._datastore_specs[1])
+            if key.name == "default"
+            else (self._datastore_specs[0], spec)
+        )
+        if build_config(self.environ, self.local_file, *specs) != self.config:
+            log.warning("Felix configuration changed in the datastore; restarting to apply it")
+            self.exit_code = _RESTART
+            self.stop_event.set()
+
+    def _supervise(self, dataplane: InternalDataplane, syncer: Any) -> None:
+        self.health.report("FelixStartup", ready=True)
+        while not self.stop_event.wait(1.0):
+            if not dataplane.is_alive():
+                log.error("dataplane thread died: %s", dataplane.failure)
+                self.exit_code = 1
+                return
+            if not syncer.is_alive():
+                log.error("datastore syncer died: %s", syncer.failure)
+                self.exit_code = 1
+                return
+
+
+class _GraphAdapter:
+    """ResourceCallbacks -> the calculation graph (runs on the syncer's thread)."""
+
+    def __init__(self, graph: CalcGraph, felix: Felix) -> None:
+        self._graph = graph
+        self._felix = felix
+
+    def on_status(self, status: SyncStatus) -> None:
+        metrics = self._felix.metrics
+        metrics.resync_state.set(
+            {SyncStatus.WAIT_FOR_READY: 1, SyncStatus.RESYNC: 2, SyncStatus.IN_SYNC: 3}[status]
+        )
+        if status is SyncStatus.RESYNC:
+            metrics.resyncs.inc()
+        self._felix.health.report("CalculationGraph", ready=status is SyncStatus.IN_SYNC)
+        self._graph.on_status(status)
+
+    def on_resource_updates(self, updates: Sequence[ResourceUpdate]) -> None:
+        self._felix.metrics.calc_updates.inc(len(updates))
+        self._graph.on_updates([(u.key, u.resource) for u in updates])
+
+
+def main(environ: Mapping[str, str] | None = None) -> None:
+    env = dict(os.environ if environ is None else environ)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per etcd request otherwise
+    try:
+        felix = Felix(env)
+    except ValueError as exc:  # ConfigError and malformed ETCD_* settings
+        log.error("invalid configuration: %s", exc)
+        sys.exit(2)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: felix.stop_event.set())
+    code = felix.run()
+    if code == _RESTART:
+        os.execv(sys.argv[0], sys.argv)
+    sys.exit(code)

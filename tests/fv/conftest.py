@@ -1,0 +1,145 @@
+"""FV fixtures: real etcd, real Felix processes inside host namespaces, real workloads.
+
+Felix runs exactly as an operator runs it: `calico-felix` with NODENAME and ETCD_ENDPOINTS
+in its environment and nothing else (plus CALICO_RUN_DIR so parallel hosts never share a
+path). It reaches the test etcd through its unix socket, since the etcd's loopback address
+is not reachable from inside another network namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from calico.datastore.client import ResourceClient
+from calico.datastore.etcd import EtcdBackend
+from calico.model import parse_resource
+from calico.model.base import Resource
+from calico.testing.etcd_server import EtcdServer
+from calico.testing.netns import Namespaces
+from calico.testing.workloads import Workload, add_upstream, add_workload
+
+pytestmark = pytest.mark.fv
+FELIX = str(Path(sys.executable).parent / "calico-felix")
+
+
+def wait_until(
+    predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition"
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s")
+        time.sleep(0.1)
+
+
+class FelixHost:
+    def __init__(self, ns: Namespaces, etcd: EtcdServer, node: str, tmp: Path, **env: str) -> None:
+        self.ns = ns
+        self.node = node
+        self.netns = ns.add(node)
+        self.etcd = etcd
+        self.run_dir = tmp / node
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log = self.run_dir / "felix.log"
+        self.extra_env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+        add_upstream(ns, self.netns, f"{node}-up")
+
+    def start(self) -> None:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            "NODENAME": self.node,
+            "ETCD_ENDPOINTS": self.etcd.unix_endpoint,
+            "CALICO_RUN_DIR": str(self.run_dir),
+            **self.extra_env,
+        }
+        self.proc = self.ns.popen(self.netns, [FELIX], env=env, log=str(self.log))
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait(timeout=10)
+
+    def exec(self, args: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.ns.exec(self.netns, args, check=check)
+
+    def add_workload(self, iface: str, ipv4: str | None, ipv6: str | None = None) -> Workload:
+        return add_workload(self.ns, self.netns, iface, ipv4, ipv6, name=f"{self.node}-{iface}")
+
+    def log_tail(self) -> str:
+        return self.log.read_text()[-4000:] if self.log.exists() else "(no log)"
+
+
+class Cluster:
+    def __init__(self, ns: Namespaces, etcd: EtcdServer, tmp: Path) -> None:
+        self.ns = ns
+        self.etcd = etcd
+        self.tmp = tmp
+        self.backend = EtcdBackend.from_env({"ETCD_ENDPOINTS": etcd.endpoint})
+        self.client = ResourceClient(self.backend)
+        self.client.ensure_initialized()
+        self.hosts: list[FelixHost] = []
+
+    def host(self, node: str, **env: str) -> FelixHost:
+        host = FelixHost(self.ns, self.etcd, node, self.tmp, **env)
+        self.hosts.append(host)
+        return host
+
+    def apply(self, doc: dict[str, Any]) -> Resource:
+        doc = {"apiVersion": "projectcalico.org/v3", **doc}
+        return self.client.apply(parse_resource(doc))
+
+    def delete(self, kind: type[Resource], name: str, namespace: str | None = None) -> None:
+        self.client.delete(kind, name, namespace)
+
+    def add_endpoint(
+        self,
+        host: FelixHost,
+        wl: Workload,
+        pod: str,
+        ns: str = "default",
+        profiles: tuple[str, ...] = ("projectcalico-default-allow",),
+        **labels: str,
+    ) -> Resource:
+        nets = [f"{ip}/32" for ip in (wl.ipv4,) if ip] + [f"{ip}/128" for ip in (wl.ipv6,) if ip]
+        return self.apply({
+            "kind": "WorkloadEndpoint",
+            "metadata": {"namespace": ns, "labels": labels},
+            "spec": {
+                "node": host.node, "orchestrator": "k8s", "pod": pod, "endpoint": "eth0",
+                "interfaceName": wl.host_iface, "mac": wl.mac, "ipNetworks": nets,
+                "profiles": list(profiles),
+            },
+        })  # fmt: skip
+
+    def close(self) -> None:
+        for host in self.hosts:
+            host.kill()
+        self.backend.close()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: runs Felix in network namespaces")
+    for tool in ("etcd", "iptables-restore", "ipset", "ip"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not found (make test installs it)")
+    with EtcdServer() as etcd, Namespaces() as ns:
+        cluster = Cluster(ns, etcd, tmp_path)
+        try:
+            yield cluster
+        finally:
+            for host in cluster.hosts:
+                if host.proc is not None:
+                    print(f"--- felix log {host.node} ---\n{host.log_tail()}")
+            cluster.close()
