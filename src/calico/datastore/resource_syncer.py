@@ -24,6 +24,10 @@ from calico.model.keys import ResourceKey, kind_prefix, parse_key
 _log = logging.getLogger(__name__)
 
 
+Salvage = Callable[[ResourceKey, bytes], Resource | None]
+"""Given an undecodable value, a resource to use instead (e.g. a fail-closed stand-in)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ResourceUpdate:
     kind: UpdateKind
@@ -49,9 +53,11 @@ class ResourceDecoder:
         self,
         callbacks: ResourceCallbacks,
         on_invalid: Callable[[str, str], None] = _log_invalid,
+        salvage: Salvage | None = None,
     ) -> None:
         self._callbacks = callbacks
         self._on_invalid = on_invalid
+        self._salvage = salvage
         self._valid: set[str] = set()  # keys the consumer currently holds a resource for
 
     def on_status(self, status: SyncStatus) -> None:
@@ -74,7 +80,10 @@ class ResourceDecoder:
             resource = decode(KeyValue(update.key, update.value, update.revision))
         except ResourceError as exc:
             self._on_invalid(update.key, str(exc))
-            return self._removed(key, update.revision)
+            stand_in = self._salvage(key, update.value) if self._salvage else None
+            if stand_in is None:
+                return self._removed(key, update.revision)
+            resource = stand_in
         kind = UpdateKind.UPDATED if key.path in self._valid else UpdateKind.NEW
         self._valid.add(key.path)
         return ResourceUpdate(kind, key, resource, update.revision)
@@ -93,7 +102,9 @@ def resource_syncer(
     *,
     name: str = "resource-syncer",
     on_invalid: Callable[[str, str], None] = _log_invalid,
+    salvage: Salvage | None = None,
 ) -> Syncer:
     """A Syncer over the given kinds' prefixes that delivers decoded resources."""
     prefixes = [kind_prefix(kind) for kind in kinds]
-    return Syncer(backend, prefixes, ResourceDecoder(callbacks, on_invalid), name=name)
+    decoder = ResourceDecoder(callbacks, on_invalid, salvage)
+    return Syncer(backend, prefixes, decoder, name=name)

@@ -22,6 +22,7 @@ from typing import Any
 
 from calico.calc.graph import CalcGraph
 from calico.calc.messages import HostEndpointID, WorkloadEndpointID, WorkloadEndpointUpdate
+from calico.calc.salvage import salvage_policy
 from calico.dataplane.kernel import Subprocess, open_netlink
 from calico.dataplane.loop import DataplaneSettings, InternalDataplane
 from calico.datastore.api import Backend, DatastoreError, SyncStatus
@@ -161,7 +162,11 @@ class Felix:
         dataplane = self._build_dataplane()
         graph = CalcGraph(cfg.hostname, dataplane.send, on_other=self._on_other_update)
         syncer = resource_syncer(
-            self.backend, WATCHED_KINDS, _GraphAdapter(graph, self), name="felix-syncer"
+            self.backend,
+            WATCHED_KINDS,
+            _GraphAdapter(graph, self),
+            name="felix-syncer",
+            salvage=salvage_policy,  # broken policies fail closed
         )
         dataplane.start()
         syncer.start()

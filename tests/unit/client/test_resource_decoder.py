@@ -86,3 +86,18 @@ def test_a_value_turning_invalid_is_a_deletion_and_back_is_new() -> None:
     )
     assert kinds(recorder) == [UpdateKind.NEW, UpdateKind.DELETED, UpdateKind.NEW]
     assert len(invalid) == 1 and "spec.cidr" in invalid[0][1]
+
+
+def test_salvage_replaces_an_invalid_value() -> None:
+    from calico.model.policy import GlobalNetworkPolicy
+
+    key = ResourceKey(GlobalNetworkPolicy, "broken").path
+    stand_in = IPPool.model_validate(
+        {"metadata": {"name": "p1"}, "spec": {"cidr": "198.19.0.0/16"}}
+    )
+    recorder = Recorder()
+    decoder = ResourceDecoder(
+        recorder, on_invalid=lambda k, r: None, salvage=lambda k, raw: stand_in
+    )
+    decoder.on_updates([Update(UpdateKind.NEW, key, b"{broken", 3)])
+    assert [(u.kind, u.resource) for u in recorder.updates] == [(UpdateKind.NEW, stand_in)]
