@@ -23,9 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from calico.calc.messages import (
+    ActivePolicyRemove,
+    ActivePolicyUpdate,
     HostEndpointID,
     InSync,
     Message,
+    PolicyID,
     WorkloadEndpointID,
     WorkloadEndpointUpdate,
 )
@@ -58,6 +61,17 @@ class DataplaneSettings:
     ipsets_refresh: float = 90.0
     route_refresh: float = 90.0
     remove_external_routes: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyStats:
+    """What one apply did, for metrics."""
+
+    seconds: float
+    ok: bool
+    endpoints: int
+    policies: int
+    ipsets: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +108,15 @@ class InternalDataplane:
         on_endpoint_status: EndpointStatusSink | None = None,
         on_health: Callable[[bool], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_applied: Callable[[ApplyStats], None] | None = None,
     ) -> None:
         cfg = settings.rules
         self._settings = settings
         self._clock = clock
         self._on_health = on_health
         self._on_status = on_endpoint_status
+        self._on_applied = on_applied
+        self._policies: set[PolicyID] = set()
         backend = settings.iptables_backend
         backend = detect_backend(runner) if backend == "auto" else backend
         families = cfg.ip_versions
@@ -220,6 +237,8 @@ class InternalDataplane:
             for msg in item:
                 if isinstance(msg, InSync):
                     self._in_sync = True
+                elif isinstance(msg, ActivePolicyUpdate | ActivePolicyRemove):
+                    self._policy_ids_changed(msg)
                 elif isinstance(msg, WorkloadEndpointUpdate):
                     self._wep_updates[msg.id] = msg
                 for manager in self.managers:
@@ -254,7 +273,27 @@ class InternalDataplane:
         if self._dirty or pending_routes or retry_due:
             self._apply()
 
+    def _policy_ids_changed(self, msg: ActivePolicyUpdate | ActivePolicyRemove) -> None:
+        if isinstance(msg, ActivePolicyUpdate):
+            self._policies.add(msg.id)
+        else:
+            self._policies.discard(msg.id)
+
     def _apply(self) -> None:
+        started = self._clock()
+        ok = self._apply_once()
+        if self._on_applied is not None:
+            self._on_applied(
+                ApplyStats(
+                    seconds=self._clock() - started,
+                    ok=ok,
+                    endpoints=len(list(self.endpoints.workload_endpoints())),
+                    policies=len(self._policies),
+                    ipsets=sum(len(s.desired_ids()) for s in self.ipsets),
+                )
+            )
+
+    def _apply_once(self) -> bool:
         try:
             for manager in self.managers:
                 manager.complete_deferred_work()
@@ -272,13 +311,14 @@ class InternalDataplane:
             self.endpoints.mark_error()
             self._retry_at = self._clock() + self._backoff
             self._backoff = min(self._backoff * 2, 5.0)
-            return
+            return False
         self._dirty = False
         self._retry_at = None
         self._backoff = 0.1
         if not self._applied_once:
             log.info("dataplane in sync with the datastore")
         self._applied_once = True
+        return True
 
     def _status(self, ep_id: WorkloadEndpointID | HostEndpointID, status: str | None) -> None:
         if self._on_status is None:

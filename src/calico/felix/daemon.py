@@ -24,7 +24,7 @@ from calico.calc.graph import CalcGraph
 from calico.calc.messages import HostEndpointID, WorkloadEndpointID, WorkloadEndpointUpdate
 from calico.calc.salvage import salvage_policy
 from calico.dataplane.kernel import Subprocess, open_netlink
-from calico.dataplane.loop import DataplaneSettings, InternalDataplane
+from calico.dataplane.loop import ApplyStats, DataplaneSettings, InternalDataplane
 from calico.datastore.api import Backend, DatastoreError, SyncStatus
 from calico.datastore.client import ResourceClient, ResourceNotFound
 from calico.datastore.config import EtcdConfig
@@ -206,7 +206,17 @@ class Felix:
             functools.partial(open_netlink, None),
             on_endpoint_status=self._endpoint_status if cfg.endpoint_reporting_enabled else None,
             on_health=lambda ready: self.health.report("InternalDataplaneMainLoop", ready=ready),
+            on_applied=self._record_apply,
         )
+
+    def _record_apply(self, stats: ApplyStats) -> None:
+        m = self.metrics
+        m.apply_time.observe(stats.seconds)
+        if not stats.ok:
+            m.apply_failures.inc()
+        m.active_local_endpoints.set(stats.endpoints)
+        m.active_local_policies.set(stats.policies)
+        m.ipsets_calico.set(stats.ipsets)
 
     def _endpoint_status(
         self,

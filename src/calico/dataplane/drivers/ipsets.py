@@ -78,6 +78,10 @@ class IPSets:
         self._dirty_ids: set[str] = set()
         self._kernel: dict[str, KernelSet] | None = None
 
+    def desired_ids(self) -> frozenset[str]:
+        """The IDs of the sets this driver is keeping in the kernel."""
+        return frozenset(self._desired)
+
     def name_for(self, set_id: str) -> str:
         return naming.ipset_name(self.ip_version, set_id)
 
