@@ -29,6 +29,14 @@ from calico.testing.workloads import Workload, add_upstream, add_workload
 
 pytestmark = pytest.mark.fv
 FELIX = str(Path(sys.executable).parent / "calico-felix")
+IN_SYNC = "dataplane in sync with the datastore"
+# Short refresh intervals so that FV tests see periodic repairs and reports quickly.
+FAST_ENV = {
+    "FELIX_IPTABLESREFRESHINTERVAL": "2",
+    "FELIX_ROUTEREFRESHINTERVAL": "2",
+    "FELIX_IPSETSREFRESHINTERVAL": "2",
+    "FELIX_REPORTINGINTERVALSECS": "1",
+}
 
 
 def wait_until(
@@ -52,22 +60,65 @@ class FelixHost:
         self.log = self.run_dir / "felix.log"
         self.extra_env = env
         self.proc: subprocess.Popen[bytes] | None = None
-        add_upstream(ns, self.netns, f"{node}-up")
+        self._log_mark = 0
+        self.upstream = add_upstream(ns, self.netns, f"{node}-up")
 
-    def start(self) -> None:
-        env = {
+    def start(self, **env: str) -> None:
+        """Start Felix (`env` adds to / overrides the host's environment for this run)."""
+        full_env = {
             "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
             "NODENAME": self.node,
             "ETCD_ENDPOINTS": self.etcd.unix_endpoint,
             "CALICO_RUN_DIR": str(self.run_dir),
             **self.extra_env,
+            **env,
         }
-        self.proc = self.ns.popen(self.netns, [FELIX], env=env, log=str(self.log))
+        self._log_mark = self.log.stat().st_size if self.log.exists() else 0
+        self.proc = self.ns.popen(self.netns, [FELIX], env=full_env, log=str(self.log))
+
+    def log_since_start(self) -> str:
+        if not self.log.exists():
+            return ""
+        with self.log.open("rb") as f:
+            f.seek(self._log_mark)
+            return f.read().decode(errors="replace")
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        """Wait until this run of Felix has applied its first in-sync dataplane."""
+
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"felix exited {self.proc.returncode}:\n{self.log_tail()}")
+            return IN_SYNC in self.log_since_start()
+
+        wait_until(ready, timeout, f"felix on {self.node} in sync")
 
     def kill(self) -> None:
+        """SIGKILL Felix (its process group, by PID): no clean-up of any kind."""
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, 9)
             self.proc.wait(timeout=10)
+
+    def iptables_save(self, table: str = "filter", version: int = 4, counters: bool = False) -> str:
+        tool = "ip6tables-save" if version == 6 else "iptables-save"
+        args = [tool, "-t", table] + (["-c"] if counters else [])
+        return self.exec(args).stdout
+
+    def cali_lines(self, table: str = "filter", version: int = 4) -> list[str]:
+        """Calico's chain declarations and rules (also its hooks in kernel chains)."""
+        lines = self.iptables_save(table, version).splitlines()
+        return [ln for ln in lines if "cali" in ln and ln.startswith((":", "-A"))]
+
+    def chain(self, name: str, table: str = "filter", version: int = 4) -> list[str]:
+        """The rules of one chain (empty if absent)."""
+        lines = self.iptables_save(table, version).splitlines()
+        return [ln for ln in lines if ln.startswith(f"-A {name} ")]
+
+    def has_chain(self, name: str, table: str = "filter", version: int = 4) -> bool:
+        return f":{name} " in self.iptables_save(table, version)
+
+    def routes(self, version: int = 4) -> str:
+        return self.exec(["ip", f"-{version}", "route", "show"]).stdout
 
     def exec(self, args: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.ns.exec(self.netns, args, check=check)
@@ -89,8 +140,10 @@ class Cluster:
         self.client.ensure_initialized()
         self.hosts: list[FelixHost] = []
 
-    def host(self, node: str, **env: str) -> FelixHost:
-        host = FelixHost(self.ns, self.etcd, node, self.tmp, **env)
+    def host(self, node: str, fast: bool = True, **env: str) -> FelixHost:
+        host = FelixHost(
+            self.ns, self.etcd, node, self.tmp, **({**FAST_ENV, **env} if fast else env)
+        )
         self.hosts.append(host)
         return host
 
@@ -108,8 +161,10 @@ class Cluster:
         pod: str,
         ns: str = "default",
         profiles: tuple[str, ...] = ("projectcalico-default-allow",),
+        extra: dict[str, Any] | None = None,
         **labels: str,
     ) -> Resource:
+        """A WorkloadEndpoint for `wl` (`extra`: more spec fields, e.g. ports)."""
         nets = [f"{ip}/32" for ip in (wl.ipv4,) if ip] + [f"{ip}/128" for ip in (wl.ipv6,) if ip]
         return self.apply({
             "kind": "WorkloadEndpoint",
@@ -117,7 +172,7 @@ class Cluster:
             "spec": {
                 "node": host.node, "orchestrator": "k8s", "pod": pod, "endpoint": "eth0",
                 "interfaceName": wl.host_iface, "mac": wl.mac, "ipNetworks": nets,
-                "profiles": list(profiles),
+                "profiles": list(profiles), **(extra or {}),
             },
         })  # fmt: skip
 

@@ -173,3 +173,15 @@ def test_static_arp_entries_follow_the_routes(netns: Namespaces) -> None:
     table.apply()
     table.close()
     assert netns.exec(host.name, ["ip", "neigh", "show", "dev", "cali1"]).stdout.strip() == ""
+
+
+def test_small_deletions_go_over_netlink_without_falling_back(host: Host) -> None:
+    spy = SpyRunner(host.name)
+    table = host.table(spy)
+    program(table, host)
+    spy.calls.clear()
+    table.set_routes("cali2", [])
+    table.apply()
+    assert host.cidr(20) not in host.routes()
+    assert spy.calls == []  # the delete matched over netlink: no `ip -batch` fallback
+    table.close()

@@ -6,8 +6,10 @@
      complete_deferred_work → IP set creates/updates → iptables (raw, mangle, filter; one
      restore per table) → IP set deletions → sysctls → routes
 
-Nothing is written before the first InSync: Felix must know the whole datastore before it
-touches a kernel that may hold a previous Felix's correct state. A failed apply leaves the
+Nothing is written before the first InSync and the interface monitor's first full dump:
+Felix must know the whole datastore, and every interface (host endpoints resolve to them,
+endpoint status follows them), before it touches a kernel that may hold a previous Felix's
+correct state. A failed apply leaves the
 drivers dirty and is retried with backoff; periodic refreshes re-read the kernel and repair
 tampering. Health: live while the loop turns, ready after the first successful apply.
 """
@@ -87,6 +89,11 @@ class _IfaceAddrs:
     addrs: frozenset[str]
 
 
+@dataclass(frozen=True, slots=True)
+class _IfacesInSync:
+    """The interface monitor has reported its first full dump."""
+
+
 class _Timer:
     def __init__(self, interval: float, now: float) -> None:
         self.interval = interval
@@ -149,7 +156,9 @@ class InternalDataplane:
             netlink_factory,
             on_state=lambda name, up, index: self._queue.put(_IfaceState(name, up, index)),
             on_addrs=lambda name, addrs: self._queue.put(_IfaceAddrs(name, frozenset(addrs))),
+            on_in_sync=lambda: self._queue.put(_IfacesInSync()),
         )
+        self._ifaces_in_sync = False
         self._wep_updates: dict[WorkloadEndpointID, WorkloadEndpointUpdate] = {}
         self._in_sync = False
         self._dirty = True
@@ -247,12 +256,14 @@ class InternalDataplane:
             self.endpoints.on_iface_state(item.name, item.up, item.index)
         elif isinstance(item, _IfaceAddrs):
             self.endpoints.on_iface_addrs(item.name, set(item.addrs))
+        elif isinstance(item, _IfacesInSync):
+            self._ifaces_in_sync = True
         else:
             return
         self._dirty = True
 
     def _maybe_apply(self) -> None:
-        if not self._in_sync:
+        if not (self._in_sync and self._ifaces_in_sync):
             return
         now = self._clock()
         if self._refresh["iptables"].fire(now):

@@ -34,6 +34,7 @@ from calico.felix.config import FelixConfig, build_config, file_layer
 from calico.felix.health import HealthAggregator, serve_health
 from calico.felix.metrics import FelixMetrics
 from calico.felix.status import StatusReporter, host_endpoint_status_key, workload_status_key
+from calico.model import ResourceError
 from calico.model.base import Resource
 from calico.model.endpoints import HostEndpoint, WorkloadEndpoint
 from calico.model.felixconfig import FelixConfiguration
@@ -115,12 +116,18 @@ def wait_for_datastore(client: ResourceClient, stop: threading.Event) -> None:
 
 
 def datastore_specs(client: ResourceClient, hostname: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The `default` and `node.<hostname>` FelixConfiguration specs ({} if absent). One that
+    does not validate counts as absent, as the syncer treats it: a bad edit must not stop
+    Felix from starting on every host."""
     specs = []
     for name in ("default", f"node.{hostname}"):
         try:
             resource = client.get(FelixConfiguration, name)
             specs.append(resource.spec_values())
         except ResourceNotFound:
+            specs.append({})
+        except ResourceError as exc:
+            log.error("ignoring invalid FelixConfiguration %s: %s", name, exc)
             specs.append({})
     return specs[0], specs[1]
 
@@ -137,6 +144,7 @@ class Felix:
         self.health = HealthAggregator()
         self.metrics = FelixMetrics()
         self._datastore_specs: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
+        self._status_swept = False
 
     def run(self) -> int:
         wait_for_datastore(self.client, self.stop_event)
@@ -205,9 +213,15 @@ class Felix:
             Subprocess(),
             functools.partial(open_netlink, None),
             on_endpoint_status=self._endpoint_status if cfg.endpoint_reporting_enabled else None,
-            on_health=lambda ready: self.health.report("InternalDataplaneMainLoop", ready=ready),
+            on_health=self._dataplane_health,
             on_applied=self._record_apply,
         )
+
+    def _dataplane_health(self, ready: bool) -> None:
+        self.health.report("InternalDataplaneMainLoop", ready=ready)
+        if ready and not self._status_swept and self.config.endpoint_reporting_enabled:
+            self._status_swept = True  # every endpoint's status is queued by now
+            self.reporter.endpoints_resynced()
 
     def _record_apply(self, stats: ApplyStats) -> None:
         m = self.metrics
@@ -230,7 +244,9 @@ class Felix:
         else:
             ep = update.endpoint if update else None
             orchestrator = (ep.orchestrator if ep else "") or "unknown"
-            workload = (ep.workload if ep else "") or ep_id.name
+            # Calico's workload ID: "<namespace>/<workload>" (pod names repeat across
+            # namespaces; without the namespace their status keys would collide).
+            workload = f"{ep_id.namespace}/{(ep.workload if ep else '') or ep_id.name}"
             key = workload_status_key(
                 host, orchestrator, workload, (ep.endpoint if ep else "") or "eth0"
             )

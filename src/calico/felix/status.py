@@ -5,8 +5,12 @@ Keys, as Calico's Felix (v2, with region) writes them:
   /calico/felix/v2/<region>/host/<host>/last_reported_status    the same value, no TTL
   /calico/felix/v2/<region>/host/<host>/workload/<orch>/<workload>/endpoint/<ep>  {"status": ...}
   /calico/felix/v2/<region>/host/<host>/endpoint/<hep>                             {"status": ...}
+The workload ID is Calico's "<namespace>/<workload>"; "/" inside a path segment is written
+"%2f" (libcalico-go's escapeName), e.g. `workload/k8s/default%2fnginx/endpoint/eth0`.
 The heartbeat's lease expires ReportingTTLSecs after Felix stops reporting, which is how the
-OpenStack driver notices a dead host. Datastore failures are logged and retried on the next
+OpenStack driver notices a dead host. Endpoint status keys of this host that no current
+endpoint owns (left by an earlier run) are swept once the dataplane has reported every
+endpoint (`endpoints_resynced`). Datastore failures are logged and retried on the next
 tick; they never stop Felix.
 """
 
@@ -32,15 +36,22 @@ def host_prefix(hostname: str, region: str = DEFAULT_REGION) -> str:
     return f"{FELIX_STATUS_ROOT}/{region}/host/{hostname}/"
 
 
+def escape_segment(name: str) -> str:
+    """A name as one key path segment ("/" -> "%2f"), as libcalico-go's escapeName."""
+    return name.replace("/", "%2f")
+
+
 def workload_status_key(
     hostname: str, orchestrator: str, workload: str, endpoint: str, region: str = DEFAULT_REGION
 ) -> str:
+    """`workload` is Calico's workload ID, "<namespace>/<workload>" for v3 endpoints."""
     base = host_prefix(hostname, region)
-    return f"{base}workload/{orchestrator}/{workload}/endpoint/{endpoint}"
+    orch, wl, ep = (escape_segment(n) for n in (orchestrator, workload, endpoint))
+    return f"{base}workload/{orch}/{wl}/endpoint/{ep}"
 
 
 def host_endpoint_status_key(hostname: str, name: str, region: str = DEFAULT_REGION) -> str:
-    return f"{host_prefix(hostname, region)}endpoint/{name}"
+    return f"{host_prefix(hostname, region)}endpoint/{escape_segment(name)}"
 
 
 def _utc_now() -> str:
@@ -72,6 +83,7 @@ class StatusReporter:
         self._lock = threading.Lock()
         self._pending: dict[str, str | None] = {}  # key -> status, None = delete
         self._written: dict[str, str] = {}
+        self._sweep = False  # sweep stale endpoint keys after the next flush
 
     # -- heartbeat --------------------------------------------------------------------------
 
@@ -111,9 +123,17 @@ class StatusReporter:
         with self._lock:
             self._pending[key] = status
 
+    def endpoints_resynced(self) -> None:
+        """Every current endpoint's status has been queued (the dataplane's first in-sync
+        apply): the next flush also deletes this host's endpoint keys nobody owns, e.g. of
+        endpoints deleted while Felix was down."""
+        with self._lock:
+            self._sweep = True
+
     def flush_endpoints(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, {}
+            sweep = self._sweep
         try:
             for key, status in pending.items():
                 if status is None:
@@ -126,6 +146,12 @@ class StatusReporter:
             with self._lock:  # put back what was not written, unless superseded meanwhile
                 self._pending = {**pending, **self._pending}
             raise
+        if sweep:
+            with self._lock:
+                queued = {k for k, v in self._pending.items() if v is not None}
+            self.remove_stale_endpoint_status(set(self._written) | queued)
+            with self._lock:
+                self._sweep = False
 
     def remove_stale_endpoint_status(self, wanted: set[str]) -> None:
         """Delete endpoint status keys for this host that no current endpoint owns."""

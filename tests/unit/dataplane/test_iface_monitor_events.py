@@ -208,3 +208,28 @@ def test_monitor_retries_when_it_cannot_subscribe(fail_first: int) -> None:
         rec.wait_for(lambda: ("state", "lo", True, 1) in rec.calls)
     finally:
         monitor.stop()
+
+
+def test_monitor_reports_in_sync_once_after_its_first_dump() -> None:
+    world, rec = FakeWorld(), Recorder()
+    world.links[3] = ("cali1", UP)
+
+    def in_sync() -> None:
+        with rec.cond:
+            rec.calls.append(("in-sync",))
+            rec.cond.notify_all()
+
+    monitor = InterfaceMonitor(world.factory, rec.on_state, rec.on_addrs, on_in_sync=in_sync)
+    monitor.start()
+    try:
+        rec.wait_for(lambda: ("in-sync",) in rec.calls)
+        # Everything in the dump was reported before it.
+        before = rec.calls[: rec.calls.index(("in-sync",))]
+        assert ("state", "lo", True, 1) in before and ("state", "cali1", True, 3) in before
+        world.fail_next_recv = True  # a resubscription dumps again, but is not a new sync
+        world.links[4] = ("cali2", UP)
+        world.emit(link_msg(4, "cali2", UP))
+        rec.wait_for(lambda: ("state", "cali2", True, 4) in rec.calls)
+        assert world.dumps == 2 and rec.calls.count(("in-sync",)) == 1
+    finally:
+        monitor.stop()

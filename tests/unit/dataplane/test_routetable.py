@@ -136,6 +136,7 @@ class FakeNetlink:
             assert kw["scope"] == 253 and kw["table"] == 254
             assert self.kernel.replace(cidr, dev, kw["proto"])
         else:
+            assert kw["scope"] == 255  # any scope; the kernel's default would not match
             assert self.kernel.routes.pop((cidr, kw["priority"])).dev == dev
 
     def neigh(self, command: str, **kw: Any) -> None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from calico.datastore.client import ResourceClient
+from calico.datastore.memory import MemoryBackend
 from calico.felix.config import ConfigError, ProtoPort, build_config, file_layer, parse_seconds
+from calico.felix.daemon import datastore_specs
 
 
 def test_defaults_match_calico() -> None:
@@ -113,3 +117,17 @@ def test_missing_explicit_config_file_is_an_error(tmp_path: Path) -> None:
 )
 def test_durations(text: str, seconds: float) -> None:
     assert parse_seconds(text) == seconds
+
+
+def test_invalid_datastore_felix_configuration_counts_as_absent() -> None:
+    backend = MemoryBackend()
+    prefix = "/calico/resources/v3/projectcalico.org/felixconfigurations/"
+
+    def put(name: str, spec: dict[str, str]) -> None:
+        meta = {"name": name, "creationTimestamp": "2026-01-01T00:00:00Z"}
+        doc = {"apiVersion": "projectcalico.org/v3", "kind": "FelixConfiguration"}
+        backend.put(prefix + name, json.dumps({**doc, "metadata": meta, "spec": spec}).encode())
+
+    put("default", {"reportingInterval": "soon"})
+    put("node.h1", {"logPrefix": "x"})
+    assert datastore_specs(ResourceClient(backend), "h1") == ({}, {"logPrefix": "x"})

@@ -72,3 +72,29 @@ def test_stale_endpoint_status_is_swept_on_resync() -> None:
     assert backend.get(stale) is None
     assert backend.get(keep) is not None and backend.get(other_host) is not None
     assert backend.get("/calico/felix/v2/no-region/host/h/status") is not None
+
+
+def test_workload_ids_with_namespace_are_escaped_as_calico_does() -> None:
+    key = workload_status_key("h", "k8s", "default/nginx", "eth0")
+    assert key == "/calico/felix/v2/no-region/host/h/workload/k8s/default%2fnginx/endpoint/eth0"
+    assert host_endpoint_status_key("h", "a/b").endswith("/endpoint/a%2fb")
+
+
+def test_endpoints_resynced_sweeps_keys_of_a_previous_run_after_the_flush() -> None:
+    backend = MemoryBackend()
+    gone = workload_status_key("h", "k8s", "default/gone", "eth0")
+    current = workload_status_key("h", "k8s", "default/pod", "eth0")
+    for key in (gone, current):
+        backend.put(key, b'{"status": "up"}')
+    reporter = StatusReporter(backend, "h", interval=30, ttl=90)
+    reporter.set_endpoint_status(current, "down")
+    reporter.flush_endpoints()
+    assert backend.get(gone) is not None  # no sweep before the dataplane has reported all
+    reporter.endpoints_resynced()
+    reporter.flush_endpoints()
+    assert backend.get(gone) is None
+    kv = backend.get(current)
+    assert kv is not None and json.loads(kv.value) == {"status": "down"}
+    backend.put(gone, b'{"status": "up"}')
+    reporter.flush_endpoints()
+    assert backend.get(gone) is not None  # swept once, not on every flush

@@ -6,7 +6,8 @@ and host endpoints can follow their addresses. Inputs: a netlink subscription
 (RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR) plus full dumps. Outputs:
 `on_state(name, up, index)` on every change of existence or oper state (`index` 0: the
 interface is gone) and `on_addrs(name, addrs)` with the complete address set whenever it
-changes (an empty set when the interface goes).
+changes (an empty set when the interface goes), and `on_in_sync()` once, after the first
+full dump has been reported (until then the consumer does not know every interface).
 
 Invariants: it subscribes before it dumps, so no change between the two is lost (an event
 older than the dump is followed by the newer events that superseded it). Any netlink error
@@ -166,9 +167,11 @@ class InterfaceMonitor:
         *,
         resync_interval: float = 90.0,
         retry_delay: float = 1.0,
+        on_in_sync: Callable[[], None] | None = None,
     ) -> None:
         self._factory = netlink_factory
         self._tracker = InterfaceTracker(on_state, on_addrs)
+        self._on_in_sync = on_in_sync  # once, after the first dump has been reported
         self._resync_interval = resync_interval
         self._retry_delay = retry_delay
         self._stop = threading.Event()
@@ -212,6 +215,9 @@ class InterfaceMonitor:
             dumper = self._factory()
             sockets.append(dumper)
             self._dump(dumper)
+            if self._on_in_sync is not None:
+                self._on_in_sync()
+                self._on_in_sync = None
             self._dumped = True
             watched = [sub.fileno(), self._wake_r]
             while not self._stop.is_set():

@@ -45,6 +45,7 @@ MAIN_TABLE = 254
 _RTPROT_BOOT = 3  # what iproute2 omits from its output
 _RTPROT_KERNEL = 2
 _SCOPE_LINK = 253
+_SCOPE_NOWHERE = 255  # in a delete: match a route of any scope (as `ip route del`)
 _NUD_PERMANENT = 0x80
 _FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
 _DEFAULT_METRIC = {4: 0, 6: 1024}  # what the kernel assigns when none is given
@@ -420,7 +421,9 @@ class RouteTable:
             if op.kind is _Kind.ROUTE_REPLACE:
                 nl.route("replace", scope=_SCOPE_LINK, proto=op.proto, **common)
             else:
-                nl.route("del", proto=op.proto, priority=op.metric, **common)
+                # Without a scope pyroute2 sends "universe", which no link-scope route
+                # matches (ESRCH): ask for any scope, as iproute2 does.
+                nl.route("del", proto=op.proto, priority=op.metric, scope=_SCOPE_NOWHERE, **common)
 
     def _run_batch(self, ops: list[_Op]) -> None:
         """Everything else in one `ip -force -batch` (10k routes ~0.13 s)."""

@@ -183,14 +183,20 @@ class EndpointManager:
             self._hep_chains[key] = names
         for hep_id in self._heps:
             self._set_status(hep_id, "up" if hep_id in owners.values() else "down")
+        for gone in [i for i in self._statuses if isinstance(i, HostEndpointID)]:
+            if gone not in self._heps:
+                self._set_status(gone, None)  # deleted: its status goes too
 
     def _resolve_host_endpoints(self) -> dict[str, HostEndpointID]:
-        """Interface name -> the host endpoint that owns it (first by name wins)."""
+        """Interface name -> the host endpoint that owns it (first by name wins). Like
+        Felix, only interfaces that exist resolve: a host endpoint naming a missing one is
+        "down" and gets chains when the interface appears."""
         owners: dict[str, HostEndpointID] = {}
         for hep_id in sorted(self._heps, key=lambda h: h.name):
             hep = self._heps[hep_id]
             iface = hep.interface_name or self._iface_with_address(hep)
-            if iface and iface not in owners:
+            exists = iface == "*" or iface in self._ifaces
+            if iface and exists and iface not in owners:
                 owners[iface] = hep_id
         return owners
 

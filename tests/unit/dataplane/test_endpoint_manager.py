@@ -1,0 +1,85 @@
+"""EndpointManager: host endpoints resolve only to interfaces that exist (as Felix)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from calico.calc.messages import (
+    HostEndpoint,
+    HostEndpointID,
+    HostEndpointRemove,
+    HostEndpointUpdate,
+)
+from calico.dataplane.drivers.iptables_table import IptablesTable
+from calico.dataplane.drivers.links import LinkConfigurator
+from calico.dataplane.drivers.routetable import RouteTable
+from calico.dataplane.kernel import CommandResult
+from calico.dataplane.managers.endpoints import EndpointManager
+from calico.rules.config import RulesConfig
+
+
+class NoKernel:
+    """Nothing here may touch the kernel: the manager only records desired state."""
+
+    def run(self, args: Any, *, stdin: str | None = None, check: bool = True) -> CommandResult:
+        raise AssertionError(f"unexpected command {args}")
+
+
+def manager() -> tuple[EndpointManager, IptablesTable, list[tuple[object, str | None]]]:
+    runner = NoKernel()
+    tables = [IptablesTable(t, 4, runner, backend="nft") for t in ("filter", "raw", "mangle")]
+    routes = {4: RouteTable(runner, lambda: None, 4)}  # type: ignore[arg-type,return-value]
+    statuses: list[tuple[object, str | None]] = []
+    cfg = RulesConfig(ipv6_enabled=False)
+    mgr = EndpointManager(
+        cfg,
+        tables,
+        routes,
+        LinkConfigurator(runner, ipv6=False),
+        lambda i, s: statuses.append((i, s)),
+    )
+    return mgr, tables[0], statuses
+
+
+def hep(iface: str | None, *ips: str) -> HostEndpoint:
+    return HostEndpoint(iface, ips, (), (), ())
+
+
+def test_named_host_endpoint_resolves_only_once_its_interface_exists() -> None:
+    mgr, filter_table, statuses = manager()
+    hep_id = HostEndpointID("uplink")
+    mgr.on_update(HostEndpointUpdate(hep_id, hep("eth9")))
+    mgr.complete_deferred_work()
+    assert "cali-fh-eth9" not in filter_table.chain_names()
+    assert statuses[-1] == (hep_id, "down")
+    mgr.on_iface_state("eth9", True, 7)
+    mgr.complete_deferred_work()
+    assert "cali-fh-eth9" in filter_table.chain_names()
+    assert statuses[-1] == (hep_id, "up")
+    mgr.on_iface_state("eth9", False, 0)  # deleted
+    mgr.complete_deferred_work()
+    assert "cali-fh-eth9" not in filter_table.chain_names()
+    assert statuses[-1] == (hep_id, "down")
+
+
+def test_expected_ip_and_wildcard_host_endpoints() -> None:
+    mgr, filter_table, _ = manager()
+    mgr.on_update(HostEndpointUpdate(HostEndpointID("by-ip"), hep(None, "198.18.0.1")))
+    mgr.on_update(HostEndpointUpdate(HostEndpointID("all"), hep("*")))
+    mgr.on_iface_state("eth1", True, 3)
+    mgr.on_iface_addrs("eth1", {"198.18.0.1"})
+    mgr.complete_deferred_work()
+    chains = filter_table.chain_names()
+    assert "cali-fh-eth1" in chains and "cali-fh-any-interface-at-all" in chains
+
+
+def test_deleted_host_endpoint_status_is_removed() -> None:
+    mgr, _, statuses = manager()
+    hep_id = HostEndpointID("uplink")
+    mgr.on_iface_state("eth1", True, 3)
+    mgr.on_update(HostEndpointUpdate(hep_id, hep("eth1")))
+    mgr.complete_deferred_work()
+    assert statuses[-1] == (hep_id, "up")
+    mgr.on_update(HostEndpointRemove(hep_id))
+    mgr.complete_deferred_work()
+    assert statuses[-1] == (hep_id, None)
