@@ -8,6 +8,7 @@ import click
 
 from calico.ctl.commands.files import apply, create, delete, replace, validate
 from calico.ctl.commands.get import get
+from calico.ctl.commands.ipam import ipam
 from calico.ctl.commands.label import label
 from calico.ctl.commands.version import version
 from calico.ctl.context import CtlContext
@@ -37,7 +38,7 @@ def cli(click_ctx: click.Context, config_path: str | None, log_level: str) -> No
     click_ctx.call_on_close(ctx.close)
 
 
-for _command in (create, apply, replace, delete, get, label, validate, version):
+for _command in (create, apply, replace, delete, get, label, validate, version, ipam):
     cli.add_command(_command)
 
 

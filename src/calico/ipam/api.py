@@ -33,6 +33,18 @@ class AddressNotInPool(IPAMError):
     """assign_ip() of an address outside every configured pool."""
 
 
+class BlockLimitReached(PoolsExhausted):
+    """The host's affine blocks are full and it may not claim another (maxBlocksPerHost)."""
+
+
+class AffinityMismatch(IPAMError):
+    """assign_ip() under strictAffinity of an address in a block affine to another host."""
+
+
+class RetriesExhausted(IPAMError):
+    """Compare-and-swap kept losing to concurrent writers (more than 100 attempts)."""
+
+
 @dataclass(frozen=True, slots=True)
 class AutoAssignRequest:
     handle_id: str
