@@ -3,7 +3,7 @@
 # Idempotent; run as root on Debian 12 (make demo / make test call it).
 set -eu
 
-PACKAGES="python3 python3-venv python3-pip etcd-server etcd-client iptables ipset iproute2 bird2 procps iputils-ping"
+PACKAGES="python3 python3-venv python3-pip etcd-server etcd-client iptables ipset iproute2 bird2 procps iputils-ping podman containernetworking-plugins runc busybox-static"
 
 missing=""
 for pkg in $PACKAGES; do

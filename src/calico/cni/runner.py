@@ -1,0 +1,144 @@
+"""One CNI plugin process: environment and stdin in, one JSON document and an exit code out.
+
+Both executables (`calico`, `calico-ipam`) run through `run()`, which owns the protocol's
+edges: VERSION, validation of the CNI_* variables and the config, logging, and the rule that
+stdout carries exactly the result (or the error JSON, with exit code 1) because runtimes parse
+it. Logs go to stderr at warning and above (runtimes show a plugin's stderr to users) and, at
+`log_level`, to `log_file_path` when one is configured.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from calico.cni.config import NetConf, determine_nodename, parse_netconf
+from calico.cni.identity import WorkloadIdentity, identify
+from calico.cni.services import DefaultServices, Services
+from calico.cni.spec import CURRENT_VERSION, CniError, Code, Invocation, parse_environment
+from calico.cni.spec import version_info as _version_info
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Call:
+    """Everything a command handler needs."""
+
+    inv: Invocation
+    conf: NetConf
+    services: Services
+    node: str
+
+    @functools.cached_property
+    def ident(self) -> WorkloadIdentity:
+        return identify(self.inv, self.node, self.conf.namespace)
+
+
+Handler = Callable[[Call], dict[str, Any] | None]
+ServicesFactory = Callable[[NetConf, Mapping[str, str]], Services]
+
+
+def run(
+    handlers: Mapping[str, Handler],
+    *,
+    environ: Mapping[str, str],
+    stdin: bytes,
+    stdout: TextIO,
+    stderr: TextIO,
+    services_factory: ServicesFactory = DefaultServices,
+    node_of: Callable[[NetConf, Mapping[str, str]], str] = determine_nodename,
+) -> int:
+    """Run one command; returns the exit code (0, or 1 with the error JSON on stdout)."""
+    version = CURRENT_VERSION
+    try:
+        inv = parse_environment(environ)
+        if inv.command == "VERSION":
+            output: Mapping[str, Any] | None = _version_info()
+        else:
+            conf = parse_netconf(stdin)
+            version = conf.cni_version
+            _configure_logging(conf, stderr)
+            call = Call(inv, conf, services_factory(conf, environ), node_of(conf, environ))
+            output = _dispatch(handlers, call)
+    except CniError as exc:
+        log.error("CNI %s failed (code %d): %s %s", _command(environ), exc.code, exc, exc.details)
+        _emit(stdout, exc.to_json(version))
+        return 1
+    except Exception as exc:
+        log.exception("CNI %s failed unexpectedly", _command(environ))
+        detail = traceback.format_exception_only(exc)[-1].strip()
+        _emit(stdout, CniError(Code.INTERNAL, str(exc) or type(exc).__name__, detail).to_json())
+        return 1
+    if output is not None:
+        _emit(stdout, output)
+    return 0
+
+
+def _dispatch(handlers: Mapping[str, Handler], call: Call) -> dict[str, Any] | None:
+    log.info("CNI %s on node %s: %s", call.inv.command, call.node, call.inv)
+    try:
+        return handlers[call.inv.command](call)
+    finally:
+        close = getattr(call.services, "close", None)
+        if callable(close):
+            close()
+
+
+def main(handlers: Mapping[str, Handler]) -> None:
+    """Process entry point: the real environment, stdin, stdout. SIGTERM (a runtime giving up
+    on us) becomes an error, so a half-done ADD still runs its undo steps before exiting."""
+    signal.signal(signal.SIGTERM, _terminated)
+    stdin = sys.stdin.buffer.read()  # always, as libcni's skel does: runtimes always write it
+    code = run(handlers, environ=os.environ, stdin=stdin, stdout=sys.stdout, stderr=sys.stderr)
+    sys.stdout.flush()
+    sys.exit(code)
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    raise CniError(Code.INTERNAL, f"interrupted by signal {signum}")
+
+
+def _emit(stdout: TextIO, doc: Mapping[str, Any]) -> None:
+    stdout.write(json.dumps(doc, indent=2) + "\n")
+
+
+def _command(environ: Mapping[str, str]) -> str:
+    return environ.get("CNI_COMMAND", "?")
+
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+
+
+def _configure_logging(conf: NetConf, stderr: TextIO) -> None:
+    root = logging.getLogger()
+    fmt = logging.Formatter(
+        f"%(asctime)s [%(levelname)s] calico-cni {os.getpid()} %(name)s: %(message)s"
+    )
+    console = logging.StreamHandler(stderr)
+    console.setLevel(logging.WARNING)
+    console.setFormatter(fmt)
+    handlers: list[logging.Handler] = [console]
+    level = _LEVELS.get(conf.log_level, logging.ERROR)
+    if conf.log_file_path:
+        try:
+            Path(conf.log_file_path).parent.mkdir(parents=True, exist_ok=True)
+            file_handler = logging.FileHandler(conf.log_file_path)
+        except OSError as exc:
+            log.warning("cannot open log file %s: %s", conf.log_file_path, exc)
+        else:
+            file_handler.setLevel(level)
+            file_handler.setFormatter(fmt)
+            handlers.append(file_handler)
+    root.handlers = handlers
+    root.setLevel(logging.WARNING)  # libraries (httpx, pyroute2) only when something is wrong
+    logging.getLogger("calico").setLevel(min(level, logging.WARNING))

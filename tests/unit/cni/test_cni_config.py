@@ -1,0 +1,164 @@
+"""Network config parsing with Calico's keys: defaults, every version, bad configs -> codes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from cni_harness import netconf
+
+from calico.cni.config import NetConf, determine_nodename, etcd_config, parse_netconf
+from calico.cni.identity import identify
+from calico.cni.spec import CniError, Code, Invocation
+
+
+def parse(doc: Any) -> NetConf:
+    return parse_netconf(json.dumps(doc).encode())
+
+
+def code_of(doc: Any) -> int:
+    with pytest.raises(CniError) as info:
+        parse_netconf(doc if isinstance(doc, bytes) else json.dumps(doc).encode())
+    return int(info.value.code)
+
+
+def test_minimal_config_defaults() -> None:
+    conf = parse({"name": "net1", "type": "calico", "ipam": {"type": "calico-ipam"}})
+    assert conf.cni_version == "0.2.0"  # Calico's default when cniVersion is absent
+    assert (conf.ipam.assign_ipv4, conf.ipam.assign_ipv6) == (True, False)
+    assert conf.mtu == 0 and conf.policy_type == "" and conf.log_level == "info"
+    assert conf.labels == () and conf.namespace is None and conf.nodename is None
+
+
+@pytest.mark.parametrize("version", ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0"])
+def test_every_supported_version(version: str) -> None:
+    assert parse(netconf(version)).cni_version == version
+
+
+def test_all_calico_keys() -> None:
+    conf = parse(
+        netconf(
+            "0.3.1",
+            etcd_endpoints="https://10.0.0.1:2379",
+            etcd_key_file="/k",
+            etcd_cert_file="/c",
+            etcd_ca_cert_file="/ca",
+            nodename="node-7",
+            nodename_file="/tmp/nn",
+            mtu=1440,
+            log_level="DEBUG",
+            log_file_path="/var/log/calico/cni/cni.log",
+            policy={"type": "k8s"},
+            container_settings={"allow_ip_forwarding": True},
+            datastore_type="etcdv3",
+            capabilities={"portMappings": True},  # unknown keys are ignored
+            ipam={
+                "type": "calico-ipam",
+                "assign_ipv4": "false",
+                "assign_ipv6": "true",
+                "ipv6_pools": ["2001:db8::/64", "pool6"],
+            },
+        )
+    )
+    assert conf.etcd_settings["ETCD_ENDPOINTS"] == "https://10.0.0.1:2379"
+    assert conf.etcd_settings["ETCD_CA_CERT_FILE"] == "/ca"
+    assert (conf.nodename, conf.nodename_file, conf.mtu) == ("node-7", "/tmp/nn", 1440)
+    assert (conf.log_level, conf.policy_type, conf.allow_ip_forwarding) == ("debug", "k8s", True)
+    assert (conf.ipam.assign_ipv4, conf.ipam.assign_ipv6) == (False, True)
+    assert conf.ipam.ipv6_pools == ("2001:db8::/64", "pool6")
+
+
+def test_labels_from_cni_args_and_mesos() -> None:
+    conf = parse(
+        netconf(
+            args={
+                "cni": {"labels": [{"key": "app", "value": "web"}]},
+                "org.apache.mesos": {
+                    "network_info": {
+                        "labels": {
+                            "labels": [
+                                {"key": "tier", "value": "front"},
+                                {"key": "projectcalico.org/namespace", "value": "team-a"},
+                            ]
+                        }
+                    }
+                },
+            }
+        )
+    )
+    assert conf.labels == (("app", "web"), ("tier", "front"))
+    assert conf.namespace == "team-a"
+
+
+@pytest.mark.parametrize(
+    ("doc", "code"),
+    [
+        (b"{not json", Code.DECODING_FAILURE),
+        (b"\xff\xfe", Code.DECODING_FAILURE),
+        ([1, 2], Code.DECODING_FAILURE),
+        (netconf("1.1.0"), Code.INCOMPATIBLE_VERSION),
+        (netconf("one"), Code.INCOMPATIBLE_VERSION),
+        (netconf(cniVersion=1), Code.INVALID_CONFIG),
+        (netconf(name=""), Code.INVALID_CONFIG),
+        (netconf(name="my net"), Code.INVALID_CONFIG),
+        (netconf(ipam=None), Code.INVALID_CONFIG),
+        (netconf(ipam={"type": "host-local", "subnet": "10.0.0.0/24"}), Code.INVALID_CONFIG),
+        (netconf(ipam="calico-ipam"), Code.INVALID_CONFIG),
+        (netconf(ipam={"type": "calico-ipam", "assign_ipv4": "yes"}), Code.INVALID_CONFIG),
+        (netconf(ipam={"type": "calico-ipam", "assign_ipv4": False}), Code.INVALID_CONFIG),
+        (netconf(ipam={"type": "calico-ipam", "ipv4_pools": "a"}), Code.INVALID_CONFIG),
+        (netconf(ipam={"type": "calico-ipam", "ipv4_pools": [""]}), Code.INVALID_CONFIG),
+        (netconf(mtu="1500"), Code.INVALID_CONFIG),
+        (netconf(mtu=True), Code.INVALID_CONFIG),
+        (netconf(mtu=40), Code.INVALID_CONFIG),
+        (netconf(etcd_endpoints=["http://a:2379"]), Code.INVALID_CONFIG),
+        (netconf(datastore_type="kubernetes"), Code.INVALID_CONFIG),
+        (netconf(policy="k8s"), Code.INVALID_CONFIG),
+        (netconf(container_settings={"allow_ip_forwarding": "true"}), Code.INVALID_CONFIG),
+        (netconf(args={"cni": {"labels": {"app": "web"}}}), Code.INVALID_CONFIG),
+        (
+            netconf(args={"cni": {"labels": [{"key": "bad key", "value": "x"}]}}),
+            Code.INVALID_CONFIG,
+        ),
+        (netconf(args={"cni": {"labels": [{"key": "k", "value": "-bad-"}]}}), Code.INVALID_CONFIG),
+    ],
+)
+def test_bad_configs(doc: Any, code: Code) -> None:
+    assert code_of(doc) == code
+
+
+def test_etcd_settings_override_the_environment() -> None:
+    env = {"ETCD_ENDPOINTS": "http://env:2379", "ETCD_CA_CERT_FILE": "/env-ca"}
+    assert etcd_config(parse(netconf()), env).endpoints == ("http://127.0.0.1:2379",)
+    conf = parse(netconf(etcd_endpoints=None))
+    config = etcd_config(conf, env)
+    assert config.endpoints == ("http://env:2379",) and config.ca_cert_file == "/env-ca"
+    assert etcd_config(parse(netconf(etcd_endpoints="unix:///run/etcd.sock")), {}).endpoints == (
+        "unix:///run/etcd.sock",
+    )
+    with pytest.raises(CniError) as info:
+        etcd_config(parse(netconf(etcd_endpoints="ftp://x")), {})
+    assert info.value.code == Code.INVALID_CONFIG
+
+
+def test_nodename_priority() -> None:
+    files = {"/var/lib/calico/nodename": "from-default-file\n", "/etc/nn": "from-file"}
+    read = files.get
+    env = {"NODENAME": "from-env"}
+
+    def node(conf: NetConf, environ: dict[str, str], read_text: Any = read) -> str:
+        return determine_nodename(conf, environ, read_text, hostname=lambda: "from-hostname")
+
+    assert node(parse(netconf(nodename="explicit", nodename_file="/etc/nn")), env) == "explicit"
+    assert node(parse(netconf(nodename_file="/etc/nn")), env) == "from-file"
+    assert node(parse(netconf()), env) == "from-default-file"
+    assert node(parse(netconf()), env, read_text=lambda _p: None) == "from-env"
+    assert node(parse(netconf()), {}, read_text=lambda _p: "  ") == "from-hostname"
+
+
+def test_identity_uses_mesos_namespace_for_plain_cni_only() -> None:
+    inv = Invocation("ADD", "c1", "/n", "eth0", {})
+    assert identify(inv, "n1", "team-a").namespace == "team-a"
+    k8s = Invocation("ADD", "c1", "/n", "eth0", {"K8S_POD_NAMESPACE": "ns", "K8S_POD_NAME": "p"})
+    assert identify(k8s, "n1", "team-a").namespace == "ns"
