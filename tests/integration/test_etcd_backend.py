@@ -382,3 +382,13 @@ def test_unix_socket_endpoint_reaches_the_same_store(etcd_server: EtcdServer) ->
     finally:
         tcp.close()
         unix.close()
+
+
+def test_test_server_restarts_after_a_kill(etcd_server: EtcdServer) -> None:
+    etcd_server.kill()
+    etcd_server.start()
+    backend = EtcdBackend(EtcdConfig(endpoints=(etcd_server.unix_endpoint,)))
+    try:
+        backend.put("/after/kill", b"1")
+    finally:
+        backend.close()

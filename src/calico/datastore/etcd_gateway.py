@@ -28,7 +28,9 @@ Json = dict[str, Any]
 
 # gRPC status codes that etcd uses for "try again / try another member".
 _GRPC_NOT_FOUND = 5
-_GRPC_RETRYABLE = frozenset({4, 14})  # DEADLINE_EXCEEDED, UNAVAILABLE
+# DEADLINE_EXCEEDED, UNAVAILABLE, and CANCELED, which a stopping etcd sends ("client
+# connection is closing"): all mean "this member cannot answer now".
+_GRPC_RETRYABLE = frozenset({1, 4, 14})
 
 
 class GatewayError(DatastoreError):

@@ -125,8 +125,12 @@ class WorkloadEndpoint(Resource):
     spec: WorkloadEndpointSpec = Field(default_factory=WorkloadEndpointSpec)
 
     def computed_name(self) -> str | None:
+        """libcalico-go's name: the workload part is the pod for k8s, the container ID for
+        cni, "libnetwork" for libnetwork, else spec.workload."""
         s = self.spec
-        workload = s.pod if s.orchestrator == "k8s" and s.pod else s.workload
+        workload = {"k8s": s.pod, "cni": s.containerID, "libnetwork": "libnetwork"}.get(
+            s.orchestrator or "", s.workload
+        )
         if s.node and s.orchestrator and workload and s.endpoint:
             return workload_endpoint_name(s.node, s.orchestrator, workload, s.endpoint)
         return None

@@ -164,7 +164,9 @@ class EtcdServer:
             *self._tls_args(),
             *self._extra_args,
         ]
-        # etcd creates a unix listener relative to its working directory.
+        # etcd creates a unix listener relative to its working directory; a killed etcd
+        # leaves the socket file behind, which would make the next bind fail.
+        (self._tmp / f"localhost:{self.client_port}").unlink(missing_ok=True)
         self._process = subprocess.Popen(
             args,
             cwd=self._tmp,

@@ -103,3 +103,10 @@ def test_error_mapping() -> None:
     error = error_from_body({"code": 11, "message": "mvcc: required revision has been compacted"})
     assert isinstance(error, GatewayError)
     assert error.compacted
+
+
+def test_a_closing_etcd_is_unavailable_not_a_request_error() -> None:
+    assert isinstance(
+        error_from_body({"code": 1, "message": "client connection is closing"}),
+        DatastoreUnavailable,
+    )

@@ -162,3 +162,27 @@ def test_calicoctl_aliases(alias: str, kind: str) -> None:
     assert kind == kind_for(alias).KIND
     with pytest.raises(ValueError, match="not supported"):
         kind_for("pods")
+
+
+@pytest.mark.parametrize(
+    ("orchestrator", "expected"),
+    [
+        ("k8s", "n1-k8s-pod--a-eth0"),
+        ("cni", "n1-cni-abc123-eth0"),
+        ("libnetwork", "n1-libnetwork-libnetwork-eth0"),
+        ("openstack", "n1-openstack-vm--1-eth0"),
+    ],
+)
+def test_workload_endpoint_names_follow_libcalico_go(orchestrator: str, expected: str) -> None:
+    spec = {
+        "node": "n1",
+        "orchestrator": orchestrator,
+        "pod": "pod-a",
+        "containerID": "abc123",
+        "workload": "vm-1",
+        "endpoint": "eth0",
+    }
+    assert (
+        WorkloadEndpoint.model_validate({"metadata": {"namespace": "x"}, "spec": spec}).name
+        == expected
+    )
