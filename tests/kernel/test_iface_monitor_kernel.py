@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 import pytest
 
-from calico.dataplane.drivers.iface_monitor import InterfaceMonitor
+from calico.dataplane.drivers.iface_monitor import AddrEvent, InterfaceMonitor, parse_message
+from calico.dataplane.drivers.netlink_dump import LeanDumps
 from calico.dataplane.kernel import open_netlink
 from calico.testing.netns import Namespaces
 
@@ -42,7 +43,8 @@ class Recorder:
 def test_monitor_sees_links_and_addresses_come_and_go(netns: Namespaces) -> None:
     host, peer = netns.add("host"), netns.add("peer")
     rec = Recorder()
-    monitor = InterfaceMonitor(functools.partial(open_netlink, host), rec.on_state, rec.on_addrs)
+    factory = functools.partial(open_netlink, host)
+    monitor = InterfaceMonitor(lambda: LeanDumps(factory()), rec.on_state, rec.on_addrs)
     monitor.start()
 
     def ip(*args: str, where: str = host) -> None:
@@ -73,3 +75,21 @@ def test_monitor_sees_links_and_addresses_come_and_go(netns: Namespaces) -> None
         started = time.monotonic()
         monitor.stop()
         assert time.monotonic() - started < 1.0
+
+
+def test_lean_dumps_agree_with_pyroute2(netns: Namespaces) -> None:
+    host = netns.add("host")
+    lines = [f"link add c{i} type veth peer name p{i}" for i in range(50)]
+    lines += ["link set lo up", "link set c1 up", "link set p1 up", "addr add 198.18.0.1/24 dev c1"]
+    lines += ["addr add 2001:db8::1/64 dev c1", "addr add 198.18.5.5 peer 198.18.5.6 dev c2"]
+    netns.exec(host, ["ip", "-batch", "-"], stdin="\n".join(lines) + "\n")
+    plain, lean = open_netlink(host), LeanDumps(open_netlink(host))
+    try:
+        for _ in range(2):  # the lean socket can dump again
+            for dump in ("get_links", "get_addr"):
+                expected = [parse_message(m) for m in getattr(plain, dump)()]
+                assert [parse_message(m) for m in getattr(lean, dump)()] == expected
+        assert any(isinstance(e, AddrEvent) and e.addr == "198.18.5.5" for e in expected)
+    finally:
+        plain.close()
+        lean.close()

@@ -18,8 +18,9 @@ from calico.model import endpoints as model
 
 
 def _split(cidrs: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    v4 = tuple(c for c in cidrs if ipaddress.ip_network(c).version == 4)
-    v6 = tuple(c for c in cidrs if ipaddress.ip_network(c).version == 6)
+    """Normalised CIDRs by family (only IPv6 ones have colons)."""
+    v4 = tuple(c for c in cidrs if ":" not in c)
+    v6 = tuple(c for c in cidrs if ":" in c)
     return v4, v6
 
 

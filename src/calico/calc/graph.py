@@ -47,7 +47,13 @@ from calico.calc.messages import (
     WorkloadEndpointRemove,
     WorkloadEndpointUpdate,
 )
-from calico.calc.policy_resolver import PolicyMeta, TierMeta, host_tiers, workload_tiers
+from calico.calc.policy_resolver import (
+    PolicyMeta,
+    TierMeta,
+    host_tiers,
+    policy_meta,
+    workload_tiers,
+)
 from calico.calc.rule_scanner import DROP_ALL_PROFILE, Specs, parse_policy, parse_profile
 from calico.calc.selectors import policy_selector
 from calico.datastore.api import SyncStatus
@@ -72,20 +78,6 @@ OtherUpdate = Callable[[ResourceKey, Resource | None], None]
 class _Policy:
     resource: NetworkPolicy | GlobalNetworkPolicy
     meta: PolicyMeta
-
-
-def _policy_meta(pid: PolicyID, policy: NetworkPolicy | GlobalNetworkPolicy) -> PolicyMeta:
-    types = policy.spec.types or []
-    flags = policy.spec if isinstance(policy, GlobalNetworkPolicy) else None
-    return PolicyMeta(
-        id=pid,
-        order=policy.spec.order,
-        ingress="Ingress" in types,
-        egress="Egress" in types,
-        untracked=bool(flags and flags.doNotTrack),
-        pre_dnat=bool(flags and flags.preDNAT),
-        apply_on_forward=bool(flags and flags.applyOnForward),
-    )
 
 
 class CalcGraph:
@@ -210,10 +202,13 @@ class CalcGraph:
         if policy is None or new_id is None:
             return
         self._policy_ids[key] = new_id
-        self._policies[new_id] = _Policy(policy, _policy_meta(new_id, policy))
-        self._index.update_selector(new_id, _selector_of(policy))
+        old = self._policies.get(new_id)
+        meta = policy_meta(new_id, policy)
+        self._policies[new_id] = _Policy(policy, meta)
+        self._index.update_selector(new_id, _selector_of(policy))  # (un)matches mark endpoints
         self._dirty_policies.add(new_id)
-        self._dirty_endpoints.update(self._matches.get(new_id, ()))
+        if old is None or old.meta != meta:  # a rules-only change leaves endpoints alone
+            self._dirty_endpoints.update(self._matches.get(new_id, ()))
 
     def _on_tier(self, name: str, tier: Tier | None) -> None:
         if tier is None:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from calico.calc.messages import Action, PolicyID, TierInfo
+from calico.model.policy import GlobalNetworkPolicy, NetworkPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,21 @@ class PolicyMeta:
     untracked: bool = False
     pre_dnat: bool = False
     apply_on_forward: bool = False
+
+
+def policy_meta(pid: PolicyID, policy: NetworkPolicy | GlobalNetworkPolicy) -> PolicyMeta:
+    """Everything about a policy that endpoints' tiers depend on (its rules are not)."""
+    types = policy.spec.types or []
+    flags = policy.spec if isinstance(policy, GlobalNetworkPolicy) else None
+    return PolicyMeta(
+        id=pid,
+        order=policy.spec.order,
+        ingress="Ingress" in types,
+        egress="Egress" in types,
+        untracked=bool(flags and flags.doNotTrack),
+        pre_dnat=bool(flags and flags.preDNAT),
+        apply_on_forward=bool(flags and flags.applyOnForward),
+    )
 
 
 @dataclass(frozen=True, slots=True)

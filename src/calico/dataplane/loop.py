@@ -35,9 +35,10 @@ from calico.calc.messages import (
     WorkloadEndpointUpdate,
 )
 from calico.dataplane.drivers.iface_monitor import InterfaceMonitor
-from calico.dataplane.drivers.ipsets import IPSets
-from calico.dataplane.drivers.iptables_table import IptablesTable, detect_backend
+from calico.dataplane.drivers.ipsets import IPSets, IPSetWriter
+from calico.dataplane.drivers.iptables_table import IptablesTable, apply_tables, detect_backend
 from calico.dataplane.drivers.links import LinkConfigurator
+from calico.dataplane.drivers.netlink_dump import LeanDumps
 from calico.dataplane.drivers.routetable import RouteTable
 from calico.dataplane.kernel import CommandRunner
 from calico.dataplane.managers import Manager
@@ -133,6 +134,7 @@ class InternalDataplane:
             for t in TABLES
         ]
         self.ipsets = [IPSets(v, runner) for v in families]
+        self._ipset_writer = IPSetWriter(runner, self.ipsets)
         self.routes = {
             v: RouteTable(
                 runner,
@@ -153,7 +155,7 @@ class InternalDataplane:
         self._install_static(cfg)
         self._queue: queue.Queue[object] = queue.Queue()
         self._monitor = InterfaceMonitor(
-            netlink_factory,
+            lambda: LeanDumps(netlink_factory()),
             on_state=lambda name, up, index: self._queue.put(_IfaceState(name, up, index)),
             on_addrs=lambda name, addrs: self._queue.put(_IfaceAddrs(name, frozenset(addrs))),
             on_in_sync=lambda: self._queue.put(_IfacesInSync()),
@@ -268,7 +270,7 @@ class InternalDataplane:
         now = self._clock()
         if self._refresh["iptables"].fire(now):
             for table in self.tables:
-                table.full_resync()
+                table.resync()
             self._dirty = True
         if self._refresh["ipsets"].fire(now):
             for ipsets in self.ipsets:
@@ -304,19 +306,20 @@ class InternalDataplane:
                 )
             )
 
+    def write_kernel(self) -> None:
+        """One apply, in dependency order; raises on failure (the loop retries later)."""
+        for manager in self.managers:
+            manager.complete_deferred_work()
+        self._ipset_writer.apply_updates()  # both families: one `ipset restore`
+        apply_tables(self.tables)
+        self._ipset_writer.apply_deletions()
+        self.links.apply()
+        for routes in self.routes.values():
+            routes.apply()
+
     def _apply_once(self) -> bool:
         try:
-            for manager in self.managers:
-                manager.complete_deferred_work()
-            for ipsets in self.ipsets:
-                ipsets.apply_updates()
-            for table in self.tables:
-                table.apply()
-            for ipsets in self.ipsets:
-                ipsets.apply_deletions()
-            self.links.apply()
-            for routes in self.routes.values():
-                routes.apply()
+            self.write_kernel()
         except Exception:
             log.exception("dataplane apply failed; retrying in %.1fs", self._backoff)
             self.endpoints.mark_error()

@@ -11,6 +11,7 @@ changes Felix re-executes itself with the new configuration, keeping its PID.
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import os
 import signal
@@ -65,6 +66,7 @@ WATCHED_KINDS: tuple[type[Resource], ...] = (
     ClusterInformation,
 )
 _RESTART = 129  # internal: re-exec with new config
+GC_YOUNG_THRESHOLD = 50_000
 _LOG_LEVELS = {
     "Trace": logging.DEBUG,
     "Debug": logging.DEBUG,
@@ -305,7 +307,16 @@ class _GraphAdapter:
         self._graph.on_updates([(u.key, u.resource) for u in updates])
 
 
+def tune_gc() -> None:
+    """Felix holds large, long-lived state (resources, IP set members, chains). With CPython's
+    default threshold (a young collection every 700 allocations) the cyclic collector takes
+    about a third of the CPU of a cold start; collecting young objects less often saves most
+    of that. What waits for collection is at most that many objects in reference cycles."""
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
+
+
 def main(environ: Mapping[str, str] | None = None) -> None:
+    tune_gc()
     env = dict(os.environ if environ is None else environ)
     logging.basicConfig(
         level=logging.INFO,

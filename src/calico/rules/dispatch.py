@@ -18,12 +18,16 @@ wildcard host endpoint ("*"), whose chains then catch everything else.
 
 Always install the dispatch chains, even with no endpoints: the static chains jump to them
 and a missing chain becomes a drop-all stub in the table driver.
+
+A `DispatchMemo` passed to successive builds hands back the child chains of the previous
+build whose names did not change, so adding one endpoint builds only the chains on its path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 
 from calico.rules import naming
 from calico.rules.config import RulesConfig
@@ -41,15 +45,43 @@ def _out(name: str) -> Match:
     return ANY.out_iface(name)
 
 
-def workload_dispatch_chains(cfg: RulesConfig, iface_names: Iterable[str]) -> list[Chain]:
+class DispatchMemo:
+    """Child chains of one caller's previous build, by everything they are made from."""
+
+    def __init__(self) -> None:
+        self._previous: dict[object, list[Chain]] = {}
+        self._current: dict[object, list[Chain]] = {}
+
+    def get(self, key: object, build: Callable[[], list[Chain]]) -> list[Chain]:
+        chains = self._previous.get(key)
+        if chains is None:
+            chains = build()
+        self._current[key] = chains
+        return chains
+
+    def build_done(self) -> None:
+        """Keep only what the build just finished used."""
+        self._previous, self._current = self._current, {}
+
+
+def workload_dispatch_chains(
+    cfg: RulesConfig, iface_names: Iterable[str], memo: DispatchMemo | None = None
+) -> list[Chain]:
     """`cali-from-wl-dispatch` and `cali-to-wl-dispatch` trees (with child chains)."""
     names = sorted(set(iface_names))
     deny = verdict(cfg.filter_deny_action)
     end = (Rule(action=deny, comment=("Unknown interface",)),)
-    return [
-        *_dispatch_tree(naming.CHAIN_FROM_WL_DISPATCH, names, naming.WORKLOAD_FROM_PFX, _in, end),
-        *_dispatch_tree(naming.CHAIN_TO_WL_DISPATCH, names, naming.WORKLOAD_TO_PFX, _out, end),
+    memo = memo or DispatchMemo()
+    chains = [
+        *_dispatch_tree(
+            naming.CHAIN_FROM_WL_DISPATCH, names, naming.WORKLOAD_FROM_PFX, _in, end, memo
+        ),
+        *_dispatch_tree(
+            naming.CHAIN_TO_WL_DISPATCH, names, naming.WORKLOAD_TO_PFX, _out, end, memo
+        ),
     ]
+    memo.build_done()
+    return chains
 
 
 def host_filter_dispatch_chains(iface_names: Iterable[str]) -> list[Chain]:
@@ -134,9 +166,11 @@ def _dispatch_tree(
     endpoint_prefix: str,
     iface: IfaceMatch,
     end: tuple[Rule, ...],
+    memo: DispatchMemo | None = None,
 ) -> list[Chain]:
     """Child chains first, then the root chain; `names` must be sorted and unique."""
-    return _Tree(root, endpoint_prefix, iface, end).node(root, names, _common_prefix(names))
+    tree = _Tree(root, endpoint_prefix, iface, end, memo or DispatchMemo())
+    return tree.node(root, names, _common_prefix(names))
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +179,7 @@ class _Tree:
     endpoint_prefix: str
     iface: IfaceMatch
     end: tuple[Rule, ...]
+    memo: DispatchMemo = field(compare=False)
 
     def node(self, chain: str, names: Sequence[str], top_common: str) -> list[Chain]:
         """Felix's prefix bins, recursing into bins too big for one chain."""
@@ -160,12 +195,14 @@ class _Tree:
                 continue
             child = naming.length_limited(f"{self.root}-", key[len(top_common) :])
             rules.append(Rule(self.iface(key + "+"), Goto(child)))
-            if len(members) > MAX_LEAF_ENDPOINTS:
-                chains += self.node(child, members, top_common)
-            else:
-                leaf = (*(self.to_endpoint(m) for m in members), *self.end)
-                chains.append(Chain(child, leaf))
+            memo_key = (self, child, tuple(members), top_common)
+            chains += self.memo.get(memo_key, partial(self.child, child, members, top_common))
         return [*chains, Chain(chain, (*rules, *self.end))]
+
+    def child(self, chain: str, names: Sequence[str], top_common: str) -> list[Chain]:
+        if len(names) > MAX_LEAF_ENDPOINTS:
+            return self.node(chain, names, top_common)
+        return [Chain(chain, (*(self.to_endpoint(m) for m in names), *self.end))]
 
     def to_endpoint(self, name: str) -> Rule:
         return Rule(self.iface(name), Goto(naming.endpoint_chain_name(self.endpoint_prefix, name)))

@@ -18,7 +18,7 @@ profiles deny everything. Allowed packets RETURN with the accept mark set and th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
 from dataclasses import dataclass, replace
 
 from calico.calc.messages import Action as PolicyAction
@@ -63,11 +63,12 @@ PRE_DNAT = _Kind(conntrack=True, end_of_tier_deny=False, profiles=False)
 
 @dataclass(frozen=True, slots=True)
 class _Spec:
-    name: str
+    """Everything an endpoint chain's rules depend on (its name aside)."""
+
     inbound: bool  # which policy direction applies: ingress (cali-pi-) or egress (cali-po-)
     kind: _Kind
-    tiers: Sequence[TierInfo]
-    profile_ids: Sequence[str] = ()
+    tiers: tuple[TierInfo, ...]
+    profile_ids: tuple[str, ...] = ()
     failsafe: str | None = None
     allow: Action = ACCEPT
     drop_encap: bool = False
@@ -78,26 +79,22 @@ def workload_endpoint_chains(
 ) -> list[Chain]:
     """`cali-tw-<iface>` (traffic to the workload) and `cali-fw-<iface>` (from it)."""
     to_wl = _Spec(
-        naming.endpoint_chain_name(naming.WORKLOAD_TO_PFX, ep.interface_name),
         inbound=True,
         kind=NORMAL,
         tiers=ep.tiers,
         profile_ids=ep.profile_ids,
         allow=verdict(cfg.filter_allow_action),
     )
-    from_wl = replace(
-        to_wl,
-        name=naming.endpoint_chain_name(naming.WORKLOAD_FROM_PFX, ep.interface_name),
-        inbound=False,
-        drop_encap=True,
-    )
-    return [_endpoint_chain(cfg, s, admin_up=admin_up) for s in (to_wl, from_wl)]
+    from_wl = replace(to_wl, inbound=False, drop_encap=True)
+    return [
+        _endpoint_chain(cfg, naming.WORKLOAD_TO_PFX, ep.interface_name, to_wl, admin_up),
+        _endpoint_chain(cfg, naming.WORKLOAD_FROM_PFX, ep.interface_name, from_wl, admin_up),
+    ]
 
 
 def host_endpoint_filter_chains(cfg: RulesConfig, iface: str, hep: HostEndpoint) -> list[Chain]:
     """Filter-table chains of a host endpoint: th, fh (with failsafes), thfw, fhfw."""
     to_host = _Spec(
-        _hep_name(naming.HOST_TO_PFX, iface),
         inbound=False,
         kind=NORMAL,
         tiers=hep.tiers,
@@ -105,34 +102,25 @@ def host_endpoint_filter_chains(cfg: RulesConfig, iface: str, hep: HostEndpoint)
         failsafe=FAILSAFE_OUT,
         allow=verdict(cfg.filter_allow_action),
     )
-    from_host = replace(
-        to_host, name=_hep_name(naming.HOST_FROM_PFX, iface), inbound=True, failsafe=FAILSAFE_IN
-    )
-    to_fwd = replace(
-        to_host,
-        name=_hep_name(naming.HOST_TO_FORWARD_PFX, iface),
-        kind=FORWARD,
-        tiers=hep.forward_tiers,
-        profile_ids=(),
-        failsafe=None,
-    )
-    from_fwd = replace(to_fwd, name=_hep_name(naming.HOST_FROM_FORWARD_PFX, iface), inbound=True)
-    return [_endpoint_chain(cfg, s) for s in (to_host, from_host, to_fwd, from_fwd)]
+    from_host = replace(to_host, inbound=True, failsafe=FAILSAFE_IN)
+    to_fwd = replace(to_host, kind=FORWARD, tiers=hep.forward_tiers, profile_ids=(), failsafe=None)
+    from_fwd = replace(to_fwd, inbound=True)
+    return [
+        _endpoint_chain(cfg, naming.HOST_TO_PFX, iface, to_host),
+        _endpoint_chain(cfg, naming.HOST_FROM_PFX, iface, from_host),
+        _endpoint_chain(cfg, naming.HOST_TO_FORWARD_PFX, iface, to_fwd),
+        _endpoint_chain(cfg, naming.HOST_FROM_FORWARD_PFX, iface, from_fwd),
+    ]
 
 
 def host_endpoint_raw_chains(cfg: RulesConfig, iface: str, hep: HostEndpoint) -> list[Chain]:
     """Raw-table (doNotTrack) chains: th and fh; allowed packets get NOTRACK and ACCEPT."""
-    to_host = _Spec(
-        _hep_name(naming.HOST_TO_PFX, iface),
-        inbound=False,
-        kind=UNTRACKED,
-        tiers=hep.untracked_tiers,
-        failsafe=FAILSAFE_OUT,
-    )
-    from_host = replace(
-        to_host, name=_hep_name(naming.HOST_FROM_PFX, iface), inbound=True, failsafe=FAILSAFE_IN
-    )
-    return [_endpoint_chain(cfg, s) for s in (to_host, from_host)]
+    to_host = _Spec(inbound=False, kind=UNTRACKED, tiers=hep.untracked_tiers, failsafe=FAILSAFE_OUT)
+    from_host = replace(to_host, inbound=True, failsafe=FAILSAFE_IN)
+    return [
+        _endpoint_chain(cfg, naming.HOST_TO_PFX, iface, to_host),
+        _endpoint_chain(cfg, naming.HOST_FROM_PFX, iface, from_host),
+    ]
 
 
 def host_endpoint_mangle_chains(cfg: RulesConfig, iface: str, hep: HostEndpoint) -> list[Chain]:
@@ -142,7 +130,6 @@ def host_endpoint_mangle_chains(cfg: RulesConfig, iface: str, hep: HostEndpoint)
     ACCEPT, because other mangle rules may still need to see allowed packets.
     """
     pre_dnat = _Spec(
-        _hep_name(naming.HOST_FROM_PFX, iface),
         inbound=True,
         kind=PRE_DNAT,
         tiers=hep.pre_dnat_tiers,
@@ -150,7 +137,6 @@ def host_endpoint_mangle_chains(cfg: RulesConfig, iface: str, hep: HostEndpoint)
         allow=verdict(cfg.mangle_allow_action),
     )
     egress = _Spec(
-        _hep_name(naming.HOST_TO_PFX, iface),
         inbound=False,
         kind=NORMAL,
         tiers=hep.tiers,
@@ -158,17 +144,25 @@ def host_endpoint_mangle_chains(cfg: RulesConfig, iface: str, hep: HostEndpoint)
         failsafe=FAILSAFE_OUT,
         allow=RETURN,
     )
-    return [_endpoint_chain(cfg, pre_dnat), _endpoint_chain(cfg, egress)]
+    return [
+        _endpoint_chain(cfg, naming.HOST_FROM_PFX, iface, pre_dnat),
+        _endpoint_chain(cfg, naming.HOST_TO_PFX, iface, egress),
+    ]
 
 
-def _hep_name(prefix: str, iface: str) -> str:
-    return naming.endpoint_chain_name(prefix, iface)
+def _endpoint_chain(
+    cfg: RulesConfig, prefix: str, iface: str, spec: _Spec, admin_up: bool = True
+) -> Chain:
+    return Chain(naming.endpoint_chain_name(prefix, iface), _endpoint_rules(cfg, spec, admin_up))
 
 
-def _endpoint_chain(cfg: RulesConfig, spec: _Spec, *, admin_up: bool = True) -> Chain:
+@functools.lru_cache(maxsize=2048)
+def _endpoint_rules(cfg: RulesConfig, spec: _Spec, admin_up: bool) -> tuple[Rule, ...]:
+    """A chain's rules. Cached: endpoints with the same policies and profiles (pods of one
+    deployment) share one tuple of rules, built once, whose texts are rendered once."""
     deny = verdict(cfg.filter_deny_action)
     if not admin_up:
-        return Chain(spec.name, (Rule(action=deny, comment=("Endpoint admin disabled",)),))
+        return (Rule(action=deny, comment=("Endpoint admin disabled",)),)
     rules = _conntrack_rules(cfg, spec) if spec.kind.conntrack else []
     if spec.failsafe:
         rules.append(Rule(action=Jump(spec.failsafe)))
@@ -178,7 +172,7 @@ def _endpoint_chain(cfg: RulesConfig, spec: _Spec, *, admin_up: bool = True) -> 
     rules += _tier_rules(cfg, spec)
     if spec.kind.profiles:
         rules += _profile_rules(cfg, spec)
-    return Chain(spec.name, tuple(rules))
+    return tuple(rules)
 
 
 def _conntrack_rules(cfg: RulesConfig, spec: _Spec) -> list[Rule]:

@@ -5,7 +5,8 @@ immutable list of iptables match fragments in the order they were added (so rend
 deterministic); actions are small frozen values. `Chain.rule_hashes()` gives each rule its
 Felix-style ID: SHA-224 chained over the chain name and every earlier rule, base64url, 16
 chars (felix/generictables/rules.go) -- so a rule's ID changes when it or anything before it
-changes, and the table driver can diff chains by reading back only those IDs.
+changes, and the table driver can diff chains by reading back only those IDs. Rules and
+chains are immutable, so a rule's text and a chain's IDs are computed once, on first use.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import base64
 import hashlib
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from calico.calc.messages import PortRange
 
@@ -221,21 +222,33 @@ class Rule:
     match: Match = ANY
     action: Action | None = None
     comment: tuple[str, ...] = ()
+    # Computed on first use (the value is immutable); not part of equality or hashing.
+    _spec: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def spec(self) -> str:
         """Everything after `-A <chain> <hash comment>`: comments, match, action."""
-        frags = [comment_fragment(c) for c in self.comment]
-        frags += [f for f in (self.match.render(), self.action and self.action.render()) if f]
-        return " ".join(frags)
+        spec = self._spec
+        if spec is None:
+            frags = [comment_fragment(c) for c in self.comment]
+            frags += [f for f in (self.match.render(), self.action and self.action.render()) if f]
+            spec = " ".join(frags)
+            object.__setattr__(self, "_spec", spec)
+        return spec
 
 
 @dataclass(frozen=True, slots=True)
 class Chain:
     name: str
     rules: tuple[Rule, ...] = ()
+    # Computed on first use, like Rule._spec: one chain is often installed in both families.
+    _hashes: tuple[str, ...] | None = field(default=None, init=False, repr=False, compare=False)
 
     def rule_hashes(self) -> list[str]:
-        return chained_hashes(self.name, self.rules)
+        hashes = self._hashes
+        if hashes is None:
+            hashes = tuple(chained_hashes(self.name, self.rules))
+            object.__setattr__(self, "_hashes", hashes)
+        return list(hashes)
 
     def targets(self) -> set[str]:
         """Chains this chain jumps or goes to."""

@@ -428,3 +428,18 @@ def test_unrelated_kinds_go_to_the_other_callback() -> None:
     pool = res("IPPool", "p", {"cidr": "198.19.0.0/16"})
     graph.on_updates([(key_of(pool), pool)])
     assert seen == [key_of(pool)]
+
+
+def test_a_rule_only_change_does_not_rebuild_endpoints_an_order_change_does() -> None:
+    h = Harness()
+    rules = {"selector": "app == 'web'", "ingress": [{"action": "Allow", "protocol": "TCP"}]}
+    h.put(wep("web", "198.19.0.1/32", app="web"), gnp("p", {**rules, "order": 10}))
+    pid = m.PolicyID("default", "p")
+    changed = gnp("p", {**rules, "order": 10, "ingress": [{"action": "Allow", "protocol": "UDP"}]})
+    h.graph.apply(key_of(changed), changed)
+    assert not h.graph._dirty_endpoints  # the endpoints' tiers cannot have changed
+    h.graph.flush()
+    assert [type(msg) for msg in h.dp.batches[-1]] == [m.ActivePolicyUpdate]
+    reordered = gnp("p", {**rules, "order": 5, "types": ["Ingress", "Egress"]})
+    h.put(reordered)
+    assert h.wep(wep_name("web")).tiers == (m.TierInfo("default", m.Action.DENY, (pid,), (pid,)),)

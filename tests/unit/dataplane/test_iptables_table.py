@@ -8,8 +8,18 @@ import re
 from collections.abc import Sequence
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from calico.dataplane.drivers.iptables_table import IptablesTable, detect_backend, parse_save
+from calico.dataplane.drivers.iptables_render import TableUpdate
+from calico.dataplane.drivers.iptables_table import (
+    IptablesTable,
+    KernelTable,
+    apply_tables,
+    detect_backend,
+    parse_save,
+    stub_chain,
+)
 from calico.dataplane.kernel import CommandError, CommandResult
 from calico.rules import dispatch, static
 from calico.rules.config import RulesConfig
@@ -38,8 +48,10 @@ class FakeIptables:
         self, args: Sequence[str], *, stdin: str | None = None, check: bool = True
     ) -> CommandResult:
         self.calls.append(list(args))
-        if args[0].endswith("-save"):
+        if args[0].endswith("-save") and "-t" in args:
             return CommandResult(0, self.save(args[args.index("-t") + 1]), "")
+        if args[0].endswith("-save"):
+            return CommandResult(0, "".join(self.save(t) for t in sorted(self.tables)), "")
         assert args[0].endswith("-restore") and "--noflush" in args and stdin is not None
         self.restores.append(stdin)
         if self.fail_next:
@@ -332,3 +344,98 @@ def test_detect_backend_prefers_calico_state_then_more_rules_then_nft() -> None:
         )
         == "nft"
     )
+
+
+def test_tables_needing_a_read_share_one_save_per_family(fake: FakeIptables) -> None:
+    tables = [IptablesTable(t, 4, fake, backend="nft") for t in ("raw", "mangle", "filter")]
+    for table in tables:
+        table.update_chains(static.static_filter_chains(CFG, 4) if table.table == "filter" else [])
+        table.set_hooks(static.hooks(CFG, table.table))
+    apply_tables(tables)
+    assert [c for c in fake.calls if c[0].endswith("-save")] == [["iptables-nft-save"]]
+    fake.tables["filter"]["cali-INPUT"] = []  # tampering
+    tables[2].resync()
+    apply_tables(tables)  # one table to read: its own save
+    assert fake.calls[-2] == ["iptables-nft-save", "-t", "filter"]
+    assert fake.tables["filter"]["cali-INPUT"]
+    for table in tables:
+        table.resync()
+    calls = len(fake.calls)
+    apply_tables(tables)  # nothing drifted: one read, no write
+    assert fake.calls[calls:] == [["iptables-nft-save"]]
+
+
+# -- incremental planning: always the plan a from-scratch comparison would make ------------
+
+POOL = [f"cali-c{n}" for n in range(6)]
+
+
+def reference_plan(table: IptablesTable, kernel: KernelTable) -> TableUpdate:
+    """The plan as computed before planning was incremental: every chain, every time."""
+    expected = {name: (d.chain, d.hashes) for name, d in table._chains.items()}
+    wanted: set[str] = set().union(*(d.targets for d in table._chains.values()))
+    for hook in table._hooks.values():
+        wanted |= Chain(hook.chain, (*hook.insert, *hook.append)).targets()
+    for name in sorted(wanted - expected.keys()):
+        if name.startswith("cali-"):
+            stub = stub_chain(name)
+            expected[name] = (stub, stub.rule_hashes())
+    write = [(c, h) for n, (c, h) in sorted(expected.items()) if kernel.chains.get(n) != h]
+    stale = sorted(n for n in kernel.chains if n.startswith("cali-") and n not in expected)
+    kept = [n for n in stale if n in kernel.foreign_refs]
+    hook_deletes, hooks = table._plan_hooks(kernel)
+    return TableUpdate(
+        table.table,
+        write=write,
+        flush=[n for n in stale if n not in kept or kernel.chains[n]],
+        hook_deletes=hook_deletes,
+        hooks=hooks,
+        delete=[n for n in stale if n not in kept],
+        insert_mode=table._insert_mode,
+    )
+
+
+def chain(name: str, targets: Sequence[str], variant: int) -> Chain:
+    jumps = tuple(Rule(action=Jump(t)) for t in targets if t != name)
+    return Chain(name, (Rule(ANY.in_iface(f"eth{variant}"), RETURN), *jumps))
+
+
+OPS = st.one_of(
+    st.tuples(
+        st.just("update"), st.sampled_from(POOL), st.lists(st.sampled_from(POOL)), st.integers(0, 2)
+    ),
+    st.tuples(st.just("remove"), st.sampled_from(POOL)),
+    st.tuples(st.just("hooks"), st.lists(st.sampled_from(POOL), max_size=2)),
+    st.tuples(st.just("foreign"), st.sampled_from(POOL)),
+    st.tuples(st.just("tamper"), st.sampled_from(POOL)),
+    st.tuples(st.just("apply")),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=st.lists(OPS, max_size=30))
+def test_incremental_plan_equals_a_from_scratch_plan(ops: list[tuple[object, ...]]) -> None:
+    fake = FakeIptables()
+    fake.tables["filter"] = {"INPUT": [], "FORWARD": [], "OUTPUT": [], "FOREIGN": []}
+    table = IptablesTable("filter", 4, fake, backend="nft")
+    for op in [*ops, ("apply",)]:
+        match op:
+            case ("update", str(name), list(targets), int(variant)):
+                table.update_chains([chain(name, targets, variant)])
+            case ("remove", str(name)):
+                table.remove_chains([name])
+            case ("hooks", list(targets)):
+                table.set_hooks([Hook("INPUT", tuple(Rule(action=Jump(t)) for t in targets))])
+            case ("foreign", str(name)) if name in fake.table("filter"):
+                fake.tables["filter"]["FOREIGN"].append(f"-j {name}")
+                table.resync()
+            case ("tamper", str(name)) if fake.table("filter").get(name):
+                fake.tables["filter"][name].pop()
+                table.resync()
+            case ("apply",):
+                if table._kernel is not None:
+                    incremental = table._plan(table._kernel, table._changed)
+                    assert incremental == reference_plan(table, table._kernel)
+                table.apply()
+                assert table._kernel == parse_save(fake.save("filter"))
+                assert reference_plan(table, table._kernel).is_empty()

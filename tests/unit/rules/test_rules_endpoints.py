@@ -189,3 +189,13 @@ def test_rpf_skip_lists_each_workloads_spoofable_prefixes_per_family() -> None:
     assert [r.spec() for r in v4.rules] == ["-i cali9 -s 198.19.0.0/16 -j ACCEPT"]
     assert len(static.rpf_skip_chain([ep], 6).rules) == 1
     assert static.rpf_skip_chain([], 4).rules == ()
+
+
+def test_endpoints_with_the_same_policies_share_their_rules() -> None:
+    tiers = (TierInfo("t1", ingress_policies=(P1,)),)
+    a = endpoints.workload_endpoint_chains(CFG, wep("calia", tiers, ("p",)))
+    b = endpoints.workload_endpoint_chains(CFG, wep("calib", tiers, ("p",)))
+    c = endpoints.workload_endpoint_chains(CFG, wep("calic", tiers, ("q",)))
+    assert [x.rules is y.rules for x, y in zip(a, b, strict=True)] == [True, True]
+    assert a[0].name != b[0].name and a[0].rule_hashes() != b[0].rule_hashes()  # name-seeded
+    assert a[0].rules != c[0].rules

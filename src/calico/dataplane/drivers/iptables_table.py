@@ -17,13 +17,18 @@ at the top of their kernel chain (insert mode), appended ones after them; if not
 rules in that chain are deleted (by number, re-reading the table first) and re-added.
 
 The kernel view is cached after a successful write and re-read on the first apply, after any
-failure, and by `full_resync()` (periodic refresh), so a quiet apply costs nothing.
+failure, and after `resync()` (periodic refresh), so a quiet apply costs nothing;
+`apply_tables` reads all the tables of a family that need it with one `iptables-save`.
+Planning is incremental: only chains changed since the last write (edited, removed, or
+gaining or losing their last reference, hence a stub) are compared with the kernel view,
+except after a read.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -62,6 +67,18 @@ def parse_save(text: str) -> KernelTable:
             if foreign_chain and not found and target and target.group(1).startswith(CHAIN_PREFIX):
                 state.foreign_refs.add(target.group(1))
     return state
+
+
+def parse_save_tables(text: str) -> dict[str, KernelTable]:
+    """Every table in a whole-family `iptables-save`."""
+    sections: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("*"):
+            current = sections.setdefault(line[1:].strip(), [])
+        else:
+            current.append(line)
+    return {name: parse_save("\n".join(lines)) for name, lines in sections.items()}
 
 
 class _Desired(NamedTuple):
@@ -116,12 +133,19 @@ class IptablesTable:
         self._insert_mode = insert_mode
         self._chains: dict[str, _Desired] = {}
         self._hooks: dict[str, Hook] = {}
+        self._refs: Counter[str] = Counter()  # jump targets: of each chain, of all hooks
+        self._changed: set[str] = set()  # chains whose kernel state may be due a change
         self._kernel: KernelTable | None = None
         self._dirty = True
 
     @property
     def dirty(self) -> bool:
         return self._dirty or self._kernel is None
+
+    @property
+    def needs_read(self) -> bool:
+        """The next apply starts by reading the kernel table."""
+        return self._kernel is None
 
     @property
     def backend(self) -> str:
@@ -139,41 +163,56 @@ class IptablesTable:
                 raise ValueError(f"chain {chain.name!r} lacks the {CHAIN_PREFIX!r} prefix")
             old = self._chains.get(chain.name)
             if old is None or old.chain != chain:
-                self._chains[chain.name] = _Desired(chain, chain.rule_hashes(), chain.targets())
+                new = _Desired(chain, chain.rule_hashes(), chain.targets())
+                self._chains[chain.name] = new
+                self._retarget(old.targets if old else set(), new.targets)
+                self._changed.add(chain.name)
                 self._dirty = True
 
     def remove_chains(self, names: Iterable[str]) -> None:
         for name in names:
-            if self._chains.pop(name, None) is not None:
+            old = self._chains.pop(name, None)
+            if old is not None:
+                self._retarget(old.targets, set())
+                self._changed.add(name)
                 self._dirty = True
 
     def set_hooks(self, hooks: Iterable[Hook]) -> None:
         """Replace all our rules in kernel chains (INPUT, FORWARD...) with `hooks`."""
         new = {h.chain: h for h in hooks}
         if new != self._hooks:
+            self._retarget(_hook_targets(self._hooks.values()), _hook_targets(new.values()))
             self._hooks = new
             self._dirty = True
 
-    def full_resync(self) -> None:
-        """Re-read the kernel table and repair any drift (periodic refresh)."""
+    def resync(self) -> None:
+        """Distrust the cached kernel view: the next apply re-reads and repairs the table."""
         self._kernel = None
         self._dirty = True
+
+    def full_resync(self) -> None:
+        """Re-read the kernel table and repair any drift now."""
+        self.resync()
         self.apply()
 
-    def apply(self) -> None:
-        """Write pending changes in one transaction; on failure stay dirty and raise."""
+    def apply(self, fresh_view: KernelTable | None = None) -> None:
+        """Write pending changes in one transaction; on failure stay dirty and raise.
+        `fresh_view` is this table as the caller has just read it, if it needs a read."""
         if not self.dirty:
             return
         fresh = self._kernel is None
-        kernel = self._kernel if self._kernel is not None else self._load()
-        update = self._plan(kernel)
+        kernel = self._kernel
+        if kernel is None:
+            kernel = fresh_view if fresh_view is not None else self._load()
+        update = self._plan(kernel, self._all_names(kernel) if fresh else self._changed)
         if update.hook_deletes and not fresh:
             kernel = self._load()  # rule numbers must be current
-            update = self._plan(kernel)
+            update = self._plan(kernel, self._all_names(kernel))
         if not update.is_empty():
             self._restore(render_update(update))
             _record(kernel, update, self._insert_mode)
         self._kernel = kernel
+        self._changed.clear()
         self._dirty = False
 
     def _load(self) -> KernelTable:
@@ -190,26 +229,43 @@ class IptablesTable:
             _log.error("%s failed: %s\ninput was:\n%s", args[0], exc.stderr.strip(), numbered)
             raise
 
-    def _expected(self) -> dict[str, _Desired]:
-        expected = dict(self._chains)
-        wanted: set[str] = set().union(*(d.targets for d in expected.values()))
-        for hook in self._hooks.values():
-            wanted |= Chain(hook.chain, (*hook.insert, *hook.append)).targets()
-        for name in sorted(wanted - expected.keys()):
-            if name.startswith(CHAIN_PREFIX):
-                _log.warning("chain %s is referenced but not provided: stubbing (drop)", name)
-                stub = stub_chain(name)
-                expected[name] = _Desired(stub, stub.rule_hashes(), set())
-        return expected
+    def _retarget(self, old: set[str], new: set[str]) -> None:
+        """Moves references; a chain gaining its first or losing its last one may need a stub
+        or lose it, so it is due a check."""
+        for name in old - new:
+            self._refs[name] -= 1
+            if not self._refs[name]:
+                del self._refs[name]
+                self._changed.add(name)
+        for name in new - old:
+            self._refs[name] += 1
+            if self._refs[name] == 1:
+                self._changed.add(name)
 
-    def _plan(self, kernel: KernelTable) -> TableUpdate:
-        expected = self._expected()
-        write = [
-            (d.chain, d.hashes)
-            for name, d in sorted(expected.items())
-            if kernel.chains.get(name) != d.hashes
-        ]
-        stale = sorted(n for n in kernel.chains if n.startswith(CHAIN_PREFIX) and n not in expected)
+    def _all_names(self, kernel: KernelTable) -> set[str]:
+        """Every chain that exists or should: what a plan after a fresh read must check."""
+        return kernel.chains.keys() | self._chains.keys() | self._refs.keys()
+
+    def _expected(self, name: str) -> _Desired | None:
+        """The chain we want under `name`: provided, a stub if only referenced, or none."""
+        desired = self._chains.get(name)
+        if desired is None and name in self._refs and name.startswith(CHAIN_PREFIX):
+            _log.warning("chain %s is referenced but not provided: stubbing (drop)", name)
+            stub = stub_chain(name)
+            desired = _Desired(stub, stub.rule_hashes(), set())
+        return desired
+
+    def _plan(self, kernel: KernelTable, names: Iterable[str]) -> TableUpdate:
+        """The transaction bringing chains `names` (and all hooks) in line with the kernel."""
+        write: list[tuple[Chain, Sequence[str]]] = []
+        stale: list[str] = []
+        for name in sorted(names):
+            desired = self._expected(name)
+            if desired is not None:
+                if kernel.chains.get(name) != desired.hashes:
+                    write.append((desired.chain, desired.hashes))
+            elif name in kernel.chains and name.startswith(CHAIN_PREFIX):
+                stale.append(name)
         kept = [n for n in stale if n in kernel.foreign_refs]
         flush = [n for n in stale if n not in kept or kernel.chains[n]]
         hook_deletes, hooks = self._plan_hooks(kernel)
@@ -240,6 +296,10 @@ class IptablesTable:
         return deletes, rewrite
 
 
+def _hook_targets(hooks: Iterable[Hook]) -> set[str]:
+    return set().union(*(Chain(h.chain, (*h.insert, *h.append)).targets() for h in hooks))
+
+
 def _hooks_in_place(current: Sequence[str | None], hook: Hook, insert_mode: str) -> bool:
     ins, app = hook_hashes(hook)
     ours = [h for h in current if h is not None]
@@ -263,3 +323,21 @@ def _record(kernel: KernelTable, update: TableUpdate, insert_mode: str) -> None:
         kernel.chains[hook.chain] = (
             top + foreign + list(app) if insert_mode == "insert" else foreign + top + list(app)
         )
+
+
+def apply_tables(tables: Sequence[IptablesTable]) -> None:
+    """Applies `tables` in order. Those of one family (and backend) that need a kernel read
+    share one whole-family `iptables-save`. (Families are not applied side by side: with
+    nft, a commit by one makes the other's restore start over.)"""
+    unread: dict[tuple[int, str], list[IptablesTable]] = {}
+    for table in tables:
+        if table.needs_read:
+            unread.setdefault((table.ip_version, table.backend), []).append(table)
+    views: dict[IptablesTable, KernelTable] = {}
+    for (ip_version, backend), group in unread.items():
+        if len(group) > 1:
+            out = group[0]._runner.run([_tool(ip_version, backend, "save")]).stdout
+            read = parse_save_tables(out)
+            views.update({t: read.get(t.table, KernelTable()) for t in group})
+    for table in tables:
+        table.apply(views.get(table))

@@ -37,6 +37,7 @@ from calico.dataplane.drivers.links import LinkConfigurator
 from calico.dataplane.drivers.routetable import RouteTable, RouteTarget
 from calico.rules.config import RulesConfig
 from calico.rules.dispatch import (
+    DispatchMemo,
     host_filter_dispatch_chains,
     host_mangle_dispatch_chains,
     host_raw_dispatch_chains,
@@ -81,7 +82,10 @@ class EndpointManager:
         self._dirty_weps: set[WorkloadEndpointID] = set()
         self._programmed: dict[WorkloadEndpointID, WorkloadEndpoint] = {}
         self._hep_chains: dict[tuple[str, int], set[str]] = {}  # (table, family) -> chain names
-        self._wep_topology_dirty = True
+        self._dispatch_dirty = True  # the set of workload interfaces changed
+        self._rpf_dirty = True  # some workload's allowed spoofed prefixes changed
+        self._dispatch_memo = DispatchMemo()
+        self._dispatch_names: set[str] = set()
         self._heps_dirty = True
         self._statuses: dict[WorkloadEndpointID | HostEndpointID, str] = {}
 
@@ -121,10 +125,8 @@ class EndpointManager:
     def complete_deferred_work(self) -> None:
         for ep_id in sorted(self._dirty_weps, key=lambda i: (i.namespace, i.name)):
             self._sync_workload(ep_id)
-        if self._dirty_weps or self._wep_topology_dirty:
-            self._sync_workload_dispatch()
         self._dirty_weps.clear()
-        self._wep_topology_dirty = False
+        self._sync_workload_dispatch()
         if self._heps_dirty:
             self._sync_host_endpoints()
             self._heps_dirty = False
@@ -133,6 +135,8 @@ class EndpointManager:
     def _sync_workload(self, ep_id: WorkloadEndpointID) -> None:
         old = self._programmed.pop(ep_id, None)
         new = self._weps.get(ep_id)
+        self._dispatch_dirty |= _iface_of(old) != _iface_of(new)
+        self._rpf_dirty |= _spoofing(old) != _spoofing(new)
         if old is not None and (new is None or old.interface_name != new.interface_name):
             self._remove_workload_iface(old.interface_name)
         if new is None:
@@ -160,12 +164,21 @@ class EndpointManager:
         self._links.remove_interface(iface)
 
     def _sync_workload_dispatch(self) -> None:
-        ifaces = sorted(ep.interface_name for ep in self._programmed.values())
-        dispatch = workload_dispatch_chains(self._cfg, ifaces)
-        for family in self._cfg.ip_versions:
-            self._tables[("filter", family)].update_chains(dispatch)
-            raw = static_raw_chains(self._cfg, family, self._programmed.values())
-            self._tables[("raw", family)].update_chains(raw)
+        """The dispatch trees when interfaces came or went, cali-rpf-skip (with the other
+        static raw chains) when allowed spoofed prefixes changed."""
+        if self._dispatch_dirty:
+            ifaces = sorted(ep.interface_name for ep in self._programmed.values())
+            dispatch = workload_dispatch_chains(self._cfg, ifaces, self._dispatch_memo)
+            names = {c.name for c in dispatch}
+            for family in self._cfg.ip_versions:
+                self._tables[("filter", family)].remove_chains(self._dispatch_names - names)
+                self._tables[("filter", family)].update_chains(dispatch)
+            self._dispatch_names = names  # child chains come and go as the tree reshapes
+        if self._rpf_dirty:
+            for family in self._cfg.ip_versions:
+                raw = static_raw_chains(self._cfg, family, self._programmed.values())
+                self._tables[("raw", family)].update_chains(raw)
+        self._dispatch_dirty = self._rpf_dirty = False
 
     def _sync_host_endpoints(self) -> None:
         owners = self._resolve_host_endpoints()
@@ -235,6 +248,17 @@ class EndpointManager:
 
     def workload_endpoints(self) -> Iterable[tuple[WorkloadEndpointID, WorkloadEndpoint]]:
         return self._programmed.items()
+
+
+def _iface_of(ep: WorkloadEndpoint | None) -> str | None:
+    return ep.interface_name if ep is not None else None
+
+
+def _spoofing(ep: WorkloadEndpoint | None) -> tuple[str, tuple[str, ...]] | None:
+    """What an endpoint contributes to cali-rpf-skip."""
+    if ep is None or not ep.allow_spoofed_source_prefixes:
+        return None
+    return ep.interface_name, ep.allow_spoofed_source_prefixes
 
 
 def _blank(iface: str) -> WorkloadEndpoint:
