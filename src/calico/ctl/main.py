@@ -10,6 +10,7 @@ from calico.ctl.commands.files import apply, create, delete, replace, validate
 from calico.ctl.commands.get import get
 from calico.ctl.commands.ipam import ipam
 from calico.ctl.commands.label import label
+from calico.ctl.commands.node import node
 from calico.ctl.commands.version import version
 from calico.ctl.context import CtlContext
 
@@ -38,7 +39,7 @@ def cli(click_ctx: click.Context, config_path: str | None, log_level: str) -> No
     click_ctx.call_on_close(ctx.close)
 
 
-for _command in (create, apply, replace, delete, get, label, validate, version, ipam):
+for _command in (create, apply, replace, delete, get, label, validate, version, ipam, node):
     cli.add_command(_command)
 
 
