@@ -3,7 +3,7 @@
 # Idempotent; run as root on Debian 12 (make demo / make test call it).
 set -eu
 
-PACKAGES="python3 python3-venv python3-pip etcd-server etcd-client iptables ipset iproute2 bird2 procps iputils-ping podman containernetworking-plugins runc busybox-static"
+PACKAGES="python3 python3-venv python3-pip etcd-server etcd-client iptables ipset iproute2 bird2 frr procps iputils-ping podman containernetworking-plugins runc busybox-static"
 
 missing=""
 for pkg in $PACKAGES; do
@@ -26,9 +26,9 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing >/dev/null
-# Debian starts packaged daemons on install; calico-py runs its own etcd and BIRD per test
-# or per host namespace, so stop the system-wide ones where a service manager exists.
-for svc in etcd bird; do
+# Debian starts packaged daemons on install; calico-py runs its own etcd, BIRD and FRR per
+# test or per lab namespace, so stop the system-wide ones where a service manager exists.
+for svc in etcd bird frr; do
     if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
         systemctl disable --now "$svc" >/dev/null 2>&1 || true
     fi

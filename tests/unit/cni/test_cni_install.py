@@ -54,10 +54,3 @@ def test_existing_conflist_is_kept_unless_forced(tmp_path: Path) -> None:
     assert not kept.written and kept.path.read_text() == "{}"
     forced = install_conflist(tmp_path, sample_conflist(mtu=1400), force=True)
     assert forced.written and json.loads(forced.path.read_text())["plugins"][0]["mtu"] == 1400
-
-
-def test_unbuilt_commands_say_so() -> None:
-    for args in (["node", "run"], ["lab"]):
-        result = CliRunner().invoke(cli, args)
-        assert result.exit_code == 1
-        assert "not implemented yet" in result.output

@@ -1,0 +1,65 @@
+"""`calico node run`: calico/node for the host (network namespace) it is started in."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from calico.datastore.api import DatastoreError
+from calico.node.config import NodeConfigError, settings_from_env
+
+
+@click.group()
+def node() -> None:
+    """calico/node: register this host and run Felix, the BGP agent and BIRD."""
+
+
+@node.command()
+@click.option("--nodename", help="Node name (default: $NODENAME, else the host name).")
+@click.option("--ip", help="IPv4 address/prefix, 'autodetect' or 'none' (default: $IP).")
+@click.option("--ip6", help="IPv6 address/prefix, 'autodetect' or 'none' (default: $IP6).")
+@click.option("--as", "as_number", help="The node's AS number (default: $AS).")
+@click.option("--etcd-endpoints", help="etcd endpoints (default: $ETCD_ENDPOINTS).")
+@click.option("--run-dir", help="Per-node files (default: $CALICO_RUN_DIR or /var/run/calico).")
+@click.option("--felix", "felix_bin", help="calico-felix executable (default: next to calico).")
+@click.option("--bird", "bird_bin", default="bird", show_default=True)
+@click.option("--birdc", "birdc_bin", default="birdc", show_default=True)
+def run(
+    nodename: str | None,
+    ip: str | None,
+    ip6: str | None,
+    as_number: str | None,
+    etcd_endpoints: str | None,
+    run_dir: str | None,
+    felix_bin: str | None,
+    bird_bin: str,
+    birdc_bin: str,
+) -> None:
+    """Run until SIGTERM. Configured like calico/node from NODENAME, IP, IP6, AS,
+    ETCD_ENDPOINTS, CALICO_RUN_DIR, CALICO_NETWORKING_BACKEND; flags override them."""
+    from calico.node.daemon import run_node
+
+    flags = {
+        "NODENAME": nodename,
+        "IP": ip,
+        "IP6": ip6,
+        "AS": as_number,
+        "ETCD_ENDPOINTS": etcd_endpoints,
+        "CALICO_RUN_DIR": run_dir,
+    }
+    env = {**os.environ, **{k: v for k, v in flags.items() if v is not None}}
+    try:
+        settings = settings_from_env(env)
+    except NodeConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    binaries = {"bird": bird_bin, "birdc": birdc_bin}
+    if felix_bin:
+        binaries["felix"] = felix_bin
+    try:
+        code = run_node(settings, env, **binaries)
+    except (RuntimeError, ValueError, DatastoreError) as exc:  # start-up failed
+        click.echo(f"calico node: {exc}", err=True)
+        sys.exit(1)
+    sys.exit(code)

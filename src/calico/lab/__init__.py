@@ -1,0 +1,1 @@
+"""The lab: multi-host Calico deployments on one machine, hosts as network namespaces."""

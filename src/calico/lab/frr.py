@@ -1,0 +1,120 @@
+"""The border router: Debian's FRR (zebra + bgpd) run inside the router's namespace.
+
+Everything FRR uses is per lab: config files, pid files, the zebra API socket and the vty
+sockets live in the router's directory (owned by the `frr` user the daemons drop to), so no
+global /etc/frr or /var/run/frr state is used. The router peers over eBGP with every host,
+learns the pool blocks the hosts advertise, and advertises the network behind it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from calico.lab import netns, procs
+from calico.lab.procs import Proc
+
+FRR_DIR = Path("/usr/lib/frr")
+FRR_USER = "frr"
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbor:
+    address: str
+    as_number: int
+
+
+def bgpd_config(
+    name: str,
+    as_number: int,
+    router_id: str,
+    neighbors: list[Neighbor],
+    networks: list[str],
+) -> str:
+    """bgpd.conf: eBGP to each host (v4 and v6 address families), networks advertised."""
+    lines = [
+        f"hostname {name}",
+        "!",
+        f"router bgp {as_number}",
+        f" bgp router-id {router_id}",
+        " no bgp ebgp-requires-policy",
+        " no bgp default ipv4-unicast",
+        " bgp bestpath as-path multipath-relax",
+    ]
+    for n in neighbors:
+        lines += [
+            f" neighbor {n.address} remote-as {n.as_number}",
+            f" neighbor {n.address} timers connect 2",
+        ]
+    for family, version in (("ipv4", 4), ("ipv6", 6)):
+        members = [n for n in neighbors if (":" in n.address) == (version == 6)]
+        nets = [net for net in networks if (":" in net) == (version == 6)]
+        if not members and not nets:
+            continue
+        lines.append(f" address-family {family} unicast")
+        lines += [f"  network {net}" for net in nets]
+        lines += [f"  neighbor {n.address} activate" for n in members]
+        lines += ["  maximum-paths 8", " exit-address-family"]
+    return "\n".join([*lines, "!", ""])
+
+
+def start(directory: Path, ns: str, config: str, name: str) -> tuple[Proc, Proc]:
+    """Start zebra, then bgpd, as the `frr` user with every path under `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.parent.chmod(0o755)
+    shutil.chown(directory, FRR_USER, FRR_USER)
+    (directory / "zebra.conf").write_text(f"hostname {name}\n")
+    (directory / "bgpd.conf").write_text(config)
+    zebra = _daemon(directory, ns, "zebra", [])
+    _wait_for(directory / "zserv.api", zebra, "zebra")
+    bgpd = _daemon(directory, ns, "bgpd", [])
+    _wait_for(directory / "bgpd.vty", bgpd, "bgpd")
+    return zebra, bgpd
+
+
+def _daemon(directory: Path, ns: str, daemon: str, extra: list[str]) -> Proc:
+    argv = [
+        str(FRR_DIR / daemon),
+        *("-f", str(directory / f"{daemon}.conf"), "-i", str(directory / f"{daemon}.pid")),
+        *("-z", str(directory / "zserv.api"), "--vty_socket", str(directory), "-P", "0"),
+        *("--log", f"file:{directory / daemon}.log"),
+        *extra,
+    ]
+    return procs.spawn(argv, directory / f"{daemon}.out", netns=ns)
+
+
+def _wait_for(path: Path, proc: Proc, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if not procs.alive(proc) or time.monotonic() > deadline:
+            out = (path.parent / f"{what}.out").read_text(errors="replace").strip()
+            raise RuntimeError(f"{what} did not start: {out[-300:] or 'no output'}")
+        time.sleep(0.05)
+
+
+def vtysh(directory: Path, ns: str, command: str) -> str:
+    argv = ["vtysh", "--vty_socket", str(directory), "--config_dir", str(directory), "-c", command]
+    return netns.in_ns(ns, argv).stdout
+
+
+def sessions(directory: Path, ns: str) -> dict[str, str]:
+    """Neighbor address -> BGP state ("Established", "Active"...)."""
+    out: dict[str, str] = {}
+    for family in ("ipv4", "ipv6"):
+        text = vtysh(directory, ns, f"show bgp {family} unicast summary json")
+        peers = json.loads(text or "{}").get("peers", {})
+        out.update({addr: str(info.get("state", "?")) for addr, info in peers.items()})
+    return out
+
+
+def routes(directory: Path, ns: str, family: str = "ipv4") -> dict[str, list[str]]:
+    """Prefix -> next hops of the best paths in the router's BGP table."""
+    data = json.loads(vtysh(directory, ns, f"show bgp {family} unicast json") or "{}")
+    table: dict[str, list[str]] = {}
+    for prefix, paths in data.get("routes", {}).items():
+        hops = [h.get("ip", "") for p in paths if p.get("valid") for h in p.get("nexthops", [])]
+        table[prefix] = hops
+    return table

@@ -1,0 +1,234 @@
+"""Loading a lab file: YAML -> `LabSpec`, then the checks that span fields (pure).
+
+Every problem is a `LabFileError` naming the file and the field, e.g.
+`lab.yaml: hosts[1].ipv4: '198.18.1.5' is not on the fabric 198.18.0.0/24`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from calico.lab.spec import LabSpec, etcd_address, fabric_interface
+from calico.model import ResourceError, parse_resource
+
+Problem = tuple[str, str]
+
+
+class LabFileError(ValueError):
+    """The lab file is malformed; the message names the file and the field."""
+
+
+def load_lab(text: str, source: str = "lab file", base_dir: Path | None = None) -> LabSpec:
+    """Parse and validate a lab file completely."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise LabFileError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise LabFileError(f"{source}: expected a mapping at the top level")
+    if "base_dir" in doc:
+        raise LabFileError(f"{source}: base_dir: unknown field")
+    try:
+        spec = LabSpec.model_validate({**doc, "base_dir": str(base_dir or Path("."))})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise LabFileError(f"{source}: {_path(err['loc'])}: {_reason(err)}") from None
+    for field, reason in check_lab(spec):
+        raise LabFileError(f"{source}: {field}: {reason}")
+    return spec
+
+
+def read_lab(path: Path) -> LabSpec:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise LabFileError(f"{path}: {exc.strerror}") from None
+    return load_lab(text, str(path), path.parent)
+
+
+def check_lab(spec: LabSpec) -> Iterator[Problem]:
+    """Cross-field problems, in file order."""
+    yield from _check_fabric(spec)
+    yield from _check_names(spec)
+    yield from _check_addresses(spec)
+    yield from _check_pools(spec)
+    yield from _check_workloads(spec)
+    yield from _check_externals(spec)
+    for i, path in enumerate(spec.resources):
+        if not (Path(spec.base_dir) / path).is_file():
+            yield f"resources[{i}]", f"no such file: {path!r}"
+
+
+def _check_fabric(spec: LabSpec) -> Iterator[Problem]:
+    for field, value, version in (("ipv4", spec.fabric.ipv4, 4), ("ipv6", spec.fabric.ipv6, 6)):
+        if value is not None and ipaddress.ip_network(value, strict=False).version != version:
+            yield f"fabric.{field}", f"{value!r} is not an IPv{version} network"
+
+
+def _check_names(spec: LabSpec) -> Iterator[Problem]:
+    seen: set[str] = set()
+    groups: list[tuple[str, list[Any]]] = [
+        ("hosts", spec.hosts),
+        ("workloads", spec.workloads),
+        ("externals", spec.externals),
+    ]
+    named = [(f"{g}[{i}].name", item.name) for g, items in groups for i, item in enumerate(items)]
+    if spec.border is not None:
+        named.append(("border.name", spec.border.name))
+    for field, name in named:
+        if name in seen:
+            yield field, f"name {name!r} is used twice (hosts, workloads, externals, border)"
+        seen.add(name)
+
+
+def _fabric_addresses(spec: LabSpec) -> Iterator[tuple[str, str, int]]:
+    """(field, address, version) of everything on the fabric."""
+    for i, host in enumerate(spec.hosts):
+        yield f"hosts[{i}].ipv4", host.ipv4, 4
+        if host.ipv6:
+            yield f"hosts[{i}].ipv6", host.ipv6, 6
+    for i, ext in enumerate(spec.externals):
+        if ext.behind is None:
+            yield from ((f"externals[{i}].ipv4", a, 4) for a in (ext.ipv4,) if a)
+            yield from ((f"externals[{i}].ipv6", a, 6) for a in (ext.ipv6,) if a)
+    if spec.border is not None:
+        yield "border.ipv4", spec.border.ipv4, 4
+        if spec.border.ipv6:
+            yield "border.ipv6", spec.border.ipv6, 6
+    yield "etcd.ipv4", etcd_address(spec), 4
+
+
+def _check_addresses(spec: LabSpec) -> Iterator[Problem]:
+    used: dict[str, str] = {}
+    for field, address, version in _fabric_addresses(spec):
+        fabric = spec.fabric.ipv4 if version == 4 else spec.fabric.ipv6
+        if fabric is None:
+            yield field, "an IPv6 address needs fabric.ipv6"
+            continue
+        if ipaddress.ip_network(address, strict=False).version != version:
+            yield field, f"{address!r} is not an IPv{version} address"
+            continue
+        iface = fabric_interface(spec, address, version)
+        net = ipaddress.ip_network(fabric, strict=False)
+        if iface.ip not in net or iface.ip in (net.network_address, net.broadcast_address):
+            yield field, f"{address!r} is not a usable address on the fabric {net}"
+        elif str(iface.ip) in used:
+            yield field, f"{iface.ip} is already used by {used[str(iface.ip)]}"
+        used[str(iface.ip)] = field
+
+
+def _check_pools(spec: LabSpec) -> Iterator[Problem]:
+    taken = [
+        ipaddress.ip_network(n, strict=False) for n in (spec.fabric.ipv4, spec.fabric.ipv6) if n
+    ]
+    if spec.border is not None:
+        taken += [
+            ipaddress.ip_network(n, strict=False)
+            for n in (spec.border.network.ipv4, spec.border.network.ipv6)
+            if n
+        ]
+    names: set[str] = set()
+    for i, pool in enumerate(spec.pools):
+        name = pool_name(spec, i)
+        if name in names:
+            yield f"pools[{i}].name", f"pool name {name!r} is used twice"
+        names.add(name)
+        spec_doc = pool_spec(spec, i)
+        try:
+            parse_resource(
+                {
+                    "apiVersion": "projectcalico.org/v3",
+                    "kind": "IPPool",
+                    "metadata": {"name": name},
+                    "spec": spec_doc,
+                }
+            )
+        except ResourceError as exc:
+            field, _, reason = str(exc).split(": ", 1)[-1].partition(": ")
+            yield f"pools[{i}].{field.removeprefix('spec.')}", reason
+            continue
+        net = ipaddress.ip_network(pool.cidr, strict=False)
+        clash = next((t for t in taken if t.version == net.version and t.overlaps(net)), None)
+        if clash is not None:
+            yield f"pools[{i}].cidr", f"{pool.cidr} overlaps {clash}"
+        taken.append(net)
+
+
+def pool_spec(spec: LabSpec, index: int) -> dict[str, Any]:
+    """The IPPool spec of a lab pool."""
+    pool = spec.pools[index]
+    doc = pool.model_dump(exclude={"name"}, exclude_none=True)
+    return {k: v for k, v in doc.items() if v is not None}
+
+
+def pool_name(spec: LabSpec, index: int) -> str:
+    pool = spec.pools[index]
+    version = ipaddress.ip_network(pool.cidr, strict=False).version
+    return pool.name or f"lab-ipv{version}-pool-{index}"
+
+
+def _check_workloads(spec: LabSpec) -> Iterator[Problem]:
+    hosts = {h.name for h in spec.hosts}
+    if spec.workloads and not spec.pools:
+        yield "pools", "workloads need at least one IP pool"
+    pools = {pool_name(spec, i) for i in range(len(spec.pools))}
+    for i, wl in enumerate(spec.workloads):
+        if wl.host not in hosts:
+            yield f"workloads[{i}].host", f"{wl.host!r} is not one of the hosts"
+        for j, name in enumerate(wl.ipPools):
+            if name not in pools:
+                yield f"workloads[{i}].ipPools[{j}]", f"{name!r} is not one of the pools"
+
+
+def _check_externals(spec: LabSpec) -> Iterator[Problem]:
+    border = spec.border
+    for key in ("ipv4", "ipv6"):
+        value = getattr(border.network, key) if border else None
+        if value and ipaddress.ip_network(value, strict=False).version != int(key[-1]):
+            yield f"border.network.{key}", f"{value!r} is not an IPv{key[-1]} network"
+    for i, ext in enumerate(spec.externals):
+        where = f"externals[{i}]"
+        if not ext.ipv4 and not ext.ipv6:
+            yield where, "an external needs an ipv4 or ipv6 address"
+        if ext.behind is None:
+            if ext.gateway and ipaddress.ip_address(ext.gateway).version != 4:
+                yield f"{where}.gateway", "must be an IPv4 address on the fabric"
+            continue
+        if border is None or ext.behind != border.name:
+            yield f"{where}.behind", f"{ext.behind!r} is not the border router's name"
+            continue
+        if ext.gateway:
+            yield f"{where}.gateway", "an external behind the border router uses it as gateway"
+        for key in ("ipv4", "ipv6"):
+            address, net = getattr(ext, key), getattr(border.network, key)
+            if address and net is None:
+                yield f"{where}.{key}", f"needs border.network.{key}"
+            elif address and net:
+                network = ipaddress.ip_network(net, strict=False)
+                ip = ipaddress.ip_interface(address).ip
+                if ip not in network or ip == next(network.hosts()):
+                    yield f"{where}.{key}", f"{address!r} is not a free address in {network}"
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif "[" not in part and part not in ("int", "str"):
+            out += f".{part}" if out else part
+    return out or "(top level)"
+
+
+def _reason(err: Any) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown field"
+    if err["type"] == "missing":
+        return "required field is missing"
+    return str(err["msg"]).removeprefix("Value error, ")

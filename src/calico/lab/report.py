@@ -1,0 +1,80 @@
+"""Text renderings of a lab's status and connectivity matrix (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Matrix:
+    sources: Sequence[str]
+    targets: Sequence[str]
+    cells: Mapping[tuple[str, str], bool | None]  # None: not probed (self, no port/address)
+    label: str = ""
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def format_matrix(matrix: Matrix) -> str:
+    """Rows are sources, columns targets: `ok`, `--` (blocked) or `.` (not probed)."""
+    header = [f"from \\ to {matrix.label}".strip(), *matrix.targets]
+    rows = [header]
+    for src in matrix.sources:
+        row = [src]
+        for dst in matrix.targets:
+            cell = matrix.cells.get((src, dst))
+            row.append("." if cell is None else ("ok" if cell else "--"))
+        rows.append(row)
+    return _table(rows)
+
+
+def _sessions(sessions: list[dict[str, str]]) -> str:
+    """ "3/3 Established", plus the sessions that are not, with BIRD's info."""
+    up = [s for s in sessions if s["info"].startswith("Established")]
+    down = [f"{s['peer']}: {s['state']} {s['info']}".strip() for s in sessions if s not in up]
+    return f"{len(up)}/{len(sessions)} Established" + "".join(f"; {d}" for d in down)
+
+
+def _yes(flag: Any) -> str:
+    return "running" if flag else "DOWN"
+
+
+def _host_rows(hosts: list[dict[str, Any]]) -> list[list[str]]:
+    rows = [["HOST", "IPV4", "IPV6", "NODE", "FELIX", "BIRD", "BGP SESSIONS"]]
+    for h in hosts:
+        flags = [_yes(h["node"]), _yes(h["felix"]), _yes(h["bird"])]
+        rows.append([h["name"], h["ipv4"], h["ipv6"] or "-", *flags, _sessions(h["bgp"])])
+    return rows
+
+
+def _workload_rows(workloads: list[dict[str, Any]]) -> list[list[str]]:
+    rows = [["WORKLOAD", "HOST", "NAMESPACE", "IPV4", "IPV6", "PORTS"]]
+    for w in workloads:
+        addresses = [w["ipv4"] or "-", w["ipv6"] or "-"]
+        rows.append([w["name"], w["host"], w["namespace"], *addresses, " ".join(w["ports"]) or "-"])
+    return rows
+
+
+def format_status(doc: Mapping[str, Any]) -> str:
+    """`calico lab status`: a line about the lab, then hosts, workloads and the border."""
+    state = "up" if doc["up"] else "not fully up"
+    lines = [f"lab {doc['name']} ({state}), etcd {doc['etcd']}, state {doc['state_dir']}", ""]
+    lines += [_table(_host_rows(doc["hosts"])), ""]
+    if doc["workloads"]:
+        lines += [_table(_workload_rows(doc["workloads"])), ""]
+    border = doc.get("border")
+    if border:
+        peers = border["bgp"]
+        up = sum(1 for state in peers.values() if state == "Established")
+        down = "".join(f"; {p}: {s}" for p, s in peers.items() if s != "Established")
+        text = f"{up}/{len(peers)} BGP sessions Established{down}" if peers else "not running"
+        lines.append(f"border router {border['name']}: {text}")
+    return "\n".join(lines).rstrip()

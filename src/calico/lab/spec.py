@@ -1,0 +1,196 @@
+"""The lab file: a YAML description of hosts, workloads, pools and routers (pure).
+
+The schema only; `calico.lab.labfile` loads a file and adds the cross-field checks. Addresses
+must lie in 198.18.0.0/15 or 2001:db8::/32: lab traffic must never be routable off the
+machine. See `examples/lab/` and README's lab section for the format.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from calico.model.fields import DNS_SUBDOMAIN, check_label_value, check_qualified_name
+
+LAB_RANGES = (ipaddress.ip_network("198.18.0.0/15"), ipaddress.ip_network("2001:db8::/32"))
+_NAME = re.compile("^" + DNS_SUBDOMAIN + "$")
+_LAB_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,14}[a-z0-9])?$")
+_PORT = re.compile(r"^(?:(tcp|udp)/)?(\d{1,5})$")
+IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPIface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+
+def _in_lab_ranges(value: str) -> str:
+    try:
+        net = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a valid IP address or CIDR") from None
+    if not any(net.subnet_of(r) for r in LAB_RANGES if r.version == net.version):  # type: ignore[arg-type]
+        raise ValueError(
+            f"{value!r} is outside the lab's address ranges 198.18.0.0/15 and 2001:db8::/32"
+        )
+    return value
+
+
+def _name(value: str) -> str:
+    if len(value) > 63 or not _NAME.match(value):
+        raise ValueError(f"{value!r} is not a valid name (lower-case DNS name, <= 63 characters)")
+    return value
+
+
+def _labels(value: dict[str, str]) -> dict[str, str]:
+    for key, val in value.items():
+        problem = check_qualified_name(key) or check_label_value(val)
+        if problem:
+            raise ValueError(problem)
+    return value
+
+
+def _cluster_id(value: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(value))
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not a route reflector cluster ID (an IPv4 address)"
+        ) from None
+
+
+def _port(value: int | str) -> str:
+    match = _PORT.match(str(value))
+    if not match or not 1 <= int(match.group(2)) <= 65535:
+        raise ValueError(f"{value!r} is not a port (N, tcp/N or udp/N with 1 <= N <= 65535)")
+    return str(value)
+
+
+Address = Annotated[str, AfterValidator(_in_lab_ranges)]
+Name = Annotated[str, AfterValidator(_name)]
+Labels = Annotated[dict[str, str], AfterValidator(_labels)]
+Port = Annotated[int | str, AfterValidator(_port)]
+ASN = Annotated[int, Field(ge=1, le=4294967295)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class Fabric(_Model):
+    ipv4: Address
+    ipv6: Address | None = None
+
+
+class Pool(_Model):
+    name: Name | None = None
+    cidr: Address
+    blockSize: int | None = None
+    nodeSelector: str | None = None
+    assignmentMode: Literal["Automatic", "Manual"] | None = None  # Manual: only when asked for
+
+
+class Host(_Model):
+    name: Name
+    ipv4: Address
+    ipv6: Address | None = None
+    asNumber: ASN | None = None
+    labels: Labels = Field(default_factory=dict)
+    routeReflector: Annotated[str, AfterValidator(_cluster_id)] | None = None  # cluster ID
+
+
+class Workload(_Model):
+    name: Name
+    host: str
+    namespace: Name = "default"
+    labels: Labels = Field(default_factory=dict)
+    ports: list[Port] = Field(default_factory=list)
+    ipPools: list[str] = Field(default_factory=list)  # pool names to take addresses from
+
+
+class External(_Model):
+    name: Name
+    ipv4: Address | None = None
+    ipv6: Address | None = None
+    behind: str | None = None  # the border router's name: on the network behind it
+    gateway: Address | None = None  # on the fabric: an optional IPv4 default gateway
+
+
+class BorderNetwork(_Model):
+    ipv4: Address | None = None
+    ipv6: Address | None = None
+
+
+class Border(_Model):
+    name: Name = "border"
+    asNumber: ASN = 65000
+    ipv4: Address
+    ipv6: Address | None = None
+    network: BorderNetwork = Field(default_factory=BorderNetwork)
+
+
+class Etcd(_Model):
+    ipv4: Address | None = None
+
+
+class LabSpec(_Model):
+    name: Annotated[str, AfterValidator(lambda v: _check(v, _LAB_NAME, "lab name"))]
+    asNumber: ASN = 64512
+    mesh: bool | None = None
+    fabric: Fabric
+    etcd: Etcd = Field(default_factory=Etcd)
+    pools: list[Pool] = Field(default_factory=list)
+    hosts: list[Host] = Field(min_length=1)
+    workloads: list[Workload] = Field(default_factory=list)
+    externals: list[External] = Field(default_factory=list)
+    border: Border | None = None
+    resources: list[str] = Field(default_factory=list)
+    base_dir: str = "."  # set by load_lab: where relative resource paths start
+
+    @property
+    def node_mesh(self) -> bool:
+        return self.mesh if self.mesh is not None else not self.route_reflectors
+
+    @property
+    def route_reflectors(self) -> list[Host]:
+        return [h for h in self.hosts if h.routeReflector]
+
+    def host(self, name: str) -> Host:
+        return next(h for h in self.hosts if h.name == name)
+
+    def workload(self, name: str) -> Workload:
+        return next(w for w in self.workloads if w.name == name)
+
+
+def _check(value: str, pattern: re.Pattern[str], what: str) -> str:
+    if not pattern.match(value):
+        raise ValueError(f"{value!r} is not a valid {what} (lower-case, digits, '-', <= 16)")
+    return value
+
+
+def fabric_interface(spec: LabSpec, address: str, version: int) -> IPIface:
+    """`address` on the fabric, with the fabric's prefix length unless it carries one."""
+    fabric = spec.fabric.ipv4 if version == 4 else spec.fabric.ipv6
+    assert fabric is not None
+    net = ipaddress.ip_network(fabric, strict=False)
+    if "/" in address:
+        return ipaddress.ip_interface(address)
+    return ipaddress.ip_interface(f"{address}/{net.prefixlen}")
+
+
+def etcd_address(spec: LabSpec) -> str:
+    """Where etcd listens on the fabric (default: the fabric's last usable IPv4 address)."""
+    if spec.etcd.ipv4:
+        return spec.etcd.ipv4.split("/")[0]
+    net = ipaddress.ip_network(spec.fabric.ipv4, strict=False)
+    return str(net.broadcast_address - 1)
+
+
+def parse_ports(ports: list[int | str]) -> list[tuple[str, int]]:
+    """`[80, "udp/53"]` -> `[("tcp", 80), ("udp", 80), ("udp", 53)]` (a bare number: both)."""
+    out: list[tuple[str, int]] = []
+    for item in ports:
+        match = _PORT.match(str(item))
+        assert match is not None
+        protos = [match.group(1)] if match.group(1) else ["tcp", "udp"]
+        out += [(proto, int(match.group(2))) for proto in protos]
+    return out

@@ -1,0 +1,140 @@
+"""Building a lab's machines: the fabric bridge, etcd, hosts, external machines, the border.
+
+The fabric is a bridge in its own namespace; every machine on it gets `eth0` (a veth whose
+other end is a bridge port) with the addresses the lab file gives. Hosts get `default dev
+eth0` (proxy ARP for workloads answers only for destinations routed via another interface)
+and learn everything else through BGP. External machines behind the border router sit on a
+bridge in the router's namespace and use the router as their default gateway.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from calico.lab import etcd, frr, netns
+from calico.lab.base import LabBase, tail
+from calico.lab.spec import External, Host, etcd_address, fabric_interface
+
+FABRIC = "fabric"
+ETCD = "etcd"
+BRIDGE = "br0"
+EXT_BRIDGE = "br-ext"
+FRR_RUN_ROOT = Path("/run/calico-lab-frr")
+FORWARDING = {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"}
+
+
+class TopologyOps(LabBase):
+    def build_fabric(self) -> None:
+        ns = self.add_netns(FABRIC)
+        netns.ip_batch(
+            ns,
+            [
+                f"link add {BRIDGE} type bridge mcast_snooping 0",
+                f"link set {BRIDGE} up",
+            ],
+        )
+
+    def _plug(self, entity_ns: str, addresses: list[str]) -> None:
+        """`eth0` in `entity_ns`, plugged into the fabric bridge, with `addresses`."""
+        fabric_ns = self.netns(FABRIC)
+        port = f"p{self.state.namespaces.index(entity_ns)}"
+        netns.veth(fabric_ns, port, entity_ns, "eth0")
+        netns.ip(fabric_ns, "link", "set", port, "master", BRIDGE)
+        netns.ip_batch(entity_ns, netns.address_commands("eth0", addresses))
+
+    def _fabric_addrs(self, ipv4: str | None, ipv6: str | None) -> list[str]:
+        out = [str(fabric_interface(self.spec, ipv4, 4))] if ipv4 else []
+        return out + ([str(fabric_interface(self.spec, ipv6, 6))] if ipv6 else [])
+
+    def build_etcd(self) -> None:
+        ns = self.add_netns(ETCD)
+        address = etcd_address(self.spec)
+        self._plug(ns, self._fabric_addrs(address, None))
+        directory = self.dir / "etcd"
+        self.state.etcd_endpoint, self.state.etcd_unix = etcd.endpoints(directory, address)
+        self.record_proc("etcd", etcd.start_etcd(directory, ns, address))
+        proc = self.state.proc("etcd")
+        assert proc is not None
+        try:
+            etcd.wait_healthy(proc, self.state.etcd_unix, directory / "etcd.log")
+        except etcd.EtcdStartError as exc:
+            raise RuntimeError(f"{exc}\n    {tail(directory / 'etcd.log')}") from None
+
+    def build_host(self, host: Host) -> None:
+        ns = self.add_netns(host.name)
+        self._plug(ns, self._fabric_addrs(host.ipv4, host.ipv6))
+        netns.ip(ns, "route", "add", "default", "dev", "eth0")
+        self.run_dir(host.name).mkdir(parents=True, exist_ok=True)
+
+    def build_external(self, ext: External) -> None:
+        ns = self.add_netns(ext.name)
+        if ext.behind is None:
+            self._plug(ns, self._fabric_addrs(ext.ipv4, ext.ipv6))
+            if ext.gateway:
+                netns.ip(ns, "route", "add", "default", "via", ext.gateway.split("/")[0])
+            return
+        border = self.spec.border
+        assert border is not None
+        port = f"x{self.state.namespaces.index(ns)}"
+        netns.veth(self.netns(border.name), port, ns, "eth0")
+        netns.ip(self.netns(border.name), "link", "set", port, "master", EXT_BRIDGE)
+        commands = []
+        for address, net in ((ext.ipv4, border.network.ipv4), (ext.ipv6, border.network.ipv6)):
+            if address and net:
+                network = ipaddress.ip_network(net, strict=False)
+                iface = f"{address.split('/')[0]}/{network.prefixlen}"
+                commands += netns.address_commands("eth0", [iface])
+                commands.append(f"route add default via {next(network.hosts())}")
+        netns.ip_batch(ns, commands)
+
+    def build_border(self) -> None:
+        border = self.spec.border
+        assert border is not None
+        ns = self.add_netns(border.name)
+        self._plug(ns, self._fabric_addrs(border.ipv4, border.ipv6))
+        netns.sysctl(ns, FORWARDING)
+        nets = [n for n in (border.network.ipv4, border.network.ipv6) if n]
+        if nets:
+            gateways = []
+            for net in nets:
+                network = ipaddress.ip_network(net, strict=False)
+                gateways.append(f"{next(network.hosts())}/{network.prefixlen}")
+            netns.ip_batch(
+                ns,
+                [
+                    f"link add {EXT_BRIDGE} type bridge mcast_snooping 0",
+                    f"link set {EXT_BRIDGE} up",
+                    *netns.address_commands(EXT_BRIDGE, gateways),
+                ],
+            )
+        self._start_frr()
+
+    def _start_frr(self) -> None:
+        border = self.spec.border
+        assert border is not None
+        neighbors = []
+        for host in self.spec.hosts:
+            asn = host.asNumber or self.spec.asNumber
+            neighbors.append(frr.Neighbor(host.ipv4.split("/")[0], asn))
+            if host.ipv6 and border.ipv6:
+                neighbors.append(frr.Neighbor(host.ipv6.split("/")[0], asn))
+        networks = [
+            str(ipaddress.ip_network(n, strict=False))
+            for n in (border.network.ipv4, border.network.ipv6)
+            if n
+        ]
+        router_id = border.ipv4.split("/")[0]
+        config = frr.bgpd_config(border.name, border.asNumber, router_id, neighbors, networks)
+        zebra, bgpd = frr.start(self.border_dir, self.netns(border.name), config, border.name)
+        self.record_proc("frr/zebra", zebra)
+        self.record_proc("frr/bgpd", bgpd)
+
+    @property
+    def border_dir(self) -> Path:
+        """FRR drops to the `frr` user, which may not reach the state dir (pytest's are 0700):
+        its files live in a directory of their own under /run, removed by `down`."""
+        if not self.state.frr_dir:
+            self.state.frr_dir = str(FRR_RUN_ROOT / self.state.prefix)
+            self.save()
+        return Path(self.state.frr_dir)

@@ -1,0 +1,1 @@
+"""calico/node: start-up (Node registration) and supervision of Felix, BGP and BIRD."""

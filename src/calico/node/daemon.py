@@ -1,0 +1,180 @@
+"""`calico node run`: calico/node for one host, run inside that host's network namespace.
+
+Start-up as Calico's calico/node: wait for the datastore and initialise it if needed, register
+the Node (addresses, AS), create default pools if asked, then run Felix (`calico-felix`, a
+child process with the node's environment), the BGP agent (in-process thread that renders
+`bird.cfg` and reconfigures BIRD) and BIRD (a child process). Children that exit are restarted
+with backoff; SIGTERM/SIGINT stop everything cleanly. Every file lives in CALICO_RUN_DIR:
+node.pid, felix.pid, felix.log, bird.cfg, bird.ctl, bird.pid, bird.log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from calico.bgp.agent import BGPAgent
+from calico.datastore.api import DatastoreError
+from calico.datastore.client import ResourceClient
+from calico.datastore.config import EtcdConfig
+from calico.datastore.etcd import EtcdBackend
+from calico.node.autodetect import local_addresses
+from calico.node.config import NodeSettings
+from calico.node.register import ensure_default_pools, register_node
+from calico.node.supervisor import Backoff, Child, ChildSpec, Supervisor
+
+log = logging.getLogger("calico.node")
+
+
+class NodeDaemon:
+    def __init__(
+        self,
+        settings: NodeSettings,
+        environ: Mapping[str, str],
+        *,
+        felix: str | None = None,
+        bird: str = "bird",
+        birdc: str = "birdc",
+    ) -> None:
+        self.settings = settings
+        self.env = {
+            **environ,
+            "NODENAME": settings.nodename,
+            "CALICO_RUN_DIR": str(settings.run_dir),
+        }
+        self.stop_event = threading.Event()
+        self._felix = felix or _sibling("calico-felix")
+        self._bird, self._birdc = bird, birdc
+        self.backend = EtcdBackend(EtcdConfig.from_env(self.env))
+        self.client = ResourceClient(self.backend)
+
+    def run(self) -> int:
+        run_dir = self.settings.run_dir
+        try:
+            if not self._wait_for_datastore():
+                return 0
+            register_node(self.client, self.settings, local_addresses)
+            ensure_default_pools(self.client, self.settings)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "node.pid").write_text(f"{os.getpid()}\n")
+            self._supervise()
+        finally:
+            (run_dir / "node.pid").unlink(missing_ok=True)
+            self.backend.close()
+        return 0
+
+    def _supervise(self) -> None:
+        children = [Child(self._felix_spec())]
+        keeper = AgentKeeper(self._new_agent) if self.settings.networking else None
+        if keeper is not None:
+            children.append(Child(self._bird_spec()))
+        supervisor = Supervisor(children)
+        try:
+            if keeper is not None:
+                keeper.start()
+            supervisor.run(self.stop_event, check=keeper.check if keeper else None)
+        finally:
+            log.info("stopping")
+            if keeper is not None:
+                keeper.stop()
+            supervisor.stop()
+
+    def _new_agent(self) -> BGPAgent:
+        return BGPAgent(
+            self.backend,
+            self.settings.nodename,
+            self.settings.run_dir,
+            bird=self._bird,
+            birdc=self._birdc,
+        )
+
+    def _felix_spec(self) -> ChildSpec:
+        run_dir = self.settings.run_dir
+        return ChildSpec(
+            "felix", [self._felix], self.env, run_dir / "felix.log", pid_file=run_dir / "felix.pid"
+        )
+
+    def _bird_spec(self) -> ChildSpec:
+        run_dir = self.settings.run_dir
+        cfg, ctl, pid = run_dir / "bird.cfg", run_dir / "bird.ctl", run_dir / "bird.pid"
+
+        def prepare() -> None:  # BIRD starts from a current config (raises if unreachable)
+            if not self._new_agent().render_now() and not cfg.exists():
+                raise RuntimeError("no BIRD configuration could be rendered yet")
+
+        argv = [self._bird, "-f", "-c", str(cfg), "-s", str(ctl), "-P", str(pid)]
+        return ChildSpec(
+            "bird", argv, self.env, run_dir / "bird.log", prepare=prepare, cleanup=(pid, ctl)
+        )
+
+    def _wait_for_datastore(self) -> bool:
+        """Initialise the datastore once it answers; False if asked to stop first."""
+        warned = False
+        while not self.stop_event.is_set():
+            try:
+                self.client.ensure_initialized()
+                return True
+            except DatastoreError as exc:
+                if not warned:
+                    log.warning("waiting for the datastore: %s", exc)
+                    warned = True
+            self.stop_event.wait(1.0)
+        return False
+
+
+class AgentKeeper:
+    """Runs the BGP agent; one that dies is replaced, with backoff."""
+
+    def __init__(self, factory: Callable[[], BGPAgent], backoff: Backoff | None = None) -> None:
+        self._factory = factory
+        self._backoff = backoff or Backoff()
+        self.agent: BGPAgent | None = None
+        self._started_at = 0.0
+        self._restart_at = 0.0
+
+    def start(self) -> None:
+        self.agent = self._factory()
+        self._started_at = time.monotonic()
+        self.agent.start()
+
+    def check(self) -> None:
+        now = time.monotonic()
+        if self.agent is not None and not self.agent.is_alive():
+            log.error("BGP agent died (%s); restarting it", self.agent.failure)
+            self.agent.stop(timeout=2.0)
+            self.agent = None
+            self._restart_at = now + self._backoff.delay(now - self._started_at)
+        if self.agent is None and now >= self._restart_at:
+            self.start()
+
+    def stop(self) -> None:
+        if self.agent is not None:
+            self.agent.stop()
+            self.agent = None
+
+
+def _sibling(name: str) -> str:
+    """A console script installed next to this Python (the venv's bin), else from PATH."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else (shutil.which(name) or name)
+
+
+def run_node(settings: NodeSettings, environ: Mapping[str, str], **binaries: str) -> int:
+    """Run until SIGTERM/SIGINT; returns the exit code."""
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    daemon = NodeDaemon(settings, environ, **binaries)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: daemon.stop_event.set())
+    return daemon.run()

@@ -1,0 +1,74 @@
+"""Node registration against an in-memory datastore: merge, keep, refuse conflicts."""
+
+from __future__ import annotations
+
+import pytest
+
+from calico.datastore.client import ResourceClient
+from calico.datastore.memory import MemoryBackend
+from calico.model.base import ObjectMeta
+from calico.model.network import IPPool, Node, NodeBGPSpec, NodeSpec
+from calico.node.autodetect import InterfaceAddress
+from calico.node.config import settings_from_env
+from calico.node.register import NodeStartupError, ensure_default_pools, register_node
+
+ETH0 = [InterfaceAddress("eth0", "198.18.0.11/24", "global"),
+        InterfaceAddress("eth0", "2001:db8::11/64", "global")]  # fmt: skip
+
+
+def client() -> ResourceClient:
+    c = ResourceClient(MemoryBackend())
+    c.ensure_initialized()
+    return c
+
+
+def register(c: ResourceClient, **env: str) -> Node:
+    return register_node(c, settings_from_env({"NODENAME": "host-1", **env}), lambda: ETH0)
+
+
+def test_new_node_gets_autodetected_ipv4_only_by_default() -> None:
+    node = register(client())
+    assert node.spec.bgp == NodeBGPSpec(ipv4Address="198.18.0.11/24")
+
+
+def test_existing_node_keeps_labels_cluster_id_and_saved_addresses() -> None:
+    c = client()
+    c.create(Node(metadata=ObjectMeta(name="host-1", labels={"rack": "a"}),
+                  spec=NodeSpec(bgp=NodeBGPSpec(routeReflectorClusterID="224.0.0.1",
+                                                ipv6Address="2001:db8::99/64", asNumber=65001))))  # fmt: skip
+    node = register(c, IP="autodetect")
+    assert node.metadata.labels == {"rack": "a"}
+    assert node.spec.bgp is not None
+    assert node.spec.bgp.routeReflectorClusterID == "224.0.0.1"
+    assert node.spec.bgp.ipv6Address == "2001:db8::99/64"  # IP6 unset: kept
+    assert node.spec.bgp.asNumber == 65001  # AS unset: kept
+    node = register(c, IP6="none", AS="64512")
+    assert node.spec.bgp is not None
+    assert (node.spec.bgp.ipv6Address, node.spec.bgp.asNumber) == (None, 64512)
+    assert node.spec.bgp.ipv4Address == "198.18.0.11/24"  # IP unset: the saved one
+
+
+def test_address_used_by_another_node_is_refused() -> None:
+    c = client()
+    register_node(c, settings_from_env({"NODENAME": "other", "IP": "198.18.0.11/24"}), list)
+    with pytest.raises(NodeStartupError, match="'other' is already using the address"):
+        register(c)
+
+
+def test_autodetection_failure_is_reported() -> None:
+    with pytest.raises(NodeStartupError, match="IP6: autodetection found no global IPv6"):
+        register_node(client(), settings_from_env({"NODENAME": "h", "IP6": "autodetect"}),
+                      lambda: ETH0[:1])  # fmt: skip
+
+
+def test_default_pools_only_when_asked_and_none_exists() -> None:
+    c = client()
+    ensure_default_pools(c, settings_from_env({"NODENAME": "h"}))
+    assert c.list(IPPool).items == []
+    env = {"NODENAME": "h", "CALICO_IPV4POOL_CIDR": "198.19.0.0/16"}
+    ensure_default_pools(c, settings_from_env(env))
+    ensure_default_pools(c, settings_from_env({**env, "CALICO_IPV4POOL_CIDR": "198.19.0.0/20"}))
+    pools = c.list(IPPool).items
+    assert [(p.name, p.spec.cidr) for p in pools if isinstance(p, IPPool)] == [
+        ("default-ipv4-ippool", "198.19.0.0/16")
+    ]

@@ -1,0 +1,71 @@
+"""The node's supervisor: backoff arithmetic, and restarting a child that exits."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from calico.node.supervisor import Backoff, Child, ChildSpec
+
+
+def test_backoff_doubles_to_a_ceiling_and_resets_after_a_stable_run() -> None:
+    b = Backoff(initial=0.5, maximum=4.0, factor=2.0, stable_after=60.0)
+    assert [b.delay(1.0) for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    assert b.delay(61.0) == 0.5
+    assert b.delay(0.1) == 1.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def spec(tmp_path: Path, code: str, **kwargs: object) -> ChildSpec:
+    return ChildSpec("child", [sys.executable, "-c", code], {}, tmp_path / "child.log",
+                     **kwargs)  # type: ignore[arg-type]  # fmt: skip
+
+
+def test_exited_child_is_restarted_after_its_backoff_delay(tmp_path: Path) -> None:
+    clock = Clock()
+    child = Child(spec(tmp_path, "print('hi')", pid_file=tmp_path / "child.pid"),
+                  Backoff(initial=1.0), clock)  # fmt: skip
+    child.start()
+    assert child.proc is not None
+    first = child.proc.pid
+    assert (tmp_path / "child.pid").read_text().strip() == str(first)
+    child.proc.wait()
+    child.poll()  # notices the exit: restart in 1 s
+    assert child.proc is None and child.restarts == 0
+    clock.now += 0.9
+    child.poll()
+    assert child.proc is None
+    clock.now += 0.2
+    child.poll()
+    assert child.proc is not None and child.restarts == 1 and child.proc.pid != first
+    child.proc.wait()
+    child.stop()
+    assert not (tmp_path / "child.pid").exists()
+    assert (tmp_path / "child.log").read_text().count("hi") == 2
+
+
+def test_failing_prepare_counts_as_a_crash(tmp_path: Path) -> None:
+    calls = []
+
+    def prepare() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("no config yet")
+
+    clock = Clock()
+    child = Child(spec(tmp_path, "import time; time.sleep(30)", prepare=prepare),
+                  Backoff(initial=2.0), clock)  # fmt: skip
+    child.start()
+    assert child.proc is None
+    clock.now += 2.0
+    child.poll()
+    assert child.proc is not None and len(calls) == 2
+    child.stop(timeout=5)
+    assert child.proc is None
