@@ -6,6 +6,7 @@
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
+OPENSTACK_STAMP := $(VENV)/.openstack-stamp
 
 .PHONY: demo test deps venv lint unit clean
 
@@ -20,9 +21,14 @@ $(STAMP): pyproject.toml
 	@$(VENV)/bin/pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
+# Real Neutron for the ML2 driver's tests; only `make test` needs it.
+$(OPENSTACK_STAMP): $(STAMP)
+	@$(VENV)/bin/pip install -q -e '.[dev,openstack]'
+	@touch $(OPENSTACK_STAMP)
+
 venv: deps $(STAMP)
 
-lint: venv
+lint: venv $(OPENSTACK_STAMP)
 	$(VENV)/bin/ruff check src tests bench scripts
 	$(VENV)/bin/ruff format --check src tests bench scripts
 	$(VENV)/bin/mypy src

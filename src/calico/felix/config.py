@@ -22,6 +22,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from calico.openstack import keys
+
 log = logging.getLogger(__name__)
 
 
@@ -95,6 +97,22 @@ def parse_prefixes(text: str) -> tuple[str, ...]:
     if not prefixes:
         raise ValueError("at least one interface prefix is needed")
     return prefixes
+
+
+def parse_region(text: str) -> str:
+    """An OpenStack region name ('' for none); it becomes part of status keys, so it must be
+    a valid DNS label, as networking-calico requires of `openstack_region`."""
+    region = text.strip()
+    if not region:
+        return ""
+    try:
+        keys.validate_region(region)
+    except ValueError:
+        raise ValueError(
+            f"{region!r} is not a valid region name: a DNS label (lower case alphanumerics"
+            f" or '-') of at most {keys.MAX_REGION_LEN} characters"
+        ) from None
+    return region
 
 
 def _ports_from_datastore(value: Any) -> str:
@@ -208,6 +226,7 @@ PARAMS: tuple[Param, ...] = (
     Param("metadata_port", "MetadataPort", "metadataPort", "8775", parse_int),
     _bool("remove_external_routes", "RemoveExternalRoutes", "removeExternalRoutes", "true"),
     Param("run_dir", "CalicoRunDir", None, "/var/run/calico", str),
+    Param("openstack_region", "OpenstackRegion", "openstackRegion", "", parse_region),
 )
 _BY_NAME = {p.name.lower(): p for p in PARAMS}
 _ENV_ALIASES = {
@@ -250,6 +269,12 @@ class FelixConfig:
     metadata_port: int
     remove_external_routes: bool
     run_dir: str
+    openstack_region: str
+
+    @property
+    def region_string(self) -> str:
+        """Region segment of Felix's status keys: `no-region` or `region-<name>`."""
+        return keys.region_string(self.openstack_region)
 
 
 def env_layer(environ: Mapping[str, str]) -> dict[str, str]:

@@ -166,7 +166,11 @@ class Felix:
         os.makedirs(cfg.run_dir, exist_ok=True)
         self._start_endpoints()
         reporter = StatusReporter(
-            self.backend, cfg.hostname, cfg.reporting_interval, cfg.reporting_ttl
+            self.backend,
+            cfg.hostname,
+            cfg.reporting_interval,
+            cfg.reporting_ttl,
+            region=cfg.region_string,
         )
         self.reporter = reporter
         dataplane = self._build_dataplane()
@@ -241,8 +245,9 @@ class Felix:
         status: str | None,
     ) -> None:
         host = self.config.hostname
+        region = self.config.region_string
         if isinstance(ep_id, HostEndpointID):
-            key = host_endpoint_status_key(host, ep_id.name)
+            key = host_endpoint_status_key(host, ep_id.name, region)
         else:
             ep = update.endpoint if update else None
             orchestrator = (ep.orchestrator if ep else "") or "unknown"
@@ -250,7 +255,7 @@ class Felix:
             # namespaces; without the namespace their status keys would collide).
             workload = f"{ep_id.namespace}/{(ep.workload if ep else '') or ep_id.name}"
             key = workload_status_key(
-                host, orchestrator, workload, (ep.endpoint if ep else "") or "eth0"
+                host, orchestrator, workload, (ep.endpoint if ep else "") or "eth0", region
             )
         self.reporter.set_endpoint_status(key, status)
 

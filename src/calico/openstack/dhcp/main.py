@@ -1,0 +1,125 @@
+"""`calico-dhcp-agent`: DHCP for the OpenStack VMs of this compute host.
+
+    calico-dhcp-agent [--config-file /etc/neutron/neutron.conf ...] [--hostname H]
+
+etcd and the region come from the `[calico]` section of the config files (networking-calico's
+option names; ETCD_ENDPOINTS in the environment overrides the address). The host name is
+--hostname, else NODENAME, else the system's host name: it must be the name Nova binds ports
+to (binding:host_id), as for Felix. Every file goes under `$CALICO_RUN_DIR/dhcp/` (default
+/var/run/calico/dhcp/), so agents for several hosts can share a machine. SIGTERM or SIGINT
+stops dnsmasq and removes the `ns-` interfaces; logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import socket
+import stat
+import sys
+from collections.abc import Mapping, Sequence
+
+from calico.datastore.etcd import EtcdBackend
+from calico.openstack import settings
+from calico.openstack.dhcp.agent import DhcpAgent
+from calico.openstack.dhcp.config import DEFAULT_LEASE_SECONDS, RenderOptions
+from calico.openstack.dhcp.dnsmasq import DNSMASQ, DnsmasqManager
+
+log = logging.getLogger("calico.openstack.dhcp")
+DEFAULT_RUN_DIR = "/var/run/calico"
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="calico-dhcp-agent",
+        description="Serve DHCP (and IPv6 RAs) to this host's OpenStack VMs with dnsmasq, "
+        "driven by the Calico datastore.",
+    )
+    parser.add_argument(
+        "--config-file",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="INI file with a [calico] section (repeatable; later files win)",
+    )
+    parser.add_argument("--hostname", help="this host's name (default: $NODENAME, else hostname)")
+    parser.add_argument("--dnsmasq", default=DNSMASQ, help=f"dnsmasq binary (default {DNSMASQ})")
+    parser.add_argument(
+        "--lease-time",
+        type=int,
+        default=DEFAULT_LEASE_SECONDS,
+        metavar="SECONDS",
+        help=f"DHCP lease time (default {DEFAULT_LEASE_SECONDS})",
+    )
+    parser.add_argument("--debug", action="store_true", help="debug logs, and dnsmasq --log-dhcp")
+    return parser.parse_args(list(argv))
+
+
+def unreadable_ancestor(path: str) -> str | None:
+    """The first directory on the way to `path` that other users cannot search: dnsmasq drops
+    to user nobody after start and must still read its hosts/opts files on SIGHUP."""
+    current = os.path.abspath(path)
+    while True:
+        with contextlib.suppress(OSError):
+            if not os.stat(current).st_mode & stat.S_IXOTH:
+                return current
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
+
+
+def hostname_of(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
+    return args.hostname or environ.get("NODENAME") or socket.gethostname()
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> None:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    env = dict(os.environ if environ is None else environ)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # One line per etcd request, or per netlink message, otherwise.
+    for noisy in ("httpx", "httpcore", "pyroute2", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.lease_time < 120:  # dnsmasq's minimum
+        log.error("invalid configuration: --lease-time must be at least 120 seconds")
+        sys.exit(2)
+    try:
+        options = settings.read_config_files(args.config_file)
+        backend = EtcdBackend(options.etcd_config(env))
+    except ValueError as exc:
+        log.error("invalid configuration: %s", exc)
+        sys.exit(2)
+    hostname = hostname_of(args, env)
+    base_dir = os.path.join(env.get("CALICO_RUN_DIR") or DEFAULT_RUN_DIR, "dhcp")
+    os.makedirs(base_dir, mode=0o755, exist_ok=True)
+    blocked = unreadable_ancestor(base_dir)
+    if blocked:
+        log.warning("dnsmasq runs as nobody and cannot reach its files: %s is not o+x", blocked)
+    agent = DhcpAgent(
+        backend,
+        hostname,
+        options.openstack_region,
+        DnsmasqManager(base_dir, dnsmasq=args.dnsmasq),
+        RenderOptions(base_dir, lease_seconds=args.lease_time, log_dhcp=args.debug),
+    )
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: agent.stop())
+    log.info(
+        "Calico DHCP agent starting for host %s, region %s, files in %s",
+        hostname,
+        options.region_string,
+        base_dir,
+    )
+    try:
+        code = agent.run()
+    finally:
+        backend.close()
+    log.info("Calico DHCP agent exiting (%d)", code)
+    sys.exit(code)

@@ -1,0 +1,374 @@
+"""What the Neutron driver writes to etcd: endpoints, SG policies, subnets, cluster config.
+
+Callers hand over finished v3 resources and plain dicts (no neutron types here). Every write
+is compare-and-swap on the revision just read, retried a bounded number of times when
+someone else wrote in between, and skipped when etcd already holds the same content, so
+repeated calls and resyncs cost no revisions (and wake no watchers) when nothing changed.
+
+`resync` makes etcd match a full snapshot from the Neutron DB, touching only what the driver
+owns: WorkloadEndpoints with orchestrator `openstack` in the region's namespace, NetworkPolicies
+named `ossg.default.*` in that namespace and the region's subnet keys. Garbage (bad JSON, an
+invalid resource) under those prefixes is replaced or deleted with a log line, never fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from calico.datastore.api import (
+    Backend,
+    DatastoreError,
+    KeyExists,
+    KeyNotFound,
+    KeyValue,
+    RevisionConflict,
+)
+from calico.datastore.client import ResourceClient, decode, encode
+from calico.model.base import Resource
+from calico.model.codec import parse_resource
+from calico.model.endpoints import WorkloadEndpoint
+from calico.model.errors import ResourceError
+from calico.model.felixconfig import FelixConfiguration
+from calico.model.keys import ResourceKey, key_of, kind_prefix
+from calico.model.network import ClusterInformation
+from calico.model.policy import NetworkPolicy
+from calico.openstack import keys
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=Resource)
+
+WRITE_ATTEMPTS = 5
+KIND_ENDPOINT = WorkloadEndpoint.KIND
+KIND_POLICY = NetworkPolicy.KIND
+KIND_SUBNET = "subnet"
+CLUSTER_TYPE = "openstack"
+# Metadata etcd or the client fills in: never a reason to rewrite.
+_VOLATILE_META = ("resourceVersion", "uid", "creationTimestamp")
+
+
+class StoreConflict(DatastoreError):
+    """A key kept changing under us for WRITE_ATTEMPTS compare-and-swap attempts."""
+
+
+@dataclass
+class ResyncReport:
+    """What a resync changed, by kind ("WorkloadEndpoint"/"NetworkPolicy"/"subnet").
+
+    `skipped` lists extra entries a resync did not delete because they changed after it
+    listed them (a concurrent write by the live driver wins; the next resync judges again).
+    """
+
+    created: dict[str, list[str]] = field(default_factory=dict)
+    updated: dict[str, list[str]] = field(default_factory=dict)
+    deleted: dict[str, list[str]] = field(default_factory=dict)
+    skipped: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, bucket: dict[str, list[str]], kind: str, name: str) -> None:
+        bucket.setdefault(kind, []).append(name)
+
+    def changes(self) -> int:
+        return sum(len(v) for b in (self.created, self.updated, self.deleted) for v in b.values())
+
+    def summary(self) -> str:
+        parts = []
+        for verb, bucket in (
+            ("created", self.created),
+            ("updated", self.updated),
+            ("deleted", self.deleted),
+            ("skipped", self.skipped),
+        ):
+            counts = [f"{len(names)} {kind}" for kind, names in sorted(bucket.items()) if names]
+            if counts:
+                parts.append(f"{verb} {', '.join(counts)}")
+        return "resync: " + ("; ".join(parts) if parts else "no changes")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "created": {k: sorted(v) for k, v in self.created.items()},
+            "updated": {k: sorted(v) for k, v in self.updated.items()},
+            "deleted": {k: sorted(v) for k, v in self.deleted.items()},
+            "skipped": {k: sorted(v) for k, v in self.skipped.items()},
+            "changes": self.changes(),
+            "summary": self.summary(),
+        }
+
+
+def _content(resource: Resource) -> dict[str, Any]:
+    data = resource.to_dict()
+    for name in _VOLATILE_META:
+        data["metadata"].pop(name, None)
+    return data
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _json_bytes(data: Mapping[str, Any]) -> bytes:
+    return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _parse_json(value: bytes) -> Any:
+    """The JSON in value, or None (callers treat None as garbage)."""
+    try:
+        return json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def _add_to_csv(value: str | None, item: str) -> str:
+    """A comma-separated list with item in it (unset -> just item)."""
+    if not value:
+        return item
+    parts = [p.strip() for p in value.split(",")]
+    return value if item in parts else f"{value},{item}"
+
+
+_UNREAD = object()
+
+
+class OpenStackStore:
+    def __init__(self, backend: Backend, region: str | None) -> None:
+        self.backend = backend
+        self.region = region
+        self.region_string = keys.region_string(region)
+        self.namespace = keys.endpoint_namespace(region)
+        self.client = ResourceClient(backend)
+
+    # -- endpoints and policies -------------------------------------------------------------
+
+    def write_endpoint(self, endpoint: WorkloadEndpoint) -> bool:
+        """Create or CAS-update; False when etcd already holds the same content."""
+        return self._write_resource(self._check_namespace(endpoint))
+
+    def delete_endpoint(self, name: str) -> bool:
+        return self._delete_key(ResourceKey(WorkloadEndpoint, name, self.namespace).path)
+
+    def write_policy(self, policy: NetworkPolicy) -> bool:
+        return self._write_resource(self._check_namespace(policy))
+
+    def delete_policy(self, name: str) -> bool:
+        return self._delete_key(ResourceKey(NetworkPolicy, name, self.namespace).path)
+
+    def _check_namespace(self, resource: R) -> R:
+        # A namespace mismatch is a driver bug; writing elsewhere would escape resync's scope.
+        if resource.namespace != self.namespace:
+            raise ValueError(
+                f"{resource.display_name()} is not in this region's namespace {self.namespace!r}"
+            )
+        return resource
+
+    def _write_resource(self, resource: Resource, current: Any = _UNREAD) -> bool:
+        """Make the key hold resource. `current` is the KeyValue (or None) a caller just
+        listed, saving a read; after a conflict we always read again."""
+        path = key_of(resource).path
+        for _ in range(WRITE_ATTEMPTS):
+            kv: KeyValue | None = self.backend.get(path) if current is _UNREAD else current
+            current = _UNREAD
+            if kv is None:
+                try:
+                    self.client.create(resource)
+                    return True
+                except KeyExists:
+                    continue
+            stored = resource.model_copy(deep=True)
+            try:
+                existing: Resource | None = decode(kv)
+            except ResourceError as exc:
+                log.warning("replacing invalid datastore entry: %s", exc)
+                existing = None
+            if existing is not None:
+                if _content(existing) == _content(resource):
+                    return False
+                stored.metadata.uid = existing.metadata.uid
+                stored.metadata.creationTimestamp = existing.metadata.creationTimestamp
+            stored.metadata.uid = stored.metadata.uid or str(uuid.uuid4())
+            stored.metadata.creationTimestamp = stored.metadata.creationTimestamp or _now()
+            try:
+                self.backend.update(path, encode(stored), kv.mod_revision)
+                return True
+            except (RevisionConflict, KeyNotFound):
+                log.debug("%s changed while writing it; retrying", path)
+        raise StoreConflict(f"{path} kept changing; gave up after {WRITE_ATTEMPTS} attempts")
+
+    def _delete_key(self, path: str) -> bool:
+        try:
+            self.backend.delete(path)
+        except KeyNotFound:
+            return False
+        return True
+
+    # -- subnets ----------------------------------------------------------------------------
+
+    def write_subnet(self, subnet_id: str, data: Mapping[str, Any]) -> bool:
+        return self._write_json(keys.subnet_key(self.region_string, subnet_id), data)
+
+    def delete_subnet(self, subnet_id: str) -> bool:
+        return self._delete_key(keys.subnet_key(self.region_string, subnet_id))
+
+    def _write_json(self, key: str, data: Mapping[str, Any], current: Any = _UNREAD) -> bool:
+        wanted = dict(data)
+        value = _json_bytes(wanted)
+        for _ in range(WRITE_ATTEMPTS):
+            kv: KeyValue | None = self.backend.get(key) if current is _UNREAD else current
+            current = _UNREAD
+            try:
+                if kv is None:
+                    self.backend.create(key, value)
+                    return True
+                existing = _parse_json(kv.value)
+                if existing == wanted:
+                    return False
+                if not isinstance(existing, dict):
+                    log.warning("replacing invalid JSON at %s: %r", key, kv.value[:200])
+                self.backend.update(key, value, kv.mod_revision)
+                return True
+            except (KeyExists, RevisionConflict, KeyNotFound):
+                log.debug("%s changed while writing it; retrying", key)
+        raise StoreConflict(f"{key} kept changing; gave up after {WRITE_ATTEMPTS} attempts")
+
+    # -- resync -----------------------------------------------------------------------------
+
+    def resync(
+        self,
+        endpoints: Iterable[WorkloadEndpoint],
+        policies: Iterable[NetworkPolicy],
+        subnets: Mapping[str, Mapping[str, Any]],
+    ) -> ResyncReport:
+        """Create missing, update changed and delete extra endpoints, SG policies, subnets.
+
+        Extra entries are deleted by CAS on the revision listed here, so an entry the live
+        driver rewrote meanwhile survives (reported as skipped).
+        """
+        report = ResyncReport()
+        self._resync_resources(
+            report, WorkloadEndpoint, {e.name: self._check_namespace(e) for e in endpoints}
+        )
+        self._resync_resources(
+            report, NetworkPolicy, {p.name: self._check_namespace(p) for p in policies}
+        )
+        self._resync_subnets(report, subnets)
+        log.info("%s", report.summary())
+        return report
+
+    def _owned(self, kind: type[Resource]) -> Callable[[str, Resource | None], bool]:
+        """Whether resync may delete an extra entry (resource None = garbage)."""
+        if kind is WorkloadEndpoint:
+            # Garbage in the region's own namespace can only be ours.
+            return lambda _name, r: (
+                r is None
+                or (isinstance(r, WorkloadEndpoint) and r.spec.orchestrator == keys.ORCHESTRATOR)
+            )
+        return lambda name, _r: name.startswith(keys.SG_POLICY_PREFIX)
+
+    def _resync_resources(
+        self, report: ResyncReport, kind: type[Resource], wanted: Mapping[str, Resource]
+    ) -> None:
+        prefix = kind_prefix(kind, self.namespace)
+        owned = self._owned(kind)
+        listed: dict[str, KeyValue] = {}
+        for kv in self.backend.list(prefix).items:
+            name = kv.key[len(prefix) :]
+            if name in wanted:
+                listed[name] = kv
+                continue
+            try:
+                existing: Resource | None = decode(kv)
+            except ResourceError as exc:
+                existing = None
+                if not owned(name, None):
+                    continue
+                log.warning("resync: deleting invalid datastore entry: %s", exc)
+            if owned(name, existing):
+                self._delete_extra(report, kind.KIND, name, kv)
+        for name, resource in wanted.items():
+            kv_or_none = listed.get(name)
+            if self._write_resource(resource, kv_or_none):
+                report.add(report.updated if kv_or_none else report.created, kind.KIND, name)
+
+    def _resync_subnets(
+        self, report: ResyncReport, subnets: Mapping[str, Mapping[str, Any]]
+    ) -> None:
+        prefix = keys.subnet_prefix(self.region_string)
+        listed: dict[str, KeyValue] = {}
+        for kv in self.backend.list(prefix).items:
+            subnet_id = kv.key[len(prefix) :]
+            if subnet_id in subnets:
+                listed[subnet_id] = kv
+            else:
+                self._delete_extra(report, KIND_SUBNET, subnet_id, kv)
+        for subnet_id, data in subnets.items():
+            kv_or_none = listed.get(subnet_id)
+            if self._write_json(keys.subnet_key(self.region_string, subnet_id), data, kv_or_none):
+                bucket = report.updated if kv_or_none else report.created
+                report.add(bucket, KIND_SUBNET, subnet_id)
+
+    def _delete_extra(self, report: ResyncReport, kind: str, name: str, kv: KeyValue) -> None:
+        try:
+            self.backend.delete(kv.key, kv.mod_revision)
+        except KeyNotFound:
+            return  # someone else deleted it: the outcome we wanted
+        except RevisionConflict:
+            log.info("resync: %s %s changed since listing; not deleting it", kind, name)
+            report.add(report.skipped, kind, name)
+            return
+        report.add(report.deleted, kind, name)
+
+    # -- cluster-wide config ----------------------------------------------------------------
+
+    def ensure_cluster_config(self) -> None:
+        """As networking-calico: Felix must treat `tap*` as workload interfaces and report
+        endpoint status; ClusterInformation says the datastore is ready and the cluster runs
+        OpenStack. Every other field is kept; each write is CAS."""
+        self.client.ensure_initialized()  # default tier etc., when calicoctl never ran
+
+        def felix(spec: dict[str, Any]) -> None:
+            spec["interfacePrefix"] = _add_to_csv(spec.get("interfacePrefix"), "tap")
+            spec["endpointReportingEnabled"] = True
+
+        def cluster(spec: dict[str, Any]) -> None:
+            spec["clusterType"] = _add_to_csv(spec.get("clusterType"), CLUSTER_TYPE)
+            spec["datastoreReady"] = True
+            spec.setdefault("clusterGUID", uuid.uuid4().hex)
+
+        self._edit_global(FelixConfiguration, "default", felix)
+        self._edit_global(ClusterInformation, "default", cluster)
+
+    def _edit_global(
+        self, kind: type[Resource], name: str, edit: Callable[[dict[str, Any]], None]
+    ) -> None:
+        path = ResourceKey(kind, name).path
+        for _ in range(WRITE_ATTEMPTS):
+            kv = self.backend.get(path)
+            data: dict[str, Any] = {"apiVersion": "projectcalico.org/v3", "kind": kind.KIND}
+            data["metadata"] = {"name": name}
+            if kv is not None:
+                try:
+                    data = decode(kv).to_dict()
+                except ResourceError as exc:
+                    log.warning("replacing invalid datastore entry: %s", exc)
+            before = json.dumps(data.get("spec", {}), sort_keys=True)
+            spec = dict(data.get("spec", {}))
+            edit(spec)
+            if kv is not None and json.dumps(spec, sort_keys=True) == before:
+                return
+            resource = parse_resource({**data, "spec": spec})
+            resource.metadata.uid = resource.metadata.uid or str(uuid.uuid4())
+            resource.metadata.creationTimestamp = resource.metadata.creationTimestamp or _now()
+            try:
+                if kv is None:
+                    self.backend.create(path, encode(resource))
+                else:
+                    self.backend.update(path, encode(resource), kv.mod_revision)
+                return
+            except (KeyExists, RevisionConflict, KeyNotFound):
+                # Edit again on what is there now: a concurrent change must not be lost.
+                log.debug("%s changed while editing it; retrying", path)
+        raise StoreConflict(f"{path} kept changing; gave up after {WRITE_ATTEMPTS} attempts")

@@ -1,0 +1,554 @@
+"""Neutron objects -> calico-py v3 resources, as networking-calico's v3 driver maps them (pure).
+
+Dicts in (as Neutron's plugin returns ports, security groups, rules and subnets), validated
+resources out; no I/O and no Neutron imports. Anything the model refuses becomes a
+`TranslationError` naming the Neutron object and field.
+
+Choices, checked against networking-calico (endpoints.py, policy.py, subnets.py):
+- A port's WorkloadEndpoint carries no admin state: the v3 driver ignores `admin_state_up`
+  (only the old v1 model had an active/inactive state), so an admin-down port is written as
+  any other bound port.
+- Allowed address pairs: networking-calico adds each pair to `ipNetworks` (so Felix routes it
+  to the VM) and lists it again in `allowedIps` (so its DHCP agent gives out only fixed IPs).
+  Our model has no `allowedIps`; every pair goes into `allowSpoofedSourcePrefixes` instead,
+  and a single-address pair into `ipNetworks` too (a prefix cannot be an ipNetwork). So an
+  endpoint's fixed IPs are its ipNetworks minus its allowSpoofedSourcePrefixes, see
+  `endpoint_fixed_ips`.
+- Security groups: each rule is one Allow rule; `types` is always [Ingress, Egress] so a
+  group without egress rules denies egress (networking-calico leaves `types` out).
+  `remote_address_group_id` is refused: networking-calico ignores it, which would widen the
+  rule to every address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from calico.model.endpoints import WorkloadEndpoint
+from calico.model.errors import describe
+from calico.model.policy import NetworkPolicy
+from calico.model.rules import Rule
+from calico.openstack import keys
+
+# Label and annotation keys, as networking-calico writes them.
+PROJECT_ID_LABEL = "projectcalico.org/openstack-project-id"
+PROJECT_NAME_LABEL = "projectcalico.org/openstack-project-name"
+PROJECT_PARENT_ID_LABEL = "projectcalico.org/openstack-project-parent-id"
+NETWORK_NAME_LABEL = "projectcalico.org/openstack-network-name"
+ANNOTATION_PREFIX = "openstack.projectcalico.org/"
+NETWORK_ID_ANNOTATION = ANNOTATION_PREFIX + "network-id"
+FQDN_ANNOTATION = ANNOTATION_PREFIX + "fqdn"
+
+LABEL_MAX_LENGTH = 63
+# networking-calico budgets the whole `sg-name.projectcalico.org/openstack-` prefix against
+# 63 characters, leaving 27 for the name; keep that so labels match its.
+SG_NAME_MAX_LENGTH = LABEL_MAX_LENGTH - len(keys.SG_NAME_LABEL_PREFIX)
+
+# Neutron's protocol names (neutron_lib.constants.IP_PROTOCOL_MAP) without a Calico name.
+_PROTOCOL_NUMBERS = {
+    "ah": 51,
+    "dccp": 33,
+    "egp": 8,
+    "esp": 50,
+    "gre": 47,
+    "igmp": 2,
+    "ipip": 4,
+    "ipv6-encap": 41,
+    "ipv6-frag": 44,
+    "ipv6-nonxt": 59,
+    "ipv6-opts": 60,
+    "ipv6-route": 43,
+    "ospf": 89,
+    "pgm": 113,
+    "rsvp": 46,
+    "vrrp": 112,
+}
+_PROTOCOL_NAMES = {"tcp": "TCP", "udp": "UDP", "sctp": "SCTP", "udplite": "UDPLite"}
+# Neutron spells "any protocol" as null, "any", 0 or (legacy) -1.
+_ANY_PROTOCOL = {"any", "0", "-1"}
+_ICMPV6 = {"ipv6-icmp", "icmpv6", "58"}
+_ETHERTYPES = {"IPv4": 4, "IPv6": 6}
+
+
+class TranslationError(ValueError):
+    """A Neutron object that cannot become a valid resource; the message names it and the
+    field at fault."""
+
+
+@dataclass(frozen=True, slots=True)
+class PortExtras:
+    """What a port's endpoint needs beyond the port dict.
+
+    Names are given raw (as Neutron and Keystone hold them); they are sanitised into label
+    values here.
+    """
+
+    subnets: Mapping[str, Mapping[str, Any]]  # subnet id -> Neutron subnet dict
+    security_group_names: Mapping[str, str] = field(default_factory=dict)  # sg id -> name
+    network_name: str | None = None
+    project_name: str | None = None
+    project_parent_id: str | None = None
+    # Neutron floatingip dicts whose fixed_port_id is this port.
+    floating_ips: Sequence[Mapping[str, Any]] = ()
+    fqdn: str | None = None  # overrides the port's dns_assignment
+    # spec.qosControls, e.g. from `qos_controls`; None or empty writes none.
+    qos_controls: Mapping[str, int] | None = None
+
+
+def is_endpoint_port(port: Mapping[str, Any]) -> bool:
+    """VM ports only: networking-calico's Kuryr `kuryr:container` owner is long gone."""
+    return str(port.get("device_owner") or "").startswith("compute:")
+
+
+def port_host(port: Mapping[str, Any]) -> str | None:
+    """The host a port is bound to, or None while unbound (networking-calico's port_bound:
+    vif_type "unbound" means not bound even when a host is already named)."""
+    host = port.get("binding:host_id")
+    if not host or port.get("binding:vif_type") == "unbound":
+        return None
+    return str(host)
+
+
+# --- labels ---------------------------------------------------------------------------------
+
+_LABEL_BAD_CHARS = re.compile(r"[^-_.A-Za-z0-9]")
+_NOT_ALNUM_EDGES = re.compile(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$")
+
+
+def sanitize_label_value(value: str, max_length: int = LABEL_MAX_LENGTH) -> str:
+    """networking-calico's sanitising: truncate, replace disallowed characters with '_', then
+    strip non-alphanumerics from both ends (so the result may be shorter, or empty)."""
+    return _NOT_ALNUM_EDGES.sub("", _LABEL_BAD_CHARS.sub("_", value[:max_length]))
+
+
+def _endpoint_labels(port: Mapping[str, Any], extras: PortExtras) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for sg_id in port.get("security_groups") or []:
+        name = sanitize_label_value(
+            extras.security_group_names.get(sg_id) or "", SG_NAME_MAX_LENGTH
+        )
+        labels[keys.sg_label(sg_id)] = name
+        if name:
+            labels[keys.SG_NAME_LABEL_PREFIX + name] = sg_id
+    project_id = port.get("project_id") or port.get("tenant_id")
+    if project_id:
+        labels[PROJECT_ID_LABEL] = sanitize_label_value(str(project_id))
+    if extras.project_name is not None:
+        labels[PROJECT_NAME_LABEL] = sanitize_label_value(extras.project_name)
+    if extras.project_parent_id:
+        labels[PROJECT_PARENT_ID_LABEL] = sanitize_label_value(extras.project_parent_id)
+    if extras.network_name is not None:
+        labels[NETWORK_NAME_LABEL] = sanitize_label_value(extras.network_name)
+    return labels
+
+
+# --- endpoints ------------------------------------------------------------------------------
+
+# Which port field to blame for a model complaint about a WorkloadEndpoint path.
+_ENDPOINT_FIELDS = (
+    ("metadata.name", "binding:host_id/device_id/id"),
+    ("metadata.labels", "security_groups/project/network name labels"),
+    ("metadata.annotations", "network_id/dns_assignment"),
+    ("spec.node", "binding:host_id"),
+    ("spec.mac", "mac_address"),
+    ("spec.interfaceName", "id"),
+    ("spec.ipNetworks", "fixed_ips/allowed_address_pairs"),
+    ("spec.allowSpoofedSourcePrefixes", "allowed_address_pairs"),
+    ("spec.ipv4Gateway", "fixed_ips (subnet gateway_ip)"),
+    ("spec.ipv6Gateway", "fixed_ips (subnet gateway_ip)"),
+    ("spec.ipNATs", "floating_ips"),
+    ("spec.qosControls", "qos_controls"),
+)
+
+
+def _port_error(port_id: str, where: str, reason: str) -> TranslationError:
+    return TranslationError(f"port {port_id}: {where}: {reason}")
+
+
+def _address(text: Any, port_id: str, where: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        return ipaddress.ip_address(str(text))
+    except ValueError:
+        raise _port_error(port_id, where, f"{text!r} is not an IP address") from None
+
+
+def _single(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    return f"{addr}/{addr.max_prefixlen}"
+
+
+def endpoint_for_port(
+    port: Mapping[str, Any], extras: PortExtras, region: str | None
+) -> WorkloadEndpoint:
+    """The WorkloadEndpoint for a bound VM port (TranslationError for any other port)."""
+    port_id = str(port.get("id") or "")
+    if not port_id:
+        raise TranslationError("port: id: required field is missing")
+    if not is_endpoint_port(port):
+        raise _port_error(
+            port_id, "device_owner", f"{port.get('device_owner')!r} is not a compute: port"
+        )
+    host = port_host(port)
+    if host is None:
+        raise _port_error(port_id, "binding:host_id", "port is not bound to a host")
+    device_id = str(port.get("device_id") or "")
+    if not device_id:
+        raise _port_error(port_id, "device_id", "required field is missing")
+    namespace = keys.endpoint_namespace(region)
+
+    spec: dict[str, Any] = {
+        "orchestrator": keys.ORCHESTRATOR,
+        "workload": device_id,
+        "node": host,
+        "endpoint": port_id,
+        "interfaceName": keys.interface_name(port_id),
+        "mac": port.get("mac_address"),
+    }
+    networks: list[str] = []
+    for i, fixed in enumerate(port.get("fixed_ips") or []):
+        addr = _address(fixed.get("ip_address"), port_id, f"fixed_ips[{i}].ip_address")
+        if _single(addr) not in networks:
+            networks.append(_single(addr))
+        subnet = extras.subnets.get(fixed.get("subnet_id"))
+        if subnet is None:
+            raise _port_error(
+                port_id, f"fixed_ips[{i}].subnet_id", f"subnet {fixed.get('subnet_id')!r} unknown"
+            )
+        # As networking-calico: the last fixed IP of each family with a gateway sets it.
+        gateway = subnet.get("gateway_ip")
+        if gateway:
+            gw = _address(gateway, port_id, f"fixed_ips[{i}] subnet gateway_ip")
+            spec["ipv6Gateway" if gw.version == 6 else "ipv4Gateway"] = str(gw)
+    fixed_count = len(networks)
+    spoofable: list[str] = []
+    for i, pair in enumerate(port.get("allowed_address_pairs") or []):
+        text = str(pair.get("ip_address"))
+        try:
+            net = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise _port_error(
+                port_id, f"allowed_address_pairs[{i}].ip_address", f"{text!r} is not an IP or CIDR"
+            ) from None
+        if net.num_addresses == 1:
+            single = _single(net.network_address)
+            if single in networks[:fixed_count]:
+                continue  # already the port's own address
+            if single not in networks:
+                networks.append(single)
+        if str(net) not in spoofable:
+            spoofable.append(str(net))
+    spec["ipNetworks"] = networks
+    if spoofable:
+        spec["allowSpoofedSourcePrefixes"] = spoofable
+
+    nats: list[dict[str, str]] = []
+    for i, fip in enumerate(extras.floating_ips):
+        internal = fip.get("fixed_ip_address")
+        if not internal:
+            continue  # disassociated
+        inner = _address(internal, port_id, f"floating_ips[{i}].fixed_ip_address")
+        outer = _address(
+            fip.get("floating_ip_address"), port_id, f"floating_ips[{i}].floating_ip_address"
+        )
+        # Only NAT to an address the endpoint has; a stale association is dropped.
+        if _single(inner) in networks:
+            nats.append({"internalIP": str(inner), "externalIP": str(outer)})
+    if nats:
+        spec["ipNATs"] = nats
+    if extras.qos_controls:
+        spec["qosControls"] = dict(extras.qos_controls)
+
+    annotations: dict[str, str] = {}
+    if port.get("network_id"):
+        annotations[NETWORK_ID_ANNOTATION] = str(port["network_id"])
+    fqdn = extras.fqdn
+    if fqdn is None and port.get("dns_assignment"):
+        # Neutron repeats the same FQDN for every fixed IP.
+        fqdn = port["dns_assignment"][0].get("fqdn")
+    if fqdn:
+        annotations[FQDN_ANNOTATION] = str(fqdn)
+
+    data = {
+        "metadata": {
+            "name": keys.endpoint_name(host, device_id, port_id),
+            "namespace": namespace,
+            "labels": _endpoint_labels(port, extras),
+            "annotations": annotations,
+        },
+        "spec": spec,
+    }
+    try:
+        return WorkloadEndpoint.model_validate(data)
+    except ValidationError as exc:
+        path, reason = describe(exc.errors()[0])
+        blamed = next((f for p, f in _ENDPOINT_FIELDS if path.startswith(p)), path)
+        raise _port_error(port_id, f"{blamed} ({path})", reason) from None
+
+
+def endpoint_fixed_ips(endpoint: WorkloadEndpoint) -> list[str]:
+    """The endpoint's fixed IPs (what DHCP should hand out): its ipNetworks that are not
+    allowed-address-pair entries."""
+    extra = set(endpoint.spec.allowSpoofedSourcePrefixes or [])
+    return [n.split("/")[0] for n in endpoint.spec.ipNetworks or [] if n not in extra]
+
+
+# --- QoS ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QoSOptions:
+    """networking-calico's `[calico]` QoS knobs; 0 means unset."""
+
+    max_ingress_connections_per_port: int = 0
+    max_egress_connections_per_port: int = 0
+    ingress_burst_bits: int = 0
+    egress_burst_bits: int = 0
+    ingress_minburst_bytes: int = 0
+    egress_minburst_bytes: int = 0
+    ingress_burst_packets: int = 0
+    egress_burst_packets: int = 0
+
+
+# Ranges of the WorkloadEndpoint API (libcalico-go's k8s conversion clamps the same way).
+_BANDWIDTH = (1000, 10**15)
+_BW_BURST = (1000, 34359738360)
+_BW_PEAKRATE = (1010, 10**15 + 10**13)
+_BW_MINBURST = (1000, 10**8)
+_PACKET_RATE = (1, 10**4)
+_PR_BURST = (1, 10**4)
+_CONNECTIONS = (1, 4294967295)
+DEFAULT_BW_BURST = 4294967296
+DEFAULT_PR_BURST = 5
+
+
+def _clamp(value: int, bounds: tuple[int, int]) -> int:
+    return max(bounds[0], min(bounds[1], value))
+
+
+def qos_controls(
+    rules: Sequence[Mapping[str, Any]], options: QoSOptions = QoSOptions()
+) -> dict[str, int]:
+    """spec.qosControls from a port's Neutron QoS policy rules, as networking-calico builds
+    them: bandwidth_limit max_kbps -> <dir>Bandwidth, max_burst_kbps -> <dir>Peakrate,
+    packet_rate_limit max_kpps -> <dir>PacketRate (direction defaults to egress), clamped to
+    the API's ranges, plus connection limits and bursts from the options."""
+    qos: dict[str, int] = {}
+    for rule in rules:
+        direction = rule.get("direction") or "egress"
+        kind = rule.get("type") or ("packet_rate_limit" if "max_kpps" in rule else "")
+        if kind in ("bandwidth_limit", "") and "max_kbps" in rule:
+            if rule.get("max_kbps"):
+                qos[direction + "Bandwidth"] = _clamp(rule["max_kbps"] * 1000, _BANDWIDTH)
+            if rule.get("max_burst_kbps"):
+                qos[direction + "Peakrate"] = _clamp(rule["max_burst_kbps"] * 1000, _BW_PEAKRATE)
+        elif kind == "packet_rate_limit" and rule.get("max_kpps"):
+            qos[direction + "PacketRate"] = _clamp(rule["max_kpps"] * 1000, _PACKET_RATE)
+    o = options
+    for direction, conns in (
+        ("ingress", o.max_ingress_connections_per_port),
+        ("egress", o.max_egress_connections_per_port),
+    ):
+        if conns:
+            qos[direction + "MaxConnections"] = _clamp(conns, _CONNECTIONS)
+    for direction, burst, minburst, packets in (
+        ("ingress", o.ingress_burst_bits, o.ingress_minburst_bytes, o.ingress_burst_packets),
+        ("egress", o.egress_burst_bits, o.egress_minburst_bytes, o.egress_burst_packets),
+    ):
+        if direction + "Bandwidth" in qos:
+            qos[direction + "Burst"] = _clamp(burst, _BW_BURST) if burst else DEFAULT_BW_BURST
+            if minburst and direction + "Peakrate" in qos:
+                qos[direction + "Minburst"] = _clamp(minburst, _BW_MINBURST)
+        if direction + "PacketRate" in qos:
+            qos[direction + "PacketBurst"] = (
+                _clamp(packets, _PR_BURST) if packets else DEFAULT_PR_BURST
+            )
+    return qos
+
+
+# --- security groups ------------------------------------------------------------------------
+
+# Which Neutron rule field to blame for a model complaint about a Calico rule path.
+_RULE_FIELDS = (
+    ("ipVersion", "ethertype/protocol"),
+    ("protocol", "protocol"),
+    ("icmp", "port_range_min/port_range_max (ICMP type/code)"),
+    ("source.nets", "remote_ip_prefix"),
+    ("destination.nets", "remote_ip_prefix"),
+    ("source.selector", "remote_group_id"),
+    ("destination.selector", "remote_group_id"),
+    ("destination.ports", "port_range_min/port_range_max"),
+)
+
+
+class _RuleError(Exception):
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
+def _rule_protocol(rule: Mapping[str, Any], version: int) -> tuple[int | str | None, bool]:
+    """(Calico protocol, whether it is ICMP) for a Neutron rule's protocol."""
+    raw = rule.get("protocol")
+    if raw is None:
+        return None, False
+    text = str(raw).strip().lower()
+    if text in _ANY_PROTOCOL:
+        return None, False
+    if text in ("icmp", "1"):
+        # Neutron has long let "icmp" stand for ICMPv6 in an IPv6 rule.
+        return ("ICMPv6" if version == 6 else "ICMP"), True
+    if text in _ICMPV6:
+        return "ICMPv6", True
+    if text in _PROTOCOL_NAMES:
+        return _PROTOCOL_NAMES[text], False
+    if text in _PROTOCOL_NUMBERS:
+        return _PROTOCOL_NUMBERS[text], False
+    if text.isdigit() and 1 <= int(text) <= 255:
+        return int(text), False
+    raise _RuleError("protocol", f"{raw!r} is not a known protocol name or number 0-255")
+
+
+def _optional_int(rule: Mapping[str, Any], name: str) -> int | None:
+    value = rule.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise _RuleError(name, f"{value!r} is not an integer")
+    try:
+        return int(value)
+    except ValueError:
+        raise _RuleError(name, f"{value!r} is not an integer") from None
+
+
+def _calico_rule(rule: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """("ingress"|"egress", Calico rule dict) for one Neutron rule."""
+    direction = rule.get("direction")
+    if direction not in ("ingress", "egress"):
+        raise _RuleError("direction", f"{direction!r} is not ingress or egress")
+    ethertype = rule.get("ethertype")
+    if ethertype not in _ETHERTYPES:
+        raise _RuleError("ethertype", f"{ethertype!r} is not IPv4 or IPv6")
+    if rule.get("remote_address_group_id"):
+        raise _RuleError(
+            "remote_address_group_id", "address groups are not supported by Calico's driver"
+        )
+    version = _ETHERTYPES[ethertype]
+    out: dict[str, Any] = {"action": "Allow", "ipVersion": version}
+    protocol, is_icmp = _rule_protocol(rule, version)
+    if protocol is not None:
+        out["protocol"] = protocol
+
+    low = _optional_int(rule, "port_range_min")
+    high = _optional_int(rule, "port_range_max")
+    ports: list[int | str] = []
+    if is_icmp:
+        # Neutron keeps the ICMP type in port_range_min and the code in port_range_max;
+        # -1 (old clients) means "any", like null.
+        icmp = {k: v for k, v in (("type", low), ("code", high)) if v is not None and v != -1}
+        if icmp:
+            out["icmp"] = icmp
+    elif low is not None and low != -1:
+        ports = [low] if high is None or high == low else [f"{low}:{high}"]
+    elif high is not None and high != -1:
+        raise _RuleError("port_range_min", "port_range_max is set without port_range_min")
+
+    peer: dict[str, Any] = {}
+    if rule.get("remote_group_id"):
+        peer["selector"] = f"has({keys.sg_label(str(rule['remote_group_id']))})"
+    prefix = rule.get("remote_ip_prefix")
+    if prefix:
+        try:
+            # Neutron matches the prefix's network (its normalized_cidr); Calico wants it masked.
+            peer["nets"] = [str(ipaddress.ip_network(str(prefix), strict=False))]
+        except ValueError:
+            raise _RuleError("remote_ip_prefix", f"{prefix!r} is not a CIDR") from None
+    if direction == "ingress":
+        if peer:
+            out["source"] = peer
+        if ports:
+            out["destination"] = {"ports": ports}
+    else:
+        if ports:
+            peer["ports"] = ports
+        if peer:
+            out["destination"] = peer
+    return direction, out
+
+
+def policy_for_security_group(
+    sg: Mapping[str, Any], rules: Sequence[Mapping[str, Any]], region: str | None
+) -> NetworkPolicy:
+    """The NetworkPolicy for a security group. `rules` may hold other groups' rules too (as
+    a batch fetch returns them); only those whose security_group_id is this group's count."""
+    sg_id = str(sg.get("id") or "")
+    if not sg_id:
+        raise TranslationError("security group: id: required field is missing")
+    ingress: list[dict[str, Any]] = []
+    egress: list[dict[str, Any]] = []
+    for rule in rules:
+        if rule.get("security_group_id", sg_id) != sg_id:
+            continue
+        where = f"security group {sg_id} rule {rule.get('id')}"
+        try:
+            direction, calico = _calico_rule(rule)
+        except _RuleError as err:
+            raise TranslationError(f"{where}: {err.field}: {err.reason}") from None
+        try:
+            Rule.model_validate(calico)
+        except ValidationError as exc:
+            path, reason = describe(exc.errors()[0])
+            blamed = next((f for p, f in _RULE_FIELDS if path.startswith(p)), path)
+            raise TranslationError(f"{where}: {blamed} ({path}): {reason}") from None
+        (ingress if direction == "ingress" else egress).append(calico)
+    data = {
+        "metadata": {"name": keys.policy_name(sg_id), "namespace": keys.endpoint_namespace(region)},
+        "spec": {
+            "selector": f"has({keys.sg_label(sg_id)})",
+            "types": ["Ingress", "Egress"],
+            "ingress": ingress,
+            "egress": egress,
+        },
+    }
+    try:
+        return NetworkPolicy.model_validate(data)
+    except ValidationError as exc:
+        path, reason = describe(exc.errors()[0])
+        raise TranslationError(f"security group {sg_id}: id ({path}): {reason}") from None
+
+
+# --- subnets --------------------------------------------------------------------------------
+
+
+def dhcp_subnet_data(subnet: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The record networking-calico writes at keys.subnet_key for its DHCP agent, or None
+    when the subnet has DHCP disabled (the key should then be absent)."""
+    if not subnet.get("enable_dhcp"):
+        return None
+    subnet_id = subnet.get("id")
+    try:
+        # As netaddr prints it: host bits kept, IPv6 compressed, a bare address as /32 or /128.
+        cidr = ipaddress.ip_interface(str(subnet.get("cidr"))).with_prefixlen
+    except ValueError:
+        raise TranslationError(
+            f"subnet {subnet_id}: cidr: {subnet.get('cidr')!r} is not a CIDR"
+        ) from None
+    data: dict[str, Any] = {
+        "network_id": subnet.get("network_id"),
+        "cidr": cidr,
+        "host_routes": [dict(route) for route in subnet.get("host_routes") or []],
+        "gateway_ip": subnet.get("gateway_ip"),
+    }
+    if subnet.get("dns_nameservers"):
+        data["dns_servers"] = list(subnet["dns_nameservers"])
+    # The agent needs both modes to choose SLAAC vs DHCPv6; networking-calico sends neither
+    # unless both are set.
+    if subnet.get("ipv6_ra_mode") and subnet.get("ipv6_address_mode"):
+        data["ipv6_ra_mode"] = subnet["ipv6_ra_mode"]
+        data["ipv6_address_mode"] = subnet["ipv6_address_mode"]
+    return data

@@ -1,0 +1,163 @@
+"""Elector against a real etcd: one leader, handover on stop, on stalled keepalives, restarts."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from calico.datastore.api import Backend
+from calico.datastore.etcd import EtcdBackend
+from calico.openstack import keys
+from calico.openstack.election import Elector
+from calico.testing.etcd_server import EtcdServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
+
+BackendFactory = Callable[..., EtcdBackend]
+KEY = keys.election_key("no-region")
+TTL = 2
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> float:
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
+    return time.monotonic() - start
+
+
+class Freezable:
+    """A Backend whose keepalive() blocks while frozen: a SIGSTOPped neutron-server."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.thawed = threading.Event()
+        self.thawed.set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def keepalive(self, lease_id: int) -> int:
+        self.thawed.wait()
+        return int(self.inner.keepalive(lease_id))
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.changes: list[bool] = []
+        self.threads: set[str] = set()
+
+    def __call__(self, leader: bool) -> None:
+        self.changes.append(leader)
+        self.threads.add(threading.current_thread().name)
+
+
+@pytest.fixture
+def electors(make_backend: BackendFactory) -> Iterator[Callable[..., Elector]]:
+    made: list[Elector] = []
+
+    def make(server_id: str, backend: Backend | None = None, **kwargs: Any) -> Elector:
+        elector = Elector(
+            backend or make_backend(connect_timeout=0.5, request_timeout=1.0),
+            KEY,
+            server_id,
+            ttl=kwargs.pop("ttl", TTL),
+            **kwargs,
+        )
+        made.append(elector)
+        elector.start()
+        return elector
+
+    yield make
+    for elector in made:
+        elector.stop()
+
+
+def leaders(*electors: Elector) -> list[Elector]:
+    return [e for e in electors if e.is_leader]
+
+
+def test_one_leader_and_handover_on_stop(electors: Callable[..., Elector]) -> None:
+    rec_a, rec_b = Recorder(), Recorder()
+    # A long TTL: lease expiry could not hand over within the time allowed below.
+    a = electors("server-a", on_change=rec_a, ttl=5)
+    wait_until(lambda: a.is_leader)
+    b = electors("server-b", on_change=rec_b, ttl=5)
+    time.sleep(0.5)
+    assert leaders(a, b) == [a]
+    assert rec_b.changes == []
+
+    a.stop()
+    assert rec_a.changes == [True, False]
+    assert rec_a.threads == {f"elector-{KEY}"}
+    took = wait_until(lambda: b.is_leader, timeout=3.0)
+    assert took < 2.0  # revoked lease: no waiting for the TTL
+    assert rec_b.changes == [True]
+
+
+def test_stalled_keepalives_hand_over_on_lease_expiry(
+    electors: Callable[..., Elector], make_backend: BackendFactory
+) -> None:
+    frozen = Freezable(make_backend())
+    rec_a = Recorder()
+    a = electors("server-a", backend=frozen, on_change=rec_a)
+    wait_until(lambda: a.is_leader)
+    b = electors("server-b")
+    time.sleep(0.3)
+    assert leaders(a, b) == [a]
+
+    frozen.thawed.clear()
+    # The stuck leader stops claiming leadership before its lease can expire...
+    wait_until(lambda: not a.is_leader, timeout=TTL)
+    assert not b.is_leader
+    # ...and the other server takes over once etcd expires the lease.
+    wait_until(lambda: b.is_leader, timeout=TTL + 2)
+    frozen.thawed.set()
+    wait_until(lambda: rec_a.changes == [True, False])
+    time.sleep(0.5)
+    assert leaders(a, b) == [b]
+
+
+def test_survives_etcd_restart(electors: Callable[..., Elector], etcd_server: EtcdServer) -> None:
+    a = electors("server-a")
+    wait_until(lambda: a.is_leader)
+    b = electors("server-b")
+    etcd_server.restart()
+    time.sleep(TTL)
+    wait_until(lambda: len(leaders(a, b)) == 1)
+
+
+def test_leader_steps_down_during_outage_and_someone_leads_after(
+    electors: Callable[..., Elector], etcd_server: EtcdServer
+) -> None:
+    rec_a = Recorder()
+    a = electors("server-a", on_change=rec_a)
+    wait_until(lambda: a.is_leader)
+    b = electors("server-b")
+    etcd_server.stop()
+    wait_until(lambda: not a.is_leader, timeout=TTL + 1)
+    etcd_server.start()
+    wait_until(lambda: len(leaders(a, b)) == 1, timeout=TTL + 5)
+    time.sleep(0.5)
+    assert len(leaders(a, b)) == 1
+
+
+def test_deleted_key_is_noticed(
+    electors: Callable[..., Elector], make_backend: BackendFactory
+) -> None:
+    rec_a = Recorder()
+    a = electors("server-a", on_change=rec_a)
+    wait_until(lambda: a.is_leader)
+    make_backend().delete(KEY)
+    wait_until(lambda: rec_a.changes[:2] == [True, False], timeout=TTL)
+    wait_until(lambda: a.is_leader, timeout=TTL + 2)  # alone, it wins again
+
+
+def test_bad_ttl() -> None:
+    with pytest.raises(ValueError, match="ttl"):
+        Elector(None, KEY, "x", ttl=0)  # type: ignore[arg-type]

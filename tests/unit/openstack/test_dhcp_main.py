@@ -1,0 +1,70 @@
+"""calico-dhcp-agent's command line: host name, refusal of bad configuration, file access."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from calico.openstack.dhcp.main import hostname_of, main, parse_args, unreadable_ancestor
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "expected"),
+    [
+        (["--hostname", "cli"], {"NODENAME": "env"}, "cli"),
+        ([], {"NODENAME": "env"}, "env"),
+        ([], {}, socket.gethostname()),
+    ],
+)
+def test_hostname(argv: list[str], environ: dict[str, str], expected: str) -> None:
+    assert hostname_of(parse_args(argv), environ) == expected
+
+
+def test_config_files_repeat() -> None:
+    args = parse_args(["--config-file", "a.conf", "--config-file", "b.conf"])
+    assert args.config_file == ["a.conf", "b.conf"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[calico]\nopenstack_region = Bad Region\n", "openstack_region"),
+        ("[calico]\netcd_port = 99999\n", "etcd_port"),
+    ],
+)
+def test_invalid_config_exits_2(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, text: str, message: str
+) -> None:
+    conf = tmp_path / "neutron.conf"
+    conf.write_text(text)
+    with pytest.raises(SystemExit) as exc:
+        main(["--config-file", str(conf)], {"CALICO_RUN_DIR": str(tmp_path)})
+    assert exc.value.code == 2
+    assert message in caplog.text
+
+
+def test_missing_config_file_exits_2(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--config-file", str(tmp_path / "nope.conf")], {})
+    assert exc.value.code == 2 and "cannot read config file" in caplog.text
+
+
+def test_short_lease_time_exits_2() -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--lease-time", "60"], {})
+    assert exc.value.code == 2
+
+
+def test_unreadable_ancestor(tmp_path: Path) -> None:
+    closed = tmp_path / "closed"
+    inner = closed / "run" / "dhcp"
+    inner.mkdir(parents=True)
+    closed.chmod(0o700)
+    (closed / "run").chmod(0o755)
+    inner.chmod(0o755)
+    assert unreadable_ancestor(str(inner)) == str(closed)
+    closed.chmod(0o711)
+    found = unreadable_ancestor(str(inner))  # pytest's own tmp directories may be closed
+    assert found is None or not found.startswith(str(closed))

@@ -1,0 +1,113 @@
+"""Names, keys and the [calico] options shared by the Neutron driver and the DHCP agent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from calico.openstack import keys
+from calico.openstack.settings import CalicoOptions, read_config_files
+
+
+@pytest.mark.parametrize(
+    ("region", "region_string", "namespace"),
+    [
+        (None, "no-region", "openstack"),
+        ("", "no-region", "openstack"),
+        ("europe-1", "region-europe-1", "openstack-region-europe-1"),
+    ],
+)
+def test_region_strings_and_namespaces(
+    region: str | None, region_string: str, namespace: str
+) -> None:
+    assert keys.region_string(region) == region_string
+    assert keys.endpoint_namespace(region) == namespace
+
+
+@pytest.mark.parametrize("region", ["Europe", "-edge", "edge-", "a_b", "x" * 47])
+def test_invalid_regions_are_named(region: str) -> None:
+    with pytest.raises(ValueError, match="openstack_region"):
+        keys.region_string(region)
+
+
+def test_names_follow_networking_calico() -> None:
+    port = "0123abcd-4567-89ef-0123-456789abcdef"
+    assert keys.interface_name(port) == "tap0123abcd-45"
+    assert keys.endpoint_name("compute-1", "vm-9", "p1") == "compute--1-openstack-vm--9-p1"
+    assert keys.policy_name("sg1") == "ossg.default.sg1"
+    assert keys.sg_label("sg1") == "sg.projectcalico.org/openstack-sg1"
+    assert keys.subnet_key("no-region", "s1") == "/calico/dhcp/v2/no-region/subnet/s1"
+    assert keys.election_key("region-r1") == "/calico/openstack/v2/region-r1/neutron_election"
+    assert keys.felix_status_prefix("no-region") == "/calico/felix/v2/no-region/host/"
+
+
+def test_etcd_host_and_port_become_the_endpoint() -> None:
+    opts = CalicoOptions(etcd_host="10.0.0.5", etcd_port=4001)
+    assert opts.etcd_config({}).endpoints == ("http://10.0.0.5:4001",)
+    v6 = CalicoOptions(etcd_host="2001:db8::5")
+    assert v6.etcd_config({}).endpoints == ("http://[2001:db8::5]:2379",)
+
+
+def test_tls_options_switch_to_https_and_are_passed_on() -> None:
+    opts = CalicoOptions(
+        etcd_cert_file="/c.pem", etcd_key_file="/k.pem", etcd_ca_cert_file="/ca.pem"
+    )
+    config = opts.etcd_config({})
+    assert config.endpoints == ("https://127.0.0.1:2379",)
+    assert (config.cert_file, config.key_file, config.ca_cert_file) == (
+        "/c.pem",
+        "/k.pem",
+        "/ca.pem",
+    )
+
+
+def test_etcd_endpoints_environment_overrides_host_and_port() -> None:
+    opts = CalicoOptions(etcd_host="10.0.0.5")
+    config = opts.etcd_config({"ETCD_ENDPOINTS": "http://198.18.0.1:2379,unix:///run/e.sock"})
+    assert config.endpoints == ("http://198.18.0.1:2379", "unix:///run/e.sock")
+
+
+def test_a_cert_without_key_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match=r"\[calico\] etcd options: .*both cert and key"):
+        CalicoOptions(etcd_cert_file="/c.pem").etcd_config({})
+
+
+def test_config_files_later_overrides_earlier_and_other_sections_ignored(tmp_path: Path) -> None:
+    neutron = tmp_path / "neutron.conf"
+    neutron.write_text(
+        "[DEFAULT]\ncore_plugin = ml2\n[calico]\netcd_host = 198.18.0.9\netcd_port = 2380\n"
+    )
+    ml2 = tmp_path / "ml2_conf.ini"
+    ml2.write_text("[calico]\netcd_port = 2379\nopenstack_region = r1\nunrelated = x\n")
+    opts = read_config_files([str(neutron), str(ml2)])
+    assert opts == CalicoOptions(etcd_host="198.18.0.9", etcd_port=2379, openstack_region="r1")
+    assert opts.region_string == "region-r1"
+    assert opts.namespace == "openstack-region-r1"
+
+
+def test_no_calico_section_means_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "neutron.conf"
+    path.write_text("[DEFAULT]\nverbose = true\n")
+    assert read_config_files([str(path)]) == CalicoOptions()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[calico]\netcd_port = twenty\n", r"etcd_port 'twenty': not an integer"),
+        ("[calico]\netcd_port = 70000\n", r"etcd_port 70000: not a TCP port number"),
+        ("[calico]\nopenstack_region = Bad_Region\n", r"openstack_region 'Bad_Region'"),
+        ("not an ini file\n", r"config file .*neutron.conf"),
+    ],
+)
+def test_bad_config_files_name_the_option(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "neutron.conf"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        read_config_files([str(path)])
+
+
+def test_missing_config_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"cannot read config file .*absent\.conf"):
+        read_config_files([str(tmp_path / "absent.conf")])
