@@ -216,9 +216,11 @@ def test_resync_creates_updates_deletes_within_scope(backend: EtcdBackend) -> No
     backend.put(np_path("ossg.default.new"), b"garbage")  # wanted: replaced
 
     report = store.resync(
-        [endpoint("keep"), endpoint("change", ip="10.0.0.7"), endpoint("new")],
-        [policy("new")],
-        {"newsub": SUBNET, "oldsub": SUBNET},
+        lambda: (
+            [endpoint("keep"), endpoint("change", ip="10.0.0.7"), endpoint("new")],
+            [policy("new")],
+            {"newsub": SUBNET, "oldsub": SUBNET},
+        )
     )
 
     assert sorted(report.created["WorkloadEndpoint"]) == [endpoint("new").name]
@@ -246,9 +248,11 @@ def test_resync_creates_updates_deletes_within_scope(backend: EtcdBackend) -> No
         assert path in remaining
 
     again = store.resync(
-        [endpoint("keep"), endpoint("change", ip="10.0.0.7"), endpoint("new")],
-        [policy("new")],
-        {"newsub": SUBNET, "oldsub": SUBNET},
+        lambda: (
+            [endpoint("keep"), endpoint("change", ip="10.0.0.7"), endpoint("new")],
+            [policy("new")],
+            {"newsub": SUBNET, "oldsub": SUBNET},
+        )
     )
     assert again.changes() == 0
     assert again.summary() == "resync: no changes"
@@ -271,10 +275,46 @@ def test_resync_delete_loses_to_a_concurrent_write(backend: EtcdBackend) -> None
     racing_store = OpenStackStore(RaceBeforeDelete(backend), None)
     store = OpenStackStore(backend, None)
     store.write_endpoint(endpoint("late"))
-    report = racing_store.resync([], [], {})
+    report = racing_store.resync(lambda: ([], [], {}))
     assert report.skipped == {"WorkloadEndpoint": [endpoint("late").name]}
     assert report.changes() == 0
     assert backend.get(wep_path(endpoint("late").name)) is not None
+
+
+def test_resync_leaves_writes_made_after_it_listed_etcd(backend: EtcdBackend) -> None:
+    """The live driver writes while resync reads Neutron's DB: its newer writes win."""
+    store = OpenStackStore(backend, None)
+    store.write_endpoint(endpoint("moved", ip="10.0.0.1"))
+    store.write_subnet("sub", SUBNET)
+
+    def snapshot_while_the_driver_writes() -> Any:
+        # Between resync's listing and its snapshot: the driver updates one endpoint,
+        # creates another and changes a subnet, each from a newer DB state.
+        store.write_endpoint(endpoint("moved", ip="10.0.0.2"))
+        store.write_endpoint(endpoint("born", ip="10.0.0.3"))
+        store.write_subnet("sub", {**SUBNET, "dns_servers": ["198.18.0.53"]})
+        # The snapshot was read before those writes committed: older data, differing from
+        # what resync listed too, so each of its writes is a CAS that must lose.
+        return (
+            [endpoint("moved", ip="10.0.0.5"), endpoint("born", ip="10.0.0.9")],
+            [],
+            {"sub": {**SUBNET, "dns_servers": ["198.18.0.99"]}},
+        )
+
+    report = store.resync(snapshot_while_the_driver_writes)
+
+    assert report.to_json()["skipped"] == {
+        "WorkloadEndpoint": sorted([endpoint("moved").name, endpoint("born").name]),
+        "subnet": ["sub"],
+    }
+    assert report.changes() == 0
+    moved = backend.get(wep_path(endpoint("moved").name))
+    born = backend.get(wep_path(endpoint("born").name))
+    assert moved is not None and born is not None
+    assert json.loads(moved.value)["spec"]["ipNetworks"] == ["10.0.0.2/32"]
+    assert json.loads(born.value)["spec"]["ipNetworks"] == ["10.0.0.3/32"]
+    sub = backend.get(keys.subnet_key("no-region", "sub"))
+    assert sub is not None and json.loads(sub.value)["dns_servers"] == ["198.18.0.53"]
 
 
 def test_report_shape() -> None:
@@ -381,7 +421,7 @@ def test_region_namespaces_do_not_mix(backend: EtcdBackend) -> None:
     plain = OpenStackStore(backend, None)
     region = OpenStackStore(backend, "r1")
     plain.write_endpoint(endpoint("p1"))
-    report = region.resync([], [], {})
+    report = region.resync(lambda: ([], [], {}))
     assert report.changes() == 0
     assert backend.get(wep_path(endpoint("p1").name)) is not None
 

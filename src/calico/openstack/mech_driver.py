@@ -420,8 +420,7 @@ class CalicoMechanismDriver(mech_agent.SimpleAgentMechanismDriverBase):  # type:
         """Make etcd match the Neutron DB (endpoints, SG policies, DHCP subnets); CAS writes.
 
         Runs in the calling thread, which must be one allowed to use the Neutron DB."""
-        endpoints, policies, subnets = self._snapshot(n_context.get_admin_context())
-        return self.store.resync(endpoints, policies, subnets)
+        return self.store.resync(lambda: self._snapshot(n_context.get_admin_context()))
 
     def _snapshot(
         self, ctx: Any

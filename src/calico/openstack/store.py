@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, TypeVar
 
 from calico.datastore.api import (
@@ -61,7 +62,7 @@ class StoreConflict(DatastoreError):
 class ResyncReport:
     """What a resync changed, by kind ("WorkloadEndpoint"/"NetworkPolicy"/"subnet").
 
-    `skipped` lists extra entries a resync did not delete because they changed after it
+    `skipped` lists entries a resync left alone because they changed after it
     listed them (a concurrent write by the live driver wins; the next resync judges again).
     """
 
@@ -131,7 +132,10 @@ def _add_to_csv(value: str | None, item: str) -> str:
     return value if item in parts else f"{value},{item}"
 
 
-_UNREAD = object()
+# What resync makes etcd match: endpoints, SG policies and subnet id -> DHCP data.
+Snapshot = tuple[
+    Iterable[WorkloadEndpoint], Iterable[NetworkPolicy], Mapping[str, Mapping[str, Any]]
+]
 
 
 class OpenStackStore:
@@ -165,38 +169,37 @@ class OpenStackStore:
             )
         return resource
 
-    def _write_resource(self, resource: Resource, current: Any = _UNREAD) -> bool:
-        """Make the key hold resource. `current` is the KeyValue (or None) a caller just
-        listed, saving a read; after a conflict we always read again."""
+    def _write_resource(self, resource: Resource) -> bool:
+        """Make the key hold resource, re-reading and retrying after a conflict."""
         path = key_of(resource).path
         for _ in range(WRITE_ATTEMPTS):
-            kv: KeyValue | None = self.backend.get(path) if current is _UNREAD else current
-            current = _UNREAD
-            if kv is None:
-                try:
-                    self.client.create(resource)
-                    return True
-                except KeyExists:
-                    continue
-            stored = resource.model_copy(deep=True)
             try:
-                existing: Resource | None = decode(kv)
-            except ResourceError as exc:
-                log.warning("replacing invalid datastore entry: %s", exc)
-                existing = None
-            if existing is not None:
-                if _content(existing) == _content(resource):
-                    return False
-                stored.metadata.uid = existing.metadata.uid
-                stored.metadata.creationTimestamp = existing.metadata.creationTimestamp
-            stored.metadata.uid = stored.metadata.uid or str(uuid.uuid4())
-            stored.metadata.creationTimestamp = stored.metadata.creationTimestamp or _now()
-            try:
-                self.backend.update(path, encode(stored), kv.mod_revision)
-                return True
-            except (RevisionConflict, KeyNotFound):
+                return self._attempt_resource(resource, self.backend.get(path))
+            except (KeyExists, RevisionConflict, KeyNotFound):
                 log.debug("%s changed while writing it; retrying", path)
         raise StoreConflict(f"{path} kept changing; gave up after {WRITE_ATTEMPTS} attempts")
+
+    def _attempt_resource(self, resource: Resource, kv: KeyValue | None) -> bool:
+        """One CAS write of resource over kv (what the key held when read); raises the
+        datastore's conflict errors if the key changed since."""
+        if kv is None:
+            self.client.create(resource)
+            return True
+        stored = resource.model_copy(deep=True)
+        try:
+            existing: Resource | None = decode(kv)
+        except ResourceError as exc:
+            log.warning("replacing invalid datastore entry: %s", exc)
+            existing = None
+        if existing is not None:
+            if _content(existing) == _content(resource):
+                return False
+            stored.metadata.uid = existing.metadata.uid
+            stored.metadata.creationTimestamp = existing.metadata.creationTimestamp
+        stored.metadata.uid = stored.metadata.uid or str(uuid.uuid4())
+        stored.metadata.creationTimestamp = stored.metadata.creationTimestamp or _now()
+        self.backend.update(kv.key, encode(stored), kv.mod_revision)
+        return True
 
     def _delete_key(self, path: str) -> bool:
         try:
@@ -213,48 +216,50 @@ class OpenStackStore:
     def delete_subnet(self, subnet_id: str) -> bool:
         return self._delete_key(keys.subnet_key(self.region_string, subnet_id))
 
-    def _write_json(self, key: str, data: Mapping[str, Any], current: Any = _UNREAD) -> bool:
-        wanted = dict(data)
-        value = _json_bytes(wanted)
+    def _write_json(self, key: str, data: Mapping[str, Any]) -> bool:
         for _ in range(WRITE_ATTEMPTS):
-            kv: KeyValue | None = self.backend.get(key) if current is _UNREAD else current
-            current = _UNREAD
             try:
-                if kv is None:
-                    self.backend.create(key, value)
-                    return True
-                existing = _parse_json(kv.value)
-                if existing == wanted:
-                    return False
-                if not isinstance(existing, dict):
-                    log.warning("replacing invalid JSON at %s: %r", key, kv.value[:200])
-                self.backend.update(key, value, kv.mod_revision)
-                return True
+                return self._attempt_json(key, data, self.backend.get(key))
             except (KeyExists, RevisionConflict, KeyNotFound):
                 log.debug("%s changed while writing it; retrying", key)
         raise StoreConflict(f"{key} kept changing; gave up after {WRITE_ATTEMPTS} attempts")
 
+    def _attempt_json(self, key: str, data: Mapping[str, Any], kv: KeyValue | None) -> bool:
+        wanted = dict(data)
+        if kv is None:
+            self.backend.create(key, _json_bytes(wanted))
+            return True
+        existing = _parse_json(kv.value)
+        if existing == wanted:
+            return False
+        if not isinstance(existing, dict):
+            log.warning("replacing invalid JSON at %s: %r", key, kv.value[:200])
+        self.backend.update(key, _json_bytes(wanted), kv.mod_revision)
+        return True
+
     # -- resync -----------------------------------------------------------------------------
 
-    def resync(
-        self,
-        endpoints: Iterable[WorkloadEndpoint],
-        policies: Iterable[NetworkPolicy],
-        subnets: Mapping[str, Mapping[str, Any]],
-    ) -> ResyncReport:
+    def resync(self, snapshot: Callable[[], Snapshot]) -> ResyncReport:
         """Create missing, update changed and delete extra endpoints, SG policies, subnets.
 
-        Extra entries are deleted by CAS on the revision listed here, so an entry the live
-        driver rewrote meanwhile survives (reported as skipped).
+        etcd is listed before `snapshot()` reads Neutron's DB, and every resync write is one
+        CAS on the listed revision: anything the live driver wrote after the listing comes
+        from a DB state at least as new as the snapshot, so it wins (reported as skipped)
+        instead of being overwritten or deleted with older data.
         """
+        listed = {
+            WorkloadEndpoint.KIND: self.backend.list(kind_prefix(WorkloadEndpoint, self.namespace)),
+            NetworkPolicy.KIND: self.backend.list(kind_prefix(NetworkPolicy, self.namespace)),
+            KIND_SUBNET: self.backend.list(keys.subnet_prefix(self.region_string)),
+        }
+        endpoints, policies, subnets = snapshot()
         report = ResyncReport()
-        self._resync_resources(
-            report, WorkloadEndpoint, {e.name: self._check_namespace(e) for e in endpoints}
-        )
-        self._resync_resources(
-            report, NetworkPolicy, {p.name: self._check_namespace(p) for p in policies}
-        )
-        self._resync_subnets(report, subnets)
+        for kind, wanted in (
+            (WorkloadEndpoint, {e.name: self._check_namespace(e) for e in endpoints}),
+            (NetworkPolicy, {p.name: self._check_namespace(p) for p in policies}),
+        ):
+            self._resync_resources(report, kind, wanted, listed[kind.KIND].items)
+        self._resync_subnets(report, subnets, listed[KIND_SUBNET].items)
         log.info("%s", report.summary())
         return report
 
@@ -269,12 +274,16 @@ class OpenStackStore:
         return lambda name, _r: name.startswith(keys.SG_POLICY_PREFIX)
 
     def _resync_resources(
-        self, report: ResyncReport, kind: type[Resource], wanted: Mapping[str, Resource]
+        self,
+        report: ResyncReport,
+        kind: type[Resource],
+        wanted: Mapping[str, Resource],
+        items: Iterable[KeyValue],
     ) -> None:
         prefix = kind_prefix(kind, self.namespace)
         owned = self._owned(kind)
         listed: dict[str, KeyValue] = {}
-        for kv in self.backend.list(prefix).items:
+        for kv in items:
             name = kv.key[len(prefix) :]
             if name in wanted:
                 listed[name] = kv
@@ -290,15 +299,23 @@ class OpenStackStore:
                 self._delete_extra(report, kind.KIND, name, kv)
         for name, resource in wanted.items():
             kv_or_none = listed.get(name)
-            if self._write_resource(resource, kv_or_none):
-                report.add(report.updated if kv_or_none else report.created, kind.KIND, name)
+            self._resync_write(
+                report,
+                kind.KIND,
+                name,
+                kv_or_none,
+                partial(self._attempt_resource, resource, kv_or_none),
+            )
 
     def _resync_subnets(
-        self, report: ResyncReport, subnets: Mapping[str, Mapping[str, Any]]
+        self,
+        report: ResyncReport,
+        subnets: Mapping[str, Mapping[str, Any]],
+        items: Iterable[KeyValue],
     ) -> None:
         prefix = keys.subnet_prefix(self.region_string)
         listed: dict[str, KeyValue] = {}
-        for kv in self.backend.list(prefix).items:
+        for kv in items:
             subnet_id = kv.key[len(prefix) :]
             if subnet_id in subnets:
                 listed[subnet_id] = kv
@@ -306,9 +323,31 @@ class OpenStackStore:
                 self._delete_extra(report, KIND_SUBNET, subnet_id, kv)
         for subnet_id, data in subnets.items():
             kv_or_none = listed.get(subnet_id)
-            if self._write_json(keys.subnet_key(self.region_string, subnet_id), data, kv_or_none):
-                bucket = report.updated if kv_or_none else report.created
-                report.add(bucket, KIND_SUBNET, subnet_id)
+            key = keys.subnet_key(self.region_string, subnet_id)
+            self._resync_write(
+                report,
+                KIND_SUBNET,
+                subnet_id,
+                kv_or_none,
+                partial(self._attempt_json, key, data, kv_or_none),
+            )
+
+    def _resync_write(
+        self,
+        report: ResyncReport,
+        kind: str,
+        name: str,
+        listed: KeyValue | None,
+        attempt: Callable[[], bool],
+    ) -> None:
+        try:
+            changed = attempt()
+        except (KeyExists, RevisionConflict, KeyNotFound):
+            log.info("resync: %s %s changed since listing; leaving the newer write", kind, name)
+            report.add(report.skipped, kind, name)
+            return
+        if changed:
+            report.add(report.updated if listed else report.created, kind, name)
 
     def _delete_extra(self, report: ResyncReport, kind: str, name: str, kv: KeyValue) -> None:
         try:
