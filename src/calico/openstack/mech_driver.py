@@ -26,6 +26,7 @@ state) are the pure functions at the top of this module.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import socket
@@ -329,6 +330,14 @@ class CalicoMechanismDriver(mech_agent.SimpleAgentMechanismDriverBase):  # type:
         )
         self._leader_thread.start()
         state.elector.start()
+        # neutron-server never tells mechanism drivers it is stopping; revoking the lease at
+        # exit lets another server lead at once instead of after ELECTION_TTL.
+        atexit.register(self._release_leadership, state)
+
+    @staticmethod
+    def _release_leadership(state: _ProcessState) -> None:
+        if state.elector is not None and state.pid == os.getpid():
+            state.elector.stop(timeout=2)
 
     def stop(self) -> None:
         """Stop every thread and connection of this process (tests; clean shutdown)."""
