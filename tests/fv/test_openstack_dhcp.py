@@ -9,6 +9,11 @@ its MAC from dnsmasq's RAs (prefix off-link, default route via the host); two ne
 dnsmasqs that do not answer each other's VMs; the security group lets ICMP and one TCP/UDP
 port through and blocks another; port changes reload dnsmasq; a killed agent's dnsmasq is
 adopted by its successor; SIGTERM stops dnsmasq and removes the ns- interfaces.
+On IPv6-only networks (ISC `dhclient -6` in the VMs, its script applying addresses inside
+the VM's namespace only): a dhcpv6-stateful VM leases exactly its port's address and DNS
+server and gets no other address, its default route from the RA via the host's link-local on
+its tap; a dhcpv6-stateless VM autoconfigures its EUI-64 address and gets the DNS server by
+Information-request; the security group applies to those addresses.
 """
 
 from __future__ import annotations
@@ -42,9 +47,13 @@ AGENT = str(Path(sys.executable).parent / "calico-dhcp-agent")
 
 NET1 = "5e1f0c2a-1111-4a2b-9c3d-000000000001"
 NET2 = "6f2a1d3b-2222-4a2b-9c3d-000000000002"
+NET3 = "7a3b2e4c-3333-4a2b-9c3d-000000000003"
+NET4 = "8b4c3f5d-4444-4a2b-9c3d-000000000004"
 SUB4 = "a0000000-0000-4000-8000-000000000004"
 SUB6 = "a0000000-0000-4000-8000-000000000006"
 SUB4_NET2 = "b0000000-0000-4000-8000-000000000004"
+SUB6_STATEFUL = "e0000000-0000-4000-8000-000000000063"
+SUB6_STATELESS = "f0000000-0000-4000-8000-000000000064"
 SG = "c0000000-0000-4000-8000-00000000005g"
 PROJECT = "d0000000d0000000d0000000d0000000"
 
@@ -63,6 +72,18 @@ SUBNETS: dict[str, dict[str, Any]] = {
         "id": SUB4_NET2, "network_id": NET2, "ip_version": 4, "enable_dhcp": True,
         "cidr": "198.18.20.0/24", "gateway_ip": "198.18.20.1", "dns_nameservers": [],
         "host_routes": [],
+    },
+    SUB6_STATEFUL: {
+        "id": SUB6_STATEFUL, "network_id": NET3, "ip_version": 6, "enable_dhcp": True,
+        "cidr": "2001:db8:30::/64", "gateway_ip": "2001:db8:30::1",
+        "dns_nameservers": ["2001:db8:30::53"], "host_routes": [],
+        "ipv6_ra_mode": "dhcpv6-stateful", "ipv6_address_mode": "dhcpv6-stateful",
+    },
+    SUB6_STATELESS: {
+        "id": SUB6_STATELESS, "network_id": NET4, "ip_version": 6, "enable_dhcp": True,
+        "cidr": "2001:db8:40::/64", "gateway_ip": "2001:db8:40::1",
+        "dns_nameservers": ["2001:db8:40::53"], "host_routes": [],
+        "ipv6_ra_mode": "dhcpv6-stateless", "ipv6_address_mode": "dhcpv6-stateless",
     },
 }  # fmt: skip
 
@@ -289,6 +310,74 @@ def dhcp(cluster: Cluster, vm: VM, tmp: Path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in out.read_text().splitlines())
 
 
+# DUID type 4 (RFC 6355) and a UUID.
+DUID_UUID = "00:04:" + ":".join(
+    f"{b:02x}" for b in bytes.fromhex("5e6f7081bbbb4bbb8bbb00000000003b")
+)
+
+# dhclient -6 hands its reply to this script in the environment: record it, and apply a
+# leased address inside the VM's namespace. Nothing else (no resolv.conf, no routes: the
+# default route comes from the RA).
+DHCLIENT6_SCRIPT = """#!/bin/sh
+case "$reason" in
+  BOUND6|RENEW6|REBIND6|REBOOT6|INFORM6) ;;
+  *) exit 0 ;;
+esac
+if [ -n "$new_ip6_address" ]; then
+  ip -6 addr replace "$new_ip6_address/128" dev "$interface" nodad || exit 1
+fi
+printf 'reason=%s\\naddress=%s\\nprefixlen=%s\\ndns=%s\\n' \\
+  "$reason" "$new_ip6_address" "$new_ip6_prefixlen" "$new_dhcp6_name_servers" > "{out}.new"
+mv "{out}.new" "{out}"
+exit 0
+"""
+
+
+def dhcp6(
+    cluster: Cluster, vm: VM, tmp: Path, inform: bool = False, duid: str | None = None
+) -> dict[str, str]:
+    """Run `dhclient -6` in the VM (`inform`: -S, an Information-request only) until its
+    script has the reply; the reply's fields. dhclient stays up to renew, so it runs in the
+    foreground under the test's Namespaces and is killed here, by PID. Its DUID is DUID-LL
+    (the port's MAC) unless `duid` (hex) replaces it; config, lease and PID files are the
+    test's own."""
+    work = tmp / f"{vm.name}-dhclient6"
+    work.mkdir(exist_ok=True)
+    out = work / "reply"
+    out.unlink(missing_ok=True)
+    script = work / "script"
+    script.write_text(DHCLIENT6_SCRIPT.format(out=out))
+    script.chmod(0o755)
+    conf = work / "dhclient.conf"
+    conf.write_text(
+        "request dhcp6.name-servers;\n" + (f"send dhcp6.client-id {duid};\n" if duid else "")
+    )
+    log = work / "log"
+    args = ["dhclient", "-6", "-d", "-v", "-D", "LL", "-cf", str(conf), "-lf",
+            str(work / "leases"), "-pf", str(work / "pid"), "-sf", str(script),
+            *(["-S"] if inform else []), "eth0"]  # fmt: skip
+    proc = cluster.ns.popen(vm.netns, args, log=str(log))
+    try:
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: out.exists() or proc.poll() is not None, 20, "dhclient -6")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    assert out.exists(), f"dhclient -6 in {vm.name} got no reply:\n{log.read_text()}"
+    return dict(line.split("=", 1) for line in out.read_text().splitlines())
+
+
+def link_local(host: FelixHost, iface: str) -> str:
+    out = host.exec(["ip", "-j", "-6", "addr", "show", "dev", iface, "scope", "link"]).stdout
+    return str(json.loads(out)[0]["addr_info"][0]["local"])
+
+
+def routes6(cluster: Cluster, vm: VM) -> list[dict[str, Any]]:
+    out = cluster.ns.exec(vm.netns, ["ip", "-j", "-6", "route", "show"]).stdout
+    return [r for r in json.loads(out) if not r["dst"].startswith("fe80:")]
+
+
 def addresses(cluster: Cluster, vm: VM, version: int) -> list[str]:
     out = cluster.ns.exec(
         vm.netns, ["ip", "-j", f"-{version}", "addr", "show", "dev", "eth0"]
@@ -303,7 +392,7 @@ def test_dhcp_slaac_and_policy_for_vms(
     host = cluster.host("h1", FELIX_INTERFACEPREFIX="tap")
     host.start()
     host.wait_ready()
-    for subnet_id in SUBNETS:
+    for subnet_id in (SUB4, SUB6, SUB4_NET2):
         write_subnet(cluster, subnet_id)
     cluster.client.apply(
         translate.policy_for_security_group({"id": SG, "name": "default"}, SG_RULES, None)
@@ -420,3 +509,86 @@ def test_dhcp_slaac_and_policy_for_vms(
     # Adopted, so not the agent's child: whoever reaps orphans may leave a zombie for a while.
     assert pids[0] is not None and dnsmasq_cmdline(pids[0]) is None
     assert interface_name(NET1) not in host.exec(["ip", "link"]).stdout
+
+
+def test_dhcpv6_stateful_and_stateless_vms(
+    cluster: Cluster, agents: tuple[list[Agent], Path], tmp_path: Path
+) -> None:
+    host = cluster.host("h1", FELIX_INTERFACEPREFIX="tap")
+    host.start()
+    host.wait_ready()
+    for subnet_id in (SUB6_STATEFUL, SUB6_STATELESS):
+        write_subnet(cluster, subnet_id)
+    cluster.client.apply(
+        translate.policy_for_security_group({"id": SG, "name": "default"}, SG_RULES, None)
+    )
+    mac_a, mac_b, mac_c = "fa:16:3e:00:30:05", "fa:16:3e:00:30:06", "fa:16:3e:00:40:05"
+    slaac_c = eui64("2001:db8:40::/64", mac_c)
+    # IPv6-only ports: A and B on the stateful subnet, C on the stateless one.
+    a = add_vm(
+        cluster, host, "vma", "4d5e6f70-aaaa-4aaa-8aaa-00000000003a", mac_a,
+        [(SUB6_STATEFUL, "2001:db8:30::5")], dns_assignment=[{"fqdn": "vm-a.example.org."}],
+    )  # fmt: skip
+    b = add_vm(
+        cluster, host, "vmb", "5e6f7081-bbbb-4bbb-8bbb-00000000003b", mac_b,
+        [(SUB6_STATEFUL, "2001:db8:30::6")],
+    )  # fmt: skip
+    c = add_vm(
+        cluster, host, "vmc", "6f708192-cccc-4ccc-8ccc-00000000004c", mac_c,
+        [(SUB6_STATELESS, slaac_c)],
+    )  # fmt: skip
+    for vm in (a, b, c):
+        wait_until(
+            lambda vm=vm: f"{vm.ip(6)} dev {vm.tap}" in host.routes(6), what=f"{vm.name} route"
+        )
+
+    agent = Agent(cluster, host, agents[1])
+    agents[0].append(agent)
+    agent.start()
+    wait_until(lambda: agent.dnsmasq_pid(NET3) and agent.dnsmasq_pid(NET4), 20, "two dnsmasqs")
+
+    # Stateful: each VM leases exactly its port's address (pinned to its MAC) and the DNS
+    # server; the RA (M flag, prefix neither autonomous nor on-link) adds no address and
+    # no prefix route, only the default route via the host's link-local on the tap.
+    # B's DUID is a DUID-UUID (as systemd-networkd may send), which holds no MAC: dnsmasq
+    # must find B's MAC from the link, not from the DUID.
+    for vm, duid in ((b, DUID_UUID), (a, None)):
+        reply = dhcp6(cluster, vm, tmp_path, duid=duid)
+        assert (reply["address"], reply["dns"]) == (vm.ip(6), "2001:db8:30::53"), reply
+    for vm in (a, b):
+        router = link_local(host, vm.tap)
+        wait_until(
+            lambda vm=vm: any(r["dst"] == "default" for r in routes6(cluster, vm)),
+            20,
+            f"{vm.name} default route from RA",
+        )
+        assert [(r["dst"], r.get("gateway")) for r in routes6(cluster, vm)] == [
+            (vm.ip(6), None),  # the kernel's route for the /128 itself
+            ("default", router),
+        ]
+        assert addresses(cluster, vm, 6) == [vm.ip(6)]
+
+    # Stateless: the SLAAC address Neutron computed, the default route via the host, and an
+    # Information-request that gets the DNS server and no address.
+    wait_until(lambda: addresses(cluster, c, 6) == [slaac_c], 20, "vmc SLAAC")
+    wait_until(
+        lambda: (
+            [(r["dst"], r.get("gateway")) for r in routes6(cluster, c)]
+            == [("default", link_local(host, c.tap))]
+        ),
+        20,
+        "vmc default route only",
+    )
+    info = dhcp6(cluster, c, tmp_path, inform=True)
+    assert (info["address"], info["dns"]) == ("", "2001:db8:40::53"), info
+    assert addresses(cluster, c, 6) == [slaac_c]
+
+    # The security group over IPv6: ICMP between members, TCP 5000 only.
+    assert ping(cluster.ns, a.netns, b.ip(6)) and ping(cluster.ns, b.netns, a.ip(6))
+    assert ping(cluster.ns, a.netns, slaac_c) and ping(cluster.ns, c.netns, b.ip(6))
+    serve(cluster.ns, b.netns, "::", 5000)
+    serve(cluster.ns, b.netns, "::", 6001)
+    wait_until(lambda: connects(cluster.ns, a.netns, "tcp", b.ip(6), 5000), what="allowed TCP")
+    assert connects(cluster.ns, c.netns, "tcp", b.ip(6), 5000)
+    assert not connects(cluster.ns, a.netns, "tcp", b.ip(6), 6001)
+    assert not connects(cluster.ns, a.netns, "udp", b.ip(6), 5000)
