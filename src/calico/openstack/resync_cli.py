@@ -9,10 +9,11 @@ neutron-server answered in time, or the resync itself failed.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Sequence
+
+import click
 
 from calico.datastore.api import DatastoreError
 from calico.datastore.etcd import EtcdBackend
@@ -24,36 +25,28 @@ DEFAULT_CONFIG_FILES = ("/etc/neutron/neutron.conf", "/etc/neutron/plugins/ml2/m
 DEFAULT_TIMEOUT = 300.0
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Make etcd match the Neutron database now (run by the leading"
-        " neutron-server's Calico driver) and print what changed.",
-    )
-    parser.add_argument(
-        "--config-file",
-        action="append",
-        dest="config_files",
-        metavar="PATH",
-        help="neutron config file with a [calico] section; repeatable, later files win"
-        f" (default: those of {', '.join(DEFAULT_CONFIG_FILES)} that exist)",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT,
-        help=f"seconds to wait for the resync to finish (default {DEFAULT_TIMEOUT:g})",
-    )
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.timeout <= 0:
-        return _fail("--timeout must be positive")
-    paths = args.config_files
-    if paths is None:
-        paths = [p for p in DEFAULT_CONFIG_FILES if os.path.exists(p)]
+@click.command(
+    name=PROG,
+    help="Make etcd match the Neutron database now (run by the leading neutron-server's"
+    " Calico driver) and print what changed.",
+)
+@click.option(
+    "--config-file",
+    "config_files",
+    multiple=True,
+    metavar="PATH",
+    help="neutron config file with a [calico] section; repeatable, later files win"
+    f" (default: those of {', '.join(DEFAULT_CONFIG_FILES)} that exist)",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_TIMEOUT,
+    show_default=True,
+    help="seconds to wait for the resync to finish",
+)
+def resync_command(config_files: tuple[str, ...], timeout: float) -> int:
+    paths = list(config_files) or [p for p in DEFAULT_CONFIG_FILES if os.path.exists(p)]
     try:
         options = read_config_files(paths)
         config = options.etcd_config(os.environ)
@@ -61,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc))
     backend = EtcdBackend(config)
     try:
-        result = request_resync(backend, options.region_string, args.timeout)
+        result = request_resync(backend, options.region_string, timeout)
     except TimeoutError as exc:
         return _fail(str(exc))
     except DatastoreError as exc:
@@ -72,8 +65,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         backend.close()
     if "error" in result:
         return _fail(f"the resync failed in the neutron-server: {result['error']}")
-    print(result.get("summary", "resync: done"))
+    click.echo(result.get("summary", "resync: done"))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Exit status 0 when the resync ran, 1 on any failure (one line on stderr), 2 on usage."""
+    try:
+        code = resync_command.main(args=argv, prog_name=PROG, standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    return int(code)
 
 
 def _fail(message: str) -> int:

@@ -24,7 +24,7 @@ def test_hostname(argv: list[str], environ: dict[str, str], expected: str) -> No
 
 def test_config_files_repeat() -> None:
     args = parse_args(["--config-file", "a.conf", "--config-file", "b.conf"])
-    assert args.config_file == ["a.conf", "b.conf"]
+    assert args.config_file == ("a.conf", "b.conf")
 
 
 @pytest.mark.parametrize(
@@ -51,10 +51,18 @@ def test_missing_config_file_exits_2(tmp_path: Path, caplog: pytest.LogCaptureFi
     assert exc.value.code == 2 and "cannot read config file" in caplog.text
 
 
-def test_short_lease_time_exits_2() -> None:
+def test_short_lease_time_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["--lease-time", "60"], {})
     assert exc.value.code == 2
+    assert "'--lease-time': 60 is not in the range x>=120" in capsys.readouterr().err
+
+
+def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"], {})
+    assert exc.value.code == 0
+    assert "--config-file PATH" in capsys.readouterr().out
 
 
 def test_unreadable_ancestor(tmp_path: Path) -> None:

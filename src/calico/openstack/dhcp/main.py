@@ -12,7 +12,6 @@ stops dnsmasq and removes the `ns-` interfaces; logs go to stderr.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
@@ -21,6 +20,9 @@ import socket
 import stat
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import click
 
 from calico.datastore.etcd import EtcdBackend
 from calico.openstack import settings
@@ -32,30 +34,53 @@ log = logging.getLogger("calico.openstack.dhcp")
 DEFAULT_RUN_DIR = "/var/run/calico"
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="calico-dhcp-agent",
-        description="Serve DHCP (and IPv6 RAs) to this host's OpenStack VMs with dnsmasq, "
-        "driven by the Calico datastore.",
-    )
-    parser.add_argument(
-        "--config-file",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="INI file with a [calico] section (repeatable; later files win)",
-    )
-    parser.add_argument("--hostname", help="this host's name (default: $NODENAME, else hostname)")
-    parser.add_argument("--dnsmasq", default=DNSMASQ, help=f"dnsmasq binary (default {DNSMASQ})")
-    parser.add_argument(
-        "--lease-time",
-        type=int,
-        default=DEFAULT_LEASE_SECONDS,
-        metavar="SECONDS",
-        help=f"DHCP lease time (default {DEFAULT_LEASE_SECONDS})",
-    )
-    parser.add_argument("--debug", action="store_true", help="debug logs, and dnsmasq --log-dhcp")
-    return parser.parse_args(list(argv))
+@dataclass(frozen=True, slots=True)
+class Args:
+    config_file: tuple[str, ...]
+    hostname: str | None
+    dnsmasq: str
+    lease_time: int
+    debug: bool
+
+
+@click.command(
+    name="calico-dhcp-agent",
+    help="Serve DHCP (and IPv6 RAs) to this host's OpenStack VMs with dnsmasq, driven by the"
+    " Calico datastore.",
+)
+@click.option(
+    "--config-file",
+    multiple=True,
+    metavar="PATH",
+    help="INI file with a [calico] section (repeatable; later files win)",
+)
+@click.option("--hostname", help="this host's name (default: $NODENAME, else hostname)")
+@click.option("--dnsmasq", default=DNSMASQ, show_default=True, help="dnsmasq binary")
+@click.option(
+    "--lease-time",
+    type=click.IntRange(min=120),  # dnsmasq's minimum
+    default=DEFAULT_LEASE_SECONDS,
+    show_default=True,
+    metavar="SECONDS",
+    help="DHCP lease time",
+)
+@click.option("--debug", is_flag=True, help="debug logs, and dnsmasq --log-dhcp")
+def _command(
+    config_file: tuple[str, ...], hostname: str | None, dnsmasq: str, lease_time: int, debug: bool
+) -> Args:
+    return Args(config_file, hostname, dnsmasq, lease_time, debug)
+
+
+def parse_args(argv: Sequence[str]) -> Args:
+    """The command line as Args; a usage error exits 2 with click's message."""
+    try:
+        args = _command.main(args=list(argv), standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    if not isinstance(args, Args):  # --help was printed
+        sys.exit(args or 0)
+    return args
 
 
 def unreadable_ancestor(path: str) -> str | None:
@@ -72,7 +97,7 @@ def unreadable_ancestor(path: str) -> str | None:
         current = parent
 
 
-def hostname_of(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
+def hostname_of(args: Args, environ: Mapping[str, str]) -> str:
     return args.hostname or environ.get("NODENAME") or socket.gethostname()
 
 
@@ -87,9 +112,6 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     # One line per etcd request, or per netlink message, otherwise.
     for noisy in ("httpx", "httpcore", "pyroute2", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    if args.lease_time < 120:  # dnsmasq's minimum
-        log.error("invalid configuration: --lease-time must be at least 120 seconds")
-        sys.exit(2)
     try:
         options = settings.read_config_files(args.config_file)
         backend = EtcdBackend(options.etcd_config(env))
