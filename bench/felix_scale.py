@@ -418,7 +418,7 @@ def _copy(chain: Chain) -> Chain:
 # -- kernel state: snapshots, full restores, deltas ------------------------------------------
 
 Command = tuple[list[str], str | None]
-TABLES = ("raw", "mangle", "filter")
+TABLES = ("raw", "mangle", "nat", "filter")
 
 
 @dataclass

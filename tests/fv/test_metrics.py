@@ -46,7 +46,9 @@ def test_metrics_follow_the_dataplane(cluster: Cluster) -> None:
         what="endpoint gauge",
     )
     assert metric(cluster, host.netns, "felix_active_local_policies") == 1
-    assert metric(cluster, host.netns, "felix_ipsets_calico") == 2  # one selector set per family
+    # Per family: one selector set, plus the IP pool sets all-ipam-pools and masq-ipam-pools
+    # that Felix always keeps (as Calico's felix_ipsets_calico counts them).
+    assert metric(cluster, host.netns, "felix_ipsets_calico") == 6
     applies = metric(cluster, host.netns, "felix_int_dataplane_apply_time_seconds_count")
     assert applies is not None and applies >= 1
     assert metric(cluster, host.netns, "felix_resync_state") == 3

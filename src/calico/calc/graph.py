@@ -6,10 +6,12 @@
         │                  ▼
         ├─► policies ──► policy LabelIndex ──► matches ──► active policies ─┐
         ├─► profiles ──► labelsToApply (label inheritance), active profiles ┤─► rule scanner
-        └─► tiers                                                            │   (IP set refs)
+        ├─► tiers                                                            │   (IP set refs)
+        └─► IP pools ──► passed through (CIDR, natOutgoing)                  │
                                                                              ▼
- flush(): endpoints (tiers resolved) → policies → profiles → IP sets, each diffed against
- what was last sent, emitted in dependency order (IP sets first, removals reversed).
+ flush(): endpoints (tiers resolved) → policies → profiles → IP sets (and IP pools), each
+ diffed against what was last sent, emitted in dependency order (IP sets first, removals
+ reversed).
 ```
 
 Pure and synchronous: no I/O, no clock. Output depends only on the current state: every
@@ -30,7 +32,7 @@ from calico.calc.endpoint_messages import (
     workload_endpoint_message,
 )
 from calico.calc.ipset_calc import IPSetCalculator
-from calico.calc.items import Item, ItemKey, effective_labels, item_from
+from calico.calc.items import Item, ItemKey, effective_labels, item_from, normalise_cidr
 from calico.calc.messages import (
     Action,
     ActivePolicyRemove,
@@ -40,6 +42,9 @@ from calico.calc.messages import (
     HostEndpointRemove,
     HostEndpointUpdate,
     InSync,
+    IPAMPool,
+    IPAMPoolRemove,
+    IPAMPoolUpdate,
     Message,
     ParsedPolicy,
     ParsedProfile,
@@ -60,6 +65,7 @@ from calico.datastore.api import SyncStatus
 from calico.model.base import Resource
 from calico.model.endpoints import HostEndpoint, WorkloadEndpoint
 from calico.model.keys import ResourceKey
+from calico.model.network import IPPool
 from calico.model.policy import (
     GlobalNetworkPolicy,
     GlobalNetworkSet,
@@ -105,6 +111,9 @@ class CalcGraph:
         self._dirty_policies: set[PolicyID] = set()
         self._dirty_profiles: set[str] = set()
         self._dirty_endpoints: set[ItemKey] = set()
+        self._pools: dict[str, IPAMPool] = {}
+        self._sent_pools: dict[str, IPAMPool] = {}
+        self._dirty_pools: set[str] = set()
         self._in_sync = False
         self._sent_in_sync = False
 
@@ -133,6 +142,8 @@ class CalcGraph:
             self._on_policy(key, resource)
         elif kind is Tier:
             self._on_tier(key.name, resource if isinstance(resource, Tier) else None)
+        elif kind is IPPool:
+            self._on_pool(key.name, resource if isinstance(resource, IPPool) else None)
         elif self._on_other is not None:
             self._on_other(key, resource)
 
@@ -220,6 +231,16 @@ class CalcGraph:
             if pid.tier == name:
                 self._dirty_endpoints.update(members)
 
+    def _on_pool(self, name: str, pool: IPPool | None) -> None:
+        # Disabled pools stay in: disabling only stops new allocations, and the workloads
+        # still in the pool keep their natOutgoing (libcalico-go's Masquerade = natOutgoing).
+        if pool is None:
+            self._pools.pop(name, None)
+        else:
+            cidr = normalise_cidr(pool.spec.cidr)
+            self._pools[name] = IPAMPool(cidr, bool(pool.spec.natOutgoing))
+        self._dirty_pools.add(name)
+
     # -- label index callbacks ------------------------------------------------------------
 
     def _on_match(self, pid: PolicyID, ikey: ItemKey) -> None:
@@ -246,8 +267,10 @@ class CalcGraph:
         pol_updates, pol_removes = self._flush_policies()
         prof_updates, prof_removes = self._flush_profiles()
         ipset_new, ipset_deltas, ipset_removes = self._ipsets.take_changes()
-        out: list[Message] = [*ipset_new, *ipset_deltas, *pol_updates, *prof_updates, *ep_updates]
-        out += [*ep_removes, *prof_removes, *pol_removes, *ipset_removes]
+        pool_updates, pool_removes = self._flush_pools()
+        out: list[Message] = [*pool_updates, *ipset_new, *ipset_deltas]
+        out += [*pol_updates, *prof_updates, *ep_updates]
+        out += [*ep_removes, *prof_removes, *pol_removes, *ipset_removes, *pool_removes]
         if self._in_sync and not self._sent_in_sync:
             self._sent_in_sync = True
             out.append(InSync())
@@ -284,6 +307,22 @@ class CalcGraph:
             return WorkloadEndpointUpdate(workload_endpoint_id(endpoint), message)
         hep_message = host_endpoint_message(endpoint, host_tiers(metas, self._tiers))
         return HostEndpointUpdate(host_endpoint_id(endpoint), hep_message)
+
+    def _flush_pools(self) -> tuple[list[Message], list[Message]]:
+        updates: list[Message] = []
+        removes: list[Message] = []
+        for name in sorted(self._dirty_pools):
+            desired, sent = self._pools.get(name), self._sent_pools.get(name)
+            if desired == sent:
+                continue
+            if desired is None:
+                del self._sent_pools[name]
+                removes.append(IPAMPoolRemove(name))
+            else:
+                self._sent_pools[name] = desired
+                updates.append(IPAMPoolUpdate(name, desired))
+        self._dirty_pools.clear()
+        return updates, removes
 
     def _ref_profiles(self, names: Sequence[str], delta: int) -> None:
         for name in names:

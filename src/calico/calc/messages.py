@@ -228,6 +228,26 @@ class HostEndpointRemove:
     id: HostEndpointID
 
 
+@dataclass(frozen=True, slots=True)
+class IPAMPool:
+    cidr: str
+    masquerade: bool  # natOutgoing
+
+
+@dataclass(frozen=True, slots=True)
+class IPAMPoolUpdate:
+    """An IP pool (any family), keyed by the IPPool's name; the dataplane builds the pool
+    IP sets and natOutgoing rules from these (Felix's proto.IPAMPoolUpdate)."""
+
+    id: str
+    pool: IPAMPool
+
+
+@dataclass(frozen=True, slots=True)
+class IPAMPoolRemove:
+    id: str
+
+
 Message = (
     InSync
     | ConfigUpdate
@@ -242,4 +262,6 @@ Message = (
     | WorkloadEndpointRemove
     | HostEndpointUpdate
     | HostEndpointRemove
+    | IPAMPoolUpdate
+    | IPAMPoolRemove
 )

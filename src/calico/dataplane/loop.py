@@ -3,8 +3,8 @@
     send(batch) ─► queue ─► managers.on_update (record intent, no I/O)
     iface events ─┘               │ once the queue is drained, if in sync:
                                   ▼
-     complete_deferred_work → IP set creates/updates → iptables (raw, mangle, filter; one
-     restore per table) → IP set deletions → sysctls → routes
+     complete_deferred_work → IP set creates/updates → iptables (raw, mangle, nat, filter;
+     one restore per table) → IP set deletions → sysctls → routes
 
 Nothing is written before the first InSync and the interface monitor's first full dump:
 Felix must know the whole datastore, and every interface (host endpoints resolve to them,
@@ -44,13 +44,15 @@ from calico.dataplane.kernel import CommandRunner
 from calico.dataplane.managers import Manager
 from calico.dataplane.managers.endpoints import EndpointManager
 from calico.dataplane.managers.ipsets import IPSetsManager
+from calico.dataplane.managers.nat import NatManager
 from calico.dataplane.managers.policy import PolicyManager
 from calico.rules.config import RulesConfig
+from calico.rules.nat import static_nat_chains
 from calico.rules.static import hooks, static_filter_chains, static_mangle_chains, static_raw_chains
 
 log = logging.getLogger(__name__)
 
-TABLES = ("raw", "mangle", "filter")
+TABLES = ("raw", "mangle", "nat", "filter")
 EndpointStatusSink = Callable[
     [WorkloadEndpointID | HostEndpointID, WorkloadEndpointUpdate | None, str | None], None
 ]
@@ -151,6 +153,7 @@ class InternalDataplane:
             IPSetsManager(self.ipsets),
             PolicyManager(cfg, self.tables),
             self.endpoints,
+            NatManager(cfg, self.tables, self.ipsets),
         ]
         self._install_static(cfg)
         self._queue: queue.Queue[object] = queue.Queue()
@@ -181,6 +184,7 @@ class InternalDataplane:
         builders = {
             "filter": static_filter_chains,
             "mangle": static_mangle_chains,
+            "nat": static_nat_chains,
             "raw": static_raw_chains,
         }
         for table in self.tables:

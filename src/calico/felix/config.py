@@ -14,6 +14,7 @@ and the lower layer's value used, so one bad edit cannot take every host down.
 from __future__ import annotations
 
 import configparser
+import ipaddress
 import logging
 import re
 import socket
@@ -97,6 +98,24 @@ def parse_prefixes(text: str) -> tuple[str, ...]:
     if not prefixes:
         raise ValueError("at least one interface prefix is needed")
     return prefixes
+
+
+def parse_ipv4_or_empty(text: str) -> str:
+    """NATOutgoingAddress: an IPv4 address, or "" for none (masquerade)."""
+    text = text.strip()
+    return str(ipaddress.IPv4Address(text)) if text else ""
+
+
+def parse_port_range(text: str) -> tuple[int, int] | None:
+    """NATPortRange: "lo:hi" or a single port ("" or 0 for none)."""
+    text = text.strip()
+    if text in ("", "0"):
+        return None
+    lo, _, hi = text.partition(":")
+    first, last = int(lo), int(hi or lo)
+    if not 0 < first <= last <= 65535:
+        raise ValueError(f"{text!r} is not a port range lo:hi within 1-65535")
+    return first, last
 
 
 def parse_region(text: str) -> str:
@@ -227,6 +246,18 @@ PARAMS: tuple[Param, ...] = (
     _bool("remove_external_routes", "RemoveExternalRoutes", "removeExternalRoutes", "true"),
     Param("run_dir", "CalicoRunDir", None, "/var/run/calico", str),
     Param("openstack_region", "OpenstackRegion", "openstackRegion", "", parse_region),
+    Param("floating_ips", "FloatingIPs", "floatingIPs", "Disabled", _choice("Enabled", "Disabled")),
+    Param(
+        "nat_outgoing_address", "NATOutgoingAddress", "natOutgoingAddress", "", parse_ipv4_or_empty
+    ),
+    Param("nat_port_range", "NATPortRange", "natPortRange", "0", parse_port_range),
+    Param(
+        "nat_outgoing_iface",
+        "IptablesNATOutgoingInterfaceFilter",
+        "iptablesNATOutgoingInterfaceFilter",
+        "",
+        str,
+    ),
 )
 _BY_NAME = {p.name.lower(): p for p in PARAMS}
 _ENV_ALIASES = {
@@ -270,6 +301,10 @@ class FelixConfig:
     remove_external_routes: bool
     run_dir: str
     openstack_region: str
+    floating_ips: str
+    nat_outgoing_address: str
+    nat_port_range: tuple[int, int] | None
+    nat_outgoing_iface: str
 
     @property
     def region_string(self) -> str:

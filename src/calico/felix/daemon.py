@@ -40,7 +40,7 @@ from calico.model.base import Resource
 from calico.model.endpoints import HostEndpoint, WorkloadEndpoint
 from calico.model.felixconfig import FelixConfiguration
 from calico.model.keys import ResourceKey
-from calico.model.network import ClusterInformation
+from calico.model.network import ClusterInformation, IPPool
 from calico.model.policy import (
     GlobalNetworkPolicy,
     GlobalNetworkSet,
@@ -64,6 +64,7 @@ WATCHED_KINDS: tuple[type[Resource], ...] = (
     GlobalNetworkSet,
     FelixConfiguration,
     ClusterInformation,
+    IPPool,
 )
 _RESTART = 129  # internal: re-exec with new config
 GC_YOUNG_THRESHOLD = 50_000
@@ -90,10 +91,15 @@ def rules_config(cfg: FelixConfig) -> RulesConfig:
         failsafe_inbound=ports(cfg.failsafe_inbound),
         failsafe_outbound=ports(cfg.failsafe_outbound),
         log_prefix=cfg.log_prefix,
-        metadata_addr=cfg.metadata_addr,
+        # "none" turns the metadata special cases off (Felix's MetadataAddr).
+        metadata_addr=None if cfg.metadata_addr.lower() in ("", "none") else cfg.metadata_addr,
         metadata_port=cfg.metadata_port,
         ipv6_enabled=cfg.ipv6_support,
         chain_insert_mode="append" if cfg.chain_insert_mode == "Append" else "insert",
+        floating_ips=cfg.floating_ips == "Enabled",
+        nat_outgoing_address=cfg.nat_outgoing_address or None,
+        nat_port_range=cfg.nat_port_range,
+        nat_outgoing_iface=cfg.nat_outgoing_iface or None,
     )
 
 

@@ -67,6 +67,13 @@ class RulesConfig:
     allow_ipip_from_workloads: bool = False
     vxlan_port: int = 4789
     disable_conntrack_invalid: bool = False
+    # nat table. Felix adds --random-fully to MASQUERADE/SNAT when iptables >= 1.6.2 and
+    # the kernel >= 3.14 (felix/environment/feature_detect.go): every system we support.
+    nat_random_fully: bool = True
+    nat_outgoing_address: str | None = None  # NATOutgoingAddress: SNAT to it, not MASQUERADE
+    nat_port_range: tuple[int, int] | None = None  # NATPortRange for TCP/UDP
+    nat_outgoing_iface: str | None = None  # IptablesNATOutgoingInterfaceFilter
+    floating_ips: bool = False  # FloatingIPs Enabled (OpenStack endpoints' NATs always apply)
 
     def __post_init__(self) -> None:
         self._check_marks()
@@ -80,6 +87,12 @@ class RulesConfig:
                 raise ValueError(f"action {value!r} is not one of {allowed}")
         if not self.workload_iface_prefixes:
             raise ValueError("at least one workload interface prefix is required")
+        if self.nat_outgoing_address is not None:
+            ipaddress.IPv4Address(self.nat_outgoing_address)  # ValueError if not IPv4
+        if self.nat_port_range is not None and not (
+            0 < self.nat_port_range[0] <= self.nat_port_range[1] <= 65535
+        ):
+            raise ValueError(f"NAT port range {self.nat_port_range} is not lo <= hi in 1-65535")
 
     def _check_marks(self) -> None:
         used = 0

@@ -213,8 +213,37 @@ class NoTrack(Action):
 
 @dataclass(frozen=True, slots=True)
 class Masquerade(Action):
+    """nat POSTROUTING only; `to_ports` ("lo-hi") needs a tcp/udp protocol match."""
+
+    to_ports: str | None = None
+    random_fully: bool = False
+
     def render(self) -> str:
-        return "-j MASQUERADE"
+        ports = f" --to-ports {self.to_ports}" if self.to_ports else ""
+        return f"-j MASQUERADE{ports}{' --random-fully' if self.random_fully else ''}"
+
+
+@dataclass(frozen=True, slots=True)
+class SNAT(Action):
+    """`to_source` is an address, optionally with ":lo-hi" ports."""
+
+    to_source: str
+    random_fully: bool = False
+
+    def render(self) -> str:
+        return (
+            f"-j SNAT --to-source {self.to_source}{' --random-fully' if self.random_fully else ''}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DNAT(Action):
+    """`to_destination` is an address, or "address:port" (IPv6: "[address]:port")."""
+
+    to_destination: str
+
+    def render(self) -> str:
+        return f"-j DNAT --to-destination {self.to_destination}"
 
 
 @dataclass(frozen=True, slots=True)

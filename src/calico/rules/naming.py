@@ -38,6 +38,9 @@ CHAIN_TO_HOST_ENDPOINT = "cali-to-host-endpoint"
 CHAIN_FROM_HEP_FORWARD = "cali-from-hep-forward"
 CHAIN_TO_HEP_FORWARD = "cali-to-hep-forward"
 CHAIN_RPF_SKIP = "cali-rpf-skip"
+CHAIN_FIP_DNAT = "cali-fip-dnat"
+CHAIN_FIP_SNAT = "cali-fip-snat"
+CHAIN_NAT_OUTGOING = "cali-nat-outgoing"
 
 POLICY_INBOUND_PFX = "cali-pi-"
 POLICY_OUTBOUND_PFX = "cali-po-"
@@ -52,6 +55,11 @@ HOST_FROM_FORWARD_PFX = "cali-fhfw-"
 
 ALL_INTERFACES = "any-interface-at-all"
 """Chain-name suffix for the wildcard host endpoint (interface "*"), as in Felix."""
+
+IPSET_ID_ALL_POOLS = "all-ipam-pools"
+"""Every IP pool's CIDR (Felix's `IPSetIDAllPools`): kernel name "cali40all-ipam-pools"."""
+IPSET_ID_MASQ_POOLS = "masq-ipam-pools"
+"""The CIDRs of pools with natOutgoing (`IPSetIDNATOutgoingMasqPools`)."""
 
 RULE_HASH_PREFIX = "cali:"
 IPSET_PREFIX = "cali"

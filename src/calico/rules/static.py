@@ -19,6 +19,7 @@ Outputs: chains per table plus `Hook`s for the table driver. Layout is Go Felix'
   untracked host endpoint policy for the rest. raw OUTPUT -> untracked egress policy.
 - mangle PREROUTING -> pre-DNAT host endpoint policy; POSTROUTING -> egress policy for
   DNATed host traffic.
+- nat PREROUTING/OUTPUT/POSTROUTING -> the nat table's cali- chains (`calico.rules.nat`).
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def static_mangle_chains(cfg: RulesConfig, ip_version: int) -> list[Chain]:
 
 
 def hooks(cfg: RulesConfig, table: str) -> list[Hook]:
-    """The rules to put into the kernel's own chains of `table` (raw, mangle or filter)."""
+    """The rules to put into the kernel's own chains of `table` (raw, mangle, nat, filter)."""
     if table == "filter":
         forward_end = (
             Rule(
@@ -127,6 +128,12 @@ def hooks(cfg: RulesConfig, table: str) -> list[Hook]:
         return [
             Hook("PREROUTING", _jump(naming.CHAIN_PREROUTING)),
             Hook("POSTROUTING", _jump(naming.CHAIN_POSTROUTING)),
+        ]
+    if table == "nat":
+        return [
+            Hook("PREROUTING", _jump(naming.CHAIN_PREROUTING)),
+            Hook("POSTROUTING", _jump(naming.CHAIN_POSTROUTING)),
+            Hook("OUTPUT", _jump(naming.CHAIN_OUTPUT)),
         ]
     raise ValueError(f"no Calico hooks for table {table!r}")
 

@@ -15,6 +15,7 @@ class ModelDataplane:
     profiles: dict[str, m.ParsedProfile] = field(default_factory=dict)
     weps: dict[m.WorkloadEndpointID, m.WorkloadEndpoint] = field(default_factory=dict)
     heps: dict[m.HostEndpointID, m.HostEndpoint] = field(default_factory=dict)
+    pools: dict[str, m.IPAMPool] = field(default_factory=dict)
     in_sync: bool = False
     batches: list[list[m.Message]] = field(default_factory=list)
 
@@ -52,6 +53,11 @@ class ModelDataplane:
             self.heps[msg.id] = msg.endpoint
         elif isinstance(msg, m.HostEndpointRemove):
             del self.heps[msg.id]
+        elif isinstance(msg, m.IPAMPoolUpdate):
+            assert self.pools.get(msg.id) != msg.pool, f"pool {msg.id} sent unchanged"
+            self.pools[msg.id] = msg.pool
+        elif isinstance(msg, m.IPAMPoolRemove):
+            del self.pools[msg.id]
         elif isinstance(msg, m.InSync):
             self.in_sync = True
 

@@ -425,9 +425,31 @@ def test_batched_and_one_by_one_agree() -> None:
 def test_unrelated_kinds_go_to_the_other_callback() -> None:
     seen: list[ResourceKey] = []
     graph = CalcGraph(HOST, ModelDataplane(), on_other=lambda key, r: seen.append(key))
-    pool = res("IPPool", "p", {"cidr": "198.19.0.0/16"})
-    graph.on_updates([(key_of(pool), pool)])
-    assert seen == [key_of(pool)]
+    bgp = res("BGPConfiguration", "default", {"asNumber": 64512})
+    graph.on_updates([(key_of(bgp), bgp)])
+    assert seen == [key_of(bgp)]
+
+
+def test_ip_pools_pass_through_with_natoutgoing_disabled_ones_too() -> None:
+    dp = ModelDataplane()
+    graph = CalcGraph(HOST, dp)
+    masq = res("IPPool", "masq", {"cidr": "198.19.0.0/16", "natOutgoing": True})
+    plain = res("IPPool", "plain", {"cidr": "2001:db8:1::/48"})
+    off = res("IPPool", "off", {"cidr": "198.18.64.0/18", "natOutgoing": True, "disabled": True})
+    graph.on_updates([(key_of(r), r) for r in (masq, plain, off)])
+    assert dp.pools == {
+        "masq": m.IPAMPool("198.19.0.0/16", True),
+        "plain": m.IPAMPool("2001:db8:1::/48", False),
+        "off": m.IPAMPool("198.18.64.0/18", True),  # disabling stops allocation, not NAT
+    }
+    graph.on_updates([(key_of(masq), masq)])  # unchanged: nothing sent
+    assert len(dp.batches) == 1
+    unmasq = res("IPPool", "masq", {"cidr": "198.19.0.0/16"})
+    graph.on_updates([(key_of(unmasq), unmasq), (key_of(off), None)])
+    assert dp.batches[-1] == [
+        m.IPAMPoolUpdate("masq", m.IPAMPool("198.19.0.0/16", False)),
+        m.IPAMPoolRemove("off"),
+    ]
 
 
 def test_a_rule_only_change_does_not_rebuild_endpoints_an_order_change_does() -> None:

@@ -10,7 +10,7 @@ import pytest
 from calico.datastore.client import ResourceClient
 from calico.datastore.memory import MemoryBackend
 from calico.felix.config import ConfigError, ProtoPort, build_config, file_layer, parse_seconds
-from calico.felix.daemon import datastore_specs
+from calico.felix.daemon import datastore_specs, rules_config
 
 
 def test_defaults_match_calico() -> None:
@@ -131,3 +131,32 @@ def test_invalid_datastore_felix_configuration_counts_as_absent() -> None:
     put("default", {"reportingInterval": "soon"})
     put("node.h1", {"logPrefix": "x"})
     assert datastore_specs(ResourceClient(backend), "h1") == ({}, {"logPrefix": "x"})
+
+
+def test_nat_parameters_reach_the_rules_config() -> None:
+    default = rules_config(build_config({"NODENAME": "h"}))
+    assert (default.floating_ips, default.nat_outgoing_address, default.nat_port_range) == (
+        False,
+        None,
+        None,
+    )
+    assert default.nat_outgoing_iface is None
+    cfg = build_config(
+        {"NODENAME": "h", "FELIX_NATOUTGOINGADDRESS": "198.18.0.1"},
+        global_spec={
+            "floatingIPs": "Enabled",
+            "natPortRange": "32768:65535",
+            "iptablesNATOutgoingInterfaceFilter": "eth0",
+        },
+    )
+    rules = rules_config(cfg)
+    assert rules.floating_ips and rules.nat_outgoing_address == "198.18.0.1"
+    assert rules.nat_port_range == (32768, 65535) and rules.nat_outgoing_iface == "eth0"
+    assert (
+        rules_config(build_config({"NODENAME": "h", "FELIX_METADATAADDR": "None"})).metadata_addr
+        is None
+    )
+    with pytest.raises(ConfigError, match="NATOutgoingAddress"):
+        build_config({"NODENAME": "h", "FELIX_NATOUTGOINGADDRESS": "2001:db8::1"})
+    with pytest.raises(ConfigError, match="NATPortRange"):
+        build_config({"NODENAME": "h", "FELIX_NATPORTRANGE": "200:100"})

@@ -8,6 +8,7 @@ from calico.calc.messages import (
     Action,
     HostEndpoint,
     ICMPMatch,
+    NatMapping,
     ParsedPolicy,
     ParsedProfile,
     ParsedRule,
@@ -17,7 +18,7 @@ from calico.calc.messages import (
     WorkloadEndpoint,
 )
 from calico.dataplane.drivers.iptables_render import render_full
-from calico.rules import dispatch, endpoints, policy, static
+from calico.rules import dispatch, endpoints, nat, policy, static
 from calico.rules.config import ProtoPort, RulesConfig
 from calico.rules.model import Chain, Hook
 
@@ -235,3 +236,34 @@ def test_host_endpoint_chains_and_dispatch(golden: CheckGolden) -> None:
 
     text = "".join(both_families(t, by_table(t)) for t in ("raw", "mangle", "filter"))
     golden("host_endpoint", text)
+
+
+def test_nat_table(golden: CheckGolden) -> None:
+    """Static nat chains (OpenStack metadata DNAT), floating IPs with a hairpin SNAT, and
+    natOutgoing with NATOutgoingAddress, NATPortRange and an interface filter."""
+    cfg = RulesConfig(
+        workload_iface_prefixes=("tap",),
+        floating_ips=True,
+        nat_outgoing_address="198.18.0.1",
+        nat_port_range=(32768, 65535),
+        nat_outgoing_iface="eth0",
+    )
+    ep = WorkloadEndpoint(
+        "tap1",
+        None,
+        ("198.19.0.1/32",),
+        ("2001:db8:1::1/128",),
+        (),
+        (),
+        ipv4_nats=(NatMapping("198.19.0.1", "198.18.7.1"), NatMapping("198.19.0.1", "198.18.7.2")),
+        ipv6_nats=(NatMapping("2001:db8:1::1", "2001:db8:7::1"),),
+    )
+
+    def render(v: int) -> list[Chain]:
+        return [
+            *nat.static_nat_chains(cfg, v),
+            *nat.floating_ip_chains(cfg, [ep], v),
+            nat.nat_outgoing_chain(cfg, v, active=True),
+        ]
+
+    golden("nat", both_families("nat", render, static.hooks(cfg, "nat")))

@@ -12,7 +12,8 @@ Diff: a chain whose hash list differs from the desired one is rewritten whole (d
 flushes it), an unchanged chain is not written at all, so its packet counters survive. Stale
 cali chains are flushed, unhooked and deleted in the same transaction; a stale chain still
 referenced by a foreign rule is only emptied. A jump to a cali chain nobody provided gets a
-drop-all stub chain (fail closed) rather than failing the whole transaction. Hooks must sit
+drop-all stub chain (fail closed; in the nat table, which is not for filtering, an empty
+one) rather than failing the whole transaction. Hooks must sit
 at the top of their kernel chain (insert mode), appended ones after them; if not, all our
 rules in that chain are deleted (by number, re-reading the table first) and re-added.
 
@@ -87,7 +88,9 @@ class _Desired(NamedTuple):
     targets: set[str]
 
 
-def stub_chain(name: str) -> Chain:
+def stub_chain(name: str, table: str = "filter") -> Chain:
+    if table == "nat":  # no DROP in nat: an unprogrammed NAT chain simply translates nothing
+        return Chain(name)
     return Chain(name, (Rule(action=DROP, comment=("Stub: chain not programmed",)),))
 
 
@@ -250,8 +253,8 @@ class IptablesTable:
         """The chain we want under `name`: provided, a stub if only referenced, or none."""
         desired = self._chains.get(name)
         if desired is None and name in self._refs and name.startswith(CHAIN_PREFIX):
-            _log.warning("chain %s is referenced but not provided: stubbing (drop)", name)
-            stub = stub_chain(name)
+            _log.warning("chain %s/%s is referenced but not provided: stubbing", self.table, name)
+            stub = stub_chain(name, self.table)
             desired = _Desired(stub, stub.rule_hashes(), set())
         return desired
 

@@ -4,7 +4,8 @@ Role: keeps the desired state of everything per-endpoint in the drivers:
 - filter: `cali-tw-/cali-fw-<iface>` per workload, the workload dispatch trees, and the
   host endpoint chains and dispatch; raw and mangle: host endpoint untracked / pre-DNAT
   chains and their dispatch, and `cali-rpf-skip` (workloads' allowed spoofed prefixes);
-- routes: one /32 (/128) per workload address on its interface, with the workload's MAC;
+- routes: one /32 (/128) per workload address on its interface, with the workload's MAC,
+  and one per floating IP (external IP of its NAT mappings) so that BIRD can advertise it;
 - links: Calico's per-interface sysctls.
 Dispatch chains are always installed, even empty, because the static chains jump to them
 (a missing jump target would be stubbed with drop-all).
@@ -50,6 +51,7 @@ from calico.rules.endpoints import (
     workload_endpoint_chains,
 )
 from calico.rules.model import Chain
+from calico.rules.nat import endpoint_nats
 from calico.rules.static import static_raw_chains
 
 StatusCallback = Callable[[WorkloadEndpointID | HostEndpointID, str | None], None]
@@ -148,8 +150,12 @@ class EndpointManager:
         for family, nets in ((4, new.ipv4_nets), (6, new.ipv6_nets)):
             if family in self._routes:
                 mac = new.mac if family == 4 else None
+                host_len = 32 if family == 4 else 128
+                fips = [
+                    f"{n.external_ip}/{host_len}" for n in endpoint_nats(self._cfg, new, family)
+                ]
                 self._routes[family].set_routes(
-                    new.interface_name, [RouteTarget(net, mac) for net in nets]
+                    new.interface_name, [RouteTarget(net, mac) for net in (*nets, *fips)]
                 )
         spoofing = bool(new.allow_spoofed_source_prefixes)
         self._links.set_interface(new.interface_name, spoofing, 6 in self._cfg.ip_versions)

@@ -1,0 +1,150 @@
+"""The nat table with real packets: floating IPs (DNAT, hairpin SNAT, the route BIRD would
+advertise) and IP pools' natOutgoing (MASQUERADE to the host's address), IPv4 and IPv6.
+
+The host's upstream namespace plays the outside world: it routes the floating IP range to
+the host (standing in for what BGP would teach it) and records the source addresses it sees.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from calico.testing.workloads import connects, serve
+
+from .conftest import Cluster, FelixHost, wait_until
+from .probes import UdpRecorder, send_udp_from
+
+pytestmark = pytest.mark.fv
+
+HOST_V4, HOST_V6 = "198.18.255.1", "2001:db8:ff::1"  # the host's upstream-facing addresses
+OUT_V4, OUT_V6 = "198.18.255.2", "2001:db8:ff::2"  # the outside world
+FIP_V4, FIP_V6 = "198.18.7.1", "2001:db8:7::1"
+
+
+def nats(*pairs: tuple[str, str]) -> dict[str, object]:
+    return {"ipNATs": [{"internalIP": i, "externalIP": e} for i, e in pairs]}
+
+
+def test_floating_ips_reach_the_workload_hairpin_and_survive_tampering(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    host = cluster.host("h1", FELIX_FLOATINGIPS="Enabled")
+    wl = host.add_workload("cali1a", "198.19.0.1", "2001:db8:100::1")
+    cluster.add_endpoint(
+        host, wl, "a", extra=nats(("198.19.0.1", FIP_V4), ("2001:db8:100::1", FIP_V6))
+    )
+    for address in (wl.ipv4, wl.ipv6):
+        assert address is not None
+        serve(cluster.ns, wl.netns, address, 8080)
+    cluster.ns.exec(host.upstream, ["ip", "route", "add", "198.18.7.0/24", "via", HOST_V4])
+    cluster.ns.exec(host.upstream, ["ip", "-6", "route", "add", "2001:db8:7::/64", "via", HOST_V6])
+    host.start()
+    host.wait_ready()
+
+    for fip in (FIP_V4, FIP_V6):
+        wait_until(
+            lambda f=fip: connects(cluster.ns, host.upstream, "tcp", f, 8080), what=f"TCP to {fip}"
+        )
+    # The workload sees the outside client's own address (DNAT only, no SNAT).
+    for fip, inside, outside in ((FIP_V4, wl.ipv4, OUT_V4), (FIP_V6, wl.ipv6, OUT_V6)):
+        assert inside is not None
+        seen = UdpRecorder(cluster.ns, wl.netns, inside, 9999, tmp_path / f"in{fip}.json")
+        wait_until(
+            lambda f=fip, o=outside, r=seen: _sent_and_seen(cluster, host.upstream, o, f, r, o),
+            what=f"UDP to {fip} seen from {outside}",
+        )
+        # Hairpin: the workload reaches itself through its floating IP and sees the packet
+        # come from the floating IP, not from its own address.
+        wait_until(
+            lambda f=fip, i=inside, r=seen: _sent_and_seen(cluster, wl.netns, i, f, r, f),
+            what=f"hairpin via {fip}",
+        )
+    # The floating IPs are routed to the workload's interface (BIRD's kernel protocol
+    # learns these and advertises those inside an IP pool).
+    assert f"{FIP_V4} dev cali1a proto 80" in host.routes(4)
+    assert f"{FIP_V6} dev cali1a proto 80" in host.routes(6)
+    nat4 = "\n".join(host.cali_lines("nat", 4))
+    assert f"-d {FIP_V4}/32 " in nat4 and "--to-destination 198.19.0.1" in nat4
+
+    # Tampering with the nat table is repaired by the periodic refresh.
+    host.exec(["iptables", "-t", "nat", "-F", "cali-fip-dnat"])
+    wait_until(lambda: bool(host.chain("cali-fip-dnat", "nat", 4)), what="DNAT repaired")
+    assert connects(cluster.ns, host.upstream, "tcp", FIP_V4, 8080)
+
+    # Removing the mapping removes the DNAT and the route.
+    cluster.add_endpoint(host, wl, "a")
+    wait_until(lambda: FIP_V4 not in host.routes(4), what="floating IP route removed")
+    assert not host.chain("cali-fip-dnat", "nat", 4) and not host.chain("cali-fip-dnat", "nat", 6)
+    assert not connects(cluster.ns, host.upstream, "tcp", FIP_V4, 8080)
+
+
+def _sent_and_seen(
+    cluster: Cluster, where: str, src: str, dst: str, recorder: UdpRecorder, expect: str
+) -> bool:
+    payload = f"{src}->{dst}"
+    send_udp_from(cluster.ns, where, src, dst, 9999, payload)
+    return recorder.sources(payload) == {expect}
+
+
+def test_nat_outgoing_masquerades_only_pools_that_ask_for_it(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    host: FelixHost = cluster.host("h1")
+    masq = host.add_workload("cali1m", "198.19.0.1", "2001:db8:100::1")
+    plain = host.add_workload("cali1p", "198.19.1.1", "2001:db8:101::1")
+    cluster.add_endpoint(host, masq, "masq")
+    cluster.add_endpoint(host, plain, "plain")
+    for name, cidr, nat_outgoing in (
+        ("masq-v4", "198.19.0.0/24", True),
+        ("masq-v6", "2001:db8:100::/64", True),
+        ("plain-v4", "198.19.1.0/24", False),
+        ("plain-v6", "2001:db8:101::/64", False),
+    ):
+        cluster.apply({
+            "kind": "IPPool", "metadata": {"name": name},
+            "spec": {"cidr": cidr, "natOutgoing": nat_outgoing},
+        })  # fmt: skip
+    outside = {
+        4: UdpRecorder(cluster.ns, host.upstream, OUT_V4, 9999, tmp_path / "out4.json"),
+        6: UdpRecorder(cluster.ns, host.upstream, OUT_V6, 9999, tmp_path / "out6.json"),
+    }
+    in_plain = UdpRecorder(cluster.ns, plain.netns, "198.19.1.1", 9999, tmp_path / "in.json")
+    host.start()
+    host.wait_ready()
+
+    tries = iter(range(1_000_000))
+
+    def seen(where: str, src: str, dst: str, recorder: UdpRecorder, expect: str) -> bool:
+        payload = f"{src}->{dst}#{next(tries)}"  # fresh: earlier sends had other sources
+        send_udp_from(cluster.ns, where, src, dst, 9999, payload)
+        return recorder.sources(payload) == {expect}
+
+    # From a natOutgoing pool to outside every pool: the far side sees the host's address.
+    wait_until(lambda: seen(masq.netns, "198.19.0.1", OUT_V4, outside[4], HOST_V4), what="v4")
+    wait_until(lambda: seen(masq.netns, "2001:db8:100::1", OUT_V6, outside[6], HOST_V6), what="v6")
+    # From a pool without natOutgoing: the workload's own address.
+    wait_until(lambda: seen(plain.netns, "198.19.1.1", OUT_V4, outside[4], "198.19.1.1"), what="")
+    wait_until(lambda: seen(plain.netns, "2001:db8:101::1", OUT_V6, outside[6], "2001:db8:101::1"))
+    # Inside the pools nothing is translated, natOutgoing or not.
+    wait_until(lambda: seen(masq.netns, "198.19.0.1", "198.19.1.1", in_plain, "198.19.0.1"))
+    assert any(
+        "-j MASQUERADE --random-fully" in ln for ln in host.chain("cali-nat-outgoing", "nat")
+    )
+    sets = host.exec(["ipset", "list", "-n"]).stdout.split()
+    assert {"cali40masq-ipam-pools", "cali40all-ipam-pools", "cali60masq-ipam-pools"} <= set(sets)
+
+    # Turning natOutgoing off takes effect without a restart; a foreign NAT rule is kept.
+    host.exec(
+        ["iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "198.18.250.0/24", "-j", "RETURN"]
+    )
+    cluster.apply({
+        "kind": "IPPool", "metadata": {"name": "masq-v4"},
+        "spec": {"cidr": "198.19.0.0/24", "natOutgoing": False},
+    })  # fmt: skip
+    wait_until(lambda: seen(masq.netns, "198.19.0.1", OUT_V4, outside[4], "198.19.0.1"), what="off")
+    assert not host.chain("cali-nat-outgoing", "nat", 4) and host.chain(
+        "cali-nat-outgoing", "nat", 6
+    )
+    assert host.chain("POSTROUTING", "nat", 4)[-1].endswith("-s 198.18.250.0/24 -j RETURN")
