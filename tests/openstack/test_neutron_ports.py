@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import ipaddress
 
 import pytest
 from neutron.objects import agent as agent_obj
@@ -67,7 +68,9 @@ class TestPorts(CalicoMl2TestCase):
             allowed_address_pairs=[{"ip_address": "198.18.9.9"}],
         )
         wep = self.etcd_json(self.wep_key(HOST1, "vm-a", port["id"]))
-        assert wep["spec"]["ipNetworks"] == [f"{ip}/32", "198.18.1.77/32", "198.18.9.9/32"]
+        # Fixed IPs in address order (Neutron's order varies), then the address pair.
+        fixed = sorted([ip, "198.18.1.77"], key=lambda a: int(ipaddress.ip_address(a)))
+        assert wep["spec"]["ipNetworks"] == [*(f"{a}/32" for a in fixed), "198.18.9.9/32"]
         assert wep["spec"]["allowSpoofedSourcePrefixes"] == ["198.18.9.9/32"]
 
         self._delete("ports", port["id"], as_admin=True)

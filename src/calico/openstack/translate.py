@@ -210,8 +210,14 @@ def endpoint_for_port(
         "mac": port.get("mac_address"),
     }
     networks: list[str] = []
-    for i, fixed in enumerate(port.get("fixed_ips") or []):
-        addr = _address(fixed.get("ip_address"), port_id, f"fixed_ips[{i}].ip_address")
+    fixed_ips = [
+        (i, fixed, _address(fixed.get("ip_address"), port_id, f"fixed_ips[{i}].ip_address"))
+        for i, fixed in enumerate(port.get("fixed_ips") or [])
+    ]
+    # Neutron's DB does not order a port's fixed IPs; sorting keeps the endpoint (and the
+    # gateway choice below) identical however they come, so a resync never rewrites it.
+    fixed_ips.sort(key=lambda item: (item[2].version, int(item[2])))
+    for i, fixed, addr in fixed_ips:
         if _single(addr) not in networks:
             networks.append(_single(addr))
         subnet = extras.subnets.get(fixed.get("subnet_id"))

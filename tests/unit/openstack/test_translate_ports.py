@@ -318,6 +318,22 @@ def test_endpoint_in_a_region_namespace() -> None:
     assert wep.to_dict() == expected(namespace="openstack-region-europe-1")
 
 
+def test_fixed_ip_order_from_neutron_does_not_change_the_endpoint() -> None:
+    ips = [ip6("2001:db8::5"), ip4("10.9.0.7", "sub4b"), ip4("10.0.0.5"), ip6("2001:db8::2")]
+    weps = [
+        endpoint_for_port(make_port(fixed_ips=order), PortExtras(subnets=SUBNETS), None)
+        for order in (ips, ips[::-1], ips[1:] + ips[:1])
+    ]
+    assert weps[0].spec.ipNetworks == [
+        "10.0.0.5/32",
+        "10.9.0.7/32",
+        "2001:db8::2/128",
+        "2001:db8::5/128",
+    ]
+    assert weps[0].spec.ipv4Gateway == "10.9.0.1"  # the last (highest) IPv4 address's subnet
+    assert all(w.to_dict() == weps[0].to_dict() for w in weps[1:])
+
+
 def test_fixed_ips_exclude_address_pairs() -> None:
     port = make_port(
         fixed_ips=[ip4("10.0.0.5"), ip6("2001:db8::5")],
