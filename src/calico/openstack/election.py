@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable
 
@@ -23,15 +22,15 @@ from calico.datastore.api import (
     EventType,
     KeyExists,
     KeyNotFound,
-    Watch,
 )
+from calico.openstack.watching import WatchThread, next_backoff
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 5.0
 
 
-class Elector:
+class Elector(WatchThread):
     def __init__(
         self,
         backend: Backend,
@@ -42,37 +41,25 @@ class Elector:
     ) -> None:
         if ttl < 1:
             raise ValueError(f"election ttl must be at least 1 second, not {ttl}")
+        super().__init__(f"elector-{key}")
         self._backend = backend
         self._key = key
         self._server_id = server_id
         self._ttl = ttl
         self._on_change = on_change
         self._interval = ttl / 3
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._watch: Watch | None = None
         self._lease = 0
         self._leader = False
         self._valid_until = 0.0  # monotonic deadline of the current leadership
-        self._thread = threading.Thread(target=self._run, name=f"elector-{key}", daemon=True)
 
     @property
     def is_leader(self) -> bool:
         with self._lock:
             return self._leader and time.monotonic() < self._valid_until
 
-    def start(self) -> None:
-        self._thread.start()
-
     def stop(self, timeout: float = 10.0) -> None:
         """Stop electing; a leader revokes its lease so another server takes over at once."""
-        self._stop.set()
-        with self._lock:
-            watch = self._watch
-        if watch is not None:
-            watch.close()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        super().stop(timeout)
 
     # -- thread -----------------------------------------------------------------------------
 
@@ -86,7 +73,7 @@ class Elector:
                     self._wait_for_vacancy()
                 backoff = 0.0
             except DatastoreError as exc:
-                backoff = min(MAX_BACKOFF, max(0.2, backoff * 2))
+                backoff = next_backoff(backoff, 0.2, MAX_BACKOFF)
                 log.warning("election on %s: %s; retrying in %.1fs", self._key, exc, backoff)
                 self._step_down()
                 self._stop.wait(backoff)
@@ -140,19 +127,10 @@ class Elector:
         log.debug(
             "%s: %s is led by %r", self._server_id, self._key, kv.value.decode(errors="replace")
         )
-        watch = self._backend.watch(self._key, kv.mod_revision + 1)
-        with self._lock:
-            self._watch = watch
-        try:
-            if self._stop.is_set():
-                return
-            for events in watch:
+        with self._watching(self._backend.watch(self._key, kv.mod_revision + 1)) as batches:
+            for events in batches:
                 if any(e.type is EventType.DELETE and e.key == self._key for e in events):
                     return
-        finally:
-            with self._lock:
-                self._watch = None
-            watch.close()
 
     # -- state ------------------------------------------------------------------------------
 

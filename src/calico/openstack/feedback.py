@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from calico.datastore.api import Backend, DatastoreError, EventType, Watch, WatchEvent
+from calico.datastore.api import Backend, DatastoreError, EventType, WatchEvent
 from calico.openstack import keys
+from calico.openstack.watching import WatchThread, next_backoff
 
 log = logging.getLogger(__name__)
 
@@ -74,30 +74,15 @@ def parse_status_key(prefix: str, key: str) -> _HostKey | _EndpointKey | None:
     return None
 
 
-class FelixStatusWatcher:
+class FelixStatusWatcher(WatchThread):
     def __init__(self, backend: Backend, region_str: str, sink: StatusSink) -> None:
+        super().__init__("felix-status-watch")
         self._backend = backend
         self._prefix = keys.felix_status_prefix(region_str)
         self._sink = sink
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._watch: Watch | None = None
         # What the sink has been told: host -> heartbeat mod_revision, endpoint -> status.
         self._alive: dict[str, int] = {}
         self._endpoints: dict[_EndpointKey, str] = {}
-        self._thread = threading.Thread(target=self._run, name="felix-status-watch", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        with self._lock:
-            watch = self._watch
-        if watch is not None:
-            watch.close()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
 
     # -- thread -----------------------------------------------------------------------------
 
@@ -109,7 +94,7 @@ class FelixStatusWatcher:
                 backoff = 0.0
                 self._watch_from(revision + 1)
             except DatastoreError as exc:
-                backoff = min(MAX_BACKOFF, max(MIN_BACKOFF, backoff * 2))
+                backoff = next_backoff(backoff, MIN_BACKOFF, MAX_BACKOFF)
                 log.warning(
                     "Felix status watch on %s: %s; re-listing in %.1fs", self._prefix, exc, backoff
                 )
@@ -134,18 +119,9 @@ class FelixStatusWatcher:
         return listing.revision
 
     def _watch_from(self, revision: int) -> None:
-        watch = self._backend.watch(self._prefix, revision)
-        with self._lock:
-            self._watch = watch
-        try:
-            if self._stop.is_set():
-                return
-            for events in watch:
+        with self._watching(self._backend.watch(self._prefix, revision)) as batches:
+            for events in batches:
                 self._handle(events)
-        finally:
-            with self._lock:
-                self._watch = None
-            watch.close()
 
     def _handle(self, events: Sequence[WatchEvent]) -> None:
         for event in events:

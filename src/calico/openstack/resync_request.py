@@ -28,10 +28,10 @@ from calico.datastore.api import (
     DatastoreError,
     EventType,
     KeyValue,
-    Watch,
     WatchEvent,
 )
 from calico.openstack import keys
+from calico.openstack.watching import WatchThread, next_backoff
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def _wait_for_value(backend: Backend, key: str, revision: int, deadline: float) 
 # -- the answering side (leader) ---------------------------------------------------------------
 
 
-class ResyncRequestWatcher:
+class ResyncRequestWatcher(WatchThread):
     def __init__(
         self,
         backend: Backend,
@@ -119,28 +119,12 @@ class ResyncRequestWatcher:
         handler: Callable[[], Mapping[str, Any]],
         result_ttl: int = RESULT_TTL,
     ) -> None:
+        super().__init__("resync-requests")
         self._backend = backend
         self._region_str = region_str
         self._request_key = keys.resync_request_key(region_str)
         self._handler = handler
         self._result_ttl = result_ttl
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._watch: Watch | None = None
-        self._thread = threading.Thread(target=self._run, name="resync-requests", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop watching; a resync already running finishes in the background."""
-        self._stop.set()
-        with self._lock:
-            watch = self._watch
-        if watch is not None:
-            watch.close()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
 
     def _run(self) -> None:
         backoff = 0.0
@@ -151,23 +135,14 @@ class ResyncRequestWatcher:
                 backoff = 0.0
                 self._watch_from(listing.revision + 1)
             except DatastoreError as exc:
-                backoff = min(MAX_BACKOFF, max(MIN_BACKOFF, backoff * 2))
+                backoff = next_backoff(backoff, MIN_BACKOFF, MAX_BACKOFF)
                 log.warning("resync request watch: %s; re-listing in %.1fs", exc, backoff)
                 self._stop.wait(backoff)
 
     def _watch_from(self, revision: int) -> None:
-        watch = self._backend.watch(self._request_key, revision)
-        with self._lock:
-            self._watch = watch
-        try:
-            if self._stop.is_set():
-                return
-            for events in watch:
+        with self._watching(self._backend.watch(self._request_key, revision)) as batches:
+            for events in batches:
                 self._answer(_puts(events, self._request_key))
-        finally:
-            with self._lock:
-                self._watch = None
-            watch.close()
 
     def _answer(self, requests: Sequence[KeyValue | WatchEvent]) -> None:
         pending: list[str] = []
