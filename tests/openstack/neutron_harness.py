@@ -175,6 +175,20 @@ class CalicoMl2TestCase(test_plugin.Ml2PluginV2TestCase):  # type: ignore[misc]
     def update_port(self, port_id: str, **changes: Any) -> Any:
         return self._update("ports", port_id, {"port": changes}, as_admin=True)["port"]
 
+    def create_sg_rule(self, sg_id: str, **rule: Any) -> Any:
+        """A security group rule through Neutron's API (IPv4 unless `ethertype` says)."""
+        body = {"security_group_id": sg_id, "ethertype": "IPv4"} | rule
+        req = self.new_create_request(
+            "security-group-rules", {"security_group_rule": body}, self.fmt
+        )
+        res = req.get_response(self.api)
+        self._check_http_response(res)
+        return self.deserialize(self.fmt, res)["security_group_rule"]
+
+    def delete_sg_rule(self, rule_id: str) -> None:
+        res = self.new_delete_request("security-group-rules", rule_id).get_response(self.api)
+        self._check_http_response(res, 204)
+
     def show_port(self, port_id: str) -> Any:
         return self._show("ports", port_id, as_admin=True)["port"]
 

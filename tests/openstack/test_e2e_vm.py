@@ -187,19 +187,6 @@ class TestVmOnComputeHost(CalicoMl2TestCase):
     def routes(self, version: int = 4) -> str:
         return self.host(["ip", f"-{version}", "route", "show"])
 
-    def sg_rule(self, sg_id: str, **rule: Any) -> Any:
-        body = {"security_group_id": sg_id, "ethertype": "IPv4"} | rule
-        req = self.new_create_request(
-            "security-group-rules", {"security_group_rule": body}, self.fmt
-        )
-        res = req.get_response(self.api)
-        self._check_http_response(res)
-        return self.deserialize(self.fmt, res)["security_group_rule"]
-
-    def delete_sg_rule(self, rule_id: str) -> None:
-        res = self.new_delete_request("security-group-rules", rule_id).get_response(self.api)
-        self._check_http_response(res, 204)
-
     # -- the test -----------------------------------------------------------------------------
 
     def test_neutron_port_becomes_routed_policed_vm_interface(self) -> None:
@@ -229,13 +216,13 @@ class TestVmOnComputeHost(CalicoMl2TestCase):
         sg_id = sg["id"]
         assert sg["security_group_rules"] == []  # (this test DB has no default rules)
         for ethertype in ("IPv4", "IPv6"):
-            self.sg_rule(sg_id, direction="egress", ethertype=ethertype)
-        self.sg_rule(sg_id, direction="ingress", protocol="icmp", remote_group_id=sg_id)
-        self.sg_rule(
+            self.create_sg_rule(sg_id, direction="egress", ethertype=ethertype)
+        self.create_sg_rule(sg_id, direction="ingress", protocol="icmp", remote_group_id=sg_id)
+        self.create_sg_rule(
             sg_id, direction="ingress", ethertype="IPv6", protocol="ipv6-icmp",
             remote_group_id=sg_id,
         )  # fmt: skip
-        tcp5000 = self.sg_rule(
+        tcp5000 = self.create_sg_rule(
             sg_id, direction="ingress", protocol="tcp", port_range_min=5000,
             port_range_max=5000, remote_group_id=sg_id,
         )  # fmt: skip
@@ -280,7 +267,7 @@ class TestVmOnComputeHost(CalicoMl2TestCase):
         # The group changes through Neutron: 5000 goes, 6000 comes.
         self.delete_sg_rule(tcp5000["id"])
         self.pump_until(lambda: not connects(self.ns, vm1.netns, "tcp", vm2.ip(4), 5000))
-        self.sg_rule(
+        self.create_sg_rule(
             sg_id, direction="ingress", protocol="tcp", port_range_min=6000,
             port_range_max=6000, remote_group_id=sg_id,
         )  # fmt: skip

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from neutron_harness import HOST1, CalicoMl2TestCase
 
@@ -13,19 +11,6 @@ pytestmark = pytest.mark.openstack
 
 
 class TestSecurityGroups(CalicoMl2TestCase):
-    def create_rule(self, sg_id: str, **rule: Any) -> Any:
-        body = {"security_group_id": sg_id, "ethertype": "IPv4"} | rule
-        req = self.new_create_request(
-            "security-group-rules", {"security_group_rule": body}, self.fmt
-        )
-        res = req.get_response(self.api)
-        self._check_http_response(res)
-        return self.deserialize(self.fmt, res)["security_group_rule"]
-
-    def delete_rule(self, rule_id: str) -> None:
-        res = self.new_delete_request("security-group-rules", rule_id).get_response(self.api)
-        self._check_http_response(res, 204)
-
     def test_rules_create_update_delete(self) -> None:
         sg = self._make_security_group(self.fmt, name="web")["security_group"]
         policy = self.etcd_json(self.policy_key(sg["id"]))
@@ -35,14 +20,14 @@ class TestSecurityGroups(CalicoMl2TestCase):
         assert sg["security_group_rules"] == []
         assert policy["spec"]["ingress"] == policy["spec"]["egress"] == []
 
-        out = self.create_rule(sg["id"], direction="egress", ethertype="IPv6")
+        out = self.create_sg_rule(sg["id"], direction="egress", ethertype="IPv6")
         assert self.etcd_json(self.policy_key(sg["id"]))["spec"]["egress"] == [
             {"action": "Allow", "ipVersion": 6}
         ]
-        self.delete_rule(out["id"])
+        self.delete_sg_rule(out["id"])
         assert self.etcd_json(self.policy_key(sg["id"]))["spec"]["egress"] == []
 
-        ssh = self.create_rule(
+        ssh = self.create_sg_rule(
             sg["id"],
             direction="ingress",
             protocol="tcp",
@@ -50,7 +35,7 @@ class TestSecurityGroups(CalicoMl2TestCase):
             port_range_max=22,
             remote_ip_prefix="198.18.0.0/16",
         )
-        peers = self.create_rule(sg["id"], direction="ingress", remote_group_id=sg["id"])
+        peers = self.create_sg_rule(sg["id"], direction="ingress", remote_group_id=sg["id"])
         ingress = self.etcd_json(self.policy_key(sg["id"]))["spec"]["ingress"]
         assert {
             "action": "Allow",
@@ -66,12 +51,12 @@ class TestSecurityGroups(CalicoMl2TestCase):
         } in ingress
         assert len(ingress) == 2
 
-        self.delete_rule(ssh["id"])
+        self.delete_sg_rule(ssh["id"])
         ingress = self.etcd_json(self.policy_key(sg["id"]))["spec"]["ingress"]
         assert [r.get("source") for r in ingress] == [
             {"selector": f"has({keys.sg_label(sg['id'])})"}
         ]
-        self.delete_rule(peers["id"])
+        self.delete_sg_rule(peers["id"])
         assert self.etcd_json(self.policy_key(sg["id"]))["spec"]["ingress"] == []
 
         self._delete("security-groups", sg["id"])
