@@ -208,7 +208,9 @@ class Workload:
         spec = {"order": 6, "selector": "wide == 'true'", "ingress": [rule], "egress": []}
         return {"kind": "GlobalNetworkPolicy", "metadata": {"name": "bench-move"}, "spec": spec}
 
-    def docs(self) -> list[dict[str, Any]]:
+    def docs(self, remote: range | None = None) -> list[dict[str, Any]]:
+        """Every resource; `remote` picks which remote endpoints (default: all of them), so
+        a run can load part of them and add the rest later with the same labels."""
         scale = self.scale
         return [
             *(self.profile_doc(f"ns{n}") for n in range(NAMESPACES)),
@@ -216,8 +218,11 @@ class Workload:
             self.wide_doc(8000),
             self.move_doc(0),
             *(self.endpoint_doc(i) for i in range(scale.endpoints)),
-            *(self.endpoint_doc(j, remote=True) for j in range(scale.remote)),
+            *(self.remote_docs(range(scale.remote) if remote is None else remote)),
         ]
+
+    def remote_docs(self, indices: range) -> list[dict[str, Any]]:
+        return [self.endpoint_doc(j, remote=True) for j in indices]
 
     def resources(self) -> list[Resource]:
         return [resource(doc) for doc in self.docs()]

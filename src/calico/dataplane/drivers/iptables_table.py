@@ -55,18 +55,26 @@ class KernelTable:
 
 
 def parse_save(text: str) -> KernelTable:
+    return _parse_lines(text.splitlines())
+
+
+def _parse_lines(lines: Iterable[str]) -> KernelTable:
+    """One table's lines of an `iptables-save`. Runs on every refresh over every rule (~36k per
+    family at scale L), so the jump-target search is done only where it can matter: rules
+    of kernel chains that carry no hash of ours (a foreign rule jumping into our chains)."""
     state = KernelTable()
-    for line in text.splitlines():
+    chains = state.chains
+    for line in lines:
         if line.startswith(":"):
-            state.chains.setdefault(line[1:].split(" ", 1)[0], [])
+            chains.setdefault(line[1:].split(" ", 1)[0], [])
         elif line.startswith("-A "):
             chain = line.split(" ", 2)[1]
             found = _HASH_RE.search(line)
-            state.chains.setdefault(chain, []).append(found.group(1) if found else None)
-            target = _TARGET_RE.search(line)
-            foreign_chain = not chain.startswith(CHAIN_PREFIX)
-            if foreign_chain and not found and target and target.group(1).startswith(CHAIN_PREFIX):
-                state.foreign_refs.add(target.group(1))
+            chains.setdefault(chain, []).append(found.group(1) if found else None)
+            if not found and not chain.startswith(CHAIN_PREFIX):
+                target = _TARGET_RE.search(line)
+                if target and target.group(1).startswith(CHAIN_PREFIX):
+                    state.foreign_refs.add(target.group(1))
     return state
 
 
@@ -79,7 +87,7 @@ def parse_save_tables(text: str) -> dict[str, KernelTable]:
             current = sections.setdefault(line[1:].strip(), [])
         else:
             current.append(line)
-    return {name: parse_save("\n".join(lines)) for name, lines in sections.items()}
+    return {name: _parse_lines(lines) for name, lines in sections.items()}
 
 
 class _Desired(NamedTuple):
