@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from calico.cni.spec import CniError, Code, check_version
 from calico.datastore.config import EtcdConfig
-from calico.model.fields import check_label_value, check_qualified_name
+from calico.model.names import check_label_value, check_qualified_name
 
 CALICO_IPAM = "calico-ipam"
 DEFAULT_NODENAME_FILE = "/var/lib/calico/nodename"

@@ -17,7 +17,7 @@ import hashlib
 from dataclasses import dataclass
 
 from calico.cni.spec import Invocation
-from calico.model.endpoints import workload_endpoint_name
+from calico.model.names import workload_endpoint_name
 
 HOST_VETH_PREFIX = "cali"
 K8S = "k8s"

@@ -2,7 +2,8 @@
 
 A runtime executes `<bin dir>/<type>` for each plugin of a network, so the two plugins become
 small executables there: scripts whose shebang is this installation's Python (isolated mode,
-so a runtime's PYTHON* environment cannot redirect imports) and which run the plugin module.
+so a runtime's PYTHON* environment cannot redirect imports) and which run the plugin module
+through `calico.cni.runner`, which imports it only for commands that need it.
 A sample conflist can be written to the runtime's config dir; an existing one is kept unless
 `force`, since operators edit it.
 """
@@ -32,8 +33,8 @@ def plugin_script(module: str, python: str = sys.executable) -> str:
     return (
         f"#!{python} -I\n"
         f"# calico-py CNI plugin, written by `calico cni install`: runs {module}.\n"
-        f"from {module} import main\n"
-        "main()\n"
+        "from calico.cni.runner import main\n"
+        f"main({module!r})\n"
     )
 
 

@@ -176,7 +176,7 @@ HANDLERS = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check}
 
 
 def main() -> None:
-    run_main(HANDLERS)
+    run_main(__name__)
 
 
 if __name__ == "__main__":

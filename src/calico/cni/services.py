@@ -1,6 +1,8 @@
 """What a CNI call talks to: the datastore, Calico IPAM and the kernel, each built on first use.
 
-VERSION and a config rejected at parse time never open a connection. Tests substitute any
+VERSION and a config rejected at parse time never open a connection, nor import what they
+would need (httpx, pyroute2, the pydantic models): a plugin process pays for those only when
+a command uses them. Tests substitute any
 object with `client`, `ipam` and `net` attributes (a memory Backend, a fake IPAM, a fake
 NetSetup). `datastore_errors` maps datastore and IPAM failures to CNI codes in one place:
 an unreachable etcd is "try again later" (11), pool exhaustion and other IPAM refusals 101,
@@ -12,17 +14,18 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Iterator, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from calico.cni.config import NetConf, etcd_config
-from calico.cni.netsetup import KernelNetSetup, NetSetup
 from calico.cni.spec import CniError, Code
 from calico.datastore.api import DatastoreError, DatastoreUnavailable
-from calico.datastore.client import ResourceClient
-from calico.datastore.etcd import EtcdBackend
-from calico.ipam.allocator import IPAMClient
 from calico.ipam.api import IPAM, IPAMError
 from calico.model.errors import ResourceError
+
+if TYPE_CHECKING:
+    from calico.cni.netsetup import NetSetup
+    from calico.datastore.client import ResourceClient
+    from calico.datastore.etcd import EtcdBackend
 
 
 class Services(Protocol):
@@ -45,18 +48,26 @@ class DefaultServices:
 
     @functools.cached_property
     def backend(self) -> EtcdBackend:
+        from calico.datastore.etcd import EtcdBackend
+
         return EtcdBackend(etcd_config(self._conf, self._environ))
 
     @functools.cached_property
     def client(self) -> ResourceClient:
+        from calico.datastore.client import ResourceClient
+
         return ResourceClient(self.backend)
 
     @functools.cached_property
     def ipam(self) -> IPAM:
+        from calico.ipam.allocator import IPAMClient
+
         return IPAMClient(self.backend)
 
     @functools.cached_property
     def net(self) -> NetSetup:
+        from calico.cni.netsetup import KernelNetSetup
+
         return KernelNetSetup()
 
     def close(self) -> None:

@@ -24,6 +24,7 @@ from calico.model.fields import (
     Protocol,
     parse_network,
 )
+from calico.model.names import workload_endpoint_name as workload_endpoint_name
 
 LABEL_NAMESPACE = "projectcalico.org/namespace"
 LABEL_ORCHESTRATOR = "projectcalico.org/orchestrator"
@@ -107,15 +108,6 @@ class WorkloadEndpointSpec(Model):
     allowSpoofedSourcePrefixes: list[CIDR] | None = None
     qosControls: QoSControls | None = None
     awsElasticIPs: list[IPAddress] | None = None
-
-
-def _escape(part: str) -> str:
-    return part.replace("-", "--")
-
-
-def workload_endpoint_name(node: str, orchestrator: str, workload: str, endpoint: str) -> str:
-    """Calico's WorkloadEndpoint name: identifiers joined by '-', with '-' doubled inside."""
-    return "-".join(_escape(p) for p in (node, orchestrator, workload, endpoint))
 
 
 class WorkloadEndpoint(Resource):

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-from pydantic_core import ErrorDetails
+if TYPE_CHECKING:  # pydantic only for annotations: catching ResourceError needs no models
+    from pydantic import ValidationError
+    from pydantic_core import ErrorDetails
 
 
 class FieldError(ValueError):

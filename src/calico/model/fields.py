@@ -13,14 +13,15 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, PlainSerializer, PlainValidator
 
+# The name rules, re-exported for the resources and their users.
+from calico.model.names import DNS_LABEL as DNS_LABEL
+from calico.model.names import DNS_SUBDOMAIN as DNS_SUBDOMAIN
+from calico.model.names import check_label_value as check_label_value
+from calico.model.names import check_qualified_name as check_qualified_name
+from calico.model.names import is_subdomain as is_subdomain
 from calico.selector import SelectorError
 from calico.selector import parse as parse_selector
 
-# DNS-1123 label and subdomain, as Kubernetes and Calico define them.
-DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-DNS_SUBDOMAIN = DNS_LABEL + r"(\." + DNS_LABEL + r")*"
-_QUALIFIED_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-_SUBDOMAIN_RE = re.compile("^" + DNS_SUBDOMAIN + "$")
 _PORT_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
 _PORT_RANGE = re.compile(r"^(\d+):(\d+)$")
 _INTERFACE = re.compile(r"^[a-zA-Z0-9_.-]{1,15}$")
@@ -29,34 +30,6 @@ _MAC = re.compile(r"^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$")
 
 PROTOCOL_NAMES = ("TCP", "UDP", "ICMP", "ICMPv6", "SCTP", "UDPLite")
 PORT_PROTOCOLS = frozenset({"TCP", "UDP", "SCTP", 6, 17, 132})
-
-
-def is_subdomain(name: str) -> bool:
-    return len(name) <= 253 and bool(_SUBDOMAIN_RE.match(name))
-
-
-def check_qualified_name(key: str) -> str | None:
-    """Kubernetes label/annotation key rule; returns the reason it is invalid, or None."""
-    prefix, _, name = key.rpartition("/")
-    if "/" in key and not prefix:
-        return f"label key {key!r}: prefix must not be empty"
-    if prefix and not is_subdomain(prefix):
-        return f"label key {key!r}: prefix must be a DNS subdomain"
-    if not name or len(name) > 63 or not _QUALIFIED_NAME.match(name):
-        return (
-            f"label key {key!r} is not valid: a name of at most 63 characters, alphanumerics,"
-            " '-', '_' or '.', starting and ending with an alphanumeric"
-        )
-    return None
-
-
-def check_label_value(value: str) -> str | None:
-    if value and (len(value) > 63 or not _QUALIFIED_NAME.match(value)):
-        return (
-            f"label value {value!r} is not valid: at most 63 characters, alphanumerics,"
-            " '-', '_' or '.', starting and ending with an alphanumeric"
-        )
-    return None
 
 
 def _labels(value: dict[str, str]) -> dict[str, str]:

@@ -28,7 +28,7 @@ def test_install_writes_executable_plugins_and_a_conflist(tmp_path: Path) -> Non
         path = tmp_path / "bin" / name
         assert os.access(path, os.X_OK)
         text = path.read_text()
-        assert text.startswith(f"#!{sys.executable} -I\n") and f"from {module} import main" in text
+        assert text.startswith(f"#!{sys.executable} -I\n") and f"main({module!r})" in text
     conflist = json.loads((tmp_path / "net.d" / "10-calico.conflist").read_text())
     assert conflist == {
         "name": "k8s-pod-network",

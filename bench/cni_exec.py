@@ -1,0 +1,177 @@
+"""Benchmark: wall time of the installed CNI plugin per ADD and DEL, against the interpreter's
+own start-up measured in the same run.
+
+Run with ``.venv/bin/python bench/cni_exec.py [--runs 20]`` as root. It starts its own etcd
+(with an IPv4 pool in 198.19.0.0/24), a host namespace, and for every run a container
+namespace; installs the plugins with `calico cni install` into a temp dir and executes the
+`calico` plugin exactly as a runtime (and the lab, and so P9) does: `nsenter` into the host
+namespace, a Kubernetes-style CNI_* environment, the config on stdin. Each run is one ADD and
+the DEL of the same container; a first, untimed run claims the IPAM block and warms caches.
+Rows (median and p99 over --runs):
+
+- ADD, DEL: the plugin end to end (start-up, imports, etcd, kernel);
+- VERSION: the plugin's start-up alone (interpreter, imports of the entry module, no I/O).
+
+Floor: the same interpreter with the plugin's flags (`python -I -c pass`), exec'd the same
+way, so ratio = median / floor median is what the plugin adds on top of starting Python.
+Namespaces and etcd are removed afterwards; nothing touches the root namespace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from calico.cni.install import install_plugins
+from calico.datastore.client import ResourceClient
+from calico.datastore.etcd import EtcdBackend
+from calico.model import parse_resource
+from calico.testing.etcd_server import EtcdServer
+from calico.testing.netns import Namespaces
+
+NODE = "bench-node"
+POOL = "198.19.0.0/24"
+ROW_FORMAT = "{:<8} {:>10} {:>9} {:>9} {:>6}"
+
+
+@dataclass(frozen=True)
+class Row:
+    command: str
+    times: list[float]
+    floor: list[float]
+
+
+class Bench:
+    """A host namespace, an etcd with a pool and the installed plugins."""
+
+    def __init__(self, ns: Namespaces, etcd: EtcdServer, bin_dir: Path) -> None:
+        self.ns = ns
+        self.host = ns.add("host")
+        self.etcd_endpoint = etcd.unix_endpoint
+        self.bin_dir = bin_dir
+        install_plugins(bin_dir)
+        backend = EtcdBackend.from_env({"ETCD_ENDPOINTS": etcd.endpoint})
+        try:
+            client = ResourceClient(backend)
+            client.ensure_initialized()
+            client.apply(parse_resource({
+                "apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+                "metadata": {"name": "bench-pool"}, "spec": {"cidr": POOL, "blockSize": 26},
+            }))  # fmt: skip
+        finally:
+            backend.close()
+
+    def conf(self, log_file: Path) -> dict[str, Any]:
+        """The lab's config (`calico.lab.cni.net_conf`): IPv4, k8s policy, info log."""
+        return {
+            "cniVersion": "1.0.0",
+            "name": "bench-net",
+            "type": "calico",
+            "etcd_endpoints": self.etcd_endpoint,
+            "nodename": NODE,
+            "log_level": "info",
+            "log_file_path": str(log_file),
+            "ipam": {"type": "calico-ipam", "assign_ipv4": "true", "assign_ipv6": "false"},
+            "policy": {"type": "k8s"},
+        }
+
+    def exec(self, argv: Sequence[str], env: dict[str, str], stdin: str = "") -> float:
+        """Run `argv` in the host namespace as a runtime would; returns its wall time."""
+        started = time.perf_counter()
+        proc = subprocess.run(
+            ["nsenter", f"--net=/run/netns/{self.host}", *argv],
+            input=stdin.encode(),
+            env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), **env},
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        elapsed = time.perf_counter() - started
+        if proc.returncode != 0:
+            raise RuntimeError(
+                f"{' '.join(argv)} exited {proc.returncode}: {proc.stdout.decode()}"
+                f"{proc.stderr.decode()}"
+            )
+        return elapsed
+
+    def plugin(self, command: str, netns: str, container_id: str, conf: dict[str, Any]) -> float:
+        env = {
+            "CNI_COMMAND": command,
+            "CNI_CONTAINERID": container_id,
+            "CNI_NETNS": f"/run/netns/{netns}",
+            "CNI_IFNAME": "eth0",
+            "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME={netns}",
+            "CNI_PATH": str(self.bin_dir),
+        }
+        return self.exec([str(self.bin_dir / "calico")], env, json.dumps(conf))
+
+    def add_del(self, k: int, conf: dict[str, Any]) -> tuple[float, float]:
+        netns = self.ns.add(f"c{k}")
+        container_id = secrets.token_hex(32)
+        add = self.plugin("ADD", netns, container_id, conf)
+        delete = self.plugin("DEL", netns, container_id, conf)
+        return add, delete
+
+    def version(self) -> float:
+        return self.exec([str(self.bin_dir / "calico")], {"CNI_COMMAND": "VERSION"})
+
+    def python(self) -> float:
+        return self.exec([sys.executable, "-I", "-c", "pass"], {})
+
+
+def run(ns: Namespaces, runs: int) -> list[Row]:
+    with EtcdServer() as etcd, tempfile.TemporaryDirectory(prefix="calico-bench-cni-") as tmp:
+        bench = Bench(ns, etcd, Path(tmp) / "bin")
+        conf = bench.conf(Path(tmp) / "cni.log")
+        bench.add_del(0, conf)  # warm-up: claims the block, fills the page cache
+        adds, dels, versions, floor = [], [], [], []
+        for k in range(1, runs + 1):
+            floor.append(bench.python())
+            versions.append(bench.version())
+            add, delete = bench.add_del(k, conf)
+            adds.append(add)
+            dels.append(delete)
+    return [Row("ADD", adds, floor), Row("DEL", dels, floor), Row("VERSION", versions, floor)]
+
+
+def p99(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+
+
+def format_rows(rows: Sequence[Row], runs: int) -> str:
+    cells = ["command", "median ms", "p99 ms", "floor ms", "ratio"]
+    lines = [
+        f"CNI plugin exec vs `python -I -c pass` ({runs} runs each)",
+        ROW_FORMAT.format(*cells),
+    ]
+    for row in rows:
+        median, floor = statistics.median(row.times), statistics.median(row.floor)
+        times = (f"{t * 1e3:.1f}" for t in (median, p99(row.times), floor))
+        lines.append(ROW_FORMAT.format(row.command, *times, f"{median / floor:.1f}"))
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args(argv)
+    with Namespaces() as ns:
+        rows = run(ns, args.runs)
+    print(format_rows(rows, args.runs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
