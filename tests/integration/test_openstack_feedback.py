@@ -76,6 +76,7 @@ class Pausable:
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.paused = False
+        self.refused = 0  # list/watch calls refused while paused
         self.watches: list[Watch] = []
 
     def __getattr__(self, name: str) -> Any:
@@ -88,11 +89,13 @@ class Pausable:
 
     def list(self, prefix: str) -> Any:
         if self.paused:
+            self.refused += 1
             raise DatastoreUnavailable("paused")
         return self.inner.list(prefix)
 
     def watch(self, prefix: str, start_revision: int) -> Watch:
         if self.paused:
+            self.refused += 1
             raise DatastoreUnavailable("paused")
         watch = self.inner.watch(prefix, start_revision)
         self.watches.append(watch)
@@ -189,6 +192,12 @@ def test_relist_reconciles_what_was_missed(
     sink.take()
 
     pausable.pause()
+    # Closing a watch from another thread is not instant: wait until the watcher has given
+    # up on it and tried to re-list, so the changes below are really missed.
+    deadline = time.monotonic() + 5
+    while not pausable.refused:
+        assert time.monotonic() < deadline, "the watcher never noticed the partition"
+        time.sleep(0.01)
     backend.delete(status_key("h1"))
     backend.delete(ep_key("h1", "p1"))
     backend.put(ep_key("h1", "p2"), ep_value("error"))
