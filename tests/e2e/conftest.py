@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 
 from calico.lab.lab import Lab, running_lab
 from calico.lab.labfile import load_lab
+from calico.testing import waiting
 
 TOOLS = ("etcd", "bird", "birdc", "ip", "nsenter", "ss", "ping", "/usr/lib/frr/bgpd", "vtysh")
 
@@ -36,11 +36,7 @@ def require_lab_tools() -> None:
 def wait_until(
     predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition"
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        time.sleep(0.1)
+    waiting.wait_until(predicate, timeout, what)
 
 
 def lab_fixture(text: str, tmp: Path) -> Iterator[Lab]:

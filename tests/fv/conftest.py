@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from calico.datastore.client import ResourceClient
 from calico.datastore.etcd import EtcdBackend
 from calico.model import parse_resource
 from calico.model.base import Resource
+from calico.testing import waiting
 from calico.testing.etcd_server import EtcdServer
 from calico.testing.netns import Namespaces
 from calico.testing.workloads import Workload, add_upstream, add_workload
@@ -42,11 +42,7 @@ FAST_ENV = {
 def wait_until(
     predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition"
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        time.sleep(0.1)
+    waiting.wait_until(predicate, timeout, what)
 
 
 class FelixHost:

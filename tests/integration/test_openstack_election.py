@@ -13,6 +13,7 @@ from calico.datastore.api import Backend
 from calico.datastore.etcd import EtcdBackend
 from calico.openstack import keys
 from calico.openstack.election import Elector
+from calico.testing import waiting
 from calico.testing.etcd_server import EtcdServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
@@ -23,12 +24,7 @@ TTL = 2
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> float:
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > timeout:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
-    return time.monotonic() - start
+    return waiting.wait_until(predicate, timeout, interval=0.02)
 
 
 class Freezable:

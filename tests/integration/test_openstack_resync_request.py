@@ -14,6 +14,7 @@ from calico.datastore.api import Backend
 from calico.datastore.etcd import EtcdBackend
 from calico.openstack import keys
 from calico.openstack.resync_request import ResyncRequestWatcher, request_resync
+from calico.testing import waiting
 from calico.testing.etcd_server import EtcdServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
@@ -50,10 +51,7 @@ class Handler:
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
+    waiting.wait_until(predicate, timeout, interval=0.02)
 
 
 def test_round_trip(backend: EtcdBackend, watchers: WatcherFactory) -> None:

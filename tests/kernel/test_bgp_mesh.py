@@ -33,6 +33,7 @@ from calico.ipam.keys import affinity_key
 from calico.ipam.records import AffinityState, BlockAffinity
 from calico.model import parse_resource
 from calico.model.base import Resource
+from calico.testing import waiting
 from calico.testing.etcd_server import EtcdServer
 from calico.testing.netns import Namespaces
 from calico.testing.workloads import add_workload
@@ -44,11 +45,7 @@ BLOCKS = {"a": ("198.19.0.0/26", "2001:db8:100::/122"), "b": ("198.19.0.64/26", 
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        time.sleep(0.2)
+    waiting.wait_until(predicate, timeout, what, interval=0.2)
 
 
 class BgpHost:

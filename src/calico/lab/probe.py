@@ -16,7 +16,9 @@ from calico.lab.netns import in_ns
 
 PROTOCOLS = ("tcp", "udp", "icmp")
 
-_CLIENT = """
+# One connection attempt (argv: proto address port timeout), exit 0 when the echo answers
+# "ok"; calico.testing.workloads uses it too, so tests probe exactly as the lab does.
+CLIENT_SCRIPT = """
 import socket, sys
 family = socket.AF_INET6 if ":" in sys.argv[2] else socket.AF_INET
 kind = socket.SOCK_STREAM if sys.argv[1] == "tcp" else socket.SOCK_DGRAM
@@ -59,7 +61,7 @@ def probe_argv(proto: str, address: str, port: int | None, timeout: float) -> li
         return ["ping", "-n", "-q", "-c", "1", "-W", str(wait), address]
     if port is None:
         raise ValueError(f"a {proto} probe needs a port")
-    return [sys.executable, "-c", _CLIENT, proto, address, str(port), str(timeout)]
+    return [sys.executable, "-c", CLIENT_SCRIPT, proto, address, str(port), str(timeout)]
 
 
 def run_probe(

@@ -13,6 +13,7 @@ import json
 import sys
 from dataclasses import dataclass
 
+from calico.lab.probe import CLIENT_SCRIPT
 from calico.testing.netns import Namespaces
 
 HOST_SIDE_MAC = "ee:ee:ee:ee:ee:ee"
@@ -92,21 +93,6 @@ threading.Thread(target=udp, daemon=True).start()
 tcp()
 """
 
-_CLIENT = """
-import socket, sys
-family = socket.AF_INET6 if ":" in sys.argv[2] else socket.AF_INET
-kind = socket.SOCK_STREAM if sys.argv[1] == "tcp" else socket.SOCK_DGRAM
-s = socket.socket(family, kind); s.settimeout(float(sys.argv[4]))
-try:
-    if kind == socket.SOCK_STREAM:
-        s.connect((sys.argv[2], int(sys.argv[3]))); ok = s.recv(2) == b"ok"
-    else:
-        s.sendto(b"hi", (sys.argv[2], int(sys.argv[3]))); ok = s.recvfrom(2)[0] == b"ok"
-except OSError:
-    ok = False
-sys.exit(0 if ok else 1)
-"""
-
 
 def serve(ns: Namespaces, where: str, address: str, port: int) -> None:
     """A TCP and UDP echo-"ok" server on address:port inside `where` (killed on ns.close())."""
@@ -117,5 +103,5 @@ def connects(
     ns: Namespaces, src: str, proto: str, dst: str, port: int, timeout: float = 1.0
 ) -> bool:
     """True if a TCP connection (or a UDP request/reply) from `src` to dst:port succeeds."""
-    args = [sys.executable, "-c", _CLIENT, proto, dst, str(port), str(timeout)]
+    args = [sys.executable, "-c", CLIENT_SCRIPT, proto, dst, str(port), str(timeout)]
     return ns.exec(src, args, check=False, timeout=timeout + 10).returncode == 0

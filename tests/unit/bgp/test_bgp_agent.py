@@ -16,6 +16,7 @@ from calico.datastore.client import ResourceClient
 from calico.datastore.memory import MemoryBackend
 from calico.ipam.keys import affinity_key
 from calico.ipam.records import AffinityState, BlockAffinity
+from calico.testing import waiting
 
 from .helpers import resource
 
@@ -47,10 +48,7 @@ class FakeRunner:
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
+    waiting.wait_until(predicate, timeout, interval=0.02)
 
 
 def node(name: str, ip: str) -> Any:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from calico.model.endpoints import WorkloadEndpoint
 from calico.openstack import keys
 from calico.openstack.dhcp.agent import DhcpAgent, endpoint_prefix
 from calico.openstack.dhcp.config import NetworkConfig, RenderOptions
+from calico.testing import waiting
 
 NET = "0a1b2c3d-0000-4000-8000-000000000001"
 HOST = "compute-1"
@@ -48,10 +48,7 @@ class RecordingManager:
 
 
 def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
+    waiting.wait_until(predicate, timeout, what, interval=0.01)
 
 
 def put_subnet(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 
 from calico.openstack.dhcp.config import NetworkConfig, network_files
 from calico.openstack.dhcp.dnsmasq import DnsmasqManager, owned_dnsmasq
+from calico.testing import waiting
 
 NET = "net-1"
 
@@ -47,10 +47,7 @@ class FakeInterfaces:
 
 
 def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
+    waiting.wait_until(predicate, timeout, what, interval=0.02)
 
 
 def alive(pid: int) -> bool:
