@@ -216,7 +216,9 @@ class TestLeader(CalicoMl2TestCase):
 
     def test_demoted_leader_stops_its_duties(self) -> None:
         self.become_leader()
-        assert {"felix-status-watch", "resync-requests"} <= _thread_names()
+        # The leader starts its watchers after the start-up resync, which runs on the pumped
+        # executor: pump until they are up.
+        self.pump_until(lambda: {"felix-status-watch", "resync-requests"} <= _thread_names())
         state = self.calico._state
         assert state is not None and state.elector is not None
         state.elector.stop()  # steps down and frees the key for another neutron-server
