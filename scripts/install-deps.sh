@@ -3,7 +3,7 @@
 # Idempotent; run as root on Debian 12 (make demo / make test call it).
 set -eu
 
-PACKAGES="python3 python3-venv python3-pip etcd-server etcd-client iptables ipset iproute2 bird2 frr procps iputils-ping podman containernetworking-plugins runc busybox-static dnsmasq-base isc-dhcp-client gcc python3-dev"
+PACKAGES="python3 python3-venv python3-pip etcd-server etcd-client iptables ipset iproute2 conntrack bird2 frr procps iputils-ping podman containernetworking-plugins runc busybox-static dnsmasq-base isc-dhcp-client gcc python3-dev"
 
 missing=""
 for pkg in $PACKAGES; do

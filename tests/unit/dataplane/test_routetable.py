@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from calico.dataplane.drivers.conntrack import ConntrackFlows
 from calico.dataplane.drivers.routetable import RTPROT_CALICO, RouteTable, RouteTarget
 from calico.dataplane.kernel import CommandError, CommandResult
 
@@ -395,3 +396,129 @@ def test_ipv6_goes_through_the_same_path_without_neighbour_entries(kernel: FakeK
 def test_rejects_targets_it_could_not_own(kernel: FakeKernel, iface: str, cidr: str) -> None:
     with pytest.raises(ValueError):
         make(kernel).set_routes(iface, targets(cidr))
+
+
+# -- conntrack cleanup of released addresses ------------------------------------------------
+
+
+@dataclass
+class FakeConntrackTool:
+    """The `conntrack --delete` runs, each with the route table as it was at that moment."""
+
+    kernel: FakeKernel
+    calls: list[tuple[str, str, str, dict[str, tuple[str, int]]]] = field(default_factory=list)
+    stderr: str = "conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.\n"
+    returncode: int = 1
+
+    def run(
+        self, args: Sequence[str], *, stdin: str | None = None, check: bool = True
+    ) -> CommandResult:
+        assert args[:2] == ["conntrack", "--family"] and args[3] == "--delete" and not check
+        self.calls.append((args[2], args[4], args[5], self.kernel.table()))
+        return CommandResult(self.returncode, "", self.stderr)
+
+    def addrs(self) -> list[str]:
+        return [addr for _, direction, addr, _ in self.calls if direction == "--orig-src"]
+
+
+def with_conntrack(kernel: FakeKernel, **kw: Any) -> tuple[RouteTable, FakeConntrackTool]:
+    tool = FakeConntrackTool(kernel)
+    return make(kernel, conntrack=ConntrackFlows(tool), **kw), tool
+
+
+def test_a_removed_endpoint_loses_its_flows_after_its_route(kernel: FakeKernel) -> None:
+    rt, tool = with_conntrack(kernel)
+    rt.set_routes("cali1", targets("198.18.0.1/32", "198.18.0.11/32"))
+    rt.apply()
+    assert tool.calls == []
+    rt.remove_interface("cali1")
+    rt.apply()
+    assert [(fam, d, a) for fam, d, a, _ in tool.calls] == [
+        ("ipv4", "--orig-src", "198.18.0.1"),
+        ("ipv4", "--reply-src", "198.18.0.1"),
+        ("ipv4", "--orig-src", "198.18.0.11"),
+        ("ipv4", "--reply-src", "198.18.0.11"),
+    ]
+    assert all(table == {} for *_, table in tool.calls)  # the routes went first
+
+
+def test_a_reused_address_is_cleaned_before_its_new_route_is_added(kernel: FakeKernel) -> None:
+    rt, tool = with_conntrack(kernel)
+    rt.set_routes("cali1", targets("198.18.0.1/32", "198.18.0.2/32", mac=MAC1))
+    rt.apply()
+    # Workload A goes, workload B gets one of its addresses on another interface.
+    rt.remove_interface("cali1")
+    rt.set_routes("cali2", targets("198.18.0.1/32", mac=MAC2))
+    rt.apply()
+    assert tool.addrs() == ["198.18.0.1", "198.18.0.2"]
+    assert all(table == {} for *_, table in tool.calls)
+    assert kernel.table() == {"198.18.0.1/32": ("cali2", RTPROT_CALICO)}
+
+
+def test_only_the_address_an_endpoint_loses_is_cleaned(kernel: FakeKernel) -> None:
+    rt, tool = with_conntrack(kernel, ip_version=6)
+    rt.set_routes("cali1", targets("2001:db8::1/128", "2001:db8::2/128"))
+    rt.apply()
+    rt.set_routes("cali1", targets("2001:db8::1/128"))
+    rt.apply()
+    assert [(fam, a) for fam, _, a, _ in tool.calls] == [("ipv6", "2001:db8::2")] * 2
+
+
+def test_flows_stay_while_the_address_stays_on_its_interface(kernel: FakeKernel) -> None:
+    kernel.add_route("198.18.0.1/32", "cali1", metric=100)  # ours, wrong metric: replaced
+    rt, tool = with_conntrack(kernel)
+    rt.set_routes("cali1", targets("198.18.0.1/32", mac=MAC1))
+    rt.apply()
+    rt.set_routes("cali1", targets("198.18.0.1/32", mac=MAC2))  # the MAC changed
+    rt.remove_interface("cali1")  # removed and re-added before the next apply
+    rt.set_routes("cali1", targets("198.18.0.1/32", mac=MAC2))
+    rt.apply()
+    assert tool.calls == []
+    assert kernel.table() == {"198.18.0.1/32": ("cali1", RTPROT_CALICO)}
+
+
+def test_a_stale_route_found_at_start_has_its_flows_cleaned(kernel: FakeKernel) -> None:
+    kernel.add_route("198.18.0.9/32", "cali1")  # its endpoint went while Felix was down
+    rt, tool = with_conntrack(kernel)
+    rt.apply()
+    assert tool.addrs() == ["198.18.0.9"]
+
+
+def test_a_failed_cleanup_fails_the_apply_and_holds_back_the_new_route(
+    kernel: FakeKernel,
+) -> None:
+    rt, tool = with_conntrack(kernel)
+    rt.set_routes("cali1", targets("198.18.0.1/32"))
+    rt.apply()
+    rt.remove_interface("cali1")
+    rt.set_routes("cali2", targets("198.18.0.1/32"))
+    tool.stderr = "conntrack v1.4.7 (conntrack-tools): Operation failed: invalid parameters\n"
+    with pytest.raises(CommandError, match="invalid parameters"):
+        rt.apply()
+    assert kernel.table() == {} and rt.needs_apply
+    tool.returncode, tool.stderr = 0, "conntrack v1.4.7: 3 flow entries have been deleted.\n"
+    tool.calls.clear()
+    rt.apply()
+    assert tool.addrs() == ["198.18.0.1"]
+    assert kernel.table() == {"198.18.0.1/32": ("cali2", RTPROT_CALICO)}
+
+
+@pytest.mark.parametrize(
+    ("returncode", "stderr", "deleted"),
+    [
+        (0, "conntrack v1.4.7 (conntrack-tools): 2 flow entries have been deleted.\n", 4),
+        (1, "conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.\n", 0),
+        (1, "conntrack v1.4.7 (conntrack-tools): 2 flow entries have been deleted.\n", None),
+        (2, "conntrack v1.4.7 (conntrack-tools): Operation failed: such conntrack\n", None),
+        (-1, "conntrack: command not found", None),
+    ],
+)
+def test_the_conntrack_tool_exit_status(
+    kernel: FakeKernel, returncode: int, stderr: str, deleted: int | None
+) -> None:
+    tool = FakeConntrackTool(kernel, stderr=stderr, returncode=returncode)
+    if deleted is None:
+        with pytest.raises(CommandError):
+            ConntrackFlows(tool).remove_flows(4, "198.18.0.1")
+    else:
+        assert ConntrackFlows(tool).remove_flows(4, "198.18.0.1") == deleted

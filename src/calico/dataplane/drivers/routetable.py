@@ -4,7 +4,12 @@ the kernel, written in bulk.
 Role: the endpoint manager declares, per workload interface, the CIDRs routed to it (plus the
 workload's MAC when known); `apply()` makes the table agree. Inputs: `set_routes` /
 `remove_interface` (desired state), `on_iface_state` (interface monitor), `resync()`
-(periodic refresh, tamper repair). Outputs: `ip route` / `ip neigh` changes, nothing else.
+(periodic refresh, tamper repair). Outputs: `ip route` / `ip neigh` changes and, given a
+`conntrack` driver, the deletion of the tracked flows of every host address whose route left
+its interface (the workload went, lost the address, or moved): after the route deletions and
+before the route additions of the same apply, so a workload that gets the address next
+inherits no flow (Calico's conntrack cleanup). A failed deletion fails the apply and is
+retried with it; the additions wait until it succeeds.
 
 Ownership, so that a restarted Felix recognises its own routes: a route in `table` on an
 interface matching `iface_prefixes` whose protocol is `protocol` (default 80, the number Felix
@@ -35,6 +40,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from calico.dataplane.drivers.conntrack import ConntrackFlows
 from calico.dataplane.kernel import CommandRunner
 
 _log = logging.getLogger(__name__)
@@ -169,6 +175,7 @@ class RouteTable:
         remove_external_routes: bool = True,
         grace_period: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        conntrack: ConntrackFlows | None = None,
     ) -> None:
         if ip_version not in _FAMILY:
             raise ValueError(f"ip_version must be 4 or 6, not {ip_version}")
@@ -193,6 +200,8 @@ class RouteTable:
         self._view = _KernelView()
         self._dirty: set[str] = set()
         self._need_read = True
+        self._conntrack = conntrack
+        self._released: set[tuple[str, str]] = set()  # (iface, host CIDR) whose flows may go
 
     @property
     def needs_apply(self) -> bool:
@@ -209,6 +218,7 @@ class RouteTable:
         if new == old:
             return
         for cidr in old.keys() - new.keys():
+            self._note_released(iface, cidr)
             claimants = self._claims[cidr]
             claimants.discard(iface)
             if not claimants:
@@ -255,11 +265,36 @@ class RouteTable:
             if self._need_read:
                 self._read_kernel(now)
             ops, recheck = self._plan(now)
-            self._execute(ops)
+            if self._conntrack is None:
+                self._execute(ops)
+            else:
+                for op in ops:
+                    if op.kind is _Kind.ROUTE_DEL:
+                        self._note_released(op.iface, op.cidr)  # also others' or stale routes
+                adds = next((i for i, op in enumerate(ops) if op.kind > _Kind.ROUTE_DEL), len(ops))
+                self._execute(ops[:adds])
+                self._forget_flows(self._conntrack)
+                self._execute(ops[adds:])
         except Exception:
             self._need_read = True
             raise
         self._dirty = recheck
+
+    def _note_released(self, iface: str, cidr: str) -> None:
+        if self._conntrack is not None and cidr.endswith(f"/{self._host_len}"):
+            self._released.add((iface, cidr))
+
+    def _forget_flows(self, conntrack: ConntrackFlows) -> None:
+        """Deletes the flows of the released addresses that are not routed to the same
+        interface again (a metric fix or a remove-and-re-add keeps them)."""
+        done: set[str] = set()
+        for iface, cidr in sorted(self._released):
+            addr = cidr.partition("/")[0]
+            routed_here = cidr in self._claims and self._winner(cidr) == iface
+            if not routed_here and addr not in done:
+                conntrack.remove_flows(self.ip_version, addr)
+                done.add(addr)
+            self._released.discard((iface, cidr))
 
     def close(self) -> None:
         if self._netlink is not None:
