@@ -182,7 +182,7 @@ class Cluster:
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     if os.geteuid() != 0:
         pytest.skip("needs root: runs Felix in network namespaces")
-    for tool in ("etcd", "iptables-restore", "ipset", "ip"):
+    for tool in ("etcd", "iptables-restore", "ipset", "ip", "conntrack"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} not found (make test installs it)")
     with EtcdServer() as etcd, Namespaces() as ns:
