@@ -5,7 +5,7 @@
                                   ▼
      complete_deferred_work → IP set creates/updates → iptables (raw, mangle, nat, filter;
      one restore per table) → IP set deletions → sysctls → routes (deletions → conntrack
-     entries of released addresses → additions)
+     entries of released addresses, in the background unless re-routed now → additions)
 
 Nothing is written before the first InSync and the interface monitor's first full dump:
 Felix must know the whole datastore, and every interface (host endpoints resolve to them,
@@ -35,7 +35,7 @@ from calico.calc.messages import (
     WorkloadEndpointID,
     WorkloadEndpointUpdate,
 )
-from calico.dataplane.drivers.conntrack import ConntrackFlows
+from calico.dataplane.drivers.conntrack import ConntrackCleaner, ConntrackFlows
 from calico.dataplane.drivers.iface_monitor import InterfaceMonitor
 from calico.dataplane.drivers.ipsets import IPSets, IPSetWriter
 from calico.dataplane.drivers.iptables_table import IptablesTable, apply_tables, detect_backend
@@ -139,7 +139,7 @@ class InternalDataplane:
         ]
         self.ipsets = [IPSets(v, runner) for v in families]
         self._ipset_writer = IPSetWriter(runner, self.ipsets)
-        conntrack = ConntrackFlows(runner)
+        self.conntrack = ConntrackCleaner(ConntrackFlows(runner))
         self.routes = {
             v: RouteTable(
                 runner,
@@ -147,7 +147,7 @@ class InternalDataplane:
                 v,
                 iface_prefixes=cfg.workload_iface_prefixes,
                 remove_external_routes=settings.remove_external_routes,
-                conntrack=conntrack,
+                conntrack=self.conntrack,
             )
             for v in families
         }
@@ -212,6 +212,7 @@ class InternalDataplane:
         self._monitor.stop()
         for table in self.routes.values():
             table.close()
+        self.conntrack.close()
 
     def is_alive(self) -> bool:
         return self._thread.is_alive()

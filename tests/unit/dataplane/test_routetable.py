@@ -5,13 +5,15 @@ only where batching is the behaviour under test."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from calico.dataplane.drivers.conntrack import ConntrackFlows
+from calico.dataplane.drivers.conntrack import ConntrackCleaner, ConntrackFlows
 from calico.dataplane.drivers.routetable import RTPROT_CALICO, RouteTable, RouteTarget
 from calico.dataplane.kernel import CommandError, CommandResult
 
@@ -409,11 +411,16 @@ class FakeConntrackTool:
     calls: list[tuple[str, str, str, dict[str, tuple[str, int]]]] = field(default_factory=list)
     stderr: str = "conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.\n"
     returncode: int = 1
+    gate: threading.Event = field(default_factory=threading.Event)  # clear: runs block
+
+    def __post_init__(self) -> None:
+        self.gate.set()
 
     def run(
         self, args: Sequence[str], *, stdin: str | None = None, check: bool = True
     ) -> CommandResult:
         assert args[:2] == ["conntrack", "--family"] and args[3] == "--delete" and not check
+        assert self.gate.wait(timeout=10)
         self.calls.append((args[2], args[4], args[5], self.kernel.table()))
         return CommandResult(self.returncode, "", self.stderr)
 
@@ -421,18 +428,30 @@ class FakeConntrackTool:
         return [addr for _, direction, addr, _ in self.calls if direction == "--orig-src"]
 
 
-def with_conntrack(kernel: FakeKernel, **kw: Any) -> tuple[RouteTable, FakeConntrackTool]:
-    tool = FakeConntrackTool(kernel)
-    return make(kernel, conntrack=ConntrackFlows(tool), **kw), tool
+@pytest.fixture
+def tool(kernel: FakeKernel) -> FakeConntrackTool:
+    return FakeConntrackTool(kernel)
 
 
-def test_a_removed_endpoint_loses_its_flows_after_its_route(kernel: FakeKernel) -> None:
-    rt, tool = with_conntrack(kernel)
+@pytest.fixture
+def cleaner(tool: FakeConntrackTool) -> Iterator[ConntrackCleaner]:
+    cleaner = ConntrackCleaner(ConntrackFlows(tool), max_backoff=0.2)
+    yield cleaner
+    tool.gate.set()
+    cleaner.close()
+
+
+def test_a_removed_endpoint_loses_its_flows_after_its_route(
+    kernel: FakeKernel, tool: FakeConntrackTool, cleaner: ConntrackCleaner
+) -> None:
+    rt = make(kernel, conntrack=cleaner)
     rt.set_routes("cali1", targets("198.18.0.1/32", "198.18.0.11/32"))
     rt.apply()
     assert tool.calls == []
     rt.remove_interface("cali1")
     rt.apply()
+    cleaner.flush("198.18.0.1")
+    cleaner.flush("198.18.0.11")
     assert [(fam, d, a) for fam, d, a, _ in tool.calls] == [
         ("ipv4", "--orig-src", "198.18.0.1"),
         ("ipv4", "--reply-src", "198.18.0.1"),
@@ -442,65 +461,107 @@ def test_a_removed_endpoint_loses_its_flows_after_its_route(kernel: FakeKernel) 
     assert all(table == {} for *_, table in tool.calls)  # the routes went first
 
 
-def test_a_reused_address_is_cleaned_before_its_new_route_is_added(kernel: FakeKernel) -> None:
-    rt, tool = with_conntrack(kernel)
+def test_an_apply_waits_only_for_the_flows_of_an_address_it_routes_again(
+    kernel: FakeKernel, tool: FakeConntrackTool, cleaner: ConntrackCleaner
+) -> None:
+    rt = make(kernel, conntrack=cleaner)
     rt.set_routes("cali1", targets("198.18.0.1/32", "198.18.0.2/32", mac=MAC1))
     rt.apply()
-    # Workload A goes, workload B gets one of its addresses on another interface.
+    tool.gate.clear()  # every deletion hangs until the gate opens
+    rt.remove_interface("cali1")
+    rt.apply()  # returns although both deletions are outstanding
+    assert kernel.table() == {} and tool.calls == []
+    # Workload B gets one of the addresses on another interface: its route waits.
+    rt.set_routes("cali2", targets("198.18.0.1/32", mac=MAC2))
+    applied = threading.Thread(target=rt.apply)
+    applied.start()
+    applied.join(timeout=0.3)
+    assert applied.is_alive() and kernel.table() == {}
+    tool.gate.set()
+    applied.join(timeout=10)
+    assert kernel.table() == {"198.18.0.1/32": ("cali2", RTPROT_CALICO)}
+    cleaner.flush("198.18.0.2")
+    assert sorted(tool.addrs()) == ["198.18.0.1", "198.18.0.2"]
+    assert all("198.18.0.1/32" not in table for *_, table in tool.calls)
+
+
+def test_a_reused_address_is_cleaned_before_its_new_route_in_one_apply(
+    kernel: FakeKernel, tool: FakeConntrackTool, cleaner: ConntrackCleaner
+) -> None:
+    rt = make(kernel, conntrack=cleaner)
+    rt.set_routes("cali1", targets("198.18.0.1/32", mac=MAC1))
+    rt.apply()
     rt.remove_interface("cali1")
     rt.set_routes("cali2", targets("198.18.0.1/32", mac=MAC2))
     rt.apply()
-    assert tool.addrs() == ["198.18.0.1", "198.18.0.2"]
+    assert tool.addrs() == ["198.18.0.1"]
     assert all(table == {} for *_, table in tool.calls)
     assert kernel.table() == {"198.18.0.1/32": ("cali2", RTPROT_CALICO)}
 
 
-def test_only_the_address_an_endpoint_loses_is_cleaned(kernel: FakeKernel) -> None:
-    rt, tool = with_conntrack(kernel, ip_version=6)
+def test_only_the_address_an_endpoint_loses_is_cleaned(
+    kernel: FakeKernel, tool: FakeConntrackTool, cleaner: ConntrackCleaner
+) -> None:
+    rt = make(kernel, ip_version=6, conntrack=cleaner)
     rt.set_routes("cali1", targets("2001:db8::1/128", "2001:db8::2/128"))
     rt.apply()
     rt.set_routes("cali1", targets("2001:db8::1/128"))
     rt.apply()
+    cleaner.flush("2001:db8::2")
     assert [(fam, a) for fam, _, a, _ in tool.calls] == [("ipv6", "2001:db8::2")] * 2
 
 
-def test_flows_stay_while_the_address_stays_on_its_interface(kernel: FakeKernel) -> None:
+def test_flows_stay_while_the_address_stays_on_its_interface(
+    kernel: FakeKernel, tool: FakeConntrackTool, cleaner: ConntrackCleaner
+) -> None:
     kernel.add_route("198.18.0.1/32", "cali1", metric=100)  # ours, wrong metric: replaced
-    rt, tool = with_conntrack(kernel)
+    rt = make(kernel, conntrack=cleaner)
     rt.set_routes("cali1", targets("198.18.0.1/32", mac=MAC1))
     rt.apply()
     rt.set_routes("cali1", targets("198.18.0.1/32", mac=MAC2))  # the MAC changed
     rt.remove_interface("cali1")  # removed and re-added before the next apply
     rt.set_routes("cali1", targets("198.18.0.1/32", mac=MAC2))
     rt.apply()
+    cleaner.flush("198.18.0.1")
     assert tool.calls == []
     assert kernel.table() == {"198.18.0.1/32": ("cali1", RTPROT_CALICO)}
 
 
-def test_a_stale_route_found_at_start_has_its_flows_cleaned(kernel: FakeKernel) -> None:
+def test_a_stale_route_found_at_start_has_its_flows_cleaned(
+    kernel: FakeKernel, tool: FakeConntrackTool, cleaner: ConntrackCleaner
+) -> None:
     kernel.add_route("198.18.0.9/32", "cali1")  # its endpoint went while Felix was down
-    rt, tool = with_conntrack(kernel)
-    rt.apply()
+    make(kernel, conntrack=cleaner).apply()
+    cleaner.flush("198.18.0.9")
     assert tool.addrs() == ["198.18.0.9"]
 
 
-def test_a_failed_cleanup_fails_the_apply_and_holds_back_the_new_route(
-    kernel: FakeKernel,
+def test_a_failing_cleanup_is_retried_and_holds_back_the_new_route(
+    kernel: FakeKernel, tool: FakeConntrackTool, cleaner: ConntrackCleaner
 ) -> None:
-    rt, tool = with_conntrack(kernel)
+    rt = make(kernel, conntrack=cleaner)
     rt.set_routes("cali1", targets("198.18.0.1/32"))
     rt.apply()
-    rt.remove_interface("cali1")
-    rt.set_routes("cali2", targets("198.18.0.1/32"))
     tool.stderr = "conntrack v1.4.7 (conntrack-tools): Operation failed: invalid parameters\n"
+    rt.remove_interface("cali1")
+    rt.apply()
+    wait_for(lambda: len(tool.calls) >= 2)  # the background thread tried, and tries again
+    rt.set_routes("cali2", targets("198.18.0.1/32"))
     with pytest.raises(CommandError, match="invalid parameters"):
         rt.apply()
     assert kernel.table() == {} and rt.needs_apply
     tool.returncode, tool.stderr = 0, "conntrack v1.4.7: 3 flow entries have been deleted.\n"
-    tool.calls.clear()
     rt.apply()
-    assert tool.addrs() == ["198.18.0.1"]
     assert kernel.table() == {"198.18.0.1/32": ("cali2", RTPROT_CALICO)}
+    assert tool.calls[-1][1:3] == ("--reply-src", "198.18.0.1")
+    assert "198.18.0.1/32" not in tool.calls[-1][3]
+
+
+def wait_for(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,9 @@
 
 Why: the filter rules accept ESTABLISHED,RELATED packets before any policy, so a flow
 admitted for one workload would carry on to the next workload that gets its address, whatever
-that workload's policy says. Like Calico, the route table calls this when an address's route
-leaves its interface, before the address's new route is added.
+that workload's policy says. Like Calico, the route table hands an address to the
+`ConntrackCleaner` when its route leaves its interface, and flushes it before the address's
+new route is added.
 
 Which entries: those whose original source is the address (the workload opened the flow)
 and those whose reply source is the address (the workload received the flow; the reply
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+from collections import deque
 
 from calico.dataplane.kernel import CommandError, CommandRunner
 
@@ -48,3 +51,80 @@ class ConntrackFlows:
         if deleted:
             _log.info("deleted %d conntrack entries of %s", deleted, addr)
         return deleted
+
+
+class ConntrackCleaner:
+    """Deletes the flows of released addresses on a background thread, so an apply does not
+    wait for them (two tool runs: ~15 ms per address with an empty table, ~70 ms with 20,000
+    entries), except for an address it is about to route again: `flush()` deletes those
+    first, on the caller's thread. A failed background deletion is logged and retried with
+    backoff (0.1 s doubling to `max_backoff`)."""
+
+    def __init__(self, flows: ConntrackFlows, *, max_backoff: float = 5.0) -> None:
+        self._flows = flows
+        self._max_backoff = max_backoff
+        self._cond = threading.Condition()
+        self._queue: deque[tuple[int, str]] = deque()
+        self._busy: str | None = None  # the address the thread is deleting now
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def submit(self, ip_version: int, addr: str) -> None:
+        with self._cond:
+            if (ip_version, addr) not in self._queue:
+                self._queue.append((ip_version, addr))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="felix-conntrack")
+                self._thread.daemon = True
+                self._thread.start()
+            self._cond.notify_all()
+
+    def flush(self, addr: str) -> None:
+        """Returns once no deletion of `addr`'s flows is outstanding: runs a queued one now,
+        waits for one in progress. If the deletion fails it is queued again and this raises."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._busy != addr)
+            mine = [item for item in self._queue if item[1] == addr]
+            for item in mine:
+                self._queue.remove(item)
+        for done, item in enumerate(mine):
+            try:
+                self._flows.remove_flows(*item)
+            except Exception:
+                with self._cond:
+                    self._queue.extendleft(reversed(mine[done:]))
+                    self._cond.notify_all()
+                raise
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._queue or self._closed)
+                if self._closed:
+                    return
+                item = self._queue.popleft()
+                self._busy = item[1]
+            try:
+                self._flows.remove_flows(*item)
+            except Exception as exc:
+                _log.error("deleting the conntrack entries of %s failed (%s); retrying in %.1fs",
+                           item[1], exc, backoff)  # fmt: skip
+                with self._cond:
+                    self._busy = None
+                    self._queue.appendleft(item)
+                    self._cond.notify_all()
+                    self._cond.wait_for(lambda: self._closed, backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+                continue
+            backoff = 0.1
+            with self._cond:
+                self._busy = None
+                self._cond.notify_all()

@@ -5,11 +5,11 @@ Role: the endpoint manager declares, per workload interface, the CIDRs routed to
 workload's MAC when known); `apply()` makes the table agree. Inputs: `set_routes` /
 `remove_interface` (desired state), `on_iface_state` (interface monitor), `resync()`
 (periodic refresh, tamper repair). Outputs: `ip route` / `ip neigh` changes and, given a
-`conntrack` driver, the deletion of the tracked flows of every host address whose route left
-its interface (the workload went, lost the address, or moved): after the route deletions and
-before the route additions of the same apply, so a workload that gets the address next
-inherits no flow (Calico's conntrack cleanup). A failed deletion fails the apply and is
-retried with it; the additions wait until it succeeds.
+`conntrack` cleaner, the deletion of the tracked flows of every host address whose route left
+its interface (the workload went, lost the address, or moved), started once the route is
+deleted (Calico's conntrack cleanup). A route to an address whose deletion is still
+outstanding is added only after it, so a workload that gets the address next inherits no
+flow; if that deletion fails, the apply fails and is retried.
 
 Ownership, so that a restarted Felix recognises its own routes: a route in `table` on an
 interface matching `iface_prefixes` whose protocol is `protocol` (default 80, the number Felix
@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from calico.dataplane.drivers.conntrack import ConntrackFlows
+from calico.dataplane.drivers.conntrack import ConntrackCleaner
 from calico.dataplane.kernel import CommandRunner
 
 _log = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ class RouteTable:
         remove_external_routes: bool = True,
         grace_period: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
-        conntrack: ConntrackFlows | None = None,
+        conntrack: ConntrackCleaner | None = None,
     ) -> None:
         if ip_version not in _FAMILY:
             raise ValueError(f"ip_version must be 4 or 6, not {ip_version}")
@@ -273,7 +273,10 @@ class RouteTable:
                         self._note_released(op.iface, op.cidr)  # also others' or stale routes
                 adds = next((i for i, op in enumerate(ops) if op.kind > _Kind.ROUTE_DEL), len(ops))
                 self._execute(ops[:adds])
-                self._forget_flows(self._conntrack)
+                self._release_flows(self._conntrack)
+                for op in ops[adds:]:
+                    if op.kind is _Kind.ROUTE_REPLACE and op.cidr.endswith(f"/{self._host_len}"):
+                        self._conntrack.flush(op.addr)
                 self._execute(ops[adds:])
         except Exception:
             self._need_read = True
@@ -284,17 +287,13 @@ class RouteTable:
         if self._conntrack is not None and cidr.endswith(f"/{self._host_len}"):
             self._released.add((iface, cidr))
 
-    def _forget_flows(self, conntrack: ConntrackFlows) -> None:
-        """Deletes the flows of the released addresses that are not routed to the same
-        interface again (a metric fix or a remove-and-re-add keeps them)."""
-        done: set[str] = set()
+    def _release_flows(self, conntrack: ConntrackCleaner) -> None:
+        """Hands over the released addresses that are not routed to the same interface again
+        (a metric fix or a remove-and-re-add keeps the flows)."""
         for iface, cidr in sorted(self._released):
-            addr = cidr.partition("/")[0]
-            routed_here = cidr in self._claims and self._winner(cidr) == iface
-            if not routed_here and addr not in done:
-                conntrack.remove_flows(self.ip_version, addr)
-                done.add(addr)
-            self._released.discard((iface, cidr))
+            if not (cidr in self._claims and self._winner(cidr) == iface):
+                conntrack.submit(self.ip_version, cidr.partition("/")[0])
+        self._released.clear()
 
     def close(self) -> None:
         if self._netlink is not None:
