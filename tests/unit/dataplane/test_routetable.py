@@ -450,8 +450,8 @@ def test_a_removed_endpoint_loses_its_flows_after_its_route(
     assert tool.calls == []
     rt.remove_interface("cali1")
     rt.apply()
-    cleaner.flush("198.18.0.1")
-    cleaner.flush("198.18.0.11")
+    cleaner.flush(["198.18.0.1"])
+    cleaner.flush(["198.18.0.11"])
     assert [(fam, d, a) for fam, d, a, _ in tool.calls] == [
         ("ipv4", "--orig-src", "198.18.0.1"),
         ("ipv4", "--reply-src", "198.18.0.1"),
@@ -480,7 +480,7 @@ def test_an_apply_waits_only_for_the_flows_of_an_address_it_routes_again(
     tool.gate.set()
     applied.join(timeout=10)
     assert kernel.table() == {"198.18.0.1/32": ("cali2", RTPROT_CALICO)}
-    cleaner.flush("198.18.0.2")
+    cleaner.flush(["198.18.0.2"])
     assert sorted(tool.addrs()) == ["198.18.0.1", "198.18.0.2"]
     assert all("198.18.0.1/32" not in table for *_, table in tool.calls)
 
@@ -507,7 +507,7 @@ def test_only_the_address_an_endpoint_loses_is_cleaned(
     rt.apply()
     rt.set_routes("cali1", targets("2001:db8::1/128"))
     rt.apply()
-    cleaner.flush("2001:db8::2")
+    cleaner.flush(["2001:db8::2"])
     assert [(fam, a) for fam, _, a, _ in tool.calls] == [("ipv6", "2001:db8::2")] * 2
 
 
@@ -522,7 +522,7 @@ def test_flows_stay_while_the_address_stays_on_its_interface(
     rt.remove_interface("cali1")  # removed and re-added before the next apply
     rt.set_routes("cali1", targets("198.18.0.1/32", mac=MAC2))
     rt.apply()
-    cleaner.flush("198.18.0.1")
+    cleaner.flush(["198.18.0.1"])
     assert tool.calls == []
     assert kernel.table() == {"198.18.0.1/32": ("cali1", RTPROT_CALICO)}
 
@@ -532,7 +532,7 @@ def test_a_stale_route_found_at_start_has_its_flows_cleaned(
 ) -> None:
     kernel.add_route("198.18.0.9/32", "cali1")  # its endpoint went while Felix was down
     make(kernel, conntrack=cleaner).apply()
-    cleaner.flush("198.18.0.9")
+    cleaner.flush(["198.18.0.9"])
     assert tool.addrs() == ["198.18.0.9"]
 
 

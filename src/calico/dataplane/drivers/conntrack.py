@@ -19,6 +19,7 @@ import logging
 import re
 import threading
 from collections import deque
+from collections.abc import Iterable
 
 from calico.dataplane.kernel import CommandError, CommandRunner
 
@@ -79,12 +80,15 @@ class ConntrackCleaner:
                 self._thread.start()
             self._cond.notify_all()
 
-    def flush(self, addr: str) -> None:
-        """Returns once no deletion of `addr`'s flows is outstanding: runs a queued one now,
-        waits for one in progress. If the deletion fails it is queued again and this raises."""
+    def flush(self, addrs: Iterable[str]) -> None:
+        """Returns once no deletion of the flows of `addrs` is outstanding: runs queued ones
+        now, waits for one in progress. A failed deletion is queued again and raised."""
         with self._cond:
-            self._cond.wait_for(lambda: self._busy != addr)
-            mine = [item for item in self._queue if item[1] == addr]
+            if not self._queue and self._busy is None:
+                return  # the usual case, kept cheap: one call per apply, any number of routes
+            wanted = set(addrs)
+            self._cond.wait_for(lambda: self._busy not in wanted)
+            mine = [item for item in self._queue if item[1] in wanted]
             for item in mine:
                 self._queue.remove(item)
         for done, item in enumerate(mine):

@@ -274,9 +274,8 @@ class RouteTable:
                 adds = next((i for i, op in enumerate(ops) if op.kind > _Kind.ROUTE_DEL), len(ops))
                 self._execute(ops[:adds])
                 self._release_flows(self._conntrack)
-                for op in ops[adds:]:
-                    if op.kind is _Kind.ROUTE_REPLACE and op.cidr.endswith(f"/{self._host_len}"):
-                        self._conntrack.flush(op.addr)
+                routed = (op.addr for op in ops[adds:] if op.kind is _Kind.ROUTE_REPLACE)
+                self._conntrack.flush(routed)  # their old flows go first
                 self._execute(ops[adds:])
         except Exception:
             self._need_read = True
