@@ -9,6 +9,7 @@ delete nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -187,3 +188,15 @@ def test_a_policy_change_cuts_no_established_flow(cluster: Cluster, v: int) -> N
         wait_until(lambda: not connects(ns, peer.netns, "tcp", a_addr, PORT), what="p denied")
         assert conn.exchange("still") == "reply still"
         assert tracked(host, v, p_addr)
+
+
+def test_an_address_an_endpoint_loses_loses_its_flows_and_only_those(cluster: Cluster) -> None:
+    ns = cluster.ns
+    host, peer, a, _ = start(cluster)
+    wait_until(lambda: connects(ns, peer.netns, "tcp", ADDRS[6][1], PORT), what="p -> a")
+    with connection(peer.netns, ADDRS[4][1]) as conn4, connection(peer.netns, ADDRS[6][1]):
+        assert tracked(host, 4, ADDRS[4][0]) and tracked(host, 6, ADDRS[6][0])
+        cluster.add_endpoint(host, dataclasses.replace(a, ipv6=None), "a", role="a")
+        wait_until(lambda: not tracked(host, 6, ADDRS[6][0]), what="a's IPv6 flows deleted")
+        assert tracked(host, 4, ADDRS[4][0])
+        assert conn4.exchange("v4") == "reply v4"
