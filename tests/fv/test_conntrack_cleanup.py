@@ -100,13 +100,14 @@ def connection(netns: str, addr: str) -> Iterator[Connection]:
 
 def tcp_counters(ns: Namespaces, netns: str) -> dict[str, int]:
     """The namespace's TCP MIB (one for IPv4 and IPv6): InSegs, OutRsts, ..."""
-    lines = [ln.split()[1:] for ln in ns.exec(netns, ["cat", "/proc/net/snmp"]).stdout.splitlines()
-             if ln.startswith("Tcp:")]  # fmt: skip
-    return dict(zip(lines[0], map(int, lines[1]), strict=True))
+    snmp = ns.exec(netns, ["cat", "/proc/net/snmp"]).stdout.splitlines()
+    names, values = (ln.split()[1:] for ln in snmp if ln.startswith("Tcp:"))
+    return dict(zip(names, map(int, values), strict=True))
 
 
 def tracked(host: FelixHost, v: int, addr: str) -> bool:
-    out = host.exec(["conntrack", "-L", "-f", f"ipv{v}", "-p", "tcp"], check=False).stdout
+    """Whether the host tracks a TCP flow from `addr`."""
+    out = host.exec(["conntrack", "-L", "-f", f"ipv{v}", "-p", "tcp"]).stdout
     return re.search(rf"src={re.escape(addr)} ", out) is not None
 
 
