@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from calico import programs
 from calico.bgp.agent import BGPAgent
 from calico.bgp.birdctl import PeerStatus, bgp_peers
 from calico.datastore.client import ResourceClient
@@ -67,7 +67,7 @@ class BgpHost:
             debounce=0.05,
             retry_interval=0.5,
         )
-        self.bird: subprocess.Popen[bytes] | None = None
+        self.bird: programs.Popen[bytes] | None = None
 
     def exec(self, args: list[str]) -> str:
         return self.lab.ns.exec(self.netns, args).stdout
@@ -240,9 +240,7 @@ def _check_node_status(host: BgpHost, expected: dict[str, str]) -> None:
     """calicoctl node status against host A's run dir (felix.pid: this test process)."""
     (host.run_dir / "felix.pid").write_text(f"{os.getpid()}\n")
     env = {**os.environ, "CALICO_RUN_DIR": str(host.run_dir)}
-    proc = subprocess.run(
-        [CALICOCTL, "node", "status"], capture_output=True, text=True, env=env, timeout=30
-    )
+    proc = programs.run([CALICOCTL, "node", "status"], env=env, timeout=30)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert out.startswith("Calico process is running.\n")
@@ -261,9 +259,9 @@ def test_node_status_without_bird_and_without_felix(lab: BgpLab) -> None:
     env = {**os.environ, "CALICO_RUN_DIR": str(run_dir)}
     (run_dir / "felix.pid").write_text("999999999\n")
     cmd = [CALICOCTL, "node", "status"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=30)
+    proc = programs.run(cmd, env=env, timeout=30)
     assert proc.returncode == 1 and proc.stderr.strip() == "Calico process is not running."
     (run_dir / "felix.pid").write_text(f"{os.getpid()}\n")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=30)
+    proc = programs.run(cmd, env=env, timeout=30)
     assert proc.returncode == 0
     assert "None of the BGP backend processes (BIRD or GoBGP) are running." in proc.stdout
