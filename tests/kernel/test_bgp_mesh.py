@@ -17,8 +17,7 @@ import json
 import os
 import shutil
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ import pytest
 from calico import programs
 from calico.bgp.agent import BGPAgent
 from calico.bgp.birdctl import PeerStatus, bgp_peers
+from calico.bgp.commands import Result, Subprocess
 from calico.datastore.client import ResourceClient
 from calico.datastore.etcd import EtcdBackend
 from calico.ipam.keys import affinity_key
@@ -48,6 +48,20 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
     waiting.wait_until(predicate, timeout, what, interval=0.2)
 
 
+class ReloadCounter:
+    """The agent's real runner, counting `birdc configure` calls that failed."""
+
+    def __init__(self) -> None:
+        self.inner = Subprocess()
+        self.failed_reloads = 0
+
+    def run(self, args: Sequence[str], *, stdin: str | None = None, check: bool = True) -> Result:
+        result = self.inner.run(args, stdin=stdin, check=check)
+        if programs.name_of(args[0]) == "birdc" and result.returncode != 0:
+            self.failed_reloads += 1
+        return result
+
+
 class BgpHost:
     def __init__(self, lab: BgpLab, name: str, index: int) -> None:
         self.lab, self.name, self.index = lab, name, index
@@ -60,10 +74,12 @@ class BgpHost:
         lab.fabric_exec(["ip", "link", "set", f"{lab.ns.prefix}{name}", "master", "br0"])
         self.exec(["ip", "addr", "add", f"{self.ipv4}/24", "dev", "eth0"])
         self.exec(["ip", "-6", "addr", "add", f"{self.ipv6}/64", "dev", "eth0", "nodad"])
+        self.runner = ReloadCounter()
         self.agent = BGPAgent(
             EtcdBackend.from_env({"ETCD_ENDPOINTS": lab.etcd.endpoint}),
             self.node,
             self.run_dir,
+            runner=self.runner,
             debounce=0.05,
             retry_interval=0.5,
         )
@@ -158,7 +174,7 @@ def _start(lab: BgpLab) -> None:
     c = lab.hosts["c"]
     c.agent.start()
     wait_until(lambda: (c.run_dir / "bird.cfg").exists(), 10, "C's agent writes bird.cfg")
-    time.sleep(0.6)  # at least one failed reload
+    wait_until(lambda: c.runner.failed_reloads >= 1, 10, "C's agent fails to reload BIRD")
     c.start_bird()
 
 
