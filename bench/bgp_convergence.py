@@ -25,7 +25,6 @@ import ipaddress
 import re
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ from pathlib import Path
 
 import yaml
 
+from calico import programs
 from calico.lab import netns, procs
 from calico.lab.lab import Lab, running_lab
 from calico.lab.labfile import load_lab
@@ -54,13 +54,13 @@ class Row:
     floor: list[float]
 
 
-def ping_from(ns: str, address: str) -> subprocess.Popen[str]:
+def ping_from(ns: str, address: str) -> programs.Popen[str]:
     argv = ["ip", "netns", "exec", ns, "ping", "-D", "-n", "-i", "0.002", "-c", "1",
             "-w", str(PING_DEADLINE), address]  # fmt: skip
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return programs.start(argv, stdout=programs.PIPE, stderr=programs.STDOUT, text=True)
 
 
-def first_replies(pingers: Sequence[subprocess.Popen[str]]) -> list[float]:
+def first_replies(pingers: Sequence[programs.Popen[str]]) -> list[float]:
     """Wall-clock time of each pinger's first reply (error if one never got one)."""
     times = []
     for pinger in pingers:

@@ -24,7 +24,6 @@ import json
 import os
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from calico import programs
 from calico.cni.install import install_plugins
 from calico.datastore.client import ResourceClient
 from calico.datastore.etcd import EtcdBackend
@@ -89,20 +89,16 @@ class Bench:
     def exec(self, argv: Sequence[str], env: dict[str, str], stdin: str = "") -> float:
         """Run `argv` in the host namespace as a runtime would; returns its wall time."""
         started = time.perf_counter()
-        proc = subprocess.run(
+        proc = programs.run(
             ["nsenter", f"--net=/run/netns/{self.host}", *argv],
-            input=stdin.encode(),
+            stdin=stdin,
             env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), **env},
-            capture_output=True,
             timeout=120,
-            check=False,
         )
         elapsed = time.perf_counter() - started
         if proc.returncode != 0:
-            raise RuntimeError(
-                f"{' '.join(argv)} exited {proc.returncode}: {proc.stdout.decode()}"
-                f"{proc.stderr.decode()}"
-            )
+            detail = proc.stdout + proc.stderr
+            raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {detail}")
         return elapsed
 
     def plugin(self, command: str, netns: str, container_id: str, conf: dict[str, Any]) -> float:

@@ -44,7 +44,6 @@ import os
 import resource as rlimit
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,6 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from calico import programs
 from calico.datastore.client import ResourceClient, encode
 from calico.datastore.etcd import EtcdBackend
 from calico.testing.etcd_server import EtcdServer
@@ -212,7 +212,7 @@ class FelixRun:
             os.killpg(self.pid, signal.SIGTERM)
         try:
             self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
+        except programs.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
@@ -262,7 +262,7 @@ def refresh_floor(netns: str, endpoints: int, reps: int = 5) -> float:
         before = rlimit.getrusage(rlimit.RUSAGE_CHILDREN)
         for args in (["sh", "-ec", script], ["sysctl", *sysctls]):
             cmd = ["ip", "netns", "exec", netns, *args]
-            subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
+            programs.run(cmd, check=True)
         after = rlimit.getrusage(rlimit.RUSAGE_CHILDREN)
         samples.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
     return 100 * statistics.median(samples) / REFRESH
@@ -271,9 +271,7 @@ def refresh_floor(netns: str, endpoints: int, reps: int = 5) -> float:
 def import_floor() -> tuple[int, int]:
     """VmRSS and VmHWM of `python -c 'import calico.felix.daemon'` (the same venv), alive."""
     code = "import sys, calico.felix.daemon; print('ready', flush=True); sys.stdin.read()"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
+    proc = programs.start([sys.executable, "-c", code], stdin=programs.PIPE, stdout=programs.PIPE)
     try:
         assert proc.stdout is not None
         if proc.stdout.readline().strip() != b"ready":

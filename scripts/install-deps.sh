@@ -1,9 +1,22 @@
 #!/bin/sh
-# Install the Debian packages calico-py needs, only those that are missing.
-# Idempotent; run as root on Debian 12 (make demo / make test call it).
+# Install the Debian packages calico-py needs, only those that are missing: every package
+# named in src/calico/programs.txt, the one list of the programs the code runs.
+# Idempotent; run as root on Debian 12 (make demo / make test call it). Plain sh and awk:
+# a fresh Debian may have no python3 yet. `--list` prints the packages and exits.
 set -eu
 
-PACKAGES="python3 python3-venv python3-pip etcd-server etcd-client iptables ipset iproute2 conntrack bird2 frr procps iputils-ping podman containernetworking-plugins runc busybox-static dnsmasq-base isc-dhcp-client gcc python3-dev"
+LIST="$(dirname "$0")/../src/calico/programs.txt"
+# Column 2 of every entry; "@calico-py" marks this project's own commands (pip installs them).
+PACKAGES=$(awk '!/^[[:space:]]*(#|$)/ && $2 !~ /^@/ { print $2 }' "$LIST" | sort -u)
+if [ -z "$PACKAGES" ]; then
+    echo "install-deps: no packages found in $LIST" >&2
+    exit 1
+fi
+
+if [ "${1:-}" = "--list" ]; then
+    echo "$PACKAGES"
+    exit 0
+fi
 
 missing=""
 for pkg in $PACKAGES; do

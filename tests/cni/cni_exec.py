@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from calico import programs
 from calico.ipam.allocator import IPAMClient
 from calico.model.endpoints import WorkloadEndpoint
 from fv.conftest import Cluster, FelixHost
@@ -97,17 +97,14 @@ class CniRunner:
             **env,
         }
         stdin = conf if isinstance(conf, bytes) else json.dumps(conf or self.conf(container))
-        proc = subprocess.run(
+        proc = programs.run(
             ["nsenter", f"--net=/run/netns/{self.host.netns}", str(self.bin_dir / plugin)],
-            input=stdin if isinstance(stdin, bytes) else stdin.encode(),
+            stdin=stdin.decode() if isinstance(stdin, bytes) else stdin,
             env={k: v for k, v in environ.items() if v is not None},
-            capture_output=True,
             timeout=120,
-            check=False,
         )
-        out = proc.stdout.decode()
-        doc = json.loads(out) if out.strip() else None
-        return Outcome(proc.returncode, doc, proc.stderr.decode())
+        doc = json.loads(proc.stdout) if proc.stdout.strip() else None
+        return Outcome(proc.returncode, doc, proc.stderr)
 
     # -- what is left behind ----------------------------------------------------------------
 

@@ -3,12 +3,12 @@ installed with `calico cni install`, exactly as an operator installs them."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from calico import programs
 from fv.conftest import Cluster, cluster  # noqa: F401 - re-exported fixture
 
 from .cni_exec import CniRunner
@@ -19,7 +19,7 @@ CALICO = str(Path(sys.executable).parent / "calico")
 @pytest.fixture(scope="session")
 def cni_bin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     bin_dir = tmp_path_factory.mktemp("cni-bin")
-    subprocess.run([CALICO, "cni", "install", "--bin-dir", str(bin_dir)], check=True, timeout=60)
+    programs.run([CALICO, "cni", "install", "--bin-dir", str(bin_dir)], check=True)
     return bin_dir
 
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
+
+from calico import programs
 
 BUSYBOX = "/bin/busybox"
 _APPLETS = ("sh", "sleep", "ping", "ping6", "ip", "nc", "cat", "true")
@@ -73,12 +74,12 @@ class Podman:
 
     def run(self, name: str, network: str, *command: str) -> str:
         """`podman run -d`: returns the container ID (CNI_CONTAINERID of the plugin calls)."""
-        args = ["run", "-d", "--name", name, "--network", network, "--cap-add", "NET_RAW"]
+        options = ["-d", "--name", name, "--network", network, "--cap-add", "NET_RAW"]
         self.containers.append(name)  # before: a failed run can leave a created container
-        out = self.podman(*args, "--rootfs", str(self.rootfs(name)), *command)
+        out = self.podman("run", *options, "--rootfs", str(self.rootfs(name)), *command)
         return out.stdout.strip()
 
-    def podman(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def podman(self, *args: str, check: bool = True) -> programs.CompletedProcess[str]:
         argv = ["nsenter", f"--net=/run/netns/{self.host_netns}", "podman", *args]
         proc = _finish(argv, self._env())
         if check and proc.returncode != 0:
@@ -109,24 +110,23 @@ class Podman:
         shutil.rmtree(self.root)
 
 
-def _finish(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _finish(argv: list[str], env: dict[str, str]) -> programs.CompletedProcess[str]:
     """Run to completion in its own session (a ^C to the test does not reach it); if the test
     is interrupted meanwhile, wait for podman to finish first, then let the interruption on."""
     Path(env["TMPDIR"]).mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )  # fmt: skip
+    proc = programs.start(
+        argv, env=env, stdout=programs.PIPE, stderr=programs.PIPE, text=True, new_session=True
+    )
     interrupted: BaseException | None = None
     deadline = time.monotonic() + _FINISH_GRACE
     while True:
         try:
             stdout, stderr = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))
             break
-        except subprocess.TimeoutExpired:
+        except programs.TimeoutExpired:
             os.killpg(proc.pid, 9)  # hung for two minutes: only then give up on it
         except BaseException as exc:
             interrupted = interrupted or exc
     if interrupted is not None:
         raise interrupted
-    return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
+    return programs.CompletedProcess(argv, proc.returncode, stdout, stderr)

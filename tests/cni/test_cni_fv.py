@@ -5,10 +5,10 @@ subject to policy, and DEL (or a failed ADD) leaves no veth, endpoint or address
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
+from calico import programs
 from calico.testing.workloads import connects, ping, serve
 from fv.conftest import wait_until
 
@@ -70,7 +70,7 @@ def _only_tcp_8080_from_clients(cni: CniRunner) -> None:
 def test_del_after_the_namespace_is_gone(cni: CniRunner) -> None:
     box = cni.container("gone")
     address = cni.exec("ADD", box).addresses()[0]
-    subprocess.run(["ip", "netns", "del", box.netns], check=True)
+    programs.run(["ip", "netns", "del", box.netns], check=True)
     cni.cluster.ns.names.remove(box.netns)
     for _ in range(2):
         out = cni.exec("DEL", box)

@@ -7,12 +7,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from calico import programs
 from fv.conftest import wait_until
 
 from .cni_exec import CniRunner
@@ -71,9 +71,7 @@ def test_podman_containers_ping_each_other_and_rm_releases(cni: CniRunner, podma
         assert wep.spec.orchestrator == "cni" and wep.spec.profiles == [NETWORK]
         assert wep.spec.interfaceName == "cali" + ids[name][:11]
         assert wep.spec.interfaceName in cni.host_links()  # in the test host namespace...
-        root = subprocess.run(
-            ["ip", "link", "show", wep.spec.interfaceName], capture_output=True, check=False
-        )
+        root = programs.run(["ip", "link", "show", wep.spec.interfaceName])
         assert root.returncode != 0  # ...never in the root namespace
         inspect = podman.podman(
             "inspect", name, "--format", "{{.NetworkSettings.Networks." + NETWORK + ".IPAddress}}"

@@ -4,10 +4,10 @@ everything that `up` made."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
+from calico import programs
 from calico.lab import netns, procs
 from calico.lab.state import StateStore
 
@@ -29,9 +29,8 @@ spec: {selector: "app == ", types: [Ingress]}
 """
 
 
-def calico_lab(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    argv = [CALICO, "lab", "--state-dir", str(state), *args]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+def calico_lab(state: Path, *args: str) -> programs.CompletedProcess[str]:
+    return programs.run([CALICO, "lab", "--state-dir", str(state), *args], timeout=120)
 
 
 def test_failed_up_names_the_step_and_down_removes_everything(tmp_path: Path) -> None:

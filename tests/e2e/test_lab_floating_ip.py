@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import subprocess
 import sys
 from collections.abc import Iterator
 
 import pytest
 
+from calico import programs
 from calico.ipam.allocator import IPAMClient
 from calico.ipam.api import AddressNotInPool
 from calico.lab.lab import Lab
@@ -180,7 +180,7 @@ def peer_seen_by(lab: Lab, server: str, client: str, address: str) -> str:
     """Connect from `client` to `address`:PEER_PORT, answered by a one-shot listener in
     `server`; returns the source address the listener saw."""
     argv = lab.exec_argv(server, [sys.executable, "-c", PEER_SERVER, str(PEER_PORT)])
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    proc = programs.start(argv, stdout=programs.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "listening"
         assert lab.probe(client, address, port=PEER_PORT, timeout=2.0).ok

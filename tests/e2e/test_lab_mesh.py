@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
-import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from calico import programs
 from calico.datastore.client import ResourceNotFound
 from calico.ipam.allocator import IPAMClient
 from calico.lab import procs
@@ -105,9 +105,8 @@ def test_nodes_register_their_autodetected_addresses(lab: Lab) -> None:
 
 
 def test_cli_works_from_another_invocation(lab: Lab) -> None:
-    def calico_lab(*args: str) -> subprocess.CompletedProcess[str]:
-        argv = [CALICO, "lab", "--state-dir", str(lab.dir), *args]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    def calico_lab(*args: str) -> programs.CompletedProcess[str]:
+        return programs.run([CALICO, "lab", "--state-dir", str(lab.dir), *args])
 
     status = json.loads(calico_lab("status", "--json").stdout)
     assert [h["name"] for h in status["hosts"]] == list(HOST_IPS)

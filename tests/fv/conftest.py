@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from calico import programs
 from calico.datastore.client import ResourceClient
 from calico.datastore.etcd import EtcdBackend
 from calico.model import parse_resource
@@ -55,7 +55,7 @@ class FelixHost:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log = self.run_dir / "felix.log"
         self.extra_env = env
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: programs.Popen[bytes] | None = None
         self._log_mark = 0
         self.upstream = add_upstream(ns, self.netns, f"{node}-up")
 
@@ -116,7 +116,7 @@ class FelixHost:
     def routes(self, version: int = 4) -> str:
         return self.exec(["ip", f"-{version}", "route", "show"]).stdout
 
-    def exec(self, args: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    def exec(self, args: list[str], check: bool = True) -> programs.CompletedProcess[str]:
         return self.ns.exec(self.netns, args, check=check)
 
     def add_workload(self, iface: str, ipv4: str | None, ipv6: str | None = None) -> Workload:

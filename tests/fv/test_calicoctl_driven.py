@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from calico import programs
 from calico.testing.workloads import connects, ping, serve
 
 from .conftest import Cluster, wait_until
@@ -53,15 +53,7 @@ spec:
 
 def calicoctl(cluster: Cluster, *args: str, stdin: str | None = None) -> str:
     env = {"ETCD_ENDPOINTS": cluster.etcd.unix_endpoint, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-    proc = subprocess.run(
-        [CALICOCTL, *args],
-        input=stdin,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    proc = programs.run([CALICOCTL, *args], stdin=stdin, env=env)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 

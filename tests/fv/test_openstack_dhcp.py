@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from typing import Any
 
 import pytest
 
+from calico import programs
 from calico.model.endpoints import WorkloadEndpoint
 from calico.openstack import keys, translate
 from calico.openstack.dhcp.config import interface_name, network_files
@@ -159,7 +159,7 @@ class Agent:
         self.host = host
         self.run_dir = run_dir
         self.log = host.run_dir / "dhcp-agent.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: programs.Popen[bytes] | None = None
         self._mark = 0
 
     def start(self) -> None:

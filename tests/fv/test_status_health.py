@@ -4,12 +4,12 @@ removed), /readiness and /liveness; and how it refuses an invalid configuration.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 
 import pytest
 
+from calico import programs
 from calico.datastore.api import KeyValue
 from calico.model.endpoints import HostEndpoint, WorkloadEndpoint
 from calico.testing.workloads import ping
@@ -160,13 +160,8 @@ def test_invalid_config_exits_quickly_with_one_clear_line(
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "NODENAME": "h1"}
     env |= {"ETCD_ENDPOINTS": cluster.etcd.unix_endpoint, "CALICO_RUN_DIR": str(host.run_dir)}
     start = time.monotonic()
-    proc = subprocess.run(
-        ["ip", "netns", "exec", host.netns, FELIX],
-        env={**env, name: value},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+    proc = programs.run(
+        ["ip", "netns", "exec", host.netns, FELIX], env={**env, name: value}, timeout=30
     )
     assert time.monotonic() - start < 10
     assert proc.returncode != 0

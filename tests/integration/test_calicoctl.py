@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
+from calico import programs
 from calico.ctl.main import cli
 from calico.testing.etcd_server import EtcdServer
 
@@ -209,13 +209,9 @@ def test_validate_is_offline() -> None:
 
 def test_real_binary_unreachable_datastore_fails_fast() -> None:
     start = time.monotonic()
-    proc = subprocess.run(
+    proc = programs.run(
         [CALICOCTL, "get", "ippools"],
         env={"ETCD_ENDPOINTS": "http://127.0.0.1:9,http://127.0.0.1:10", "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
     )
     assert proc.returncode == 1
     assert proc.stdout == ""
@@ -226,16 +222,7 @@ def test_real_binary_unreachable_datastore_fails_fast() -> None:
 
 def test_real_binary_reads_stdin(etcd_server: EtcdServer) -> None:
     env = {"ETCD_ENDPOINTS": etcd_server.endpoint, "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run(
-        [CALICOCTL, "apply", "-f", "-"],
-        input=POOLS,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = programs.run([CALICOCTL, "apply", "-f", "-"], stdin=POOLS, env=env)
     assert (proc.returncode, proc.stdout) == (0, "Successfully applied 2 'IPPool' resource(s)\n")
-    proc = subprocess.run(
-        [CALICOCTL, "version"], env=env, capture_output=True, text=True, check=False
-    )
+    proc = programs.run([CALICOCTL, "version"], env=env)
     assert proc.returncode == 0 and "Cluster Version:   calico-py-" in proc.stdout

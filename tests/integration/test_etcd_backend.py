@@ -26,6 +26,7 @@ from calico.datastore.api import (
 )
 from calico.datastore.config import EtcdConfig
 from calico.datastore.etcd import EtcdBackend
+from calico.testing import waiting
 from calico.testing.etcd_server import EtcdServer
 
 BackendFactory = Callable[..., EtcdBackend]
@@ -83,10 +84,7 @@ def reading(watch: Watch) -> Iterator[WatchReader]:
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        time.sleep(0.02)
+    waiting.wait_until(predicate, timeout, interval=0.02)
 
 
 def free_port() -> int:
@@ -222,7 +220,8 @@ def test_lease_expiry_deletes_key_and_watch_sees_it(backend: EtcdBackend) -> Non
 def test_keepalive_extends_lease(backend: EtcdBackend) -> None:
     lease = backend.grant_lease(1)
     backend.put("/l/k", b"v", lease=lease)
-    deadline = time.monotonic() + 2.5  # well past the TTL
+    # Time itself is the subject: keep the lease alive for well past its TTL.
+    deadline = time.monotonic() + 2.5
     while time.monotonic() < deadline:
         assert backend.keepalive(lease) == 1
         time.sleep(0.2)
@@ -290,7 +289,8 @@ def test_idle_watch_stays_healthy(
         caplog.at_level(logging.DEBUG, "calico.datastore.etcd_watch"),
         reading(backend.watch("/w/", 0)) as reader,
     ):
-        time.sleep(1.2)  # the scenario: four idle timeouts in a row
+        # The scenario: four idle timeouts in a row, each probed.
+        wait_until(lambda: sum("idle for" in r.message for r in caplog.records) >= 4)
         rev = backend.put("/w/k", b"v")
         assert reader.wait_events(1)[0].mod_revision == rev
         assert reader.error is None

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from calico import programs
 from calico.datastore.api import DatastoreUnavailable, EventType
 from calico.datastore.config import EtcdConfig
 from calico.datastore.etcd import EtcdBackend
@@ -21,7 +21,7 @@ _EC = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
 
 
 def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+    programs.run(["openssl", *args], cwd=cwd, check=True)
 
 
 def _make_ca(directory: Path, name: str) -> None:

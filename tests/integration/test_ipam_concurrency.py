@@ -8,7 +8,6 @@ import concurrent.futures
 import json
 import multiprocessing
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from calico.ipam.allocator import IPAMClient
 from calico.ipam.api import AutoAssignRequest, IPAMError
 from calico.ipam.blocks import AllocationBlock
 from calico.model.network import IPPool
+from calico.testing import waiting
 from calico.testing.etcd_server import EtcdServer
 
 pytestmark = pytest.mark.integration
@@ -151,10 +151,7 @@ class OutageCounter:
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
+    waiting.wait_until(condition, timeout, what, interval=0.01)
 
 
 class Allocator(threading.Thread):

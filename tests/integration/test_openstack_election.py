@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from calico.datastore.api import Backend
+from calico.datastore.api import Backend, Watch
 from calico.datastore.etcd import EtcdBackend
 from calico.openstack import keys
 from calico.openstack.election import Elector
@@ -41,6 +40,28 @@ class Freezable:
     def keepalive(self, lease_id: int) -> int:
         self.thawed.wait()
         return int(self.inner.keepalive(lease_id))
+
+
+class Counting:
+    """A Backend counting the keepalives and watches that succeeded."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.keepalives = 0
+        self.watches = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def keepalive(self, lease_id: int) -> int:
+        ttl = int(self.inner.keepalive(lease_id))
+        self.keepalives += 1
+        return ttl
+
+    def watch(self, prefix: str, start_revision: int) -> Watch:
+        watch = self.inner.watch(prefix, start_revision)
+        self.watches += 1
+        return watch
 
 
 class Recorder:
@@ -84,7 +105,7 @@ def test_one_leader_and_handover_on_stop(electors: Callable[..., Elector]) -> No
     a = electors("server-a", on_change=rec_a, ttl=5)
     wait_until(lambda: a.is_leader)
     b = electors("server-b", on_change=rec_b, ttl=5)
-    time.sleep(0.5)
+    wait_until(lambda: b.watching)  # lost the race, waits for a vacancy
     assert leaders(a, b) == [a]
     assert rec_b.changes == []
 
@@ -104,7 +125,7 @@ def test_stalled_keepalives_hand_over_on_lease_expiry(
     a = electors("server-a", backend=frozen, on_change=rec_a)
     wait_until(lambda: a.is_leader)
     b = electors("server-b")
-    time.sleep(0.3)
+    wait_until(lambda: b.watching)
     assert leaders(a, b) == [a]
 
     frozen.thawed.clear()
@@ -115,17 +136,34 @@ def test_stalled_keepalives_hand_over_on_lease_expiry(
     wait_until(lambda: b.is_leader, timeout=TTL + 2)
     frozen.thawed.set()
     wait_until(lambda: rec_a.changes == [True, False])
-    time.sleep(0.5)
+    wait_until(lambda: a.watching)  # the thawed server tried again, lost, and waits
     assert leaders(a, b) == [b]
 
 
-def test_survives_etcd_restart(electors: Callable[..., Elector], etcd_server: EtcdServer) -> None:
-    a = electors("server-a")
+def test_survives_etcd_restart(
+    electors: Callable[..., Elector], etcd_server: EtcdServer, make_backend: BackendFactory
+) -> None:
+    """After the restart the leader keeps its lease alive in the new etcd and the other server
+    watches it again (its old watch died with the old etcd)."""
+    backends = [Counting(make_backend(connect_timeout=0.5, request_timeout=1.0)) for _ in "ab"]
+    a = electors("server-a", backend=backends[0])
     wait_until(lambda: a.is_leader)
-    b = electors("server-b")
+    b = electors("server-b", backend=backends[1])
+    wait_until(lambda: b.watching)
     etcd_server.restart()
-    time.sleep(TTL)
-    wait_until(lambda: len(leaders(a, b)) == 1)
+    before = [(c.keepalives, c.watches) for c in backends]
+
+    def recovered() -> bool:
+        if len(leaders(a, b)) != 1:
+            return False
+        lead = 0 if a.is_leader else 1
+        return (
+            backends[lead].keepalives > before[lead][0]
+            and backends[1 - lead].watches > before[1 - lead][1]
+            and (b if lead == 0 else a).watching
+        )
+
+    wait_until(recovered, timeout=TTL + 5)
 
 
 def test_leader_steps_down_during_outage_and_someone_leads_after(
@@ -138,8 +176,8 @@ def test_leader_steps_down_during_outage_and_someone_leads_after(
     etcd_server.stop()
     wait_until(lambda: not a.is_leader, timeout=TTL + 1)
     etcd_server.start()
-    wait_until(lambda: len(leaders(a, b)) == 1, timeout=TTL + 5)
-    time.sleep(0.5)
+    # Settled: one leads, the other has lost the race and waits for a vacancy.
+    wait_until(lambda: len(leaders(a, b)) == 1 and (a.watching or b.watching), timeout=TTL + 5)
     assert len(leaders(a, b)) == 1
 
 

@@ -16,6 +16,7 @@ from calico.felix.status import StatusReporter, host_prefix, workload_status_key
 from calico.openstack import keys
 from calico.openstack.feedback import FelixStatusWatcher, parse_status_key
 from calico.testing.etcd_server import EtcdServer
+from calico.testing.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
@@ -186,7 +187,7 @@ def test_relist_reconciles_what_was_missed(
     backend.put(ep_key("h1", "p3"), ep_value("up"))
     pausable = Pausable(backend)
     sink = Sink()
-    watchers(pausable, sink)
+    watcher = watchers(pausable, sink)
     sink.wait_for(("endpoint", "h1", "p3", "up"))
     sink.wait_for(("alive", "h2", HEARTBEAT))
     sink.take()
@@ -194,22 +195,21 @@ def test_relist_reconciles_what_was_missed(
     pausable.pause()
     # Closing a watch from another thread is not instant: wait until the watcher has given
     # up on it and tried to re-list, so the changes below are really missed.
-    deadline = time.monotonic() + 5
-    while not pausable.refused:
-        assert time.monotonic() < deadline, "the watcher never noticed the partition"
-        time.sleep(0.01)
+    wait_until(lambda: pausable.refused > 0, 5, "the watcher notices the partition", 0.01)
     backend.delete(status_key("h1"))
     backend.delete(ep_key("h1", "p1"))
     backend.put(ep_key("h1", "p2"), ep_value("error"))
     backend.put(ep_key("h3", "p4"), ep_value("up"))
-    time.sleep(0.5)
+    # The watcher tried to re-list again after the changes, still partitioned: nothing new.
+    refused = pausable.refused
+    wait_until(lambda: pausable.refused > refused)
     assert sink.take() == []
     pausable.paused = False
     sink.wait_for(("dead", "h1"))
     sink.wait_for(("endpoint", "h1", "p1", None))
     sink.wait_for(("endpoint", "h1", "p2", "error"))
     sink.wait_for(("endpoint", "h3", "p4", "up"))
-    time.sleep(0.3)
+    wait_until(lambda: watcher.watching)  # the re-list is over: all it reports is in
     # Unchanged things (h2's heartbeat, p3's status) are not reported again.
     assert sorted(sink.take(), key=repr) == sorted(
         [

@@ -112,8 +112,8 @@ def test_answered_request_is_not_rerun(backend: EtcdBackend, watchers: WatcherFa
     backend.put(keys.resync_request_key(REGION), json.dumps({"id": "abc", "time": "t"}).encode())
     backend.put(keys.resync_result_key(REGION, "abc"), b'{"ok": true}')
     handler = Handler({"ok": True})
-    watchers(backend, handler)
-    time.sleep(0.3)
+    watcher = watchers(backend, handler)
+    wait_until(lambda: watcher.watching)  # the existing request was listed and judged
     assert handler.calls == 0
 
 
@@ -122,14 +122,14 @@ def test_malformed_requests_are_ignored(backend: EtcdBackend, watchers: WatcherF
     watchers(backend, handler)
     for bad in (b"{nope", b'["id"]', b'{"id": 7}', b'{"id": "../x"}'):
         backend.put(keys.resync_request_key(REGION), bad)
-    time.sleep(0.3)
-    assert handler.calls == 0
-    assert request_resync(backend, REGION, timeout=5) == {"ok": True}  # still working
+    # Events arrive in order: once this request is answered, the bad ones were seen.
+    assert request_resync(backend, REGION, timeout=5) == {"ok": True}
+    assert handler.calls == 1  # only the good request ran
 
 
 def test_stop_is_prompt(backend: EtcdBackend, watchers: WatcherFactory) -> None:
     watcher = watchers(backend, Handler({}))
-    time.sleep(0.1)
+    wait_until(lambda: watcher.watching)  # stop() must close the open watch
     started = time.monotonic()
     watcher.stop()
     assert time.monotonic() - started < 1
@@ -139,7 +139,7 @@ def test_watcher_survives_etcd_restart(
     make_backend: Callable[..., EtcdBackend], etcd_server: EtcdServer, watchers: WatcherFactory
 ) -> None:
     handler = Handler({"ok": True})
-    watchers(make_backend(connect_timeout=0.5, request_timeout=1.0), handler)
-    time.sleep(0.1)
+    watcher = watchers(make_backend(connect_timeout=0.5, request_timeout=1.0), handler)
+    wait_until(lambda: watcher.watching)  # the restart breaks an open watch
     etcd_server.restart()
     assert request_resync(make_backend(), REGION, timeout=5) == {"ok": True}

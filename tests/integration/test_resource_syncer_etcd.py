@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -16,6 +15,7 @@ from calico.model import parse_resource
 from calico.model.keys import ResourceKey
 from calico.model.network import IPPool
 from calico.model.policy import GlobalNetworkPolicy
+from calico.testing import waiting
 
 pytestmark = pytest.mark.integration
 
@@ -40,13 +40,8 @@ class State:
                     self.resources[u.key.path] = u.resource
 
 
-def wait_for(condition: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(condition) and condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
+def wait_for(condition: Callable[[], object], timeout: float = 10.0) -> None:
+    waiting.wait_until(condition, timeout, interval=0.02)
 
 
 def test_syncer_delivers_resources_and_skips_garbage(backend: EtcdBackend) -> None:

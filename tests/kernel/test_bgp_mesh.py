@@ -16,17 +16,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from calico import programs
 from calico.bgp.agent import BGPAgent
 from calico.bgp.birdctl import PeerStatus, bgp_peers
+from calico.bgp.commands import Result, Subprocess
 from calico.datastore.client import ResourceClient
 from calico.datastore.etcd import EtcdBackend
 from calico.ipam.keys import affinity_key
@@ -48,6 +48,20 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
     waiting.wait_until(predicate, timeout, what, interval=0.2)
 
 
+class ReloadCounter:
+    """The agent's real runner, counting `birdc configure` calls that failed."""
+
+    def __init__(self) -> None:
+        self.inner = Subprocess()
+        self.failed_reloads = 0
+
+    def run(self, args: Sequence[str], *, stdin: str | None = None, check: bool = True) -> Result:
+        result = self.inner.run(args, stdin=stdin, check=check)
+        if programs.name_of(args[0]) == "birdc" and result.returncode != 0:
+            self.failed_reloads += 1
+        return result
+
+
 class BgpHost:
     def __init__(self, lab: BgpLab, name: str, index: int) -> None:
         self.lab, self.name, self.index = lab, name, index
@@ -60,14 +74,16 @@ class BgpHost:
         lab.fabric_exec(["ip", "link", "set", f"{lab.ns.prefix}{name}", "master", "br0"])
         self.exec(["ip", "addr", "add", f"{self.ipv4}/24", "dev", "eth0"])
         self.exec(["ip", "-6", "addr", "add", f"{self.ipv6}/64", "dev", "eth0", "nodad"])
+        self.runner = ReloadCounter()
         self.agent = BGPAgent(
             EtcdBackend.from_env({"ETCD_ENDPOINTS": lab.etcd.endpoint}),
             self.node,
             self.run_dir,
+            runner=self.runner,
             debounce=0.05,
             retry_interval=0.5,
         )
-        self.bird: subprocess.Popen[bytes] | None = None
+        self.bird: programs.Popen[bytes] | None = None
 
     def exec(self, args: list[str]) -> str:
         return self.lab.ns.exec(self.netns, args).stdout
@@ -158,7 +174,7 @@ def _start(lab: BgpLab) -> None:
     c = lab.hosts["c"]
     c.agent.start()
     wait_until(lambda: (c.run_dir / "bird.cfg").exists(), 10, "C's agent writes bird.cfg")
-    time.sleep(0.6)  # at least one failed reload
+    wait_until(lambda: c.runner.failed_reloads >= 1, 10, "C's agent fails to reload BIRD")
     c.start_bird()
 
 
@@ -240,9 +256,7 @@ def _check_node_status(host: BgpHost, expected: dict[str, str]) -> None:
     """calicoctl node status against host A's run dir (felix.pid: this test process)."""
     (host.run_dir / "felix.pid").write_text(f"{os.getpid()}\n")
     env = {**os.environ, "CALICO_RUN_DIR": str(host.run_dir)}
-    proc = subprocess.run(
-        [CALICOCTL, "node", "status"], capture_output=True, text=True, env=env, timeout=30
-    )
+    proc = programs.run([CALICOCTL, "node", "status"], env=env, timeout=30)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert out.startswith("Calico process is running.\n")
@@ -261,9 +275,9 @@ def test_node_status_without_bird_and_without_felix(lab: BgpLab) -> None:
     env = {**os.environ, "CALICO_RUN_DIR": str(run_dir)}
     (run_dir / "felix.pid").write_text("999999999\n")
     cmd = [CALICOCTL, "node", "status"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=30)
+    proc = programs.run(cmd, env=env, timeout=30)
     assert proc.returncode == 1 and proc.stderr.strip() == "Calico process is not running."
     (run_dir / "felix.pid").write_text(f"{os.getpid()}\n")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=30)
+    proc = programs.run(cmd, env=env, timeout=30)
     assert proc.returncode == 0
     assert "None of the BGP backend processes (BIRD or GoBGP) are running." in proc.stdout

@@ -8,8 +8,6 @@ ports, 80 among them) and denies the rest; workload C's interface is unknown to 
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from calico.calc.messages import (
@@ -28,6 +26,7 @@ from calico.rules import dispatch, endpoints, policy, static
 from calico.rules.config import RulesConfig
 from calico.rules.model import Chain
 from calico.testing.netns import Namespaces
+from calico.testing.waiting import wait_until
 
 pytestmark = pytest.mark.kernel
 
@@ -127,10 +126,7 @@ def connects(netns: Namespaces, ns: str, dst: str, port: int, timeout: float) ->
 
 
 def wait_for_server(netns: Namespaces, ns: str) -> None:
-    deadline = time.monotonic() + 10
-    while not connects(netns, ns, "::1", 80, 0.5):
-        assert time.monotonic() < deadline, "test server did not start"
-        time.sleep(0.05)
+    wait_until(lambda: connects(netns, ns, "::1", 80, 0.5), 10, "test server starts", 0.05)
 
 
 def test_policy_filters_real_packets(netns: Namespaces) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +22,7 @@ import pytest
 from calico.dataplane.drivers.links import LinkConfigurator
 from calico.dataplane.drivers.routetable import RouteTable, RouteTarget
 from calico.dataplane.kernel import Subprocess, open_netlink
+from calico.testing import waiting
 from calico.testing.netns import Namespaces
 
 pytestmark = pytest.mark.kernel
@@ -33,10 +33,7 @@ WORKLOADS = {"cali1": ("198.18.0.1", "2001:db8:1::1"), "cali2": ("198.18.0.2", "
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached before the deadline"
-        time.sleep(0.1)
+    waiting.wait_until(predicate, timeout)
 
 
 def add_workload(ns: Namespaces, host: str, iface: str, v4: str, v6: str) -> tuple[str, str]:

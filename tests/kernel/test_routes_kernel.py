@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 
 from calico.dataplane.drivers.routetable import RTPROT_CALICO, RouteTable, RouteTarget
 from calico.dataplane.kernel import CommandResult, Subprocess, open_netlink
+from calico.testing import waiting
 from calico.testing.netns import Namespaces
 
 pytestmark = pytest.mark.kernel
@@ -86,10 +86,7 @@ class Host:
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached before the deadline"
-        time.sleep(0.05)
+    waiting.wait_until(predicate, timeout, interval=0.05)
 
 
 @pytest.fixture(params=[4, 6], ids=["ipv4", "ipv6"])

@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -33,6 +32,7 @@ import pytest
 from neutron.objects import agent as agent_obj
 from neutron_harness import ACTIVE, HOST1, CalicoMl2TestCase, wait_for
 
+from calico import programs
 from calico.openstack import keys
 from calico.openstack.dhcp.config import network_files
 from calico.openstack.dhcp.dnsmasq import owned_dnsmasq
@@ -135,7 +135,7 @@ class TestVmOnComputeHost(CalicoMl2TestCase):
         self.addCleanup(shutil.rmtree, self.run_dir, ignore_errors=True)
         self.ns = Namespaces()
         self.addCleanup(self.ns.close)  # kills Felix, the agent and servers by PID, then netns
-        self.procs: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+        self.procs: dict[str, tuple[programs.Popen[bytes], Path]] = {}
         self.addCleanup(self._stop_processes)  # runs first: the agent's dnsmasq, the logs
         self.hostns = self.ns.add("host")
         add_upstream(self.ns, self.hostns, "up")
@@ -174,7 +174,7 @@ class TestVmOnComputeHost(CalicoMl2TestCase):
         agent = self.procs.get("dhcp-agent")
         if agent is not None and agent[0].poll() is None:
             os.kill(agent[0].pid, signal.SIGTERM)  # stops its dnsmasq, removes ns- devices
-            with contextlib.suppress(subprocess.TimeoutExpired):
+            with contextlib.suppress(programs.TimeoutExpired):
                 agent[0].wait(timeout=10)
         dhcp_dir = self.run_dir / "dhcp-agent" / "dhcp"
         for entry in dhcp_dir.iterdir() if dhcp_dir.is_dir() else ():

@@ -149,6 +149,7 @@ class BGPAgent:
         self._syncers: list[Syncer] = []
         self._thread: threading.Thread | None = None
         self.failure: BaseException | None = None
+        self.renders = 0  # passes that rendered an in-sync snapshot (and reloaded if needed)
 
     # ---- public API -------------------------------------------------------------------
 
@@ -215,13 +216,16 @@ class BGPAgent:
             timeout = self._retry_interval if self._reload_pending else None
             woken = self._wake.wait(timeout)
             try:
+                rendered = False
                 if woken:
                     self._settle()
                     inputs = self._state.inputs(self.node_name)
+                    rendered = inputs is not None
                     if inputs is not None and self._install(self._render(inputs)):
                         self._reload_pending = True
                 if self._reload_pending and not self._stopping.is_set():
                     self._reload()
+                self.renders += rendered
             except Exception as exc:  # a bug must not silently end BGP updates: log, go on
                 _log.exception("BGP agent: rendering or reloading failed")
                 self.failure = exc

@@ -7,10 +7,11 @@ client and must not import the dataplane (or pyroute2).
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+from calico import programs
 
 
 class CommandOutput(Protocol):
@@ -38,23 +39,21 @@ class Result:
 
 
 class Subprocess:
-    """Runs a command in this process's namespaces; never raises for a failing command."""
+    """Runs a command in this process's namespaces through calico.programs. A command that
+    cannot run (missing, timed out) gives rc -1 with the reason in stderr; any rc other than
+    0 raises programs.CommandFailed when `check` is set."""
 
     def __init__(self, timeout: float = 30.0) -> None:
         self.timeout = timeout
 
     def run(self, args: Sequence[str], *, stdin: str | None = None, check: bool = True) -> Result:
         try:
-            proc = subprocess.run(
-                list(args),
-                input=stdin,
-                capture_output=True,
-                text=True,
-                timeout=self.timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            return Result(-1, "", f"{args[0]}: timed out after {self.timeout}s")
+            proc = programs.run(args, stdin=stdin, timeout=self.timeout)
+            result = Result(proc.returncode, proc.stdout, proc.stderr)
+        except programs.TimeoutExpired:
+            result = Result(-1, "", f"{args[0]}: timed out after {self.timeout}s")
         except OSError as exc:
-            return Result(-1, "", f"{args[0]}: {exc.strerror or exc}")
-        return Result(proc.returncode, proc.stdout, proc.stderr)
+            result = Result(-1, "", f"{args[0]}: {exc.strerror or exc}")
+        if check and result.returncode != 0:
+            raise programs.CommandFailed(args, result.returncode, result.stdout, result.stderr)
+        return result

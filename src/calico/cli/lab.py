@@ -7,13 +7,13 @@ The lab's state (namespaces, PIDs, logs) lives in a state dir, by default
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import click
 
+from calico import programs
 from calico.lab.base import LabError
 from calico.lab.lab import Lab
 from calico.lab.labfile import LabFileError, read_lab
@@ -122,12 +122,12 @@ def exec(ctx: LabContext, name: str, command: tuple[str, ...]) -> None:
     status`). On hosts, ETCD_ENDPOINTS, NODENAME and CALICO_RUN_DIR are set for it."""
     the_lab = ctx.open()
     try:
-        argv = the_lab.exec_argv(name, list(command))
+        argv = the_lab.exec_argv(name, [])
     except LabError as exc:
         raise click.ClickException(str(exc)) from None
     env = the_lab.exec_env(name)
     sys.stdout.flush()
-    os.execvpe(argv[0], argv, env)
+    programs.replace_process(argv, env, user_command=command)
 
 
 @lab.command()

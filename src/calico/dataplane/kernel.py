@@ -1,5 +1,5 @@
-"""The only door to the kernel: subprocesses (iptables-restore, ipset, ip -batch, sysctl)
-and netlink (pyroute2), optionally inside a named network namespace.
+"""The only door to the kernel: commands (iptables-restore, ipset, ip -batch, sysctl, run
+through calico.programs) and netlink (pyroute2), optionally inside a named network namespace.
 
 Felix itself runs inside the namespace it manages and uses `netns=None`; tests drive the
 same code from outside with `netns="<name>"`, so no test ever programs the root namespace.
@@ -7,12 +7,13 @@ same code from outside with `netns="<name>"`, so no test ever programs the root 
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from pyroute2 import IPRoute
+
+from calico import programs
 
 
 class CommandError(Exception):
@@ -49,10 +50,8 @@ class Subprocess:
     ) -> CommandResult:
         full = ["ip", "netns", "exec", self.netns, *args] if self.netns else list(args)
         try:
-            proc = subprocess.run(
-                full, input=stdin, capture_output=True, text=True, timeout=self.timeout, check=False
-            )
-        except subprocess.TimeoutExpired:
+            proc = programs.run(full, stdin=stdin, timeout=self.timeout)
+        except programs.TimeoutExpired:
             raise CommandError(full, -1, f"timed out after {self.timeout}s") from None
         except FileNotFoundError as exc:
             raise CommandError(full, -1, f"{exc.filename}: command not found") from None

@@ -21,6 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from calico import programs
 from calico.calc.graph import CalcGraph
 from calico.calc.messages import HostEndpointID, WorkloadEndpointID, WorkloadEndpointUpdate
 from calico.calc.salvage import salvage_policy
@@ -344,5 +345,6 @@ def main(environ: Mapping[str, str] | None = None) -> None:
         signal.signal(sig, lambda *_: felix.stop_event.set())
     code = felix.run()
     if code == _RESTART:
-        os.execv(sys.argv[0], sys.argv)
+        # The same interpreter and arguments: right for the console script and for `-m`.
+        programs.replace_process([sys.executable, *sys.orig_argv[1:]])
     sys.exit(code)

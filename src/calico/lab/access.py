@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import subprocess
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from calico import programs
 from calico.lab import frr, netns, procs
 from calico.lab.base import BIN_DIR, LabError
 from calico.lab.nodes import NodeOps
@@ -129,7 +129,7 @@ class AccessOps(TopologyOps, NodeOps, WorkloadOps):
 
     def exec(
         self, name: str, argv: Sequence[str], timeout: float = 60.0
-    ) -> subprocess.CompletedProcess[str]:
+    ) -> programs.CompletedProcess[str]:
         return netns.run(
             self.exec_argv(name, argv), check=False, env=self.exec_env(name), timeout=timeout
         )

@@ -8,9 +8,10 @@ their peer born in another lab namespace, never in the root namespace. Commands 
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from calico import programs
 
 NETNS_DIR = Path("/run/netns")
 
@@ -26,18 +27,10 @@ def run(
     stdin: str | None = None,
     timeout: float = 60.0,
     env: Mapping[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
+) -> programs.CompletedProcess[str]:
     try:
-        proc = subprocess.run(
-            list(argv),
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            env=dict(env) if env is not None else None,
-        )
-    except subprocess.TimeoutExpired:
+        proc = programs.run(argv, stdin=stdin, timeout=timeout, env=env)
+    except programs.TimeoutExpired:
         raise CommandError(f"{' '.join(argv)}: no answer within {timeout:.0f}s") from None
     if check and proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip()
@@ -45,7 +38,7 @@ def run(
     return proc
 
 
-def in_ns(ns: str, argv: Sequence[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+def in_ns(ns: str, argv: Sequence[str], **kwargs: object) -> programs.CompletedProcess[str]:
     """Run `argv` inside namespace `ns`."""
     return run(["ip", "netns", "exec", ns, *argv], **kwargs)  # type: ignore[arg-type]
 

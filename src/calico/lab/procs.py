@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from calico import programs
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +32,7 @@ class Proc:
         return cls(int(data["pid"]), int(data["start"]))
 
 
-_children: dict[int, subprocess.Popen[bytes]] = {}  # started by this process: reaped here
+_children: dict[int, programs.Popen[bytes]] = {}  # started by this process: reaped here
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
@@ -79,14 +80,8 @@ def spawn(
     `ip netns exec` execs the command, so the PID is the daemon's own."""
     full = ["ip", "netns", "exec", netns, *argv] if netns else list(argv)
     with log_file.open("ab") as out:
-        popen = subprocess.Popen(
-            full,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=dict(env) if env is not None else None,
-            cwd=cwd,
-            start_new_session=True,
+        popen = programs.start(
+            full, stdout=out, stderr=programs.STDOUT, env=env, cwd=cwd, new_session=True
         )
     _children[popen.pid] = popen
     for _ in range(100):  # the start time is readable as soon as the process exists

@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from calico import programs
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class Child:
     ) -> None:
         self.spec = spec
         self.backoff = backoff or Backoff()
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: programs.Popen[bytes] | None = None
         self.restarts = 0
         self._clock = clock
         self._started_at = 0.0
@@ -101,7 +102,7 @@ class Child:
                 proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(timeout)
-            except subprocess.TimeoutExpired:
+            except programs.TimeoutExpired:
                 log.warning("%s did not stop within %.0fs; killing it", self.spec.name, timeout)
                 proc.kill()
                 proc.wait()
@@ -114,14 +115,10 @@ class Child:
         log.warning("%s %s; restarting in %.1fs", self.spec.name, why, delay)
         self._restart_at = self._clock() + delay
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
+    def _spawn(self) -> programs.Popen[bytes]:
         with self.spec.log_file.open("ab") as out:
-            return subprocess.Popen(
-                list(self.spec.argv),
-                env=dict(self.spec.env),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
+            return programs.start(
+                self.spec.argv, env=self.spec.env, stdout=out, stderr=programs.STDOUT
             )
 
 

@@ -29,6 +29,12 @@ class WatchThread:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def watching(self) -> bool:
+        """Blocked in a watch: caught up with etcd, waiting for its next change."""
+        with self._lock:
+            return self._watch is not None
+
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         with self._lock:

@@ -15,13 +15,14 @@ import shutil
 import signal
 import socket
 import ssl
-import subprocess
 import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+
+from calico import programs
 
 _START_ATTEMPTS = 3  # a "free" port can be taken by someone else before etcd binds it
 # A single member has no peers to lose, so fast raft timings are safe: start-up and restart
@@ -61,7 +62,7 @@ class EtcdServer:
         self._tls = tls
         self._extra_args = extra_args
         self._startup_timeout = startup_timeout
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: programs.Popen[bytes] | None = None
         self._own_data = data_dir is None
         self._started = False
         self.client_port, self.peer_port = _free_port(), _free_port()
@@ -111,7 +112,7 @@ class EtcdServer:
             self._process.send_signal(signal.SIGTERM)
         try:
             self._process.wait(timeout)
-        except subprocess.TimeoutExpired:
+        except programs.TimeoutExpired:
             self._process.kill()
             self._process.wait()
         self._process = None
@@ -167,12 +168,8 @@ class EtcdServer:
         # etcd creates a unix listener relative to its working directory; a killed etcd
         # leaves the socket file behind, which would make the next bind fail.
         (self._tmp / f"localhost:{self.client_port}").unlink(missing_ok=True)
-        self._process = subprocess.Popen(
-            args,
-            cwd=self._tmp,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        self._process = programs.start(
+            args, cwd=self._tmp, stdout=programs.DEVNULL, stderr=programs.DEVNULL
         )
 
     def _tls_args(self) -> tuple[str, ...]:

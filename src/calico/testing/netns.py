@@ -12,9 +12,10 @@ import contextlib
 import os
 import secrets
 import signal
-import subprocess
 from collections.abc import Sequence
 from types import TracebackType
+
+from calico import programs
 
 
 def run_prefix() -> str:
@@ -26,7 +27,7 @@ class Namespaces:
     def __init__(self, prefix: str | None = None) -> None:
         self.prefix = prefix or run_prefix()
         self.names: list[str] = []
-        self._procs: list[subprocess.Popen[bytes]] = []
+        self._procs: list[programs.Popen[bytes]] = []
 
     def add(self, suffix: str) -> str:
         """Create `<prefix>-<suffix>` with loopback up; returns its name."""
@@ -66,15 +67,8 @@ class Namespaces:
         check: bool = True,
         stdin: str | None = None,
         timeout: float = 60.0,
-    ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            ["ip", "netns", "exec", ns, *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+    ) -> programs.CompletedProcess[str]:
+        proc = programs.run(["ip", "netns", "exec", ns, *args], stdin=stdin, timeout=timeout)
         if check and proc.returncode != 0:
             raise RuntimeError(
                 f"in {ns}: {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()}"
@@ -87,16 +81,16 @@ class Namespaces:
         args: Sequence[str],
         env: dict[str, str] | None = None,
         log: str | None = None,
-    ) -> subprocess.Popen[bytes]:
+    ) -> programs.Popen[bytes]:
         """Start a long-running process in `ns` (output to `log`); killed by PID on close()."""
-        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - the child owns it
+        out = open(log, "ab") if log else programs.DEVNULL  # noqa: SIM115 - the child owns it
         try:
-            proc = subprocess.Popen(
+            proc = programs.start(
                 ["ip", "netns", "exec", ns, *args],
                 env=env,
                 stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+                stderr=programs.STDOUT,
+                new_session=True,
             )
         finally:
             if log:
@@ -112,7 +106,7 @@ class Namespaces:
                 proc.wait(timeout=10)
         self._procs.clear()
         for name in reversed(self.names):
-            subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+            programs.run(["ip", "netns", "del", name])
         self.names.clear()
 
     def __enter__(self) -> Namespaces:
@@ -128,6 +122,6 @@ class Namespaces:
 
 
 def _run(args: Sequence[str]) -> None:
-    proc = subprocess.run(list(args), capture_output=True, text=True, check=False)
+    proc = programs.run(args)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()}")

@@ -109,7 +109,7 @@ def test_watch_rewrites_and_reloads_on_change(backend: MemoryBackend, tmp_path: 
     agent.render_now()
     agent.start()
     try:
-        time.sleep(0.2)
+        wait_until(lambda: agent.renders >= 1)
         assert runner.count("birdc") == 0  # in sync, nothing changed: no reload
         ResourceClient(backend).create(node("node-b", "198.18.0.2/24"))
         wait_until(lambda: "Mesh_198_18_0_2" in agent.config_path.read_text())
@@ -132,6 +132,7 @@ def test_reload_is_retried_until_bird_answers(backend: MemoryBackend, tmp_path: 
     try:
         wait_until(lambda: agent.config_path.exists())
         wait_until(lambda: runner.count("birdc") == 4)
+        # Nothing to wait for: hold four retry intervals (0.05 s) to show no retry follows.
         time.sleep(0.2)
         assert runner.count("birdc") == 4  # no more retries once it succeeded
     finally:
@@ -144,7 +145,7 @@ def test_bursts_are_debounced(backend: MemoryBackend, tmp_path: Path) -> None:
     agent.render_now()
     agent.start()
     try:
-        time.sleep(0.2)
+        wait_until(lambda: agent.renders >= 1)  # the burst comes after the in-sync render
         client = ResourceClient(backend)
         for i in range(2, 30):
             client.create(node(f"node-{i}", f"198.18.0.{i}/24"))

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from calico import programs
 from calico.bgp.render import render
 from calico.bgp.view import build_view
 
@@ -43,5 +43,5 @@ def test_golden_bird_cfg_parses(name: str, tmp_path: Path) -> None:
         pytest.skip("bird not found (make test installs bird2)")
     cfg = tmp_path / "bird.cfg"
     cfg.write_text(_rendered(name))
-    proc = subprocess.run([bird, "-p", "-c", str(cfg)], capture_output=True, text=True, timeout=30)
+    proc = programs.run([bird, "-p", "-c", str(cfg)], timeout=30)
     assert proc.returncode == 0, f"bird -p rejected {name}: {proc.stderr}"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 from click.testing import CliRunner
 
+from calico import programs
 from calico.cli.main import cli
 from calico.cni.install import install_conflist, sample_conflist
 
@@ -38,12 +38,11 @@ def test_install_writes_executable_plugins_and_a_conflist(tmp_path: Path) -> Non
              "nodename": "n1", "ipam": {"type": "calico-ipam"}},
         ],
     }  # fmt: skip
-    version = subprocess.run(
+    version = programs.run(
         [str(tmp_path / "bin" / "calico")],
         env={"CNI_COMMAND": "VERSION"},
-        input='{"cniVersion": "0.4.0"}',
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        stdin='{"cniVersion": "0.4.0"}',
+    )
     assert version.returncode == 0, version.stderr
     assert json.loads(version.stdout)["cniVersion"] == "1.0.0"
 

@@ -29,7 +29,6 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -40,6 +39,7 @@ from typing import Protocol
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from calico import programs
 from calico.openstack.dhcp.config import NS_PREFIX, NetworkConfig, NetworkFiles, network_files
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ class _Instance:
     pid: int
     args: tuple[str, ...]
     files: NetworkFiles
-    proc: subprocess.Popen[bytes] | None  # None: adopted from an earlier agent
+    proc: programs.Popen[bytes] | None  # None: adopted from an earlier agent
     interface: str | None = None
     reload_pending: bool = False
 
@@ -252,7 +252,7 @@ class DnsmasqManager:
         for network_id, config in sorted(desired.items()):
             try:
                 ok = self._apply_network(config) and ok
-            except (OSError, NetlinkError, subprocess.SubprocessError) as exc:
+            except (OSError, NetlinkError, programs.SubprocessError) as exc:
                 log.error("network %s: configuring dnsmasq failed: %s", network_id, exc)
                 ok = False
         return ok
@@ -311,7 +311,7 @@ class DnsmasqManager:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(config.files.pid)  # readiness is "the pid file names the new process"
         argv = [self.dnsmasq, *config.args]
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        proc = programs.start(argv, stdout=programs.DEVNULL)
         log.info(
             "network %s: started dnsmasq %d on %s for %s",
             config.network_id,
