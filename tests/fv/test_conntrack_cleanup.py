@@ -12,13 +12,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 
+from calico import programs
 from calico.model.base import Resource
 from calico.model.endpoints import WorkloadEndpoint
 from calico.testing.netns import Namespaces
@@ -70,7 +70,7 @@ for line in sys.stdin:
 class Connection:
     """The client end of one open TCP connection, in its workload's namespace."""
 
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
+    def __init__(self, proc: programs.Popen[str]) -> None:
         self.proc = proc
         assert proc.stdout is not None
         self.port = int(proc.stdout.readline().split()[1])
@@ -84,12 +84,12 @@ class Connection:
 
 @contextmanager
 def connection(netns: str, addr: str) -> Iterator[Connection]:
-    proc = subprocess.Popen(
+    proc = programs.start(
         ["ip", "netns", "exec", netns, sys.executable, "-c", CLIENT, addr, str(PORT)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
+        stdin=programs.PIPE,
+        stdout=programs.PIPE,
         text=True,
-        start_new_session=True,
+        new_session=True,
     )
     try:
         yield Connection(proc)
