@@ -447,16 +447,15 @@ FELIX_SUPPORTED: tuple[str, ...] = (
     "natOutgoingAddress",
     "natPortRange",
     "iptablesNATOutgoingInterfaceFilter",
+    "disableConntrackInvalidCheck",
+    "allowVXLANPacketsFromWorkloads",
+    "allowIPIPPacketsFromWorkloads",
 )
 
 _GO_ONLY = "a Go runtime setting; calico-py is Python"
 _NOT_TUNABLE = "calico-py has no such knob"
 
 FELIX_NOOP: dict[str, str] = {
-    "allowVXLANPacketsFromWorkloads": "IPIP/VXLAN are refused, so there are no tunnel packets"
-    " to guard; workload traffic is subject to policy as any other",
-    "allowIPIPPacketsFromWorkloads": "IPIP/VXLAN are refused, so there are no tunnel packets"
-    " to guard; workload traffic is subject to policy as any other",
     "prometheusGoMetricsEnabled": _GO_ONLY,
     "prometheusProcessMetricsEnabled": "calico-py exports its own metrics only",
     "prometheusWireGuardMetricsEnabled": "WireGuard is refused, so there are none",
@@ -527,7 +526,6 @@ _FELIX_REFUSED: dict[str, tuple[str, tuple[Any, ...], str]] = {
         ("/var/run/calico", "none"),
         "use endpointReportingEnabled",
     ),
-    "disableConntrackInvalidCheck": ("conntrack INVALID packets are always dropped", (False,), ""),
     "healthTimeoutOverrides": ("health timeouts are fixed", (), ""),
     "prometheusMetricsCAFile": ("the metrics endpoint has no TLS", (), ""),
     "prometheusMetricsCertFile": ("the metrics endpoint has no TLS", (), ""),
