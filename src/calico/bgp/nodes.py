@@ -51,10 +51,8 @@ class Settings:
     listen_port: int | None = None
     node_listen_ports: Mapping[str, int] = field(default_factory=dict)
     mesh_restart_time: int | None = None
-    mesh_password_secret: str | None = None
     strict_bind: bool = False
     ignored_interfaces: tuple[str, ...] = ()
-    program_cluster_routes: bool = True
 
     def port_of(self, node: str) -> int | None:
         """The port a node listens on (its node.<name> config, else the global one)."""
@@ -96,17 +94,14 @@ def settings(configs: Mapping[str, BGPConfiguration]) -> Settings:
     if spec is None:
         return Settings(node_listen_ports=ports)
     restart = spec.nodeMeshMaxRestartTime
-    secret = spec.nodeMeshPassword.secretKeyRef if spec.nodeMeshPassword else None
     return Settings(
         as_number=spec.asNumber if spec.asNumber is not None else DEFAULT_AS,
         mesh_enabled=spec.nodeToNodeMeshEnabled is not False,
         listen_port=spec.listenPort or None,
         node_listen_ports=ports,
         mesh_restart_time=round(duration_seconds(restart)) if restart else None,
-        mesh_password_secret=f"{secret.name}/{secret.key}" if secret else None,
         strict_bind=spec.bindMode == "NodeIP",
         ignored_interfaces=tuple(spec.ignoredInterfaces or ()),
-        program_cluster_routes=spec.programClusterRoutes != "Disabled",
     )
 
 

@@ -58,7 +58,6 @@ class Peering:
     source_address: str = "UseNodeIP"
     restart_time: int | None = None
     keepalive_time: int | None = None
-    password_secret: str | None = None  # "<secret>/<key>" of spec.password.secretKeyRef
 
     @property
     def version(self) -> int:
@@ -170,7 +169,6 @@ class _Resolver:
 def _with_resource_fields(peering: Peering, res: BGPPeer) -> Peering:
     """confd's setPeerConfigFieldsFromV3Resource (and the newer per-peer fields)."""
     spec = res.spec
-    secret = spec.password.secretKeyRef if spec.password else None
     return replace(
         peering,
         source_address=spec.sourceAddress or "UseNodeIP",
@@ -178,7 +176,6 @@ def _with_resource_fields(peering: Peering, res: BGPPeer) -> Peering:
         keepalive_time=round(duration_seconds(spec.keepaliveTime)) if spec.keepaliveTime else None,
         next_hop_mode=spec.nextHopMode,
         local_as_number=spec.localASNumber or None,
-        password_secret=f"{secret.name}/{secret.key}" if secret else None,
     )
 
 
