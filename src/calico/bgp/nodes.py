@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from calico.model.fields import duration_seconds
 from calico.model.network import BGPConfiguration, Node
 
 DEFAULT_AS = 64512
 NODE_CONFIG_PREFIX = "node."
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,11 +111,6 @@ def log_level(configs: Mapping[str, BGPConfiguration], node: str) -> str:
             level = cfg.spec.logSeverityScreen.lower()
             return level if level in ("debug", "info") else "none"
     return "info"
-
-
-def duration_seconds(text: str) -> float:
-    """A Go duration ("90s", "1m30s", "0") in seconds."""
-    return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
 
 
 def hash_router_id(node_name: str) -> str:

@@ -24,7 +24,8 @@ import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from calico.bgp.nodes import NodeBgp, Settings, duration_seconds
+from calico.bgp.nodes import NodeBgp, Settings
+from calico.model.fields import duration_seconds
 from calico.model.network import BGPPeer
 from calico.selector import SelectorError
 from calico.selector import parse as parse_selector

@@ -31,13 +31,14 @@ Pure: no I/O; the resource classes are imported only by `walk` (docs and tests).
 from __future__ import annotations
 
 import enum
-import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from calico.model.errors import show_value
 from calico.model.felix_fields import FELIX_FIELDS, REMOVED_FELIX_FIELDS
+from calico.model.fields import duration_seconds
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -66,17 +67,15 @@ class Support:
 
     def message(self, value: Any) -> str:
         """The error for a refused value: `"Always" is not supported by calico-py (...)`."""
-        shown = _show(_first_refused(self, value))
+        shown = show_value(_first_refused(self, value))
         text = f"{shown} is not supported by calico-py ({self.reason})"
         return f"{text}; {self.alternative}" if self.alternative else text
 
     def describe(self) -> str:
         """One table cell: what is accepted and why."""
-        if self.status is Status.SUPPORTED:
+        if self.status is not Status.REFUSED:
             return self.reason
-        if self.status is Status.NOOP:
-            return self.reason
-        accepted = ", ".join(_show(v) for v in self.accepts)
+        accepted = ", ".join(show_value(v) for v in self.accepts)
         text = self.reason + (f"; accepted: {accepted}" if accepted else "")
         return text + (f"; {self.alternative}" if self.alternative else "")
 
@@ -101,17 +100,11 @@ def _empty(value: Any) -> bool:
     return value is None or (isinstance(value, str | list | dict) and not value)
 
 
-_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 def _seconds(text: str) -> float | None:
-    parts = _DURATION_PART.findall(text)
-    if text == "0":
-        return 0.0
-    if not parts or "".join(n + u for n, u in parts) != text:
+    try:
+        return duration_seconds(text)
+    except ValueError:
         return None
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
 
 
 def _same(value: Any, accepted: Any) -> bool:
@@ -129,12 +122,6 @@ def _first_refused(support: Support, value: Any) -> Any:
     if isinstance(value, list):
         return next((v for v in value if support.refuses(v)), value)
     return value
-
-
-def _show(value: Any) -> str:
-    from calico.model.errors import show_value
-
-    return show_value(value)
 
 
 # --- reasons shared by several fields --------------------------------------------------------
