@@ -1,6 +1,7 @@
 """Refused values written to etcd by another tool are handled as invalid data (real etcd).
 
-A policy with a refused match fails closed for the endpoints it selects; an IPPool with a
+A policy with a refused match fails closed for the endpoints it selects, a profile with one
+counts as missing (drop-all); an IPPool with a
 refused mode is reported (Felix's syncer, calicoctl, IPAM) and never used: no natOutgoing
 pool for Felix, no addresses from IPAM, no BGP export.
 """
@@ -21,10 +22,12 @@ from calico.calc.graph import CalcGraph
 from calico.calc.messages import (
     Action,
     ActivePolicyUpdate,
+    ActiveProfileUpdate,
     IPAMPoolUpdate,
     Message,
     WorkloadEndpointUpdate,
 )
+from calico.calc.rule_scanner import DROP_ALL_PROFILE
 from calico.calc.salvage import salvage_policy
 from calico.ctl.main import cli
 from calico.datastore.api import SyncStatus
@@ -37,7 +40,7 @@ from calico.ipam.api import AutoAssignRequest
 from calico.model import parse_resource
 from calico.model.keys import ResourceKey
 from calico.model.network import IPPool
-from calico.model.policy import GlobalNetworkPolicy
+from calico.model.policy import GlobalNetworkPolicy, Profile
 from calico.testing.etcd_server import EtcdServer
 
 pytestmark = pytest.mark.integration
@@ -74,17 +77,21 @@ WEB = doc(
         "endpoint": "eth0",
         "interfaceName": "cali1",
         "ipNetworks": ["198.18.0.5/32"],
-        "profiles": ["open"],
+        "profiles": ["open", "l7"],
     },
     namespace="default",
     labels={"app": "web"},
 )
 OPEN = doc("Profile", "open", {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]})
+REFUSED_PROFILE = doc(
+    "Profile", "l7", {"ingress": [{"action": "Allow", "http": {"paths": [{"prefix": "/"}]}}]}
+)
 
 
 def write_behind_validation(backend: EtcdBackend, data: dict[str, Any]) -> str:
     """Write a resource as another tool would: raw JSON, no calico-py validation."""
-    kind = {"GlobalNetworkPolicy": GlobalNetworkPolicy, "IPPool": IPPool}[data["kind"]]
+    kinds = {"GlobalNetworkPolicy": GlobalNetworkPolicy, "IPPool": IPPool, "Profile": Profile}
+    kind = kinds[data["kind"]]
     key = ResourceKey(kind, data["metadata"]["name"]).path
     backend.put(key, json.dumps(data).encode())
     return key
@@ -115,6 +122,7 @@ def test_felix_fails_closed_on_a_refused_policy_and_ignores_a_refused_pool(
         client.create(parse_resource(data))
     policy_key = write_behind_validation(backend, REFUSED_POLICY)
     pool_key = write_behind_validation(backend, REFUSED_POOL)
+    write_behind_validation(backend, REFUSED_PROFILE)
 
     messages: list[Message] = []
     recorder = Recorder(CalcGraph(HOST, messages.extend))
@@ -137,6 +145,10 @@ def test_felix_fails_closed_on_a_refused_policy_and_ignores_a_refused_pool(
     assert [r.action for r in policies[0].policy.inbound_rules] == [Action.DENY]
     endpoint = [m for m in messages if isinstance(m, WorkloadEndpointUpdate)][-1]
     assert [p.name for t in endpoint.endpoint.tiers for p in t.ingress_policies] == ["allow-get"]
+
+    # The profile counts as missing: drop-all, not an L7 rule widened to allow everything.
+    profiles = {m.id: m.profile for m in messages if isinstance(m, ActiveProfileUpdate)}
+    assert profiles["l7"] == DROP_ALL_PROFILE and profiles["open"] != DROP_ALL_PROFILE
 
     # The pool with a refused mode never reaches the dataplane; one line says why.
     assert pool_key not in recorder.delivered
