@@ -1,9 +1,9 @@
 """Refused values written to etcd by another tool are handled as invalid data (real etcd).
 
 A policy with a refused match fails closed for the endpoints it selects, a profile with one
-counts as missing (drop-all); an IPPool with a
-refused mode is reported (Felix's syncer, calicoctl, IPAM) and never used: no natOutgoing
-pool for Felix, no addresses from IPAM, no BGP export.
+counts as missing (drop-all); an IPPool with a refused mode is reported (Felix's syncer,
+calicoctl, IPAM) and never used: no natOutgoing pool for Felix, no addresses from IPAM, no
+BGP export.
 """
 
 from __future__ import annotations
