@@ -29,7 +29,7 @@ from typing import Any
 
 from calico.model.felix_fields import FELIX_FIELDS, REMOVED_FELIX_FIELDS
 from calico.model.fields import duration_seconds
-from calico.model.support import FELIX, Status
+from calico.model.support import FELIX, FELIX_LOCAL, Status
 from calico.openstack import keys
 
 log = logging.getLogger(__name__)
@@ -359,32 +359,6 @@ _UPSTREAM_NAMES = {
     "externalnodescidrlist": "externalNodesList",
 }
 _FIELD_BY_NAME = {f.lower(): f for f in (*FELIX_FIELDS, *REMOVED_FELIX_FIELDS)}
-_ETCD = "calico-py reads etcd settings from ETCD_ENDPOINTS, ETCD_CA_CERT_FILE, ETCD_CERT_FILE"
-_ETCD += " and ETCD_KEY_FILE"
-# Upstream's local-only parameters (no FelixConfiguration field): value that asks for
-# nothing (None: none does), and why the rest is refused.
-_LOCAL_ONLY: dict[str, tuple[str | None, str]] = {
-    "datastoretype": ("etcdv3", "only the etcdv3 datastore is implemented"),
-    **{
-        f"etcd{name}": (None, _ETCD)
-        for name in ["addr", "scheme", "endpoints", "keyfile", "certfile", "cafile"]
-    },
-    **{
-        f"typha{name}": (None, "Typha is not implemented")
-        for name in [
-            "addr",
-            "k8sservicename",
-            "k8snamespace",
-            "readtimeout",
-            "writetimeout",
-            "keyfile",
-            "certfile",
-            "cafile",
-            "cn",
-            "urisan",
-        ]
-    },
-}
 
 
 def _field_for(name: str) -> str | None:
@@ -423,22 +397,21 @@ def check_local(where: str, name: str, value: str) -> bool:
     nothing; anything else, or an unknown name, is a ConfigError naming `where`."""
     if name.lower() in _BY_NAME:
         return True
-    local = _LOCAL_ONLY.get(name.lower())
-    if local is not None:
-        accepted, reason = local
-        if accepted is not None and value.strip().lower() == accepted:
-            return False
-        raise ConfigError(f"{where}: {value!r} is not supported by calico-py ({reason})")
     field = _field_for(name)
-    if field is None:
+    local = FELIX_LOCAL.get(name.lower())
+    if local is not None:
+        text = value.strip()
+        support, typed, of = local, None if text.lower() in ("", "none") else text, ""
+    elif field is not None:
+        support, of = FELIX[field], f" (FelixConfiguration {field})"
+        try:
+            typed = _typed(field, value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    else:
         raise ConfigError(f"{where}: not a Felix parameter calico-py knows")
-    support = FELIX[field]
-    try:
-        typed = _typed(field, value)
-    except ValueError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-    if support.status is Status.REFUSED and support.refuses(typed):
-        raise ConfigError(f"{where}: {support.message(typed)} (FelixConfiguration {field})")
+    if support.refuses(typed):
+        raise ConfigError(f"{where}: {support.message(typed)}{of}")
     if support.status is Status.NOOP:
         log.info("%s has no effect in calico-py: %s", where, support.reason)
     return False

@@ -647,6 +647,53 @@ def _felix_table() -> dict[str, Support]:
 FELIX: dict[str, Support] = _felix_table()
 FIELDS["FelixConfigurationSpec"] = FELIX
 
+_ETCD_ALT = "use ETCD_ENDPOINTS, ETCD_CA_CERT_FILE, ETCD_CERT_FILE and ETCD_KEY_FILE"
+
+# Felix's parameters that have no FelixConfiguration field (environment and config file
+# only), by lower-cased name. The upstream ones are Felix's (felix/config/config_params.go).
+FELIX_LOCAL: dict[str, Support] = {
+    "felixhostname": supported("the node name; also NODENAME"),
+    "calicorundir": supported("where Felix writes its files; also CALICO_RUN_DIR"),
+    "datastoretype": refused("only the etcdv3 datastore is implemented", "etcdv3"),
+    **{
+        f"etcd{name}": refused(
+            "Felix reads the datastore settings calico-py's way", alternative=_ETCD_ALT
+        )
+        for name in ("addr", "scheme", "endpoints", "keyfile", "certfile", "cafile")
+    },
+    **{
+        f"typha{name}": refused("Typha is not implemented; Felix reads etcd directly")
+        for name in (
+            "addr",
+            "k8sservicename",
+            "k8snamespace",
+            "readtimeout",
+            "writetimeout",
+            "keyfile",
+            "certfile",
+            "cafile",
+            "cn",
+            "urisan",
+        )
+    },
+    "ipv4vxlantunneladdr": refused(_VXLAN),
+    "ipv6vxlantunneladdr": refused(_VXLAN),
+    "vxlantunnelmacaddr": refused(_VXLAN),
+    "vxlantunnelmacaddrv6": refused(_VXLAN),
+    "ipiniptunneladdr": refused(_IPIP),
+    "clusterguid": noop("usage reporting only; calico-py never reports usage"),
+    "clustertype": noop(
+        "usage reporting and upstream's OpenStack detection; calico-py's"
+        " OpenStack handling is configured explicitly"
+    ),
+    "calicoversion": noop("usage reporting only; calico-py never reports usage"),
+    "variant": noop("display only"),
+    "debugcpuprofilepath": refused("there is no CPU profiler", "/tmp/felix-cpu-<timestamp>.pprof"),
+    "debugpanicafter": refused("a test hook calico-py lacks", "0", "0s"),
+    "debugsimulatedatarace": refused("a test hook calico-py lacks", "false"),
+    "debugbpfcgroupv2": refused(_BPF),
+}
+
 
 # --- lookups ---------------------------------------------------------------------------------
 
@@ -779,6 +826,19 @@ def render() -> str:
         notes = f"as `{row.under}`" if row.under else support.describe() if support else ""
         notes = notes.replace("|", "\\|")
         lines.append(f"| `{row.path}` | {status} | {notes} |")
+    lines += [
+        "",
+        "## Felix parameters without a FelixConfiguration field",
+        "",
+        "Set as `FELIX_<NAME>` or in `felix.cfg` only (names are case-insensitive); any other",
+        "unknown name stops Felix.",
+        "",
+        "| Parameter | Status | Notes |",
+        "| --- | --- | --- |",
+    ]
+    for name, support in FELIX_LOCAL.items():
+        notes = support.describe().replace("|", "\\|")
+        lines.append(f"| `{name}` | {support.status.value} | {notes} |")
     return "\n".join(lines) + "\n"
 
 

@@ -19,7 +19,7 @@ from calico.felix.config import (
     parse_seconds,
 )
 from calico.felix.daemon import datastore_specs, rules_config
-from calico.model.support import FELIX, FELIX_SUPPORTED, Status
+from calico.model.support import FELIX, FELIX_LOCAL, FELIX_SUPPORTED, Status
 
 
 def test_defaults_match_calico() -> None:
@@ -178,6 +178,8 @@ def test_the_fields_felix_reads_are_the_supported_ones() -> None:
     read = {p.field for p in PARAMS if p.field}
     assert read == set(FELIX_SUPPORTED)
     assert {f for f, s in FELIX.items() if s.status is Status.SUPPORTED} == read
+    local = {p.name.lower() for p in PARAMS if not p.field}
+    assert {n for n, s in FELIX_LOCAL.items() if s.status is Status.SUPPORTED} == local
 
 
 @pytest.mark.parametrize(
@@ -214,6 +216,8 @@ def test_environment_that_asks_for_nothing_is_accepted() -> None:
             "FELIX_VXLANVNI": "4096",
             "FELIX_NETLINKTIMEOUTSECS": "10",
             "FELIX_DATASTORETYPE": "etcdv3",
+            "FELIX_CLUSTERGUID": "abc",  # no-op: usage reporting only
+            "FELIX_DEBUGPANICAFTER": "0",
             "FELIX_USAGEREPORTINGENABLED": "true",  # no-op: calico-py never reports usage
             "FELIX_LOGSEVERITYSYS": "info",
             "FELIX_IPTABLESMANGLEALLOWACTION": "return",
