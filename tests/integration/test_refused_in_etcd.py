@@ -184,13 +184,18 @@ def test_bgp_agent_and_ipam_skip_a_refused_pool(
     finally:
         syncer.stop()
     assert [k for k in delivered if "/ippools/" in k] == [ResourceKey(IPPool, "plain").path]
+    assert [r.name for r in caplog.records if pool_key in r.getMessage()] == [
+        "calico.datastore.resource_syncer"
+    ]
 
     # IPAM only ever hands out addresses from the valid pool, and says why it skipped one.
+    caplog.clear()
     ipam = IPAMClient(backend)
     for i in range(3):
         got = ipam.auto_assign(AutoAssignRequest(f"h{i}", HOST)).ipv4[0]
         assert got.startswith("198.18.0."), got
-    assert any(pool_key in r.getMessage() for r in caplog.records if r.name.startswith("calico"))
+    skipped = [r.getMessage() for r in caplog.records if 'IPPool "tunnelled"' in r.getMessage()]
+    assert skipped and all("is not supported by calico-py" in m for m in skipped)
 
 
 def test_calicoctl_reports_a_refused_pool_and_shows_the_rest(
