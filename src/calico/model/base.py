@@ -22,20 +22,9 @@ ANNOTATIONS_MAX_BYTES = 256 * 1024
 
 
 class Model(BaseModel):
-    """Strict, closed schema shared by every resource part.
-
-    Every part also refuses values that ask for behaviour calico-py does not have, as
-    classified in `calico.model.support`.
-    """
+    """Strict, closed schema shared by every resource part."""
 
     model_config = ConfigDict(strict=True, extra="forbid", validate_assignment=False)
-
-    @model_validator(mode="after")
-    def _refuse_unsupported(self) -> Self:
-        refusal = first_refusal(self)
-        if refusal is not None:
-            raise FieldError(*refusal)
-        return self
 
 
 class ObjectMeta(Model):
@@ -73,7 +62,8 @@ class Resource(Model):
     Subclasses set `KIND`, `PLURAL`, `NAMESPACED` and declare `spec`. The hooks
     `check_name`, `check_spec` and `apply_defaults` carry Calico's per-kind name rules,
     cross-field checks and defaulting; they run on every validation, so a resource object
-    that exists is always valid and defaulted.
+    that exists is always valid and defaulted. Before them, a value anywhere in the resource
+    that asks for behaviour calico-py does not have is refused (`calico.model.support`).
     """
 
     KIND: ClassVar[str]
@@ -108,6 +98,9 @@ class Resource(Model):
             self.metadata.namespace = DEFAULT_NAMESPACE
         elif not self.NAMESPACED and self.metadata.namespace:
             raise FieldError("metadata.namespace", f"{self.KIND} is not namespaced")
+        refusal = first_refusal(self)
+        if refusal is not None:
+            raise FieldError(*refusal)
         self.check_spec()
         self.apply_defaults()
         return self

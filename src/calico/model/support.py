@@ -26,6 +26,7 @@ How to classify a new field (a test fails until you do):
 4. Regenerate the table: `python -m calico.model.support > docs/support.md`.
 
 Pure: no I/O; the resource classes are imported only by `walk` (docs and tests).
+`Resource` validation calls `first_refusal` once per resource.
 """
 
 from __future__ import annotations
@@ -34,14 +35,13 @@ import enum
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, get_args, get_origin
+
+from pydantic import BaseModel
 
 from calico.model.errors import show_value
 from calico.model.felix_fields import FELIX_FIELDS, REMOVED_FELIX_FIELDS
 from calico.model.fields import duration_seconds
-
-if TYPE_CHECKING:
-    from pydantic import BaseModel
 
 
 class Status(enum.Enum):
@@ -707,28 +707,57 @@ def lookup(cls: type, field: str) -> Support | None:
     return None
 
 
-_REFUSING: dict[type, tuple[tuple[str, Support], ...]] = {}
+# Where refused fields lie below a resource class: field name -> (its value is a list to
+# iterate, the field's Support if it is refused, else the tree below it).
+Tree = dict[str, tuple[bool, "Support | Tree"]]
+_TREES: dict[type, Tree] = {}
 
 
-def refusing_fields(cls: type[BaseModel]) -> tuple[tuple[str, Support], ...]:
-    """(field, support) for each REFUSED field of a model class (cached per class)."""
-    found = _REFUSING.get(cls)
-    if found is None:
-        found = tuple(
-            (name, s)
-            for name in cls.model_fields
-            if (s := lookup(cls, name)) is not None and s.status is Status.REFUSED
-        )
-        _REFUSING[cls] = found
-    return found
+def refusal_tree(cls: type[BaseModel]) -> Tree:
+    """The REFUSED fields below a resource class, as a tree of field names (cached).
+
+    A resource is checked by walking only this tree, once, so its parts cost nothing more to
+    validate; nothing below a refused or no-op field needs checking."""
+    tree = _TREES.get(cls)
+    if tree is None:
+        tree = _TREES[cls] = _refusable(cls, ())
+    return tree
 
 
-def first_refusal(model: BaseModel) -> tuple[str, str] | None:
-    """(field, message) for the first field of `model` holding a refused value, if any."""
-    for name, support in refusing_fields(type(model)):
-        value = getattr(model, name)
-        if value is not None and support.refuses(_plain(value)):
-            return name, support.message(_plain(value))
+def _refusable(cls: type[BaseModel], stack: tuple[type, ...]) -> Tree:
+    tree: Tree = {}
+    for name, info in cls.model_fields.items():
+        support = lookup(cls, name)
+        if support is not None and support.status is Status.REFUSED:
+            tree[name] = (False, support)
+        elif support is None or support.status is Status.SUPPORTED:
+            for nested, is_list in _nested_models(info.annotation):
+                below = _refusable(nested, (*stack, cls)) if nested not in stack else {}
+                if below:
+                    tree[name] = (is_list, below)
+    return tree
+
+
+def first_refusal(resource: BaseModel) -> tuple[str, str] | None:
+    """(field path, message) for the first refused value anywhere in `resource`, if any."""
+    return _scan(resource, refusal_tree(type(resource)))
+
+
+def _scan(obj: Any, tree: Tree) -> tuple[str, str] | None:
+    for name, (is_list, below) in tree.items():
+        value = getattr(obj, name, None)
+        if value is None:
+            continue
+        if isinstance(below, Support):
+            plain = _plain(value)
+            if below.refuses(plain):
+                return name, below.message(plain)
+            continue
+        for index, item in enumerate(value) if is_list else ((None, value),):
+            found = _scan(item, below)
+            if found is not None:
+                where = name if index is None else f"{name}.{index}"
+                return f"{where}.{found[0]}", found[1]
     return None
 
 
@@ -783,16 +812,12 @@ def _walk(
 
 
 def _nested_models(annotation: Any) -> Iterator[tuple[type[BaseModel], bool]]:
-    import typing
-
-    from pydantic import BaseModel
-
     def inner(tp: Any, in_list: bool) -> Iterator[tuple[type[BaseModel], bool]]:
         if isinstance(tp, type) and issubclass(tp, BaseModel):
             yield tp, in_list
             return
-        origin = typing.get_origin(tp)
-        for arg in typing.get_args(tp):
+        origin = get_origin(tp)
+        for arg in get_args(tp):
             yield from inner(arg, in_list or origin is list)
 
     yield from inner(annotation, False)
