@@ -402,7 +402,7 @@ def check_local(where: str, name: str, value: str) -> bool:
     if local is not None:
         text = value.strip()
         support, typed, of = local, None if text.lower() in ("", "none") else text, ""
-    elif field is not None:
+    elif field is not None and FELIX[field].status is not Status.SUPPORTED:
         support, of = FELIX[field], f" (FelixConfiguration {field})"
         try:
             typed = _typed(field, value)

@@ -199,6 +199,8 @@ def test_the_fields_felix_reads_are_the_supported_ones() -> None:
         ({"FELIX_DATASTORETYPE": "kubernetes"}, "only the etcdv3 datastore"),
         ({"FELIX_TYPHAADDR": "t:5473"}, "Typha is not implemented"),
         ({"FELIX_NOSUCHTHING": "1"}, "FELIX_NOSUCHTHING: not a Felix parameter calico-py knows"),
+        # A supported field under a name Felix does not use is not quietly dropped either.
+        ({"FELIX_LOGPREFIXSECS": "x"}, "FELIX_LOGPREFIXSECS: not a Felix parameter"),
         ({"FELIX_VXLANVNI": "many"}, "FELIX_VXLANVNI: invalid literal"),
     ],
 )
