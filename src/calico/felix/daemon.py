@@ -107,6 +107,18 @@ def rules_config(cfg: FelixConfig) -> RulesConfig:
     )
 
 
+def dataplane_settings(cfg: FelixConfig) -> DataplaneSettings:
+    return DataplaneSettings(
+        rules=rules_config(cfg),
+        iptables_backend=cfg.iptables_backend.lower(),
+        iptables_refresh=cfg.iptables_refresh_interval,
+        ipsets_refresh=cfg.ipsets_refresh_interval,
+        route_refresh=cfg.route_refresh_interval,
+        interface_refresh=cfg.interface_refresh_interval,
+        remove_external_routes=cfg.remove_external_routes,
+    )
+
+
 def wait_for_datastore(client: ResourceClient, stop: threading.Event) -> None:
     """Block until ClusterInformation says the datastore is ready (as Calico's Felix)."""
     last_log = 0.0
@@ -216,17 +228,8 @@ class Felix:
 
     def _build_dataplane(self) -> InternalDataplane:
         cfg = self.config
-        settings = DataplaneSettings(
-            rules=rules_config(cfg),
-            iptables_backend=cfg.iptables_backend.lower(),
-            iptables_refresh=cfg.iptables_refresh_interval,
-            ipsets_refresh=cfg.ipsets_refresh_interval,
-            route_refresh=cfg.route_refresh_interval,
-            interface_refresh=cfg.interface_refresh_interval,
-            remove_external_routes=cfg.remove_external_routes,
-        )
         return InternalDataplane(
-            settings,
+            dataplane_settings(cfg),
             Subprocess(),
             functools.partial(open_netlink, None),
             on_endpoint_status=self._endpoint_status if cfg.endpoint_reporting_enabled else None,

@@ -18,7 +18,7 @@ from calico.felix.config import (
     file_layer,
     parse_seconds,
 )
-from calico.felix.daemon import datastore_specs, rules_config
+from calico.felix.daemon import dataplane_settings, datastore_specs, rules_config
 from calico.model.support import FELIX, FELIX_LOCAL, FELIX_SUPPORTED, Status
 
 
@@ -247,3 +247,15 @@ def test_config_file_keys_are_classified_too(tmp_path: Path) -> None:
     ini.write_text("[other]\nLogPrefix = f\n")
     with pytest.raises(ConfigError, match=r"\[other\]: only \[global\] is read"):
         file_layer(str(ini))
+
+
+def test_refresh_intervals_reach_the_dataplane() -> None:
+    default = dataplane_settings(build_config({"NODENAME": "h"}))
+    assert (default.interface_refresh, default.route_refresh) == (90, 90)
+    cfg = build_config(
+        {"NODENAME": "h", "FELIX_INTERFACEREFRESHINTERVAL": "15"},
+        global_spec={"routeRefreshInterval": "1m", "ipsetsRefreshInterval": "0"},
+    )
+    settings = dataplane_settings(cfg)
+    assert (settings.interface_refresh, settings.route_refresh) == (15, 60)
+    assert settings.ipsets_refresh == 0
