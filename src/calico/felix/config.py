@@ -226,6 +226,7 @@ PARAMS: tuple[Param, ...] = (
     _bool("ipv6_support", "Ipv6Support", "ipv6Support", "true"),
     _secs("reporting_interval", "ReportingIntervalSecs", "reportingInterval", "30"),
     _secs("reporting_ttl", "ReportingTTLSecs", "reportingTTL", "90"),
+    _secs("endpoint_reporting_delay", "EndpointReportingDelaySecs", "endpointReportingDelay", "1"),
     _bool(
         "endpoint_reporting_enabled",
         "EndpointReportingEnabled",
@@ -317,6 +318,7 @@ class FelixConfig:
     reporting_interval: float
     reporting_ttl: float
     endpoint_reporting_enabled: bool
+    endpoint_reporting_delay: float
     health_enabled: bool
     health_host: str
     health_port: int

@@ -193,6 +193,7 @@ class Felix:
             cfg.reporting_interval,
             cfg.reporting_ttl,
             region=cfg.region_string,
+            endpoint_delay=cfg.endpoint_reporting_delay,
         )
         self.reporter = reporter
         dataplane = self._build_dataplane()

@@ -385,6 +385,7 @@ FELIX_SUPPORTED: tuple[str, ...] = (
     "reportingInterval",
     "reportingTTL",
     "endpointReportingEnabled",
+    "endpointReportingDelay",
     "healthEnabled",
     "healthHost",
     "healthPort",
@@ -476,11 +477,6 @@ _FELIX_REFUSED: dict[str, tuple[str, tuple[Any, ...], str]] = {
     "vxlanMTUV6": (_VXLAN, (0,), ""),
     "vxlanPort": (_VXLAN, (4789,), ""),
     "vxlanVNI": (_VXLAN, (4096,), ""),
-    "endpointReportingDelay": (
-        "endpoint status is written as it changes, not batched",
-        ("1s",),
-        "",
-    ),
     "endpointStatusPathPrefix": (
         "Felix writes no endpoint status files",
         ("/var/run/calico", "none"),
