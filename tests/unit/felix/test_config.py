@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 from pathlib import Path
@@ -18,7 +19,7 @@ from calico.felix.config import (
     file_layer,
     parse_seconds,
 )
-from calico.felix.daemon import dataplane_settings, datastore_specs, rules_config
+from calico.felix.daemon import dataplane_settings, datastore_specs, main, rules_config
 from calico.model.support import FELIX, FELIX_LOCAL, FELIX_SUPPORTED, Status
 
 
@@ -259,3 +260,24 @@ def test_refresh_intervals_reach_the_dataplane() -> None:
     settings = dataplane_settings(cfg)
     assert (settings.interface_refresh, settings.route_refresh) == (15, 60)
     assert settings.ipsets_refresh == 0
+
+
+def test_felix_exits_at_start_naming_a_refused_variable(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest
+) -> None:
+    env = {"NODENAME": "h", "ETCD_ENDPOINTS": "http://127.0.0.1:9", "FELIX_BPFENABLED": "true"}
+    threshold = gc.get_threshold()  # main() tunes the collector for Felix's process
+    request.addfinalizer(lambda: gc.set_threshold(*threshold))
+    with pytest.raises(SystemExit) as exit_info:
+        main({**env, "FELIX_CONFIGFILE": str(tmp_path / "absent.cfg")})
+    assert exit_info.value.code == 2  # the missing file is reported first
+    ini = tmp_path / "felix.cfg"
+    ini.write_text("[global]\nLogPrefix = f\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main({**env, "FELIX_CONFIGFILE": str(ini)})
+    assert exit_info.value.code == 2
+    assert caplog.records[-1].getMessage() == (
+        "invalid configuration: environment variable FELIX_BPFENABLED: true is not supported"
+        " by calico-py (the eBPF dataplane is not implemented; Felix programs iptables)"
+        " (FelixConfiguration bpfEnabled)"
+    )
