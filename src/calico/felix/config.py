@@ -385,6 +385,8 @@ def _typed(field: str, text: str) -> Any:
         return parse_bool(text)
     if kind.kind == "int":
         return parse_int(text)
+    if kind.kind == "int_or_str":
+        return parse_int(text) if text.isdigit() else text
     if kind.kind == "duration":
         return f"{parse_seconds(text)}s"
     if kind.kind.endswith("_list"):

@@ -221,6 +221,9 @@ def test_environment_that_asks_for_nothing_is_accepted() -> None:
             "FELIX_DATASTORETYPE": "etcdv3",
             "FELIX_CLUSTERGUID": "abc",  # no-op: usage reporting only
             "FELIX_DEBUGPANICAFTER": "0",
+            "FELIX_ISTIODSCPMARK": "23",
+            "FELIX_BPFPSNATPORTS": "20000:29999",
+            "FELIX_KUBENODEPORTRANGES": "30000:32767",
             "FELIX_USAGEREPORTINGENABLED": "true",  # no-op: calico-py never reports usage
             "FELIX_LOGSEVERITYSYS": "info",
             "FELIX_IPTABLESMANGLEALLOWACTION": "return",
