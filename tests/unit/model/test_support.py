@@ -255,8 +255,43 @@ ACCEPTED: list[tuple[str, dict[str, Any]]] = [
     ("workload empty qos", doc("WorkloadEndpoint", {**WEP, "qosControls": {}}, WEP_NAME)),
     (
         "bgp peer defaults",
-        doc("BGPPeer", {**PEER, "restartMode": "GracefulRestart", "filters": []}),
+        doc(
+            "BGPPeer",
+            {
+                **PEER,
+                "restartMode": "GracefulRestart",
+                "filters": [],
+                "failureDetectionMode": "None",
+                "birdGatewayMode": "Recursive",
+                "reversePeering": "Auto",
+            },
+        ),
     ),
+    (
+        "bgp config defaults",
+        doc(
+            "BGPConfiguration",
+            {"ipv4NormalRoutePriority": 1024, "serviceClusterIPs": [], "nodeMeshPassword": {}},
+            "default",
+        ),
+    ),
+    (
+        "ipam kubevirt off",
+        doc("IPAMConfiguration", {"kubeVirtVMAddressPersistence": "Disabled"}, "default"),
+    ),
+    (
+        "workload port without host port",
+        doc(
+            "WorkloadEndpoint",
+            {**WEP, "ports": [{"name": "w", "protocol": "TCP", "port": 80, "hostPort": 0}]},
+            WEP_NAME,
+        ),
+    ),
+    (
+        "kubernetes bookkeeping",
+        doc("Tier", {}, "t1", ownerReferences=[{"kind": "X"}], finalizers=["f"], generation=3),
+    ),
+    ("rule annotations", doc("Profile", {"ingress": [rule(metadata={"annotations": {"a": "b"}})]})),
     (
         "bgp programClusterRoutes enabled",
         doc("BGPConfiguration", {"programClusterRoutes": "Enabled"}, "default"),
@@ -268,3 +303,14 @@ ACCEPTED: list[tuple[str, dict[str, Any]]] = [
 @pytest.mark.parametrize("data", [c[1] for c in ACCEPTED], ids=[c[0] for c in ACCEPTED])
 def test_values_that_ask_for_nothing_are_accepted(data: dict[str, Any]) -> None:
     parse_resource(data)
+
+
+@pytest.mark.parametrize(
+    "field", sorted(f for f, s in FELIX.items() if s.status is Status.REFUSED and s.accepts)
+)
+def test_every_accepted_felix_value_is_valid_and_accepted(field: str) -> None:
+    """The upstream defaults listed as asking for nothing pass the field's own schema too."""
+    kind = {**FELIX_FIELDS, **REMOVED_FELIX_FIELDS}[field].kind
+    for value in FELIX[field].accepts:
+        value = [value] if kind.endswith("_list") else value  # lists are accepted item-wise
+        parse_resource(doc("FelixConfiguration", {field: value}, "default"))
