@@ -314,3 +314,12 @@ def test_every_accepted_felix_value_is_valid_and_accepted(field: str) -> None:
     for value in FELIX[field].accepts:
         value = [value] if kind.endswith("_list") else value  # lists are accepted item-wise
         parse_resource(doc("FelixConfiguration", {field: value}, "default"))
+
+
+def test_readme_figures_match_the_classification() -> None:
+    readme = " ".join((DOCS.parents[1] / "README.md").read_text().split())
+    statuses = [s.status for s in FELIX.values()]
+    refused, read = statuses.count(Status.REFUSED), statuses.count(Status.SUPPORTED)
+    assert f"{refused} of FelixConfiguration's {len(FELIX)} fields" in readme
+    assert f"Felix reads {read}." in readme
+    assert f"{statuses.count(Status.NOOP)} FelixConfiguration fields are no-ops" in readme
