@@ -9,6 +9,11 @@ values use the FelixConfiguration field names (`reportingInterval: 30s`).
 An invalid value in the environment or the config file stops Felix at start with an error
 naming the source, the parameter and the reason; an invalid datastore value is reported
 and the lower layer's value used, so one bad edit cannot take every host down.
+
+Every upstream Felix parameter is classified once, in `calico.model.support` (by its
+FelixConfiguration field): in the environment or the config file, a parameter calico-py does
+not read is accepted only with a value that asks for nothing (its upstream default or off),
+and an unknown name stops Felix, so nothing set there is silently ignored.
 """
 
 from __future__ import annotations
@@ -16,13 +21,15 @@ from __future__ import annotations
 import configparser
 import ipaddress
 import logging
-import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from calico.model.felix_fields import FELIX_FIELDS, REMOVED_FELIX_FIELDS
+from calico.model.fields import duration_seconds
+from calico.model.support import FELIX, FELIX_LOCAL, Status
 from calico.openstack import keys
 
 log = logging.getLogger(__name__)
@@ -39,10 +46,6 @@ class ProtoPort:
     net: str | None = None
 
 
-_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 def parse_seconds(text: str) -> float:
     """'30', '30s', '1m30s', '500ms' -> seconds."""
     text = text.strip()
@@ -50,10 +53,10 @@ def parse_seconds(text: str) -> float:
         return float(text)
     except ValueError:
         pass
-    parts = _GO_DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"{text!r} is not a duration (e.g. 30, 30s, 1m30s)")
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    try:
+        return duration_seconds(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a duration (e.g. 30, 30s, 1m30s)") from None
 
 
 def parse_bool(text: str) -> bool:
@@ -69,7 +72,10 @@ def parse_int(text: str) -> int:
     return int(text.strip(), 0)
 
 
-def _choice(*allowed: str) -> Callable[[str], str]:
+def _choice(field: str) -> Callable[[str], str]:
+    """A case-insensitive choice among the FelixConfiguration field's values."""
+    allowed = FELIX_FIELDS[field].choices
+
     def parse(text: str) -> str:
         for value in allowed:
             if value.lower() == text.strip().lower():
@@ -170,7 +176,6 @@ def _ports(attr: str, name: str, field: str, default: str) -> Param:
 
 _FAILSAFE_IN = "tcp:22,udp:68,tcp:179,tcp:2379,tcp:2380,tcp:5473,tcp:6443,tcp:6666,tcp:6667"
 _FAILSAFE_OUT = "udp:53,udp:67,tcp:179,tcp:2379,tcp:2380,tcp:5473,tcp:6443,tcp:6666,tcp:6667"
-_LOG_LEVELS = _choice("Trace", "Debug", "Info", "Warning", "Error", "Fatal")
 
 PARAMS: tuple[Param, ...] = (
     Param("hostname", "FelixHostname", None, "", str),
@@ -180,41 +185,54 @@ PARAMS: tuple[Param, ...] = (
         "DefaultEndpointToHostAction",
         "defaultEndpointToHostAction",
         "Drop",
-        _choice("Drop", "Accept", "Return"),
+        _choice("defaultEndpointToHostAction"),
     ),
     Param(
         "filter_allow_action",
         "IptablesFilterAllowAction",
         "iptablesFilterAllowAction",
         "Accept",
-        _choice("Accept", "Return"),
+        _choice("iptablesFilterAllowAction"),
+    ),
+    Param(
+        "mangle_allow_action",
+        "IptablesMangleAllowAction",
+        "iptablesMangleAllowAction",
+        "Accept",
+        _choice("iptablesMangleAllowAction"),
     ),
     Param(
         "filter_deny_action",
         "IptablesFilterDenyAction",
         "iptablesFilterDenyAction",
         "Drop",
-        _choice("Drop", "Reject"),
+        _choice("iptablesFilterDenyAction"),
     ),
     Param(
         "chain_insert_mode",
         "ChainInsertMode",
         "chainInsertMode",
         "Insert",
-        _choice("Insert", "Append"),
+        _choice("chainInsertMode"),
     ),
     Param("log_prefix", "LogPrefix", "logPrefix", "calico-packet", str),
-    Param("log_severity", "LogSeverityScreen", "logSeverityScreen", "Info", _LOG_LEVELS),
+    Param(
+        "log_severity",
+        "LogSeverityScreen",
+        "logSeverityScreen",
+        "Info",
+        _choice("logSeverityScreen"),
+    ),
     _bool("ipv6_support", "Ipv6Support", "ipv6Support", "true"),
     _secs("reporting_interval", "ReportingIntervalSecs", "reportingInterval", "30"),
     _secs("reporting_ttl", "ReportingTTLSecs", "reportingTTL", "90"),
+    _secs("endpoint_reporting_delay", "EndpointReportingDelaySecs", "endpointReportingDelay", "1"),
     _bool(
         "endpoint_reporting_enabled",
         "EndpointReportingEnabled",
         "endpointReportingEnabled",
         "false",
     ),
-    _secs("endpoint_reporting_delay", "EndpointReportingDelaySecs", "endpointReportingDelay", "1"),
     _bool("health_enabled", "HealthEnabled", "healthEnabled", "false"),
     Param("health_host", "HealthHost", "healthHost", "localhost", str),
     Param("health_port", "HealthPort", "healthPort", "9099", parse_int),
@@ -239,14 +257,32 @@ PARAMS: tuple[Param, ...] = (
         "IptablesBackend",
         "iptablesBackend",
         "Auto",
-        _choice("Auto", "NFT", "Legacy"),
+        _choice("iptablesBackend"),
     ),
     Param("metadata_addr", "MetadataAddr", "metadataAddr", "127.0.0.1", str),
     Param("metadata_port", "MetadataPort", "metadataPort", "8775", parse_int),
     _bool("remove_external_routes", "RemoveExternalRoutes", "removeExternalRoutes", "true"),
+    _bool(
+        "disable_conntrack_invalid",
+        "DisableConntrackInvalidCheck",
+        "disableConntrackInvalidCheck",
+        "false",
+    ),
+    _bool(
+        "allow_vxlan_from_workloads",
+        "AllowVXLANPacketsFromWorkloads",
+        "allowVXLANPacketsFromWorkloads",
+        "false",
+    ),
+    _bool(
+        "allow_ipip_from_workloads",
+        "AllowIPIPPacketsFromWorkloads",
+        "allowIPIPPacketsFromWorkloads",
+        "false",
+    ),
     Param("run_dir", "CalicoRunDir", None, "/var/run/calico", str),
     Param("openstack_region", "OpenstackRegion", "openstackRegion", "", parse_region),
-    Param("floating_ips", "FloatingIPs", "floatingIPs", "Disabled", _choice("Enabled", "Disabled")),
+    Param("floating_ips", "FloatingIPs", "floatingIPs", "Disabled", _choice("floatingIPs")),
     Param(
         "nat_outgoing_address", "NATOutgoingAddress", "natOutgoingAddress", "", parse_ipv4_or_empty
     ),
@@ -273,6 +309,7 @@ class FelixConfig:
     interface_prefixes: tuple[str, ...]
     default_endpoint_to_host_action: str
     filter_allow_action: str
+    mangle_allow_action: str
     filter_deny_action: str
     chain_insert_mode: str
     log_prefix: str
@@ -299,6 +336,9 @@ class FelixConfig:
     metadata_addr: str
     metadata_port: int
     remove_external_routes: bool
+    disable_conntrack_invalid: bool
+    allow_vxlan_from_workloads: bool
+    allow_ipip_from_workloads: bool
     run_dir: str
     openstack_region: str
     floating_ips: str
@@ -312,18 +352,87 @@ class FelixConfig:
         return keys.region_string(self.openstack_region)
 
 
+# Upstream Felix parameter names whose FelixConfiguration field is spelt differently.
+_UPSTREAM_NAMES = {
+    "ipinipenabled": "ipipEnabled",
+    "ipinipmtu": "ipipMTU",
+    "wireguardpersistentkeepalive": "wireguardKeepAlive",
+    "bpfconntrackcleanupmode": "bpfConntrackMode",
+    "externalnodescidrlist": "externalNodesList",
+}
+_FIELD_BY_NAME = {f.lower(): f for f in (*FELIX_FIELDS, *REMOVED_FELIX_FIELDS)}
+
+
+def _field_for(name: str) -> str | None:
+    """The FelixConfiguration field an upstream Felix parameter name (any case) sets."""
+    lowered = name.lower()
+    for suffix in ("", "secs", "millis"):
+        if lowered.endswith(suffix):
+            stem = lowered.removesuffix(suffix) if suffix else lowered
+            field = _UPSTREAM_NAMES.get(stem) or _FIELD_BY_NAME.get(stem)
+            if field is not None:
+                return field
+    return None
+
+
+def _typed(field: str, text: str) -> Any:
+    """A parameter's text as the FelixConfiguration value it stands for ("none": empty)."""
+    text = text.strip()
+    kind = FELIX_FIELDS.get(field, REMOVED_FELIX_FIELDS.get(field))
+    if text.lower() in ("", "none") or kind is None:
+        return None if text.lower() in ("", "none") else text
+    if kind.kind == "bool":
+        return parse_bool(text)
+    if kind.kind == "int":
+        return parse_int(text)
+    if kind.kind == "int_or_str":
+        return parse_int(text) if text.isdigit() else text
+    if kind.kind == "duration":
+        return f"{parse_seconds(text)}s"
+    if kind.kind.endswith("_list"):
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return text
+
+
+def check_local(where: str, name: str, value: str) -> bool:
+    """Whether a parameter from the environment or the config file is one Felix reads.
+
+    A parameter Felix does not read passes (returns False) only with a value that asks for
+    nothing; anything else, or an unknown name, is a ConfigError naming `where`."""
+    if name.lower() in _BY_NAME:
+        return True
+    field = _field_for(name)
+    local = FELIX_LOCAL.get(name.lower())
+    if local is not None:
+        text = value.strip()
+        support, typed, of = local, None if text.lower() in ("", "none") else text, ""
+    elif field is not None and FELIX[field].status is not Status.SUPPORTED:
+        support, of = FELIX[field], f" (FelixConfiguration {field})"
+        try:
+            typed = _typed(field, value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    else:
+        raise ConfigError(f"{where}: not a Felix parameter calico-py knows")
+    if support.refuses(typed):
+        raise ConfigError(f"{where}: {support.message(typed)}{of}")
+    if support.status is Status.NOOP:
+        log.info("%s has no effect in calico-py: %s", where, support.reason)
+    return False
+
+
 def env_layer(environ: Mapping[str, str]) -> dict[str, str]:
     """Felix parameters set in the environment (lower-cased names)."""
     out: dict[str, str] = {}
     for key, value in environ.items():
         if key in _ENV_ALIASES:
             out[_ENV_ALIASES[key]] = value
-        elif key.upper().startswith("FELIX_") and key.upper() != "FELIX_CONFIGFILE":
-            name = key[6:].lower()
-            if name in _BY_NAME:
-                out[name] = value
-            else:
-                log.warning("ignoring unknown Felix parameter in environment: %s", key)
+        elif (
+            key.upper().startswith("FELIX_")
+            and key.upper() != "FELIX_CONFIGFILE"
+            and check_local(f"environment variable {key}", key[6:], value)
+        ):
+            out[key[6:].lower()] = value
     return out
 
 
@@ -335,12 +444,20 @@ def file_layer(path: str | None) -> dict[str, str]:
             raise ConfigError(f"config file {target} does not exist")
         return {}
     parser = configparser.ConfigParser()
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep names as written
     try:
         parser.read(target)
     except configparser.Error as exc:
         raise ConfigError(f"config file {target}: {exc}") from None
-    section = parser["global"] if parser.has_section("global") else {}
-    return {k.lower(): v for k, v in section.items() if k.lower() in _BY_NAME}
+    for section in parser.sections():
+        if section != "global":
+            raise ConfigError(f"config file {target}: [{section}]: only [global] is read")
+    items = parser["global"].items() if parser.has_section("global") else []
+    return {
+        key.lower(): value
+        for key, value in items
+        if check_local(f"config file {target}: {key}", key, value)
+    }
 
 
 def datastore_layer(spec: Mapping[str, Any] | None) -> dict[str, str]:

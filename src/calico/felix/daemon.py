@@ -87,6 +87,7 @@ def rules_config(cfg: FelixConfig) -> RulesConfig:
         cfg.iptables_mark_mask,
         workload_iface_prefixes=cfg.interface_prefixes,
         filter_allow_action=cfg.filter_allow_action.upper(),
+        mangle_allow_action=cfg.mangle_allow_action.upper(),
         filter_deny_action=cfg.filter_deny_action.upper(),
         endpoint_to_host_action=cfg.default_endpoint_to_host_action.upper(),
         failsafe_inbound=ports(cfg.failsafe_inbound),
@@ -101,6 +102,21 @@ def rules_config(cfg: FelixConfig) -> RulesConfig:
         nat_outgoing_address=cfg.nat_outgoing_address or None,
         nat_port_range=cfg.nat_port_range,
         nat_outgoing_iface=cfg.nat_outgoing_iface or None,
+        disable_conntrack_invalid=cfg.disable_conntrack_invalid,
+        allow_vxlan_from_workloads=cfg.allow_vxlan_from_workloads,
+        allow_ipip_from_workloads=cfg.allow_ipip_from_workloads,
+    )
+
+
+def dataplane_settings(cfg: FelixConfig) -> DataplaneSettings:
+    return DataplaneSettings(
+        rules=rules_config(cfg),
+        iptables_backend=cfg.iptables_backend.lower(),
+        iptables_refresh=cfg.iptables_refresh_interval,
+        ipsets_refresh=cfg.ipsets_refresh_interval,
+        route_refresh=cfg.route_refresh_interval,
+        interface_refresh=cfg.interface_refresh_interval,
+        remove_external_routes=cfg.remove_external_routes,
     )
 
 
@@ -178,6 +194,7 @@ class Felix:
             cfg.reporting_interval,
             cfg.reporting_ttl,
             region=cfg.region_string,
+            endpoint_delay=cfg.endpoint_reporting_delay,
         )
         self.reporter = reporter
         dataplane = self._build_dataplane()
@@ -213,16 +230,8 @@ class Felix:
 
     def _build_dataplane(self) -> InternalDataplane:
         cfg = self.config
-        settings = DataplaneSettings(
-            rules=rules_config(cfg),
-            iptables_backend=cfg.iptables_backend.lower(),
-            iptables_refresh=cfg.iptables_refresh_interval,
-            ipsets_refresh=cfg.ipsets_refresh_interval,
-            route_refresh=cfg.route_refresh_interval,
-            remove_external_routes=cfg.remove_external_routes,
-        )
         return InternalDataplane(
-            settings,
+            dataplane_settings(cfg),
             Subprocess(),
             functools.partial(open_netlink, None),
             on_endpoint_status=self._endpoint_status if cfg.endpoint_reporting_enabled else None,

@@ -69,10 +69,12 @@ class StatusReporter:
         ttl: float,
         region: str = DEFAULT_REGION,
         wallclock: Callable[[], str] = _utc_now,
+        endpoint_delay: float = 1.0,
     ) -> None:
         self._backend = backend
         self._prefix = host_prefix(hostname, region)
-        self._interval = interval
+        self._interval = interval  # heartbeat; 0 (or less) writes none, as Calico's Felix
+        self._endpoint_delay = max(endpoint_delay, 0.1)  # endpoint status goes out this often
         self._ttl = max(1, round(ttl))
         self._wallclock = wallclock
         self._started = time.monotonic()
@@ -176,6 +178,20 @@ class StatusReporter:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        """Heartbeats every `interval` (retried within 5 s after a failure); queued endpoint
+        status every `endpoint_delay` in between."""
+        next_beat = time.monotonic()
         while not self._stop.is_set():
-            ok = self.report()
-            self._stop.wait(self._interval if ok else min(self._interval, 5.0))
+            now = time.monotonic()
+            if self._interval > 0 and now >= next_beat:
+                ok = self.report()
+                next_beat = now + (self._interval if ok else min(self._interval, 5.0))
+            else:
+                try:
+                    self.flush_endpoints()
+                except DatastoreError as exc:
+                    log.warning("endpoint status report failed (will retry): %s", exc)
+            wait = self._endpoint_delay
+            if self._interval > 0:
+                wait = min(wait, max(next_beat - time.monotonic(), 0.0))
+            self._stop.wait(wait)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from calico.model.errors import FieldError
 from calico.model.fields import Labels, check_qualified_name, is_subdomain
+from calico.model.support import first_refusal
 
 API_VERSION = "projectcalico.org/v3"
 DEFAULT_NAMESPACE = "default"
@@ -61,7 +62,8 @@ class Resource(Model):
     Subclasses set `KIND`, `PLURAL`, `NAMESPACED` and declare `spec`. The hooks
     `check_name`, `check_spec` and `apply_defaults` carry Calico's per-kind name rules,
     cross-field checks and defaulting; they run on every validation, so a resource object
-    that exists is always valid and defaulted.
+    that exists is always valid and defaulted. Before them, a value anywhere in the resource
+    that asks for behaviour calico-py does not have is refused (`calico.model.support`).
     """
 
     KIND: ClassVar[str]
@@ -96,6 +98,9 @@ class Resource(Model):
             self.metadata.namespace = DEFAULT_NAMESPACE
         elif not self.NAMESPACED and self.metadata.namespace:
             raise FieldError("metadata.namespace", f"{self.KIND} is not namespaced")
+        refusal = first_refusal(self)
+        if refusal is not None:
+            raise FieldError(*refusal)
         self.check_spec()
         self.apply_defaults()
         return self

@@ -204,15 +204,9 @@ class Rule(Model):
 
 
 def check_rule_directions(ingress: list[Rule] | None, egress: list[Rule] | None) -> None:
-    """Services may only be a source on ingress and a destination on egress; no HTTP egress."""
-    for i, rule in enumerate(ingress or []):
-        if rule.destination is not None and rule.destination.services is not None:
-            raise FieldError(
-                f"ingress.{i}.destination.services", "not allowed in ingress rule destination"
-            )
+    """No HTTP match on egress. (Calico's direction rules for services matches are moot: a
+    services match is refused, calico.model.support.)"""
     for i, rule in enumerate(egress or []):
-        if rule.source is not None and rule.source.services is not None:
-            raise FieldError(f"egress.{i}.source.services", "not allowed in egress rule source")
         if rule.http is not None:
             raise FieldError(f"egress.{i}.http", "not allowed in egress rules")
 

@@ -465,3 +465,46 @@ def test_a_rule_only_change_does_not_rebuild_endpoints_an_order_change_does() ->
     reordered = gnp("p", {**rules, "order": 5, "types": ["Ingress", "Egress"]})
     h.put(reordered)
     assert h.wep(wep_name("web")).tiers == (m.TierInfo("default", m.Action.DENY, (pid,), (pid,)),)
+
+
+def sa_wep(pod: str, ip: str, account: str, node: str = HOST, profile: str = "") -> Resource:
+    doc = wep(pod, ip, node=node, profiles=(profile,) if profile else ()).to_dict()
+    doc["spec"]["serviceAccountName"] = account
+    doc["metadata"].pop("labels")  # the automatic ones are derived again
+    return parse_resource(doc)
+
+
+def test_service_accounts_select_policies_and_rule_peers() -> None:
+    """serviceAccountSelector and a rule's serviceAccounts match the service account label
+    and, as in Calico's etcd mode, the `pcsa.` labels of the account's `ksa.` profile."""
+    h = Harness()
+    h.put(
+        res("Profile", "ksa.shop.db", {"labelsToApply": {"pcsa.tier": "data"}}),
+        sa_wep("db", "198.19.0.1/32", "db", profile="ksa.shop.db"),
+        sa_wep("web", "198.19.0.2/32", "web"),
+        sa_wep("api", "198.19.1.1/32", "api", node="host-2"),
+        sa_wep("batch", "198.19.1.2/32", "batch", node="host-2"),
+        gnp(
+            "data",
+            {
+                "serviceAccountSelector": "tier == 'data'",
+                "ingress": [
+                    {"action": "Allow", "source": {"serviceAccounts": {"names": ["api"]}}},
+                    {
+                        "action": "Deny",
+                        "protocol": "ICMP",
+                        "notICMP": {"type": 8},
+                        "source": {"serviceAccounts": {"selector": "tier == 'data'"}},
+                    },
+                ],
+            },
+        ),
+    )
+    pid = m.PolicyID("default", "data")
+    assert [t.ingress_policies for t in h.wep(wep_name("db")).tiers] == [(pid,)]
+    assert h.wep(wep_name("web")).tiers == ()
+    by_name, by_selector = h.dp.policies[pid].inbound_rules
+    assert h.members(by_name) == {"198.19.1.1/32"}
+    assert h.members(by_selector) == {"198.19.0.1/32"}
+    assert by_selector.not_icmp == m.ICMPMatch(8, None)
+    h.assert_no_leaks()

@@ -233,3 +233,16 @@ def test_monitor_reports_in_sync_once_after_its_first_dump() -> None:
         assert world.dumps == 2 and rec.calls.count(("in-sync",)) == 1
     finally:
         monitor.stop()
+
+
+@pytest.mark.parametrize(("interval", "rescans"), [(0.05, True), (0.0, False)])
+def test_periodic_rescan_every_interval_and_never_for_zero(interval: float, rescans: bool) -> None:
+    world, rec = FakeWorld(), Recorder()
+    monitor = InterfaceMonitor(world.factory, rec.on_state, rec.on_addrs, resync_interval=interval)
+    monitor.start()
+    try:
+        rec.wait_for(lambda: ("state", "lo", True, 1) in rec.calls)
+        time.sleep(0.5)
+        assert (world.dumps >= 3) is rescans and (world.dumps == 1) is not rescans
+    finally:
+        monitor.stop()

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from calico.datastore.client import ResourceClient
 from calico.datastore.memory import MemoryBackend
-from calico.felix.config import ConfigError, ProtoPort, build_config, file_layer, parse_seconds
-from calico.felix.daemon import datastore_specs, rules_config
+from calico.felix.config import (
+    PARAMS,
+    ConfigError,
+    ProtoPort,
+    build_config,
+    file_layer,
+    parse_seconds,
+)
+from calico.felix.daemon import dataplane_settings, datastore_specs, main, rules_config
+from calico.model.support import FELIX, FELIX_LOCAL, FELIX_SUPPORTED, Status
 
 
 def test_defaults_match_calico() -> None:
@@ -123,7 +133,7 @@ def test_invalid_datastore_felix_configuration_counts_as_absent() -> None:
     backend = MemoryBackend()
     prefix = "/calico/resources/v3/projectcalico.org/felixconfigurations/"
 
-    def put(name: str, spec: dict[str, str]) -> None:
+    def put(name: str, spec: dict[str, object]) -> None:
         meta = {"name": name, "creationTimestamp": "2026-01-01T00:00:00Z"}
         doc = {"apiVersion": "projectcalico.org/v3", "kind": "FelixConfiguration"}
         backend.put(prefix + name, json.dumps({**doc, "metadata": meta, "spec": spec}).encode())
@@ -131,6 +141,9 @@ def test_invalid_datastore_felix_configuration_counts_as_absent() -> None:
     put("default", {"reportingInterval": "soon"})
     put("node.h1", {"logPrefix": "x"})
     assert datastore_specs(ResourceClient(backend), "h1") == ({}, {"logPrefix": "x"})
+    # A refused value written by another tool is invalid data too: reported, not half-applied.
+    put("node.h1", {"logPrefix": "x", "wireguardEnabled": True})
+    assert datastore_specs(ResourceClient(backend), "h1") == ({}, {})
 
 
 def test_nat_parameters_reach_the_rules_config() -> None:
@@ -160,3 +173,114 @@ def test_nat_parameters_reach_the_rules_config() -> None:
         build_config({"NODENAME": "h", "FELIX_NATOUTGOINGADDRESS": "2001:db8::1"})
     with pytest.raises(ConfigError, match="NATPortRange"):
         build_config({"NODENAME": "h", "FELIX_NATPORTRANGE": "200:100"})
+
+
+def test_the_fields_felix_reads_are_the_supported_ones() -> None:
+    read = {p.field for p in PARAMS if p.field}
+    assert read == set(FELIX_SUPPORTED)
+    assert {f for f, s in FELIX.items() if s.status is Status.SUPPORTED} == read
+    local = {p.name.lower() for p in PARAMS if not p.field}
+    assert {n for n, s in FELIX_LOCAL.items() if s.status is Status.SUPPORTED} == local
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"FELIX_WIREGUARDENABLED": "true"},
+            "environment variable FELIX_WIREGUARDENABLED: true is not supported by calico-py"
+            " (WireGuard is not implemented) (FelixConfiguration wireguardEnabled)",
+        ),
+        ({"FELIX_BPFENABLED": "1"}, "FELIX_BPFENABLED: true is not supported"),
+        ({"FELIX_IPINIPENABLED": "true"}, "IPIP is not implemented"),
+        ({"FELIX_VXLANPORT": "4790"}, "FELIX_VXLANPORT: 4790 is not supported"),
+        ({"FELIX_NETLINKTIMEOUTSECS": "3"}, "FELIX_NETLINKTIMEOUTSECS"),
+        ({"FELIX_FLOWLOGSGOLDMANESERVER": "x:1"}, "flow logs are not implemented"),
+        ({"FELIX_ETCDENDPOINTS": "http://e:2379"}, "ETCD_ENDPOINTS"),
+        ({"FELIX_DATASTORETYPE": "kubernetes"}, "only the etcdv3 datastore"),
+        ({"FELIX_TYPHAADDR": "t:5473"}, "Typha is not implemented"),
+        ({"FELIX_NOSUCHTHING": "1"}, "FELIX_NOSUCHTHING: not a Felix parameter calico-py knows"),
+        # A supported field under a name Felix does not use is not quietly dropped either.
+        ({"FELIX_LOGPREFIXSECS": "x"}, "FELIX_LOGPREFIXSECS: not a Felix parameter"),
+        ({"FELIX_VXLANVNI": "many"}, "FELIX_VXLANVNI: invalid literal"),
+    ],
+)
+def test_refused_environment_stops_felix(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build_config(env)
+
+
+def test_environment_that_asks_for_nothing_is_accepted() -> None:
+    cfg = build_config(
+        {
+            "NODENAME": "h",
+            "FELIX_WIREGUARDENABLED": "false",
+            "FELIX_BPFENABLED": "none",
+            "FELIX_VXLANVNI": "4096",
+            "FELIX_NETLINKTIMEOUTSECS": "10",
+            "FELIX_DATASTORETYPE": "etcdv3",
+            "FELIX_CLUSTERGUID": "abc",  # no-op: usage reporting only
+            "FELIX_DEBUGPANICAFTER": "0",
+            "FELIX_ISTIODSCPMARK": "23",
+            "FELIX_BPFPSNATPORTS": "20000:29999",
+            "FELIX_KUBENODEPORTRANGES": "30000:32767",
+            "FELIX_USAGEREPORTINGENABLED": "true",  # no-op: calico-py never reports usage
+            "FELIX_LOGSEVERITYSYS": "info",
+            "FELIX_IPTABLESMANGLEALLOWACTION": "return",
+            "FELIX_ALLOWVXLANPACKETSFROMWORKLOADS": "true",
+            "FELIX_DISABLECONNTRACKINVALIDCHECK": "true",
+        }
+    )
+    assert cfg.mangle_allow_action == "Return"
+    rules = rules_config(cfg)
+    assert rules.mangle_allow_action == "RETURN"
+    assert (rules.allow_vxlan_from_workloads, rules.allow_ipip_from_workloads) == (True, False)
+    assert rules.disable_conntrack_invalid is True
+
+
+def test_config_file_keys_are_classified_too(tmp_path: Path) -> None:
+    ini = tmp_path / "felix.cfg"
+    ini.write_text("[global]\nLogPrefix = f\nWireguardEnabled = false\nBPFLogLevel = Off\n")
+    assert file_layer(str(ini)) == {"logprefix": "f"}
+    ini.write_text("[global]\nBPFEnabled = true\n")
+    with pytest.raises(ConfigError, match=f"config file {ini}: BPFEnabled: true is not supported"):
+        file_layer(str(ini))
+    ini.write_text("[global]\nMetadataAdr = 10.0.0.1\n")
+    with pytest.raises(ConfigError, match="MetadataAdr: not a Felix parameter calico-py knows"):
+        file_layer(str(ini))
+    ini.write_text("[other]\nLogPrefix = f\n")
+    with pytest.raises(ConfigError, match=r"\[other\]: only \[global\] is read"):
+        file_layer(str(ini))
+
+
+def test_refresh_intervals_reach_the_dataplane() -> None:
+    default = dataplane_settings(build_config({"NODENAME": "h"}))
+    assert (default.interface_refresh, default.route_refresh) == (90, 90)
+    cfg = build_config(
+        {"NODENAME": "h", "FELIX_INTERFACEREFRESHINTERVAL": "15"},
+        global_spec={"routeRefreshInterval": "1m", "ipsetsRefreshInterval": "0"},
+    )
+    settings = dataplane_settings(cfg)
+    assert (settings.interface_refresh, settings.route_refresh) == (15, 60)
+    assert settings.ipsets_refresh == 0
+
+
+def test_felix_exits_at_start_naming_a_refused_variable(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest
+) -> None:
+    env = {"NODENAME": "h", "ETCD_ENDPOINTS": "http://127.0.0.1:9", "FELIX_BPFENABLED": "true"}
+    threshold = gc.get_threshold()  # main() tunes the collector for Felix's process
+    request.addfinalizer(lambda: gc.set_threshold(*threshold))
+    with pytest.raises(SystemExit) as exit_info:
+        main({**env, "FELIX_CONFIGFILE": str(tmp_path / "absent.cfg")})
+    assert exit_info.value.code == 2  # the missing file is reported first
+    ini = tmp_path / "felix.cfg"
+    ini.write_text("[global]\nLogPrefix = f\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main({**env, "FELIX_CONFIGFILE": str(ini)})
+    assert exit_info.value.code == 2
+    assert caplog.records[-1].getMessage() == (
+        "invalid configuration: environment variable FELIX_BPFENABLED: true is not supported"
+        " by calico-py (the eBPF dataplane is not implemented; Felix programs iptables)"
+        " (FelixConfiguration bpfEnabled)"
+    )

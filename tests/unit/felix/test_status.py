@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
+
+import pytest
 
 from calico.datastore.memory import MemoryBackend
 from calico.felix.status import StatusReporter, host_endpoint_status_key, workload_status_key
@@ -98,3 +102,41 @@ def test_endpoints_resynced_sweeps_keys_of_a_previous_run_after_the_flush() -> N
     backend.put(gone, b'{"status": "up"}')
     reporter.flush_endpoints()
     assert backend.get(gone) is not None  # swept once, not on every flush
+
+
+def _wait(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+@pytest.mark.parametrize("interval", [0.0, 30.0])
+def test_endpoint_status_goes_out_every_delay_and_heartbeats_only_with_an_interval(
+    interval: float,
+) -> None:
+    """reportingInterval 0 turns the heartbeat off (upstream's operator sets 0s); endpoint
+    status still goes out within endpointReportingDelay, not at the next heartbeat."""
+    backend = MemoryBackend()
+    writes: list[str] = []
+    put = backend.put
+
+    def counting_put(key: str, value: bytes, lease: int = 0) -> int:
+        writes.append(key)
+        return put(key, value, lease)
+
+    backend.put = counting_put  # type: ignore[method-assign]
+    reporter = StatusReporter(backend, "h", interval=interval, ttl=90, endpoint_delay=0.05)
+    reporter.start()
+    try:
+        key = workload_status_key("h", "openstack", "vm1", "port1")
+        reporter.set_endpoint_status(key, "up")
+        assert _wait(lambda: backend.get(key) is not None)
+        time.sleep(0.3)
+    finally:
+        reporter.stop()
+    heartbeats = [k for k in writes if k.endswith("/status")]
+    assert len(heartbeats) == (0 if interval == 0 else 1)
+    assert writes.count(key) == 1

@@ -220,8 +220,9 @@ class InterfaceMonitor:
                 self._on_in_sync = None
             self._dumped = True
             watched = [sub.fileno(), self._wake_r]
+            timeout = self._resync_interval if self._resync_interval > 0 else None  # 0: never
             while not self._stop.is_set():
-                ready, _, _ = select.select(watched, [], [], self._resync_interval)
+                ready, _, _ = select.select(watched, [], [], timeout)
                 if not ready:
                     self._dump(dumper)  # periodic refresh, in case an event was missed
                 elif watched[0] in ready:
