@@ -319,6 +319,24 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "spec.ipNATs[0].internalIP: NAT is not in the endpoint's ipNetworks",
     ),
     (
+        "wep allowed IP outside",
+        res(
+            "WorkloadEndpoint",
+            {"ipNetworks": ["10.0.0.1/32"], "allowedIps": ["10.0.0.2/32"]},
+            namespace="a",
+        ),
+        "spec.allowedIps[0]: '10.0.0.2/32' is not one of the endpoint's ipNetworks",
+    ),
+    (
+        "wep allowed IP a prefix",
+        res(
+            "WorkloadEndpoint",
+            {"ipNetworks": ["10.0.0.1/32"], "allowedIps": ["10.0.0.0/24"]},
+            namespace="a",
+        ),
+        "spec.allowedIps[0]: '10.0.0.0/24' is not one of the endpoint's ipNetworks",
+    ),
+    (
         "wep bad mac",
         res("WorkloadEndpoint", {"mac": "zz:zz"}, namespace="a"),
         "spec.mac: 'zz:zz' is not a valid MAC address",
@@ -551,6 +569,17 @@ VALID: list[tuple[str, dict[str, Any]]] = [
     (
         "node-specific config",
         res("FelixConfiguration", {"interfacePrefix": "tap"}, name="node.host-1"),
+    ),
+    (
+        "wep allowed IPs (networking-calico's address pairs)",
+        res(
+            "WorkloadEndpoint",
+            {
+                "ipNetworks": ["10.0.0.1/32", "10.0.0.9/32", "2001:db8::9/128"],
+                "allowedIps": ["10.0.0.9/32", "2001:db8::9"],
+            },
+            namespace="a",
+        ),
     ),
     ("hep expected IPs only", res("HostEndpoint", {"node": "n1", "expectedIPs": ["198.51.100.1"]})),
 ]

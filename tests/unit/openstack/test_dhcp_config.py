@@ -178,7 +178,8 @@ def test_allowed_address_pairs_are_not_served() -> None:
     got = port_from_endpoint(
         endpoint({
             "ipNetworks": ["198.18.0.5/32", "198.18.0.50/32"],
-            "allowSpoofedSourcePrefixes": ["198.18.0.50/32", "198.19.0.0/16"],
+            "allowedIps": ["198.18.0.50/32"],
+            "allowSpoofedSourcePrefixes": ["198.19.0.0/16"],
         })
     )  # fmt: skip
     assert got is not None and got.ips == ("198.18.0.5",)
@@ -191,7 +192,7 @@ def test_allowed_address_pairs_are_not_served() -> None:
         {"interfaceName": None},
         {"mac": None},
         {"ipNetworks": []},
-        {"ipNetworks": ["198.18.0.50/32"], "allowSpoofedSourcePrefixes": ["198.18.0.50/32"]},
+        {"ipNetworks": ["198.18.0.50/32"], "allowedIps": ["198.18.0.50/32"]},
     ],
 )
 def test_endpoints_without_dhcp(spec: dict[str, Any]) -> None:

@@ -176,7 +176,7 @@ class Port:
 def port_from_endpoint(wep: WorkloadEndpoint) -> Port | None:
     """The DHCP view of a port's endpoint; None if there is nothing to serve (no tap, MAC or
     fixed IP), which networking-calico treats as the port's removal. Allowed-address-pair
-    addresses are never handed out (the driver lists them in allowSpoofedSourcePrefixes)."""
+    addresses are never handed out (the driver lists them in allowedIps)."""
     spec = wep.spec
     iface = spec.interfaceName or ""
     ips = endpoint_fixed_ips(wep)
