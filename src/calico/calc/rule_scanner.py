@@ -115,10 +115,6 @@ def _side(
         positive.append(_selector_set(selector, specs))
     if entity.nets:
         positive.append(_net_set(entity.nets, specs))
-    if entity.services is not None:
-        svc = make_unique_id("svc:", f"{entity.services.namespace}/{entity.services.name}")
-        specs[svc] = IPSetSpec(svc, IPSetType.NET)
-        positive.append(svc)
     if entity.notSelector:
         negative.append(_selector_set(parse(entity.notSelector), specs))
     if entity.notNets:

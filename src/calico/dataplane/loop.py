@@ -65,6 +65,7 @@ class DataplaneSettings:
     iptables_refresh: float = 90.0
     ipsets_refresh: float = 90.0
     route_refresh: float = 90.0
+    interface_refresh: float = 90.0  # rescan of all interfaces, in case an event was missed
     remove_external_routes: bool = True
 
 
@@ -162,6 +163,7 @@ class InternalDataplane:
             on_state=lambda name, up, index: self._queue.put(_IfaceState(name, up, index)),
             on_addrs=lambda name, addrs: self._queue.put(_IfaceAddrs(name, frozenset(addrs))),
             on_in_sync=lambda: self._queue.put(_IfacesInSync()),
+            resync_interval=settings.interface_refresh,
         )
         self._ifaces_in_sync = False
         self._wep_updates: dict[WorkloadEndpointID, WorkloadEndpointUpdate] = {}

@@ -9,6 +9,11 @@ values use the FelixConfiguration field names (`reportingInterval: 30s`).
 An invalid value in the environment or the config file stops Felix at start with an error
 naming the source, the parameter and the reason; an invalid datastore value is reported
 and the lower layer's value used, so one bad edit cannot take every host down.
+
+Every upstream Felix parameter is classified once, in `calico.model.support` (by its
+FelixConfiguration field): in the environment or the config file, a parameter calico-py does
+not read is accepted only with a value that asks for nothing (its upstream default or off),
+and an unknown name stops Felix, so nothing set there is silently ignored.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from calico.model.felix_fields import FELIX_FIELDS, REMOVED_FELIX_FIELDS
+from calico.model.support import FELIX, Status
 from calico.openstack import keys
 
 log = logging.getLogger(__name__)
@@ -69,7 +76,10 @@ def parse_int(text: str) -> int:
     return int(text.strip(), 0)
 
 
-def _choice(*allowed: str) -> Callable[[str], str]:
+def _choice(field: str) -> Callable[[str], str]:
+    """A case-insensitive choice among the FelixConfiguration field's values."""
+    allowed = FELIX_FIELDS[field].choices
+
     def parse(text: str) -> str:
         for value in allowed:
             if value.lower() == text.strip().lower():
@@ -170,7 +180,6 @@ def _ports(attr: str, name: str, field: str, default: str) -> Param:
 
 _FAILSAFE_IN = "tcp:22,udp:68,tcp:179,tcp:2379,tcp:2380,tcp:5473,tcp:6443,tcp:6666,tcp:6667"
 _FAILSAFE_OUT = "udp:53,udp:67,tcp:179,tcp:2379,tcp:2380,tcp:5473,tcp:6443,tcp:6666,tcp:6667"
-_LOG_LEVELS = _choice("Trace", "Debug", "Info", "Warning", "Error", "Fatal")
 
 PARAMS: tuple[Param, ...] = (
     Param("hostname", "FelixHostname", None, "", str),
@@ -180,31 +189,44 @@ PARAMS: tuple[Param, ...] = (
         "DefaultEndpointToHostAction",
         "defaultEndpointToHostAction",
         "Drop",
-        _choice("Drop", "Accept", "Return"),
+        _choice("defaultEndpointToHostAction"),
     ),
     Param(
         "filter_allow_action",
         "IptablesFilterAllowAction",
         "iptablesFilterAllowAction",
         "Accept",
-        _choice("Accept", "Return"),
+        _choice("iptablesFilterAllowAction"),
+    ),
+    Param(
+        "mangle_allow_action",
+        "IptablesMangleAllowAction",
+        "iptablesMangleAllowAction",
+        "Accept",
+        _choice("iptablesMangleAllowAction"),
     ),
     Param(
         "filter_deny_action",
         "IptablesFilterDenyAction",
         "iptablesFilterDenyAction",
         "Drop",
-        _choice("Drop", "Reject"),
+        _choice("iptablesFilterDenyAction"),
     ),
     Param(
         "chain_insert_mode",
         "ChainInsertMode",
         "chainInsertMode",
         "Insert",
-        _choice("Insert", "Append"),
+        _choice("chainInsertMode"),
     ),
     Param("log_prefix", "LogPrefix", "logPrefix", "calico-packet", str),
-    Param("log_severity", "LogSeverityScreen", "logSeverityScreen", "Info", _LOG_LEVELS),
+    Param(
+        "log_severity",
+        "LogSeverityScreen",
+        "logSeverityScreen",
+        "Info",
+        _choice("logSeverityScreen"),
+    ),
     _bool("ipv6_support", "Ipv6Support", "ipv6Support", "true"),
     _secs("reporting_interval", "ReportingIntervalSecs", "reportingInterval", "30"),
     _secs("reporting_ttl", "ReportingTTLSecs", "reportingTTL", "90"),
@@ -214,7 +236,6 @@ PARAMS: tuple[Param, ...] = (
         "endpointReportingEnabled",
         "false",
     ),
-    _secs("endpoint_reporting_delay", "EndpointReportingDelaySecs", "endpointReportingDelay", "1"),
     _bool("health_enabled", "HealthEnabled", "healthEnabled", "false"),
     Param("health_host", "HealthHost", "healthHost", "localhost", str),
     Param("health_port", "HealthPort", "healthPort", "9099", parse_int),
@@ -239,14 +260,32 @@ PARAMS: tuple[Param, ...] = (
         "IptablesBackend",
         "iptablesBackend",
         "Auto",
-        _choice("Auto", "NFT", "Legacy"),
+        _choice("iptablesBackend"),
     ),
     Param("metadata_addr", "MetadataAddr", "metadataAddr", "127.0.0.1", str),
     Param("metadata_port", "MetadataPort", "metadataPort", "8775", parse_int),
     _bool("remove_external_routes", "RemoveExternalRoutes", "removeExternalRoutes", "true"),
+    _bool(
+        "disable_conntrack_invalid",
+        "DisableConntrackInvalidCheck",
+        "disableConntrackInvalidCheck",
+        "false",
+    ),
+    _bool(
+        "allow_vxlan_from_workloads",
+        "AllowVXLANPacketsFromWorkloads",
+        "allowVXLANPacketsFromWorkloads",
+        "false",
+    ),
+    _bool(
+        "allow_ipip_from_workloads",
+        "AllowIPIPPacketsFromWorkloads",
+        "allowIPIPPacketsFromWorkloads",
+        "false",
+    ),
     Param("run_dir", "CalicoRunDir", None, "/var/run/calico", str),
     Param("openstack_region", "OpenstackRegion", "openstackRegion", "", parse_region),
-    Param("floating_ips", "FloatingIPs", "floatingIPs", "Disabled", _choice("Enabled", "Disabled")),
+    Param("floating_ips", "FloatingIPs", "floatingIPs", "Disabled", _choice("floatingIPs")),
     Param(
         "nat_outgoing_address", "NATOutgoingAddress", "natOutgoingAddress", "", parse_ipv4_or_empty
     ),
@@ -273,6 +312,7 @@ class FelixConfig:
     interface_prefixes: tuple[str, ...]
     default_endpoint_to_host_action: str
     filter_allow_action: str
+    mangle_allow_action: str
     filter_deny_action: str
     chain_insert_mode: str
     log_prefix: str
@@ -281,7 +321,6 @@ class FelixConfig:
     reporting_interval: float
     reporting_ttl: float
     endpoint_reporting_enabled: bool
-    endpoint_reporting_delay: float
     health_enabled: bool
     health_host: str
     health_port: int
@@ -299,6 +338,9 @@ class FelixConfig:
     metadata_addr: str
     metadata_port: int
     remove_external_routes: bool
+    disable_conntrack_invalid: bool
+    allow_vxlan_from_workloads: bool
+    allow_ipip_from_workloads: bool
     run_dir: str
     openstack_region: str
     floating_ips: str
@@ -312,18 +354,112 @@ class FelixConfig:
         return keys.region_string(self.openstack_region)
 
 
+# Upstream Felix parameter names whose FelixConfiguration field is spelt differently.
+_UPSTREAM_NAMES = {
+    "ipinipenabled": "ipipEnabled",
+    "ipinipmtu": "ipipMTU",
+    "wireguardpersistentkeepalive": "wireguardKeepAlive",
+    "bpfconntrackcleanupmode": "bpfConntrackMode",
+    "externalnodescidrlist": "externalNodesList",
+}
+_FIELD_BY_NAME = {f.lower(): f for f in (*FELIX_FIELDS, *REMOVED_FELIX_FIELDS)}
+_ETCD = "calico-py reads etcd settings from ETCD_ENDPOINTS, ETCD_CA_CERT_FILE, ETCD_CERT_FILE"
+_ETCD += " and ETCD_KEY_FILE"
+# Upstream's local-only parameters (no FelixConfiguration field): value that asks for
+# nothing (None: none does), and why the rest is refused.
+_LOCAL_ONLY: dict[str, tuple[str | None, str]] = {
+    "datastoretype": ("etcdv3", "only the etcdv3 datastore is implemented"),
+    **{
+        f"etcd{name}": (None, _ETCD)
+        for name in ["addr", "scheme", "endpoints", "keyfile", "certfile", "cafile"]
+    },
+    **{
+        f"typha{name}": (None, "Typha is not implemented")
+        for name in [
+            "addr",
+            "k8sservicename",
+            "k8snamespace",
+            "readtimeout",
+            "writetimeout",
+            "keyfile",
+            "certfile",
+            "cafile",
+            "cn",
+            "urisan",
+        ]
+    },
+}
+
+
+def _field_for(name: str) -> str | None:
+    """The FelixConfiguration field an upstream Felix parameter name (any case) sets."""
+    lowered = name.lower()
+    for suffix in ("", "secs", "millis"):
+        if lowered.endswith(suffix):
+            stem = lowered.removesuffix(suffix) if suffix else lowered
+            field = _UPSTREAM_NAMES.get(stem) or _FIELD_BY_NAME.get(stem)
+            if field is not None:
+                return field
+    return None
+
+
+def _typed(field: str, text: str) -> Any:
+    """A parameter's text as the FelixConfiguration value it stands for ("none": empty)."""
+    text = text.strip()
+    kind = FELIX_FIELDS.get(field, REMOVED_FELIX_FIELDS.get(field))
+    if text.lower() in ("", "none") or kind is None:
+        return None if text.lower() in ("", "none") else text
+    if kind.kind == "bool":
+        return parse_bool(text)
+    if kind.kind == "int":
+        return parse_int(text)
+    if kind.kind == "duration":
+        return f"{parse_seconds(text)}s"
+    if kind.kind.endswith("_list"):
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return text
+
+
+def check_local(where: str, name: str, value: str) -> bool:
+    """Whether a parameter from the environment or the config file is one Felix reads.
+
+    A parameter Felix does not read passes (returns False) only with a value that asks for
+    nothing; anything else, or an unknown name, is a ConfigError naming `where`."""
+    if name.lower() in _BY_NAME:
+        return True
+    local = _LOCAL_ONLY.get(name.lower())
+    if local is not None:
+        accepted, reason = local
+        if accepted is not None and value.strip().lower() == accepted:
+            return False
+        raise ConfigError(f"{where}: {value!r} is not supported by calico-py ({reason})")
+    field = _field_for(name)
+    if field is None:
+        raise ConfigError(f"{where}: not a Felix parameter calico-py knows")
+    support = FELIX[field]
+    try:
+        typed = _typed(field, value)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if support.status is Status.REFUSED and support.refuses(typed):
+        raise ConfigError(f"{where}: {support.message(typed)} (FelixConfiguration {field})")
+    if support.status is Status.NOOP:
+        log.info("%s has no effect in calico-py: %s", where, support.reason)
+    return False
+
+
 def env_layer(environ: Mapping[str, str]) -> dict[str, str]:
     """Felix parameters set in the environment (lower-cased names)."""
     out: dict[str, str] = {}
     for key, value in environ.items():
         if key in _ENV_ALIASES:
             out[_ENV_ALIASES[key]] = value
-        elif key.upper().startswith("FELIX_") and key.upper() != "FELIX_CONFIGFILE":
-            name = key[6:].lower()
-            if name in _BY_NAME:
-                out[name] = value
-            else:
-                log.warning("ignoring unknown Felix parameter in environment: %s", key)
+        elif (
+            key.upper().startswith("FELIX_")
+            and key.upper() != "FELIX_CONFIGFILE"
+            and check_local(f"environment variable {key}", key[6:], value)
+        ):
+            out[key[6:].lower()] = value
     return out
 
 
@@ -335,12 +471,20 @@ def file_layer(path: str | None) -> dict[str, str]:
             raise ConfigError(f"config file {target} does not exist")
         return {}
     parser = configparser.ConfigParser()
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep names as written
     try:
         parser.read(target)
     except configparser.Error as exc:
         raise ConfigError(f"config file {target}: {exc}") from None
-    section = parser["global"] if parser.has_section("global") else {}
-    return {k.lower(): v for k, v in section.items() if k.lower() in _BY_NAME}
+    for section in parser.sections():
+        if section != "global":
+            raise ConfigError(f"config file {target}: [{section}]: only [global] is read")
+    items = parser["global"].items() if parser.has_section("global") else []
+    return {
+        key.lower(): value
+        for key, value in items
+        if check_local(f"config file {target}: {key}", key, value)
+    }
 
 
 def datastore_layer(spec: Mapping[str, Any] | None) -> dict[str, str]:

@@ -86,6 +86,7 @@ def rules_config(cfg: FelixConfig) -> RulesConfig:
         cfg.iptables_mark_mask,
         workload_iface_prefixes=cfg.interface_prefixes,
         filter_allow_action=cfg.filter_allow_action.upper(),
+        mangle_allow_action=cfg.mangle_allow_action.upper(),
         filter_deny_action=cfg.filter_deny_action.upper(),
         endpoint_to_host_action=cfg.default_endpoint_to_host_action.upper(),
         failsafe_inbound=ports(cfg.failsafe_inbound),
@@ -100,6 +101,9 @@ def rules_config(cfg: FelixConfig) -> RulesConfig:
         nat_outgoing_address=cfg.nat_outgoing_address or None,
         nat_port_range=cfg.nat_port_range,
         nat_outgoing_iface=cfg.nat_outgoing_iface or None,
+        disable_conntrack_invalid=cfg.disable_conntrack_invalid,
+        allow_vxlan_from_workloads=cfg.allow_vxlan_from_workloads,
+        allow_ipip_from_workloads=cfg.allow_ipip_from_workloads,
     )
 
 
@@ -218,6 +222,7 @@ class Felix:
             iptables_refresh=cfg.iptables_refresh_interval,
             ipsets_refresh=cfg.ipsets_refresh_interval,
             route_refresh=cfg.route_refresh_interval,
+            interface_refresh=cfg.interface_refresh_interval,
             remove_external_routes=cfg.remove_external_routes,
         )
         return InternalDataplane(

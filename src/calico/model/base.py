@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from calico.model.errors import FieldError
 from calico.model.fields import Labels, check_qualified_name, is_subdomain
+from calico.model.support import first_refusal
 
 API_VERSION = "projectcalico.org/v3"
 DEFAULT_NAMESPACE = "default"
@@ -21,9 +22,20 @@ ANNOTATIONS_MAX_BYTES = 256 * 1024
 
 
 class Model(BaseModel):
-    """Strict, closed schema shared by every resource part."""
+    """Strict, closed schema shared by every resource part.
+
+    Every part also refuses values that ask for behaviour calico-py does not have, as
+    classified in `calico.model.support`.
+    """
 
     model_config = ConfigDict(strict=True, extra="forbid", validate_assignment=False)
+
+    @model_validator(mode="after")
+    def _refuse_unsupported(self) -> Self:
+        refusal = first_refusal(self)
+        if refusal is not None:
+            raise FieldError(*refusal)
+        return self
 
 
 class ObjectMeta(Model):

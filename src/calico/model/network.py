@@ -68,10 +68,6 @@ class IPPool(Resource):
             raise FieldError("spec.cidr", f"{spec.cidr!r} is not strictly masked (use {net})")
         if net.overlaps(_IPV4_LINK_LOCAL if net.version == 4 else _IPV6_LINK_LOCAL):
             raise FieldError("spec.cidr", f"{spec.cidr!r} overlaps the link-local range")
-        if net.version == 6 and spec.ipipMode not in (None, "Never"):
-            raise FieldError("spec.ipipMode", "IPIP is not supported on an IPv6 pool")
-        if spec.ipipMode not in (None, "Never") and spec.vxlanMode not in (None, "Never"):
-            raise FieldError("spec.ipipMode", "ipipMode and vxlanMode cannot both be enabled")
         low, high = (20, 32) if net.version == 4 else (116, 128)
         if spec.blockSize is not None and not low <= spec.blockSize <= high:
             raise FieldError(

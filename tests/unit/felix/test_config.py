@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from calico.datastore.client import ResourceClient
 from calico.datastore.memory import MemoryBackend
-from calico.felix.config import ConfigError, ProtoPort, build_config, file_layer, parse_seconds
+from calico.felix.config import (
+    PARAMS,
+    ConfigError,
+    ProtoPort,
+    build_config,
+    file_layer,
+    parse_seconds,
+)
 from calico.felix.daemon import datastore_specs, rules_config
+from calico.model.support import FELIX, FELIX_SUPPORTED, Status
 
 
 def test_defaults_match_calico() -> None:
@@ -160,3 +169,72 @@ def test_nat_parameters_reach_the_rules_config() -> None:
         build_config({"NODENAME": "h", "FELIX_NATOUTGOINGADDRESS": "2001:db8::1"})
     with pytest.raises(ConfigError, match="NATPortRange"):
         build_config({"NODENAME": "h", "FELIX_NATPORTRANGE": "200:100"})
+
+
+def test_the_fields_felix_reads_are_the_supported_ones() -> None:
+    read = {p.field for p in PARAMS if p.field}
+    assert read == set(FELIX_SUPPORTED)
+    assert {f for f, s in FELIX.items() if s.status is Status.SUPPORTED} == read
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"FELIX_WIREGUARDENABLED": "true"},
+            "environment variable FELIX_WIREGUARDENABLED: true is not supported by calico-py"
+            " (WireGuard is not implemented) (FelixConfiguration wireguardEnabled)",
+        ),
+        ({"FELIX_BPFENABLED": "1"}, "FELIX_BPFENABLED: true is not supported"),
+        ({"FELIX_IPINIPENABLED": "true"}, "IPIP is not implemented"),
+        ({"FELIX_VXLANPORT": "4790"}, "FELIX_VXLANPORT: 4790 is not supported"),
+        ({"FELIX_NETLINKTIMEOUTSECS": "3"}, "FELIX_NETLINKTIMEOUTSECS"),
+        ({"FELIX_FLOWLOGSGOLDMANESERVER": "x:1"}, "flow logs are not implemented"),
+        ({"FELIX_ETCDENDPOINTS": "http://e:2379"}, "ETCD_ENDPOINTS"),
+        ({"FELIX_DATASTORETYPE": "kubernetes"}, "only the etcdv3 datastore"),
+        ({"FELIX_TYPHAADDR": "t:5473"}, "Typha is not implemented"),
+        ({"FELIX_NOSUCHTHING": "1"}, "FELIX_NOSUCHTHING: not a Felix parameter calico-py knows"),
+        ({"FELIX_VXLANVNI": "many"}, "FELIX_VXLANVNI: invalid literal"),
+    ],
+)
+def test_refused_environment_stops_felix(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build_config(env)
+
+
+def test_environment_that_asks_for_nothing_is_accepted() -> None:
+    cfg = build_config(
+        {
+            "NODENAME": "h",
+            "FELIX_WIREGUARDENABLED": "false",
+            "FELIX_BPFENABLED": "none",
+            "FELIX_VXLANVNI": "4096",
+            "FELIX_NETLINKTIMEOUTSECS": "10",
+            "FELIX_DATASTORETYPE": "etcdv3",
+            "FELIX_USAGEREPORTINGENABLED": "true",  # no-op: calico-py never reports usage
+            "FELIX_LOGSEVERITYSYS": "info",
+            "FELIX_IPTABLESMANGLEALLOWACTION": "return",
+            "FELIX_ALLOWVXLANPACKETSFROMWORKLOADS": "true",
+            "FELIX_DISABLECONNTRACKINVALIDCHECK": "true",
+        }
+    )
+    assert cfg.mangle_allow_action == "Return"
+    rules = rules_config(cfg)
+    assert rules.mangle_allow_action == "RETURN"
+    assert (rules.allow_vxlan_from_workloads, rules.allow_ipip_from_workloads) == (True, False)
+    assert rules.disable_conntrack_invalid is True
+
+
+def test_config_file_keys_are_classified_too(tmp_path: Path) -> None:
+    ini = tmp_path / "felix.cfg"
+    ini.write_text("[global]\nLogPrefix = f\nWireguardEnabled = false\nBPFLogLevel = Off\n")
+    assert file_layer(str(ini)) == {"logprefix": "f"}
+    ini.write_text("[global]\nBPFEnabled = true\n")
+    with pytest.raises(ConfigError, match=f"config file {ini}: BPFEnabled: true is not supported"):
+        file_layer(str(ini))
+    ini.write_text("[global]\nMetadataAdr = 10.0.0.1\n")
+    with pytest.raises(ConfigError, match="MetadataAdr: not a Felix parameter calico-py knows"):
+        file_layer(str(ini))
+    ini.write_text("[other]\nLogPrefix = f\n")
+    with pytest.raises(ConfigError, match=r"\[other\]: only \[global\] is read"):
+        file_layer(str(ini))

@@ -285,16 +285,6 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "spec.blockSize: must be between 20 and 32",
     ),
     (
-        "pool ipip v6",
-        res("IPPool", {"cidr": "2001:db8::/64", "ipipMode": "Always"}),
-        "IPIP is not supported on an IPv6 pool",
-    ),
-    (
-        "pool ipip and vxlan",
-        res("IPPool", {"cidr": "10.0.0.0/16", "ipipMode": "Always", "vxlanMode": "Always"}),
-        "cannot both be enabled",
-    ),
-    (
         "pool mode",
         res("IPPool", {"cidr": "10.0.0.0/16", "vxlanMode": "sometimes"}),
         'spec.vxlanMode: "sometimes" is not one of',

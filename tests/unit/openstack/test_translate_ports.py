@@ -296,12 +296,7 @@ PORT_CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = [
         expected(annotations={**NET_ANN, "openstack.projectcalico.org/fqdn": "vm1.example.org"}),
     ),
     ("admin down is written like any bound port", {"admin_state_up": False}, {}, expected()),
-    (
-        "qos controls passed through",
-        {},
-        {"qos_controls": {"egressBandwidth": 10_000_000, "egressBurst": 4294967296}},
-        expected({"qosControls": {"egressBandwidth": 10_000_000, "egressBurst": 4294967296}}),
-    ),
+    ("empty qos controls write none", {}, {"qos_controls": {}}, expected()),
 ]
 
 
@@ -432,6 +427,13 @@ PORT_REJECTS: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
         {},
         {"qos_controls": {"egressBandwidth": -1}},
         f"port {PORT_ID}: qos_controls (spec.qosControls.egressBandwidth)",
+    ),
+    (
+        "qos is refused: Felix does not enforce it",
+        {},
+        {"qos_controls": {"egressBandwidth": 10_000_000, "egressBurst": 4294967296}},
+        f"port {PORT_ID}: qos_controls (spec.qosControls): "
+        '{"egressBandwidth": 10000000, "egressBurst": 4294967296} is not supported by calico-py',
     ),
 ]
 
