@@ -191,6 +191,10 @@ FIELDS: dict[str, dict[str, Support]] = {
         "mac": supported("the DHCP agent's host entries"),
         "ports": supported("named ports in policy rules"),
         "allowSpoofedSourcePrefixes": SUPPORTED,
+        "allowedIps": supported(
+            "networking-calico's allowed address pairs: not served by the DHCP agent; Felix"
+            " routes and permits them as ipNetworks (upstream Felix ignores the field too)"
+        ),
         "qosControls": refused(
             "Felix does not shape bandwidth, packet rate or connections (no tc/qdisc)"
         ),
