@@ -15,9 +15,10 @@ agent/dhcp_agent.py, projectcalico/calico at 87c15906f20c4ca1fda55af92295e7678b0
 from __future__ import annotations
 
 import ipaddress
-from typing import ClassVar
+import re
+from typing import Annotated, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from calico.model.base import Model, Resource
 from calico.model.errors import FieldError
@@ -37,8 +38,26 @@ LABEL_ORCHESTRATOR = "projectcalico.org/orchestrator"
 LABEL_SERVICE_ACCOUNT = "projectcalico.org/serviceaccount"
 
 
+_PORT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+
+
+def _port_name(text: str) -> str:
+    """Kubernetes' IsValidPortName, which Calico's `portName` validator applies."""
+    if not (len(text) <= 15 and _PORT_NAME.match(text)):
+        raise ValueError(
+            f"{text!r} is not a valid port name: at most 15 lower case alphanumerics or '-',"
+            " starting and ending with an alphanumeric"
+        )
+    if "--" in text or not any(c.isalpha() for c in text):
+        raise ValueError(f"{text!r} is not a valid port name: needs a letter and no '--'")
+    return text
+
+
+PortName = Annotated[str, AfterValidator(_port_name)]
+
+
 class EndpointPort(Model):
-    name: str
+    name: PortName
     protocol: Protocol
     port: int = Field(ge=1, le=65535)
 
@@ -50,7 +69,7 @@ class EndpointPort(Model):
 
 
 class WorkloadEndpointPort(Model):
-    name: str | None = None
+    name: PortName | None = None
     protocol: Protocol
     port: int = Field(ge=1, le=65535)
     hostPort: int | None = Field(default=None, ge=0, le=65535)

@@ -253,6 +253,9 @@ FELIX_FIELDS: dict[str, FelixField] = {
         "str", choices=_DROP_REJECT, pattern=_DROP_REJECT_PATTERN
     ),
     "nftablesMarkMask": FelixField("int", minimum=0, maximum=_UINT32_MAX),
+    # Newer than the snapshot above: projectcalico/calico 87c15906f20c4ca1fda55af92295e7678b0cc0b2.
+    "nftablesFlowTableOffload": FelixField("str", choices=("All", "Disabled")),
+    "nftablesFlowTableDataIfacePattern": FelixField("str"),  # must compile as a regexp
     # --- eBPF dataplane -----------------------------------------------------------------------
     "bpfEnabled": FelixField("bool"),
     "bpfOverlayHostSourceIP": FelixField("str", choices=("TunnelAddress", "HostAddress")),

@@ -172,6 +172,12 @@ FIELDS: dict[str, dict[str, Support]] = {
         "generation": noop(_K8S_META),
         "ownerReferences": noop("Kubernetes garbage collection; nothing deletes by owner here"),
         "finalizers": noop("Kubernetes deletion hooks; a delete here is immediate"),
+        "deletionTimestamp": noop("Kubernetes graceful deletion; a delete here is immediate"),
+        "deletionGracePeriodSeconds": noop(
+            "Kubernetes graceful deletion; a delete here is immediate"
+        ),
+        "managedFields": noop("Kubernetes server-side apply bookkeeping"),
+        "selfLink": noop(_K8S_META),
     },
     # --- endpoints ---
     "WorkloadEndpointSpec": {
@@ -324,6 +330,11 @@ FIELDS: dict[str, dict[str, Support]] = {
         "maxBlocksPerHost": SUPPORTED,
         "autoAllocateBlocks": SUPPORTED,
         "kubeVirtVMAddressPersistence": refused("there is no KubeVirt integration", "Disabled"),
+        "ipCooldownSeconds": refused(
+            "released addresses are reusable at once (at the back of the block's FIFO, which is"
+            " what 0 means upstream); no cooldown is kept",
+            0,
+        ),
     },
     # --- BGP ---
     "BGPPeerSpec": {
@@ -358,6 +369,9 @@ FIELDS: dict[str, dict[str, Support]] = {
         "serviceLoadBalancerIPs": refused(_K8S_SERVICES + "; nothing advertises them"),
         "serviceExternalIPs": refused(_K8S_SERVICES + "; nothing advertises them"),
         "serviceClusterIPs": refused(_K8S_SERVICES + "; nothing advertises them"),
+        "serviceLoadBalancerAggregation": noop(
+            "how serviceLoadBalancerIPs are advertised; those are refused"
+        ),
         "communities": SUPPORTED,
         "prefixAdvertisements": SUPPORTED,
         "listenPort": SUPPORTED,
@@ -392,7 +406,7 @@ FIELDS: dict[str, dict[str, Support]] = {
         "orchRefs": noop("Kubernetes node name mapping; nodes are named by their hostname"),
         "wireguard": noop(_UPSTREAM_NODE + " for WireGuard, which is refused"),
         "addresses": noop(_UPSTREAM_NODE + "; BGP uses spec.bgp addresses"),
-        "interfaceName": noop(_UPSTREAM_NODE + " (autodetection result)"),
+        "interfaces": noop(_UPSTREAM_NODE + " (for automatic host endpoints)"),
     },
     "NodeBGPSpec": {
         "asNumber": SUPPORTED,
@@ -403,6 +417,7 @@ FIELDS: dict[str, dict[str, Support]] = {
     },
     "OrchRef": {"nodeName": SUPPORTED, "orchestrator": SUPPORTED},  # under no-op orchRefs
     "NodeAddress": {"address": SUPPORTED, "type": SUPPORTED},  # under no-op addresses
+    "NodeInterface": {"name": SUPPORTED, "addresses": SUPPORTED},  # under no-op interfaces
     "NodeWireguardSpec": {"interfaceIPv4Address": SUPPORTED, "interfaceIPv6Address": SUPPORTED},
     "ClusterInformationSpec": {
         "clusterGUID": SUPPORTED,
@@ -565,6 +580,8 @@ _FELIX_REFUSED: dict[str, tuple[str, tuple[Any, ...], str]] = {
     "nftablesMangleAllowAction": (_NFTABLES, ("Accept",), _NFT_ALT),
     "nftablesFilterDenyAction": (_NFTABLES, ("Drop",), _NFT_ALT),
     "nftablesMarkMask": (_NFTABLES, (0xFFFF0000,), _NFT_ALT),
+    "nftablesFlowTableOffload": (_NFTABLES, ("Disabled",), _NFT_ALT),
+    "nftablesFlowTableDataIfacePattern": (_NFTABLES, (), _NFT_ALT),
     "istioAmbientMode": (_ISTIO, ("Disabled",), ""),
     "istioDSCPMark": (_ISTIO, (23,), ""),
     "flowLogsPolicyEvaluationMode": (_FLOW_LOGS, ("Continuous", "None"), ""),
