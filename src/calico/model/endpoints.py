@@ -6,10 +6,11 @@ must be single addresses, NATs and allowedIps must fall inside them, and Calico'
 labels (`projectcalico.org/namespace`, `…/orchestrator`, `…/serviceaccount`) are added.
 
 `allowedIps` is networking-calico's field, not in Calico's Go types (libcalico-go reads etcd
-leniently and so ignores it; calicoctl refuses it): its driver lists each allowed address pair
-in ipNetworks, which Felix routes and lets send, and again in allowedIps, which only its DHCP
-agent reads (networking_calico/plugins/ml2/drivers/calico/endpoints.py `endpoint_spec`, and
-agent/dhcp_agent.py, projectcalico/calico at 87c15906f20c4ca1fda55af92295e7678b0cc0b2).
+leniently and so ignores it; upstream calicoctl refuses it): its driver lists each allowed
+address pair in ipNetworks, which Felix routes and lets send, and again in allowedIps, which
+only its DHCP agent reads (networking_calico/plugins/ml2/drivers/calico/endpoints.py
+`endpoint_spec`, and agent/dhcp_agent.py, projectcalico/calico at
+87c15906f20c4ca1fda55af92295e7678b0cc0b2).
 """
 
 from __future__ import annotations
