@@ -29,7 +29,7 @@ spec: {cidr: 198.19.0.0/20}
 apiVersion: projectcalico.org/v3
 kind: IPPool
 metadata: {name: pool-b}
-spec: {cidr: 198.19.16.0/20, natOutgoing: true, ipipMode: CrossSubnet}
+spec: {cidr: 198.19.16.0/20, natOutgoing: true, blockSize: 24}
 """
 
 BAD_SECOND = """
@@ -96,9 +96,9 @@ def test_get_yaml_applies_back_unchanged(ctl: CliRunner) -> None:
     )
     assert (
         yaml.safe_load(run(ctl, "get", "ippools", "-o", "yaml").output)["items"][1]["spec"][
-            "ipipMode"
+            "blockSize"
         ]
-        == "CrossSubnet"
+        == 24
     )
 
 
@@ -110,6 +110,33 @@ def test_whole_file_is_validated_before_any_write(ctl: CliRunner) -> None:
         " range: minimum port 80 is greater than maximum port 70"
     )
     assert "fine" not in run(ctl, "get", "ippools").output
+
+
+# An upstream manifest with one refused value: the pool asks for IPIP.
+REFUSED_THIRD = (
+    POOLS.replace("pool-b", "pool-c").replace("198.19.16.0/20", "198.19.32.0/20")
+    + """
+---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: tunnelled}
+spec: {cidr: 198.19.48.0/20, ipipMode: Always}
+"""
+)
+
+
+@pytest.mark.parametrize("verb", ["validate", "create", "apply", "replace"])
+def test_a_refused_value_refuses_the_whole_file(ctl: CliRunner, verb: str) -> None:
+    if verb == "replace":
+        run(ctl, "apply", "-f", "-", stdin=POOLS)
+    before = run(ctl, "get", "ippools", "-o", "yaml").stdout
+    result = run(ctl, verb, "-f", "-", stdin=REFUSED_THIRD, ok=False)
+    assert result.stderr.strip() == (
+        'IPPool "tunnelled": spec.ipipMode: "Always" is not supported by calico-py'
+        " (IPIP is not implemented; encapsulation is a later issue); use ipipMode: Never"
+    )
+    assert run(ctl, "get", "ippools", "-o", "yaml").stdout == before
+    assert "pool-c" not in before
 
 
 def test_create_replace_delete_lifecycle(ctl: CliRunner, tmp_path: Path) -> None:

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from calico.model.fields import duration_seconds
 from calico.model.network import BGPConfiguration, Node
 
 DEFAULT_AS = 64512
 NODE_CONFIG_PREFIX = "node."
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +49,8 @@ class Settings:
     listen_port: int | None = None
     node_listen_ports: Mapping[str, int] = field(default_factory=dict)
     mesh_restart_time: int | None = None
-    mesh_password_secret: str | None = None
     strict_bind: bool = False
     ignored_interfaces: tuple[str, ...] = ()
-    program_cluster_routes: bool = True
 
     def port_of(self, node: str) -> int | None:
         """The port a node listens on (its node.<name> config, else the global one)."""
@@ -96,17 +92,14 @@ def settings(configs: Mapping[str, BGPConfiguration]) -> Settings:
     if spec is None:
         return Settings(node_listen_ports=ports)
     restart = spec.nodeMeshMaxRestartTime
-    secret = spec.nodeMeshPassword.secretKeyRef if spec.nodeMeshPassword else None
     return Settings(
         as_number=spec.asNumber if spec.asNumber is not None else DEFAULT_AS,
         mesh_enabled=spec.nodeToNodeMeshEnabled is not False,
         listen_port=spec.listenPort or None,
         node_listen_ports=ports,
         mesh_restart_time=round(duration_seconds(restart)) if restart else None,
-        mesh_password_secret=f"{secret.name}/{secret.key}" if secret else None,
         strict_bind=spec.bindMode == "NodeIP",
         ignored_interfaces=tuple(spec.ignoredInterfaces or ()),
-        program_cluster_routes=spec.programClusterRoutes != "Disabled",
     )
 
 
@@ -118,11 +111,6 @@ def log_level(configs: Mapping[str, BGPConfiguration], node: str) -> str:
             level = cfg.spec.logSeverityScreen.lower()
             return level if level in ("debug", "info") else "none"
     return "info"
-
-
-def duration_seconds(text: str) -> float:
-    """A Go duration ("90s", "1m30s", "0") in seconds."""
-    return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
 
 
 def hash_router_id(node_name: str) -> str:

@@ -24,7 +24,8 @@ import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from calico.bgp.nodes import NodeBgp, Settings, duration_seconds
+from calico.bgp.nodes import NodeBgp, Settings
+from calico.model.fields import duration_seconds
 from calico.model.network import BGPPeer
 from calico.selector import SelectorError
 from calico.selector import parse as parse_selector
@@ -58,7 +59,6 @@ class Peering:
     source_address: str = "UseNodeIP"
     restart_time: int | None = None
     keepalive_time: int | None = None
-    password_secret: str | None = None  # "<secret>/<key>" of spec.password.secretKeyRef
 
     @property
     def version(self) -> int:
@@ -170,7 +170,6 @@ class _Resolver:
 def _with_resource_fields(peering: Peering, res: BGPPeer) -> Peering:
     """confd's setPeerConfigFieldsFromV3Resource (and the newer per-peer fields)."""
     spec = res.spec
-    secret = spec.password.secretKeyRef if spec.password else None
     return replace(
         peering,
         source_address=spec.sourceAddress or "UseNodeIP",
@@ -178,7 +177,6 @@ def _with_resource_fields(peering: Peering, res: BGPPeer) -> Peering:
         keepalive_time=round(duration_seconds(spec.keepaliveTime)) if spec.keepaliveTime else None,
         next_hop_mode=spec.nextHopMode,
         local_as_number=spec.localASNumber or None,
-        password_secret=f"{secret.name}/{secret.key}" if secret else None,
     )
 
 

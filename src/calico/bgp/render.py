@@ -64,11 +64,6 @@ def _debug(view: BgpView) -> list[str]:
     return {"debug": ["  debug all;"], "none": []}.get(view.log_level, ["  debug { states };"])
 
 
-def _quotable(text: str) -> bool:
-    """BIRD strings have no escapes: a double quote or a line break cannot be written."""
-    return '"' not in text and "\n" not in text and "\r" not in text
-
-
 def _host_prefix(ip: str) -> str:
     return f"{ip}/{ipaddress.ip_address(ip).max_prefixlen}"
 
@@ -174,13 +169,7 @@ def _kernel_filter(view: BgpView) -> list[str]:
         "  if ( source = RTS_DEVICE ) then { reject; }",
     ]
     for fam in view.families:
-        for p in fam.pools:
-            if p.kernel:
-                lines.append(f"  if ( net ~ {p.cidr} ) then {{ accept; }}")
-            elif p.encapsulation == "vxlan":
-                lines.append(f"  if ( net ~ {p.cidr} ) then {{ reject; }} # VXLAN: Felix's routes.")
-            else:
-                lines.append(f"  if ( net ~ {p.cidr} ) then {{ reject; }} # Felix's routes.")
+        lines += [f"  if ( net ~ {p.cidr} ) then {{ accept; }}" for p in fam.pools]
     return [*lines, "  accept;", "}"]
 
 
@@ -292,12 +281,6 @@ def _session_options(view: BgpView, peer: Peer, source: str | None) -> Iterable[
     if peer.rr_client:
         yield "  rr client;"
         yield f"  rr cluster id {view.rr_cluster_id};"
-    if peer.password and _quotable(peer.password):
-        yield f'  password "{peer.password}";'
-    elif peer.password:
-        yield "  # Password not rendered: BIRD cannot quote a double quote or a line break."
-    elif peer.password_secret:
-        yield f"  # Password secret {peer.password_secret} not available: no Kubernetes secrets."
     if peer.keepalive_time:
         yield f"  keepalive time {peer.keepalive_time};"
     if peer.ttl_security:

@@ -1,7 +1,7 @@
 """Everything BIRD must know for one node, resolved from datastore resources (pure).
 
 Input: `BgpInputs` (Nodes, BGPPeers, BGPConfigurations by name, IPPools, this node's
-confirmed affine blocks, resolved secrets). Output: a frozen `BgpView` that `bgp.render`
+confirmed affine blocks). Output: a frozen `BgpView` that `bgp.render`
 turns into bird.cfg. Output depends on the inputs only (never on history or order).
 
 Rules, as confd applies them (confd/pkg/backends/calico/{client,bgp_processor}.go and the
@@ -17,16 +17,16 @@ bird*.cfg templates):
 - Explicit peers: see `bgp.peerings`. A peer at this node's own address is skipped. Passive
   for global peers that are Calico nodes with a higher address. `rr client` when this node
   has a cluster ID and the iBGP peer's cluster ID differs.
-- Passwords come from Kubernetes secrets in Calico; an etcd datastore has none, so a
-  secretKeyRef resolves only through `BgpInputs.secrets` (empty in the agent): otherwise the
-  session has no password, as confd without a secret watcher.
+- Passwords (Kubernetes secrets), encapsulated pools and programClusterRoutes Disabled are
+  refused by the model (calico.model.support), so every pool's routes are BIRD's to program
+  and no session has a password.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal
 
 from calico.bgp.nodes import (
@@ -54,7 +54,6 @@ class BgpInputs:
     configs: Mapping[str, BGPConfiguration] = field(default_factory=dict)
     pools: Sequence[IPPool] = ()
     blocks: Sequence[str] = ()  # this node's confirmed affine block CIDRs
-    secrets: Mapping[str, str] = field(default_factory=dict)  # "<secret>/<key>" -> value
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +69,6 @@ class Peer:
     passive: bool = False
     rr_client: bool = False
     next_hop: Literal["self", "keep"] | None = None
-    password: str | None = None
-    password_secret: str | None = None  # unresolved secretKeyRef "<secret>/<key>"
     graceful_restart_time: int | None = None
     keepalive_time: int | None = None
     ttl_security: int | None = None
@@ -83,8 +80,6 @@ class Peer:
 class Pool:
     cidr: str
     export: bool  # False when disableBGPExport
-    kernel: bool  # BIRD programs the pool's routes (False: VXLAN/IPIP, Felix does)
-    encapsulation: Literal["none", "ipip", "vxlan"]
     disabled: bool
 
 
@@ -151,18 +146,11 @@ def _router_id(me: NodeBgp, override: str | None) -> str:
     return override or str(me.ipv4)
 
 
-def _pool(pool: IPPool, program_cluster_routes: bool) -> Pool:
+def _pool(pool: IPPool) -> Pool:
     spec = pool.spec
-    encap: Literal["none", "ipip", "vxlan"] = "none"
-    if spec.vxlanMode in ("Always", "CrossSubnet"):
-        encap = "vxlan"
-    elif spec.ipipMode in ("Always", "CrossSubnet"):
-        encap = "ipip"
     return Pool(
         cidr=str(ipaddress.ip_network(spec.cidr)),
         export=not spec.disableBGPExport,
-        kernel=encap == "none" and program_cluster_routes,
-        encapsulation=encap,
         disabled=bool(spec.disabled),
     )
 
@@ -202,7 +190,6 @@ def _mesh_peers(me: NodeBgp, nodes: Mapping[str, NodeBgp], s: Settings, version:
                 port=s.port_of(other.name),
                 source_address=own,
                 passive=ip > own,
-                password_secret=s.mesh_password_secret,
                 graceful_restart_time=s.mesh_restart_time,
             )
         )
@@ -230,19 +217,12 @@ def _explicit_peer(p: Peering, me: NodeBgp, node_as: int, own: str) -> Peer:
         passive=p.type is PeerType.GLOBAL and p.calico_node and p.ip > own,
         rr_client=rr,
         next_hop=next_hop,
-        password_secret=p.password_secret,
         graceful_restart_time=p.restart_time,
         keepalive_time=p.keepalive_time,
         ttl_security=p.ttl_security,
         allow_local_as=p.num_allow_local_as,
         reachable_by=p.reachable_by,
     )
-
-
-def _with_password(peer: Peer, secrets: Mapping[str, str]) -> Peer:
-    if peer.password_secret and peer.password_secret in secrets:
-        return replace(peer, password=secrets[peer.password_secret])
-    return peer
 
 
 def _family(
@@ -263,13 +243,13 @@ def _family(
             for p in peerings
             if p.version == version and p.ip != own
         ]
-    pools = [_pool(p, s.program_cluster_routes) for p in inputs.pools]
+    pools = [_pool(p) for p in inputs.pools]
     pools = sorted((p for p in pools if _v(p.cidr) == version), key=lambda p: _net_key(p.cidr))
     return FamilyView(
         version=version,
         address=own,
         network=me.network(version),
-        peers=tuple(sorted((_with_password(p, inputs.secrets) for p in peers), key=_peer_key)),
+        peers=tuple(sorted(peers, key=_peer_key)),
         pools=tuple(pools),
         blocks=tuple(b for b in sorted(inputs.blocks, key=_net_key) if _v(b) == version),
         advertisements=tuple(

@@ -21,7 +21,6 @@ from __future__ import annotations
 import configparser
 import ipaddress
 import logging
-import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from calico.model.felix_fields import FELIX_FIELDS, REMOVED_FELIX_FIELDS
+from calico.model.fields import duration_seconds
 from calico.model.support import FELIX, Status
 from calico.openstack import keys
 
@@ -46,10 +46,6 @@ class ProtoPort:
     net: str | None = None
 
 
-_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 def parse_seconds(text: str) -> float:
     """'30', '30s', '1m30s', '500ms' -> seconds."""
     text = text.strip()
@@ -57,10 +53,10 @@ def parse_seconds(text: str) -> float:
         return float(text)
     except ValueError:
         pass
-    parts = _GO_DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"{text!r} is not a duration (e.g. 30, 30s, 1m30s)")
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    try:
+        return duration_seconds(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a duration (e.g. 30, 30s, 1m30s)") from None
 
 
 def parse_bool(text: str) -> bool:

@@ -26,6 +26,8 @@ _PORT_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
 _PORT_RANGE = re.compile(r"^(\d+):(\d+)$")
 _INTERFACE = re.compile(r"^[a-zA-Z0-9_.-]{1,15}$")
 _DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$|^0$")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _MAC = re.compile(r"^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$")
 
 PROTOCOL_NAMES = ("TCP", "UDP", "ICMP", "ICMPv6", "SCTP", "UDPLite")
@@ -87,9 +89,15 @@ def _interface(text: str) -> str:
 
 
 def _duration(text: str) -> str:
+    duration_seconds(text)
+    return text
+
+
+def duration_seconds(text: str) -> float:
+    """A Go duration ("90s", "1m30s", "500ms", "0") in seconds; ValueError if it is not one."""
     if not _DURATION.match(text):
         raise ValueError(f'{text!r} is not a valid duration (e.g. "90s", "1m30s", "500ms")')
-    return text
+    return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
 
 
 def _mac(text: str) -> str:

@@ -19,6 +19,7 @@ How to classify a new field (a test fails until you do):
 2. Add an entry under that class's name in `FIELDS` below (fields a class inherits are
    looked up under its bases' names too, e.g. `_PolicySpecBase`). FelixConfiguration's spec
    fields live in `FELIX` (the ones Felix's config layer reads are `FELIX_SUPPORTED`).
+   Fields nested inside a refused or no-op field share its status and need no entry.
 3. SUPPORTED only if something reads the field and a test covers it; otherwise
    `noop("why that is harmless")` or `refused("what is not implemented", *accepted values,
    alternative="what to use instead")`.
@@ -30,13 +31,14 @@ Pure: no I/O; the resource classes are imported only by `walk` (docs and tests).
 from __future__ import annotations
 
 import enum
-import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from calico.model.errors import show_value
 from calico.model.felix_fields import FELIX_FIELDS, REMOVED_FELIX_FIELDS
+from calico.model.fields import duration_seconds
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -65,17 +67,15 @@ class Support:
 
     def message(self, value: Any) -> str:
         """The error for a refused value: `"Always" is not supported by calico-py (...)`."""
-        shown = _show(_first_refused(self, value))
+        shown = show_value(_first_refused(self, value))
         text = f"{shown} is not supported by calico-py ({self.reason})"
         return f"{text}; {self.alternative}" if self.alternative else text
 
     def describe(self) -> str:
         """One table cell: what is accepted and why."""
-        if self.status is Status.SUPPORTED:
+        if self.status is not Status.REFUSED:
             return self.reason
-        if self.status is Status.NOOP:
-            return self.reason
-        accepted = ", ".join(_show(v) for v in self.accepts)
+        accepted = ", ".join(show_value(v) for v in self.accepts)
         text = self.reason + (f"; accepted: {accepted}" if accepted else "")
         return text + (f"; {self.alternative}" if self.alternative else "")
 
@@ -100,17 +100,11 @@ def _empty(value: Any) -> bool:
     return value is None or (isinstance(value, str | list | dict) and not value)
 
 
-_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 def _seconds(text: str) -> float | None:
-    parts = _DURATION_PART.findall(text)
-    if text == "0":
-        return 0.0
-    if not parts or "".join(n + u for n, u in parts) != text:
+    try:
+        return duration_seconds(text)
+    except ValueError:
         return None
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
 
 
 def _same(value: Any, accepted: Any) -> bool:
@@ -130,12 +124,6 @@ def _first_refused(support: Support, value: Any) -> Any:
     return value
 
 
-def _show(value: Any) -> str:
-    from calico.model.errors import show_value
-
-    return show_value(value)
-
-
 # --- reasons shared by several fields --------------------------------------------------------
 
 _K8S_META = "Kubernetes object bookkeeping; the etcd datastore keeps its own revision"
@@ -150,6 +138,8 @@ _K8S_SERVICES = "there is no Kubernetes service handling (no kube-proxy integrat
 _ISTIO = "Istio integration is not implemented"
 _SECRETS = "BGP passwords come from Kubernetes secrets, which an etcd datastore has none of"
 _UPSTREAM_NODE = "written by upstream calico/node; calico-py reads nothing from it"
+_TUNNEL_ADDR = "written by upstream calico/node for {} pools, which are refused; only"
+_TUNNEL_ADDR += " `calicoctl ipam check` reads it (as an address in use)"
 
 # --- resource models -------------------------------------------------------------------------
 
@@ -190,8 +180,8 @@ FIELDS: dict[str, dict[str, Support]] = {
         "serviceAccountName": supported("becomes the serviceaccount label"),
         "ipNetworks": SUPPORTED,
         "ipNATs": supported("floating IPs: DNAT/SNAT and routes"),
-        "ipv4Gateway": supported("the DHCP agent's router option"),
-        "ipv6Gateway": supported("the DHCP agent's router option"),
+        "ipv4Gateway": noop("informational: the workload's own routing is set up by CNI"),
+        "ipv6Gateway": noop("informational: the workload's own routing is set up by CNI"),
         "profiles": SUPPORTED,
         "interfaceName": SUPPORTED,
         "mac": supported("the DHCP agent's host entries"),
@@ -215,26 +205,6 @@ FIELDS: dict[str, dict[str, Support]] = {
             "host port forwarding (the portmap CNI plugin's job) is not implemented", 0
         ),
         "hostIP": refused("host port forwarding is not implemented"),
-    },
-    "QoSControls": {
-        name: SUPPORTED
-        for name in (
-            "ingressBandwidth",
-            "egressBandwidth",
-            "ingressBurst",
-            "egressBurst",
-            "ingressPeakrate",
-            "egressPeakrate",
-            "ingressMinburst",
-            "egressMinburst",
-            "ingressPacketRate",
-            "egressPacketRate",
-            "ingressPacketBurst",
-            "egressPacketBurst",
-            "ingressMaxConnections",
-            "egressMaxConnections",
-            "dscp",
-        )  # only reachable through the refused spec.qosControls
     },
     "HostEndpointSpec": {
         "node": SUPPORTED,
@@ -299,11 +269,7 @@ FIELDS: dict[str, dict[str, Support]] = {
         "notPorts": SUPPORTED,
         "serviceAccounts": SUPPORTED,
     },
-    "ServiceMatch": {"name": SUPPORTED, "namespace": SUPPORTED},  # under refused `services`
     "ServiceAccountMatch": {"names": SUPPORTED, "selector": SUPPORTED},
-    "HTTPMatch": {"methods": SUPPORTED, "paths": SUPPORTED},  # under refused `http`
-    "HTTPPath": {"exact": SUPPORTED, "prefix": SUPPORTED},
-    "RuleMetadata": {"annotations": noop("rule annotations are informational")},
     # --- IP pools and IPAM ---
     "IPPoolSpec": {
         "cidr": SUPPORTED,
@@ -360,8 +326,6 @@ FIELDS: dict[str, dict[str, Support]] = {
         "filters": refused("BGPFilter resources are not implemented"),
         "reversePeering": refused("the other side always peers back (as Auto)", "Auto"),
     },
-    "BGPPassword": {"secretKeyRef": SUPPORTED},  # under the refused passwords
-    "SecretKeyRef": {"name": SUPPORTED, "key": SUPPORTED, "optional": SUPPORTED},
     "BGPConfigurationSpec": {
         "logSeverityScreen": SUPPORTED,
         "nodeToNodeMeshEnabled": SUPPORTED,
@@ -392,19 +356,18 @@ FIELDS: dict[str, dict[str, Support]] = {
             "a deprecated form", alternative="use nodeMeshMaxRestartTime"
         ),
     },
-    "ServiceIPBlock": {"cidr": SUPPORTED},  # under the refused service IP lists
     "Community": {"name": SUPPORTED, "value": SUPPORTED},
     "PrefixAdvertisement": {"cidr": SUPPORTED, "communities": SUPPORTED},
     # --- nodes and cluster ---
     "Node": {"status": noop(_UPSTREAM_NODE + " (its status)")},
     "NodeSpec": {
         "bgp": SUPPORTED,
-        "ipv4VXLANTunnelAddr": noop(_UPSTREAM_NODE + " for VXLAN pools, which are refused"),
+        "ipv4VXLANTunnelAddr": noop(_TUNNEL_ADDR.format("VXLAN")),
         "vxlanTunnelMACAddr": noop(_UPSTREAM_NODE + " for VXLAN pools, which are refused"),
-        "ipv6VXLANTunnelAddr": noop(_UPSTREAM_NODE + " for VXLAN pools, which are refused"),
+        "ipv6VXLANTunnelAddr": noop(_TUNNEL_ADDR.format("VXLAN")),
         "vxlanTunnelMACAddrV6": noop(_UPSTREAM_NODE + " for VXLAN pools, which are refused"),
         "orchRefs": noop("Kubernetes node name mapping; nodes are named by their hostname"),
-        "wireguard": noop(_UPSTREAM_NODE + " for WireGuard, which is refused"),
+        "wireguard": noop(_TUNNEL_ADDR.format("WireGuard").replace(" pools", "")),
         "addresses": noop(_UPSTREAM_NODE + "; BGP uses spec.bgp addresses"),
         "interfaces": noop(_UPSTREAM_NODE + " (for automatic host endpoints)"),
     },
@@ -412,13 +375,9 @@ FIELDS: dict[str, dict[str, Support]] = {
         "asNumber": SUPPORTED,
         "ipv4Address": SUPPORTED,
         "ipv6Address": SUPPORTED,
-        "ipv4IPIPTunnelAddr": noop(_UPSTREAM_NODE + " for IPIP pools, which are refused"),
+        "ipv4IPIPTunnelAddr": noop(_TUNNEL_ADDR.format("IPIP")),
         "routeReflectorClusterID": SUPPORTED,
     },
-    "OrchRef": {"nodeName": SUPPORTED, "orchestrator": SUPPORTED},  # under no-op orchRefs
-    "NodeAddress": {"address": SUPPORTED, "type": SUPPORTED},  # under no-op addresses
-    "NodeInterface": {"name": SUPPORTED, "addresses": SUPPORTED},  # under no-op interfaces
-    "NodeWireguardSpec": {"interfaceIPv4Address": SUPPORTED, "interfaceIPv6Address": SUPPORTED},
     "ClusterInformationSpec": {
         "clusterGUID": SUPPORTED,
         "clusterType": SUPPORTED,
@@ -763,24 +722,37 @@ class Row:
     kind: str
     path: str  # e.g. spec.ingress[].destination.services
     support: Support | None  # None: unclassified (a test fails)
+    under: str = ""  # the refused or no-op field this one is part of, if any
 
 
 def walk() -> Iterator[Row]:
-    """Every field path of every kind, in declaration order (recursing into nested models)."""
+    """Every field path of every kind, in declaration order (recursing into nested models).
+
+    A field inside a refused or no-op field shares that field's status (`under` names it),
+    so such nested structures need no entries of their own."""
     from calico.model.registry import KINDS
 
     for kind, cls in KINDS.items():
-        yield from _walk(kind, cls, "", ())
+        yield from _walk(kind, cls, "", (), None)
 
 
-def _walk(kind: str, cls: type[BaseModel], prefix: str, stack: tuple[type, ...]) -> Iterator[Row]:
+def _walk(
+    kind: str, cls: type[BaseModel], prefix: str, stack: tuple[type, ...], under: Row | None
+) -> Iterator[Row]:
     for name, info in cls.model_fields.items():
         path = f"{prefix}{name}"
-        yield Row(kind, path, lookup(cls, name))
+        if under is not None:
+            row = Row(kind, path, under.support, under.under or under.path)
+        else:
+            row = Row(kind, path, lookup(cls, name))
+        yield row
+        status = row.support.status if row.support else Status.SUPPORTED
+        parent = row if under is not None or status is not Status.SUPPORTED else None
         for nested, is_list in _nested_models(info.annotation):
             if nested in stack:
                 continue
-            yield from _walk(kind, nested, f"{path}{'[]' if is_list else ''}.", (*stack, cls))
+            sub = f"{path}{'[]' if is_list else ''}."
+            yield from _walk(kind, nested, sub, (*stack, cls), parent)
 
 
 def _nested_models(annotation: Any) -> Iterator[tuple[type[BaseModel], bool]]:
@@ -824,7 +796,7 @@ def render() -> str:
             lines += ["", f"## {current}", "", "| Field | Status | Notes |", "| --- | --- | --- |"]
         support = row.support
         status = support.status.value if support else "UNCLASSIFIED"
-        notes = support.describe() if support else ""
+        notes = f"as `{row.under}`" if row.under else support.describe() if support else ""
         notes = notes.replace("|", "\\|")
         lines.append(f"| `{row.path}` | {status} | {notes} |")
     return "\n".join(lines) + "\n"

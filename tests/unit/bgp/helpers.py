@@ -26,7 +26,6 @@ def inputs_from(
     resources: list[Resource],
     node: str,
     affinities: dict[str, str] | None = None,
-    secrets: dict[str, str] | None = None,
 ) -> BgpInputs:
     kvs = [
         (affinity_key(node, cidr), BlockAffinity(AffinityState(state)).to_json())
@@ -38,7 +37,6 @@ def inputs_from(
         configs={r.name: r for r in resources if isinstance(r, BGPConfiguration)},
         pools=[r for r in resources if isinstance(r, IPPool)],
         blocks=affine_blocks(kvs, node),
-        secrets=secrets or {},
     )
 
 
@@ -51,9 +49,9 @@ class GoldenCase:
 
 
 def load_case(case_dir: Path) -> GoldenCase:
-    """input.yaml: a header document (node, affinities, secrets, router_id), then resources."""
+    """input.yaml: a header document (node, affinities, router_id), then resources."""
     header, *docs = list(yaml.safe_load_all((case_dir / "input.yaml").read_text()))
     resources = [resource(d) for d in docs if d]
     node = header["node"]
-    inputs = inputs_from(resources, node, header.get("affinities"), header.get("secrets"))
+    inputs = inputs_from(resources, node, header.get("affinities"))
     return GoldenCase(case_dir.name, node, inputs, header.get("router_id"))

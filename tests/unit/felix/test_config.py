@@ -132,7 +132,7 @@ def test_invalid_datastore_felix_configuration_counts_as_absent() -> None:
     backend = MemoryBackend()
     prefix = "/calico/resources/v3/projectcalico.org/felixconfigurations/"
 
-    def put(name: str, spec: dict[str, str]) -> None:
+    def put(name: str, spec: dict[str, object]) -> None:
         meta = {"name": name, "creationTimestamp": "2026-01-01T00:00:00Z"}
         doc = {"apiVersion": "projectcalico.org/v3", "kind": "FelixConfiguration"}
         backend.put(prefix + name, json.dumps({**doc, "metadata": meta, "spec": spec}).encode())
@@ -140,6 +140,9 @@ def test_invalid_datastore_felix_configuration_counts_as_absent() -> None:
     put("default", {"reportingInterval": "soon"})
     put("node.h1", {"logPrefix": "x"})
     assert datastore_specs(ResourceClient(backend), "h1") == ({}, {"logPrefix": "x"})
+    # A refused value written by another tool is invalid data too: reported, not half-applied.
+    put("node.h1", {"logPrefix": "x", "wireguardEnabled": True})
+    assert datastore_specs(ResourceClient(backend), "h1") == ({}, {})
 
 
 def test_nat_parameters_reach_the_rules_config() -> None:
