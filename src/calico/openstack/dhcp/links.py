@@ -45,8 +45,11 @@ class TapMtus:
         prefix: str = keys.INTERFACE_PREFIX,
         resync_interval: float = 30.0,
         retry_delay: float = 1.0,
+        netlink: Callable[[], IPRoute] = IPRoute,
     ) -> None:
+        """`netlink` opens a socket in the namespace to watch (this process's by default)."""
         self._on_change = on_change
+        self._netlink = netlink
         self._prefix = prefix
         self._resync_interval = resync_interval
         self._retry_delay = retry_delay
@@ -82,7 +85,7 @@ class TapMtus:
                 self._stop.wait(self._retry_delay)
 
     def _session(self) -> None:
-        with IPRoute() as sub, IPRoute() as dumper:
+        with self._netlink() as sub, self._netlink() as dumper:
             sub.bind(groups=RTMGRP_LINK)  # before the dump, so no change falls in between
             self._refresh(dumper)
             watched = [sub.fileno(), self._wake_r]
