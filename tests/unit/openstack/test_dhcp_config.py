@@ -434,9 +434,14 @@ def test_mtu_only_for_ipv4_leases_of_taps_that_exist() -> None:
     }
     ports = [port("a", "198.18.0.5"), port("b", "2001:db8:1::6"), port("c", "198.18.0.7")]
     out = render(ports, subnets, OPTS, {"tapa": 1400, "tapb": 1400})
-    assert [line for line in out.networks[NET1].opts.splitlines() if "mtu" in line] == [
+    net = out.networks[NET1]
+    assert [line for line in net.opts.splitlines() if "mtu" in line] == [
         "tag:port-tapa,option:mtu,1400"
     ]
+    assert [a for a in net.args if a.startswith("--dhcp-mac=")] == [
+        "--dhcp-mac=set:port-tapa,fa:16:3e:00:00:01",
+        "--dhcp-mac=set:port-tapc,fa:16:3e:00:00:01",
+    ]  # B has no DHCPv4 lease to tag
 
 
 def test_rendering_is_deterministic() -> None:
