@@ -4,8 +4,10 @@ data and security-group policy), VMs as namespaces behind tap veths whose `eth0`
 port's MAC and no address until DHCP (busybox udhcpc) and SLAAC give it one.
 
 Checks: each VM leases exactly its port's IPv4 address with the subnet's gateway as router,
-its DNS server and its host name; it autoconfigures the EUI-64 address Neutron computed from
-its MAC from dnsmasq's RAs (prefix off-link, default route via the host); two networks get two
+its DNS server, its host name and its tap's MTU (following a change); an allowed address pair
+is not leased but routed to its VM, usable as a source and a member of the security group;
+each VM autoconfigures the EUI-64 address Neutron computed from its MAC from dnsmasq's RAs
+(prefix off-link, default route via the host); two networks get two
 dnsmasqs that do not answer each other's VMs; the security group lets ICMP and one TCP/UDP
 port through and blocks another; port changes reload dnsmasq; a killed agent's dnsmasq is
 adopted by its successor; SIGTERM stops dnsmasq and removes the ns- interfaces.
@@ -140,8 +142,8 @@ class VM:
 LEASE_SCRIPT = """#!/bin/sh
 case "$1" in
   bound|renew)
-    printf 'ip=%s\\nmask=%s\\nrouter=%s\\ndns=%s\\nhostname=%s\\nlease=%s\\n' \\
-      "$ip" "$mask" "$router" "$dns" "$hostname" "$lease" > "{out}"
+    printf 'ip=%s\\nmask=%s\\nrouter=%s\\ndns=%s\\nhostname=%s\\nlease=%s\\nmtu=%s\\n' \\
+      "$ip" "$mask" "$router" "$dns" "$hostname" "$lease" "$mtu" > "{out}"
     ip -4 addr flush dev "$interface"
     ip addr add "$ip/$mask" dev "$interface"
     [ -n "$router" ] && ip route replace default via "${{router%% *}}" dev "$interface"
@@ -302,6 +304,8 @@ def dhcp(cluster: Cluster, vm: VM, tmp: Path) -> dict[str, str]:
         "5",
         "-T",
         "2",
+        "-O",
+        "mtu",
         "-s",
         str(script),
     ]
@@ -406,15 +410,15 @@ def test_dhcp_slaac_and_policy_for_vms(
     b = add_vm(
         cluster, host, "vmb", "2b3c4d5e-bbbb-4bbb-8bbb-00000000000b", mac_b,
         [(SUB4, "198.18.10.6"), (SUB6, slaac_b)],
+        allowed_address_pairs=[{"ip_address": "198.18.10.66"}],
     )  # fmt: skip
     c = add_vm(
         cluster, host, "vmc", "3c4d5e6f-cccc-4ccc-8ccc-00000000000c", mac_c, [(SUB4_NET2, "198.18.20.5")]
     )  # fmt: skip
-    # Felix must know the taps before it lets DHCP in.
-    for vm in (a, b, c):
-        wait_until(
-            lambda vm=vm: f"{vm.ip(4)} dev {vm.tap}" in host.routes(4), what=f"{vm.name} route"
-        )
+    # Felix must know the taps before it lets DHCP in; B's address pair is routed to it too.
+    for vm, ip in ((a, a.ip(4)), (b, b.ip(4)), (c, c.ip(4)), (b, "198.18.10.66")):
+        wait_until(lambda vm=vm, ip=ip: f"{ip} dev {vm.tap}" in host.routes(4), what=f"{ip} route")
+    host.exec(["ip", "link", "set", a.tap, "mtu", "1400"])  # before the agent starts
 
     agent = Agent(cluster, host, agents[1])
     agents[0].append(agent)
@@ -434,13 +438,16 @@ def test_dhcp_slaac_and_policy_for_vms(
         "24",
         "198.18.10.1",
     )
-    assert (lease_a["dns"], lease_a["hostname"]) == ("198.18.10.53", "vm-a")
+    assert (lease_a["dns"], lease_a["hostname"], lease_a["mtu"]) == ("198.18.10.53", "vm-a", "1400")
     lease_b = dhcp(cluster, b, tmp_path)
-    assert (lease_b["ip"], lease_b["router"], lease_b["hostname"]) == (
+    assert (lease_b["ip"], lease_b["router"], lease_b["hostname"], lease_b["mtu"]) == (
         "198.18.10.6",
         "198.18.10.1",
         "host-198-18-10-6",
+        "1500",
     )
+    # B's allowed address pair is not handed out.
+    assert "198.18.10.66" not in agent.hosts_file(NET1)
     lease_c = dhcp(cluster, c, tmp_path)
     assert (lease_c["ip"], lease_c["mask"], lease_c["router"]) == (
         "198.18.20.5",
@@ -472,6 +479,20 @@ def test_dhcp_slaac_and_policy_for_vms(
     assert not connects(cluster.ns, a.netns, "tcp", b.ip(4), 6000)
     assert not connects(cluster.ns, a.netns, "udp", b.ip(4), 6000)
     assert not connects(cluster.ns, a.netns, "tcp", slaac_b, 6001)
+
+    # B takes up its allowed address pair: routed to it, B may send from it, and it is a
+    # member of the security group (ICMP from members).
+    cluster.ns.exec(b.netns, ["ip", "addr", "add", "198.18.10.66/32", "dev", "eth0"])
+    assert ping(cluster.ns, a.netns, "198.18.10.66")
+    ping_from = ["ping", "-c1", "-W1", "-I", "198.18.10.66", a.ip(4)]
+    assert cluster.ns.exec(b.netns, ping_from, check=False).returncode == 0
+    assert connects(cluster.ns, a.netns, "tcp", "198.18.10.66", 5000)
+    assert not connects(cluster.ns, a.netns, "tcp", "198.18.10.66", 6000)
+
+    # A tap's new MTU reaches its VM's next lease.
+    host.exec(["ip", "link", "set", b.tap, "mtu", "1450"])
+    wait_until(lambda: "option:mtu,1450" in Path(agent.files(NET1).opts).read_text(), what="MTU")
+    assert dhcp(cluster, b, tmp_path)["mtu"] == "1450"
 
     # A port change that keeps the taps (B gets a host name) is a SIGHUP, not a restart.
     pid1 = agent.dnsmasq_pid(NET1)

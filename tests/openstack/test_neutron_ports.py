@@ -65,13 +65,16 @@ class TestPorts(CalicoMl2TestCase):
                 {"subnet_id": subnet["id"], "ip_address": ip},
                 {"subnet_id": subnet["id"], "ip_address": "198.18.1.77"},
             ],
-            allowed_address_pairs=[{"ip_address": "198.18.9.9"}],
+            allowed_address_pairs=[{"ip_address": "198.18.9.9"}, {"ip_address": "198.18.64.0/24"}],
         )
         wep = self.etcd_json(self.wep_key(HOST1, "vm-a", port["id"]))
-        # Fixed IPs in address order (Neutron's order varies), then the address pair.
+        # Fixed IPs in address order (Neutron's order varies), then the address pair, which
+        # is also listed in allowedIps (networking-calico's way); a prefix pair can only be
+        # a spoofing allowance.
         fixed = sorted([ip, "198.18.1.77"], key=lambda a: int(ipaddress.ip_address(a)))
         assert wep["spec"]["ipNetworks"] == [*(f"{a}/32" for a in fixed), "198.18.9.9/32"]
-        assert wep["spec"]["allowSpoofedSourcePrefixes"] == ["198.18.9.9/32"]
+        assert wep["spec"]["allowedIps"] == ["198.18.9.9/32"]
+        assert wep["spec"]["allowSpoofedSourcePrefixes"] == ["198.18.64.0/24"]
 
         self._delete("ports", port["id"], as_admin=True)
         assert self.weps() == {}

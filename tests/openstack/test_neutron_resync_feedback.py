@@ -55,9 +55,9 @@ class TestResync(CalicoMl2TestCase):
         assert sorted(self.weps()) == sorted(
             keys.endpoint_name(HOST1, vm, p["id"]) for vm, p in (("vm-kept", kept), ("vm-new", new))
         )
-        assert self.etcd_json(self.wep_key(HOST1, "vm-kept", kept["id"]))["spec"][
-            "allowSpoofedSourcePrefixes"
-        ] == ["198.18.7.7/32"]
+        assert self.etcd_json(self.wep_key(HOST1, "vm-kept", kept["id"]))["spec"]["allowedIps"] == [
+            "198.18.7.7/32"
+        ]
         assert self.etcd_json(self.policy_key(sg["id"]))["spec"]["selector"] == (
             f"has({keys.sg_label(sg['id'])})"
         )

@@ -39,6 +39,10 @@ class ObjectMeta(Model):
     generation: int | None = None
     ownerReferences: list[dict[str, Any]] | None = None
     finalizers: list[str] | None = None
+    deletionTimestamp: str | None = None
+    deletionGracePeriodSeconds: int | None = None
+    managedFields: list[dict[str, Any]] | None = None
+    selfLink: str | None = None
 
     @field_validator("annotations")
     @classmethod

@@ -2,16 +2,24 @@
 
 WorkloadEndpoint names are derived from their identifiers as Calico derives them
 (`<node>-<orchestrator>-<workload>-<endpoint>`, each part with '-' doubled), ipNetworks
-must be single addresses, NATs must fall inside them, and Calico's automatic labels
-(`projectcalico.org/namespace`, `…/orchestrator`, `…/serviceaccount`) are added.
+must be single addresses, NATs and allowedIps must fall inside them, and Calico's automatic
+labels (`projectcalico.org/namespace`, `…/orchestrator`, `…/serviceaccount`) are added.
+
+`allowedIps` is networking-calico's field, not in Calico's Go types (libcalico-go reads etcd
+leniently and so ignores it; upstream calicoctl refuses it): its driver lists each allowed
+address pair in ipNetworks, which Felix routes and lets send, and again in allowedIps, which
+only its DHCP agent reads (networking_calico/plugins/ml2/drivers/calico/endpoints.py
+`endpoint_spec`, and agent/dhcp_agent.py, projectcalico/calico at
+87c15906f20c4ca1fda55af92295e7678b0cc0b2).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from typing import ClassVar
+import re
+from typing import Annotated, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from calico.model.base import Model, Resource
 from calico.model.errors import FieldError
@@ -31,8 +39,26 @@ LABEL_ORCHESTRATOR = "projectcalico.org/orchestrator"
 LABEL_SERVICE_ACCOUNT = "projectcalico.org/serviceaccount"
 
 
+_PORT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+
+
+def _port_name(text: str) -> str:
+    """Kubernetes' IsValidPortName, which Calico's `portName` validator applies."""
+    if not (len(text) <= 15 and _PORT_NAME.match(text)):
+        raise ValueError(
+            f"{text!r} is not a valid port name: at most 15 lower case alphanumerics or '-',"
+            " starting and ending with an alphanumeric"
+        )
+    if "--" in text or not any(c.isalpha() for c in text):
+        raise ValueError(f"{text!r} is not a valid port name: needs a letter and no '--'")
+    return text
+
+
+PortName = Annotated[str, AfterValidator(_port_name)]
+
+
 class EndpointPort(Model):
-    name: str
+    name: PortName
     protocol: Protocol
     port: int = Field(ge=1, le=65535)
 
@@ -44,7 +70,7 @@ class EndpointPort(Model):
 
 
 class WorkloadEndpointPort(Model):
-    name: str | None = None
+    name: PortName | None = None
     protocol: Protocol
     port: int = Field(ge=1, le=65535)
     hostPort: int | None = Field(default=None, ge=0, le=65535)
@@ -106,6 +132,9 @@ class WorkloadEndpointSpec(Model):
     mac: MAC | None = None
     ports: list[WorkloadEndpointPort] | None = None
     allowSpoofedSourcePrefixes: list[CIDR] | None = None
+    # networking-calico's Neutron allowed address pairs: entries of ipNetworks that are not
+    # the port's own (fixed) addresses, so its DHCP agent does not hand them out.
+    allowedIps: list[CIDR] | None = None
     qosControls: QoSControls | None = None
     awsElasticIPs: list[IPAddress] | None = None
 
@@ -148,6 +177,11 @@ class WorkloadEndpoint(Resource):
                     f"spec.ipNetworks.{i}", f"{text!r} must be a single address (/32 or /128)"
                 )
             nets.append(net)
+        for i, text in enumerate(self.spec.allowedIps or []):
+            if parse_network(text) not in nets:
+                raise FieldError(
+                    f"spec.allowedIps.{i}", f"{text!r} is not one of the endpoint's ipNetworks"
+                )
         for i, nat in enumerate(self.spec.ipNATs or []):
             if not any(ipaddress.ip_address(nat.internalIP) in n for n in nets):
                 raise FieldError(

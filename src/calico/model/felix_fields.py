@@ -224,7 +224,10 @@ FELIX_FIELDS: dict[str, FelixField] = {
     "deviceRouteSourceAddressIPv6": FelixField("str"),  # IPv6 address
     "deviceRouteProtocol": FelixField("int"),
     "removeExternalRoutes": FelixField("bool"),
-    "programClusterRoutes": FelixField("str", choices=_ENABLED_DISABLED),
+    # EnabledIPIPOnly/EnabledNoEncapOnly, Netkit: projectcalico/calico 87c15906f20c.
+    "programClusterRoutes": FelixField(
+        "str", choices=(*_ENABLED_DISABLED, "EnabledIPIPOnly", "EnabledNoEncapOnly")
+    ),
     "ipForwarding": FelixField("str", choices=_ENABLED_DISABLED),
     "externalNodesList": FelixField("str_list", item_kind="cidr"),
     # --- debug --------------------------------------------------------------------------------
@@ -253,6 +256,9 @@ FELIX_FIELDS: dict[str, FelixField] = {
         "str", choices=_DROP_REJECT, pattern=_DROP_REJECT_PATTERN
     ),
     "nftablesMarkMask": FelixField("int", minimum=0, maximum=_UINT32_MAX),
+    # Newer than the snapshot above: projectcalico/calico 87c15906f20c4ca1fda55af92295e7678b0cc0b2.
+    "nftablesFlowTableOffload": FelixField("str", choices=("All", "Disabled")),
+    "nftablesFlowTableDataIfacePattern": FelixField("str"),  # must compile as a regexp
     # --- eBPF dataplane -----------------------------------------------------------------------
     "bpfEnabled": FelixField("bool"),
     "bpfOverlayHostSourceIP": FelixField("str", choices=("TunnelAddress", "HostAddress")),
@@ -315,7 +321,7 @@ FELIX_FIELDS: dict[str, FelixField] = {
     "flowLogsPolicyEvaluationMode": FelixField("str", choices=("None", "Continuous")),
     # "L2Only" is deprecated (treated as "Enabled") but was valid up to v3.31.
     "bpfRedirectToPeer": FelixField("str", choices=("Enabled", "Disabled", "L2Only")),
-    "bpfAttachType": FelixField("str", choices=("TC", "TCX")),
+    "bpfAttachType": FelixField("str", choices=("TC", "TCX", "Netkit")),
     "flowLogsFlushInterval": FelixField("duration", pattern=_DURATION),
     "flowLogsCollectorDebugTrace": FelixField("bool"),
     "flowLogsGoldmaneServer": FelixField("str"),

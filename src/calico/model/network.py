@@ -100,6 +100,7 @@ class IPAMConfigurationSpec(Model):
     maxBlocksPerHost: int | None = Field(default=None, ge=0)
     autoAllocateBlocks: bool | None = None
     kubeVirtVMAddressPersistence: Literal["Enabled", "Disabled"] | None = None
+    ipCooldownSeconds: int | None = Field(default=None, ge=0, le=1200)
 
 
 class IPAMConfiguration(Resource):
@@ -235,6 +236,7 @@ class BGPConfigurationSpec(Model):
     ipv4NormalRoutePriority: int | None = Field(default=None, ge=1, le=2147483646)
     ipv6NormalRoutePriority: int | None = Field(default=None, ge=1, le=2147483646)
     nodeMeshMaxRestartTimeSeconds: int | None = None
+    serviceLoadBalancerAggregation: Literal["Enabled", "Disabled"] | None = None
 
 
 class BGPConfiguration(Resource):
@@ -283,6 +285,11 @@ class NodeAddress(Model):
     type: Literal["CalicoNodeIP", "InternalIP", "ExternalIP"] | None = None
 
 
+class NodeInterface(Model):
+    name: InterfaceName | None = None
+    addresses: list[str] | None = None
+
+
 class NodeWireguardSpec(Model):
     interfaceIPv4Address: IPAddress | None = None
     interfaceIPv6Address: IPAddress | None = None
@@ -297,7 +304,7 @@ class NodeSpec(Model):
     orchRefs: list[OrchRef] | None = None
     wireguard: NodeWireguardSpec | None = None
     addresses: list[NodeAddress] | None = None
-    interfaceName: InterfaceName | None = None
+    interfaces: list[NodeInterface] | None = None
 
 
 class Node(Resource):
@@ -314,6 +321,10 @@ class Node(Resource):
             value = getattr(bgp, field) if bgp is not None else None
             if value is not None and parse_network(value).version != version:
                 raise FieldError(f"spec.bgp.{field}", f"{value!r} is not an IPv{version} address")
+        cluster_id = bgp.routeReflectorClusterID if bgp is not None else None
+        if cluster_id is not None and ipaddress.ip_address(cluster_id).version != 4:
+            # BGP cluster IDs are 32-bit, written in IPv4 form (Calico's `ipv4` validator).
+            raise FieldError("spec.bgp.routeReflectorClusterID", f"{cluster_id!r} is not IPv4")
 
 
 class ClusterInformationSpec(Model):

@@ -162,6 +162,12 @@ FIELDS: dict[str, dict[str, Support]] = {
         "generation": noop(_K8S_META),
         "ownerReferences": noop("Kubernetes garbage collection; nothing deletes by owner here"),
         "finalizers": noop("Kubernetes deletion hooks; a delete here is immediate"),
+        "deletionTimestamp": noop("Kubernetes graceful deletion; a delete here is immediate"),
+        "deletionGracePeriodSeconds": noop(
+            "Kubernetes graceful deletion; a delete here is immediate"
+        ),
+        "managedFields": noop("Kubernetes server-side apply bookkeeping"),
+        "selfLink": noop(_K8S_META),
     },
     # --- endpoints ---
     "WorkloadEndpointSpec": {
@@ -181,6 +187,10 @@ FIELDS: dict[str, dict[str, Support]] = {
         "mac": supported("the DHCP agent's host entries"),
         "ports": supported("named ports in policy rules"),
         "allowSpoofedSourcePrefixes": SUPPORTED,
+        "allowedIps": supported(
+            "networking-calico's allowed address pairs: not served by the DHCP agent; Felix"
+            " routes and permits them as ipNetworks (upstream Felix ignores the field too)"
+        ),
         "qosControls": refused(
             "Felix does not shape bandwidth, packet rate or connections (no tc/qdisc)"
         ),
@@ -286,6 +296,11 @@ FIELDS: dict[str, dict[str, Support]] = {
         "maxBlocksPerHost": SUPPORTED,
         "autoAllocateBlocks": SUPPORTED,
         "kubeVirtVMAddressPersistence": refused("there is no KubeVirt integration", "Disabled"),
+        "ipCooldownSeconds": refused(
+            "released addresses are reusable at once (at the back of the block's FIFO, which is"
+            " what 0 means upstream); no cooldown is kept",
+            0,
+        ),
     },
     # --- BGP ---
     "BGPPeerSpec": {
@@ -318,6 +333,9 @@ FIELDS: dict[str, dict[str, Support]] = {
         "serviceLoadBalancerIPs": refused(_K8S_SERVICES + "; nothing advertises them"),
         "serviceExternalIPs": refused(_K8S_SERVICES + "; nothing advertises them"),
         "serviceClusterIPs": refused(_K8S_SERVICES + "; nothing advertises them"),
+        "serviceLoadBalancerAggregation": noop(
+            "how serviceLoadBalancerIPs are advertised; those are refused"
+        ),
         "communities": SUPPORTED,
         "prefixAdvertisements": SUPPORTED,
         "listenPort": SUPPORTED,
@@ -351,7 +369,7 @@ FIELDS: dict[str, dict[str, Support]] = {
         "orchRefs": noop("Kubernetes node name mapping; nodes are named by their hostname"),
         "wireguard": noop(_TUNNEL_ADDR.format("WireGuard").replace(" pools", "")),
         "addresses": noop(_UPSTREAM_NODE + "; BGP uses spec.bgp addresses"),
-        "interfaceName": noop(_UPSTREAM_NODE + " (autodetection result)"),
+        "interfaces": noop(_UPSTREAM_NODE + " (for automatic host endpoints)"),
     },
     "NodeBGPSpec": {
         "asNumber": SUPPORTED,
@@ -517,6 +535,8 @@ _FELIX_REFUSED: dict[str, tuple[str, tuple[Any, ...], str]] = {
     "nftablesMangleAllowAction": (_NFTABLES, ("Accept",), _NFT_ALT),
     "nftablesFilterDenyAction": (_NFTABLES, ("Drop",), _NFT_ALT),
     "nftablesMarkMask": (_NFTABLES, (0xFFFF0000,), _NFT_ALT),
+    "nftablesFlowTableOffload": (_NFTABLES, ("Disabled",), _NFT_ALT),
+    "nftablesFlowTableDataIfacePattern": (_NFTABLES, (), _NFT_ALT),
     "istioAmbientMode": (_ISTIO, ("Disabled",), ""),
     "istioDSCPMark": (_ISTIO, (23,), ""),
     "flowLogsPolicyEvaluationMode": (_FLOW_LOGS, ("Continuous", "None"), ""),

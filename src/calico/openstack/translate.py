@@ -8,12 +8,17 @@ Choices, checked against networking-calico (endpoints.py, policy.py, subnets.py)
 - A port's WorkloadEndpoint carries no admin state: the v3 driver ignores `admin_state_up`
   (only the old v1 model had an active/inactive state), so an admin-down port is written as
   any other bound port.
-- Allowed address pairs: networking-calico adds each pair to `ipNetworks` (so Felix routes it
-  to the VM) and lists it again in `allowedIps` (so its DHCP agent gives out only fixed IPs).
-  Our model has no `allowedIps`; every pair goes into `allowSpoofedSourcePrefixes` instead,
-  and a single-address pair into `ipNetworks` too (a prefix cannot be an ipNetwork). So an
-  endpoint's fixed IPs are its ipNetworks minus its allowSpoofedSourcePrefixes, see
-  `endpoint_fixed_ips`.
+- Allowed address pairs, as networking-calico's `endpoint_spec` (plugins/ml2/drivers/calico/
+  endpoints.py, projectcalico/calico at 87c15906f20c4ca1fda55af92295e7678b0cc0b2): each pair
+  goes into `ipNetworks` (so Felix routes it to the VM and lets the VM send from it) and again
+  into `allowedIps` (so the DHCP agent hands out only the fixed IPs, `endpoint_fixed_ips`).
+  Where networking-calico goes wrong we do not follow: a pair equal to one of the port's fixed
+  IPs is left out (upstream lists it in allowedIps, and its DHCP agent then stops serving
+  that fixed IP), a pair given as `a.b.c.d/32` is taken as the address (upstream writes
+  `a.b.c.d/32/32`, which Felix fails to parse, dropping the endpoint), and a prefix pair (a
+  /24, say), which cannot be an ipNetwork, goes into `allowSpoofedSourcePrefixes`: the VM may
+  send from it, but nothing in it is routed to the VM (upstream writes `10.1.0.0/24/32`,
+  dropping the endpoint).
 - Security groups: each rule is one Allow rule; `types` is always [Ingress, Egress] so a
   group without egress rules denies egress (networking-calico leaves `types` out).
   `remote_address_group_id` is refused: networking-calico ignores it, which would widen the
@@ -159,6 +164,7 @@ _ENDPOINT_FIELDS = (
     ("spec.mac", "mac_address"),
     ("spec.interfaceName", "id"),
     ("spec.ipNetworks", "fixed_ips/allowed_address_pairs"),
+    ("spec.allowedIps", "allowed_address_pairs"),
     ("spec.allowSpoofedSourcePrefixes", "allowed_address_pairs"),
     ("spec.ipv4Gateway", "fixed_ips (subnet gateway_ip)"),
     ("spec.ipv6Gateway", "fixed_ips (subnet gateway_ip)"),
@@ -231,6 +237,7 @@ def endpoint_for_port(
             gw = _address(gateway, port_id, f"fixed_ips[{i}] subnet gateway_ip")
             spec["ipv6Gateway" if gw.version == 6 else "ipv4Gateway"] = str(gw)
     fixed_count = len(networks)
+    allowed: list[str] = []
     spoofable: list[str] = []
     for i, pair in enumerate(port.get("allowed_address_pairs") or []):
         text = str(pair.get("ip_address"))
@@ -240,15 +247,18 @@ def endpoint_for_port(
             raise _port_error(
                 port_id, f"allowed_address_pairs[{i}].ip_address", f"{text!r} is not an IP or CIDR"
             ) from None
-        if net.num_addresses == 1:
-            single = _single(net.network_address)
-            if single in networks[:fixed_count]:
-                continue  # already the port's own address
-            if single not in networks:
-                networks.append(single)
-        if str(net) not in spoofable:
-            spoofable.append(str(net))
+        if net.num_addresses > 1:
+            if str(net) not in spoofable:
+                spoofable.append(str(net))
+            continue
+        single = _single(net.network_address)
+        if single in networks[:fixed_count] or single in allowed:
+            continue  # the port's own address, or a repeat
+        networks.append(single)
+        allowed.append(single)
     spec["ipNetworks"] = networks
+    if allowed:
+        spec["allowedIps"] = allowed
     if spoofable:
         spec["allowSpoofedSourcePrefixes"] = spoofable
 
@@ -298,9 +308,11 @@ def endpoint_for_port(
 
 def endpoint_fixed_ips(endpoint: WorkloadEndpoint) -> list[str]:
     """The endpoint's fixed IPs (what DHCP should hand out): its ipNetworks that are not
-    allowed-address-pair entries."""
-    extra = set(endpoint.spec.allowSpoofedSourcePrefixes or [])
-    return [n.split("/")[0] for n in endpoint.spec.ipNetworks or [] if n not in extra]
+    allowed address pairs (allowedIps), compared as addresses, as networking-calico's agent
+    compares them."""
+    extra = {ipaddress.ip_interface(n).ip for n in endpoint.spec.allowedIps or []}
+    addresses = (n.split("/")[0] for n in endpoint.spec.ipNetworks or [])
+    return [a for a in addresses if ipaddress.ip_address(a) not in extra]
 
 
 # --- QoS ------------------------------------------------------------------------------------

@@ -309,6 +309,68 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "spec.ipNATs[0].internalIP: NAT is not in the endpoint's ipNetworks",
     ),
     (
+        "wep allowed IP outside",
+        res(
+            "WorkloadEndpoint",
+            {"ipNetworks": ["10.0.0.1/32"], "allowedIps": ["10.0.0.2/32"]},
+            namespace="a",
+        ),
+        "spec.allowedIps[0]: '10.0.0.2/32' is not one of the endpoint's ipNetworks",
+    ),
+    (
+        "wep allowed IP a prefix",
+        res(
+            "WorkloadEndpoint",
+            {"ipNetworks": ["10.0.0.1/32"], "allowedIps": ["10.0.0.0/24"]},
+            namespace="a",
+        ),
+        "spec.allowedIps[0]: '10.0.0.0/24' is not one of the endpoint's ipNetworks",
+    ),
+    (
+        "ipam cooldown",
+        res("IPAMConfiguration", {"ipCooldownSeconds": 30}, name="default"),
+        "spec.ipCooldownSeconds: 30 is not supported by calico-py",
+    ),
+    (
+        "ipam cooldown range",
+        res("IPAMConfiguration", {"ipCooldownSeconds": 1201}, name="default"),
+        "spec.ipCooldownSeconds",
+    ),
+    (
+        "felix flow table offload",
+        res("FelixConfiguration", {"nftablesFlowTableOffload": "All"}, name="default"),
+        'spec.nftablesFlowTableOffload: "All" is not supported by calico-py',
+    ),
+    (
+        "node cluster ID",
+        res(
+            "Node",
+            {"bgp": {"ipv4Address": "198.18.0.1/24", "routeReflectorClusterID": "2001:db8::1"}},
+        ),
+        "spec.bgp.routeReflectorClusterID: '2001:db8::1' is not IPv4",
+    ),
+    (
+        "wep port name",
+        res(
+            "WorkloadEndpoint",
+            {"ports": [{"name": "HTTP", "protocol": "TCP", "port": 80}]},
+            namespace="a",
+        ),
+        "spec.ports[0].name: 'HTTP' is not a valid port name",
+    ),
+    (
+        "hep port name without a letter",
+        res(
+            "HostEndpoint",
+            {
+                "node": "n1",
+                "interfaceName": "eth0",
+                "ports": [{"name": "80", "protocol": "TCP", "port": 80}],
+            },
+        ),
+        "spec.ports[0].name: '80' is not a valid port name: needs a letter",
+    ),
+    (
         "wep bad mac",
         res("WorkloadEndpoint", {"mac": "zz:zz"}, namespace="a"),
         "spec.mac: 'zz:zz' is not a valid MAC address",
@@ -541,6 +603,41 @@ VALID: list[tuple[str, dict[str, Any]]] = [
     (
         "node-specific config",
         res("FelixConfiguration", {"interfacePrefix": "tap"}, name="node.host-1"),
+    ),
+    (
+        "wep allowed IPs (networking-calico's address pairs)",
+        res(
+            "WorkloadEndpoint",
+            {
+                "ipNetworks": ["10.0.0.1/32", "10.0.0.9/32", "2001:db8::9/128"],
+                "allowedIps": ["10.0.0.9/32", "2001:db8::9"],
+            },
+            namespace="a",
+        ),
+    ),
+    (
+        "fields newer upstream, at their off values",
+        res("IPAMConfiguration", {"ipCooldownSeconds": 0}, name="default"),
+    ),
+    (
+        "lb aggregation",
+        res("BGPConfiguration", {"serviceLoadBalancerAggregation": "Disabled"}, name="default"),
+    ),
+    (
+        "flow table off",
+        res(
+            "FelixConfiguration",
+            {"nftablesFlowTableOffload": "Disabled", "nftablesFlowTableDataIfacePattern": ""},
+            name="default",
+        ),
+    ),
+    (
+        "node interfaces (written by calico/node)",
+        res("Node", {"interfaces": [{"name": "eth0", "addresses": ["198.18.0.11/24"]}]}),
+    ),
+    (
+        "k8s graceful-deletion metadata",
+        res("Profile", {}, deletionGracePeriodSeconds=30, managedFields=[{"manager": "x"}]),
     ),
     ("hep expected IPs only", res("HostEndpoint", {"node": "n1", "expectedIPs": ["198.51.100.1"]})),
 ]

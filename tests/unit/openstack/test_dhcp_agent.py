@@ -184,6 +184,54 @@ def test_failed_apply_is_retried_and_clean_stop(env: Any) -> None:
     wait_for(lambda: manager.stopped, "stop_all on a clean stop")
 
 
+class FakeMtus:
+    """An MTU watcher the test drives."""
+
+    def __init__(self, on_change: Callable[[], None]) -> None:
+        self.on_change = on_change
+        self.mtus: dict[str, int] = {}
+        self.running = False
+
+    def get(self) -> dict[str, int]:
+        return dict(self.mtus)
+
+    def start(self) -> None:
+        self.running = True
+
+    def stop(self) -> None:
+        self.running = False
+
+
+def test_a_taps_mtu_reaches_its_ports_options(tmp_path: Path) -> None:
+    backend = MemoryBackend()
+    put_subnet(backend, "s4", "198.18.0.0/24", "198.18.0.1")
+    add_port(ResourceClient(backend), "port-a", "198.18.0.5")
+    manager = RecordingManager()
+    watchers: list[FakeMtus] = []
+
+    def watcher(on_change: Callable[[], None]) -> FakeMtus:
+        watchers.append(FakeMtus(on_change))
+        return watchers[-1]
+
+    agent = DhcpAgent(
+        backend, HOST, None, manager, RenderOptions(str(tmp_path)),
+        debounce=0.02, check_interval=60, tap_mtus=watcher,
+    )  # fmt: skip
+    run = Running(agent)
+    try:
+        wait_for(lambda: taps(manager) == ("tapport-a",), "the port, its tap not there yet")
+        (mtus,) = watchers
+        assert mtus.running
+        assert "mtu" not in manager.applied[-1][NET].opts
+        mtus.mtus = {"tapport-a": 1450}
+        mtus.on_change()  # not the periodic check (60 s): the change itself re-renders
+        wait_for(lambda: "tag:port-tapport-a,option:mtu,1450\n" in manager.applied[-1][NET].opts,
+                 "the tap's MTU")  # fmt: skip
+    finally:
+        assert run.stop() == 0
+    assert not mtus.running
+
+
 def test_nothing_is_applied_before_the_first_snapshots(tmp_path: Path) -> None:
     manager = RecordingManager()
     agent = DhcpAgent(MemoryBackend(), HOST, None, manager, RenderOptions(str(tmp_path)))

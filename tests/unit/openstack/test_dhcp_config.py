@@ -178,7 +178,8 @@ def test_allowed_address_pairs_are_not_served() -> None:
     got = port_from_endpoint(
         endpoint({
             "ipNetworks": ["198.18.0.5/32", "198.18.0.50/32"],
-            "allowSpoofedSourcePrefixes": ["198.18.0.50/32", "198.19.0.0/16"],
+            "allowedIps": ["198.18.0.50/32"],
+            "allowSpoofedSourcePrefixes": ["198.19.0.0/16"],
         })
     )  # fmt: skip
     assert got is not None and got.ips == ("198.18.0.5",)
@@ -191,7 +192,7 @@ def test_allowed_address_pairs_are_not_served() -> None:
         {"interfaceName": None},
         {"mac": None},
         {"ipNetworks": []},
-        {"ipNetworks": ["198.18.0.50/32"], "allowSpoofedSourcePrefixes": ["198.18.0.50/32"]},
+        {"ipNetworks": ["198.18.0.50/32"], "allowedIps": ["198.18.0.50/32"]},
     ],
 )
 def test_endpoints_without_dhcp(spec: dict[str, Any]) -> None:
@@ -231,7 +232,7 @@ def test_one_ipv4_network() -> None:
         port("port-b", "198.18.0.6", mac="fa:16:3e:00:00:02"),
         port("port-a", "198.18.0.5", network_id=NET1, fqdn="vm-a.example.org"),
     ]
-    out = render(ports, subnets, OPTS)
+    out = render(ports, subnets, OPTS, {"tapport-a": 1450, "tapport-b": 9000, "tapother": 1})
     assert out.problems == ()
     assert list(out.networks) == [NET1]
     net = out.networks[NET1]
@@ -240,14 +241,20 @@ def test_one_ipv4_network() -> None:
     assert net.taps == ("tapport-a", "tapport-b")
     assert list(net.args) == [
         *common_args(IFACE1, DIR1, ["tapport-a", "tapport-b"]),
+        "--dhcp-mac=set:port-tapport-a,fa:16:3e:00:00:01",
+        "--dhcp-mac=set:port-tapport-b,fa:16:3e:00:00:02",
         "--dhcp-range=set:subnet-s4,198.18.0.0,static,255.255.255.0,86400s",
         "--dhcp-lease-max=256",
     ]
     assert net.hosts == (
         "fa:16:3e:00:00:01,vm-a,198.18.0.5\nfa:16:3e:00:00:02,host-198-18-0-6,198.18.0.6\n"
     )
+    # Each port gets its tap's MTU (networking-calico's per-port `mtu` option).
     assert net.opts == (
-        "tag:subnet-s4,option:router,198.18.0.1\ntag:subnet-s4,option:dns-server,198.18.0.53\n"
+        "tag:subnet-s4,option:router,198.18.0.1\n"
+        "tag:subnet-s4,option:dns-server,198.18.0.53\n"
+        "tag:port-tapport-a,option:mtu,1450\n"
+        "tag:port-tapport-b,option:mtu,9000\n"
     )
     assert net.files.pid == f"{DIR1}/pid"
 
@@ -279,10 +286,11 @@ def test_dual_stack_ipv6_modes(modes: dict[str, str], range_mode: str, hosts_lin
     out = render([port("p", "198.18.0.5", "2001:db8:1::5")], subnets, OPTS)
     net = out.networks[NET1]
     assert net.addresses == (("198.18.0.1", 24), ("2001:db8:1::1", 64))
-    assert net.args[-4:] == (
+    assert net.args[-5:] == (
         "--dhcp-range=set:subnet-s4,198.18.0.0,static,255.255.255.0,86400s",
         f"--dhcp-range=set:subnet-s6,2001:db8:1::,{range_mode},off-link,64,86400s",
         "--enable-ra",
+        f"--ra-param={IFACE1},mtu:off,0",  # the ns- device's MTU is not the VMs'
         f"--dhcp-lease-max={2**24}",
     )
     assert net.hosts == "fa:16:3e:00:00:01,host-198-18-0-5,198.18.0.5\n" + hosts_line
@@ -417,6 +425,23 @@ def test_options() -> None:
         "--dhcp-lease-max=1024",
         "--log-dhcp",
     )
+
+
+def test_mtu_only_for_ipv4_leases_of_taps_that_exist() -> None:
+    subnets = {
+        "s4": subnet("s4", "198.18.0.0/24", "198.18.0.1"),
+        "s6": subnet("s6", "2001:db8:1::/64", "2001:db8:1::1"),
+    }
+    ports = [port("a", "198.18.0.5"), port("b", "2001:db8:1::6"), port("c", "198.18.0.7")]
+    out = render(ports, subnets, OPTS, {"tapa": 1400, "tapb": 1400})
+    net = out.networks[NET1]
+    assert [line for line in net.opts.splitlines() if "mtu" in line] == [
+        "tag:port-tapa,option:mtu,1400"
+    ]
+    assert [a for a in net.args if a.startswith("--dhcp-mac=")] == [
+        "--dhcp-mac=set:port-tapa,fa:16:3e:00:00:01",
+        "--dhcp-mac=set:port-tapc,fa:16:3e:00:00:01",
+    ]  # B has no DHCPv4 lease to tag
 
 
 def test_rendering_is_deterministic() -> None:

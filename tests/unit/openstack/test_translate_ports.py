@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from calico.model.endpoints import WorkloadEndpoint
 from calico.openstack.translate import (
     PortExtras,
     QoSOptions,
@@ -158,21 +159,22 @@ PORT_CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = [
         expected(
             {
                 "ipNetworks": ["10.0.0.5/32", "10.0.0.50/32", "2001:db8::50/128", "10.0.0.60/32"],
-                "allowSpoofedSourcePrefixes": [
-                    "10.0.0.50/32",
-                    "10.1.0.0/24",
-                    "2001:db8::50/128",
-                    "10.2.0.0/16",
-                    "10.0.0.60/32",
-                ],
+                "allowedIps": ["10.0.0.50/32", "2001:db8::50/128", "10.0.0.60/32"],
+                "allowSpoofedSourcePrefixes": ["10.1.0.0/24", "10.2.0.0/16"],
             }
         ),
     ),
     (
-        "address pair equal to the fixed IP is dropped",
-        {"allowed_address_pairs": [{"ip_address": "10.0.0.5"}]},
+        "address pair equal to the fixed IP, or repeated, is listed once",
+        {
+            "allowed_address_pairs": [
+                {"ip_address": "10.0.0.5"},
+                {"ip_address": "10.0.0.50"},
+                {"ip_address": "10.0.0.50/32", "mac_address": "fa:16:3e:00:00:02"},
+            ]
+        },
         {},
-        expected(),
+        expected({"ipNetworks": ["10.0.0.5/32", "10.0.0.50/32"], "allowedIps": ["10.0.0.50/32"]}),
     ),
     (
         "floating IP",
@@ -194,7 +196,7 @@ PORT_CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = [
         expected(
             {
                 "ipNetworks": ["10.0.0.5/32", "10.0.0.50/32"],
-                "allowSpoofedSourcePrefixes": ["10.0.0.50/32"],
+                "allowedIps": ["10.0.0.50/32"],
                 "ipNATs": [
                     {"internalIP": "10.0.0.50", "externalIP": "172.24.4.13"},
                     {"internalIP": "10.0.0.5", "externalIP": "172.24.4.10"},
@@ -332,10 +334,29 @@ def test_fixed_ip_order_from_neutron_does_not_change_the_endpoint() -> None:
 def test_fixed_ips_exclude_address_pairs() -> None:
     port = make_port(
         fixed_ips=[ip4("10.0.0.5"), ip6("2001:db8::5")],
-        allowed_address_pairs=[{"ip_address": "10.0.0.50"}, {"ip_address": "10.1.0.0/24"}],
+        allowed_address_pairs=[
+            {"ip_address": "10.0.0.50"},
+            {"ip_address": "10.1.0.0/24"},
+            {"ip_address": "2001:db8::50"},
+        ],
     )
     wep = endpoint_for_port(port, PortExtras(subnets=SUBNETS), None)
     assert endpoint_fixed_ips(wep) == ["10.0.0.5", "2001:db8::5"]
+
+
+def test_fixed_ips_of_an_endpoint_written_by_networking_calico() -> None:
+    """Its driver always writes allowedIps (maybe empty), in any address spelling."""
+    spec = {
+        "orchestrator": "openstack", "workload": "vm1", "node": "h1", "endpoint": "p1",
+        "interfaceName": "tapp1", "mac": "fa:16:3e:00:00:01",
+        "ipNetworks": ["10.0.0.5/32", "2001:db8::5/128", "10.0.0.50/32", "2001:DB8::50/128"],
+        "allowedIps": ["10.0.0.50/32", "2001:db8::50/128"],
+    }  # fmt: skip
+    doc = {"metadata": {"name": "h1-openstack-vm1-p1", "namespace": "openstack"}, "spec": spec}
+    wep = WorkloadEndpoint.model_validate(doc)
+    assert endpoint_fixed_ips(wep) == ["10.0.0.5", "2001:db8::5"]
+    wep = WorkloadEndpoint.model_validate({**doc, "spec": {**spec, "allowedIps": []}})
+    assert endpoint_fixed_ips(wep) == ["10.0.0.5", "2001:db8::5", "10.0.0.50", "2001:DB8::50"]
 
 
 # (case, port fields, PortExtras fields beyond subnets, message fragment)

@@ -12,6 +12,9 @@ would stop dnsmasq for networks whose data has not arrived yet). While etcd is u
 the last view stays in force and dnsmasq keeps serving. Apply runs again every
 `check_interval` seconds, restarting any dnsmasq that died, and sooner after a failure.
 An undecodable endpoint or subnet counts as absent, as everywhere in calico-py.
+
+The taps' MTUs (`links.TapMtus` in production) are a third input: a tap appearing or changing
+its MTU is a change like any other, so its VM's DHCP options carry the new MTU.
 """
 
 from __future__ import annotations
@@ -39,6 +42,16 @@ from calico.openstack.dhcp.config import (
 )
 
 log = logging.getLogger(__name__)
+
+
+class MtuWatcher(Protocol):
+    """The MTU of each tap present, by name; calls back (from any thread) when they change."""
+
+    def get(self) -> dict[str, int]: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 class Manager(Protocol):
@@ -69,7 +82,9 @@ class DhcpAgent:
         check_interval: float = 10.0,
         retry_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        tap_mtus: Callable[[Callable[[], None]], MtuWatcher] | None = None,
     ) -> None:
+        """`tap_mtus(on_change)` makes the MTU watcher; without one no MTU is served."""
         self.hostname = hostname
         self.manager = manager
         self.options = options
@@ -86,6 +101,7 @@ class DhcpAgent:
         self._subnets: dict[str, Subnet] = {}
         self._synced = {"endpoints": False, "subnets": False}
         self._problems: set[str] = set()
+        self._mtus = tap_mtus(self._changed.set) if tap_mtus is not None else None
         self.applied: Mapping[str, NetworkConfig] = {}
         self._syncers = (
             Syncer(
@@ -158,6 +174,8 @@ class DhcpAgent:
         """Serve until stop(); 0 after a clean stop (dnsmasq stopped, interfaces removed),
         1 if a syncer died (dnsmasq is left serving for the restarted agent to adopt)."""
         self.manager.adopt()
+        if self._mtus is not None:
+            self._mtus.start()
         for syncer in self._syncers:
             syncer.start()
         code = 1
@@ -166,6 +184,8 @@ class DhcpAgent:
         finally:
             for syncer in self._syncers:
                 syncer.stop()
+            if self._mtus is not None:
+                self._mtus.stop()
             if code == 0:
                 self.manager.stop_all()
         return code
@@ -202,7 +222,8 @@ class DhcpAgent:
                 return True  # the first snapshots are not in yet
             ports = list(self._ports.values())
             subnets = dict(self._subnets)
-        rendered = render(ports, subnets, self.options)
+        mtus = self._mtus.get() if self._mtus is not None else {}
+        rendered = render(ports, subnets, self.options, mtus)
         problems = set(rendered.problems)
         for problem in sorted(problems - self._problems):
             log.warning("%s", problem)

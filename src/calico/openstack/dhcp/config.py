@@ -22,6 +22,10 @@ dhcpv6-stateful or unset -> `static` (M flag, the address from the hosts file).
 
 DNS is off (`--port=0`): VMs get the subnet's dns_servers as options, dnsmasq answers no
 queries.
+
+MTU, as networking-calico: each port's DHCPv4 requests are tagged `port-<tap>` (by MAC) and
+get the tap's MTU as option 26 (`mtu`) once the tap exists; RAs carry no MTU (`mtu:off`), since they
+go out as the ns- interface's.
 """
 
 from __future__ import annotations
@@ -176,7 +180,7 @@ class Port:
 def port_from_endpoint(wep: WorkloadEndpoint) -> Port | None:
     """The DHCP view of a port's endpoint; None if there is nothing to serve (no tap, MAC or
     fixed IP), which networking-calico treats as the port's removal. Allowed-address-pair
-    addresses are never handed out (the driver lists them in allowSpoofedSourcePrefixes)."""
+    addresses are never handed out (the driver lists them in allowedIps)."""
     spec = wep.spec
     iface = spec.interfaceName or ""
     ips = endpoint_fixed_ips(wep)
@@ -268,8 +272,13 @@ def _hostname(port: Port, ip: IPAddress) -> str:
 
 
 def render(
-    ports: Iterable[Port], subnets: Mapping[str, Subnet], options: RenderOptions
+    ports: Iterable[Port],
+    subnets: Mapping[str, Subnet],
+    options: RenderOptions,
+    mtus: Mapping[str, int] | None = None,
 ) -> Rendered:
+    """`mtus`: the MTU of each tap present (by name); a port whose tap has none is served
+    without an MTU option."""
     problems: list[str] = []
     ordered = sorted(subnets.values(), key=lambda s: (s.version, s.id))
     usable = []
@@ -308,7 +317,7 @@ def render(
             )
             continue
         owners[iface] = network_id
-        networks[network_id] = _render_network(network_id, members, options)
+        networks[network_id] = _render_network(network_id, members, options, mtus or {})
     return Rendered(networks, tuple(problems))
 
 
@@ -316,6 +325,7 @@ def _render_network(
     network_id: str,
     members: list[tuple[Port, list[tuple[IPAddress, Subnet]]]],
     options: RenderOptions,
+    mtus: Mapping[str, int],
 ) -> NetworkConfig:
     iface = interface_name(network_id)
     files = network_files(options.base_dir, network_id)
@@ -340,6 +350,11 @@ def _render_network(
         *(f"--interface={tap}" for tap in taps),
         f"--bridge-interface={','.join((iface, *taps))}",
     ]
+    args += [
+        f"--dhcp-mac=set:{_port_tag(port)},{port.mac}"
+        for port, served in members
+        if any(subnet.version == 4 for _, subnet in served)
+    ]
     lease = f"{options.lease_seconds}s"
     for subnet in subnets:
         net = subnet.cidr
@@ -354,7 +369,9 @@ def _render_network(
                 f"{net.prefixlen},{lease}"
             )
     if any(s.version == 6 for s in subnets):
-        args.append("--enable-ra")
+        # RAs go out as the ns- interface's, whose MTU is not the taps': advertise none, as
+        # networking-calico.
+        args += ["--enable-ra", f"--ra-param={iface},mtu:off,0"]
     args.append(f"--dhcp-lease-max={min(MAX_LEASES, sum(s.cidr.num_addresses for s in subnets))}")
     if options.log_dhcp:
         args.append("--log-dhcp")
@@ -365,9 +382,17 @@ def _render_network(
         taps=taps,
         args=tuple(args),
         hosts=_hosts_file(members),
-        opts=_opts_file(subnets),
+        opts=_opts_file(subnets, members, mtus),
         files=files,
     )
+
+
+def _port_tag(port: Port) -> str:
+    """The dnsmasq tag of a port's DHCPv4 requests (its tap's name is unique on the host and
+    a safe token, unlike the port ID, which is any string). It is set by MAC on the command
+    line: dnsmasq 2.90 crashes on the first request after a SIGHUP when a --dhcp-hostsfile
+    line sets a tag."""
+    return f"port-{port.interface}"
 
 
 def _hosts_file(members: list[tuple[Port, list[tuple[IPAddress, Subnet]]]]) -> str:
@@ -382,7 +407,11 @@ def _hosts_file(members: list[tuple[Port, list[tuple[IPAddress, Subnet]]]]) -> s
     return "".join(line + "\n" for line in lines)
 
 
-def _opts_file(subnets: list[Subnet]) -> str:
+def _opts_file(
+    subnets: list[Subnet],
+    members: list[tuple[Port, list[tuple[IPAddress, Subnet]]]],
+    mtus: Mapping[str, int],
+) -> str:
     lines = []
     for subnet in subnets:
         tag = f"tag:{subnet.tag}"
@@ -402,4 +431,10 @@ def _opts_file(subnets: list[Subnet]) -> str:
                 lines.append(f"{tag},249,{flat}")  # the same for old Windows clients
         elif dns:
             lines.append(f"{tag},option6:dns-server,{','.join(f'[{s}]' for s in dns)}")
+    for port, served in members:
+        mtu = mtus.get(port.interface)
+        if mtu is not None and any(subnet.version == 4 for _, subnet in served):
+            # The tap's MTU, as networking-calico's per-port extra DHCP option (DHCPv4 only:
+            # DHCPv6 has no MTU option).
+            lines.append(f"tag:{_port_tag(port)},option:mtu,{mtu}")
     return "".join(line + "\n" for line in lines)

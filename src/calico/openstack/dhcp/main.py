@@ -29,6 +29,7 @@ from calico.openstack import settings
 from calico.openstack.dhcp.agent import DhcpAgent
 from calico.openstack.dhcp.config import DEFAULT_LEASE_SECONDS, RenderOptions
 from calico.openstack.dhcp.dnsmasq import DNSMASQ, DnsmasqManager
+from calico.openstack.dhcp.links import TapMtus
 
 log = logging.getLogger("calico.openstack.dhcp")
 DEFAULT_RUN_DIR = "/var/run/calico"
@@ -130,6 +131,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         options.openstack_region,
         DnsmasqManager(base_dir, dnsmasq=args.dnsmasq),
         RenderOptions(base_dir, lease_seconds=args.lease_time, log_dhcp=args.debug),
+        tap_mtus=TapMtus,
     )
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: agent.stop())
