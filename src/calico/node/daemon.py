@@ -25,9 +25,9 @@ from calico.datastore.api import DatastoreError
 from calico.datastore.client import ResourceClient
 from calico.datastore.config import EtcdConfig
 from calico.datastore.etcd import EtcdBackend
-from calico.node.autodetect import local_addresses
+from calico.node.autodetect import host_addresses
 from calico.node.config import NodeSettings
-from calico.node.register import ensure_default_pools, register_node
+from calico.node.register import ensure_default_pools, merge_cluster_types, register_node
 from calico.node.supervisor import Backoff, Child, ChildSpec, Supervisor
 
 log = logging.getLogger("calico.node")
@@ -60,8 +60,9 @@ class NodeDaemon:
         try:
             if not self._wait_for_datastore():
                 return 0
-            register_node(self.client, self.settings, local_addresses)
+            register_node(self.client, self.settings, host_addresses)
             ensure_default_pools(self.client, self.settings)
+            merge_cluster_types(self.client, self.settings.cluster_types)
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "node.pid").write_text(f"{os.getpid()}\n")
             self._supervise()
@@ -93,6 +94,7 @@ class NodeDaemon:
             self.settings.run_dir,
             bird=self._bird,
             birdc=self._birdc,
+            router_id=self.settings.router_id,
         )
 
     def _felix_spec(self) -> ChildSpec:
@@ -169,7 +171,7 @@ def _sibling(name: str) -> str:
 def run_node(settings: NodeSettings, environ: Mapping[str, str], **binaries: str) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code."""
     logging.basicConfig(
-        level=logging.INFO,
+        level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
