@@ -14,6 +14,7 @@ from unittest import mock
 import pytest
 from neutron.objects import agent as agent_obj
 from neutron_harness import ACTIVE, DOWN, ERROR, HOST1, HOST2, CalicoMl2TestCase, wait_for
+from oslo_config import cfg
 
 from calico.felix.status import StatusReporter, workload_status_key
 from calico.openstack import keys, resync_cli
@@ -235,3 +236,24 @@ class TestLeader(CalicoMl2TestCase):
 
 def _thread_names() -> set[str]:
     return {t.name for t in threading.enumerate()}
+
+
+class TestLeaderWithoutStartupResync(CalicoMl2TestCase):
+    elect_leader = True
+
+    def setup_config(self) -> None:
+        super().setup_config()
+        cfg.CONF.set_override("startup_resync", "never", group="calico")
+
+    def test_startup_resync_never_leaves_etcd_alone_until_asked(self) -> None:
+        stray = self.wep_key(HOST2, "vm-old", "0ld-port")
+        self.backend.put(stray, b"{}")  # a resync would delete it: Neutron has no such port
+        wait_for(
+            lambda: {"felix-status-watch", "resync-requests"} <= _thread_names(),
+            15.0,
+            step=lambda: self.executor.run_pending(wait=0.02),
+        )
+        assert self.executor.run_pending(wait=0.5) == 0  # no resync was queued
+        assert self.backend.get(stray) is not None
+        assert self.calico.resync_now().changes() == 1  # an explicit resync still works
+        assert self.backend.get(stray) is None
