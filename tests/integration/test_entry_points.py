@@ -45,7 +45,9 @@ def etcd_trap() -> Iterator[socket.socket]:
         yield sock
 
 
-def run(argv: list[str], trap: socket.socket, tmp: Path) -> subprocess.CompletedProcess[str]:
+def run(
+    argv: list[str], trap: socket.socket, tmp: Path, **extra_env: str
+) -> subprocess.CompletedProcess[str]:
     run_dir = tmp / "run"
     run_dir.mkdir(exist_ok=True)
     env = {
@@ -54,6 +56,7 @@ def run(argv: list[str], trap: socket.socket, tmp: Path) -> subprocess.Completed
         "CALICO_RUN_DIR": str(run_dir),
         "CALICO_LAB_STATE_DIR": str(run_dir / "lab"),
         "NODENAME": "entry-test",
+        **extra_env,
     }
     exe = argv[0] if "/" in argv[0] else str(BIN / argv[0])
     start = time.monotonic()
@@ -115,3 +118,28 @@ def test_cni_executables(plugin: str, etcd_trap: socket.socket, tmp_path: Path) 
     # Without flags: the CNI protocol (here: no CNI_COMMAND is a CNI error, code 4).
     proc = run([exe], etcd_trap, tmp_path)
     assert proc.returncode == 1 and '"code": 4' in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        (
+            "IP_AUTODETECTION_METHOD",
+            "kubernetes-internal-ip",
+            "IP_AUTODETECTION_METHOD: 'kubernetes-internal-ip' is not supported",
+        ),
+        (
+            "CALICO_NETWORKING_BACKEND",
+            "vxlan",
+            "CALICO_NETWORKING_BACKEND: 'vxlan' is not supported",
+        ),
+        ("CALICO_IPV4POOL_IPIP", "Always", "CALICO_IPV4POOL_IPIP: 'Always' is not supported"),
+        ("DATASTORE_TYPE", "kubernetes", "DATASTORE_TYPE: 'kubernetes' is not supported"),
+    ],
+)
+def test_calico_node_refuses_unsupported_settings_before_anything_else(
+    variable: str, value: str, message: str, etcd_trap: socket.socket, tmp_path: Path
+) -> None:
+    proc = run(["calico", "node", "run"], etcd_trap, tmp_path, **{variable: value})
+    assert proc.returncode == 1
+    assert f"Error: {message}" in proc.stderr, proc.stderr

@@ -3,11 +3,21 @@ picks the address Calico would, over real netlink and a real route lookup (can-r
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import sys
+from pathlib import Path
 
 import pytest
 
+from calico.datastore.client import ResourceClient, ResourceNotFound
+from calico.datastore.config import EtcdConfig
+from calico.datastore.etcd import EtcdBackend
+from calico.model.network import Node, NodeBGPSpec
+from calico.testing.etcd_server import EtcdServer
 from calico.testing.netns import Namespaces
+from calico.testing.waiting import wait_until
 
 pytestmark = pytest.mark.kernel
 
@@ -77,3 +87,45 @@ def test_each_method_picks_calicos_address(
 def test_can_reach_without_a_route_fails(netns: Namespaces, host: str) -> None:
     netns.exec(host, ["ip", "route", "del", "default"])
     assert detect(netns, host, "can-reach=198.19.200.1", 4).startswith("error: no route to")
+
+
+def test_calico_node_run_registers_the_detected_addresses(
+    netns: Namespaces, host: str, tmp_path: Path
+) -> None:
+    """The issue's case: IP_AUTODETECTION_METHOD=interface=eth1 must give eth1's address
+    (first-found would not pick it here), and can-reach= must reach the Node for IPv6."""
+    if shutil.which("etcd") is None:
+        pytest.skip("etcd binary not found (install etcd-server)")
+    netns.exec(host, ["ip", "link", "add", "eth9", "type", "veth", "peer", "name", "eth9p"])
+    netns.exec(host, ["ip", "addr", "add", "198.18.13.2/24", "dev", "eth9"])  # highest index
+    with EtcdServer() as etcd:
+        env = {
+            **os.environ,
+            "NODENAME": "autodetect-1",
+            "IP": "autodetect",
+            "IP_AUTODETECTION_METHOD": "interface=eth1",
+            "IP6": "autodetect",
+            "IP6_AUTODETECTION_METHOD": "can-reach=2001:db8:99::1",
+            "CALICO_NETWORKING_BACKEND": "none",
+            "ETCD_ENDPOINTS": etcd.unix_endpoint,
+            "CALICO_RUN_DIR": str(tmp_path),
+        }
+        argv = [str(Path(sys.executable).parent / "calico"), "node", "run", "--felix", "/bin/true"]
+        node = netns.popen(host, argv, env=env, log=str(tmp_path / "node.log"))
+        client = ResourceClient(EtcdBackend(EtcdConfig(endpoints=(etcd.endpoint,))))
+        try:
+            wait_until(lambda: _node_bgp(client, "autodetect-1"), 30, "the Node's registration")
+            bgp = _node_bgp(client, "autodetect-1")
+            assert bgp is not None
+            assert (bgp.ipv4Address, bgp.ipv6Address) == ("198.18.11.2/25", "2001:db8:10::2/64")
+        finally:
+            node.send_signal(signal.SIGTERM)
+            node.wait(timeout=20)
+            client.backend.close()
+
+
+def _node_bgp(client: ResourceClient, name: str) -> NodeBGPSpec | None:
+    try:
+        return client.get(Node, name).spec.bgp
+    except ResourceNotFound:
+        return None
