@@ -77,6 +77,8 @@ UNSUPPORTED: dict[str, str] = {
     "ipam.ip_pools_label_selector_keys": "pool selection by pod labels is not built",
 }
 _POLICY_TYPES = ("", "k8s")
+# logrus's level names, which Calico's plugin parses log_level with.
+LOG_LEVELS = ("trace", "debug", "info", "warn", "warning", "error", "fatal", "panic")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +140,7 @@ def parse_netconf(data: bytes) -> NetConf:
         allow_ip_forwarding=_get(
             _section(doc, "container_settings"), "allow_ip_forwarding", bool, False
         ),
-        log_level=(_get(doc, "log_level", str, "") or "info").lower(),
+        log_level=_log_level(doc),
         log_file_path=_get(doc, "log_file_path", str, "") or None,
         labels=labels,
         namespace=namespace,
@@ -179,6 +181,15 @@ def _get(doc: Mapping[str, Any], key: str, kind: type[T], default: T) -> T:
 
 def _section(doc: Mapping[str, Any], key: str) -> dict[str, Any]:
     return _get(doc, key, dict, {})
+
+
+def _log_level(doc: Mapping[str, Any]) -> str:
+    level = (_get(doc, "log_level", str, "") or "info").lower()
+    if level not in LOG_LEVELS:
+        raise CniError(
+            Code.INVALID_CONFIG, f"log_level: {level!r} is not one of {', '.join(LOG_LEVELS)}"
+        )
+    return level
 
 
 def _mtu(doc: Mapping[str, Any]) -> int:

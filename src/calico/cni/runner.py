@@ -162,7 +162,16 @@ def _command(environ: Mapping[str, str]) -> str:
     return environ.get("CNI_COMMAND", "?")
 
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+_LEVELS = {
+    "trace": logging.DEBUG,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "fatal": logging.CRITICAL,
+    "panic": logging.CRITICAL,
+}
 
 
 def _configure_logging(conf: NetConf, stderr: TextIO) -> None:
@@ -174,7 +183,7 @@ def _configure_logging(conf: NetConf, stderr: TextIO) -> None:
     console.setLevel(logging.WARNING)
     console.setFormatter(fmt)
     handlers: list[logging.Handler] = [console]
-    level = _LEVELS.get(conf.log_level, logging.ERROR)
+    level = _LEVELS[conf.log_level]
     if conf.log_file_path:
         try:
             Path(conf.log_file_path).parent.mkdir(parents=True, exist_ok=True)

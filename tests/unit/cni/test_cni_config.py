@@ -202,6 +202,9 @@ def test_refusals_read_as_an_operator_needs_them() -> None:
         parse(_nested("feature_control.floating_ips", True))
     with pytest.raises(CniError, match=r"^policy\.type: 'calico' is not 'k8s' or empty"):
         parse(_nested("policy.type", "calico"))
+    with pytest.raises(CniError, match=r"^log_level: 'verbose' is not one of trace, debug"):
+        parse(_nested("log_level", "verbose"))
+    assert parse(_nested("log_level", "WARN")).log_level == "warn"
     for key in ("nodename_file_optional", "include_default_routes"):
         parse(_nested(key, True))
         assert code_of(_nested(key, "yes")) == Code.INVALID_CONFIG
