@@ -33,7 +33,8 @@ K8S_INTERNAL_IP = "kubernetes-internal-ip"
 
 _TRUE = frozenset({"true"})
 _BOOL = frozenset({"true", "false"})
-# logrus level names (Calico parses CALICO_STARTUP_LOGLEVEL with logrus.ParseLevel).
+# logrus level names (Calico parses CALICO_STARTUP_LOGLEVEL with logrus.ParseLevel), plus the
+# older docs' CRITICAL and NONE (nothing logged).
 LOG_LEVELS = {
     "trace": 5,
     "debug": 10,
@@ -43,6 +44,8 @@ LOG_LEVELS = {
     "error": 40,
     "fatal": 50,
     "panic": 50,
+    "critical": 50,
+    "none": 100,
 }
 
 
@@ -106,7 +109,7 @@ NODE_VARIABLES: tuple[NodeVariable, ...] = (
     NodeVariable("USE_POD_CIDR", "`false` (the default)", f"`true`: {_NO_K8S}", frozenset({"false"})),  # noqa: E501
     NodeVariable("CALICO_MANAGE_CNI", "`true`, `false` (Calico acts on it only with the Kubernetes datastore)", "", _BOOL),  # noqa: E501
     NodeVariable("CALICO_DISABLE_FILE_LOGGING", "`false` (the default)", "`true`: Felix and BIRD always log to felix.log and bird.log in CALICO_RUN_DIR", frozenset({"false"})),  # noqa: E501
-    NodeVariable("CALICO_STARTUP_LOGLEVEL", "the node's log level (trace, debug, info, warning, error, fatal, panic; default info)"),  # noqa: E501
+    NodeVariable("CALICO_STARTUP_LOGLEVEL", "the node's log level (trace, debug, info, warning, error, fatal, panic, critical, none; default info)"),  # noqa: E501
     NodeVariable("WAIT_FOR_DATASTORE", "`true`, `false`: calico-py always waits for etcd at start (Calico without it exits and is restarted until etcd answers)", "", _BOOL),  # noqa: E501
     NodeVariable("DISABLE_NODE_IP_CHECK", "`true` skips the check that no other Node uses this node's addresses; `false` (default)", "", _BOOL),  # noqa: E501
     NodeVariable("AUTODETECT_POLL_INTERVAL", "", "any value: calico-py detects the address once, at start (restart the node to detect again)", frozenset()),  # noqa: E501
