@@ -93,9 +93,11 @@ def test_calico_node_run_registers_the_detected_addresses(
     netns: Namespaces, host: str, tmp_path: Path
 ) -> None:
     """The issue's case: IP_AUTODETECTION_METHOD=interface=eth1 must give eth1's address
-    (first-found would not pick it here), and can-reach= must reach the Node for IPv6."""
-    if shutil.which("etcd") is None:
-        pytest.skip("etcd binary not found (install etcd-server)")
+    (first-found would not pick it here), and can-reach= must reach the Node for IPv6; the
+    router id and log level variables reach BIRD's config and the node's log."""
+    for tool in ("etcd", "bird"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not found (install etcd-server, bird2)")
     netns.exec(host, ["ip", "link", "add", "eth9", "type", "veth", "peer", "name", "eth9p"])
     netns.exec(host, ["ip", "addr", "add", "198.18.13.2/24", "dev", "eth9"])  # highest index
     with EtcdServer() as etcd:
@@ -106,7 +108,8 @@ def test_calico_node_run_registers_the_detected_addresses(
             "IP_AUTODETECTION_METHOD": "interface=eth1",
             "IP6": "autodetect",
             "IP6_AUTODETECTION_METHOD": "can-reach=2001:db8:99::1",
-            "CALICO_NETWORKING_BACKEND": "none",
+            "CALICO_ROUTER_ID": "198.18.99.1",
+            "CALICO_STARTUP_LOGLEVEL": "debug",
             "ETCD_ENDPOINTS": etcd.unix_endpoint,
             "CALICO_RUN_DIR": str(tmp_path),
         }
@@ -118,6 +121,10 @@ def test_calico_node_run_registers_the_detected_addresses(
             bgp = _node_bgp(client, "autodetect-1")
             assert bgp is not None
             assert (bgp.ipv4Address, bgp.ipv6Address) == ("198.18.11.2/25", "2001:db8:10::2/64")
+            bird_cfg = tmp_path / "bird.cfg"  # CALICO_ROUTER_ID reaches BIRD
+            wait_until(lambda: bird_cfg.exists(), 30, "bird.cfg")
+            assert "router id 198.18.99.1;" in bird_cfg.read_text()
+            assert " DEBUG " in (tmp_path / "node.log").read_text()  # CALICO_STARTUP_LOGLEVEL
         finally:
             node.send_signal(signal.SIGTERM)
             node.wait(timeout=20)
