@@ -94,7 +94,8 @@ def test_calico_node_run_registers_the_detected_addresses(
 ) -> None:
     """The issue's case: IP_AUTODETECTION_METHOD=interface=eth1 must give eth1's address
     (first-found would not pick it here), and can-reach= must reach the Node for IPv6; the
-    router id and log level variables reach BIRD's config and the node's log."""
+    router id and log level variables reach BIRD's config and the node's log, and a moved
+    address reaches the Node within AUTODETECT_POLL_INTERVAL."""
     for tool in ("etcd", "bird"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} not found (install etcd-server, bird2)")
@@ -110,6 +111,7 @@ def test_calico_node_run_registers_the_detected_addresses(
             "IP6_AUTODETECTION_METHOD": "can-reach=2001:db8:99::1",
             "CALICO_ROUTER_ID": "198.18.99.1",
             "CALICO_STARTUP_LOGLEVEL": "debug",
+            "AUTODETECT_POLL_INTERVAL": "500ms",
             "ETCD_ENDPOINTS": etcd.unix_endpoint,
             "CALICO_RUN_DIR": str(tmp_path),
         }
@@ -125,6 +127,14 @@ def test_calico_node_run_registers_the_detected_addresses(
             wait_until(lambda: bird_cfg.exists(), 30, "bird.cfg")
             assert "router id 198.18.99.1;" in bird_cfg.read_text()
             assert " DEBUG " in (tmp_path / "node.log").read_text()  # CALICO_STARTUP_LOGLEVEL
+            # The address moves: the node notices within AUTODETECT_POLL_INTERVAL.
+            netns.exec(host, ["ip", "addr", "flush", "dev", "eth1", "scope", "global"])
+            netns.exec(host, ["ip", "addr", "add", "198.18.11.50/26", "dev", "eth1"])
+            wait_until(
+                lambda: (_node_bgp(client, "autodetect-1") or bgp).ipv4Address == "198.18.11.50/26",
+                15,
+                "the Node's new address",
+            )
         finally:
             node.send_signal(signal.SIGTERM)
             node.wait(timeout=20)

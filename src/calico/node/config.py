@@ -112,7 +112,7 @@ NODE_VARIABLES: tuple[NodeVariable, ...] = (
     NodeVariable("CALICO_STARTUP_LOGLEVEL", "the node's log level (trace, debug, info, warning, error, fatal, panic, critical, none; default info)"),  # noqa: E501
     NodeVariable("WAIT_FOR_DATASTORE", "`true`, `false`: calico-py always waits for etcd at start (Calico without it exits and is restarted until etcd answers)", "", _BOOL),  # noqa: E501
     NodeVariable("DISABLE_NODE_IP_CHECK", "`true` skips the check that no other Node uses this node's addresses; `false` (default)", "", _BOOL),  # noqa: E501
-    NodeVariable("AUTODETECT_POLL_INTERVAL", "", "any value: calico-py detects the address once, at start (restart the node to detect again)", frozenset()),  # noqa: E501
+    NodeVariable("AUTODETECT_POLL_INTERVAL", "how often the node checks its addresses again and updates the Node (Go duration, default 60s; not with CALICO_NETWORKING_BACKEND=none, as Calico)"),  # noqa: E501
     NodeVariable("CLUSTER_TYPE", "comma list merged into ClusterInformation `default` spec.clusterType"),  # noqa: E501
     NodeVariable("CALICO_RUN_DIR", "calico-py's: the node's files (default /var/run/calico)"),
 )  # fmt: skip
@@ -155,6 +155,7 @@ class NodeSettings:
     cluster_types: tuple[str, ...] = ()
     check_ip_conflicts: bool = True
     log_level: int = 20
+    poll_interval: float = 60.0  # seconds between address checks after start
 
 
 def settings_from_env(
@@ -198,6 +199,7 @@ def settings_from_env(
         cluster_types=tuple(t for t in re.split(r"\s*,\s*", env.get("CLUSTER_TYPE", "")) if t),
         check_ip_conflicts=env.get("DISABLE_NODE_IP_CHECK", "").strip().lower() != "true",
         log_level=_log_level(env.get("CALICO_STARTUP_LOGLEVEL")),
+        poll_interval=_poll_interval(env.get("AUTODETECT_POLL_INTERVAL")),
     )
 
 
@@ -313,6 +315,34 @@ def _router_id(value: str | None) -> str | None:
         raise NodeConfigError(
             f"CALICO_ROUTER_ID: {text!r} is not an IPv4 address or 'hash'"
         ) from None
+
+
+_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_go_duration(text: str) -> float | None:
+    """Seconds in Go's time.ParseDuration syntax ("90s", "1m30s", "1.5h"), or None."""
+    pos, total = 0, 0.0
+    while pos < len(text):
+        match = _GO_DURATION.match(text, pos)
+        if match is None:
+            return None
+        total += float(match[1]) * _GO_UNITS[match[2]]
+        pos = match.end()
+    return total if text else None
+
+
+def _poll_interval(value: str | None) -> float:
+    text = (value or "").strip()
+    if not text:
+        return 60.0
+    seconds = parse_go_duration(text)
+    if seconds is None or seconds <= 0:
+        raise NodeConfigError(
+            f"AUTODETECT_POLL_INTERVAL: {text!r} is not a positive duration (e.g. 60s, 5m)"
+        )
+    return seconds
 
 
 def _log_level(value: str | None) -> int:

@@ -12,6 +12,7 @@ from calico.node.config import (
     DefaultPool,
     NodeConfigError,
     parse_autodetection_method,
+    parse_go_duration,
     settings_from_env,
     variables_markdown,
 )
@@ -92,8 +93,8 @@ def test_flags_override_the_environment() -> None:
             "CALICO_DISABLE_FILE_LOGGING: 'true' is not supported: Felix and BIRD always log",
         ),
         (
-            {"AUTODETECT_POLL_INTERVAL": "30s"},
-            "AUTODETECT_POLL_INTERVAL: '30s' is not supported: calico-py detects the address once",
+            {"AUTODETECT_POLL_INTERVAL": "30"},
+            "AUTODETECT_POLL_INTERVAL: '30' is not a positive duration",
         ),
         ({"WAIT_FOR_DATASTORE": "yes"}, "WAIT_FOR_DATASTORE: 'yes' is not 'true' or 'false'"),
         ({"CALICO_STARTUP_LOGLEVEL": "loud"}, "CALICO_STARTUP_LOGLEVEL: 'loud' is not a log level"),
@@ -229,3 +230,21 @@ def test_the_support_doc_lists_every_variable_of_the_table() -> None:
     names = [v.name for v in NODE_VARIABLES]
     assert len(names) == len(set(names))
     assert variables_markdown() in doc  # regenerate the table from calico.node.config
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("60s", 60.0), ("1m30s", 90.0), ("1.5h", 5400.0), ("500ms", 0.5), ("2us", 2e-6),
+     ("", None), ("30", None), ("1x", None), ("s", None)],
+)  # fmt: skip
+def test_go_durations(text: str, seconds: float | None) -> None:
+    assert parse_go_duration(text) == seconds
+
+
+def test_poll_interval() -> None:
+    assert settings_from_env({"NODENAME": "h"}).poll_interval == 60.0
+    assert (
+        settings_from_env({"NODENAME": "h", "AUTODETECT_POLL_INTERVAL": "2m"}).poll_interval == 120
+    )
+    with pytest.raises(NodeConfigError, match="AUTODETECT_POLL_INTERVAL: '0s' is not a positive"):
+        settings_from_env({"NODENAME": "h", "AUTODETECT_POLL_INTERVAL": "0s"})
