@@ -17,7 +17,7 @@ from neutron_harness import ACTIVE, DOWN, ERROR, HOST1, HOST2, CalicoMl2TestCase
 from oslo_config import cfg
 
 from calico.felix.status import StatusReporter, workload_status_key
-from calico.openstack import keys, resync_cli
+from calico.openstack import compaction, keys, resync_cli
 from calico.openstack.mech_driver import AGENT_TYPE_FELIX
 from calico.openstack.resync_request import request_resync
 from calico.openstack.store import OpenStackStore
@@ -219,12 +219,15 @@ class TestLeader(CalicoMl2TestCase):
         self.become_leader()
         # The leader starts its watchers after the start-up resync, which runs on the pumped
         # executor: pump until they are up.
-        self.pump_until(lambda: {"felix-status-watch", "resync-requests"} <= _thread_names())
+        duties = {"felix-status-watch", "resync-requests", "etcd-compaction"}
+        self.pump_until(lambda: duties <= _thread_names())
+        # The compaction duty has made its first check (networking-calico's keys).
+        assert self.pump_until(lambda: self.backend.get(compaction.TRIGGER_KEY)) is not None
         state = self.calico._state
         assert state is not None and state.elector is not None
         state.elector.stop()  # steps down and frees the key for another neutron-server
         assert self.backend.get(keys.election_key(self.region_str)) is None
-        wait_for(lambda: not {"felix-status-watch", "resync-requests"} & _thread_names())
+        wait_for(lambda: not duties & _thread_names())
         assert not self.calico.is_leader
         # Felix status is now someone else's business: nothing reaches Neutron from here.
         self.backend.put(keys.felix_status_prefix(self.region_str) + f"{HOST1}/status", b"{}")

@@ -55,6 +55,7 @@ from calico.datastore.etcd import EtcdBackend
 from calico.model.endpoints import WorkloadEndpoint
 from calico.model.policy import NetworkPolicy
 from calico.openstack import keys
+from calico.openstack.compaction import Compactor
 from calico.openstack.election import Elector
 from calico.openstack.feedback import FelixStatusWatcher
 from calico.openstack.resync_request import ResyncRequestWatcher, request_resync
@@ -218,6 +219,8 @@ def floating_ip_port_ids(states: Iterable[Mapping[str, Any] | None]) -> set[str]
 
 
 class _Stoppable(Protocol):
+    def start(self) -> None: ...
+
     def stop(self, timeout: float = 10.0) -> None: ...
 
 
@@ -398,9 +401,18 @@ class CalicoMechanismDriver(mech_agent.SimpleAgentMechanismDriverBase):  # type:
         region_str = state.options.region_string
         status = FelixStatusWatcher(state.backend, region_str, self)
         requests = ResyncRequestWatcher(state.backend, region_str, self._resync_for_request)
-        status.start()
-        requests.start()
-        return [status, requests]
+        duties: list[_Stoppable] = [status, requests]
+        if state.options.etcd_compaction_period_mins:
+            duties.append(
+                Compactor(
+                    state.backend,
+                    state.options.etcd_compaction_period_mins,
+                    state.options.etcd_compaction_min_revisions,
+                )
+            )
+        for duty in duties:
+            duty.start()
+        return duties
 
     def _in_db_thread(self, fn: Callable[[], Any]) -> Any:
         return self.db_executor.submit(fn).result()

@@ -44,18 +44,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("max_ingress_connections_per_port", "int", 0, "Not supported unless 0."),
     OptionSpec("max_egress_connections_per_port", "int", 0, "Not supported unless 0."),
     OptionSpec("num_port_status_threads", "int", 4, "Accepted; one worker writes statuses."),
-    OptionSpec("etcd_compaction_period_mins", "int", None, "Only 0: calico-py never compacts."),
-    OptionSpec("etcd_compaction_min_revisions", "int", 1000, "Accepted (no compaction)."),
+    OptionSpec("etcd_compaction_period_mins", "int", 60, "Minutes between compactions; 0: none."),
+    OptionSpec("etcd_compaction_min_revisions", "int", 1000, "Revisions kept when compacting."),
     OptionSpec("project_name_cache_max", "int", 100, "Accepted (no project-name lookups)."),
     OptionSpec("startup_resync", "str", "always", "always or never: resync when leading."),
     OptionSpec("resync_interval_secs", "int", 0, "Deprecated upstream; no effect."),
     OptionSpec("resync_max_interval_secs", "int", 0, "Deprecated upstream; no effect."),
     OptionSpec("fairy_gc_diagnostics", "bool", False, "Not supported unless false."),
     OptionSpec("startup_resync_inject_per_item_delay_ms", "int", 0, "Test-only; only 0."),
-)
-_NO_COMPACTION = (
-    "calico-py's driver requests no etcd compaction (set 0 and run etcd with "
-    "--auto-compaction-retention)"
 )
 # Values with no calico-py behaviour: option -> (the value that asks for nothing, why).
 _ONLY: dict[str, tuple[object, str]] = {
@@ -83,7 +79,7 @@ class CalicoOptions:
     max_ingress_connections_per_port: int = 0
     max_egress_connections_per_port: int = 0
     num_port_status_threads: int = 4
-    etcd_compaction_period_mins: int | None = None  # None: unset (upstream's 60; see README)
+    etcd_compaction_period_mins: int = 60
     etcd_compaction_min_revisions: int = 1000
     project_name_cache_max: int = 100
     startup_resync: str = "always"
@@ -109,11 +105,9 @@ class CalicoOptions:
             )
         if self.etcd_timeout is not None and self.etcd_timeout <= 0:
             raise ValueError(f"[calico] etcd_timeout {self.etcd_timeout}: not a positive number")
-        if self.etcd_compaction_period_mins not in (None, 0):
-            raise ValueError(
-                f"[calico] etcd_compaction_period_mins {self.etcd_compaction_period_mins}: "
-                f"not supported: {_NO_COMPACTION}"
-            )
+        for name in ("etcd_compaction_period_mins", "etcd_compaction_min_revisions"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"[calico] {name} {getattr(self, name)}: must not be negative")
         if self.num_port_status_threads <= 0:
             raise ValueError(
                 f"[calico] num_port_status_threads {self.num_port_status_threads}: not positive"

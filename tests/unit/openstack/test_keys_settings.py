@@ -131,10 +131,7 @@ def test_every_networking_calico_option_is_a_field() -> None:
             "max_egress_connections_per_port = 5",
             r"max_egress_connections_per_port 5: not supported",
         ),
-        (
-            "etcd_compaction_period_mins = 60",
-            r"etcd_compaction_period_mins 60: not supported: calico-py's driver requests no etcd compaction",
-        ),
+        ("etcd_compaction_period_mins = -1", r"etcd_compaction_period_mins -1: must not be"),
         ("fairy_gc_diagnostics = true", r"fairy_gc_diagnostics True: not supported"),
         ("fairy_gc_diagnostics = perhaps", r"fairy_gc_diagnostics 'perhaps': not a boolean"),
         (
@@ -161,11 +158,12 @@ def test_upstream_options_that_work_or_ask_for_nothing(tmp_path: Path) -> None:
     path = tmp_path / "neutron.conf"
     path.write_text(
         "[calico]\netcd_scheme = https\netcd_timeout = 60\nmax_ingress_connections_per_port = 0\n"
-        "etcd_compaction_period_mins = 0\netcd_compaction_min_revisions = 500\n"
+        "etcd_compaction_period_mins = 10\netcd_compaction_min_revisions = 500\n"
         "num_port_status_threads = 8\nproject_name_cache_max = 10\nstartup_resync = never\n"
         "resync_interval_secs = 30\nfairy_gc_diagnostics = false\n"
     )
     opts = read_config_files([str(path)])
-    assert (opts.startup_resync, opts.etcd_compaction_period_mins) == ("never", 0)
+    assert (opts.startup_resync, opts.etcd_compaction_period_mins) == ("never", 10)
+    assert opts.etcd_compaction_min_revisions == 500
     config = opts.etcd_config({})
     assert config.endpoints == ("https://127.0.0.1:2379",) and config.request_timeout == 60.0

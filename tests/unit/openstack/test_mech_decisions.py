@@ -237,7 +237,7 @@ def test_oslo_options_refuse_what_calico_py_does_not_do(tmp_path: Path) -> None:
     for name, value, message in [
         ("etcd_username", "admin", "etcd_username 'admin': not supported"),
         ("max_egress_connections_per_port", 3, "max_egress_connections_per_port 3: not supported"),
-        ("etcd_compaction_period_mins", 60, "etcd_compaction_period_mins 60: not supported"),
+        ("etcd_compaction_period_mins", -5, "etcd_compaction_period_mins -5: must not be"),
         ("fairy_gc_diagnostics", True, "fairy_gc_diagnostics True: not supported"),
     ]:
         conf.set_override(name, value, group="calico")
