@@ -118,7 +118,8 @@ def parse_netconf(data: bytes) -> NetConf:
     datastore = _get(doc, "datastore_type", str, "") or "etcdv3"
     if datastore != "etcdv3":
         raise CniError(
-            Code.INVALID_CONFIG, f"datastore_type {datastore!r} is not supported (etcdv3 only)"
+            Code.INVALID_CONFIG,
+            f"datastore_type: {datastore!r} is not supported: {_NO_K8S}",
         )
     _refuse_unsupported(doc)
     policy_type = _get(_section(doc, "policy"), "type", str, "")
@@ -205,7 +206,7 @@ def _ipam(doc: Mapping[str, Any]) -> IPAMConf:
     if ipam_type != CALICO_IPAM:
         raise CniError(
             Code.INVALID_CONFIG,
-            f"ipam type {ipam_type!r} is not supported: use {CALICO_IPAM!r}"
+            f"ipam.type: {ipam_type!r} is not supported: use {CALICO_IPAM!r}"
             " (delegating to other IPAM plugins is not built in calico-py)",
         )
     conf = IPAMConf(

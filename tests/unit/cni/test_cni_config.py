@@ -205,6 +205,10 @@ def test_refusals_read_as_an_operator_needs_them() -> None:
     with pytest.raises(CniError, match=r"^log_level: 'verbose' is not one of trace, debug"):
         parse(_nested("log_level", "verbose"))
     assert parse(_nested("log_level", "WARN")).log_level == "warn"
+    with pytest.raises(CniError, match=r"^ipam\.type: 'host-local' is not supported: use"):
+        parse(_nested("ipam.type", "host-local"))
+    with pytest.raises(CniError, match=r"^datastore_type: 'kubernetes' is not supported"):
+        parse(_nested("datastore_type", "kubernetes"))
     for key in ("nodename_file_optional", "include_default_routes"):
         parse(_nested(key, True))
         assert code_of(_nested(key, "yes")) == Code.INVALID_CONFIG
