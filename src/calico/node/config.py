@@ -80,7 +80,7 @@ NODE_VARIABLES: tuple[NodeVariable, ...] = (
     NodeVariable("AS", "the Node's AS number (1-4294967295 or asdot); unset keeps the Node's"),
     NodeVariable("CALICO_ROUTER_ID", "BIRD's router id: an IPv4 address or `hash` (of the node name); default the Node's IPv4, else the hash"),  # noqa: E501
     NodeVariable("CALICO_K8S_NODE_REF", "written to the Node's spec.orchRefs (orchestrator k8s)"),
-    NodeVariable("CALICO_NETWORKING_BACKEND", "`bird` (default: BIRD and the BGP agent), `none` (policy only: Felix alone, no address needed)", "`vxlan`: calico-py has no VXLAN dataplane yet"),  # noqa: E501
+    NodeVariable("CALICO_NETWORKING_BACKEND", "`bird` (default: BIRD and the BGP agent), `none` (policy only: Felix alone; IP/IP6 are not used and the Node's addresses are left as they are, as Calico)", "`vxlan`: calico-py has no VXLAN dataplane yet"),  # noqa: E501
     NodeVariable("CALICO_IPV4POOL_CIDR", "the default IPv4 pool, created when no IPv4 pool exists (unset: no pool; Calico invents 192.168.0.0/16)"),  # noqa: E501
     NodeVariable("CALICO_IPV6POOL_CIDR", "the default IPv6 pool, created when no IPv6 pool exists (unset: no pool)"),  # noqa: E501
     NodeVariable("CALICO_IPV4POOL_BLOCK_SIZE", "the default IPv4 pool's blockSize (20-32, default 26)"),  # noqa: E501

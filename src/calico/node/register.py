@@ -111,19 +111,12 @@ def register_node(
         except ResourceNotFound:
             existing = None
         bgp = existing.spec.bgp if existing else None
-        ipv4 = resolve_address(
-            ipv4_setting,
-            bgp.ipv4Address if bgp else None,
-            4,
-            lambda: detect(settings.ip_method, 4, addresses, reach),
-        )
-        ipv6 = resolve_address(
-            settings.ip6,
-            bgp.ipv6Address if bgp else None,
-            6,
-            lambda: detect(settings.ip6_method, 6, addresses, reach),
-        )
-        if settings.check_ip_conflicts:
+        if not settings.networking:  # policy only: calico/node leaves the addresses alone
+            ipv4 = bgp.ipv4Address if bgp else None
+            ipv6 = bgp.ipv6Address if bgp else None
+        else:
+            ipv4, ipv6 = _addresses(settings, ipv4_setting, bgp, addresses, reach)
+        if settings.check_ip_conflicts and settings.networking:
             others = [n for n in client.list(Node).items if isinstance(n, Node)]
             check_conflicts(others, settings.nodename, ipv4, ipv6)
         wanted = merged_node(existing, settings.nodename, ipv4, ipv6, settings.as_number)
@@ -141,6 +134,28 @@ def register_node(
         log.info("registered node %s (IPv4 %s, IPv6 %s)", settings.nodename, ipv4, ipv6)
         return stored
     raise NodeStartupError(f"Node {settings.nodename!r} keeps changing; could not update it")
+
+
+def _addresses(
+    settings: NodeSettings,
+    ipv4_setting: str | None,
+    bgp: NodeBGPSpec | None,
+    addresses: Callable[[], Sequence[InterfaceAddress]],
+    reach: Callable[[str, int], str] | None,
+) -> tuple[str | None, str | None]:
+    ipv4 = resolve_address(
+        ipv4_setting,
+        bgp.ipv4Address if bgp else None,
+        4,
+        lambda: detect(settings.ip_method, 4, addresses, reach),
+    )
+    ipv6 = resolve_address(
+        settings.ip6,
+        bgp.ipv6Address if bgp else None,
+        6,
+        lambda: detect(settings.ip6_method, 6, addresses, reach),
+    )
+    return ipv4, ipv6
 
 
 def ensure_default_pools(client: ResourceClient, settings: NodeSettings) -> None:

@@ -120,3 +120,18 @@ def test_node_ref_ip_check_cluster_type_and_pool_fields() -> None:
         True,
         "rack == 'a'",
     )
+
+
+def test_policy_only_leaves_the_addresses_alone() -> None:
+    c = client()
+    register(c, IP="198.18.0.11/24")
+    env = {
+        "NODENAME": "host-1",
+        "CALICO_NETWORKING_BACKEND": "none",
+        "IP": "autodetect",
+        "AS": "65001",
+    }
+    node = register_node(c, settings_from_env(env), list)  # nothing to detect: not needed
+    assert node.spec.bgp == NodeBGPSpec(ipv4Address="198.18.0.11/24", asNumber=65001)
+    fresh = register_node(c, settings_from_env({**env, "NODENAME": "host-2"}), list)
+    assert fresh.spec.bgp == NodeBGPSpec(asNumber=65001)
