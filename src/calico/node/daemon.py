@@ -101,7 +101,7 @@ class NodeDaemon:
             supervisor.stop()
 
     def _reregister(self) -> None:
-        register_node(self.client, self.settings, host_addresses)
+        register_node(self.client, self.settings, host_addresses, addresses_only=True)
 
     def _new_agent(self) -> BGPAgent:
         return BGPAgent(

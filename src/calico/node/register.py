@@ -95,11 +95,14 @@ def register_node(
     settings: NodeSettings,
     addresses: Callable[[], Sequence[InterfaceAddress]],
     reach: Callable[[str, int], str] | None = None,
+    *,
+    addresses_only: bool = False,
 ) -> Node:
     """Create or update this node's Node resource; returns what is stored.
 
     `addresses` lists the host's interface addresses; `reach` finds the source address
-    towards a destination (can-reach=; default: a UDP socket in this namespace)."""
+    towards a destination (can-reach=; default: a UDP socket in this namespace).
+    `addresses_only` (calico/node's address monitor) leaves AS and orchRefs as stored."""
     ipv4_setting = settings.ip
     if ipv4_setting not in (None, AUTODETECT, NONE) and not settings.ip_has_prefix:
         # IP without a prefix length: the interface's, else /32 (calico/node's GetLocalCIDR)
@@ -119,8 +122,9 @@ def register_node(
         if settings.check_ip_conflicts and settings.networking:
             others = [n for n in client.list(Node).items if isinstance(n, Node)]
             check_conflicts(others, settings.nodename, ipv4, ipv6)
-        wanted = merged_node(existing, settings.nodename, ipv4, ipv6, settings.as_number)
-        if settings.k8s_node_ref:
+        asn = None if addresses_only else settings.as_number
+        wanted = merged_node(existing, settings.nodename, ipv4, ipv6, asn)
+        if settings.k8s_node_ref and not addresses_only:
             ref = OrchRef(nodeName=settings.k8s_node_ref, orchestrator="k8s")
             wanted = wanted.model_copy(
                 update={"spec": wanted.spec.model_copy(update={"orchRefs": [ref]})}

@@ -135,3 +135,16 @@ def test_policy_only_leaves_the_addresses_alone() -> None:
     assert node.spec.bgp == NodeBGPSpec(ipv4Address="198.18.0.11/24", asNumber=65001)
     fresh = register_node(c, settings_from_env({**env, "NODENAME": "host-2"}), list)
     assert fresh.spec.bgp == NodeBGPSpec(asNumber=65001)
+
+
+def test_the_address_monitor_updates_only_addresses() -> None:
+    c = client()
+    env = {"NODENAME": "host-1", "AS": "65001", "CALICO_K8S_NODE_REF": "w1", "IP": "autodetect"}
+    register_node(c, settings_from_env(env), lambda: ETH0)
+    node = c.get(Node, "host-1")
+    assert node.spec.bgp is not None
+    node.spec.bgp.asNumber = 65002  # an operator's change, kept until the node restarts
+    c.replace(node)
+    moved = [InterfaceAddress("eth0", 2, "198.18.0.12/24")]
+    node = register_node(c, settings_from_env(env), lambda: moved, addresses_only=True)
+    assert node.spec.bgp == NodeBGPSpec(ipv4Address="198.18.0.12/24", asNumber=65002)
