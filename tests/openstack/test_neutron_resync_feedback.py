@@ -14,9 +14,10 @@ from unittest import mock
 import pytest
 from neutron.objects import agent as agent_obj
 from neutron_harness import ACTIVE, DOWN, ERROR, HOST1, HOST2, CalicoMl2TestCase, wait_for
+from oslo_config import cfg
 
 from calico.felix.status import StatusReporter, workload_status_key
-from calico.openstack import keys, resync_cli
+from calico.openstack import compaction, keys, resync_cli
 from calico.openstack.mech_driver import AGENT_TYPE_FELIX
 from calico.openstack.resync_request import request_resync
 from calico.openstack.store import OpenStackStore
@@ -218,12 +219,15 @@ class TestLeader(CalicoMl2TestCase):
         self.become_leader()
         # The leader starts its watchers after the start-up resync, which runs on the pumped
         # executor: pump until they are up.
-        self.pump_until(lambda: {"felix-status-watch", "resync-requests"} <= _thread_names())
+        duties = {"felix-status-watch", "resync-requests", "etcd-compaction"}
+        self.pump_until(lambda: duties <= _thread_names())
+        # The compaction duty has made its first check (networking-calico's keys).
+        assert self.pump_until(lambda: self.backend.get(compaction.TRIGGER_KEY)) is not None
         state = self.calico._state
         assert state is not None and state.elector is not None
         state.elector.stop()  # steps down and frees the key for another neutron-server
         assert self.backend.get(keys.election_key(self.region_str)) is None
-        wait_for(lambda: not {"felix-status-watch", "resync-requests"} & _thread_names())
+        wait_for(lambda: not duties & _thread_names())
         assert not self.calico.is_leader
         # Felix status is now someone else's business: nothing reaches Neutron from here.
         self.backend.put(keys.felix_status_prefix(self.region_str) + f"{HOST1}/status", b"{}")
@@ -235,3 +239,24 @@ class TestLeader(CalicoMl2TestCase):
 
 def _thread_names() -> set[str]:
     return {t.name for t in threading.enumerate()}
+
+
+class TestLeaderWithoutStartupResync(CalicoMl2TestCase):
+    elect_leader = True
+
+    def setup_config(self) -> None:
+        super().setup_config()
+        cfg.CONF.set_override("startup_resync", "never", group="calico")
+
+    def test_startup_resync_never_leaves_etcd_alone_until_asked(self) -> None:
+        stray = self.wep_key(HOST2, "vm-old", "0ld-port")
+        self.backend.put(stray, b"{}")  # a resync would delete it: Neutron has no such port
+        wait_for(
+            lambda: {"felix-status-watch", "resync-requests"} <= _thread_names(),
+            15.0,
+            step=lambda: self.executor.run_pending(wait=0.02),
+        )
+        assert self.executor.run_pending(wait=0.5) == 0  # no resync was queued
+        assert self.backend.get(stray) is not None
+        assert self.calico.resync_now().changes() == 1  # an explicit resync still works
+        assert self.backend.get(stray) is None

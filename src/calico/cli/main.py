@@ -8,6 +8,7 @@ import click
 from calico.cli.cni import cni
 from calico.cli.lab import lab
 from calico.cli.node import node
+from calico.version import add_version_option
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,6 +19,7 @@ def cli() -> None:
 cli.add_command(cni)
 cli.add_command(node)
 cli.add_command(lab)
+add_version_option(cli, "calico")
 
 
 def main() -> None:

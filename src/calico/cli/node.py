@@ -20,6 +20,10 @@ def node() -> None:
 @click.option("--nodename", help="Node name (default: $NODENAME, else the host name).")
 @click.option("--ip", help="IPv4 address/prefix, 'autodetect' or 'none' (default: $IP).")
 @click.option("--ip6", help="IPv6 address/prefix, 'autodetect' or 'none' (default: $IP6).")
+@click.option(
+    "--ip-autodetection-method", "ip_method", help="$IP_AUTODETECTION_METHOD (first-found...)."
+)
+@click.option("--ip6-autodetection-method", "ip6_method", help="$IP6_AUTODETECTION_METHOD.")
 @click.option("--as", "as_number", help="The node's AS number (default: $AS).")
 @click.option("--etcd-endpoints", help="etcd endpoints (default: $ETCD_ENDPOINTS).")
 @click.option("--run-dir", help="Per-node files (default: $CALICO_RUN_DIR or /var/run/calico).")
@@ -30,6 +34,8 @@ def run(
     nodename: str | None,
     ip: str | None,
     ip6: str | None,
+    ip_method: str | None,
+    ip6_method: str | None,
     as_number: str | None,
     etcd_endpoints: str | None,
     run_dir: str | None,
@@ -37,14 +43,17 @@ def run(
     bird_bin: str,
     birdc_bin: str,
 ) -> None:
-    """Run until SIGTERM. Configured like calico/node from NODENAME, IP, IP6, AS,
-    ETCD_ENDPOINTS, CALICO_RUN_DIR, CALICO_NETWORKING_BACKEND; flags override them."""
+    """Run until SIGTERM. Configured like calico/node from its environment (NODENAME, IP, IP6,
+    IP_AUTODETECTION_METHOD, AS, ETCD_ENDPOINTS, CALICO_NETWORKING_BACKEND, ...; see
+    docs/support-node.md); flags override it. Values calico-py cannot honour are refused."""
     from calico.node.daemon import run_node
 
     flags = {
         "NODENAME": nodename,
         "IP": ip,
         "IP6": ip6,
+        "IP_AUTODETECTION_METHOD": ip_method,
+        "IP6_AUTODETECTION_METHOD": ip6_method,
         "AS": as_number,
         "ETCD_ENDPOINTS": etcd_endpoints,
         "CALICO_RUN_DIR": run_dir,

@@ -4,10 +4,13 @@ Keys are those of Calico's cni-plugin (`pkg/types/types.go`) so existing conflis
 `etcd_endpoints`, `etcd_key_file`/`etcd_cert_file`/`etcd_ca_cert_file`, `etcd_scheme` and
 `etcd_authority` (legacy), `datastore_type` (etcdv3 only), `nodename`, `nodename_file`, `mtu`,
 `ipam {type, assign_ipv4, assign_ipv6, ipv4_pools, ipv6_pools}`, `policy {type}`,
-`container_settings {allow_ip_forwarding}`, `log_level`, `log_file_path`. Labels come from the
-CNI convention `args.cni.labels` and from Mesos' `args.org.apache.mesos.network_info.labels`,
-as Calico reads them. Unknown keys are ignored (runtimes add their own); a known key of the
-wrong type is code 7, JSON that does not decode is code 6, an unknown cniVersion code 1.
+`container_settings {allow_ip_forwarding}`, `log_level`, `log_file_path`,
+`nodename_file_optional`, `include_default_routes` (the result always carries the default
+routes). Labels come from the CNI convention `args.cni.labels` and from Mesos'
+`args.org.apache.mesos.network_info.labels`, as Calico reads them. Calico's other keys
+(`UNSUPPORTED`) are refused with code 7 naming the key path unless absent or off (null, false,
+0, "", [] or {}). Keys Calico does not know are ignored (runtimes add their own); a known key of
+the wrong type is code 7, JSON that does not decode is code 6, an unknown cniVersion code 1.
 """
 
 from __future__ import annotations
@@ -37,6 +40,45 @@ _ETCD_KEYS = {
     "etcd_ca_cert_file": "ETCD_CA_CERT_FILE",
 }
 T = TypeVar("T")
+_NO_K8S = "calico-py has no Kubernetes API (the datastore is etcd)"
+_WINDOWS = "Windows only"
+# Calico's cni-plugin keys (pkg/types) with no calico-py behaviour: key path -> why.
+UNSUPPORTED: dict[str, str] = {
+    "mode": "Windows networking modes (vxlan) are not built",
+    "vxlan_mac_prefix": _WINDOWS,
+    "vxlan_vni": _WINDOWS,
+    "num_queues": "multi-queue veths are not built",
+    "ipam_lock_file": "calico-py's IPAM takes no host lock (etcd compare-and-swap instead)",
+    "etcd_discovery_srv": "no DNS SRV discovery: list the endpoints in etcd_endpoints",
+    "log_file_max_size": "log rotation is not built (rotate log_file_path externally)",
+    "log_file_max_age": "log rotation is not built (rotate log_file_path externally)",
+    "log_file_max_count": "log rotation is not built (rotate log_file_path externally)",
+    "policy.k8s_api_root": _NO_K8S,
+    "policy.k8s_auth_token": _NO_K8S,
+    "policy.k8s_client_certificate": _NO_K8S,
+    "policy.k8s_client_key": _NO_K8S,
+    "policy.k8s_certificate_authority": _NO_K8S,
+    "kubernetes.k8s_api_root": _NO_K8S,
+    "kubernetes.kubeconfig": _NO_K8S,
+    "kubernetes.node_name": f"{_NO_K8S}; use nodename",
+    "feature_control.ip_addrs_no_ipam": "addresses without IPAM are not built",
+    "feature_control.floating_ips": "floating IPs from pod annotations need Kubernetes",
+    "dataplane_options": "alternative dataplanes are not built",
+    "windows_pod_deletion_timestamp_timeout": _WINDOWS,
+    "windows_use_single_network": _WINDOWS,
+    "windows_disable_default_deny_all_policy": _WINDOWS,
+    "windows_loopback_DSR": _WINDOWS,
+    "readiness_gates": "readiness gates are not built",
+    "policy_setup_timeout_seconds": "waiting for Felix to program the endpoint is not built",
+    "endpoint_status_dir": "waiting for Felix to program the endpoint is not built",
+    "hostname": "deprecated by Calico: use nodename",
+    "require_mtu_file": "calico-py reads no MTU file: set mtu",
+    "ipam.subnet": "host-local's usePodCidr: calico-ipam assigns from IP pools",
+    "ipam.ip_pools_label_selector_keys": "pool selection by pod labels is not built",
+}
+_POLICY_TYPES = ("", "k8s")
+# logrus's level names, which Calico's plugin parses log_level with.
+LOG_LEVELS = ("trace", "debug", "info", "warn", "warning", "error", "fatal", "panic")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +118,15 @@ def parse_netconf(data: bytes) -> NetConf:
     datastore = _get(doc, "datastore_type", str, "") or "etcdv3"
     if datastore != "etcdv3":
         raise CniError(
-            Code.INVALID_CONFIG, f"datastore_type {datastore!r} is not supported (etcdv3 only)"
+            Code.INVALID_CONFIG,
+            f"datastore_type: {datastore!r} is not supported: {_NO_K8S}",
         )
+    _refuse_unsupported(doc)
+    policy_type = _get(_section(doc, "policy"), "type", str, "")
+    if policy_type not in _POLICY_TYPES:
+        raise CniError(Code.INVALID_CONFIG, f"policy.type: {policy_type!r} is not 'k8s' or empty")
+    _get(doc, "nodename_file_optional", bool, False)
+    _get(doc, "include_default_routes", bool, False)
     labels, namespace = _labels(doc.get("args"))
     return NetConf(
         cni_version=version,
@@ -88,15 +137,25 @@ def parse_netconf(data: bytes) -> NetConf:
         nodename=_get(doc, "nodename", str, "") or None,
         nodename_file=_get(doc, "nodename_file", str, "") or None,
         mtu=_mtu(doc),
-        policy_type=_get(_section(doc, "policy"), "type", str, ""),
+        policy_type=policy_type,
         allow_ip_forwarding=_get(
             _section(doc, "container_settings"), "allow_ip_forwarding", bool, False
         ),
-        log_level=(_get(doc, "log_level", str, "") or "info").lower(),
+        log_level=_log_level(doc),
         log_file_path=_get(doc, "log_file_path", str, "") or None,
         labels=labels,
         namespace=namespace,
     )
+
+
+def _refuse_unsupported(doc: Mapping[str, Any]) -> None:
+    for path, reason in UNSUPPORTED.items():
+        section, _, key = path.rpartition(".")
+        value = _section(doc, section).get(key) if section else doc.get(key)
+        if value not in (None, False, 0, "", [], {}):
+            raise CniError(
+                Code.INVALID_CONFIG, f"{path}: {json.dumps(value)} is not supported: {reason}"
+            )
 
 
 def _decode(data: bytes) -> dict[str, Any]:
@@ -125,6 +184,15 @@ def _section(doc: Mapping[str, Any], key: str) -> dict[str, Any]:
     return _get(doc, key, dict, {})
 
 
+def _log_level(doc: Mapping[str, Any]) -> str:
+    level = (_get(doc, "log_level", str, "") or "info").lower()
+    if level not in LOG_LEVELS:
+        raise CniError(
+            Code.INVALID_CONFIG, f"log_level: {level!r} is not one of {', '.join(LOG_LEVELS)}"
+        )
+    return level
+
+
 def _mtu(doc: Mapping[str, Any]) -> int:
     mtu = _get(doc, "mtu", int, 0)
     if mtu != 0 and not 68 <= mtu <= 65535:
@@ -138,7 +206,7 @@ def _ipam(doc: Mapping[str, Any]) -> IPAMConf:
     if ipam_type != CALICO_IPAM:
         raise CniError(
             Code.INVALID_CONFIG,
-            f"ipam type {ipam_type!r} is not supported: use {CALICO_IPAM!r}"
+            f"ipam.type: {ipam_type!r} is not supported: use {CALICO_IPAM!r}"
             " (delegating to other IPAM plugins is not built in calico-py)",
         )
     conf = IPAMConf(

@@ -18,11 +18,12 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from calico import version_line
 from calico.cni.config import NetConf, determine_nodename, parse_netconf
 from calico.cni.identity import WorkloadIdentity, identify
 from calico.cni.services import DefaultServices, Services
@@ -99,6 +100,28 @@ def _dispatch(handlers: Handlers, call: Call) -> dict[str, Any] | None:
             close()
 
 
+USAGE = """Usage: {prog} [-v | --version] [-h | --help]
+
+{prog}: a Calico CNI plugin (calico-py). A container runtime runs it with CNI_COMMAND
+(ADD, DEL, CHECK, VERSION), the other CNI_* variables and the network configuration on
+stdin, as the CNI spec says.
+"""
+
+
+def command_line(argv: Sequence[str], prog: str) -> tuple[int, str, str] | None:
+    """Calico's plugin flags, looked at before the CNI protocol (runtimes pass none):
+    None to run the protocol, else (exit code, stdout, stderr). As Go's flag package: one or
+    two dashes; an unknown flag or any other argument is a usage error (exit 2)."""
+    if not argv:
+        return None
+    arg = argv[0]
+    if len(argv) == 1 and arg in ("-v", "--v", "-version", "--version"):
+        return 0, version_line(prog) + "\n", ""
+    if len(argv) == 1 and arg in ("-h", "--h", "-help", "--help"):
+        return 0, USAGE.format(prog=prog), ""
+    return 2, "", f"{prog}: unexpected argument {' '.join(argv)!r}\n" + USAGE.format(prog=prog)
+
+
 def main(module: str) -> None:
     """Process entry point of the plugin whose `HANDLERS` are in `module`: the real
     environment, stdin, stdout. The module (and with it pydantic, httpx and pyroute2) is
@@ -108,6 +131,12 @@ def main(module: str) -> None:
     # The process lives for a fraction of a second and allocates mostly while importing (pydantic
     # building its validators): cyclic garbage collection would only cost time (~15% of a run).
     gc.disable()
+    flags = command_line(sys.argv[1:], Path(sys.argv[0]).name)
+    if flags is not None:  # before stdin is read: `calico --help` must not wait for input
+        code, out, err = flags
+        sys.stdout.write(out)
+        sys.stderr.write(err)
+        sys.exit(code)
     signal.signal(signal.SIGTERM, _terminated)
     stdin = sys.stdin.buffer.read()  # always, as libcni's skel does: runtimes always write it
     code = run(
@@ -133,7 +162,16 @@ def _command(environ: Mapping[str, str]) -> str:
     return environ.get("CNI_COMMAND", "?")
 
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+_LEVELS = {
+    "trace": logging.DEBUG,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "fatal": logging.CRITICAL,
+    "panic": logging.CRITICAL,
+}
 
 
 def _configure_logging(conf: NetConf, stderr: TextIO) -> None:
@@ -145,7 +183,7 @@ def _configure_logging(conf: NetConf, stderr: TextIO) -> None:
     console.setLevel(logging.WARNING)
     console.setFormatter(fmt)
     handlers: list[logging.Handler] = [console]
-    level = _LEVELS.get(conf.log_level, logging.ERROR)
+    level = _LEVELS[conf.log_level]
     if conf.log_file_path:
         try:
             Path(conf.log_file_path).parent.mkdir(parents=True, exist_ok=True)

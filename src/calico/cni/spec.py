@@ -126,8 +126,18 @@ def _check_identifiers(inv: Invocation) -> None:
         raise CniError(Code.INVALID_ENVIRONMENT, f"invalid CNI_IFNAME {name!r}")
 
 
+# The CNI_ARGS keys Calico's plugin reads (its K8sArgs): IP asks for that address,
+# K8S_POD_NAMESPACE/K8S_POD_NAME name the pod; K8S_POD_INFRA_CONTAINER_ID is the container.
+CNI_ARGS_KEYS = frozenset(
+    {"IgnoreUnknown", "IP", "K8S_POD_NAMESPACE", "K8S_POD_NAME", "K8S_POD_INFRA_CONTAINER_ID"}
+)
+_ARG_BOOLS = {"1": True, "true": True, "0": False, "false": False}
+
+
 def parse_cni_args(text: str) -> dict[str, str]:
-    """`K=V;K2=V2` (empty pairs ignored); a pair without '=' is an error (code 4)."""
+    """`K=V;K2=V2` (empty pairs ignored); a pair without '=' is an error (code 4). As libcni's
+    LoadArgs (which Calico uses): a key outside `CNI_ARGS_KEYS` is refused (code 4) unless
+    the runtime set IgnoreUnknown=1 (or true)."""
     args: dict[str, str] = {}
     for pair in text.split(";"):
         if not pair:
@@ -136,6 +146,16 @@ def parse_cni_args(text: str) -> dict[str, str]:
         if not sep or not key:
             raise CniError(Code.INVALID_ENVIRONMENT, f"invalid CNI_ARGS pair {pair!r}")
         args[key] = value
+    ignore = args.get("IgnoreUnknown", "0")
+    if ignore.lower() not in _ARG_BOOLS:
+        raise CniError(Code.INVALID_ENVIRONMENT, f"CNI_ARGS IgnoreUnknown={ignore!r} is not 1/0")
+    unknown = sorted(set(args) - CNI_ARGS_KEYS)
+    if unknown and not _ARG_BOOLS[ignore.lower()]:
+        raise CniError(
+            Code.INVALID_ENVIRONMENT,
+            f"CNI_ARGS: {', '.join(unknown)} not supported (known: "
+            f"{', '.join(sorted(CNI_ARGS_KEYS))}; IgnoreUnknown=1 ignores others)",
+        )
     return args
 
 

@@ -19,7 +19,7 @@ import yaml
 
 from calico.datastore.api import DatastoreError
 from calico.datastore.client import ResourceClient
-from calico.datastore.config import EtcdConfig, parse_endpoints
+from calico.datastore.config import EtcdConfig, check_environment, parse_endpoints
 from calico.datastore.etcd import EtcdBackend
 from calico.model.base import Resource
 from calico.model.errors import ResourceError
@@ -52,6 +52,7 @@ def load_etcd_config(config_path: str | None, environ: Mapping[str, str]) -> Etc
             raise CtlError(f"config file {path}: expected kind CalicoAPIConfig")
         spec = dict(doc.get("spec") or {})
     try:
+        check_environment(environ)
         base = EtcdConfig.from_mapping(spec)
         if not any(environ.get(k) for k in _ENV_KEYS):
             return base

@@ -13,6 +13,7 @@ from calico.ctl.commands.label import label
 from calico.ctl.commands.node import node
 from calico.ctl.commands.version import version
 from calico.ctl.context import CtlContext
+from calico.version import add_version_option
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,6 +42,7 @@ def cli(click_ctx: click.Context, config_path: str | None, log_level: str) -> No
 
 for _command in (create, apply, replace, delete, get, label, validate, version, ipam, node):
     cli.add_command(_command)
+add_version_option(cli, "calicoctl")
 
 
 def main() -> None:

@@ -4,7 +4,9 @@ Inputs are Calico's own names so existing deployments work unchanged: the enviro
 `ETCD_ENDPOINTS`, `ETCD_CA_CERT_FILE`, `ETCD_CERT_FILE`, `ETCD_KEY_FILE` (plus the legacy
 `ETCD_SCHEME`/`ETCD_AUTHORITY` pair when `ETCD_ENDPOINTS` is unset), or the `spec` of a
 calicoctl `CalicoAPIConfig` document (`etcdEndpoints`, `etcdCACertFile`, ...).
-Malformed input raises `ValueError` here, at start-up, rather than as a connection error later.
+Malformed input raises `ValueError` here, at start-up, rather than as a connection error later,
+and so do Calico's settings calico-py has no behaviour for (`DATASTORE_TYPE=kubernetes`, DNS SRV
+discovery, user/password authentication, inline PEM, the Kubernetes datastore's keys).
 """
 
 from __future__ import annotations
@@ -15,6 +17,53 @@ from typing import Any
 from urllib.parse import urlsplit
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:2379"
+_NO_K8S = "calico-py has no Kubernetes datastore"
+_NO_AUTH = "etcd user authentication is not built (use TLS client certificates)"
+_NO_SRV = "no DNS SRV discovery: list the endpoints"
+# Calico's datastore environment variables with no calico-py behaviour: name -> why.
+UNSUPPORTED_ENV = {
+    "ETCD_DISCOVERY_SRV": f"{_NO_SRV} in ETCD_ENDPOINTS",
+    "ETCD_USERNAME": _NO_AUTH,
+    "ETCD_PASSWORD": _NO_AUTH,
+    "ETCD_KEY": "inline PEM is not supported: use ETCD_KEY_FILE",
+    "ETCD_CERT": "inline PEM is not supported: use ETCD_CERT_FILE",
+    "ETCD_CA_CERT": "inline PEM is not supported: use ETCD_CA_CERT_FILE",
+}
+# calicoctl.cfg `spec` keys (Calico's CalicoAPIConfigSpec): working ones, then refused ones.
+_SPEC_KEYS = ("datastoreType", "etcdEndpoints", "etcdKeyFile", "etcdCertFile", "etcdCACertFile")
+UNSUPPORTED_SPEC = {
+    "etcdDiscoverySrv": f"{_NO_SRV} in etcdEndpoints",
+    "etcdUsername": _NO_AUTH,
+    "etcdPassword": _NO_AUTH,
+    "etcdKey": "inline PEM is not supported: use etcdKeyFile",
+    "etcdCert": "inline PEM is not supported: use etcdCertFile",
+    "etcdCACert": "inline PEM is not supported: use etcdCACertFile",
+    **{
+        key: _NO_K8S
+        for key in (
+            "kubeconfig",
+            "kubeconfigInline",
+            "k8sAPIEndpoint",
+            "k8sKeyFile",
+            "k8sCertFile",
+            "k8sCAFile",
+            "k8sAPIToken",
+            "k8sInsecureSkipTLSVerify",
+            "k8sDisableNodePoll",
+            "k8sClientQPS",
+        )
+    },
+}
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """Refuse the datastore variables calico-py cannot honour (ValueError naming one)."""
+    datastore = environ.get("DATASTORE_TYPE", "").strip()
+    if datastore not in ("", "etcdv3"):
+        raise ValueError(f"DATASTORE_TYPE: {datastore!r} is not supported: {_NO_K8S} (etcdv3)")
+    for name, why in UNSUPPORTED_ENV.items():
+        if environ.get(name, "").strip():
+            raise ValueError(f"{name}: not supported: {why}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +97,7 @@ class EtcdConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> EtcdConfig:
         """Read Calico's ETCD_* environment variables (empty values count as unset)."""
+        check_environment(environ)
         endpoints = environ.get("ETCD_ENDPOINTS", "").strip()
         if not endpoints and environ.get("ETCD_AUTHORITY", "").strip():
             scheme = environ.get("ETCD_SCHEME", "").strip() or "http"
@@ -62,9 +112,16 @@ class EtcdConfig:
     @classmethod
     def from_mapping(cls, spec: Mapping[str, Any]) -> EtcdConfig:
         """Read the `spec` of a calicoctl.cfg (`kind: CalicoAPIConfig`) document."""
-        datastore_type = spec.get("datastoreType", "etcdv3")
+        for key, value in spec.items():
+            if key in UNSUPPORTED_SPEC and value not in (None, "", False, 0):
+                raise ValueError(f"spec.{key}: not supported: {UNSUPPORTED_SPEC[key]}")
+            if key not in _SPEC_KEYS and key not in UNSUPPORTED_SPEC:
+                raise ValueError(f"spec.{key}: unknown field")
+        datastore_type = spec.get("datastoreType") or "etcdv3"
         if datastore_type != "etcdv3":
-            raise ValueError(f"etcd config: datastoreType is {datastore_type!r}, not 'etcdv3'")
+            raise ValueError(
+                f"spec.datastoreType: {datastore_type!r} is not supported: {_NO_K8S} (etcdv3)"
+            )
         raw = spec.get("etcdEndpoints") or DEFAULT_ENDPOINT
         if isinstance(raw, list):
             raw = ",".join(str(item) for item in raw)

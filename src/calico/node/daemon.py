@@ -25,9 +25,14 @@ from calico.datastore.api import DatastoreError
 from calico.datastore.client import ResourceClient
 from calico.datastore.config import EtcdConfig
 from calico.datastore.etcd import EtcdBackend
-from calico.node.autodetect import local_addresses
+from calico.node.autodetect import host_addresses
 from calico.node.config import NodeSettings
-from calico.node.register import ensure_default_pools, register_node
+from calico.node.register import (
+    NodeStartupError,
+    ensure_default_pools,
+    merge_cluster_types,
+    register_node,
+)
 from calico.node.supervisor import Backoff, Child, ChildSpec, Supervisor
 
 log = logging.getLogger("calico.node")
@@ -60,8 +65,9 @@ class NodeDaemon:
         try:
             if not self._wait_for_datastore():
                 return 0
-            register_node(self.client, self.settings, local_addresses)
+            register_node(self.client, self.settings, host_addresses)
             ensure_default_pools(self.client, self.settings)
+            merge_cluster_types(self.client, self.settings.cluster_types)
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "node.pid").write_text(f"{os.getpid()}\n")
             self._supervise()
@@ -73,18 +79,29 @@ class NodeDaemon:
     def _supervise(self) -> None:
         children = [Child(self._felix_spec())]
         keeper = AgentKeeper(self._new_agent) if self.settings.networking else None
+        monitor = None
         if keeper is not None:
             children.append(Child(self._bird_spec()))
+            monitor = AddressMonitor(self._reregister, self.settings.poll_interval)
         supervisor = Supervisor(children)
+
+        def check() -> None:
+            if keeper is not None and monitor is not None:
+                keeper.check()
+                monitor.check()
+
         try:
             if keeper is not None:
                 keeper.start()
-            supervisor.run(self.stop_event, check=keeper.check if keeper else None)
+            supervisor.run(self.stop_event, check=check)
         finally:
             log.info("stopping")
             if keeper is not None:
                 keeper.stop()
             supervisor.stop()
+
+    def _reregister(self) -> None:
+        register_node(self.client, self.settings, host_addresses, addresses_only=True)
 
     def _new_agent(self) -> BGPAgent:
         return BGPAgent(
@@ -93,6 +110,7 @@ class NodeDaemon:
             self.settings.run_dir,
             bird=self._bird,
             birdc=self._birdc,
+            router_id=self.settings.router_id,
         )
 
     def _felix_spec(self) -> ChildSpec:
@@ -127,6 +145,27 @@ class NodeDaemon:
                     warned = True
             self.stop_event.wait(1.0)
         return False
+
+
+class AddressMonitor:
+    """calico/node's monitor-addresses: every `interval` seconds, resolve the node's addresses
+    again as at start (re-detecting when IP/IP6 is `autodetect`) and update the Node if they
+    changed. A failure is logged and tried again at the next interval."""
+
+    def __init__(self, reregister: Callable[[], None], interval: float) -> None:
+        self._reregister = reregister
+        self._interval = interval
+        self._next = time.monotonic() + interval
+
+    def check(self) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self._interval
+        try:
+            self._reregister()
+        except (NodeStartupError, DatastoreError) as exc:
+            log.error("checking the node's addresses failed: %s", exc)
 
 
 class AgentKeeper:
@@ -169,7 +208,7 @@ def _sibling(name: str) -> str:
 def run_node(settings: NodeSettings, environ: Mapping[str, str], **binaries: str) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code."""
     logging.basicConfig(
-        level=logging.INFO,
+        level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

@@ -19,8 +19,15 @@ from calico.datastore.client import (
     ResourceNotFound,
 )
 from calico.model.base import ObjectMeta
-from calico.model.network import IPPool, IPPoolSpec, Node, NodeBGPSpec
-from calico.node.autodetect import InterfaceAddress, first_found
+from calico.model.network import (
+    ClusterInformation,
+    IPPool,
+    IPPoolSpec,
+    Node,
+    NodeBGPSpec,
+    OrchRef,
+)
+from calico.node.autodetect import AutodetectError, InterfaceAddress, detect, local_prefix
 from calico.node.config import AUTODETECT, NONE, NodeSettings
 
 log = logging.getLogger(__name__)
@@ -35,7 +42,7 @@ def resolve_address(
     setting: str | None,
     saved: str | None,
     version: int,
-    addresses: Callable[[], Sequence[InterfaceAddress]],
+    detect_address: Callable[[], str],
 ) -> str | None:
     """The address to register for one IP version ("a.b.c.d/len" or None)."""
     if setting is None:  # unset: keep the Node's; else IPv4 autodetects, IPv6 stays off
@@ -46,13 +53,14 @@ def resolve_address(
         return None
     if setting != AUTODETECT:
         return setting
-    found = first_found(addresses(), version)
-    if found is None:
-        raise NodeStartupError(
-            f"IP{'6' if version == 6 else ''}: autodetection found no global IPv{version}"
-            " address on a usable interface"
-        )
-    return found
+    name = "IP6" if version == 6 else "IP"
+    try:
+        return detect_address()
+    except AutodetectError as exc:
+        if saved:  # as calico/node: keep the Node's address when detection fails
+            log.warning("%s: autodetection failed (%s); keeping %s", name, exc, saved)
+            return saved
+        raise NodeStartupError(f"{name}: autodetection failed: {exc}") from None
 
 
 def merged_node(
@@ -86,19 +94,41 @@ def register_node(
     client: ResourceClient,
     settings: NodeSettings,
     addresses: Callable[[], Sequence[InterfaceAddress]],
+    reach: Callable[[str, int], str] | None = None,
+    *,
+    addresses_only: bool = False,
 ) -> Node:
-    """Create or update this node's Node resource; returns what is stored."""
+    """Create or update this node's Node resource; returns what is stored.
+
+    `addresses` lists the host's interface addresses; `reach` finds the source address
+    towards a destination (can-reach=; default: a UDP socket in this namespace).
+    `addresses_only` (calico/node's address monitor) leaves AS and orchRefs as stored."""
+    ipv4_setting = settings.ip
+    if ipv4_setting not in (None, AUTODETECT, NONE) and not settings.ip_has_prefix:
+        # IP without a prefix length: the interface's, else /32 (calico/node's GetLocalCIDR)
+        ip = ipv4_setting.split("/")[0]
+        ipv4_setting = local_prefix(ip, addresses()) or ipv4_setting
     for _ in range(_ATTEMPTS):
         try:
             existing: Node | None = client.get(Node, settings.nodename)
         except ResourceNotFound:
             existing = None
         bgp = existing.spec.bgp if existing else None
-        ipv4 = resolve_address(settings.ip, bgp.ipv4Address if bgp else None, 4, addresses)
-        ipv6 = resolve_address(settings.ip6, bgp.ipv6Address if bgp else None, 6, addresses)
-        others = [n for n in client.list(Node).items if isinstance(n, Node)]
-        check_conflicts(others, settings.nodename, ipv4, ipv6)
-        wanted = merged_node(existing, settings.nodename, ipv4, ipv6, settings.as_number)
+        if not settings.networking:  # policy only: calico/node leaves the addresses alone
+            ipv4 = bgp.ipv4Address if bgp else None
+            ipv6 = bgp.ipv6Address if bgp else None
+        else:
+            ipv4, ipv6 = _addresses(settings, ipv4_setting, bgp, addresses, reach)
+        if settings.check_ip_conflicts and settings.networking:
+            others = [n for n in client.list(Node).items if isinstance(n, Node)]
+            check_conflicts(others, settings.nodename, ipv4, ipv6)
+        asn = None if addresses_only else settings.as_number
+        wanted = merged_node(existing, settings.nodename, ipv4, ipv6, asn)
+        if settings.k8s_node_ref and not addresses_only:
+            ref = OrchRef(nodeName=settings.k8s_node_ref, orchestrator="k8s")
+            wanted = wanted.model_copy(
+                update={"spec": wanted.spec.model_copy(update={"orchRefs": [ref]})}
+            )
         if existing is not None and wanted.spec == existing.spec:
             return existing
         try:
@@ -110,21 +140,68 @@ def register_node(
     raise NodeStartupError(f"Node {settings.nodename!r} keeps changing; could not update it")
 
 
+def _addresses(
+    settings: NodeSettings,
+    ipv4_setting: str | None,
+    bgp: NodeBGPSpec | None,
+    addresses: Callable[[], Sequence[InterfaceAddress]],
+    reach: Callable[[str, int], str] | None,
+) -> tuple[str | None, str | None]:
+    ipv4 = resolve_address(
+        ipv4_setting,
+        bgp.ipv4Address if bgp else None,
+        4,
+        lambda: detect(settings.ip_method, 4, addresses, reach),
+    )
+    ipv6 = resolve_address(
+        settings.ip6,
+        bgp.ipv6Address if bgp else None,
+        6,
+        lambda: detect(settings.ip6_method, 6, addresses, reach),
+    )
+    return ipv4, ipv6
+
+
 def ensure_default_pools(client: ResourceClient, settings: NodeSettings) -> None:
-    """`CALICO_IPV4POOL_CIDR`/`CALICO_IPV6POOL_CIDR`: a default pool when none of that family
-    exists (unlike Calico, no pool is invented when the variable is unset)."""
+    """`CALICO_IPV4POOL_*`/`CALICO_IPV6POOL_*`: a default pool when none of that family
+    exists (unlike Calico, no pool is invented when the CIDR variable is unset)."""
     pools = [p for p in client.list(IPPool).items if isinstance(p, IPPool)]
-    for version, cidr in ((4, settings.ipv4_pool), (6, settings.ipv6_pool)):
-        if cidr is None:
+    for version, default in ((4, settings.ipv4_pool), (6, settings.ipv6_pool)):
+        if default is None:
             continue
         if any(ipaddress.ip_network(p.spec.cidr).version == version for p in pools):
             continue
         pool = IPPool(
             metadata=ObjectMeta(name=f"default-ipv{version}-ippool"),
-            spec=IPPoolSpec(cidr=cidr),
+            spec=IPPoolSpec(
+                cidr=default.cidr,
+                blockSize=default.block_size,
+                natOutgoing=default.nat_outgoing or None,
+                nodeSelector=default.node_selector,
+                disableBGPExport=default.disable_bgp_export or None,
+            ),
         )
         try:
             client.create(pool)
-            log.info("created IP pool default-ipv%d-ippool %s", version, cidr)
+            log.info("created IP pool default-ipv%d-ippool %s", version, default.cidr)
         except ResourceExists:
             pass
+
+
+def merge_cluster_types(client: ResourceClient, types: Sequence[str]) -> None:
+    """CLUSTER_TYPE: add its comma-separated types to ClusterInformation `default`."""
+    if not types:
+        return
+    for _ in range(_ATTEMPTS):
+        info = client.get(ClusterInformation, "default")
+        have = [t for t in (info.spec.clusterType or "").split(",") if t]
+        merged = have + [t for t in types if t not in have]
+        if merged == have:
+            return
+        spec = info.spec.model_copy(update={"clusterType": ",".join(merged)})
+        try:
+            client.replace(info.model_copy(update={"spec": spec}))
+            return
+        except (ResourceConflict, ResourceNotFound):
+            continue
+    raise NodeStartupError("ClusterInformation 'default' keeps changing; could not update it")

@@ -55,10 +55,11 @@ from calico.datastore.etcd import EtcdBackend
 from calico.model.endpoints import WorkloadEndpoint
 from calico.model.policy import NetworkPolicy
 from calico.openstack import keys
+from calico.openstack.compaction import Compactor
 from calico.openstack.election import Elector
 from calico.openstack.feedback import FelixStatusWatcher
 from calico.openstack.resync_request import ResyncRequestWatcher, request_resync
-from calico.openstack.settings import SECTION, CalicoOptions
+from calico.openstack.settings import OPTIONS, SECTION, CalicoOptions, options_from_values
 from calico.openstack.store import OpenStackStore, ResyncReport
 from calico.openstack.translate import (
     PortExtras,
@@ -82,17 +83,9 @@ REPAIR_MAX_BACKOFF = 60.0
 
 # -- options -----------------------------------------------------------------------------------
 
-CALICO_OPTS = [
-    cfg.StrOpt("etcd_host", default="127.0.0.1", help="etcd host (ETCD_ENDPOINTS overrides)."),
-    cfg.PortOpt("etcd_port", default=2379, help="etcd client port."),
-    cfg.StrOpt("etcd_cert_file", help="Client certificate for etcd (enables TLS)."),
-    cfg.StrOpt("etcd_key_file", help="Client key for etcd."),
-    cfg.StrOpt("etcd_ca_cert_file", help="CA bundle for etcd's certificate (enables TLS)."),
-    cfg.StrOpt(
-        "openstack_region",
-        help="This OpenStack region's name, when several regions share one etcd.",
-    ),
-]
+_OSLO_TYPES = {"str": cfg.StrOpt, "int": cfg.IntOpt, "port": cfg.PortOpt, "bool": cfg.BoolOpt}
+# Every networking-calico option, so that a value calico-py cannot honour is refused.
+CALICO_OPTS = [_OSLO_TYPES[o.kind](o.name, default=o.default, help=o.help) for o in OPTIONS]
 
 
 def register_options(conf: Any) -> None:
@@ -105,14 +98,7 @@ register_options(cfg.CONF)
 def options_from_conf(conf: Any) -> CalicoOptions:
     """The `[calico]` group of an oslo ConfigOpts as CalicoOptions (ValueError if invalid)."""
     group = getattr(conf, SECTION)
-    return CalicoOptions(
-        etcd_host=group.etcd_host,
-        etcd_port=int(group.etcd_port),
-        etcd_cert_file=group.etcd_cert_file or None,
-        etcd_key_file=group.etcd_key_file or None,
-        etcd_ca_cert_file=group.etcd_ca_cert_file or None,
-        openstack_region=group.openstack_region or None,
-    )
+    return options_from_values({o.name: getattr(group, o.name) for o in OPTIONS})
 
 
 # -- decisions (pure) --------------------------------------------------------------------------
@@ -233,6 +219,8 @@ def floating_ip_port_ids(states: Iterable[Mapping[str, Any] | None]) -> set[str]
 
 
 class _Stoppable(Protocol):
+    def start(self) -> None: ...
+
     def stop(self, timeout: float = 10.0) -> None: ...
 
 
@@ -408,13 +396,23 @@ class CalicoMechanismDriver(mech_agent.SimpleAgentMechanismDriverBase):  # type:
         state = self._process_state()
         log.info("Calico leader: writing cluster config and resyncing")
         state.store.ensure_cluster_config()
-        self._in_db_thread(self.resync_now)
+        if state.options.startup_resync == "always":
+            self._in_db_thread(self.resync_now)
         region_str = state.options.region_string
         status = FelixStatusWatcher(state.backend, region_str, self)
         requests = ResyncRequestWatcher(state.backend, region_str, self._resync_for_request)
-        status.start()
-        requests.start()
-        return [status, requests]
+        duties: list[_Stoppable] = [status, requests]
+        if state.options.etcd_compaction_period_mins:
+            duties.append(
+                Compactor(
+                    state.backend,
+                    state.options.etcd_compaction_period_mins,
+                    state.options.etcd_compaction_min_revisions,
+                )
+            )
+        for duty in duties:
+            duty.start()
+        return duties
 
     def _in_db_thread(self, fn: Callable[[], Any]) -> Any:
         return self.db_executor.submit(fn).result()

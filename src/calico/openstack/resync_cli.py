@@ -19,6 +19,7 @@ from calico.datastore.api import DatastoreError
 from calico.datastore.etcd import EtcdBackend
 from calico.openstack.resync_request import request_resync
 from calico.openstack.settings import read_config_files
+from calico.version import add_version_option
 
 PROG = "calico-neutron-resync"
 DEFAULT_CONFIG_FILES = ("/etc/neutron/neutron.conf", "/etc/neutron/plugins/ml2/ml2_conf.ini")
@@ -67,6 +68,9 @@ def resync_command(config_files: tuple[str, ...], timeout: float) -> int:
         return _fail(f"the resync failed in the neutron-server: {result['error']}")
     click.echo(result.get("summary", "resync: done"))
     return 0
+
+
+add_version_option(resync_command, PROG)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

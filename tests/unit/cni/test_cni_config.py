@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 from cni_harness import netconf
 
-from calico.cni.config import NetConf, determine_nodename, etcd_config, parse_netconf
+from calico.cni.config import (
+    UNSUPPORTED,
+    NetConf,
+    determine_nodename,
+    etcd_config,
+    parse_netconf,
+)
 from calico.cni.identity import identify
 from calico.cni.spec import CniError, Code, Invocation
 
@@ -162,3 +168,47 @@ def test_identity_uses_mesos_namespace_for_plain_cni_only() -> None:
     assert identify(inv, "n1", "team-a").namespace == "team-a"
     k8s = Invocation("ADD", "c1", "/n", "eth0", {"K8S_POD_NAMESPACE": "ns", "K8S_POD_NAME": "p"})
     assert identify(k8s, "n1", "team-a").namespace == "ns"
+
+
+def _nested(path: str, value: Any) -> dict[str, Any]:
+    section, _, key = path.rpartition(".")
+    doc: dict[str, Any] = {"name": "net1", "type": "calico", "ipam": {"type": "calico-ipam"}}
+    if section:
+        doc.setdefault(section, {})[key] = value
+    else:
+        doc[key] = value
+    return doc
+
+
+@pytest.mark.parametrize("path", sorted(UNSUPPORTED))
+def test_calico_keys_without_behaviour_are_refused_with_their_path(path: str) -> None:
+    value: Any = "x" if path not in ("num_queues", "vxlan_vni") else 2
+    with pytest.raises(CniError) as err:
+        parse(_nested(path, value))
+    assert err.value.code == Code.INVALID_CONFIG
+    assert str(err.value) == f"{path}: {json.dumps(value)} is not supported: {UNSUPPORTED[path]}"
+    for off in (None, False, 0, "", [], {}):  # absent or off asks for nothing: accepted
+        if path == "ipam.subnet" or not isinstance(off, (list, dict)):
+            parse(_nested(path, off))
+
+
+def test_refusals_read_as_an_operator_needs_them() -> None:
+    with pytest.raises(
+        CniError,
+        match=r"^kubernetes\.kubeconfig: \"/etc/cni/net.d/calico-kubeconfig\" is not supported: calico-py has no Kubernetes API",
+    ):
+        parse(_nested("kubernetes.kubeconfig", "/etc/cni/net.d/calico-kubeconfig"))
+    with pytest.raises(CniError, match=r"^feature_control\.floating_ips: true is not supported"):
+        parse(_nested("feature_control.floating_ips", True))
+    with pytest.raises(CniError, match=r"^policy\.type: 'calico' is not 'k8s' or empty"):
+        parse(_nested("policy.type", "calico"))
+    with pytest.raises(CniError, match=r"^log_level: 'verbose' is not one of trace, debug"):
+        parse(_nested("log_level", "verbose"))
+    assert parse(_nested("log_level", "WARN")).log_level == "warn"
+    with pytest.raises(CniError, match=r"^ipam\.type: 'host-local' is not supported: use"):
+        parse(_nested("ipam.type", "host-local"))
+    with pytest.raises(CniError, match=r"^datastore_type: 'kubernetes' is not supported"):
+        parse(_nested("datastore_type", "kubernetes"))
+    for key in ("nodename_file_optional", "include_default_routes"):
+        parse(_nested(key, True))
+        assert code_of(_nested(key, "yes")) == Code.INVALID_CONFIG

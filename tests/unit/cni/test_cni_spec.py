@@ -79,8 +79,22 @@ def test_cni_args() -> None:
         "K8S_POD_NAME": "web",
         "IP": "",
     }
-    inv = parse_environment({**BASE, "CNI_ARGS": "A=b=c"})
-    assert inv.args == {"A": "b=c"} and inv.netns == "/run/netns/x"
+    inv = parse_environment({**BASE, "CNI_ARGS": "IgnoreUnknown=true;A=b=c"})
+    assert inv.args == {"IgnoreUnknown": "true", "A": "b=c"} and inv.netns == "/run/netns/x"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("K8S_POD_UID=1;FOO=2", "CNI_ARGS: FOO, K8S_POD_UID not supported"),
+        ("IgnoreUnknown=0;FOO=2", "CNI_ARGS: FOO not supported"),
+        ("IgnoreUnknown=maybe", "CNI_ARGS IgnoreUnknown='maybe' is not 1/0"),
+    ],
+)
+def test_unknown_cni_args_are_refused_unless_ignored(text: str, message: str) -> None:
+    with pytest.raises(CniError) as err:
+        parse_environment({**BASE, "CNI_ARGS": text})
+    assert err.value.code == Code.INVALID_ENVIRONMENT and str(err.value).startswith(message)
 
 
 @pytest.mark.parametrize("version", ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0"])

@@ -67,11 +67,67 @@ def test_from_mapping_reads_calicoctl_spec() -> None:
 
 @pytest.mark.parametrize(
     "spec",
-    [{"datastoreType": "kubernetes"}, {"etcdEndpoints": 2379}, {"etcdCACertFile": ["/ca"]}],
+    [{"etcdEndpoints": 2379}, {"etcdCACertFile": ["/ca"]}],
 )
 def test_from_mapping_rejects_bad_specs(spec: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="etcd config"):
         EtcdConfig.from_mapping(spec)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            {"datastoreType": "kubernetes"},
+            "spec.datastoreType: 'kubernetes' is not supported: calico-py has no Kubernetes datastore",
+        ),
+        (
+            {"kubeconfig": "/root/.kube/config"},
+            "spec.kubeconfig: not supported: calico-py has no Kubernetes datastore",
+        ),
+        ({"k8sAPIEndpoint": "https://k:6443"}, "spec.k8sAPIEndpoint: not supported"),
+        ({"etcdUsername": "root"}, "spec.etcdUsername: not supported: etcd user authentication"),
+        (
+            {"etcdCACert": "-----BEGIN"},
+            "spec.etcdCACert: not supported: inline PEM is not supported: use etcdCACertFile",
+        ),
+        ({"etcdDiscoverySrv": "example.com"}, "spec.etcdDiscoverySrv: not supported: no DNS SRV"),
+        ({"etcdEndpoint": "http://x:2379"}, "spec.etcdEndpoint: unknown field"),
+    ],
+)
+def test_calicoctl_config_keys_without_behaviour_are_refused(
+    spec: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError) as err:
+        EtcdConfig.from_mapping(spec)
+    assert str(err.value).startswith(message), str(err.value)
+    if "unknown" not in message:  # empty asks for nothing
+        EtcdConfig.from_mapping({key: "" for key in spec})
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DATASTORE_TYPE": "kubernetes"}, "DATASTORE_TYPE: 'kubernetes' is not supported"),
+        ({"ETCD_USERNAME": "root"}, "ETCD_USERNAME: not supported: etcd user authentication"),
+        ({"ETCD_PASSWORD": "pw"}, "ETCD_PASSWORD: not supported"),
+        (
+            {"ETCD_DISCOVERY_SRV": "example.com"},
+            "ETCD_DISCOVERY_SRV: not supported: no DNS SRV discovery: list the endpoints in ETCD_ENDPOINTS",
+        ),
+        (
+            {"ETCD_CERT": "-----BEGIN"},
+            "ETCD_CERT: not supported: inline PEM is not supported: use ETCD_CERT_FILE",
+        ),
+    ],
+)
+def test_datastore_variables_without_behaviour_are_refused(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ValueError) as err:
+        EtcdConfig.from_env(env)
+    assert str(err.value).startswith(message), str(err.value)
+    assert EtcdConfig.from_env({"DATASTORE_TYPE": "etcdv3", "KUBECONFIG": "/k"}).endpoints
 
 
 def test_timeouts_must_be_positive() -> None:

@@ -161,3 +161,29 @@ def test_resources_for_route_reflectors_and_border() -> None:
         "asNumber": 65000,
     }
     assert docs[("IPPool", "lab-ipv4-pool-0")]["spec"] == {"cidr": "198.19.0.0/16"}
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        (("colour",), "colour: unknown field"),
+        (("fabric", "vlan"), "fabric.vlan: unknown field"),
+        (("etcd", "port"), "etcd.port: unknown field"),
+        (("pools", 0, "ipipMode"), "pools[0].ipipMode: unknown field"),
+        (("hosts", 1, "mtu"), "hosts[1].mtu: unknown field"),
+        (("workloads", 0, "image"), "workloads[0].image: unknown field"),
+        (("border", "password"), "border.password: unknown field"),
+        (("border", "network", "vlan"), "border.network.vlan: unknown field"),
+        (("externals", 0, "mac"), "externals[0].mac: unknown field"),
+    ],
+)
+def test_unknown_keys_are_refused_at_every_level(path: tuple[str | int, ...], message: str) -> None:
+    doc = yaml.safe_load(BASE)
+    doc["etcd"] = {}
+    node = doc
+    for step in path[:-1]:
+        node = node[step]
+    node[path[-1]] = "x"
+    with pytest.raises(LabFileError) as err:
+        load_lab(yaml.safe_dump(doc), "lab.yaml")
+    assert str(err.value) == f"lab.yaml: {message}"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from calico.openstack import keys
-from calico.openstack.settings import CalicoOptions, read_config_files
+from calico.openstack.settings import OPTIONS, CalicoOptions, read_config_files
 
 
 @pytest.mark.parametrize(
@@ -111,3 +112,58 @@ def test_bad_config_files_name_the_option(tmp_path: Path, text: str, message: st
 def test_missing_config_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"cannot read config file .*absent\.conf"):
         read_config_files([str(tmp_path / "absent.conf")])
+
+
+def test_every_networking_calico_option_is_a_field() -> None:
+    assert [o.name for o in OPTIONS] == [f.name for f in fields(CalicoOptions)]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("etcd_username = admin", r"\[calico\] etcd_username 'admin': not supported: etcd user"),
+        ("etcd_password = s3cret", r"\[calico\] etcd_password 's3cret': not supported"),
+        (
+            "max_ingress_connections_per_port = 10",
+            r"max_ingress_connections_per_port 10: not supported: per-port connection limits",
+        ),
+        (
+            "max_egress_connections_per_port = 5",
+            r"max_egress_connections_per_port 5: not supported",
+        ),
+        ("etcd_compaction_period_mins = -1", r"etcd_compaction_period_mins -1: must not be"),
+        ("fairy_gc_diagnostics = true", r"fairy_gc_diagnostics True: not supported"),
+        ("fairy_gc_diagnostics = perhaps", r"fairy_gc_diagnostics 'perhaps': not a boolean"),
+        (
+            "startup_resync_inject_per_item_delay_ms = 5",
+            r"startup_resync_inject_per_item_delay_ms 5: not supported",
+        ),
+        ("etcd_scheme = gopher", r"etcd_scheme 'gopher': not http or https"),
+        ("startup_resync = sometimes", r"startup_resync 'sometimes': not 'always' or 'never'"),
+        ("etcd_timeout = 0", r"etcd_timeout 0: not a positive number"),
+        ("etcd_timeout = soon", r"etcd_timeout 'soon': not an integer"),
+        ("num_port_status_threads = 0", r"num_port_status_threads 0: not positive"),
+    ],
+)
+def test_upstream_options_without_behaviour_are_refused(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "neutron.conf"
+    path.write_text(f"[calico]\n{text}\n")
+    with pytest.raises(ValueError, match=message):
+        read_config_files([str(path)])
+
+
+def test_upstream_options_that_work_or_ask_for_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "neutron.conf"
+    path.write_text(
+        "[calico]\netcd_scheme = https\netcd_timeout = 60\nmax_ingress_connections_per_port = 0\n"
+        "etcd_compaction_period_mins = 10\netcd_compaction_min_revisions = 500\n"
+        "num_port_status_threads = 8\nproject_name_cache_max = 10\nstartup_resync = never\n"
+        "resync_interval_secs = 30\nfairy_gc_diagnostics = false\n"
+    )
+    opts = read_config_files([str(path)])
+    assert (opts.startup_resync, opts.etcd_compaction_period_mins) == ("never", 10)
+    assert opts.etcd_compaction_min_revisions == 500
+    config = opts.etcd_config({})
+    assert config.endpoints == ("https://127.0.0.1:2379",) and config.request_timeout == 60.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -219,3 +220,27 @@ def test_options_defaults_and_bad_region() -> None:
     conf.set_override("openstack_region", "Bad_Region", group="calico")
     with pytest.raises(ValueError, match="openstack_region"):
         options_from_conf(conf)
+
+
+def test_oslo_options_refuse_what_calico_py_does_not_do(tmp_path: Path) -> None:
+    conf = cfg.ConfigOpts()
+    register_options(conf)
+    ini = tmp_path / "ml2_conf.ini"
+    ini.write_text(
+        "[calico]\netcd_scheme = https\netcd_timeout = 30\nstartup_resync = never\n"
+        "num_port_status_threads = 2\netcd_compaction_period_mins = 0\n"
+    )
+    conf(["--config-file", str(ini)], project="neutron")
+    options = options_from_conf(conf)
+    assert (options.startup_resync, options.etcd_timeout) == ("never", 30)
+    assert options.etcd_config({}).endpoints == ("https://127.0.0.1:2379",)
+    for name, value, message in [
+        ("etcd_username", "admin", "etcd_username 'admin': not supported"),
+        ("max_egress_connections_per_port", 3, "max_egress_connections_per_port 3: not supported"),
+        ("etcd_compaction_period_mins", -5, "etcd_compaction_period_mins -5: must not be"),
+        ("fairy_gc_diagnostics", True, "fairy_gc_diagnostics True: not supported"),
+    ]:
+        conf.set_override(name, value, group="calico")
+        with pytest.raises(ValueError, match=re.escape(f"[calico] {message}")):
+            options_from_conf(conf)
+        conf.clear_override(name, group="calico")

@@ -30,6 +30,7 @@ from calico.openstack.dhcp.agent import DhcpAgent
 from calico.openstack.dhcp.config import DEFAULT_LEASE_SECONDS, RenderOptions
 from calico.openstack.dhcp.dnsmasq import DNSMASQ, DnsmasqManager
 from calico.openstack.dhcp.links import TapMtus
+from calico.version import add_version_option
 
 log = logging.getLogger("calico.openstack.dhcp")
 DEFAULT_RUN_DIR = "/var/run/calico"
@@ -70,6 +71,9 @@ def _command(
     config_file: tuple[str, ...], hostname: str | None, dnsmasq: str, lease_time: int, debug: bool
 ) -> Args:
     return Args(config_file, hostname, dnsmasq, lease_time, debug)
+
+
+add_version_option(_command, "calico-dhcp-agent")
 
 
 def parse_args(argv: Sequence[str]) -> Args:
