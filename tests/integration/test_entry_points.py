@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from pathlib import Path
 import click
 import pytest
 
-from calico import version_line
+from calico import programs, version_line
 from calico.cli.main import cli as calico_cli
 from calico.ctl.main import cli as ctl_cli
 
@@ -52,7 +51,7 @@ def etcd_trap() -> Iterator[socket.socket]:
 
 def run(
     argv: list[str], trap: socket.socket, tmp: Path, **extra_env: str
-) -> subprocess.CompletedProcess[str]:
+) -> programs.CompletedProcess[str]:
     run_dir = tmp / "run"
     run_dir.mkdir(exist_ok=True)
     env = {
@@ -65,16 +64,7 @@ def run(
     }
     exe = argv[0] if "/" in argv[0] else str(BIN / argv[0])
     start = time.monotonic()
-    proc = subprocess.run(
-        [exe, *argv[1:]],
-        env=env,
-        cwd=run_dir,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    proc = programs.run([exe, *argv[1:]], env=env, cwd=run_dir, stdin="", timeout=30)
     assert time.monotonic() - start < 15, f"{argv} took too long"
     with pytest.raises(BlockingIOError):  # nobody connected to "etcd"
         trap.accept()
@@ -109,7 +99,7 @@ def test_extra_positional_arguments_are_refused(
 @pytest.mark.parametrize("plugin", ["calico", "calico-ipam"])
 def test_cni_executables(plugin: str, etcd_trap: socket.socket, tmp_path: Path) -> None:
     bin_dir = tmp_path / "cni-bin"
-    subprocess.run([BIN / "calico", "cni", "install", "--bin-dir", bin_dir], check=True)
+    programs.run([str(BIN / "calico"), "cni", "install", "--bin-dir", str(bin_dir)], check=True)
     exe = str(bin_dir / plugin)
     for flag in ("-v", "--version"):
         proc = run([exe, flag], etcd_trap, tmp_path)

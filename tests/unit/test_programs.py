@@ -18,8 +18,6 @@ from calico import programs
 ROOT = Path(__file__).resolve().parents[2]
 SCANNED = ("src", "bench", "tests", "scripts")
 RUNNER = ROOT / "src/calico/programs.py"
-# Being rewritten without subprocess on another branch: drop this entry when that lands.
-EXEMPT = {ROOT / "src/calico/node/autodetect.py"}
 INSTALL_DEPS = ROOT / "scripts/install-deps.sh"
 DEBIAN_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")  # Debian policy 5.6.1
 # Names of the runner and of the wrappers over it (testing/lab netns helpers, lab procs):
@@ -33,7 +31,7 @@ BIN_DIRS = ("/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/lib/frr")
 def python_files() -> Iterator[Path]:
     for top in SCANNED:
         for path in sorted((ROOT / top).rglob("*.py")):
-            if ".venv" not in path.parts and path != RUNNER and path not in EXEMPT:
+            if ".venv" not in path.parts and path != RUNNER:
                 yield path
 
 
