@@ -34,9 +34,9 @@ from neutron_harness import ACTIVE, HOST1, CalicoMl2TestCase, wait_for
 
 from calico import programs
 from calico.openstack import keys
+from calico.openstack.decisions import AGENT_TYPE_FELIX
 from calico.openstack.dhcp.config import network_files
 from calico.openstack.dhcp.dnsmasq import owned_dnsmasq
-from calico.openstack.mech_driver import AGENT_TYPE_FELIX
 from calico.testing.netns import Namespaces
 from calico.testing.workloads import add_upstream, connects, ping, serve
 

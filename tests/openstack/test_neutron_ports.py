@@ -11,7 +11,7 @@ from neutron_harness import HOST1, HOST2, CalicoMl2TestCase
 from neutron_lib.api.definitions import portbindings
 
 from calico.openstack import keys
-from calico.openstack.mech_driver import AGENT_BINARY_FELIX, AGENT_TYPE_FELIX
+from calico.openstack.decisions import AGENT_BINARY_FELIX, AGENT_TYPE_FELIX
 
 pytestmark = pytest.mark.openstack
 

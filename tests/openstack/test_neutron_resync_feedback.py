@@ -18,7 +18,7 @@ from oslo_config import cfg
 
 from calico.felix.status import StatusReporter, workload_status_key
 from calico.openstack import compaction, keys, resync_cli
-from calico.openstack.mech_driver import AGENT_TYPE_FELIX
+from calico.openstack.decisions import AGENT_TYPE_FELIX
 from calico.openstack.resync_request import request_resync
 from calico.openstack.store import OpenStackStore
 

@@ -1,4 +1,4 @@
-"""The Calico ML2 mechanism driver: Neutron's view of ports, SGs and subnets -> etcd.
+"""The Calico ML2 mechanism driver: Neutron's hooks for ports, SGs and subnets -> etcd.
 
 Loaded by neutron-server through the entry point `neutron.ml2.mechanism_drivers: calico`.
 
@@ -6,37 +6,30 @@ Request path (Neutron's API threads): port/subnet postcommits and the callback r
 (security groups, their rules, floating IPs) re-read what changed from the Neutron DB,
 translate it (`calico.openstack.translate`) and write it with CAS (`calico.openstack.store`).
 A datastore failure there never fails the API call: it is logged and a resync is requested
-in the background, which converges etcd once it is reachable again.
+in the background (`calico.openstack.leadership.Repair`), which converges etcd once it is
+reachable again.
 
-Leader path: every process runs an `Elector` on the region's election key; the one leader
-
-    elector thread --on_change--> leader thread: ensure_cluster_config, resync, then runs
-                                   FelixStatusWatcher   (sink = this driver)
-                                   ResyncRequestWatcher (handler = resync)
-    Neutron DB work of those threads -> one "calico-neutron-db" worker thread (FIFO)
-
-so only the leader resyncs and turns Felix status into Neutron agent state and port status.
-All Neutron DB work started by our own threads goes through `db_executor`, one thread in
-production; tests substitute an executor they drain themselves, because the in-memory
-sqlite database of Neutron's test base must only be touched from the test's thread.
+Leader path (`calico.openstack.leadership`): every process joins the region's election; the
+leader resyncs and turns Felix status into Neutron agent state and port status through this
+driver. All Neutron DB work started by those threads goes through `db_executor`, one
+"calico-neutron-db" thread (FIFO) in production; tests substitute an executor they drain
+themselves, because the in-memory sqlite database of Neutron's test base must only be
+touched from the test's thread.
 
 Decisions (which port update means delete/rewrite, status mapping, binding refusals, agent
-state) are the pure functions at the top of this module.
+state) are the pure functions of `calico.openstack.decisions`.
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
-import socket
 import threading
 import zlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 from neutron.db import provisioning_blocks
 from neutron.plugins.ml2.drivers import mech_agent
@@ -55,11 +48,21 @@ from calico.datastore.etcd import EtcdBackend
 from calico.model.endpoints import WorkloadEndpoint
 from calico.model.policy import NetworkPolicy
 from calico.openstack import keys
-from calico.openstack.compaction import Compactor
-from calico.openstack.election import Elector
-from calico.openstack.feedback import FelixStatusWatcher
-from calico.openstack.resync_request import ResyncRequestWatcher, request_resync
-from calico.openstack.settings import OPTIONS, SECTION, CalicoOptions, options_from_values
+from calico.openstack.decisions import (
+    AGENT_TYPE_FELIX,
+    NETWORK_TYPES,
+    EndpointPlan,
+    PortDict,
+    binding_refusal,
+    endpoint_name_for,
+    felix_agent_state,
+    floating_ip_port_ids,
+    options_from_conf,
+    plan_port_update,
+    port_status_for_report,
+)
+from calico.openstack.leadership import Leadership, ProcessState, Repair
+from calico.openstack.settings import OPTIONS, SECTION, CalicoOptions
 from calico.openstack.store import OpenStackStore, ResyncReport
 from calico.openstack.translate import (
     PortExtras,
@@ -72,14 +75,8 @@ from calico.openstack.translate import (
 
 log = logging.getLogger(__name__)
 
-AGENT_TYPE_FELIX = "Calico per-host agent (felix)"
-AGENT_BINARY_FELIX = "calico-felix"
-NETWORK_TYPES = ("local", "flat")
 # vif_details as networking-calico: Nova's "tap" VIF plugging with a fixed host-side MAC.
 VIF_DETAILS = {portbindings.CAP_PORT_FILTER: True, "mac_address": "00:61:fe:ed:ca:fe"}
-ELECTION_TTL = 30
-REPAIR_TIMEOUT = 60.0
-REPAIR_MAX_BACKOFF = 60.0
 
 # -- options -----------------------------------------------------------------------------------
 
@@ -95,148 +92,8 @@ def register_options(conf: Any) -> None:
 register_options(cfg.CONF)
 
 
-def options_from_conf(conf: Any) -> CalicoOptions:
-    """The `[calico]` group of an oslo ConfigOpts as CalicoOptions (ValueError if invalid)."""
-    group = getattr(conf, SECTION)
-    return options_from_values({o.name: getattr(group, o.name) for o in OPTIONS})
-
-
-# -- decisions (pure) --------------------------------------------------------------------------
-
-PortDict = Mapping[str, Any]
-
-# Fields Neutron bumps on every write; a change in only these (and status) is not ours to act on.
-_VOLATILE_PORT_FIELDS = frozenset({"status", "revision_number", "updated_at"})
-
-# Felix's endpoint status -> Neutron port status; anything else (or a vanished status) is ERROR.
-_PORT_STATUS: dict[str, str] = {
-    "up": n_const.PORT_STATUS_ACTIVE,
-    "down": n_const.PORT_STATUS_DOWN,
-    "error": n_const.PORT_STATUS_ERROR,
-}
-_PORT_ERROR: str = n_const.PORT_STATUS_ERROR
-
-
-def bound_host(port: PortDict) -> str | None:
-    """The host a port is bound to, or None while unbound or after a failed binding."""
-    host = port.get(portbindings.HOST_ID) or None
-    vif_type = port.get(portbindings.VIF_TYPE, portbindings.VIF_TYPE_UNBOUND)
-    if host is None or vif_type in portbindings.VIF_UNPLUGGED_TYPES:
-        return None
-    return str(host)
-
-
-def endpoint_name_for(port: PortDict) -> str | None:
-    """The WorkloadEndpoint name a port has in etcd, or None if it has none."""
-    host = bound_host(port)
-    if host is None or not is_endpoint_port(port):
-        return None
-    return keys.endpoint_name(host, str(port.get("device_id") or ""), str(port["id"]))
-
-
-def is_status_only_change(original: PortDict, current: PortDict) -> bool:
-    """True when a port update changed nothing but status (e.g. our own status feedback)."""
-    fields = (set(original) | set(current)) - _VOLATILE_PORT_FIELDS
-    return all(original.get(f) == current.get(f) for f in fields)
-
-
-@dataclass(frozen=True, slots=True)
-class EndpointPlan:
-    """What a port update means in etcd: delete an endpoint (by name), then (re)write one."""
-
-    delete: str | None = None
-    write: bool = False
-
-
-def plan_port_update(original: PortDict | None, current: PortDict) -> EndpointPlan:
-    """Bound now -> rewrite (new binding, SG/IP/admin-state change); bound before under
-    another name (host move, new device) or not bound now -> delete the old endpoint."""
-    if original is not None and is_status_only_change(original, current):
-        return EndpointPlan()
-    old = endpoint_name_for(original) if original is not None else None
-    new = endpoint_name_for(current)
-    return EndpointPlan(delete=old if old is not None and old != new else None, write=bool(new))
-
-
-def neutron_port_status(calico_status: str | None) -> str:
-    return _PORT_STATUS.get(calico_status or "", _PORT_ERROR)
-
-
-def port_status_for_report(
-    port: PortDict | None, reporting_host: str, calico_status: str | None
-) -> str | None:
-    """The Neutron status to set after Felix on reporting_host reported calico_status, or
-    None to ignore the report: the port is gone, is not ours, or is bound elsewhere (the
-    old host of a migration removing its status must not mark the moved port ERROR)."""
-    if port is None or not is_endpoint_port(port) or bound_host(port) != reporting_host:
-        return None
-    wanted = neutron_port_status(calico_status)
-    return None if port.get("status") == wanted else wanted
-
-
-def felix_agent_state(host: str, status: Mapping[str, Any]) -> dict[str, Any]:
-    """A Felix heartbeat as Neutron agent state (report_state's argument)."""
-    state: dict[str, Any] = {
-        "agent_type": AGENT_TYPE_FELIX,
-        "binary": AGENT_BINARY_FELIX,
-        "host": host,
-        "topic": n_const.L2_AGENT_TOPIC,
-        "configurations": {},
-    }
-    if status.get("first_update") is True:
-        # Felix just started: Neutron resets the agent's started_at.
-        state["start_flag"] = True
-    return state
-
-
-def binding_refusal(
-    host: str | None,
-    vnic_type: str,
-    agents_alive: Sequence[bool],
-    network_types: Sequence[str],
-) -> str | None:
-    """Why Calico will not bind a port, or None when it can."""
-    if vnic_type != portbindings.VNIC_NORMAL:
-        return f"vnic_type {vnic_type!r} is not supported (only {portbindings.VNIC_NORMAL!r})"
-    if not host:
-        return "the port has no binding host"
-    if not agents_alive:
-        return f"no Felix has reported from host {host!r}"
-    if not any(agents_alive):
-        return f"Felix on host {host!r} is not alive (its heartbeat expired)"
-    if not any(t in NETWORK_TYPES for t in network_types):
-        types = ", ".join(sorted(set(network_types))) or "none"
-        return f"network type {types} is not supported (Calico binds {'/'.join(NETWORK_TYPES)})"
-    return None
-
-
-def floating_ip_port_ids(states: Iterable[Mapping[str, Any] | None]) -> set[str]:
-    """Ports whose NATs a floating IP event touches (before and after)."""
-    return {str(s["port_id"]) for s in states if s and s.get("port_id")}
-
-
-# -- the driver --------------------------------------------------------------------------------
-
-
-class _Stoppable(Protocol):
-    def start(self) -> None: ...
-
-    def stop(self, timeout: float = 10.0) -> None: ...
-
-
 def _neutron_db_executor() -> Executor:
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="calico-neutron-db")
-
-
-@dataclass
-class _ProcessState:
-    """Per-process connections and threads: a forked worker must not share them."""
-
-    pid: int
-    options: CalicoOptions
-    backend: EtcdBackend
-    store: OpenStackStore
-    elector: Elector | None = None
 
 
 class CalicoMechanismDriver(mech_agent.SimpleAgentMechanismDriverBase):  # type: ignore[misc]
@@ -248,8 +105,7 @@ class CalicoMechanismDriver(mech_agent.SimpleAgentMechanismDriverBase):  # type:
     def __init__(self) -> None:
         super().__init__(AGENT_TYPE_FELIX, portbindings.VIF_TYPE_TAP, dict(VIF_DETAILS))
         self._state_lock = threading.Lock()
-        self._state: _ProcessState | None = None
-        self._stopping = False
+        self._state: ProcessState | None = None
         self._reset_after_fork()
 
     def _reset_after_fork(self) -> None:
@@ -257,13 +113,8 @@ class CalicoMechanismDriver(mech_agent.SimpleAgentMechanismDriverBase):  # type:
         self.db_executor: Executor = type(self).db_executor_factory()
         # Striped locks so two API threads writing one port's endpoint do it in DB order.
         self._port_locks = [threading.Lock() for _ in range(64)]
-        # Leader duties (see module docstring).
-        self._lead_cond = threading.Condition()
-        self._want_lead = False
-        self._leader_thread: threading.Thread | None = None
-        self._repair_thread: threading.Thread | None = None
-        self._repair_wake = threading.Event()
-        self._repair_generation = 0
+        self._leadership: Leadership | None = None
+        self._repair = Repair(self._process_state)
 
     @property
     def connectivity(self) -> str:
@@ -285,7 +136,7 @@ class CalicoMechanismDriver(mech_agent.SimpleAgentMechanismDriverBase):  # type:
     def _after_process_init(self, resource: str, event: str, trigger: Any, payload: Any) -> None:
         self._process_state()
 
-    def _process_state(self) -> _ProcessState:
+    def _process_state(self) -> ProcessState:
         with self._state_lock:
             state = self._state
             if state is not None and state.pid == os.getpid():
@@ -299,48 +150,30 @@ class CalicoMechanismDriver(mech_agent.SimpleAgentMechanismDriverBase):  # type:
                 self._reset_after_fork()
             options = options_from_conf(cfg.CONF)
             backend = EtcdBackend(options.etcd_config(os.environ))
-            state = _ProcessState(
+            state = ProcessState(
                 os.getpid(), options, backend, OpenStackStore(backend, options.openstack_region)
             )
             self._state = state
             if type(self).elect_leader:
-                self._start_election(state)
+                self._leadership = Leadership(
+                    state, self, lambda: self._in_db_thread(self.resync_now)
+                )
+                self._leadership.start()
             return state
-
-    def _start_election(self, state: _ProcessState) -> None:
-        server_id = f"{socket.gethostname()}:{state.pid}"
-        key = keys.election_key(state.options.region_string)
-        state.elector = Elector(
-            state.backend, key, server_id, ttl=ELECTION_TTL, on_change=self._on_leadership
-        )
-        self._leader_thread = threading.Thread(
-            target=self._leader_loop, name="calico-leader", daemon=True
-        )
-        self._leader_thread.start()
-        state.elector.start()
-        # neutron-server never tells mechanism drivers it is stopping; revoking the lease at
-        # exit lets another server lead at once instead of after ELECTION_TTL.
-        atexit.register(self._release_leadership, state)
-
-    @staticmethod
-    def _release_leadership(state: _ProcessState) -> None:
-        if state.elector is not None and state.pid == os.getpid():
-            state.elector.stop(timeout=2)
 
     def stop(self) -> None:
         """Stop every thread and connection of this process (tests; clean shutdown)."""
-        with self._lead_cond:
-            self._stopping = True
-            self._lead_cond.notify_all()
-        self._repair_wake.set()
+        leadership = self._leadership
+        if leadership is not None:
+            leadership.request_stop()
+        self._repair.stop()
         # Cancel queued DB work first: a leader thread may be waiting on it.
         self.db_executor.shutdown(wait=False, cancel_futures=True)
         state = self._state
         if state is not None and state.elector is not None:
             state.elector.stop()
-        # (A repair thread may be waiting for an answer; it is a daemon and gives up.)
-        if self._leader_thread is not None:
-            self._leader_thread.join(10)
+        if leadership is not None:
+            leadership.join(10)
         if state is not None:
             state.backend.close()
 
@@ -357,69 +190,8 @@ class CalicoMechanismDriver(mech_agent.SimpleAgentMechanismDriverBase):  # type:
         elector = self._process_state().elector
         return elector is not None and elector.is_leader
 
-    # -- leadership ---------------------------------------------------------------------------
-
-    def _on_leadership(self, leader: bool) -> None:
-        # Elector thread: hand over, never block it.
-        with self._lead_cond:
-            self._want_lead = leader
-            self._lead_cond.notify_all()
-
-    def _leader_loop(self) -> None:
-        duties: list[_Stoppable] = []
-        backoff = 0.0
-
-        def changed() -> bool:
-            return self._stopping or self._want_lead != bool(duties)
-
-        while True:
-            with self._lead_cond:
-                self._lead_cond.wait_for(changed, timeout=backoff or None)
-                stopping, want = self._stopping, self._want_lead
-            if stopping or (duties and not want):
-                for duty in duties:
-                    duty.stop()
-                if duties:
-                    log.info("no longer the Calico leader: stopped status feedback and resync")
-                duties = []
-                if stopping:
-                    return
-            elif want and not duties:
-                try:
-                    duties = self._take_office()
-                    backoff = 0.0
-                except Exception:
-                    backoff = min(30.0, max(1.0, backoff * 2))
-                    log.exception("Calico leader start-up failed; retrying in %.0fs", backoff)
-
-    def _take_office(self) -> list[_Stoppable]:
-        state = self._process_state()
-        log.info("Calico leader: writing cluster config and resyncing")
-        state.store.ensure_cluster_config()
-        if state.options.startup_resync == "always":
-            self._in_db_thread(self.resync_now)
-        region_str = state.options.region_string
-        status = FelixStatusWatcher(state.backend, region_str, self)
-        requests = ResyncRequestWatcher(state.backend, region_str, self._resync_for_request)
-        duties: list[_Stoppable] = [status, requests]
-        if state.options.etcd_compaction_period_mins:
-            duties.append(
-                Compactor(
-                    state.backend,
-                    state.options.etcd_compaction_period_mins,
-                    state.options.etcd_compaction_min_revisions,
-                )
-            )
-        for duty in duties:
-            duty.start()
-        return duties
-
     def _in_db_thread(self, fn: Callable[[], Any]) -> Any:
         return self.db_executor.submit(fn).result()
-
-    def _resync_for_request(self) -> Mapping[str, Any]:
-        report: ResyncReport = self._in_db_thread(self.resync_now)
-        return report.to_json()
 
     # -- resync -------------------------------------------------------------------------------
 
@@ -494,37 +266,7 @@ class CalicoMechanismDriver(mech_agent.SimpleAgentMechanismDriverBase):  # type:
         # Never fail the Neutron API call: etcd catches up through a resync, which we ask the
         # leader for (from a background thread) as soon as etcd answers again.
         log.error("Calico: %s failed (%s); a resync will repair etcd", what, exc)
-        with self._state_lock:
-            self._repair_generation += 1
-            if self._repair_thread is not None and self._repair_thread.is_alive():
-                return
-            self._repair_thread = threading.Thread(
-                target=self._repair_loop, name="calico-repair", daemon=True
-            )
-            self._repair_thread.start()
-
-    def _repair_loop(self) -> None:
-        backoff = 1.0
-        while not self._stopping:
-            with self._state_lock:
-                generation = self._repair_generation
-            try:
-                state = self._process_state()
-                result = request_resync(state.backend, state.options.region_string, REPAIR_TIMEOUT)
-            except Exception as exc:  # etcd still down, no leader yet, shutting down...
-                if self._stopping:
-                    return
-                log.warning("Calico repair resync not done (%s); retrying in %.0fs", exc, backoff)
-                if self._repair_wake.wait(backoff):
-                    return
-                backoff = min(REPAIR_MAX_BACKOFF, backoff * 2)
-                continue
-            log.info("Calico repair: %s", result.get("summary", result))
-            with self._state_lock:
-                if self._repair_generation == generation:
-                    self._repair_thread = None
-                    return
-            backoff = 1.0  # failed again meanwhile: that write may postdate the resync
+        self._repair.request()
 
     # -- binding ------------------------------------------------------------------------------
 

@@ -1,19 +1,14 @@
-"""The ML2 driver's decisions, as pure functions (no Neutron DB, no etcd)."""
+"""The ML2 driver's decisions, as pure functions (no Neutron, no etcd)."""
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-pytest.importorskip("neutron", reason="Neutron not installed (pip install -e '.[openstack]')")
-
-from oslo_config import cfg
-
 from calico.openstack import keys
-from calico.openstack.mech_driver import (
+from calico.openstack.decisions import (
     AGENT_TYPE_FELIX,
     EndpointPlan,
     binding_refusal,
@@ -26,9 +21,8 @@ from calico.openstack.mech_driver import (
     options_from_conf,
     plan_port_update,
     port_status_for_report,
-    register_options,
 )
-from calico.openstack.settings import CalicoOptions
+from calico.openstack.settings import OPTIONS, CalicoOptions
 
 
 def port(**changes: Any) -> dict[str, Any]:
@@ -189,58 +183,12 @@ def test_floating_ip_port_ids() -> None:
     assert floating_ip_port_ids(({"port_id": None}, None)) == set()
 
 
-def test_options_from_oslo_config(tmp_path: Path) -> None:
-    conf = cfg.ConfigOpts()
-    register_options(conf)
-    ini = tmp_path / "ml2_conf.ini"
-    ini.write_text(
-        "[calico]\netcd_host = etcd.example\netcd_port = 12379\n"
-        "etcd_ca_cert_file = /ca.pem\nopenstack_region = europe-1\n"
+def test_options_from_conf_reads_the_calico_group() -> None:
+    # (With oslo.config itself: tests/openstack/test_driver_options.py.)
+    group = {o.name: o.default for o in OPTIONS} | {"etcd_port": 12379, "etcd_key_file": None}
+    assert options_from_conf(SimpleNamespace(calico=SimpleNamespace(**group))) == CalicoOptions(
+        etcd_port=12379
     )
-    conf(["--config-file", str(ini)], project="neutron")
-    options = options_from_conf(conf)
-    assert options == CalicoOptions(
-        etcd_host="etcd.example",
-        etcd_port=12379,
-        etcd_ca_cert_file="/ca.pem",
-        openstack_region="europe-1",
-    )
-    assert options.region_string == "region-europe-1"
-    assert options.etcd_config({}).endpoints == ("https://etcd.example:12379",)
-    assert options.etcd_config({"ETCD_ENDPOINTS": "http://e2:2379"}).endpoints == (
-        "http://e2:2379",
-    )
-
-
-def test_options_defaults_and_bad_region() -> None:
-    conf = cfg.ConfigOpts()
-    register_options(conf)
-    conf([], project="neutron", default_config_files=[], default_config_dirs=[])
-    assert options_from_conf(conf) == CalicoOptions()
-    conf.set_override("openstack_region", "Bad_Region", group="calico")
+    group["openstack_region"] = "Bad_Region"
     with pytest.raises(ValueError, match="openstack_region"):
-        options_from_conf(conf)
-
-
-def test_oslo_options_refuse_what_calico_py_does_not_do(tmp_path: Path) -> None:
-    conf = cfg.ConfigOpts()
-    register_options(conf)
-    ini = tmp_path / "ml2_conf.ini"
-    ini.write_text(
-        "[calico]\netcd_scheme = https\netcd_timeout = 30\nstartup_resync = never\n"
-        "num_port_status_threads = 2\netcd_compaction_period_mins = 0\n"
-    )
-    conf(["--config-file", str(ini)], project="neutron")
-    options = options_from_conf(conf)
-    assert (options.startup_resync, options.etcd_timeout) == ("never", 30)
-    assert options.etcd_config({}).endpoints == ("https://127.0.0.1:2379",)
-    for name, value, message in [
-        ("etcd_username", "admin", "etcd_username 'admin': not supported"),
-        ("max_egress_connections_per_port", 3, "max_egress_connections_per_port 3: not supported"),
-        ("etcd_compaction_period_mins", -5, "etcd_compaction_period_mins -5: must not be"),
-        ("fairy_gc_diagnostics", True, "fairy_gc_diagnostics True: not supported"),
-    ]:
-        conf.set_override(name, value, group="calico")
-        with pytest.raises(ValueError, match=re.escape(f"[calico] {message}")):
-            options_from_conf(conf)
-        conf.clear_override(name, group="calico")
+        options_from_conf(SimpleNamespace(calico=SimpleNamespace(**group)))
