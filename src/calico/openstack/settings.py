@@ -30,6 +30,12 @@ class OptionSpec:
     help: str
 
 
+# networking-calico's QoS burst defaults; 0 also means "the default" there.
+QOS_BW_BURST = 4294967296
+QOS_PR_BURST = 5
+_QOS_DEFAULT_ONLY = "QoS: not supported unless 0 or the default."
+_NO_QOS = "QoS (WorkloadEndpoint qosControls) is not supported: Felix does not enforce it"
+
 OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("etcd_host", "str", "127.0.0.1", "etcd host (ETCD_ENDPOINTS overrides)."),
     OptionSpec("etcd_port", "port", 2379, "etcd client port."),
@@ -41,8 +47,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("etcd_password", "str", None, "Not supported: use TLS client certificates."),
     OptionSpec("etcd_timeout", "int", None, "Seconds per etcd request (calico-py default 5)."),
     OptionSpec("openstack_region", "str", None, "This region's name when regions share etcd."),
-    OptionSpec("max_ingress_connections_per_port", "int", 0, "Not supported unless 0."),
-    OptionSpec("max_egress_connections_per_port", "int", 0, "Not supported unless 0."),
+    OptionSpec("max_ingress_connections_per_port", "int", 0, "QoS: not supported unless 0."),
+    OptionSpec("max_egress_connections_per_port", "int", 0, "QoS: not supported unless 0."),
+    OptionSpec("ingress_burst_bits", "int", QOS_BW_BURST, _QOS_DEFAULT_ONLY),
+    OptionSpec("egress_burst_bits", "int", QOS_BW_BURST, _QOS_DEFAULT_ONLY),
+    OptionSpec("ingress_minburst_bytes", "int", 0, "QoS: not supported unless 0."),
+    OptionSpec("egress_minburst_bytes", "int", 0, "QoS: not supported unless 0."),
+    OptionSpec("ingress_burst_packets", "int", QOS_PR_BURST, _QOS_DEFAULT_ONLY),
+    OptionSpec("egress_burst_packets", "int", QOS_PR_BURST, _QOS_DEFAULT_ONLY),
     OptionSpec("num_port_status_threads", "int", 4, "Accepted; one worker writes statuses."),
     OptionSpec("etcd_compaction_period_mins", "int", 60, "Minutes between compactions; 0: none."),
     OptionSpec("etcd_compaction_min_revisions", "int", 1000, "Revisions kept when compacting."),
@@ -53,14 +65,20 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("fairy_gc_diagnostics", "bool", False, "Not supported unless false."),
     OptionSpec("startup_resync_inject_per_item_delay_ms", "int", 0, "Test-only; only 0."),
 )
-# Values with no calico-py behaviour: option -> (the value that asks for nothing, why).
-_ONLY: dict[str, tuple[object, str]] = {
-    "etcd_username": (None, "etcd user authentication is not built (use TLS certificates)"),
-    "etcd_password": (None, "etcd user authentication is not built (use TLS certificates)"),
-    "max_ingress_connections_per_port": (0, "per-port connection limits are not built"),
-    "max_egress_connections_per_port": (0, "per-port connection limits are not built"),
-    "fairy_gc_diagnostics": (False, "the SQLAlchemy/eventlet diagnostics are not built"),
-    "startup_resync_inject_per_item_delay_ms": (0, "a test-only delay that is not built"),
+# Values with no calico-py behaviour: option -> (the values that ask for nothing, why).
+_ONLY: dict[str, tuple[tuple[object, ...], str]] = {
+    "etcd_username": ((None,), "etcd user authentication is not built (use TLS certificates)"),
+    "etcd_password": ((None,), "etcd user authentication is not built (use TLS certificates)"),
+    "max_ingress_connections_per_port": ((0,), _NO_QOS),
+    "max_egress_connections_per_port": ((0,), _NO_QOS),
+    "ingress_burst_bits": ((0, QOS_BW_BURST), _NO_QOS),
+    "egress_burst_bits": ((0, QOS_BW_BURST), _NO_QOS),
+    "ingress_minburst_bytes": ((0,), _NO_QOS),
+    "egress_minburst_bytes": ((0,), _NO_QOS),
+    "ingress_burst_packets": ((0, QOS_PR_BURST), _NO_QOS),
+    "egress_burst_packets": ((0, QOS_PR_BURST), _NO_QOS),
+    "fairy_gc_diagnostics": ((False,), "the SQLAlchemy/eventlet diagnostics are not built"),
+    "startup_resync_inject_per_item_delay_ms": ((0,), "a test-only delay that is not built"),
 }
 
 
@@ -78,6 +96,12 @@ class CalicoOptions:
     openstack_region: str | None = None
     max_ingress_connections_per_port: int = 0
     max_egress_connections_per_port: int = 0
+    ingress_burst_bits: int = QOS_BW_BURST
+    egress_burst_bits: int = QOS_BW_BURST
+    ingress_minburst_bytes: int = 0
+    egress_minburst_bytes: int = 0
+    ingress_burst_packets: int = QOS_PR_BURST
+    egress_burst_packets: int = QOS_PR_BURST
     num_port_status_threads: int = 4
     etcd_compaction_period_mins: int = 60
     etcd_compaction_min_revisions: int = 1000
@@ -95,7 +119,7 @@ class CalicoOptions:
             keys.validate_region(self.openstack_region)
         for name, (off, why) in _ONLY.items():
             value = getattr(self, name)
-            if value not in (off, ""):
+            if value not in (*off, ""):
                 raise ValueError(f"[calico] {name} {value!r}: not supported: {why}")
         if self.etcd_scheme not in ("http", "https"):
             raise ValueError(f"[calico] etcd_scheme {self.etcd_scheme!r}: not http or https")

@@ -102,8 +102,6 @@ class PortExtras:
     # Neutron floatingip dicts whose fixed_port_id is this port.
     floating_ips: Sequence[Mapping[str, Any]] = ()
     fqdn: str | None = None  # overrides the port's dns_assignment
-    # spec.qosControls, e.g. from `qos_controls`; None or empty writes none.
-    qos_controls: Mapping[str, int] | None = None
 
 
 def is_endpoint_port(port: Mapping[str, Any]) -> bool:
@@ -169,7 +167,6 @@ _ENDPOINT_FIELDS = (
     ("spec.ipv4Gateway", "fixed_ips (subnet gateway_ip)"),
     ("spec.ipv6Gateway", "fixed_ips (subnet gateway_ip)"),
     ("spec.ipNATs", "floating_ips"),
-    ("spec.qosControls", "qos_controls"),
 )
 
 
@@ -276,8 +273,6 @@ def endpoint_for_port(
             nats.append({"internalIP": str(inner), "externalIP": str(outer)})
     if nats:
         spec["ipNATs"] = nats
-    if extras.qos_controls:
-        spec["qosControls"] = dict(extras.qos_controls)
 
     annotations: dict[str, str] = {}
     if port.get("network_id"):
@@ -313,79 +308,6 @@ def endpoint_fixed_ips(endpoint: WorkloadEndpoint) -> list[str]:
     extra = {ipaddress.ip_interface(n).ip for n in endpoint.spec.allowedIps or []}
     addresses = (n.split("/")[0] for n in endpoint.spec.ipNetworks or [])
     return [a for a in addresses if ipaddress.ip_address(a) not in extra]
-
-
-# --- QoS ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class QoSOptions:
-    """networking-calico's `[calico]` QoS knobs; 0 means unset."""
-
-    max_ingress_connections_per_port: int = 0
-    max_egress_connections_per_port: int = 0
-    ingress_burst_bits: int = 0
-    egress_burst_bits: int = 0
-    ingress_minburst_bytes: int = 0
-    egress_minburst_bytes: int = 0
-    ingress_burst_packets: int = 0
-    egress_burst_packets: int = 0
-
-
-# Ranges of the WorkloadEndpoint API (libcalico-go's k8s conversion clamps the same way).
-_BANDWIDTH = (1000, 10**15)
-_BW_BURST = (1000, 34359738360)
-_BW_PEAKRATE = (1010, 10**15 + 10**13)
-_BW_MINBURST = (1000, 10**8)
-_PACKET_RATE = (1, 10**4)
-_PR_BURST = (1, 10**4)
-_CONNECTIONS = (1, 4294967295)
-DEFAULT_BW_BURST = 4294967296
-DEFAULT_PR_BURST = 5
-
-
-def _clamp(value: int, bounds: tuple[int, int]) -> int:
-    return max(bounds[0], min(bounds[1], value))
-
-
-def qos_controls(
-    rules: Sequence[Mapping[str, Any]], options: QoSOptions = QoSOptions()
-) -> dict[str, int]:
-    """spec.qosControls from a port's Neutron QoS policy rules, as networking-calico builds
-    them: bandwidth_limit max_kbps -> <dir>Bandwidth, max_burst_kbps -> <dir>Peakrate,
-    packet_rate_limit max_kpps -> <dir>PacketRate (direction defaults to egress), clamped to
-    the API's ranges, plus connection limits and bursts from the options."""
-    qos: dict[str, int] = {}
-    for rule in rules:
-        direction = rule.get("direction") or "egress"
-        kind = rule.get("type") or ("packet_rate_limit" if "max_kpps" in rule else "")
-        if kind in ("bandwidth_limit", "") and "max_kbps" in rule:
-            if rule.get("max_kbps"):
-                qos[direction + "Bandwidth"] = _clamp(rule["max_kbps"] * 1000, _BANDWIDTH)
-            if rule.get("max_burst_kbps"):
-                qos[direction + "Peakrate"] = _clamp(rule["max_burst_kbps"] * 1000, _BW_PEAKRATE)
-        elif kind == "packet_rate_limit" and rule.get("max_kpps"):
-            qos[direction + "PacketRate"] = _clamp(rule["max_kpps"] * 1000, _PACKET_RATE)
-    o = options
-    for direction, conns in (
-        ("ingress", o.max_ingress_connections_per_port),
-        ("egress", o.max_egress_connections_per_port),
-    ):
-        if conns:
-            qos[direction + "MaxConnections"] = _clamp(conns, _CONNECTIONS)
-    for direction, burst, minburst, packets in (
-        ("ingress", o.ingress_burst_bits, o.ingress_minburst_bytes, o.ingress_burst_packets),
-        ("egress", o.egress_burst_bits, o.egress_minburst_bytes, o.egress_burst_packets),
-    ):
-        if direction + "Bandwidth" in qos:
-            qos[direction + "Burst"] = _clamp(burst, _BW_BURST) if burst else DEFAULT_BW_BURST
-            if minburst and direction + "Peakrate" in qos:
-                qos[direction + "Minburst"] = _clamp(minburst, _BW_MINBURST)
-        if direction + "PacketRate" in qos:
-            qos[direction + "PacketBurst"] = (
-                _clamp(packets, _PR_BURST) if packets else DEFAULT_PR_BURST
-            )
-    return qos
 
 
 # --- security groups ------------------------------------------------------------------------

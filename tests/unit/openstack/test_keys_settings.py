@@ -125,8 +125,14 @@ def test_every_networking_calico_option_is_a_field() -> None:
         ("etcd_password = s3cret", r"\[calico\] etcd_password 's3cret': not supported"),
         (
             "max_ingress_connections_per_port = 10",
-            r"max_ingress_connections_per_port 10: not supported: per-port connection limits",
+            r"max_ingress_connections_per_port 10: not supported: QoS \(WorkloadEndpoint qosControls\)",
         ),
+        ("ingress_burst_bits = 80000", r"ingress_burst_bits 80000: not supported: QoS"),
+        ("egress_burst_bits = 1", r"egress_burst_bits 1: not supported: QoS"),
+        ("ingress_minburst_bytes = 1500", r"ingress_minburst_bytes 1500: not supported: QoS"),
+        ("egress_minburst_bytes = 1500", r"egress_minburst_bytes 1500: not supported: QoS"),
+        ("ingress_burst_packets = 7", r"ingress_burst_packets 7: not supported: QoS"),
+        ("egress_burst_packets = 6", r"egress_burst_packets 6: not supported: QoS"),
         (
             "max_egress_connections_per_port = 5",
             r"max_egress_connections_per_port 5: not supported",
@@ -161,6 +167,9 @@ def test_upstream_options_that_work_or_ask_for_nothing(tmp_path: Path) -> None:
         "etcd_compaction_period_mins = 10\netcd_compaction_min_revisions = 500\n"
         "num_port_status_threads = 8\nproject_name_cache_max = 10\nstartup_resync = never\n"
         "resync_interval_secs = 30\nfairy_gc_diagnostics = false\n"
+        # networking-calico's QoS burst defaults, and 0, which means the default there
+        "ingress_burst_bits = 4294967296\negress_burst_bits = 0\ningress_burst_packets = 5\n"
+        "egress_burst_packets = 0\ningress_minburst_bytes = 0\n"
     )
     opts = read_config_files([str(path)])
     assert (opts.startup_resync, opts.etcd_compaction_period_mins) == ("never", 10)

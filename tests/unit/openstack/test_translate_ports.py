@@ -1,4 +1,4 @@
-"""Neutron ports, QoS rules and subnets -> WorkloadEndpoints and DHCP subnet records."""
+"""Neutron ports and subnets -> WorkloadEndpoints and DHCP subnet records."""
 
 from __future__ import annotations
 
@@ -9,14 +9,12 @@ import pytest
 from calico.model.endpoints import WorkloadEndpoint
 from calico.openstack.translate import (
     PortExtras,
-    QoSOptions,
     TranslationError,
     dhcp_subnet_data,
     endpoint_fixed_ips,
     endpoint_for_port,
     is_endpoint_port,
     port_host,
-    qos_controls,
     sanitize_label_value,
 )
 
@@ -296,7 +294,6 @@ PORT_CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = [
         expected(annotations={**NET_ANN, "openstack.projectcalico.org/fqdn": "vm1.example.org"}),
     ),
     ("admin down is written like any bound port", {"admin_state_up": False}, {}, expected()),
-    ("empty qos controls write none", {}, {"qos_controls": {}}, expected()),
 ]
 
 
@@ -422,19 +419,6 @@ PORT_REJECTS: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
         {"floating_ips": [fip("10.0.0.5", "x")]},
         f"port {PORT_ID}: floating_ips[0].floating_ip_address: 'x' is not an IP address",
     ),
-    (
-        "bad qos",
-        {},
-        {"qos_controls": {"egressBandwidth": -1}},
-        f"port {PORT_ID}: qos_controls (spec.qosControls.egressBandwidth)",
-    ),
-    (
-        "qos is refused: Felix does not enforce it",
-        {},
-        {"qos_controls": {"egressBandwidth": 10_000_000, "egressBurst": 4294967296}},
-        f"port {PORT_ID}: qos_controls (spec.qosControls): "
-        '{"egressBandwidth": 10000000, "egressBurst": 4294967296} is not supported by calico-py',
-    ),
 ]
 
 
@@ -485,101 +469,6 @@ def test_port_classification(fields: dict[str, Any], is_endpoint: bool, host: st
 )
 def test_sanitize_label_value(raw: str, limit: int, clean: str) -> None:
     assert sanitize_label_value(raw, limit) == clean
-
-
-# (case, Neutron QoS rules, options, qosControls)
-QOS_CASES: list[tuple[str, list[dict[str, Any]], QoSOptions, dict[str, int]]] = [
-    ("no rules", [], QoSOptions(), {}),
-    (
-        "egress bandwidth, default burst",
-        [
-            {
-                "type": "bandwidth_limit",
-                "max_kbps": 10000,
-                "max_burst_kbps": 0,
-                "direction": "egress",
-            }
-        ],
-        QoSOptions(),
-        {"egressBandwidth": 10_000_000, "egressBurst": 4294967296},
-    ),
-    (
-        "direction defaults to egress",
-        [{"max_kbps": 5000, "max_burst_kbps": 0}],
-        QoSOptions(),
-        {"egressBandwidth": 5_000_000, "egressBurst": 4294967296},
-    ),
-    (
-        "ingress bandwidth with peak and burst options",
-        [
-            {
-                "type": "bandwidth_limit",
-                "max_kbps": 2000,
-                "max_burst_kbps": 3000,
-                "direction": "ingress",
-            }
-        ],
-        QoSOptions(ingress_burst_bits=80000, ingress_minburst_bytes=1500),
-        {
-            "ingressBandwidth": 2_000_000,
-            "ingressPeakrate": 3_000_000,
-            "ingressBurst": 80000,
-            "ingressMinburst": 1500,
-        },
-    ),
-    (
-        "clamped to the API range",
-        [
-            {"type": "bandwidth_limit", "max_kbps": 0, "max_burst_kbps": 1, "direction": "egress"},
-            {
-                "type": "bandwidth_limit",
-                "max_kbps": 10**14,
-                "max_burst_kbps": 0,
-                "direction": "ingress",
-            },
-        ],
-        QoSOptions(),
-        {"egressPeakrate": 1010, "ingressBandwidth": 10**15, "ingressBurst": 4294967296},
-    ),
-    (
-        "packet rate",
-        [
-            {"type": "packet_rate_limit", "max_kpps": 2, "direction": "ingress"},
-            {"max_kpps": 50, "direction": "egress"},
-        ],
-        QoSOptions(egress_burst_packets=7),
-        {
-            "ingressPacketRate": 2000,
-            "ingressPacketBurst": 5,
-            "egressPacketRate": 10000,
-            "egressPacketBurst": 7,
-        },
-    ),
-    (
-        "connection limits only",
-        [],
-        QoSOptions(max_ingress_connections_per_port=10, max_egress_connections_per_port=20),
-        {"ingressMaxConnections": 10, "egressMaxConnections": 20},
-    ),
-    (
-        "other rule types ignored",
-        [
-            {"type": "dscp_marking", "dscp_mark": 26},
-            {"type": "minimum_bandwidth", "min_kbps": 1000},
-        ],
-        QoSOptions(),
-        {},
-    ),
-]
-
-
-@pytest.mark.parametrize(
-    ("rules", "options", "want"), [c[1:] for c in QOS_CASES], ids=[c[0] for c in QOS_CASES]
-)
-def test_qos_controls(
-    rules: list[dict[str, Any]], options: QoSOptions, want: dict[str, int]
-) -> None:
-    assert qos_controls(rules, options) == want
 
 
 def subnet(**fields: Any) -> dict[str, Any]:
