@@ -4,7 +4,8 @@ data and security-group policy), VMs as namespaces behind tap veths whose `eth0`
 port's MAC and no address until DHCP (busybox udhcpc) and SLAAC give it one.
 
 Checks: each VM leases exactly its port's IPv4 address with the subnet's gateway as router,
-its DNS server, its host name and its tap's MTU (following a change); an allowed address pair
+its DNS server, its host name, its tap's MTU (following a change), and the lease time and
+domain of the agent's `[DEFAULT] dhcp_lease_duration`/`dns_domain`; an allowed address pair
 is not leased but routed to its VM, usable as a source and a member of the security group;
 each VM autoconfigures the EUI-64 address Neutron computed from its MAC from dnsmasq's RAs
 (prefix off-link, default route via the host); two networks get two
@@ -142,8 +143,8 @@ class VM:
 LEASE_SCRIPT = """#!/bin/sh
 case "$1" in
   bound|renew)
-    printf 'ip=%s\\nmask=%s\\nrouter=%s\\ndns=%s\\nhostname=%s\\nlease=%s\\nmtu=%s\\n' \\
-      "$ip" "$mask" "$router" "$dns" "$hostname" "$lease" "$mtu" > "{out}"
+    printf 'ip=%s\\nmask=%s\\nrouter=%s\\ndns=%s\\nhostname=%s\\nlease=%s\\nmtu=%s\\ndomain=%s\\n' \\
+      "$ip" "$mask" "$router" "$dns" "$hostname" "$lease" "$mtu" "$domain" > "{out}"
     ip -4 addr flush dev "$interface"
     ip addr add "$ip/$mask" dev "$interface"
     [ -n "$router" ] && ip route replace default via "${{router%% *}}" dev "$interface"
@@ -156,8 +157,11 @@ exit 0
 class Agent:
     """calico-dhcp-agent as a process in a host namespace."""
 
-    def __init__(self, cluster: Cluster, host: FelixHost, run_dir: Path) -> None:
+    def __init__(
+        self, cluster: Cluster, host: FelixHost, run_dir: Path, config_file: Path | None = None
+    ) -> None:
         self.cluster = cluster
+        self.config_file = config_file
         self.host = host
         self.run_dir = run_dir
         self.log = host.run_dir / "dhcp-agent.log"
@@ -172,9 +176,10 @@ class Agent:
             "CALICO_RUN_DIR": str(self.run_dir),
         }
         self._mark = self.log.stat().st_size if self.log.exists() else 0
-        self.proc = self.cluster.ns.popen(
-            self.host.netns, [AGENT, "--debug"], env=env, log=str(self.log)
-        )
+        args = [AGENT, "--debug"]
+        if self.config_file is not None:
+            args += ["--config-file", str(self.config_file)]
+        self.proc = self.cluster.ns.popen(self.host.netns, args, env=env, log=str(self.log))
 
     def output(self) -> str:
         if not self.log.exists():
@@ -420,7 +425,10 @@ def test_dhcp_slaac_and_policy_for_vms(
         wait_until(lambda vm=vm, ip=ip: f"{ip} dev {vm.tap}" in host.routes(4), what=f"{ip} route")
     host.exec(["ip", "link", "set", a.tap, "mtu", "1400"])  # before the agent starts
 
-    agent = Agent(cluster, host, agents[1])
+    # Neutron DHCP agent options, as networking-calico's agent reads them.
+    conf = tmp_path / "dhcp_agent.ini"
+    conf.write_text("[DEFAULT]\ndhcp_lease_duration = 600\ndns_domain = example.org.\n")
+    agent = Agent(cluster, host, agents[1], conf)
     agents[0].append(agent)
     agent.start()
     wait_until(lambda: agent.dnsmasq_pid(NET1) and agent.dnsmasq_pid(NET2), 20, "two dnsmasqs")
@@ -439,6 +447,7 @@ def test_dhcp_slaac_and_policy_for_vms(
         "198.18.10.1",
     )
     assert (lease_a["dns"], lease_a["hostname"], lease_a["mtu"]) == ("198.18.10.53", "vm-a", "1400")
+    assert (lease_a["lease"], lease_a["domain"]) == ("600", "example.org")
     lease_b = dhcp(cluster, b, tmp_path)
     assert (lease_b["ip"], lease_b["router"], lease_b["hostname"], lease_b["mtu"]) == (
         "198.18.10.6",

@@ -47,7 +47,9 @@ _PORT_STATUS: dict[str, str] = {
 def options_from_conf(conf: Any) -> CalicoOptions:
     """The `[calico]` group of an oslo ConfigOpts as CalicoOptions (ValueError if invalid)."""
     group = getattr(conf, SECTION)
-    return options_from_values({o.name: getattr(group, o.name) for o in OPTIONS})
+    return options_from_values(
+        {o.name: getattr(group, o.name) for o in OPTIONS if o.section == SECTION}
+    )
 
 
 def bound_host(port: PortDict) -> str | None:

@@ -82,7 +82,11 @@ VIF_DETAILS = {portbindings.CAP_PORT_FILTER: True, "mac_address": "00:61:fe:ed:c
 
 _OSLO_TYPES = {"str": cfg.StrOpt, "int": cfg.IntOpt, "port": cfg.PortOpt, "bool": cfg.BoolOpt}
 # Every networking-calico option, so that a value calico-py cannot honour is refused.
-CALICO_OPTS = [_OSLO_TYPES[o.kind](o.name, default=o.default, help=o.help) for o in OPTIONS]
+CALICO_OPTS = [
+    _OSLO_TYPES[o.kind](o.name, default=o.default, help=o.help)
+    for o in OPTIONS
+    if o.section == SECTION
+]
 
 
 def register_options(conf: Any) -> None:

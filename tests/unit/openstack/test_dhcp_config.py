@@ -427,6 +427,34 @@ def test_options() -> None:
     )
 
 
+def test_neutron_dhcp_agent_options() -> None:
+    subnets = {"s": subnet("s", "198.18.0.0/22", "198.18.0.1")}
+    options = RenderOptions(
+        "/x",
+        lease_seconds=-1,
+        domain="example.org",
+        broadcast=True,
+        lease_max=100,
+        conf_file="/etc/dnsmasq-extra.conf",
+        renewal_seconds=300,
+        rebinding_seconds=500,
+    )
+    args = render([port("p", "198.18.0.5")], subnets, options).networks[NET1].args
+    assert args[1] == "--conf-file=/etc/dnsmasq-extra.conf"
+    assert args[-6:] == (
+        "--dhcp-range=set:subnet-s,198.18.0.0,static,255.255.252.0,infinite",
+        "--dhcp-lease-max=100",
+        "--dhcp-option-force=option:T1,300",
+        "--dhcp-option-force=option:T2,500",
+        "--domain=example.org",
+        "--dhcp-broadcast",
+    )
+    # Unset, they add nothing (and the config file is /dev/null).
+    plain = render([port("p", "198.18.0.5")], subnets, OPTS).networks[NET1].args
+    assert plain[1] == "--conf-file=/dev/null"
+    assert not [a for a in plain if a.startswith(("--domain", "--dhcp-broadcast", "--dhcp-option"))]
+
+
 def test_mtu_only_for_ipv4_leases_of_taps_that_exist() -> None:
     subnets = {
         "s4": subnet("s4", "198.18.0.0/24", "198.18.0.1"),

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from calico.openstack.dhcp.main import hostname_of, main, parse_args, unreadable_ancestor
+from calico.openstack.dhcp.config import RenderOptions
+from calico.openstack.dhcp.main import (
+    hostname_of,
+    main,
+    parse_args,
+    render_options,
+    unreadable_ancestor,
+)
+from calico.openstack.settings import DhcpAgentOptions
 
 
 @pytest.mark.parametrize(
@@ -20,6 +28,29 @@ from calico.openstack.dhcp.main import hostname_of, main, parse_args, unreadable
 )
 def test_hostname(argv: list[str], environ: dict[str, str], expected: str) -> None:
     assert hostname_of(parse_args(argv), environ) == expected
+    if expected == socket.gethostname():  # [DEFAULT] host comes after NODENAME
+        assert hostname_of(parse_args(argv), environ, "compute-7") == "compute-7"
+    else:
+        assert hostname_of(parse_args(argv), environ, "compute-7") == expected
+
+
+def test_render_options_follow_the_dhcp_agent_options() -> None:
+    dhcp = DhcpAgentOptions(
+        dhcp_lease_duration=600,
+        dhcp_domain="example.org.",
+        dhcp_broadcast_reply=True,
+        dnsmasq_lease_max=100,
+        dnsmasq_config_file="/etc/extra.conf",
+        dhcp_renewal_time=300,
+        dhcp_rebinding_time=500,
+    )
+    want = RenderOptions("/x", 600, False, "example.org", True, 100, "/etc/extra.conf", 300, 500)
+    assert render_options("/x", parse_args([]), dhcp) == want
+    # --lease-time wins over dhcp_lease_duration; without either, Neutron's default.
+    assert render_options("/x", parse_args(["--lease-time", "900"]), dhcp).lease_seconds == 900
+    assert render_options("/x", parse_args(["--debug"]), DhcpAgentOptions()) == RenderOptions(
+        "/x", 86400, log_dhcp=True
+    )
 
 
 def test_config_files_repeat() -> None:
@@ -32,6 +63,11 @@ def test_config_files_repeat() -> None:
     [
         ("[calico]\nopenstack_region = Bad Region\n", "openstack_region"),
         ("[calico]\netcd_port = 99999\n", "etcd_port"),
+        (
+            "[DEFAULT]\nforce_metadata = true\n",
+            "[DEFAULT] force_metadata True: not supported: calico-dhcp-agent serves no metadata",
+        ),
+        ("[DEFAULT]\ndhcp_lease_duration = 30\n", "[DEFAULT] dhcp_lease_duration 30"),
     ],
 )
 def test_invalid_config_exits_2(

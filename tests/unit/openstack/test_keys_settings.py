@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from calico.openstack import keys
-from calico.openstack.settings import OPTIONS, CalicoOptions, read_config_files
+from calico.openstack.settings import (
+    OPTIONS,
+    CalicoOptions,
+    DhcpAgentOptions,
+    read_config_files,
+    read_dhcp_agent_options,
+)
 
 
 @pytest.mark.parametrize(
@@ -114,8 +120,16 @@ def test_missing_config_file_is_named(tmp_path: Path) -> None:
         read_config_files([str(tmp_path / "absent.conf")])
 
 
-def test_every_networking_calico_option_is_a_field() -> None:
-    assert [o.name for o in OPTIONS] == [f.name for f in fields(CalicoOptions)]
+def test_every_option_is_a_field() -> None:
+    assert [o.name for o in OPTIONS if o.section == "calico"] == [
+        f.name for f in fields(CalicoOptions)
+    ]
+    assert [o.name for o in OPTIONS if o.section == "DEFAULT"] == [
+        f.name for f in fields(DhcpAgentOptions)
+    ]
+    for spec in OPTIONS:  # the table's defaults are the dataclasses'
+        dataclass = CalicoOptions if spec.section == "calico" else DhcpAgentOptions
+        assert getattr(dataclass(), spec.name) == spec.default, spec.name
 
 
 @pytest.mark.parametrize(
@@ -176,3 +190,87 @@ def test_upstream_options_that_work_or_ask_for_nothing(tmp_path: Path) -> None:
     assert opts.etcd_compaction_min_revisions == 500
     config = opts.etcd_config({})
     assert config.endpoints == ("https://127.0.0.1:2379",) and config.request_timeout == 60.0
+
+
+def test_dhcp_agent_options_from_default_sections(tmp_path: Path) -> None:
+    neutron = tmp_path / "neutron.conf"
+    neutron.write_text(
+        "[DEFAULT]\nhost = compute-7\ndhcp_lease_duration = 600\ndns_domain = example.org.\n"
+        "core_plugin = ml2\n[calico]\netcd_port = 12379\n"
+    )
+    agent = tmp_path / "dhcp_agent.ini"
+    agent.write_text(
+        "[DEFAULT]\ndhcp_lease_duration = -1\ndhcp_broadcast_reply = true\n"
+        "dnsmasq_lease_max = 100\ndnsmasq_config_file = /etc/dnsmasq-extra.conf\n"
+        "dhcp_renewal_time = 300\ndhcp_rebinding_time = 500\n"
+        "interface_driver = openvswitch\ndhcp_driver = x\nresync_interval = 30\n"
+        "enable_isolated_metadata = false\ndnsmasq_dns_servers =\n"
+    )
+    options = read_dhcp_agent_options([str(neutron), str(agent)])
+    assert options == DhcpAgentOptions(
+        host="compute-7",
+        dhcp_lease_duration=-1,
+        dns_domain="example.org.",
+        dhcp_broadcast_reply=True,
+        dnsmasq_lease_max=100,
+        dnsmasq_config_file="/etc/dnsmasq-extra.conf",
+        dhcp_renewal_time=300,
+        dhcp_rebinding_time=500,
+        interface_driver="openvswitch",
+        dhcp_driver="x",
+        resync_interval=30,
+    )
+    assert options.domain == "example.org"
+    assert DhcpAgentOptions(dhcp_domain="old.example").domain == "old.example"
+    assert DhcpAgentOptions().domain is None
+    assert read_config_files([str(neutron), str(agent)]).etcd_port == 12379
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "dnsmasq_dns_servers = 8.8.8.8, 1.1.1.1",
+            r"\[DEFAULT\] dnsmasq_dns_servers \('8.8.8.8', '1.1.1.1'\): not supported: calico-dhcp-agent's dnsmasq answers no DNS",
+        ),
+        ("dnsmasq_local_resolv = true", r"dnsmasq_local_resolv True: not supported: .* no DNS"),
+        ("dnsmasq_txt_record = v=1", r"dnsmasq_txt_record 'v=1': not supported"),
+        ("dnsmasq_enable_addr6_list = true", r"dnsmasq_enable_addr6_list True: not supported"),
+        (
+            "dnsmasq_base_log_dir = /var/log/dnsmasq",
+            r"dnsmasq_base_log_dir '/var/log/dnsmasq': not supported",
+        ),
+        (
+            "dhcp_confs = /var/lib/neutron/dhcp",
+            r"dhcp_confs '/var/lib/neutron/dhcp': not supported: .*CALICO_RUN_DIR",
+        ),
+        (
+            "enable_isolated_metadata = true",
+            r"enable_isolated_metadata True: not supported: .* no metadata",
+        ),
+        ("force_metadata = true", r"force_metadata True: not supported: .* no metadata"),
+        ("enable_metadata_network = true", r"enable_metadata_network True: not supported"),
+        (
+            "dhcp_lease_duration = 60",
+            r"\[DEFAULT\] dhcp_lease_duration 60: not -1 \(infinite\) or at least 120",
+        ),
+        ("dhcp_lease_duration = -2", r"dhcp_lease_duration -2: not -1"),
+        ("dhcp_lease_duration = long", r"\[DEFAULT\] dhcp_lease_duration 'long': not an integer"),
+        ("dns_domain = bad domain", r"dns_domain 'bad domain': not a domain name"),
+        ("dhcp_domain = a,b", r"dhcp_domain 'a,b': not a domain name"),
+        ("dnsmasq_lease_max = 0", r"dnsmasq_lease_max 0: not positive"),
+        ("dhcp_renewal_time = -1", r"dhcp_renewal_time -1: must not be negative"),
+        (
+            "dhcp_broadcast_reply = maybe",
+            r"\[DEFAULT\] dhcp_broadcast_reply 'maybe': not a boolean",
+        ),
+    ],
+)
+def test_dhcp_agent_options_without_behaviour_are_refused(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "dhcp_agent.ini"
+    path.write_text(f"[DEFAULT]\n{text}\n")
+    with pytest.raises(ValueError, match=message):
+        read_dhcp_agent_options([str(path)])
+    read_config_files([str(path)])  # the [calico] reader does not look at them

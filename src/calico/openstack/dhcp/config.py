@@ -242,9 +242,17 @@ class NetworkConfig:
 
 @dataclass(frozen=True, slots=True)
 class RenderOptions:
+    """How every dnsmasq runs; the Neutron DHCP agent options it follows are named."""
+
     base_dir: str  # <CALICO_RUN_DIR>/dhcp
-    lease_seconds: int = DEFAULT_LEASE_SECONDS
+    lease_seconds: int = DEFAULT_LEASE_SECONDS  # dhcp_lease_duration; -1: infinite
     log_dhcp: bool = False
+    domain: str | None = None  # dns_domain (dhcp_domain)
+    broadcast: bool = False  # dhcp_broadcast_reply
+    lease_max: int = MAX_LEASES  # dnsmasq_lease_max
+    conf_file: str = ""  # dnsmasq_config_file
+    renewal_seconds: int = 0  # dhcp_renewal_time (DHCP option T1); 0: dnsmasq's
+    rebinding_seconds: int = 0  # dhcp_rebinding_time (T2); 0: dnsmasq's
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,7 +342,7 @@ def _render_network(
     taps = tuple(sorted({port.interface for port, _ in members}))
     args = [
         "--keep-in-foreground",
-        "--conf-file=/dev/null",
+        f"--conf-file={options.conf_file or '/dev/null'}",
         "--port=0",
         "--no-hosts",
         "--no-resolv",
@@ -355,7 +363,7 @@ def _render_network(
         for port, served in members
         if any(subnet.version == 4 for _, subnet in served)
     ]
-    lease = f"{options.lease_seconds}s"
+    lease = "infinite" if options.lease_seconds == -1 else f"{options.lease_seconds}s"
     for subnet in subnets:
         net = subnet.cidr
         if subnet.version == 4:
@@ -372,7 +380,16 @@ def _render_network(
         # RAs go out as the ns- interface's, whose MTU is not the taps': advertise none, as
         # networking-calico.
         args += ["--enable-ra", f"--ra-param={iface},mtu:off,0"]
-    args.append(f"--dhcp-lease-max={min(MAX_LEASES, sum(s.cidr.num_addresses for s in subnets))}")
+    possible = sum(s.cidr.num_addresses for s in subnets)
+    args.append(f"--dhcp-lease-max={min(options.lease_max, possible)}")
+    if options.renewal_seconds:
+        args.append(f"--dhcp-option-force=option:T1,{options.renewal_seconds}")
+    if options.rebinding_seconds:
+        args.append(f"--dhcp-option-force=option:T2,{options.rebinding_seconds}")
+    if options.domain:
+        args.append(f"--domain={options.domain}")
+    if options.broadcast:
+        args.append("--dhcp-broadcast")
     if options.log_dhcp:
         args.append("--log-dhcp")
     return NetworkConfig(

@@ -3,11 +3,14 @@
     calico-dhcp-agent [--config-file /etc/neutron/neutron.conf ...] [--hostname H]
 
 etcd and the region come from the `[calico]` section of the config files (networking-calico's
-option names; ETCD_ENDPOINTS in the environment overrides the address). The host name is
---hostname, else NODENAME, else the system's host name: it must be the name Nova binds ports
-to (binding:host_id), as for Felix. Every file goes under `$CALICO_RUN_DIR/dhcp/` (default
-/var/run/calico/dhcp/), so agents for several hosts can share a machine. SIGTERM or SIGINT
-stops dnsmasq and removes the `ns-` interfaces; logs go to stderr.
+option names; ETCD_ENDPOINTS in the environment overrides the address), and the Neutron DHCP
+agent options networking-calico's agent uses from their `[DEFAULT]` sections (lease time,
+domain, ...; see `calico.openstack.settings.OPTIONS`: each works or is refused at start). The
+host name is --hostname, else NODENAME, else `[DEFAULT] host`, else the system's host name: it
+must be the name Nova binds ports to (binding:host_id), as for Felix. Every file goes under
+`$CALICO_RUN_DIR/dhcp/` (default /var/run/calico/dhcp/), so agents for several hosts can share
+a machine. SIGTERM or SIGINT stops dnsmasq and removes the `ns-` interfaces; logs go to
+stderr.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ class Args:
     config_file: tuple[str, ...]
     hostname: str | None
     dnsmasq: str
-    lease_time: int
+    lease_time: int | None
     debug: bool
 
 
@@ -61,14 +64,16 @@ class Args:
 @click.option(
     "--lease-time",
     type=click.IntRange(min=120),  # dnsmasq's minimum
-    default=DEFAULT_LEASE_SECONDS,
-    show_default=True,
     metavar="SECONDS",
-    help="DHCP lease time",
+    help=f"DHCP lease time (default: [DEFAULT] dhcp_lease_duration, else {DEFAULT_LEASE_SECONDS})",
 )
 @click.option("--debug", is_flag=True, help="debug logs, and dnsmasq --log-dhcp")
 def _command(
-    config_file: tuple[str, ...], hostname: str | None, dnsmasq: str, lease_time: int, debug: bool
+    config_file: tuple[str, ...],
+    hostname: str | None,
+    dnsmasq: str,
+    lease_time: int | None,
+    debug: bool,
 ) -> Args:
     return Args(config_file, hostname, dnsmasq, lease_time, debug)
 
@@ -102,8 +107,22 @@ def unreadable_ancestor(path: str) -> str | None:
         current = parent
 
 
-def hostname_of(args: Args, environ: Mapping[str, str]) -> str:
-    return args.hostname or environ.get("NODENAME") or socket.gethostname()
+def hostname_of(args: Args, environ: Mapping[str, str], configured: str | None = None) -> str:
+    return args.hostname or environ.get("NODENAME") or configured or socket.gethostname()
+
+
+def render_options(base_dir: str, args: Args, dhcp: settings.DhcpAgentOptions) -> RenderOptions:
+    return RenderOptions(
+        base_dir,
+        lease_seconds=args.lease_time or dhcp.dhcp_lease_duration,
+        log_dhcp=args.debug,
+        domain=dhcp.domain,
+        broadcast=dhcp.dhcp_broadcast_reply,
+        lease_max=dhcp.dnsmasq_lease_max,
+        conf_file=dhcp.dnsmasq_config_file,
+        renewal_seconds=dhcp.dhcp_renewal_time,
+        rebinding_seconds=dhcp.dhcp_rebinding_time,
+    )
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> None:
@@ -119,11 +138,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         options = settings.read_config_files(args.config_file)
+        dhcp = settings.read_dhcp_agent_options(args.config_file)
         backend = EtcdBackend(options.etcd_config(env))
     except ValueError as exc:
         log.error("invalid configuration: %s", exc)
         sys.exit(2)
-    hostname = hostname_of(args, env)
+    hostname = hostname_of(args, env, dhcp.host)
     base_dir = os.path.join(env.get("CALICO_RUN_DIR") or DEFAULT_RUN_DIR, "dhcp")
     os.makedirs(base_dir, mode=0o755, exist_ok=True)
     blocked = unreadable_ancestor(base_dir)
@@ -134,7 +154,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         hostname,
         options.openstack_region,
         DnsmasqManager(base_dir, dnsmasq=args.dnsmasq),
-        RenderOptions(base_dir, lease_seconds=args.lease_time, log_dhcp=args.debug),
+        render_options(base_dir, args, dhcp),
         tap_mtus=TapMtus,
     )
     for sig in (signal.SIGTERM, signal.SIGINT):
