@@ -4,7 +4,9 @@ calico-py writes no `qosControls` (Felix does not enforce them) and registers no
 with Neutron's QoS service plugin. With the plugin loaded and the driver `calico` alone,
 Neutron's QoS driver manager then finds no driver supporting any rule type, so it refuses
 (QosRuleNotSupported, HTTP 409) every policy with rules on a port, on create or update, a
-rule added to a policy a port uses, and a policy with rules on a network.
+rule added to a policy a port uses, and a policy with rules on a network. With a second
+mechanism driver that has a QoS driver, a policy given to a port before binding gets through:
+the Calico driver then refuses to bind the port.
 
 (Creating a port with both a binding host and a QoS policy fails inside Neutron's sqlite
 test database with StaleDataError whatever the policy, so ports here are created unbound and
@@ -23,7 +25,7 @@ from oslo_config import cfg
 from calico.openstack import keys
 
 
-class TestQoS(CalicoMl2TestCase):
+class QoSTestCase(CalicoMl2TestCase):
     def get_additional_service_plugins(self) -> dict[str, str]:
         return {"qos_plugin_name": "qos"}
 
@@ -44,7 +46,7 @@ class TestQoS(CalicoMl2TestCase):
 
     def limit(self, policy_id: str) -> None:
         self.qos().create_policy_bandwidth_limit_rule(
-            self.admin, policy_id, {"bandwidth_limit_rule": {"max_kbps": 1000}}
+            self.admin, policy_id, {"bandwidth_limit_rule": {"max_kbps": 1000, "max_burst_kbps": 0}}
         )
 
     def assert_refused(self, res: Any, what: str) -> None:
@@ -54,6 +56,8 @@ class TestQoS(CalicoMl2TestCase):
         assert "bandwidth_limit is not supported" in body["NeutronError"]["message"], body
         assert what in body["NeutronError"]["message"], body
 
+
+class TestQoS(QoSTestCase):
     def test_qos_policies_on_calico_ports_are_refused(self) -> None:
         self.felix_heartbeat(HOST1)
         net = self.make_net()
@@ -107,3 +111,33 @@ class TestQoS(CalicoMl2TestCase):
         assert res.status_int == 409, (res.status_int, res.body)
         body = self.deserialize(self.fmt, res)
         assert body["NeutronError"]["type"] == "QosRuleNotSupportedByNetwork", body
+
+
+class TestQoSWithOpenvswitch(QoSTestCase):
+    """With openvswitch loaded too, its QoS driver accepts rules on unbound ports, so Neutron
+    lets a policy through before Calico binds the port: Calico refuses to bind it."""
+
+    _mechanism_drivers = ["openvswitch", "calico"]
+
+    def test_calico_refuses_to_bind_ports_with_qos_rules(self) -> None:
+        self.felix_heartbeat(HOST1)
+        net = self.make_net()
+        self.make_subnet(net)
+        limited = self.policy(limited=True)
+        port = self.make_vm_port(net, host=None, qos_policy_id=limited)
+        assert port["qos_policy_id"] == limited  # Neutron let it through
+        with self.assertLogs("calico.openstack.mech_driver", "WARNING") as logs:
+            port = self.update_port(port["id"], **{"binding:host_id": HOST1})
+        assert port["binding:vif_type"] == "binding_failed"
+        assert any(
+            f"Calico cannot bind port {port['id']}: its QoS policy {limited} is not supported"
+            " by calico-py" in line
+            for line in logs.output
+        ), logs.output
+        assert self.weps() == {}
+
+        # A policy without rules asks for nothing: such a port binds.
+        empty = self.policy(limited=False)
+        other = self.make_vm_port(net, host=None, device_id="vm-2", qos_policy_id=empty)
+        other = self.update_port(other["id"], **{"binding:host_id": HOST1})
+        assert other["binding:vif_type"] == "tap"

@@ -129,8 +129,10 @@ def binding_refusal(
     vnic_type: str,
     agents_alive: Sequence[bool],
     network_types: Sequence[str],
+    qos_policy_id: str | None = None,
 ) -> str | None:
-    """Why Calico will not bind a port, or None when it can."""
+    """Why Calico will not bind a port, or None when it can. qos_policy_id: the port's (or
+    its network's) QoS policy if it has rules."""
     if vnic_type != VNIC_NORMAL:
         return f"vnic_type {vnic_type!r} is not supported (only {VNIC_NORMAL!r})"
     if not host:
@@ -142,6 +144,11 @@ def binding_refusal(
     if not any(t in NETWORK_TYPES for t in network_types):
         types = ", ".join(sorted(set(network_types))) or "none"
         return f"network type {types} is not supported (Calico binds {'/'.join(NETWORK_TYPES)})"
+    if qos_policy_id:
+        return (
+            f"its QoS policy {qos_policy_id} is not supported by calico-py"
+            " (Felix does not enforce QoS controls)"
+        )
     return None
 
 

@@ -282,11 +282,26 @@ class CalicoMechanismDriver(mech_agent.SimpleAgentMechanismDriverBase):  # type:
             port.get(portbindings.VNIC_TYPE, portbindings.VNIC_NORMAL),
             [bool(a.get("alive")) for a in agents],
             [s[api.NETWORK_TYPE] for s in context.segments_to_bind],
+            self._qos_policy_with_rules(port),
         )
         if reason is not None:
             log.warning("Calico cannot bind port %s: %s", port["id"], reason)
             return
         super().bind_port(context)
+
+    @staticmethod
+    def _qos_policy_with_rules(port: PortDict) -> str | None:
+        """The port's QoS policy (or its network's) if it has rules. Neutron refuses rules
+        on Calico ports only when no QoS driver accepts them; with a second mechanism driver
+        that has one, a policy given to a port before binding would pass unnoticed."""
+        policy_id = port.get("qos_policy_id") or port.get("qos_network_policy_id")
+        if not policy_id:
+            return None
+        qos = directory.get_plugin(plugin_constants.QOS)
+        if qos is None:
+            return str(policy_id)  # cannot tell: fail closed
+        policy = _get_or_none(qos.get_policy, n_context.get_admin_context(), policy_id)
+        return str(policy_id) if policy is None or policy.get("rules") else None
 
     def check_segment_for_agent(self, segment: Mapping[str, Any], agent: Mapping[str, Any]) -> bool:
         if agent.get("agent_type") != self.agent_type:

@@ -172,6 +172,10 @@ def test_binding_refusal(
 ) -> None:
     got = binding_refusal(host, vnic, alive, types)
     if reason is None:
+        assert binding_refusal(host, vnic, alive, types, "pol-1") == (
+            "its QoS policy pol-1 is not supported by calico-py (Felix does not enforce QoS controls)"
+        )
+    if reason is None:
         assert got is None
     else:
         assert got is not None and got.startswith(reason), got
