@@ -24,7 +24,7 @@ from calico.calc.messages import (
 )
 from calico.dataplane.drivers.ipsets import IPSets
 from calico.dataplane.drivers.iptables_table import IptablesTable, parse_save
-from calico.dataplane.kernel import CommandResult, Subprocess
+from calico.programs import CommandResult, Runner
 from calico.rules import dispatch, endpoints, policy, static
 from calico.rules.config import RulesConfig
 from calico.rules.model import Chain
@@ -51,7 +51,7 @@ POLICY = ParsedPolicy(
 
 
 class CountingRunner:
-    def __init__(self, inner: Subprocess) -> None:
+    def __init__(self, inner: Runner) -> None:
         self.inner = inner
         self.calls: list[list[str]] = []
 
@@ -95,7 +95,7 @@ def counters(runner: CountingRunner, version: int, backend: str, rule_hash: str)
 @pytest.mark.parametrize("backend", ["nft", "legacy"])
 @pytest.mark.parametrize("version", [4, 6])
 def test_round_trip_next_to_foreign_state(netns: Namespaces, version: int, backend: str) -> None:
-    runner = CountingRunner(Subprocess(netns=netns.add("h")))
+    runner = CountingRunner(Runner(netns=netns.add("h")))
     ipt = tool(version, backend)
     foreign_src = "198.18.9.9" if version == 4 else "2001:db8::9"
     runner.inner.run([ipt, "-A", "INPUT", "-s", foreign_src, "-j", "ACCEPT"])
@@ -139,7 +139,7 @@ def test_round_trip_next_to_foreign_state(netns: Namespaces, version: int, backe
 def test_full_resync_repairs_what_others_broke(
     netns: Namespaces, version: int, backend: str
 ) -> None:
-    runner = CountingRunner(Subprocess(netns=netns.add("h")))
+    runner = CountingRunner(Runner(netns=netns.add("h")))
     ipt = tool(version, backend)
     ipsets = IPSets(version, runner.inner)
     ipsets.set_members("s:clients", IPSetType.NET, [])
@@ -182,7 +182,7 @@ def _restorable(section: str) -> tuple[str, set[str]]:
 @pytest.mark.parametrize("golden", sorted(p.name for p in GOLDEN_DIR.glob("*.txt")))
 def test_golden_files_are_valid_restore_input(netns: Namespaces, golden: str, backend: str) -> None:
     ns = netns.add("g")
-    runner = Subprocess(netns=ns)
+    runner = Runner(netns=ns)
     text = (GOLDEN_DIR / golden).read_text()
     for family, section in re.findall(r"# IPv(\d)\n(\*.*?COMMIT\n)", text, re.S):
         restore_text, set_names = _restorable(section)

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from calico.dataplane.drivers.routetable import RTPROT_CALICO, RouteTable, RouteTarget
-from calico.dataplane.kernel import CommandResult, Subprocess, open_netlink
+from calico.dataplane.kernel import open_netlink
+from calico.programs import CommandResult, Runner
 from calico.testing import waiting
 from calico.testing.netns import Namespaces
 
@@ -20,10 +21,10 @@ NETS = {4: ("198.18.0.", "/32"), 6: ("2001:db8::", "/128")}
 
 
 class SpyRunner:
-    """A real Subprocess that remembers what it ran."""
+    """A real Runner that remembers what it ran."""
 
     def __init__(self, netns: str) -> None:
-        self.inner = Subprocess(netns=netns)
+        self.inner = Runner(netns=netns)
         self.calls: list[list[str]] = []
 
     def run(
@@ -55,7 +56,7 @@ class Host:
             self.opened += 1
             return open_netlink(self.name)
 
-        runner = runner or Subprocess(netns=self.name)
+        runner = runner or Runner(netns=self.name)
         return RouteTable(runner, factory, self.ip_version, clock=lambda: self.now, **kw)
 
     def ip(self, *args: str) -> None:

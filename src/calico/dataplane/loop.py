@@ -42,12 +42,12 @@ from calico.dataplane.drivers.iptables_table import IptablesTable, apply_tables,
 from calico.dataplane.drivers.links import LinkConfigurator
 from calico.dataplane.drivers.netlink_dump import LeanDumps
 from calico.dataplane.drivers.routetable import RouteTable
-from calico.dataplane.kernel import CommandRunner
 from calico.dataplane.managers import Manager
 from calico.dataplane.managers.endpoints import EndpointManager
 from calico.dataplane.managers.ipsets import IPSetsManager
 from calico.dataplane.managers.nat import NatManager
 from calico.dataplane.managers.policy import PolicyManager
+from calico.programs import CommandRunner
 from calico.rules.config import RulesConfig
 from calico.rules.nat import static_nat_chains
 from calico.rules.static import hooks, static_filter_chains, static_mangle_chains, static_raw_chains

@@ -25,7 +25,7 @@ from calico import programs
 from calico.calc.graph import CalcGraph
 from calico.calc.messages import HostEndpointID, WorkloadEndpointID, WorkloadEndpointUpdate
 from calico.calc.salvage import salvage_policy
-from calico.dataplane.kernel import Subprocess, open_netlink
+from calico.dataplane.kernel import open_netlink
 from calico.dataplane.loop import ApplyStats, DataplaneSettings, InternalDataplane
 from calico.datastore.api import Backend, DatastoreError, SyncStatus
 from calico.datastore.client import ResourceClient, ResourceNotFound
@@ -232,7 +232,7 @@ class Felix:
         cfg = self.config
         return InternalDataplane(
             dataplane_settings(cfg),
-            Subprocess(),
+            programs.Runner(),
             functools.partial(open_netlink, None),
             on_endpoint_status=self._endpoint_status if cfg.endpoint_reporting_enabled else None,
             on_health=self._dataplane_health,

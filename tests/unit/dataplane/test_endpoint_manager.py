@@ -21,8 +21,8 @@ from calico.calc.messages import (
 from calico.dataplane.drivers.iptables_table import IptablesTable
 from calico.dataplane.drivers.links import LinkConfigurator
 from calico.dataplane.drivers.routetable import RouteTable
-from calico.dataplane.kernel import CommandResult
 from calico.dataplane.managers.endpoints import EndpointManager
+from calico.programs import CommandResult
 from calico.rules.config import RulesConfig
 
 

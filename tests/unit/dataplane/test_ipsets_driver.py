@@ -19,8 +19,8 @@ from calico.dataplane.drivers.ipsets import (
     member_version,
     parse_ipset_save,
 )
-from calico.dataplane.kernel import CommandError, CommandResult
 from calico.dataplane.managers.ipsets import IPSetsManager
+from calico.programs import CommandFailed, CommandResult
 
 
 @dataclass
@@ -67,7 +67,7 @@ class FakeIPSet:
             self.sets[name], self.sets[words[2]] = self.sets[words[2]], self.sets[name]
         elif op == "destroy":
             if name in self.in_use or name not in self.sets:
-                raise CommandError(["ipset", "restore"], 1, f"Set cannot be destroyed: {name}")
+                raise CommandFailed(["ipset", "restore"], 1, "", f"Set cannot be destroyed: {name}")
             del self.sets[name]
         else:
             raise AssertionError(words)
@@ -127,7 +127,7 @@ def test_sets_are_destroyed_only_by_apply_deletions(kernel: FakeIPSet) -> None:
     ipsets.apply_updates()
     assert "cali40s:a" in kernel.sets
     kernel.in_use.add("cali40s:a")
-    with pytest.raises(CommandError):
+    with pytest.raises(CommandFailed):
         ipsets.apply_deletions()
     kernel.in_use.clear()
     ipsets.apply_deletions()
@@ -166,7 +166,7 @@ def test_failure_forces_a_fresh_read(kernel: FakeIPSet) -> None:
     kernel.sets["cali4ts:a"] = FakeSet("hash:net", "inet")
     ipsets.resync()
     ipsets.set_members("s:a", IPSetType.NET, ["198.18.0.2", "198.18.0.3", "198.18.0.4"])
-    with pytest.raises(CommandError):
+    with pytest.raises(CommandFailed):
         ipsets.apply_updates()  # must destroy the stuck temp set first
     assert ipsets.dirty
     kernel.in_use.clear()
@@ -241,7 +241,7 @@ def test_writer_failure_makes_every_family_reread(kernel: FakeIPSet) -> None:
     kernel.sets["cali60s:old"] = FakeSet("hash:net", "inet6")
     kernel.in_use.add("cali60s:old")
     v6.resync()
-    with pytest.raises(CommandError):
+    with pytest.raises(CommandFailed):
         writer.apply_deletions()
     assert v4.dirty and v6.dirty
     kernel.in_use.clear()

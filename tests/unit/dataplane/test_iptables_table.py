@@ -20,7 +20,7 @@ from calico.dataplane.drivers.iptables_table import (
     parse_save,
     stub_chain,
 )
-from calico.dataplane.kernel import CommandError, CommandResult
+from calico.programs import CommandFailed, CommandResult
 from calico.rules import dispatch, static
 from calico.rules.config import RulesConfig
 from calico.rules.model import ANY, DROP, RETURN, Chain, Hook, Jump, Rule
@@ -56,7 +56,7 @@ class FakeIptables:
         self.restores.append(stdin)
         if self.fail_next:
             self.fail_next = False
-            raise CommandError(args, 1, "iptables-restore: line 2 failed")
+            raise CommandFailed(args, 1, "", "iptables-restore: line 2 failed")
         self.tables = self._transaction(stdin)
         return CommandResult(0, "", "")
 
@@ -100,7 +100,7 @@ class FakeIptables:
         chain, _, spec = rest.partition(" ")
         target = _TARGET.search(spec)
         if target and target.group(1) not in TARGETS and target.group(1) not in cur:
-            raise CommandError(["restore"], 1, f"no chain {target.group(1)}")
+            raise CommandFailed(["restore"], 1, "", f"no chain {target.group(1)}")
         if op == "-A":
             cur[chain].append(spec)
         else:
@@ -110,7 +110,7 @@ class FakeIptables:
     def _delete(self, cur: dict[str, list[str]], name: str) -> None:
         refs = [r for rules in cur.values() for r in rules if re.search(rf"-[jg] {name}( |$)", r)]
         if cur[name] or refs:
-            raise CommandError(["restore"], 1, f"CHAIN_DEL failed (busy): {name}")
+            raise CommandFailed(["restore"], 1, "", f"CHAIN_DEL failed (busy): {name}")
         del cur[name]
 
 
@@ -263,7 +263,7 @@ def test_failure_raises_logs_input_and_retries_from_a_fresh_read(
 ) -> None:
     table.update_chains([Chain("cali-new", (Rule(action=DROP),))])
     fake.fail_next = True
-    with caplog.at_level(logging.ERROR), pytest.raises(CommandError):
+    with caplog.at_level(logging.ERROR), pytest.raises(CommandFailed):
         table.apply()
     assert table.dirty
     assert ":cali-new - [0:0]" in caplog.text and "line 2 failed" in caplog.text
@@ -330,7 +330,7 @@ class SaveOnly:
         self, args: Sequence[str], *, stdin: str | None = None, check: bool = True
     ) -> CommandResult:
         if args[0] not in self.outputs:
-            raise CommandError(args, -1, "command not found")
+            raise CommandFailed(args, -1, "", "command not found")
         return CommandResult(0, self.outputs[args[0]], "")
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from calico.dataplane.drivers.links import LinkConfigurator, interface_sysctls
-from calico.dataplane.kernel import CommandError, CommandResult
+from calico.programs import CommandFailed, CommandResult
 
 V4_KEYS = ("proxy_arp", "forwarding", "rp_filter", "route_localnet")
 V6_KEYS = ("proxy_ndp", "forwarding", "accept_ra")
@@ -48,7 +48,7 @@ class FakeSysctl:
                 if name in self.values:
                     out.append(f"{name} = {self.values[name]}")
         if failed and check:
-            raise CommandError(args, 1, "sysctl: cannot stat /proc/sys/...")
+            raise CommandFailed(args, 1, "", "sysctl: cannot stat /proc/sys/...")
         return CommandResult(int(failed), "".join(line + "\n" for line in out), "")
 
 
@@ -133,7 +133,7 @@ def test_a_failed_write_raises_and_stays_pending(sysctl: FakeSysctl) -> None:
     links = LinkConfigurator(sysctl)
     links.set_interface("cali9", spoofing_allowed=False, ipv6=True)  # vanished meanwhile
     links.on_iface_state("cali9", True, 7)
-    with pytest.raises(CommandError):
+    with pytest.raises(CommandFailed):
         links.apply()
     assert links.needs_apply
     links.on_iface_state("cali9", False, 0)

@@ -20,9 +20,9 @@ from calico.dataplane.drivers.ipsets import IPSets, IPSetWriter
 from calico.dataplane.drivers.iptables_table import IptablesTable
 from calico.dataplane.drivers.links import LinkConfigurator
 from calico.dataplane.drivers.routetable import RouteTable, RouteTarget
-from calico.dataplane.kernel import CommandResult
 from calico.dataplane.managers.endpoints import EndpointManager
 from calico.dataplane.managers.nat import NatManager
+from calico.programs import CommandResult
 from calico.rules.config import RulesConfig
 from calico.rules.model import Chain
 

@@ -14,7 +14,7 @@ import pytest
 
 from calico.dataplane.drivers.conntrack import ConntrackCleaner, ConntrackFlows
 from calico.dataplane.drivers.routetable import RTPROT_CALICO, RouteTable, RouteTarget
-from calico.dataplane.kernel import CommandError, CommandResult
+from calico.programs import CommandFailed, CommandResult
 from calico.testing.waiting import wait_until
 
 MAC1 = "ee:00:00:00:00:01"
@@ -65,7 +65,7 @@ class FakeKernel:
             return CommandResult(0, "".join(self._show(ln) + "\n" for ln in stdin.splitlines()), "")
         failed = [ln for ln in stdin.splitlines() if not self._write(ln.split())]
         if failed and check:
-            raise CommandError(args, 1, f"Command failed -:{failed[0]}")
+            raise CommandFailed(args, 1, "", f"Command failed -:{failed[0]}")
         return CommandResult(1 if failed else 0, "", "")
 
     def _show(self, line: str) -> str:
@@ -337,7 +337,7 @@ def test_a_failed_batch_raises_stays_dirty_and_is_retried(kernel: FakeKernel) ->
     rt = make(kernel)
     rt.set_routes("cali1", targets(*(f"198.18.1.{i}/32" for i in range(1, 11))))
     kernel.fail_lines_matching = "198.18.1.5/32"
-    with pytest.raises(CommandError):
+    with pytest.raises(CommandFailed):
         rt.apply()
     assert rt.needs_apply and len(kernel.table()) == 9  # -force: the other lines went in
     kernel.fail_lines_matching = None
@@ -546,7 +546,7 @@ def test_a_failing_cleanup_is_retried_and_holds_back_the_new_route(
     rt.apply()
     wait_until(lambda: len(tool.calls) >= 2, 5.0, "a retry")  # in the background
     rt.set_routes("cali2", targets("198.18.0.1/32"))
-    with pytest.raises(CommandError, match="invalid parameters"):
+    with pytest.raises(CommandFailed, match="invalid parameters"):
         rt.apply()
     assert kernel.table() == {} and rt.needs_apply
     tool.returncode, tool.stderr = 0, "conntrack v1.4.7: 3 flow entries have been deleted.\n"
@@ -571,7 +571,7 @@ def test_the_conntrack_tool_exit_status(
 ) -> None:
     tool = FakeConntrackTool(kernel, stderr=stderr, returncode=returncode)
     if deleted is None:
-        with pytest.raises(CommandError):
+        with pytest.raises(CommandFailed):
             ConntrackFlows(tool).remove_flows(4, "198.18.0.1")
     else:
         assert ConntrackFlows(tool).remove_flows(4, "198.18.0.1") == deleted

@@ -21,7 +21,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable
 
-from calico.dataplane.kernel import CommandError, CommandRunner
+from calico.programs import CommandFailed, CommandRunner
 
 _log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class ConntrackFlows:
 
     def remove_flows(self, ip_version: int, addr: str) -> int:
         """Deletes every entry with `addr` as original or reply source; returns how many.
-        Raises CommandError if the tool fails (the caller retries)."""
+        Raises CommandFailed if the tool fails (the caller retries)."""
         if ip_version not in _FAMILY:
             raise ValueError(f"ip_version must be 4 or 6, not {ip_version}")
         deleted = 0
@@ -47,7 +47,7 @@ class ConntrackFlows:
             count = int(found.group(1)) if found else -1
             ok_codes = (0, 1) if count == 0 else (0,)  # 1 also means "none found"
             if count < 0 or result.returncode not in ok_codes:
-                raise CommandError(args, result.returncode, result.stderr)
+                raise CommandFailed(args, result.returncode, result.stdout, result.stderr)
             deleted += count
         if deleted:
             _log.info("deleted %d conntrack entries of %s", deleted, addr)
