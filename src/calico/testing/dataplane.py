@@ -4,8 +4,9 @@
 Each speaks the dialect of the real thing: `FakeIptables` is a CommandRunner answering
 `iptables-save`/`iptables-restore` with the kernel's transaction rules, `FakeKernel` one
 answering `ip -j ... -batch` with routes, links and neighbours (`FakeNetlink` is the pyroute2
-slice that writes into it), `RecordingTable` takes chains where an IptablesTable would, and
-`NoCommands` / `RecordingRunner` refuse or record commands.
+slice that writes into it), `FakeIPSet` and `FakeSysctl` answer `ipset` and `sysctl`.
+`RecordingTable` takes chains where an IptablesTable would; `NoCommands` and `RecordingRunner`
+refuse or record commands.
 """
 
 from __future__ import annotations
@@ -297,3 +298,100 @@ class FakeNetlink:
 
 def _metric(cidr: str) -> int:
     return 1024 if ":" in cidr else 0
+
+
+@dataclass
+class FakeSet:
+    """One FakeIPSet set."""
+
+    type: str
+    family: str
+    members: set[str] = field(default_factory=set)
+
+
+class FakeIPSet:
+    """Kernel IP sets behind `ipset save` / `ipset -exist restore`. Like `ipset restore`,
+    lines apply one by one and stop at an error."""
+
+    def __init__(self) -> None:
+        self.sets: dict[str, FakeSet] = {}
+        self.in_use: set[str] = set()  # referenced by iptables: destroy fails
+        self.calls: list[list[str]] = []
+        self.restores: list[list[str]] = []
+
+    def run(
+        self, args: Sequence[str], *, stdin: str | None = None, check: bool = True
+    ) -> CommandResult:
+        self.calls.append(list(args))
+        if list(args) == ["ipset", "save"]:
+            lines = []
+            for name, s in self.sets.items():
+                lines += [f"create {name} {s.type} family {s.family} hashsize 1024 maxelem 65536"]
+                lines += [f"add {name} {m}" for m in sorted(s.members)]
+            return CommandResult(0, "".join(f"{line}\n" for line in lines), "")
+        assert list(args) == ["ipset", "-exist", "restore"] and stdin is not None
+        self.restores.append(stdin.splitlines())
+        for line in stdin.splitlines():
+            self._apply(line.split())
+        return CommandResult(0, "", "")
+
+    def _apply(self, words: list[str]) -> None:
+        op, name = words[0], words[1]
+        if op == "create":
+            self.sets.setdefault(name, FakeSet(words[2], words[4]))
+        elif op == "add":
+            self.sets[name].members.add(words[2])
+        elif op == "del":
+            self.sets[name].members.discard(words[2])
+        elif op == "swap":
+            self.sets[name], self.sets[words[2]] = self.sets[words[2]], self.sets[name]
+        elif op == "destroy":
+            if name in self.in_use or name not in self.sets:
+                raise CommandFailed(["ipset", "restore"], 1, "", f"Set cannot be destroyed: {name}")
+            del self.sets[name]
+        else:
+            raise AssertionError(words)
+
+
+class FakeSysctl:
+    """`sysctl NAME...` and `sysctl -w NAME=VALUE...` over a dict; `add_iface` gives an
+    interface the per-interface keys Felix sets (a missing key fails as sysctl does)."""
+
+    V4_KEYS = ("proxy_arp", "forwarding", "rp_filter", "route_localnet")
+    V6_KEYS = ("proxy_ndp", "forwarding", "accept_ra")
+
+    def __init__(self) -> None:
+        self.values = {"net.ipv4.ip_forward": "0", "net.ipv6.conf.all.forwarding": "0"}
+        self.calls: list[list[str]] = []
+
+    def add_iface(self, iface: str) -> None:
+        name = iface.replace(".", "/")
+        self.values[f"net.ipv4.neigh.{name}.proxy_delay"] = "80"
+        self.values |= {f"net.ipv4.conf.{name}.{k}": "0" for k in self.V4_KEYS}
+        self.values |= {f"net.ipv6.conf.{name}.{k}": "1" for k in self.V6_KEYS}
+
+    def del_iface(self, iface: str) -> None:
+        name = iface.replace(".", "/")
+        self.values = {k: v for k, v in self.values.items() if f".{name}." not in k}
+
+    def run(
+        self, args: Sequence[str], *, stdin: str | None = None, check: bool = True
+    ) -> CommandResult:
+        self.calls.append(list(args))
+        assert args[0] == "sysctl"
+        out, failed = [], False
+        if args[1] == "-w":
+            for item in args[2:]:
+                name, _, value = item.partition("=")
+                failed |= name not in self.values
+                if name in self.values:
+                    self.values[name] = value
+                    out.append(f"{name} = {value}")
+        else:
+            for name in args[1:]:
+                failed |= name not in self.values
+                if name in self.values:
+                    out.append(f"{name} = {self.values[name]}")
+        if failed and check:
+            raise CommandFailed(args, 1, "", "sysctl: cannot stat /proc/sys/...")
+        return CommandResult(int(failed), "".join(line + "\n" for line in out), "")

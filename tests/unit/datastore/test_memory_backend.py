@@ -18,25 +18,18 @@ from calico.datastore.api import (
     WatchEvent,
 )
 from calico.datastore.memory import MemoryBackend
+from calico.testing.clock import ManualClock
 
 pytestmark = pytest.mark.timeout(10)
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(1000.0)
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def backend(clock: FakeClock) -> MemoryBackend:
+def backend(clock: ManualClock) -> MemoryBackend:
     return MemoryBackend(now=clock)
 
 
@@ -83,7 +76,7 @@ def test_list_prefix_boundaries(backend: MemoryBackend) -> None:
 
 
 def test_lease_expiry_deletes_keys_with_a_watch_event(
-    backend: MemoryBackend, clock: FakeClock
+    backend: MemoryBackend, clock: ManualClock
 ) -> None:
     lease = backend.grant_lease(5)
     rev = backend.put("/l/a", b"a", lease=lease)

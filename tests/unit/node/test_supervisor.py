@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from calico.node.supervisor import Backoff, Child, ChildSpec
+from calico.testing.clock import ManualClock
 
 
 def test_backoff_doubles_to_a_ceiling_and_resets_after_a_stable_run() -> None:
@@ -15,21 +16,13 @@ def test_backoff_doubles_to_a_ceiling_and_resets_after_a_stable_run() -> None:
     assert b.delay(0.1) == 1.0
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def spec(tmp_path: Path, code: str, **kwargs: object) -> ChildSpec:
     return ChildSpec("child", [sys.executable, "-c", code], {}, tmp_path / "child.log",
                      **kwargs)  # type: ignore[arg-type]  # fmt: skip
 
 
 def test_exited_child_is_restarted_after_its_backoff_delay(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = ManualClock(100.0)
     child = Child(spec(tmp_path, "print('hi')", pid_file=tmp_path / "child.pid"),
                   Backoff(initial=1.0), clock)  # fmt: skip
     child.start()
@@ -59,7 +52,7 @@ def test_failing_prepare_counts_as_a_crash(tmp_path: Path) -> None:
         if len(calls) == 1:
             raise RuntimeError("no config yet")
 
-    clock = Clock()
+    clock = ManualClock(100.0)
     child = Child(spec(tmp_path, "import time; time.sleep(30)", prepare=prepare),
                   Backoff(initial=2.0), clock)  # fmt: skip
     child.start()
