@@ -8,7 +8,6 @@ in every pure unit test. What only one backend has lives beside it: test_memory_
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 
@@ -21,18 +20,9 @@ from calico.datastore.api import (
     RevisionConflict,
     WatchCompacted,
 )
-from calico.datastore.memory import MemoryBackend
 from calico.testing.recording import WatchReader, reading
 
-pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(params=["memory", pytest.param("etcd", marks=pytest.mark.integration)])
-def store(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    if request.param == "memory":
-        yield MemoryBackend()
-    else:
-        yield request.getfixturevalue("backend")  # a fresh etcd: tests/integration/conftest.py
+pytestmark = pytest.mark.timeout(60)  # `store`: tests/integration/conftest.py
 
 
 def test_crud_round_trip(store: Backend) -> None:

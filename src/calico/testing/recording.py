@@ -44,6 +44,14 @@ class RecordingCallbacks:
             self.statuses.clear()
             self.updates.clear()
 
+    def kinds(self) -> dict[str, UpdateKind]:
+        """Key -> kind of each recorded update; fails if a key was updated twice (a resync
+        must hand over each difference once)."""
+        with self._cond:
+            kinds = {u.key: u.kind for u in self.updates}
+            assert len(kinds) == len(self.updates), f"duplicate updates: {self.updates}"
+            return kinds
+
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         """Block until predicate() holds (checked under the lock after each callback)."""
         with self._cond:

@@ -1,8 +1,9 @@
-"""Syncer against MemoryBackend: snapshot, live updates, exact resync, backoff, stop."""
+"""Syncer against MemoryBackend where its switches are needed: outages, backoff, stop, a failing
+consumer (snapshot, live updates and resync run over both backends in
+tests/integration/test_syncer_contract.py)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -17,24 +18,6 @@ pytestmark = pytest.mark.timeout(20)
 
 A, B = "/p/a/", "/p/b/"
 READY = [SyncStatus.WAIT_FOR_READY, SyncStatus.RESYNC, SyncStatus.IN_SYNC]
-
-
-class BatchRecorder(RecordingCallbacks):
-    """Also records the size of each on_updates call, and can hold the syncer inside one."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.batch_sizes: list[int] = []
-        self.hold = threading.Event()
-        self.held = threading.Event()
-        self.release = threading.Event()
-
-    def on_updates(self, updates: Sequence[Update]) -> None:
-        super().on_updates(updates)
-        self.batch_sizes.append(len(updates))
-        if self.hold.is_set():
-            self.held.set()
-            assert self.release.wait(10)
 
 
 class Sleeps:
@@ -92,45 +75,6 @@ def change_everything(backend: MemoryBackend) -> dict[str, UpdateKind]:
     }
 
 
-def received(consumer: RecordingCallbacks) -> dict[str, UpdateKind]:
-    kinds = {u.key: u.kind for u in consumer.updates}
-    assert len(kinds) == len(consumer.updates), f"duplicates: {consumer.updates}"
-    return kinds
-
-
-def test_snapshot_in_batches_then_live_updates() -> None:
-    backend, consumer = MemoryBackend(), BatchRecorder()
-    seed(backend)
-    with running(backend, consumer, batch_size=4):
-        consumer.wait_for(in_sync(consumer, backend))
-        assert consumer.statuses == READY
-        assert consumer.batch_sizes == [4, 2]
-        assert {u.kind for u in consumer.updates} == {UpdateKind.NEW}
-        consumer.clear_history()
-        expected = change_everything(backend)
-        consumer.wait_for(in_sync(consumer, backend))
-    assert received(consumer) == expected
-    assert consumer.statuses == []
-
-
-def test_resync_after_compaction_hands_over_the_difference() -> None:
-    backend, consumer = MemoryBackend(), BatchRecorder()
-    seed(backend)
-    with running(backend, consumer):
-        consumer.wait_for(in_sync(consumer, backend))
-        consumer.hold.set()
-        backend.put(f"{A}0", b"held")  # the syncer delivers this, then is held by the consumer
-        assert consumer.held.wait(10)
-        consumer.hold.clear()
-        consumer.clear_history()
-        expected = change_everything(backend)
-        backend.compact(backend.revision)
-        consumer.release.set()
-        consumer.wait_for(in_sync(consumer, backend))
-    assert consumer.statuses == [SyncStatus.RESYNC, SyncStatus.IN_SYNC]
-    assert received(consumer) == expected
-
-
 def test_outage_backs_off_exponentially_then_resyncs() -> None:
     backend, consumer, sleeps = MemoryBackend(), RecordingCallbacks(), Sleeps()
     seed(backend)
@@ -149,7 +93,7 @@ def test_outage_backs_off_exponentially_then_resyncs() -> None:
         consumer.wait_for(lambda: consumer.status is SyncStatus.IN_SYNC and len(sleeps.delays) == 5)
     assert sleeps.delays == [0.1, 0.2, 0.4, 0.4, 0.4]
     assert consumer.statuses == [SyncStatus.RESYNC, SyncStatus.IN_SYNC]
-    assert received(consumer) == expected
+    assert consumer.kinds() == expected
 
 
 def test_waits_for_ready_while_the_datastore_is_down() -> None:
