@@ -8,8 +8,7 @@ which need MemoryBackend's switches, are in tests/unit/datastore/test_syncer_mem
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ from calico.datastore.config import EtcdConfig
 from calico.datastore.etcd import EtcdBackend
 from calico.datastore.syncer import Syncer
 from calico.testing.etcd_server import EtcdServer
-from calico.testing.recording import RecordingCallbacks
+from calico.testing.recording import RecordingCallbacks, running
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -103,27 +102,8 @@ class _ResumingWatch:
                 self._inner.close()
 
 
-@contextmanager
-def running(backend: Backend | PausableWatches, consumer: RecordingCallbacks) -> Iterator[Syncer]:
-    syncer = Syncer(backend, PREFIXES, consumer, batch_size=3, max_backoff=0.5)  # type: ignore[arg-type]
-    syncer.start()
-    try:
-        yield syncer
-    finally:
-        syncer.stop()
-        assert not syncer.is_alive()
-
-
-def in_sync_with(consumer: RecordingCallbacks, backend: Backend) -> Callable[[], bool]:
-    """Predicate: in sync, and the consumer's state equals the store under PREFIXES."""
-
-    def check() -> bool:
-        if consumer.status is not SyncStatus.IN_SYNC:
-            return False
-        items = backend.list("/calico/").items
-        return consumer.state == {kv.key: kv.value for kv in items if kv.key.startswith(PREFIXES)}
-
-    return check
+def syncer(backend: Backend | PausableWatches, consumer: RecordingCallbacks) -> Syncer:
+    return Syncer(backend, PREFIXES, consumer, batch_size=3, max_backoff=0.5)  # type: ignore[arg-type]
 
 
 def seed(backend: Backend) -> None:
@@ -156,14 +136,14 @@ def change_everything(backend: Backend) -> dict[str, UpdateKind]:
 def test_snapshot_in_batches_then_live_updates(store: Backend) -> None:
     seed(store)
     consumer = BatchRecorder()
-    with running(store, consumer):
-        consumer.wait_for(in_sync_with(consumer, store))
+    with running(syncer(store, consumer)):
+        consumer.wait_for(consumer.in_sync_with(store, PREFIXES))
         assert consumer.statuses == READY
         assert consumer.batch_sizes == [3, 3, 3, 1]
         assert {u.kind for u in consumer.updates} == {UpdateKind.NEW}
         consumer.clear_history()
         change_everything(store)
-        consumer.wait_for(in_sync_with(consumer, store))
+        consumer.wait_for(consumer.in_sync_with(store, PREFIXES))
     # Live, the delete-and-recreate of B3 arrives as it happened, in revision order.
     assert [(u.key, u.kind) for u in consumer.updates] == [
         (f"{A}new", UpdateKind.NEW),
@@ -182,14 +162,14 @@ def test_resync_across_compaction_hands_over_the_difference(store: Backend) -> N
     backend = PausableWatches(store)
     seed(store)
     consumer = RecordingCallbacks()
-    with running(backend, consumer):
-        consumer.wait_for(in_sync_with(consumer, store))
+    with running(syncer(backend, consumer)):
+        consumer.wait_for(consumer.in_sync_with(store, PREFIXES))
         backend.pause()
         consumer.clear_history()
         expected = change_everything(store)
         store.compact(store.put("/calico/other", b"x"))
         backend.resume()
-        consumer.wait_for(in_sync_with(consumer, store))
+        consumer.wait_for(consumer.in_sync_with(store, PREFIXES))
     assert consumer.statuses == [SyncStatus.RESYNC, SyncStatus.IN_SYNC]
     assert consumer.kinds() == expected
 
@@ -201,8 +181,8 @@ def test_resync_across_etcd_restart(
 ) -> None:
     seed(backend)
     consumer = RecordingCallbacks()
-    with running(backend, consumer):
-        consumer.wait_for(in_sync_with(consumer, backend))
+    with running(syncer(backend, consumer)):
+        consumer.wait_for(consumer.in_sync_with(backend, PREFIXES))
         consumer.clear_history()
         etcd_server.stop()
         consumer.wait_for(lambda: consumer.status is SyncStatus.RESYNC)
@@ -213,6 +193,6 @@ def test_resync_across_etcd_restart(
                 expected = change_everything(other_backend)
                 other_backend.close()
         etcd_server.start()
-        consumer.wait_for(in_sync_with(consumer, backend))
+        consumer.wait_for(consumer.in_sync_with(backend, PREFIXES))
     assert consumer.statuses == [SyncStatus.RESYNC, SyncStatus.IN_SYNC]
     assert consumer.kinds() == expected

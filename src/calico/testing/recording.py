@@ -1,5 +1,5 @@
-"""Test doubles shipped with calico-py: a syncer consumer that checks the syncer contract, and
-a reader that drains a datastore watch in a thread."""
+"""Test doubles shipped with calico-py: a syncer consumer that checks the syncer contract, a
+scope that runs a Syncer, and a reader that drains a datastore watch in a thread."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-from calico.datastore.api import SyncStatus, Update, UpdateKind, Watch, WatchEvent
+from calico.datastore.api import Backend, SyncStatus, Update, UpdateKind, Watch, WatchEvent
+from calico.datastore.syncer import Syncer
 
 
 class RecordingCallbacks:
@@ -51,6 +52,18 @@ class RecordingCallbacks:
             kinds = {u.key: u.kind for u in self.updates}
             assert len(kinds) == len(self.updates), f"duplicate updates: {self.updates}"
             return kinds
+
+    def in_sync_with(self, backend: Backend, prefixes: Sequence[str]) -> Callable[[], bool]:
+        """A `wait_for` predicate: in sync, and `state` is what `backend` holds under
+        `prefixes`."""
+
+        def check() -> bool:
+            if self.status is not SyncStatus.IN_SYNC:
+                return False
+            items = (kv for prefix in prefixes for kv in backend.list(prefix).items)
+            return self.state == {kv.key: kv.value for kv in items}
+
+        return check
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         """Block until predicate() holds (checked under the lock after each callback)."""
@@ -131,3 +144,14 @@ def reading(watch: Watch) -> Iterator[WatchReader]:
         yield reader
     finally:
         reader.close()
+
+
+@contextmanager
+def running(syncer: Syncer) -> Iterator[Syncer]:
+    """Start `syncer`; on exit stop it and check that its thread ended."""
+    syncer.start()
+    try:
+        yield syncer
+    finally:
+        syncer.stop()
+        assert not syncer.is_alive()
