@@ -5,13 +5,15 @@ tests/integration/test_syncer_contract.py)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 
 import pytest
 
 from calico.datastore.api import SyncStatus, Update, UpdateKind
 from calico.datastore.memory import MemoryBackend
 from calico.datastore.syncer import Syncer
-from calico.testing.recording import RecordingCallbacks, running
+from calico.testing import recording
+from calico.testing.recording import RecordingCallbacks
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -31,8 +33,10 @@ class Sleeps:
         self.hook(len(self.delays))
 
 
-def syncer(backend: MemoryBackend, consumer: RecordingCallbacks, **kwargs: object) -> Syncer:
-    return Syncer(backend, (A, B), consumer, **kwargs)  # type: ignore[arg-type]
+def running(
+    backend: MemoryBackend, consumer: RecordingCallbacks, **kwargs: object
+) -> AbstractContextManager[Syncer]:
+    return recording.running(Syncer(backend, (A, B), consumer, **kwargs))  # type: ignore[arg-type]
 
 
 def in_sync(consumer: RecordingCallbacks, backend: MemoryBackend) -> Callable[[], bool]:
@@ -72,7 +76,7 @@ def test_outage_backs_off_exponentially_then_resyncs() -> None:
             expected.update(change_everything(backend))
 
     sleeps.hook = recover_on_fifth
-    with running(syncer(backend, consumer, sleep=sleeps, initial_backoff=0.1, max_backoff=0.4)):
+    with running(backend, consumer, sleep=sleeps, initial_backoff=0.1, max_backoff=0.4):
         consumer.wait_for(in_sync(consumer, backend))
         consumer.clear_history()
         backend.set_unavailable(True)
@@ -86,7 +90,7 @@ def test_waits_for_ready_while_the_datastore_is_down() -> None:
     backend, consumer, sleeps = MemoryBackend(), RecordingCallbacks(), Sleeps()
     backend.set_unavailable(True)
     sleeps.hook = lambda count: backend.set_unavailable(count < 3)
-    with running(syncer(backend, consumer, sleep=sleeps)):
+    with running(backend, consumer, sleep=sleeps):
         consumer.wait_for(lambda: consumer.status is SyncStatus.IN_SYNC)
     assert consumer.statuses == READY
     assert len(sleeps.delays) == 3
@@ -96,7 +100,7 @@ def test_backoff_restarts_after_a_healthy_spell() -> None:
     backend, consumer, sleeps = MemoryBackend(), RecordingCallbacks(), Sleeps()
     now = 0.0
     sleeps.hook = lambda count: backend.set_unavailable(False)
-    with running(syncer(backend, consumer, sleep=sleeps, clock=lambda: now, max_backoff=10.0)):
+    with running(backend, consumer, sleep=sleeps, clock=lambda: now, max_backoff=10.0):
         for count in range(1, 5):
             consumer.wait_for(lambda: consumer.status is SyncStatus.IN_SYNC)
             if count == 4:
@@ -141,7 +145,7 @@ def test_prefixes_without_a_common_prefix() -> None:
     backend.put("/x/1", b"1")
     backend.put("y/2", b"2")
     backend.put("/z/3", b"3")
-    with running(Syncer(backend, ("/x/", "y/"), consumer)):
+    with recording.running(Syncer(backend, ("/x/", "y/"), consumer)):
         consumer.wait_for(lambda: consumer.state == {"/x/1": b"1", "y/2": b"2"})
 
 
