@@ -257,7 +257,7 @@ class ResourceClient:
             assert current is not None  # update_once raised ResourceNotFound instead
             return mutate(current)
 
-        return self._retried(kind, name, namespace, edit, False, False, attempts)
+        return self._retried(kind, name, namespace, edit, create=False, attempts=attempts)
 
     def update_or_create(
         self,
@@ -271,7 +271,15 @@ class ResourceClient:
     ) -> Updated[R]:
         """As `update`, but an absent resource is created from `mutate(None)`; with
         replace_invalid, so is one whose stored value is not a valid resource."""
-        return self._retried(kind, name, namespace, mutate, True, replace_invalid, attempts)
+        return self._retried(
+            kind,
+            name,
+            namespace,
+            mutate,
+            create=True,
+            replace_invalid=replace_invalid,
+            attempts=attempts,
+        )
 
     def update_once(
         self,
@@ -322,8 +330,9 @@ class ResourceClient:
         name: str,
         namespace: str | None,
         mutate: Callable[[R | None], R],
+        *,
         create: bool,
-        replace_invalid: bool,
+        replace_invalid: bool = False,
         attempts: int,
     ) -> Updated[R]:
         key = ResourceKey(kind, name, namespace)
