@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 
+from calico.backoff import Backoff
 from calico.datastore.api import (
     Backend,
     DatastoreError,
@@ -67,8 +68,8 @@ class Syncer:
         self._callbacks = callbacks
         self._name = name
         self._batch_size = batch_size
-        self._initial_backoff = initial_backoff
-        self._max_backoff = max_backoff
+        # A spell in sync as long as the longest wait makes the next failure a fresh incident.
+        self._backoff = Backoff(initial_backoff, max_backoff, stable_after=max_backoff)
         self._stopping = threading.Event()
         self._sleep = sleep or self._stopping.wait
         self._clock = clock
@@ -77,7 +78,6 @@ class Syncer:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._known: dict[str, tuple[bytes, int]] = {}  # what the consumer was told
         self._status: SyncStatus | None = None
-        self._delay = initial_backoff
         self._in_sync_at: float | None = None
         self.failure: BaseException | None = None
 
@@ -127,9 +127,7 @@ class Syncer:
         if self._status is SyncStatus.IN_SYNC:
             self._set_status(SyncStatus.RESYNC)
         in_sync_at = self._in_sync_at
-        if in_sync_at is not None and self._clock() - in_sync_at >= self._max_backoff:
-            self._delay = self._initial_backoff  # a long healthy spell: a fresh incident
-        delay, self._delay = self._delay, min(self._max_backoff, self._delay * 2)
+        delay = self._backoff.delay(None if in_sync_at is None else self._clock() - in_sync_at)
         _log.warning("%s: %s: %s; re-listing in %.1fs", self._name, type(exc).__name__, exc, delay)
         self._sleep(delay)
 

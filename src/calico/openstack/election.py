@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from calico.backoff import Backoff
 from calico.datastore.api import (
     Backend,
     DatastoreError,
@@ -23,7 +24,7 @@ from calico.datastore.api import (
     KeyExists,
     KeyNotFound,
 )
-from calico.openstack.watching import WatchThread, next_backoff
+from calico.openstack.watching import WatchThread
 
 log = logging.getLogger(__name__)
 
@@ -64,19 +65,19 @@ class Elector(WatchThread):
     # -- thread -----------------------------------------------------------------------------
 
     def _run(self) -> None:
-        backoff = 0.0
+        backoff = Backoff(0.2, MAX_BACKOFF)
         while not self._stop.is_set():
             try:
                 if self._try_acquire():
                     self._lead()
                 else:
                     self._wait_for_vacancy()
-                backoff = 0.0
+                backoff.reset()
             except DatastoreError as exc:
-                backoff = next_backoff(backoff, 0.2, MAX_BACKOFF)
-                log.warning("election on %s: %s; retrying in %.1fs", self._key, exc, backoff)
+                delay = backoff.delay()
+                log.warning("election on %s: %s; retrying in %.1fs", self._key, exc, delay)
                 self._step_down()
-                self._stop.wait(backoff)
+                self._stop.wait(delay)
         self._step_down()
 
     def _try_acquire(self) -> bool:

@@ -22,9 +22,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from calico.backoff import Backoff
 from calico.datastore.api import Backend, DatastoreError, EventType, WatchEvent
 from calico.openstack import keys
-from calico.openstack.watching import WatchThread, next_backoff
+from calico.openstack.watching import WatchThread
 
 log = logging.getLogger(__name__)
 
@@ -87,18 +88,18 @@ class FelixStatusWatcher(WatchThread):
     # -- thread -----------------------------------------------------------------------------
 
     def _run(self) -> None:
-        backoff = 0.0
+        backoff = Backoff(MIN_BACKOFF, MAX_BACKOFF)
         while not self._stop.is_set():
             try:
                 revision = self._resync()
-                backoff = 0.0
+                backoff.reset()
                 self._watch_from(revision + 1)
             except DatastoreError as exc:
-                backoff = next_backoff(backoff, MIN_BACKOFF, MAX_BACKOFF)
+                delay = backoff.delay()
                 log.warning(
-                    "Felix status watch on %s: %s; re-listing in %.1fs", self._prefix, exc, backoff
+                    "Felix status watch on %s: %s; re-listing in %.1fs", self._prefix, exc, delay
                 )
-                self._stop.wait(backoff)
+                self._stop.wait(delay)
 
     def _resync(self) -> int:
         listing = self._backend.list(self._prefix)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from calico.backoff import Backoff
 from calico.datastore.api import (
     Backend,
     DatastoreError,
@@ -31,7 +32,7 @@ from calico.datastore.api import (
     WatchEvent,
 )
 from calico.openstack import keys
-from calico.openstack.watching import WatchThread, next_backoff
+from calico.openstack.watching import WatchThread
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def request_resync(backend: Backend, region_str: str, timeout: float) -> dict[st
 
 def _wait_for_value(backend: Backend, key: str, revision: int, deadline: float) -> bytes | None:
     """The first value put at key from revision on, or None at the deadline."""
-    backoff = 0.0
+    backoff = Backoff(MIN_BACKOFF, MAX_BACKOFF)
     while time.monotonic() < deadline:
         try:
             kv = backend.get(key)  # also covers events lost while a watch was broken
@@ -100,11 +101,10 @@ def _wait_for_value(backend: Backend, key: str, revision: int, deadline: float) 
             finally:
                 timer.cancel()
                 watch.close()
-            backoff = 0.0
+            backoff.reset()
         except DatastoreError as exc:
-            backoff = min(MAX_BACKOFF, max(MIN_BACKOFF, backoff * 2))
             log.warning("waiting for %s: %s; retrying", key, exc)
-            time.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
+            time.sleep(min(backoff.delay(), max(0.0, deadline - time.monotonic())))
     return None
 
 
@@ -127,17 +127,17 @@ class ResyncRequestWatcher(WatchThread):
         self._result_ttl = result_ttl
 
     def _run(self) -> None:
-        backoff = 0.0
+        backoff = Backoff(MIN_BACKOFF, MAX_BACKOFF)
         while not self._stop.is_set():
             try:
                 listing = self._backend.list(self._request_key)
                 self._answer([kv for kv in listing.items if kv.key == self._request_key])
-                backoff = 0.0
+                backoff.reset()
                 self._watch_from(listing.revision + 1)
             except DatastoreError as exc:
-                backoff = next_backoff(backoff, MIN_BACKOFF, MAX_BACKOFF)
-                log.warning("resync request watch: %s; re-listing in %.1fs", exc, backoff)
-                self._stop.wait(backoff)
+                delay = backoff.delay()
+                log.warning("resync request watch: %s; re-listing in %.1fs", exc, delay)
+                self._stop.wait(delay)
 
     def _watch_from(self, revision: int) -> None:
         with self._watching(self._backend.watch(self._request_key, revision)) as batches:

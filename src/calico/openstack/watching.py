@@ -14,11 +14,6 @@ from contextlib import contextmanager
 from calico.datastore.api import Watch, WatchEvent
 
 
-def next_backoff(backoff: float, low: float, high: float) -> float:
-    """Doubling backoff between low and high seconds (0 means "no failure yet")."""
-    return min(high, max(low, backoff * 2))
-
-
 class WatchThread:
     def __init__(self, name: str) -> None:
         self._stop = threading.Event()
