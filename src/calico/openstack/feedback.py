@@ -24,6 +24,12 @@ from typing import Any, Protocol
 
 from calico.backoff import Backoff
 from calico.datastore.api import Backend, DatastoreError, EventType, WatchEvent
+from calico.model.status_keys import (
+    HeartbeatKey,
+    WorkloadStatusKey,
+    parse_status_key,
+    status_prefix,
+)
 from calico.openstack import keys
 from calico.openstack.watching import WatchThread
 
@@ -42,44 +48,27 @@ class StatusSink(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class _HostKey:
-    host: str
-
-
-@dataclass(frozen=True, slots=True)
 class _EndpointKey:
     host: str
     port_id: str
 
 
-def _unescape(segment: str) -> str:
-    return segment.replace("%2f", "/").replace("%2F", "/")
-
-
-def parse_status_key(prefix: str, key: str) -> _HostKey | _EndpointKey | None:
-    """What a key under the Felix status prefix is about, or None if we ignore it."""
-    if not key.startswith(prefix):
-        return None
-    parts = key[len(prefix) :].split("/")
-    if len(parts) == 2 and parts[1] == "status" and parts[0]:
-        return _HostKey(parts[0])
-    if (
-        len(parts) == 6
-        and parts[1] == "workload"
-        and parts[2] == keys.ORCHESTRATOR
-        and parts[4] == "endpoint"
-        and parts[0]
-        and parts[5]
-    ):
-        return _EndpointKey(parts[0], _unescape(parts[5]))
-    return None
+def parse_key(region_str: str, key: str) -> HeartbeatKey | _EndpointKey | None:
+    """A heartbeat, a Neutron port's status, or None for a key the driver ignores."""
+    what = parse_status_key(region_str, key)
+    if isinstance(what, WorkloadStatusKey):
+        if what.orchestrator != keys.ORCHESTRATOR:
+            return None
+        return _EndpointKey(what.host, what.endpoint)
+    return what
 
 
 class FelixStatusWatcher(WatchThread):
     def __init__(self, backend: Backend, region_str: str, sink: StatusSink) -> None:
         super().__init__("felix-status-watch")
         self._backend = backend
-        self._prefix = keys.felix_status_prefix(region_str)
+        self._region_str = region_str
+        self._prefix = status_prefix(region_str)
         self._sink = sink
         # What the sink has been told: host -> heartbeat mod_revision, endpoint -> status.
         self._alive: dict[str, int] = {}
@@ -106,8 +95,8 @@ class FelixStatusWatcher(WatchThread):
         seen_hosts: set[str] = set()
         seen_endpoints: set[_EndpointKey] = set()
         for kv in listing.items:
-            what = parse_status_key(self._prefix, kv.key)
-            if isinstance(what, _HostKey):
+            what = parse_key(self._region_str, kv.key)
+            if isinstance(what, HeartbeatKey):
                 seen_hosts.add(what.host)
                 self._on_status_put(what.host, kv.key, kv.value, kv.mod_revision)
             elif isinstance(what, _EndpointKey):
@@ -126,9 +115,9 @@ class FelixStatusWatcher(WatchThread):
 
     def _handle(self, events: Sequence[WatchEvent]) -> None:
         for event in events:
-            what = parse_status_key(self._prefix, event.key)
+            what = parse_key(self._region_str, event.key)
             put = event.type is EventType.PUT and event.value is not None
-            if isinstance(what, _HostKey):
+            if isinstance(what, HeartbeatKey):
                 if put:
                     assert event.value is not None
                     self._on_status_put(what.host, event.key, event.value, event.mod_revision)
