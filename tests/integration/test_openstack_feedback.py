@@ -185,6 +185,8 @@ def test_relist_reconciles_what_was_missed(
     backend.put(ep_key("h1", "p1"), ep_value("up"))
     backend.put(ep_key("h1", "p2"), ep_value("up"))
     backend.put(ep_key("h1", "p3"), ep_value("up"))
+    backend.put(status_key("h4"), b"[]")  # never reported: its deletion is no news either
+    backend.put(ep_key("h4", "p5"), b"{broken")
     pausable = Pausable(backend)
     sink = Sink()
     watcher = watchers(pausable, sink)
@@ -200,6 +202,8 @@ def test_relist_reconciles_what_was_missed(
     backend.delete(ep_key("h1", "p1"))
     backend.put(ep_key("h1", "p2"), ep_value("error"))
     backend.put(ep_key("h3", "p4"), ep_value("up"))
+    backend.delete(status_key("h4"))
+    backend.delete(ep_key("h4", "p5"))
     # The watcher tried to re-list again after the changes, still partitioned: nothing new.
     refused = pausable.refused
     wait_until(lambda: pausable.refused > refused)

@@ -24,7 +24,7 @@ from calico.datastore.api import (
     KeyExists,
     KeyNotFound,
 )
-from calico.openstack.watching import WatchThread
+from calico.datastore.watching import WatchThread
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class Elector(WatchThread):
     ) -> None:
         if ttl < 1:
             raise ValueError(f"election ttl must be at least 1 second, not {ttl}")
-        super().__init__(f"elector-{key}")
+        super().__init__(f"elector-{key}", Backoff(0.2, MAX_BACKOFF))
         self._backend = backend
         self._key = key
         self._server_id = server_id
@@ -65,20 +65,20 @@ class Elector(WatchThread):
     # -- thread -----------------------------------------------------------------------------
 
     def _run(self) -> None:
-        backoff = Backoff(0.2, MAX_BACKOFF)
-        while not self._stop.is_set():
-            try:
-                if self._try_acquire():
-                    self._lead()
-                else:
-                    self._wait_for_vacancy()
-                backoff.reset()
-            except DatastoreError as exc:
-                delay = backoff.delay()
-                log.warning("election on %s: %s; retrying in %.1fs", self._key, exc, delay)
-                self._step_down()
-                self._stop.wait(delay)
+        super()._run()
         self._step_down()
+
+    def _cycle(self) -> None:
+        if self._try_acquire():
+            self._lead()
+        else:
+            self._wait_for_vacancy()
+        self._backoff.reset()
+
+    def _retry_delay(self, exc: DatastoreError) -> float:
+        delay = super()._retry_delay(exc)
+        self._step_down()
+        return delay
 
     def _try_acquire(self) -> bool:
         self._revoke()  # a lease left from a failed attempt may own the key: free it
