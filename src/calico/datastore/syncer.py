@@ -92,7 +92,8 @@ class Syncer(WatchThread):
         """Report the loss of sync, then wait out the backoff before the next re-list."""
         if self._status is SyncStatus.IN_SYNC:
             self._set_status(SyncStatus.RESYNC)
-        in_sync_at = self._in_sync_at
+        # The spell in sync ends here; failures that follow it have no spell of their own.
+        in_sync_at, self._in_sync_at = self._in_sync_at, None
         delay = self._backoff.delay(None if in_sync_at is None else self._clock() - in_sync_at)
         _log.warning("%s: %s: %s; re-listing in %.1fs", self.name, type(exc).__name__, exc, delay)
         return delay
