@@ -1,5 +1,5 @@
-"""The thread every datastore watcher runs on: the Syncer, the Neutron driver's elector and
-resync request watcher.
+"""The thread every datastore watcher runs on (the Syncer, and watchers with their own cycle,
+such as the Neutron driver's elector).
 
 One named daemon thread repeats `_cycle()` (typically: list, then watch until the watch ends)
 until stopped; a `DatastoreError` from it is retried after a capped exponential back-off.
