@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from calico.backoff import Backoff
 from calico.calc.messages import (
     ActivePolicyRemove,
     ActivePolicyUpdate,
@@ -175,7 +176,7 @@ class InternalDataplane:
         self._dirty = True
         self._applied_once = False
         self._retry_at: float | None = None
-        self._backoff = 0.1
+        self._backoff = Backoff(initial=0.1, maximum=5.0)
         now = clock()
         self._refresh = {
             "iptables": _Timer(settings.iptables_refresh, now),
@@ -332,14 +333,14 @@ class InternalDataplane:
         try:
             self.write_kernel()
         except Exception:
-            log.exception("dataplane apply failed; retrying in %.1fs", self._backoff)
+            delay = self._backoff.delay()
+            log.exception("dataplane apply failed; retrying in %.1fs", delay)
             self.endpoints.mark_error()
-            self._retry_at = self._clock() + self._backoff
-            self._backoff = min(self._backoff * 2, 5.0)
+            self._retry_at = self._clock() + delay
             return False
         self._dirty = False
         self._retry_at = None
-        self._backoff = 0.1
+        self._backoff.reset()
         if not self._applied_once:
             log.info("dataplane in sync with the datastore")
         self._applied_once = True

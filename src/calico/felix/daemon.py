@@ -35,7 +35,7 @@ from calico.datastore.resource_syncer import ResourceUpdate, resource_syncer
 from calico.felix.config import FelixConfig, build_config, file_layer
 from calico.felix.health import HealthAggregator, serve_health
 from calico.felix.metrics import FelixMetrics
-from calico.felix.status import StatusReporter, host_endpoint_status_key, workload_status_key
+from calico.felix.status import StatusReporter
 from calico.model import ResourceError
 from calico.model.base import Resource
 from calico.model.endpoints import HostEndpoint, WorkloadEndpoint
@@ -50,6 +50,7 @@ from calico.model.policy import (
     Profile,
     Tier,
 )
+from calico.model.status_keys import host_endpoint_status_key, workload_status_key
 from calico.rules.config import ProtoPort, RulesConfig
 
 log = logging.getLogger("calico.felix")

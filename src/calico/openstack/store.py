@@ -40,6 +40,7 @@ from calico.model.felixconfig import FelixConfiguration
 from calico.model.keys import ResourceKey, kind_prefix
 from calico.model.network import ClusterInformation
 from calico.model.policy import NetworkPolicy
+from calico.model.status_keys import region_string
 from calico.openstack import keys
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ class OpenStackStore:
     def __init__(self, backend: Backend, region: str | None) -> None:
         self.backend = backend
         self.region = region
-        self.region_string = keys.region_string(region)
+        self.region_string = region_string(region)
         self.namespace = keys.endpoint_namespace(region)
         self.client = ResourceClient(backend)
 
