@@ -61,7 +61,6 @@ from calico.calc.policy_resolver import (
 )
 from calico.calc.rule_scanner import DROP_ALL_PROFILE, Specs, parse_policy, parse_profile
 from calico.calc.selectors import policy_selector
-from calico.datastore.api import SyncStatus
 from calico.model.base import Resource
 from calico.model.endpoints import HostEndpoint, WorkloadEndpoint
 from calico.model.keys import ResourceKey
@@ -74,6 +73,7 @@ from calico.model.policy import (
     Profile,
     Tier,
 )
+from calico.model.sync import SyncStatus
 from calico.selector import LabelIndex, Selector
 
 Emit = Callable[[Sequence[Message]], None]

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from calico.model.sync import SyncStatus as SyncStatus  # part of the syncer interface
+
 
 class DatastoreError(Exception):
     """Base class of all datastore failures."""
@@ -129,12 +131,6 @@ class UpdateKind(enum.Enum):
     NEW = "new"
     UPDATED = "updated"
     DELETED = "deleted"
-
-
-class SyncStatus(enum.Enum):
-    WAIT_FOR_READY = "wait-for-ready"
-    RESYNC = "resync"
-    IN_SYNC = "in-sync"
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,11 +9,11 @@ import pytest
 
 from calico.calc import messages as m
 from calico.calc.graph import CalcGraph
-from calico.datastore.api import SyncStatus
 from calico.model import parse_resource
 from calico.model.base import Resource
 from calico.model.endpoints import workload_endpoint_name
 from calico.model.keys import ResourceKey, key_of
+from calico.model.sync import SyncStatus
 
 from .dataplane_model import ModelDataplane
 
