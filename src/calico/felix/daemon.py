@@ -198,7 +198,7 @@ class Felix:
         )
         self.reporter = reporter
         dataplane = self._build_dataplane()
-        graph = CalcGraph(cfg.hostname, dataplane.send, on_other=self._on_other_update)
+        graph = CalcGraph(cfg.hostname, dataplane.send)
         syncer = resource_syncer(
             self.backend,
             WATCHED_KINDS,
@@ -275,12 +275,9 @@ class Felix:
             )
         self.reporter.set_endpoint_status(key, status)
 
-    def _on_other_update(self, key: ResourceKey, resource: Resource | None) -> None:
+    def on_config_update(self, key: ResourceKey, resource: Resource | None) -> None:
         """FelixConfiguration changes after start: restart with the new config, as Calico."""
-        if key.kind is not FelixConfiguration or key.name not in (
-            "default",
-            f"node.{self.config.hostname}",
-        ):
+        if key.name not in ("default", f"node.{self.config.hostname}"):
             return
         spec = resource.spec_values() if isinstance(resource, FelixConfiguration) else {}
         specs = (
@@ -307,7 +304,8 @@ class Felix:
 
 
 class _GraphAdapter:
-    """ResourceCallbacks -> the calculation graph (runs on the syncer's thread)."""
+    """ResourceCallbacks -> Felix's configuration and the calculation graph (runs on the
+    syncer's thread). FelixConfiguration is Felix's own business, not the graph's."""
 
     def __init__(self, graph: CalcGraph, felix: Felix) -> None:
         self._graph = graph
@@ -325,7 +323,12 @@ class _GraphAdapter:
 
     def on_resource_updates(self, updates: Sequence[ResourceUpdate]) -> None:
         self._felix.metrics.calc_updates.inc(len(updates))
-        self._graph.on_updates([(u.key, u.resource) for u in updates])
+        for u in updates:
+            if u.key.kind is FelixConfiguration:
+                self._felix.on_config_update(u.key, u.resource)
+        self._graph.on_updates(
+            [(u.key, u.resource) for u in updates if u.key.kind is not FelixConfiguration]
+        )
 
 
 def tune_gc() -> None:
