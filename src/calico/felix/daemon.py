@@ -23,7 +23,8 @@ from typing import Any
 
 from calico import programs
 from calico.calc.graph import CalcGraph
-from calico.calc.messages import HostEndpointID, WorkloadEndpointID, WorkloadEndpointUpdate
+from calico.calc.messages import HostEndpointID, WorkloadEndpointID
+from calico.calc.messages import WorkloadEndpoint as WorkloadEndpointMessage
 from calico.calc.salvage import salvage_policy
 from calico.dataplane.kernel import Subprocess, open_netlink
 from calico.dataplane.loop import ApplyStats, DataplaneSettings, InternalDataplane
@@ -257,7 +258,7 @@ class Felix:
     def _endpoint_status(
         self,
         ep_id: WorkloadEndpointID | HostEndpointID,
-        update: WorkloadEndpointUpdate | None,
+        ep: WorkloadEndpointMessage | None,
         status: str | None,
     ) -> None:
         host = self.config.hostname
@@ -265,7 +266,6 @@ class Felix:
         if isinstance(ep_id, HostEndpointID):
             key = host_endpoint_status_key(host, ep_id.name, region)
         else:
-            ep = update.endpoint if update else None
             orchestrator = (ep.orchestrator if ep else "") or "unknown"
             # Calico's workload ID: "<namespace>/<workload>" (pod names repeat across
             # namespaces; without the namespace their status keys would collide).
