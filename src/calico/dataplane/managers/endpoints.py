@@ -54,7 +54,7 @@ from calico.rules.model import Chain
 from calico.rules.nat import endpoint_nats
 from calico.rules.static import static_raw_chains
 
-# (endpoint, the workload endpoint as programmed (None for a host endpoint), "up", "down",
+# (endpoint ID, the workload endpoint as programmed (None for a host endpoint), "up", "down",
 # "error", or None once it is gone): the status reporter keys workloads by their fields.
 StatusCallback = Callable[
     [WorkloadEndpointID | HostEndpointID, WorkloadEndpoint | None, str | None], None
