@@ -38,9 +38,6 @@ class SentState(Generic[K, V]):
     def pending(self) -> bool:
         return bool(self._dirty)
 
-    def is_sent(self, key: K) -> bool:
-        return key in self._sent
-
     def changes(self) -> list[Change[K, V]]:
         out: list[Change[K, V]] = []
         for key in sorted(self._dirty, key=self._order):
