@@ -62,7 +62,7 @@ class EventSequencer:
         self._sent_in_sync = False
 
     def on_pool_update(self, name: str, pool: IPAMPool | None) -> None:
-        """IP pools pass straight through (Calico's sequencer takes them from the dispatcher)."""
+        """IP pools pass straight through (in Calico via its DataplanePassthru node)."""
         if pool is None:
             self._pools.pop(name, None)
         else:
