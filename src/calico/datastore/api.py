@@ -23,6 +23,8 @@ from typing import Protocol, TypeVar
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+from calico.model.sync import SyncStatus as SyncStatus  # part of the syncer interface
+
 
 class DatastoreError(Exception):
     """Base class of all datastore failures."""
@@ -165,12 +167,6 @@ class UpdateKind(enum.Enum):
     NEW = "new"
     UPDATED = "updated"
     DELETED = "deleted"
-
-
-class SyncStatus(enum.Enum):
-    WAIT_FOR_READY = "wait-for-ready"
-    RESYNC = "resync"
-    IN_SYNC = "in-sync"
 
 
 @dataclass(frozen=True, slots=True)
