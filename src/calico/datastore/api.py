@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from calico.model.sync import SyncStatus as SyncStatus  # part of the syncer interface
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-from calico.model.sync import SyncStatus as SyncStatus  # part of the syncer interface
 
 
 class DatastoreError(Exception):
