@@ -669,7 +669,7 @@ def felix_cold(
     done = threading.Event()
     up: set[object] = set()
 
-    def on_status(ep_id: object, _update: object, status: str | None) -> None:
+    def on_status(ep_id: object, _endpoint: object, status: str | None) -> None:
         if status == "up":
             up.add(ep_id)
         else:

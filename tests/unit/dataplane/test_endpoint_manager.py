@@ -37,7 +37,7 @@ def manager() -> tuple[EndpointManager, IptablesTable, list[tuple[object, str | 
         tables,
         routes,
         LinkConfigurator(runner, ipv6=False),
-        lambda i, s: statuses.append((i, s)),
+        lambda i, _ep, s: statuses.append((i, s)),
     )
     return mgr, tables[0], statuses
 

@@ -110,6 +110,24 @@ def test_backoff_restarts_after_a_healthy_spell() -> None:
     assert sleeps.delays == [0.1, 0.2, 0.4, 0.1]
 
 
+def test_a_long_outage_stays_at_the_ceiling() -> None:
+    """Only a spell in sync starts the back-off over, not time spent failing."""
+    backend, consumer, sleeps = MemoryBackend(), RecordingCallbacks(), Sleeps()
+    now = 0.0
+
+    def advance(count: int) -> None:
+        nonlocal now
+        now += sleeps.delays[-1]
+        backend.set_unavailable(count < 6)
+
+    sleeps.hook = advance
+    with running(backend, consumer, sleep=sleeps, clock=lambda: now, max_backoff=0.4):
+        consumer.wait_for(lambda: consumer.status is SyncStatus.IN_SYNC)
+        backend.set_unavailable(True)
+        consumer.wait_for(lambda: len(sleeps.delays) == 6)
+    assert sleeps.delays == [0.1, 0.2, 0.4, 0.4, 0.4, 0.4]
+
+
 def test_stop_is_prompt_while_watching_and_while_backing_off() -> None:
     backend, consumer = MemoryBackend(), RecordingCallbacks()
     syncer = Syncer(backend, (A,), consumer)

@@ -9,7 +9,8 @@ from collections.abc import Callable
 import pytest
 
 from calico.datastore.memory import MemoryBackend
-from calico.felix.status import StatusReporter, host_endpoint_status_key, workload_status_key
+from calico.felix.status import StatusReporter
+from calico.model.status_keys import host_endpoint_status_key, workload_status_key
 from calico.testing.clock import ManualClock
 
 

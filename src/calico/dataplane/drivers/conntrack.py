@@ -21,6 +21,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable
 
+from calico.backoff import Backoff
 from calico.programs import CommandFailed, CommandRunner
 
 _log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ class ConntrackCleaner:
             self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        backoff = 0.1
+        backoff = Backoff(initial=0.1, maximum=self._max_backoff)
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._queue or self._closed)
@@ -119,16 +120,16 @@ class ConntrackCleaner:
             try:
                 self._flows.remove_flows(*item)
             except Exception as exc:
+                delay = backoff.delay()
                 _log.error("deleting the conntrack entries of %s failed (%s); retrying in %.1fs",
-                           item[1], exc, backoff)  # fmt: skip
+                           item[1], exc, delay)  # fmt: skip
                 with self._cond:
                     self._busy = None
                     self._queue.appendleft(item)
                     self._cond.notify_all()
-                    self._cond.wait_for(lambda: self._closed, backoff)
-                backoff = min(backoff * 2, self._max_backoff)
+                    self._cond.wait_for(lambda: self._closed, delay)
                 continue
-            backoff = 0.1
+            backoff.reset()
             with self._cond:
                 self._busy = None
                 self._cond.notify_all()
