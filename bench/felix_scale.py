@@ -47,13 +47,14 @@ from calico.calc.graph import CalcGraph
 from calico.calc.messages import Message
 from calico.dataplane.drivers.iptables_render import render_full
 from calico.dataplane.drivers.links import global_sysctls, interface_sysctls
-from calico.dataplane.kernel import CommandResult, Subprocess, open_netlink
+from calico.dataplane.kernel import open_netlink
 from calico.dataplane.loop import DataplaneSettings, InternalDataplane
 from calico.datastore.api import SyncStatus
 from calico.felix.daemon import tune_gc
 from calico.model import parse_resource
 from calico.model.base import Resource
 from calico.model.keys import key_of
+from calico.programs import CommandResult, Runner
 from calico.rules.config import RulesConfig
 from calico.rules.model import Chain, Rule
 from calico.testing.netns import Namespaces
@@ -239,8 +240,8 @@ def updates(resources: Iterable[Resource]) -> list[Update]:
 # -- timing helpers ------------------------------------------------------------------------
 
 
-class CountingRunner(Subprocess):
-    """A Subprocess in `netns` that counts the commands it runs."""
+class CountingRunner(Runner):
+    """A Runner in `netns` that counts the commands it runs."""
 
     def __init__(self, netns: str) -> None:
         super().__init__(netns=netns, timeout=300)
@@ -470,7 +471,7 @@ def sysctl_names(ifaces: Iterable[str], ipv6: bool = True) -> list[str]:
     return names
 
 
-def snapshot(runner: Subprocess, sysctls: Sequence[str], families: Sequence[int]) -> KernelState:
+def snapshot(runner: Runner, sysctls: Sequence[str], families: Sequence[int]) -> KernelState:
     """Reads everything Felix owns (the reads run concurrently)."""
     reads: dict[str, list[str]] = {"ipset": ["ipset", "save"]}
     for family in families:
@@ -592,7 +593,7 @@ def _route_commands(
     return cmds
 
 
-def run_commands(runner: Subprocess, cmds: Sequence[Command]) -> None:
+def run_commands(runner: Runner, cmds: Sequence[Command]) -> None:
     for args, stdin in cmds:
         runner.run(args, stdin=stdin)
 
@@ -668,7 +669,7 @@ def felix_cold(
     done = threading.Event()
     up: set[object] = set()
 
-    def on_status(ep_id: object, _update: object, status: str | None) -> None:
+    def on_status(ep_id: object, _endpoint: object, status: str | None) -> None:
         if status == "up":
             up.add(ep_id)
         else:

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from calico.dataplane.drivers.routetable import RTPROT_CALICO, RouteTable, RouteTarget
-from calico.dataplane.kernel import Subprocess, open_netlink
+from calico.dataplane.kernel import open_netlink
+from calico.programs import Runner
 from calico.testing.netns import Namespaces
 
 ROW_FORMAT = "{:>7}  {:<28} {:>10} {:>9} {:>9} {:>6}"
@@ -60,7 +61,7 @@ class Bench:
     def __init__(self, ns: Namespaces, ifaces: int) -> None:
         self.host = ns.add("host")
         peer = ns.add("peer")
-        self.runner = Subprocess(netns=self.host)
+        self.runner = Runner(netns=self.host)
         self.ifaces = [f"cali{i}" for i in range(ifaces)]
         adds = "".join(
             f"link add {i} type veth peer name p{n} netns {peer}\nlink set {i} up\n"

@@ -6,6 +6,9 @@ output captured), `start` (long-lived) and `replace_process` (exec) refuse a pro
 not on the list, so a program the install cannot know about fails on its first use, on any
 machine, instead of only on a machine that lacks it. Nothing else imports `subprocess`.
 
+`CommandRunner` is the seam Felix's kernel drivers and the BGP agent run their commands
+through (tests hand them a fake); `Runner` is the real one.
+
 A program is matched by the last component of its path. Wrappers are looked through:
 `ip netns exec NS PROG...` and `nsenter --opt=... PROG...` check PROG as well.
 """
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import IO, Any, Literal, NoReturn, overload
+from typing import IO, Any, Literal, NoReturn, Protocol, overload
 
 LIST_FILE = "programs.txt"
 OWN_PACKAGE = "@calico-py"  # this project's own commands: pip installs them, not apt
@@ -68,6 +71,19 @@ class CommandFailed(Exception):
         self.stderr = stderr
         detail = (stderr or stdout).strip()
         super().__init__(f"{' '.join(argv)} exited {returncode}: {detail or 'no output'}")
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class CommandRunner(Protocol):
+    def run(
+        self, args: Sequence[str], *, stdin: str | None = None, check: bool = True
+    ) -> CommandResult: ...
 
 
 def parse(text: str) -> list[Program]:
@@ -219,3 +235,29 @@ def replace_process(
     ensure_listed(argv)
     full = [*argv, *user_command]
     os.execvpe(full[0], full, dict(os.environ if env is None else env))
+
+
+class Runner:
+    """A CommandRunner: runs commands directly, or inside `netns` via `ip netns exec`. A
+    command that cannot run (missing, timed out) raises CommandFailed with returncode -1,
+    whatever `check` says; one that exits non-zero raises it only when `check` is set."""
+
+    def __init__(self, netns: str | None = None, timeout: float = 60.0) -> None:
+        self.netns = netns
+        self.timeout = timeout
+
+    def run(
+        self, args: Sequence[str], *, stdin: str | None = None, check: bool = True
+    ) -> CommandResult:
+        full = ["ip", "netns", "exec", self.netns, *args] if self.netns else list(args)
+        try:
+            proc = run(full, stdin=stdin, timeout=self.timeout)
+        except TimeoutExpired:
+            raise CommandFailed(
+                full, -1, "", f"{args[0]}: timed out after {self.timeout}s"
+            ) from None
+        except FileNotFoundError as exc:
+            raise CommandFailed(full, -1, "", f"{exc.filename}: command not found") from None
+        if check and proc.returncode != 0:
+            raise CommandFailed(full, proc.returncode, proc.stdout, proc.stderr)
+        return CommandResult(proc.returncode, proc.stdout, proc.stderr)

@@ -1,4 +1,5 @@
-"""Fixtures for tests against a real, throwaway etcd (see calico.testing.etcd_server)."""
+"""Fixtures for tests against a real, throwaway etcd (see calico.testing.etcd_server), and
+`store`: the Backend contract suites' MemoryBackend or (marked integration) real etcd."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from typing import Any
 
 import pytest
 
+from calico.datastore.api import Backend
 from calico.datastore.config import EtcdConfig
 from calico.datastore.etcd import EtcdBackend
+from calico.datastore.memory import MemoryBackend
 from calico.testing.etcd_server import EtcdServer
 
 BackendFactory = Callable[..., EtcdBackend]
@@ -47,3 +50,12 @@ def make_backend(etcd_server: EtcdServer) -> Iterator[BackendFactory]:
 @pytest.fixture
 def backend(make_backend: BackendFactory) -> EtcdBackend:
     return make_backend()
+
+
+@pytest.fixture(params=["memory", pytest.param("etcd", marks=pytest.mark.integration)])
+def store(request: pytest.FixtureRequest) -> Backend:
+    """Each contract test runs twice: over MemoryBackend, and over a fresh real etcd."""
+    if request.param == "memory":
+        return MemoryBackend()
+    etcd: Backend = request.getfixturevalue("backend")
+    return etcd

@@ -12,9 +12,9 @@ import pytest
 
 from calico.datastore.api import Backend, DatastoreUnavailable, Watch
 from calico.datastore.etcd import EtcdBackend
-from calico.felix.status import StatusReporter, host_prefix, workload_status_key
-from calico.openstack import keys
-from calico.openstack.feedback import FelixStatusWatcher, parse_status_key
+from calico.felix.status import StatusReporter
+from calico.model.status_keys import host_prefix, status_prefix, workload_status_key
+from calico.openstack.feedback import FelixStatusWatcher, parse_key
 from calico.testing.etcd_server import EtcdServer
 from calico.testing.waiting import wait_until
 
@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
 BackendFactory = Callable[..., EtcdBackend]
 REGION = "no-region"
-PREFIX = keys.felix_status_prefix(REGION)
+PREFIX = status_prefix(REGION)
 HEARTBEAT = {"time": "2026-01-01T00:00:00Z", "uptime": 1.0, "first_update": True}
 
 
@@ -119,11 +119,11 @@ def watchers() -> Iterator[Callable[[Backend, Sink], FelixStatusWatcher]]:
 
 
 def test_key_parsing() -> None:
-    assert parse_status_key(PREFIX, PREFIX + "h1/status") is not None
-    assert parse_status_key(PREFIX, PREFIX + "h1/last_reported_status") is None
-    assert parse_status_key(PREFIX, ep_key("h1", "p1", "k8s")) is None
-    assert parse_status_key(PREFIX, PREFIX + "h1/endpoint/eth0") is None
-    parsed = parse_status_key(PREFIX, ep_key("h1", "p1"))
+    assert parse_key(REGION, PREFIX + "h1/status") is not None
+    assert parse_key(REGION, PREFIX + "h1/last_reported_status") is None
+    assert parse_key(REGION, ep_key("h1", "p1", "k8s")) is None
+    assert parse_key(REGION, PREFIX + "h1/endpoint/eth0") is None
+    parsed = parse_key(REGION, ep_key("h1", "p1"))
     assert parsed is not None and (parsed.host, getattr(parsed, "port_id", None)) == ("h1", "p1")
 
 
@@ -134,7 +134,7 @@ def test_snapshot_then_live_events(
     backend.put(host_prefix("h1", REGION) + "last_reported_status", json.dumps(HEARTBEAT).encode())
     backend.put(ep_key("h1", "p1"), ep_value("up"))
     backend.put(ep_key("h1", "k1", "k8s"), ep_value("up"))
-    backend.put(keys.felix_status_prefix("region-other") + "h9/status", b"{}")
+    backend.put(status_prefix("region-other") + "h9/status", b"{}")
     sink = Sink()
     watchers(backend, sink)
     sink.wait_for(("endpoint", "h1", "p1", "up"))
@@ -185,6 +185,8 @@ def test_relist_reconciles_what_was_missed(
     backend.put(ep_key("h1", "p1"), ep_value("up"))
     backend.put(ep_key("h1", "p2"), ep_value("up"))
     backend.put(ep_key("h1", "p3"), ep_value("up"))
+    backend.put(status_key("h4"), b"[]")  # never reported: its deletion is no news either
+    backend.put(ep_key("h4", "p5"), b"{broken")
     pausable = Pausable(backend)
     sink = Sink()
     watcher = watchers(pausable, sink)
@@ -200,6 +202,8 @@ def test_relist_reconciles_what_was_missed(
     backend.delete(ep_key("h1", "p1"))
     backend.put(ep_key("h1", "p2"), ep_value("error"))
     backend.put(ep_key("h3", "p4"), ep_value("up"))
+    backend.delete(status_key("h4"))
+    backend.delete(ep_key("h4", "p5"))
     # The watcher tried to re-list again after the changes, still partitioned: nothing new.
     refused = pausable.refused
     wait_until(lambda: pausable.refused > refused)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from calico.datastore.api import Backend, KeyValue, RevisionConflict
+from calico.datastore.api import Backend, KeepsChanging, KeyValue, RevisionConflict
 from calico.datastore.client import ResourceClient, encode
 from calico.datastore.etcd import EtcdBackend
 from calico.model.endpoints import WorkloadEndpoint
@@ -16,7 +16,7 @@ from calico.model.keys import ResourceKey
 from calico.model.network import ClusterInformation
 from calico.model.policy import NetworkPolicy
 from calico.openstack import keys
-from calico.openstack.store import OpenStackStore, ResyncReport, StoreConflict
+from calico.openstack.store import OpenStackStore, ResyncReport
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
@@ -162,7 +162,7 @@ def test_endless_conflicts_give_up(backend: EtcdBackend) -> None:
     racing = ConflictOnce(backend, conflicts=100)
     store = OpenStackStore(racing, None)
     store.write_subnet("sub1", SUBNET)
-    with pytest.raises(StoreConflict, match="kept changing"):
+    with pytest.raises(KeepsChanging, match="kept changing"):
         store.write_subnet("sub1", {**SUBNET, "cidr": "10.1.0.0/24"})
 
 

@@ -26,13 +26,13 @@ import pytest
 from calico import programs
 from calico.bgp.agent import BGPAgent
 from calico.bgp.birdctl import PeerStatus, bgp_peers
-from calico.bgp.commands import Result, Subprocess
 from calico.datastore.client import ResourceClient
 from calico.datastore.etcd import EtcdBackend
 from calico.ipam.keys import affinity_key
 from calico.ipam.records import AffinityState, BlockAffinity
 from calico.model import parse_resource
 from calico.model.base import Resource
+from calico.programs import CommandResult, Runner
 from calico.testing import waiting
 from calico.testing.etcd_server import EtcdServer
 from calico.testing.netns import Namespaces
@@ -52,10 +52,12 @@ class ReloadCounter:
     """The agent's real runner, counting `birdc configure` calls that failed."""
 
     def __init__(self) -> None:
-        self.inner = Subprocess()
+        self.inner = Runner(timeout=30.0)
         self.failed_reloads = 0
 
-    def run(self, args: Sequence[str], *, stdin: str | None = None, check: bool = True) -> Result:
+    def run(
+        self, args: Sequence[str], *, stdin: str | None = None, check: bool = True
+    ) -> CommandResult:
         result = self.inner.run(args, stdin=stdin, check=check)
         if programs.name_of(args[0]) == "birdc" and result.returncode != 0:
             self.failed_reloads += 1

@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from calico.dataplane.drivers.conntrack import ConntrackFlows
-from calico.dataplane.kernel import Subprocess
+from calico.programs import Runner
 from calico.testing.netns import Namespaces
 
 pytestmark = pytest.mark.kernel
@@ -73,7 +73,7 @@ def test_deletes_the_flows_of_an_address_in_both_directions(
     xs = {(a["P"], a["X"]), (a["P"], a["V"]), (a["X"], a["P"])}
     assert flows(ns, host, v) == xs | others
 
-    assert ConntrackFlows(Subprocess(netns=host)).remove_flows(v, a["X"]) == 3
+    assert ConntrackFlows(Runner(netns=host)).remove_flows(v, a["X"]) == 3
     assert flows(ns, host, v) == others
-    assert ConntrackFlows(Subprocess(netns=host)).remove_flows(v, a["X"]) == 0  # none left
+    assert ConntrackFlows(Runner(netns=host)).remove_flows(v, a["X"]) == 0  # none left
     assert flows(ns, host, v) == others

@@ -6,22 +6,22 @@ import pytest
 
 from calico.calc.messages import IPSetType
 from calico.dataplane.drivers.ipsets import IPSets, parse_ipset_save
-from calico.dataplane.kernel import Subprocess
+from calico.programs import Runner
 from calico.testing.netns import Namespaces
 
 pytestmark = pytest.mark.kernel
 
 
-def members(runner: Subprocess, name: str) -> set[str]:
+def members(runner: Runner, name: str) -> set[str]:
     return parse_ipset_save(runner.run(["ipset", "save", name]).stdout)[name].members
 
 
-def names(runner: Subprocess) -> set[str]:
+def names(runner: Runner) -> set[str]:
     return set(runner.run(["ipset", "list", "-n"]).stdout.split())
 
 
 def test_create_delta_swap_delete_and_resync(netns: Namespaces) -> None:
-    runner = Subprocess(netns=netns.add("s"))
+    runner = Runner(netns=netns.add("s"))
     runner.run(["ipset", "create", "foreign", "hash:ip"])
     runner.run(["ipset", "add", "foreign", "198.18.7.7"])
     v4, v6 = IPSets(4, runner), IPSets(6, runner)
@@ -60,7 +60,7 @@ def test_create_delta_swap_delete_and_resync(netns: Namespaces) -> None:
 
 
 def test_sets_left_by_a_previous_run_are_repaired_or_swept(netns: Namespaces) -> None:
-    runner = Subprocess(netns=netns.add("s"))
+    runner = Runner(netns=netns.add("s"))
     runner.run(["ipset", "create", "cali40s:keep", "hash:net"])
     runner.run(["ipset", "add", "cali40s:keep", "198.18.0.9"])
     runner.run(["ipset", "create", "cali40s:old", "hash:net"])

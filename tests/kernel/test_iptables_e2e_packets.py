@@ -21,7 +21,7 @@ from calico.calc.messages import (
     WorkloadEndpoint,
 )
 from calico.dataplane.drivers.iptables_table import IptablesTable
-from calico.dataplane.kernel import Subprocess
+from calico.programs import Runner
 from calico.rules import dispatch, endpoints, policy, static
 from calico.rules.config import RulesConfig
 from calico.rules.model import Chain
@@ -97,7 +97,7 @@ def wire(netns: Namespaces, host: str) -> dict[str, str]:
     return spaces
 
 
-def program(runner: Subprocess, version: int, known: list[WorkloadEndpoint]) -> None:
+def program(runner: Runner, version: int, known: list[WorkloadEndpoint]) -> None:
     """Fresh table objects each time, as after a Felix restart: they diff against the kernel."""
     filter_chains: list[Chain] = [
         *static.static_filter_chains(CFG, version),
@@ -138,7 +138,7 @@ def test_policy_filters_real_packets(netns: Namespaces) -> None:
             "calibbb", None, (), (), ("kns.e2e",), (TierInfo("default", ingress_policies=(WEB,)),)
         ),
     ]
-    runner = Subprocess(netns=host)
+    runner = Runner(netns=host)
     for version in (4, 6):
         program(runner, version, known)
     netns.popen(spaces["b"], ["python3", "-c", SERVER])

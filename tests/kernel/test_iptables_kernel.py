@@ -7,7 +7,6 @@ to be valid kernel input, not just stable text.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -24,10 +23,11 @@ from calico.calc.messages import (
 )
 from calico.dataplane.drivers.ipsets import IPSets
 from calico.dataplane.drivers.iptables_table import IptablesTable, parse_save
-from calico.dataplane.kernel import CommandResult, Subprocess
+from calico.programs import Runner
 from calico.rules import dispatch, endpoints, policy, static
 from calico.rules.config import RulesConfig
 from calico.rules.model import Chain
+from calico.testing.dataplane import RecordingRunner
 from calico.testing.netns import Namespaces
 
 pytestmark = pytest.mark.kernel
@@ -50,19 +50,8 @@ POLICY = ParsedPolicy(
 )
 
 
-class CountingRunner:
-    def __init__(self, inner: Subprocess) -> None:
-        self.inner = inner
-        self.calls: list[list[str]] = []
-
-    def run(
-        self, args: Sequence[str], *, stdin: str | None = None, check: bool = True
-    ) -> CommandResult:
-        self.calls.append(list(args))
-        return self.inner.run(args, stdin=stdin, check=check)
-
-    def restores(self) -> int:
-        return sum(c[0].endswith("-restore") for c in self.calls)
+def restores(runner: RecordingRunner) -> int:
+    return sum(c[0].endswith("-restore") for c in runner.calls)
 
 
 def tool(version: int, backend: str, verb: str = "") -> str:
@@ -84,7 +73,7 @@ def desired_chains(version: int, ifaces: list[str]) -> list[Chain]:
     ]
 
 
-def counters(runner: CountingRunner, version: int, backend: str, rule_hash: str) -> int:
+def counters(runner: RecordingRunner, version: int, backend: str, rule_hash: str) -> int:
     out = runner.inner.run([tool(version, backend, "-save"), "-c", "-t", "filter"]).stdout
     line = next(ln for ln in out.splitlines() if f"cali:{rule_hash}" in ln)
     found = re.match(r"\[(\d+):\d+\]", line)
@@ -95,7 +84,7 @@ def counters(runner: CountingRunner, version: int, backend: str, rule_hash: str)
 @pytest.mark.parametrize("backend", ["nft", "legacy"])
 @pytest.mark.parametrize("version", [4, 6])
 def test_round_trip_next_to_foreign_state(netns: Namespaces, version: int, backend: str) -> None:
-    runner = CountingRunner(Subprocess(netns=netns.add("h")))
+    runner = RecordingRunner(Runner(netns=netns.add("h")))
     ipt = tool(version, backend)
     foreign_src = "198.18.9.9" if version == 4 else "2001:db8::9"
     runner.inner.run([ipt, "-A", "INPUT", "-s", foreign_src, "-j", "ACCEPT"])
@@ -115,7 +104,7 @@ def test_round_trip_next_to_foreign_state(netns: Namespaces, version: int, backe
         assert state.chains[chain.name] == chain.rule_hashes()
     assert state.chains["INPUT"][0] is not None and state.chains["INPUT"][1:] == [None]
     assert state.chains["FOREIGN"] == [None]
-    assert runner.restores() == 1
+    assert restores(runner) == 1
 
     # Traffic through cali-OUTPUT; its "clear marks" rule counts every packet.
     loopback = "127.0.0.1" if version == 4 else "::1"
@@ -126,11 +115,11 @@ def test_round_trip_next_to_foreign_state(netns: Namespaces, version: int, backe
     assert before >= 2
 
     table.apply()
-    assert runner.restores() == 1  # nothing changed: no write at all
+    assert restores(runner) == 1  # nothing changed: no write at all
 
     table.update_chains(desired_chains(version, ["cali1", "cali2"]))
     table.apply()
-    assert runner.restores() == 2
+    assert restores(runner) == 2
     assert counters(runner, version, backend, clear_marks) >= before  # cali-OUTPUT untouched
 
 
@@ -139,7 +128,7 @@ def test_round_trip_next_to_foreign_state(netns: Namespaces, version: int, backe
 def test_full_resync_repairs_what_others_broke(
     netns: Namespaces, version: int, backend: str
 ) -> None:
-    runner = CountingRunner(Subprocess(netns=netns.add("h")))
+    runner = RecordingRunner(Runner(netns=netns.add("h")))
     ipt = tool(version, backend)
     ipsets = IPSets(version, runner.inner)
     ipsets.set_members("s:clients", IPSetType.NET, [])
@@ -182,7 +171,7 @@ def _restorable(section: str) -> tuple[str, set[str]]:
 @pytest.mark.parametrize("golden", sorted(p.name for p in GOLDEN_DIR.glob("*.txt")))
 def test_golden_files_are_valid_restore_input(netns: Namespaces, golden: str, backend: str) -> None:
     ns = netns.add("g")
-    runner = Subprocess(netns=ns)
+    runner = Runner(netns=ns)
     text = (GOLDEN_DIR / golden).read_text()
     for family, section in re.findall(r"# IPv(\d)\n(\*.*?COMMIT\n)", text, re.S):
         restore_text, set_names = _restorable(section)

@@ -8,7 +8,7 @@ import pytest
 from calico.calc.messages import IPSetType, NatMapping, WorkloadEndpoint
 from calico.dataplane.drivers.ipsets import IPSets
 from calico.dataplane.drivers.iptables_table import IptablesTable, parse_save
-from calico.dataplane.kernel import Subprocess
+from calico.programs import Runner
 from calico.rules import naming, nat, static
 from calico.rules.config import RulesConfig
 from calico.rules.model import Chain
@@ -41,12 +41,12 @@ def desired(version: int) -> list[Chain]:
     ]
 
 
-def nat_state(runner: Subprocess, version: int, backend: str) -> dict[str, list[str | None]]:
+def nat_state(runner: Runner, version: int, backend: str) -> dict[str, list[str | None]]:
     out = runner.run([tool(version, backend, "-save"), "-t", "nat"]).stdout
     return parse_save(out).chains
 
 
-def program(runner: Subprocess, version: int, backend: str) -> IptablesTable:
+def program(runner: Runner, version: int, backend: str) -> IptablesTable:
     ipsets = IPSets(version, runner)
     for set_id in (naming.IPSET_ID_ALL_POOLS, naming.IPSET_ID_MASQ_POOLS):
         ipsets.set_members(set_id, IPSetType.NET, ["198.19.0.0/16", "2001:db8:1::/48"])
@@ -63,7 +63,7 @@ def program(runner: Subprocess, version: int, backend: str) -> IptablesTable:
 def test_nat_table_next_to_foreign_rules_restart_and_repair(
     netns: Namespaces, version: int, backend: str
 ) -> None:
-    runner = Subprocess(netns=netns.add("h"))
+    runner = Runner(netns=netns.add("h"))
     ipt = tool(version, backend)
     src = "198.18.9.0/24" if version == 4 else "2001:db8:9::/48"
     runner.run([ipt, "-t", "nat", "-A", "POSTROUTING", "-s", src, "-j", "MASQUERADE"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from calico.dataplane.drivers.links import LinkConfigurator, interface_sysctls
-from calico.dataplane.kernel import Subprocess
+from calico.programs import Runner
 from calico.testing.netns import Namespaces
 
 pytestmark = pytest.mark.kernel
@@ -22,7 +22,7 @@ def test_workload_interfaces_get_calico_settings_and_keep_them(netns: Namespaces
     netns.veth(host, "cali.x1", peer, "p1")
     netns.veth(host, "cali2", peer, "p2")
     netns.exec(peer, ["ip", "link", "set", "p2", "down"])  # cali2 is oper-down
-    links = LinkConfigurator(Subprocess(netns=host))
+    links = LinkConfigurator(Runner(netns=host))
     links.set_interface("cali.x1", spoofing_allowed=True, ipv6=True)
     links.set_interface("cali2", spoofing_allowed=False, ipv6=True)
     links.on_iface_state("cali.x1", True, 2)

@@ -21,7 +21,8 @@ import pytest
 
 from calico.dataplane.drivers.links import LinkConfigurator
 from calico.dataplane.drivers.routetable import RouteTable, RouteTarget
-from calico.dataplane.kernel import Subprocess, open_netlink
+from calico.dataplane.kernel import open_netlink
+from calico.programs import Runner
 from calico.testing import waiting
 from calico.testing.netns import Namespaces
 
@@ -82,7 +83,7 @@ def test_two_workloads_reach_each_other_over_ipv4_and_ipv6(netns: Namespaces) ->
     host = netns.add("host")
     add_upstream(netns, host)
     workloads = {i: add_workload(netns, host, i, *addrs) for i, addrs in WORKLOADS.items()}
-    runner, factory = Subprocess(netns=host), functools.partial(open_netlink, host)
+    runner, factory = Runner(netns=host), functools.partial(open_netlink, host)
     tables = [RouteTable(runner, factory, v) for v in (4, 6)]
     links = LinkConfigurator(runner)
     for iface, (v4, v6) in WORKLOADS.items():

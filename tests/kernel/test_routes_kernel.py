@@ -10,27 +10,15 @@ from typing import Any
 import pytest
 
 from calico.dataplane.drivers.routetable import RTPROT_CALICO, RouteTable, RouteTarget
-from calico.dataplane.kernel import CommandResult, Subprocess, open_netlink
+from calico.dataplane.kernel import open_netlink
+from calico.programs import Runner
 from calico.testing import waiting
+from calico.testing.dataplane import RecordingRunner
 from calico.testing.netns import Namespaces
 
 pytestmark = pytest.mark.kernel
 
 NETS = {4: ("198.18.0.", "/32"), 6: ("2001:db8::", "/128")}
-
-
-class SpyRunner:
-    """A real Subprocess that remembers what it ran."""
-
-    def __init__(self, netns: str) -> None:
-        self.inner = Subprocess(netns=netns)
-        self.calls: list[list[str]] = []
-
-    def run(
-        self, args: Sequence[str], *, stdin: str | None = None, check: bool = True
-    ) -> CommandResult:
-        self.calls.append(list(args))
-        return self.inner.run(args, stdin=stdin, check=check)
 
 
 class Host:
@@ -55,7 +43,7 @@ class Host:
             self.opened += 1
             return open_netlink(self.name)
 
-        runner = runner or Subprocess(netns=self.name)
+        runner = runner or Runner(netns=self.name)
         return RouteTable(runner, factory, self.ip_version, clock=lambda: self.now, **kw)
 
     def ip(self, *args: str) -> None:
@@ -103,7 +91,7 @@ def program(table: RouteTable, host: Host) -> None:
 
 def test_restart_recognises_its_routes_sweeps_stale_ones_and_spares_others(host: Host) -> None:
     program(host.table(), host)
-    spy = SpyRunner(host.name)
+    spy = RecordingRunner(Runner(netns=host.name))
     restarted, opened = host.table(spy), host.opened
     program(restarted, host)
     assert len(spy.calls) == 1 and "-j" in spy.calls[0]  # read once, wrote nothing
@@ -173,7 +161,7 @@ def test_static_arp_entries_follow_the_routes(netns: Namespaces) -> None:
 
 
 def test_small_deletions_go_over_netlink_without_falling_back(host: Host) -> None:
-    spy = SpyRunner(host.name)
+    spy = RecordingRunner(Runner(netns=host.name))
     table = host.table(spy)
     program(table, host)
     spy.calls.clear()

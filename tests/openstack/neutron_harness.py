@@ -27,6 +27,7 @@ from oslo_config import cfg
 
 from calico.datastore.config import EtcdConfig
 from calico.datastore.etcd import EtcdBackend
+from calico.model.status_keys import NO_REGION
 from calico.openstack import keys
 from calico.openstack.mech_driver import CalicoMechanismDriver
 from calico.testing.etcd_server import EtcdServer
@@ -107,7 +108,7 @@ class CalicoMl2TestCase(test_plugin.Ml2PluginV2TestCase):  # type: ignore[misc]
         self.addCleanup(self.backend.close)
         self.admin = n_context.get_admin_context()
         self.namespace = keys.endpoint_namespace(None)
-        self.region_str = keys.region_string(None)
+        self.region_str = NO_REGION
 
     def setup_config(self) -> None:
         super().setup_config()

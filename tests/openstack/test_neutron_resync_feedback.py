@@ -16,7 +16,8 @@ from neutron.objects import agent as agent_obj
 from neutron_harness import ACTIVE, DOWN, ERROR, HOST1, HOST2, CalicoMl2TestCase, wait_for
 from oslo_config import cfg
 
-from calico.felix.status import StatusReporter, workload_status_key
+from calico.felix.status import StatusReporter
+from calico.model.status_keys import status_prefix, workload_status_key
 from calico.openstack import compaction, keys, resync_cli
 from calico.openstack.decisions import AGENT_TYPE_FELIX
 from calico.openstack.resync_request import request_resync
@@ -230,7 +231,7 @@ class TestLeader(CalicoMl2TestCase):
         wait_for(lambda: not duties & _thread_names())
         assert not self.calico.is_leader
         # Felix status is now someone else's business: nothing reaches Neutron from here.
-        self.backend.put(keys.felix_status_prefix(self.region_str) + f"{HOST1}/status", b"{}")
+        self.backend.put(status_prefix(self.region_str) + f"{HOST1}/status", b"{}")
         assert self.executor.run_pending(wait=0.5) == 0
         assert agent_obj.Agent.get_objects(self.admin, host=HOST1) == [], (
             agent_obj.Agent.get_objects(self.admin)

@@ -194,6 +194,22 @@ def test_the_runner_runs_listed_programs_by_name_or_path() -> None:
     assert proc.communicate("x", timeout=10)[0] == "x"
 
 
+def test_the_command_runner_raises_for_a_failure_only_when_checking(tmp_path: Path) -> None:
+    runner = programs.Runner(timeout=10)
+    exit3 = [sys.executable, "-c", "import sys; sys.stderr.write('bad'); raise SystemExit(3)"]
+    assert runner.run(exit3, check=False) == programs.CommandResult(3, "", "bad")
+    with pytest.raises(programs.CommandFailed, match="exited 3: bad") as failed:
+        runner.run(exit3)
+    assert (failed.value.returncode, failed.value.stderr) == (3, "bad")
+    missing = str(tmp_path / "cat")  # listed, but absent: it cannot run, whatever `check` says
+    with pytest.raises(programs.CommandFailed, match="command not found") as failed:
+        runner.run([missing], check=False)
+    assert failed.value.returncode == -1
+    slow = programs.Runner(timeout=0.2)
+    with pytest.raises(programs.CommandFailed, match=r"python3?\S*: timed out after 0.2s"):
+        slow.run([sys.executable, "-c", "import time; time.sleep(5)"], check=False)
+
+
 def test_a_user_typed_command_is_not_checked() -> None:
     """`calico lab exec HOST -- CMD`: the project runs `ip netns exec`, the user chose CMD."""
     programs.ensure_listed(["ip", "netns", "exec", "ns"])

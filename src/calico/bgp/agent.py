@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from calico.bgp.commands import CommandOutput, CommandRunner, Result, Subprocess
+from calico import programs
 from calico.bgp.render import render
 from calico.bgp.view import BgpInputs, affine_blocks, build_view
 from calico.datastore.api import Backend, SyncStatus, Update
@@ -123,7 +123,7 @@ class BGPAgent:
         *,
         bird: str = "bird",
         birdc: str = "birdc",
-        runner: CommandRunner | None = None,
+        runner: programs.CommandRunner | None = None,
         router_id: str | None = None,
         debounce: float = 0.2,
         retry_interval: float = 2.0,
@@ -135,7 +135,7 @@ class BGPAgent:
         self.config_path = self.run_dir / CONFIG_FILE
         self.control_socket = self.run_dir / CONTROL_SOCKET
         self._bird, self._birdc = bird, birdc
-        self._runner: CommandRunner = runner or Subprocess()
+        self._runner: programs.CommandRunner = runner or programs.Runner(timeout=30.0)
         self._router_id = router_id
         self._debounce, self._retry_interval = debounce, retry_interval
         self._state = _State(len(KINDS) + 1)
@@ -266,12 +266,15 @@ class BGPAgent:
             _log.info("wrote %s for node %s", self.config_path, self.node_name)
             return True
 
-    def _command(self, args: list[str]) -> CommandOutput:
-        """Run via the runner; a runner that raises (e.g. binary missing) becomes rc -1."""
+    def _command(self, args: list[str]) -> programs.CommandResult:
+        """Run via the runner, never raising: callers read failure from the returncode. A
+        command that cannot run (missing, timed out) or a runner that raises becomes rc -1."""
         try:
             return self._runner.run(args, check=False)
+        except programs.CommandFailed as exc:
+            return programs.CommandResult(exc.returncode, exc.stdout, exc.stderr)
         except Exception as exc:
-            return Result(-1, "", f"{args[0]}: {exc}")
+            return programs.CommandResult(-1, "", f"{args[0]}: {exc}")
 
     def _valid(self, path: str, text: str) -> bool:
         result = self._command([self._bird, "-p", "-c", path])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING
 
 from calico.calc.items import normalise_cidr
 from calico.calc.messages import (
@@ -13,8 +14,10 @@ from calico.calc.messages import (
     WorkloadEndpoint,
     WorkloadEndpointID,
 )
-from calico.calc.policy_resolver import HostTiers
 from calico.model import endpoints as model
+
+if TYPE_CHECKING:  # the policy resolver builds messages with these functions
+    from calico.calc.policy_resolver import HostTiers
 
 
 def _split(cidrs: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:

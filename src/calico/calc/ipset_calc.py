@@ -1,11 +1,12 @@
 """IP set membership, maintained incrementally from a label index (pure).
 
-Role: for every IP set that some active rule uses, keep its members as reference counts of
+Role: for every IP set that some sent rule uses, keep its members as reference counts of
 contributions (two endpoints may share an address), and remember what changed since the
-last flush so the graph can send full updates for new sets and deltas for the others.
+last flush so the sequencer can send full updates for new sets and deltas for the others.
 
-Inputs: `add_set`/`remove_set` (from active rules, refcounted by the caller), item upserts
-and removals. Outputs: `take_changes()` -> (new sets, deltas, removed set IDs).
+Inputs: `swap_references` (the IP sets of sent rules, as rules change; a set lives while
+some sent rule references it), item upserts and removals (from the label inheritance
+index). Outputs: `take_changes()` -> (new sets, deltas, removed set IDs).
 Invariant: members(set) == union of contributions of items currently matching it.
 """
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 
 from calico.calc.items import Item, ItemKey
 from calico.calc.messages import IPSetDeltaUpdate, IPSetRemove, IPSetUpdate
-from calico.calc.rule_scanner import IPSetSpec
+from calico.calc.rule_scanner import IPSetSpec, Specs
 from calico.selector import LabelIndex
 
 
@@ -45,6 +46,7 @@ def contributions(spec: IPSetSpec, item: Item) -> list[str]:
 class IPSetCalculator:
     def __init__(self) -> None:
         self._sets: dict[str, _SetState] = {}
+        self._refs: Counter[str] = Counter()
         self._items: dict[ItemKey, Item] = {}
         self._labels: dict[ItemKey, dict[str, str]] = {}
         self._index: LabelIndex[str, ItemKey] = LabelIndex(self._on_match, self._on_unmatch)
@@ -53,7 +55,20 @@ class IPSetCalculator:
 
     # -- sets -----------------------------------------------------------------------------
 
-    def add_set(self, spec: IPSetSpec) -> None:
+    def swap_references(self, old: Specs, new: Specs) -> None:
+        """A sent rule set changed: reference the new IP sets before releasing the old ones,
+        so a set both use is not torn down and rebuilt."""
+        for set_id, spec in new.items():
+            self._refs[set_id] += 1
+            if self._refs[set_id] == 1:
+                self._add_set(spec)
+        for set_id in old:
+            self._refs[set_id] -= 1
+            if self._refs[set_id] == 0:
+                del self._refs[set_id]
+                self._remove_set(set_id)
+
+    def _add_set(self, spec: IPSetSpec) -> None:
         state = _SetState(spec)
         self._sets[spec.id] = state
         self._gone.discard(spec.id)
@@ -63,7 +78,7 @@ class IPSetCalculator:
         else:
             state.members.update(spec.nets)
 
-    def remove_set(self, set_id: str) -> None:
+    def _remove_set(self, set_id: str) -> None:
         if self._sets[set_id].spec.selector is not None:
             self._index.delete_selector(set_id)  # unmatch callbacks still see the set
         del self._sets[set_id]
@@ -72,12 +87,9 @@ class IPSetCalculator:
         else:
             self._gone.add(set_id)
 
-    def members(self, set_id: str) -> frozenset[str]:
-        return frozenset(self._sets[set_id].members)
-
     # -- items ----------------------------------------------------------------------------
 
-    def update_item(self, key: ItemKey, item: Item, labels: dict[str, str]) -> None:
+    def on_item_update(self, key: ItemKey, item: Item, labels: dict[str, str]) -> None:
         old = self._items.get(key)
         if old is not None and (old.nets != item.nets or old.ports != item.ports):
             for set_id in self._index.selectors_for_item(key):
@@ -88,7 +100,7 @@ class IPSetCalculator:
             self._labels[key] = labels
             self._index.update_labels(key, labels)
 
-    def remove_item(self, key: ItemKey) -> None:
+    def on_item_remove(self, key: ItemKey) -> None:
         if key in self._items:
             self._index.delete_labels(key)
             del self._items[key]

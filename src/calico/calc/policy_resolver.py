@@ -1,4 +1,4 @@
-"""Ordered tiers of policies for one endpoint (pure).
+"""Ordered tiers of policies for one endpoint, and the node that resolves them (pure).
 
 Calico's evaluation order: tiers by `order` (absent = last), ties by name; within a tier,
 policies by `order` (absent = last), ties by name then namespace. A policy applies to a
@@ -9,11 +9,31 @@ policies (those are host-endpoint features); host endpoints get them in separate
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
-from calico.calc.messages import Action, PolicyID, TierInfo
+from calico.calc.endpoint_messages import (
+    host_endpoint_id,
+    host_endpoint_message,
+    workload_endpoint_id,
+    workload_endpoint_message,
+)
+from calico.calc.items import ItemKey
+from calico.calc.messages import (
+    Action,
+    HostEndpointUpdate,
+    PolicyID,
+    TierInfo,
+    WorkloadEndpointUpdate,
+)
+from calico.calc.sent_state import SentState
+from calico.model import endpoints as model
 from calico.model.policy import GlobalNetworkPolicy, NetworkPolicy
+
+EndpointUpdate = WorkloadEndpointUpdate | HostEndpointUpdate
+_K = TypeVar("_K", bound=Hashable)
+_V = TypeVar("_V", bound=Hashable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,3 +123,82 @@ def host_tiers(policies: Iterable[PolicyMeta], tiers: Mapping[str, TierMeta]) ->
         pre_dnat=resolve_tiers((m for m in metas if m.pre_dnat), tiers),
         forward=resolve_tiers((m for m in normal if m.apply_on_forward), tiers),
     )
+
+
+class PolicyResolver:
+    """Local endpoints -> their dataplane messages, with their policies in ordered tiers
+    (Calico's PolicyResolver).
+
+    Inputs: local endpoints (from the local endpoint filter), which policies match which of
+    them (from the active rules calculator), policies' ordering metadata and tiers (from the
+    dispatcher). Output: `endpoints`, whose desired value is each endpoint's message.
+    """
+
+    def __init__(self) -> None:
+        self._endpoints: dict[ItemKey, model.WorkloadEndpoint | model.HostEndpoint] = {}
+        self._policies_of: dict[ItemKey, set[PolicyID]] = {}
+        self._endpoints_of: dict[PolicyID, set[ItemKey]] = {}
+        self._metas: dict[PolicyID, PolicyMeta] = {}
+        self._tiers: dict[str, TierMeta] = {}
+        self.endpoints: SentState[ItemKey, EndpointUpdate] = SentState(
+            self._endpoint_message, _item_order
+        )
+
+    def on_endpoint_update(
+        self, key: ItemKey, endpoint: model.WorkloadEndpoint | model.HostEndpoint
+    ) -> None:
+        self._endpoints[key] = endpoint
+        self.endpoints.mark(key)
+
+    def on_endpoint_remove(self, key: ItemKey) -> None:
+        del self._endpoints[key]
+        self.endpoints.mark(key)
+
+    def on_policy_match(self, pid: PolicyID, key: ItemKey) -> None:
+        self._policies_of.setdefault(key, set()).add(pid)
+        self._endpoints_of.setdefault(pid, set()).add(key)
+        self.endpoints.mark(key)
+
+    def on_policy_unmatch(self, pid: PolicyID, key: ItemKey) -> None:
+        _discard(self._policies_of, key, pid)
+        _discard(self._endpoints_of, pid, key)
+        self.endpoints.mark(key)
+
+    def on_policy_update(self, pid: PolicyID, meta: PolicyMeta | None) -> None:
+        """A rules-only change leaves the endpoints alone: their tiers cannot change."""
+        old = self._metas.pop(pid, None)
+        if meta is not None:
+            self._metas[pid] = meta
+        if old != meta:
+            self.endpoints.mark_all(self._endpoints_of.get(pid, ()))
+
+    def on_tier_update(self, name: str, tier: TierMeta | None) -> None:
+        if tier is None:
+            self._tiers.pop(name, None)
+        else:
+            self._tiers[name] = tier
+        for pid, members in self._endpoints_of.items():
+            if pid.tier == name:
+                self.endpoints.mark_all(members)
+
+    def _endpoint_message(self, key: ItemKey) -> EndpointUpdate | None:
+        endpoint = self._endpoints.get(key)
+        if endpoint is None:
+            return None
+        metas = [self._metas[pid] for pid in self._policies_of.get(key, ())]
+        if isinstance(endpoint, model.WorkloadEndpoint):
+            message = workload_endpoint_message(endpoint, workload_tiers(metas, self._tiers))
+            return WorkloadEndpointUpdate(workload_endpoint_id(endpoint), message)
+        hep_message = host_endpoint_message(endpoint, host_tiers(metas, self._tiers))
+        return HostEndpointUpdate(host_endpoint_id(endpoint), hep_message)
+
+
+def _discard(index: dict[_K, set[_V]], key: _K, member: _V) -> None:
+    members = index[key]
+    members.discard(member)
+    if not members:
+        del index[key]
+
+
+def _item_order(key: ItemKey) -> tuple[str, str, str]:
+    return (key.kind, key.namespace or "", key.name)

@@ -25,15 +25,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from calico.backoff import Backoff
 from calico.calc.messages import (
     ActivePolicyRemove,
     ActivePolicyUpdate,
-    HostEndpointID,
     InSync,
     Message,
     PolicyID,
-    WorkloadEndpointID,
-    WorkloadEndpointUpdate,
 )
 from calico.dataplane.drivers.conntrack import ConntrackCleaner, ConntrackFlows
 from calico.dataplane.drivers.iface_monitor import InterfaceMonitor
@@ -42,12 +40,12 @@ from calico.dataplane.drivers.iptables_table import IptablesTable, apply_tables,
 from calico.dataplane.drivers.links import LinkConfigurator
 from calico.dataplane.drivers.netlink_dump import LeanDumps
 from calico.dataplane.drivers.routetable import RouteTable
-from calico.dataplane.kernel import CommandRunner
 from calico.dataplane.managers import Manager
-from calico.dataplane.managers.endpoints import EndpointManager
+from calico.dataplane.managers.endpoints import EndpointManager, StatusCallback
 from calico.dataplane.managers.ipsets import IPSetsManager
 from calico.dataplane.managers.nat import NatManager
 from calico.dataplane.managers.policy import PolicyManager
+from calico.programs import CommandRunner
 from calico.rules.config import RulesConfig
 from calico.rules.nat import static_nat_chains
 from calico.rules.static import hooks, static_filter_chains, static_mangle_chains, static_raw_chains
@@ -55,9 +53,6 @@ from calico.rules.static import hooks, static_filter_chains, static_mangle_chain
 log = logging.getLogger(__name__)
 
 TABLES = ("raw", "mangle", "nat", "filter")
-EndpointStatusSink = Callable[
-    [WorkloadEndpointID | HostEndpointID, WorkloadEndpointUpdate | None, str | None], None
-]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +113,7 @@ class InternalDataplane:
         settings: DataplaneSettings,
         runner: CommandRunner,
         netlink_factory: Callable[[], Any],
-        on_endpoint_status: EndpointStatusSink | None = None,
+        on_endpoint_status: StatusCallback | None = None,
         on_health: Callable[[bool], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_applied: Callable[[ApplyStats], None] | None = None,
@@ -127,7 +122,6 @@ class InternalDataplane:
         self._settings = settings
         self._clock = clock
         self._on_health = on_health
-        self._on_status = on_endpoint_status
         self._on_applied = on_applied
         self._policies: set[PolicyID] = set()
         backend = settings.iptables_backend
@@ -153,7 +147,9 @@ class InternalDataplane:
             for v in families
         }
         self.links = LinkConfigurator(runner, ipv6=6 in families)
-        self.endpoints = EndpointManager(cfg, self.tables, self.routes, self.links, self._status)
+        self.endpoints = EndpointManager(
+            cfg, self.tables, self.routes, self.links, on_endpoint_status
+        )
         self.managers: list[Manager] = [
             IPSetsManager(self.ipsets),
             PolicyManager(cfg, self.tables),
@@ -170,12 +166,11 @@ class InternalDataplane:
             resync_interval=settings.interface_refresh,
         )
         self._ifaces_in_sync = False
-        self._wep_updates: dict[WorkloadEndpointID, WorkloadEndpointUpdate] = {}
         self._in_sync = False
         self._dirty = True
         self._applied_once = False
         self._retry_at: float | None = None
-        self._backoff = 0.1
+        self._backoff = Backoff(initial=0.1, maximum=5.0)
         now = clock()
         self._refresh = {
             "iptables": _Timer(settings.iptables_refresh, now),
@@ -261,8 +256,6 @@ class InternalDataplane:
                     self._in_sync = True
                 elif isinstance(msg, ActivePolicyUpdate | ActivePolicyRemove):
                     self._policy_ids_changed(msg)
-                elif isinstance(msg, WorkloadEndpointUpdate):
-                    self._wep_updates[msg.id] = msg
                 for manager in self.managers:
                     manager.on_update(msg)
         elif isinstance(item, _IfaceState):
@@ -332,23 +325,15 @@ class InternalDataplane:
         try:
             self.write_kernel()
         except Exception:
-            log.exception("dataplane apply failed; retrying in %.1fs", self._backoff)
+            delay = self._backoff.delay()
+            log.exception("dataplane apply failed; retrying in %.1fs", delay)
             self.endpoints.mark_error()
-            self._retry_at = self._clock() + self._backoff
-            self._backoff = min(self._backoff * 2, 5.0)
+            self._retry_at = self._clock() + delay
             return False
         self._dirty = False
         self._retry_at = None
-        self._backoff = 0.1
+        self._backoff.reset()
         if not self._applied_once:
             log.info("dataplane in sync with the datastore")
         self._applied_once = True
         return True
-
-    def _status(self, ep_id: WorkloadEndpointID | HostEndpointID, status: str | None) -> None:
-        if self._on_status is None:
-            return
-        update = self._wep_updates.get(ep_id) if isinstance(ep_id, WorkloadEndpointID) else None
-        if status is None and isinstance(ep_id, WorkloadEndpointID):
-            self._wep_updates.pop(ep_id, None)
-        self._on_status(ep_id, update, status)

@@ -15,9 +15,15 @@ Invariants:
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+from calico.model.sync import SyncStatus as SyncStatus  # part of the syncer interface
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class DatastoreError(Exception):
@@ -38,6 +44,14 @@ class KeyNotFound(DatastoreError):
 
 class RevisionConflict(DatastoreError):
     """A compare-and-swap found a different mod_revision than the caller quoted."""
+
+
+class Raced(DatastoreError):
+    """A compare-and-swap write found its key created, changed or deleted since it was read."""
+
+
+class KeepsChanging(DatastoreError):
+    """A read-modify-write lost the race to other writers on every one of its attempts."""
 
 
 class WatchCompacted(DatastoreError):
@@ -125,16 +139,34 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+def cas_write(backend: Backend, key: str, read: KeyValue | None, value: bytes) -> int:
+    """Write value over what key held when read (None: absent); Raced if that changed since.
+
+    Returns the new mod_revision."""
+    try:
+        if read is None:
+            return backend.create(key, value)
+        return backend.update(key, value, read.mod_revision)
+    except (KeyExists, KeyNotFound, RevisionConflict) as exc:
+        raise Raced(f"{key} changed since it was read: {exc}") from None
+
+
+def retry_races(what: str, attempt: Callable[[], T], attempts: int) -> T:
+    """Run a read-modify-write (which raises Raced when it loses) until it wins, at most
+    `attempts` times; then KeepsChanging. Only Raced is retried: any other error the attempt
+    raises (including a conflict it reports on purpose) ends the loop."""
+    for _ in range(attempts):
+        try:
+            return attempt()
+        except Raced as exc:
+            log.debug("%s; retrying", exc)
+    raise KeepsChanging(f"{what} kept changing; gave up after {attempts} attempts")
+
+
 class UpdateKind(enum.Enum):
     NEW = "new"
     UPDATED = "updated"
     DELETED = "deleted"
-
-
-class SyncStatus(enum.Enum):
-    WAIT_FOR_READY = "wait-for-ready"
-    RESYNC = "resync"
-    IN_SYNC = "in-sync"
 
 
 @dataclass(frozen=True, slots=True)

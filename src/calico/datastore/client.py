@@ -4,6 +4,11 @@ Resources are stored as their JSON (defaults applied, resourceVersion left out: 
 etcd mod_revision, filled in on read). Writes are validated first; updates are
 compare-and-swap. Readers skip garbage (bad JSON, a wrong kind, a name that does not match
 its key) and report it instead of failing, so one corrupt key cannot hide the rest.
+
+`update`/`update_or_create` are the one read-modify-write loop for resources: read, let the
+caller's function produce the new resource, compare-and-swap it on the revision read, and
+re-read and try again (a bounded number of times) when another writer got in between. A
+mutation that changes no content writes nothing, so repeated calls cost no revisions.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 from calico import __version__
 from calico.datastore.api import (
@@ -25,6 +30,8 @@ from calico.datastore.api import (
     KeyNotFound,
     KeyValue,
     RevisionConflict,
+    cas_write,
+    retry_races,
 )
 from calico.model.base import ObjectMeta, Resource
 from calico.model.codec import parse_resource
@@ -43,6 +50,9 @@ from calico.model.rules import Rule
 
 log = logging.getLogger(__name__)
 R = TypeVar("R", bound=Resource)
+UPDATE_ATTEMPTS = 5
+# Metadata the store fills in: never a reason to rewrite.
+_STORED_META = ("resourceVersion", "uid", "creationTimestamp")
 
 
 class ResourceNotFound(KeyNotFound):
@@ -78,6 +88,22 @@ class ResourceList:
     items: list[Resource] = field(default_factory=list)
     revision: int = 0
     skipped: list[Skipped] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Updated(Generic[R]):
+    """What an update left stored; changed is False when it wrote nothing."""
+
+    resource: R
+    changed: bool
+
+
+def content(resource: Resource) -> dict[str, Any]:
+    """A resource's data without the metadata the store fills in."""
+    data = resource.to_dict()
+    for name in _STORED_META:
+        data["metadata"].pop(name, None)
+    return data
 
 
 def decode(kv: KeyValue) -> Resource:
@@ -134,6 +160,11 @@ def _is_builtin(key: ResourceKey) -> bool:
     )
 
 
+def _refuse_rewrite_of_builtin(key: ResourceKey) -> None:
+    if key.kind is Profile and key.name == DEFAULT_ALLOW_PROFILE:
+        raise BuiltinResource(f"{key} is built in and cannot be modified")
+
+
 class ResourceClient:
     def __init__(self, backend: Backend, now: Callable[[], str] = _now) -> None:
         self.backend = backend
@@ -180,8 +211,7 @@ class ResourceClient:
     def replace(self, resource: R) -> R:
         """Update an existing resource; CAS on its resourceVersion when it carries one."""
         key = key_of(resource)
-        if key.kind is Profile and key.name == DEFAULT_ALLOW_PROFILE:
-            raise BuiltinResource(f"{key} is built in and cannot be modified")
+        _refuse_rewrite_of_builtin(key)
         current = self.get(type(resource), key.name, key.namespace)
         version = resource.metadata.resourceVersion or current.metadata.resourceVersion or "0"
         stored = resource.model_copy(deep=True)
@@ -197,17 +227,128 @@ class ResourceClient:
         return stored
 
     def apply(self, resource: R) -> R:
-        """Create or replace (the replace is CAS-safe against concurrent writers)."""
-        for _ in range(5):
+        """Create or replace. A resource that carries a resourceVersion replaces only that
+        version (ResourceConflict otherwise); one without is re-read and retried on a race."""
+        key = key_of(resource)
+        pinned = resource.metadata.resourceVersion
+
+        def replacing(current: R | None) -> R:
+            if current is not None and pinned and pinned != current.metadata.resourceVersion:
+                raise ResourceConflict(key, pinned)
+            return resource
+
+        return self.update_or_create(type(resource), key.name, key.namespace, replacing).resource
+
+    def update(
+        self,
+        kind: type[R],
+        name: str,
+        namespace: str | None,
+        mutate: Callable[[R], R],
+        *,
+        attempts: int = UPDATE_ATTEMPTS,
+    ) -> Updated[R]:
+        """Read, mutate and compare-and-swap the resource, retrying when someone else wrote
+        in between. `mutate` gets a copy of what is stored (it may edit it) and returns what
+        to store; the same content writes nothing. ResourceNotFound if absent, KeepsChanging
+        after `attempts` lost races; anything `mutate` raises ends the update."""
+
+        def edit(current: R | None) -> R:
+            assert current is not None  # update_once raised ResourceNotFound instead
+            return mutate(current)
+
+        return self._retried(kind, name, namespace, edit, create=False, attempts=attempts)
+
+    def update_or_create(
+        self,
+        kind: type[R],
+        name: str,
+        namespace: str | None,
+        mutate: Callable[[R | None], R],
+        *,
+        replace_invalid: bool = False,
+        attempts: int = UPDATE_ATTEMPTS,
+    ) -> Updated[R]:
+        """As `update`, but an absent resource is created from `mutate(None)`; with
+        replace_invalid, so is one whose stored value is not a valid resource."""
+        return self._retried(
+            kind,
+            name,
+            namespace,
+            mutate,
+            create=True,
+            replace_invalid=replace_invalid,
+            attempts=attempts,
+        )
+
+    def update_once(
+        self,
+        kind: type[R],
+        name: str,
+        namespace: str | None,
+        read: KeyValue | None,
+        mutate: Callable[[R | None], R],
+        *,
+        create: bool = False,
+        replace_invalid: bool = False,
+    ) -> Updated[R]:
+        """One attempt of `update`/`update_or_create` over `read`, what the key held when the
+        caller read it (None: absent). Raises Raced if the key changed since."""
+        key = ResourceKey(kind, name, namespace)
+        current: R | None = None
+        if read is None and not create:
+            raise ResourceNotFound(key)
+        if read is not None:
             try:
-                return self.create(resource)
-            except ResourceExists:
-                pass
-            try:
-                return self.replace(resource)
-            except ResourceNotFound:
-                continue  # deleted between our create and replace: try again
-        raise DatastoreError(f"{key_of(resource)} keeps changing; apply gave up")
+                decoded = decode(read)
+            except ResourceError as exc:
+                if not replace_invalid:
+                    raise
+                log.warning("replacing invalid datastore entry: %s", exc)
+            else:
+                assert isinstance(decoded, kind)
+                current = decoded
+                _refuse_rewrite_of_builtin(key)
+        wanted = mutate(current.model_copy(deep=True) if current else None)
+        if key_of(wanted) != key:
+            raise ValueError(f"updating {key} produced {key_of(wanted)}")
+        if current is not None and content(wanted) == content(current):
+            return Updated(current, False)
+        stored = wanted.model_copy(deep=True)
+        if current is not None:
+            stored.metadata.uid = current.metadata.uid
+            stored.metadata.creationTimestamp = current.metadata.creationTimestamp
+        stored.metadata.uid = stored.metadata.uid or str(uuid.uuid4())
+        stored.metadata.creationTimestamp = stored.metadata.creationTimestamp or self._now()
+        revision = cas_write(self.backend, key.path, read, encode(stored))
+        stored.metadata.resourceVersion = str(revision)
+        return Updated(stored, True)
+
+    def _retried(
+        self,
+        kind: type[R],
+        name: str,
+        namespace: str | None,
+        mutate: Callable[[R | None], R],
+        *,
+        create: bool,
+        replace_invalid: bool = False,
+        attempts: int,
+    ) -> Updated[R]:
+        key = ResourceKey(kind, name, namespace)
+        return retry_races(
+            str(key),
+            lambda: self.update_once(
+                kind,
+                name,
+                namespace,
+                self.backend.get(key.path),
+                mutate,
+                create=create,
+                replace_invalid=replace_invalid,
+            ),
+            attempts,
+        )
 
     def delete(
         self,

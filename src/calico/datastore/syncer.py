@@ -18,15 +18,16 @@ Invariants towards the consumer:
   has, nothing for unchanged keys.
 Any other exception (typically from a consumer callback) stops the syncer and is kept in
 `failure`: the consumer's state is unknown then, so a supervisor should restart the process.
+The thread, its stop() and the retry loop are calico.datastore.watching's WatchThread.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 
+from calico.backoff import Backoff
 from calico.datastore.api import (
     Backend,
     DatastoreError,
@@ -37,14 +38,14 @@ from calico.datastore.api import (
     SyncStatus,
     Update,
     UpdateKind,
-    Watch,
     WatchEvent,
 )
+from calico.datastore.watching import WatchThread
 
 _log = logging.getLogger(__name__)
 
 
-class Syncer:
+class Syncer(WatchThread):
     def __init__(
         self,
         backend: Backend,
@@ -61,77 +62,41 @@ class Syncer:
         """sleep/clock are injectable for tests; the default sleep wakes up early on stop()."""
         if not prefixes:
             raise ValueError("Syncer needs at least one prefix")
+        # A spell in sync as long as the longest wait makes the next failure a fresh incident.
+        super().__init__(
+            name, Backoff(initial_backoff, max_backoff, stable_after=max_backoff), sleep=sleep
+        )
         self._backend = backend
         self._prefixes = tuple(prefixes)
         self._common = _common_prefix(self._prefixes)
         self._callbacks = callbacks
-        self._name = name
         self._batch_size = batch_size
-        self._initial_backoff = initial_backoff
-        self._max_backoff = max_backoff
-        self._stopping = threading.Event()
-        self._sleep = sleep or self._stopping.wait
         self._clock = clock
-        self._lock = threading.Lock()
-        self._watch: Watch | None = None
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._known: dict[str, tuple[bytes, int]] = {}  # what the consumer was told
         self._status: SyncStatus | None = None
-        self._delay = initial_backoff
         self._in_sync_at: float | None = None
-        self.failure: BaseException | None = None
 
     @property
     def status(self) -> SyncStatus | None:
         return self._status
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the thread; closing the open watch makes it return promptly.
-
-        Callable from a consumer callback too (then it cannot wait for its own thread).
-        """
-        self._stopping.set()
-        with self._lock:
-            watch = self._watch
-        if watch is not None:
-            watch.close()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
-
-    def is_alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def join(self, timeout: float | None = None) -> None:
-        """Wait for the thread to end (it only ends by stop() or a consumer failure)."""
-        self._thread.join(timeout)
-
     def _run(self) -> None:
         self._set_status(SyncStatus.WAIT_FOR_READY)
-        try:
-            while not self._stopping.is_set():
-                try:
-                    revision = self._resync()
-                    self._watch_from(revision + 1)
-                except DatastoreError as exc:
-                    if not self._stopping.is_set():
-                        self._recover(exc)
-        except Exception as exc:
-            _log.exception("%s: stopped by an unexpected error", self._name)
-            self.failure = exc
+        super()._run()
 
-    def _recover(self, exc: DatastoreError) -> None:
-        """Report the loss of sync, then wait out the backoff before the caller re-lists."""
+    def _cycle(self) -> None:
+        revision = self._resync()
+        self._watch_from(revision + 1)
+
+    def _retry_delay(self, exc: DatastoreError) -> float:
+        """Report the loss of sync, then wait out the backoff before the next re-list."""
         if self._status is SyncStatus.IN_SYNC:
             self._set_status(SyncStatus.RESYNC)
-        in_sync_at = self._in_sync_at
-        if in_sync_at is not None and self._clock() - in_sync_at >= self._max_backoff:
-            self._delay = self._initial_backoff  # a long healthy spell: a fresh incident
-        delay, self._delay = self._delay, min(self._max_backoff, self._delay * 2)
-        _log.warning("%s: %s: %s; re-listing in %.1fs", self._name, type(exc).__name__, exc, delay)
-        self._sleep(delay)
+        # The spell in sync ends here; failures that follow it have no spell of their own.
+        in_sync_at, self._in_sync_at = self._in_sync_at, None
+        delay = self._backoff.delay(None if in_sync_at is None else self._clock() - in_sync_at)
+        _log.warning("%s: %s: %s; re-listing in %.1fs", self.name, type(exc).__name__, exc, delay)
+        return delay
 
     def _resync(self) -> int:
         """List, hand over the difference to what the consumer has, report IN_SYNC."""
@@ -142,24 +107,15 @@ class Syncer:
         self._set_status(SyncStatus.IN_SYNC)
         self._in_sync_at = self._clock()
         _log.info(
-            "%s: in sync at revision %d (%d keys)", self._name, listing.revision, len(self._known)
+            "%s: in sync at revision %d (%d keys)", self.name, listing.revision, len(self._known)
         )
         return listing.revision
 
     def _watch_from(self, revision: int) -> None:
-        watch = self._backend.watch(self._common, revision)
-        with self._lock:
-            self._watch = watch
-        try:
-            if self._stopping.is_set():
-                return
-            for events in watch:
+        with self._watching(self._backend.watch(self._common, revision)) as batches:
+            for events in batches:
                 self._deliver(self._apply_events(events))
-        finally:
-            with self._lock:
-                self._watch = None
-            watch.close()
-        if not self._stopping.is_set():
+        if not self._stop.is_set():
             raise DatastoreUnavailable("watch ended without an error")
 
     def _diff(self, listing: Listing) -> list[Update]:

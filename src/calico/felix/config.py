@@ -27,10 +27,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from calico.model import status_keys
 from calico.model.felix_fields import FELIX_FIELDS, REMOVED_FELIX_FIELDS
 from calico.model.fields import duration_seconds
 from calico.model.support import FELIX, FELIX_LOCAL, Status
-from calico.openstack import keys
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +131,11 @@ def parse_region(text: str) -> str:
     if not region:
         return ""
     try:
-        keys.validate_region(region)
+        status_keys.validate_region(region)
     except ValueError:
         raise ValueError(
             f"{region!r} is not a valid region name: a DNS label (lower case alphanumerics"
-            f" or '-') of at most {keys.MAX_REGION_LEN} characters"
+            f" or '-') of at most {status_keys.MAX_REGION_LEN} characters"
         ) from None
     return region
 
@@ -349,7 +349,7 @@ class FelixConfig:
     @property
     def region_string(self) -> str:
         """Region segment of Felix's status keys: `no-region` or `region-<name>`."""
-        return keys.region_string(self.openstack_region)
+        return status_keys.region_string(self.openstack_region)
 
 
 # Upstream Felix parameter names whose FelixConfiguration field is spelt differently.

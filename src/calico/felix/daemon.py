@@ -23,9 +23,10 @@ from typing import Any
 
 from calico import programs
 from calico.calc.graph import CalcGraph
-from calico.calc.messages import HostEndpointID, WorkloadEndpointID, WorkloadEndpointUpdate
+from calico.calc.messages import HostEndpointID, WorkloadEndpointID
+from calico.calc.messages import WorkloadEndpoint as WorkloadEndpointMessage
 from calico.calc.salvage import salvage_policy
-from calico.dataplane.kernel import Subprocess, open_netlink
+from calico.dataplane.kernel import open_netlink
 from calico.dataplane.loop import ApplyStats, DataplaneSettings, InternalDataplane
 from calico.datastore.api import Backend, DatastoreError, SyncStatus
 from calico.datastore.client import ResourceClient, ResourceNotFound
@@ -35,7 +36,7 @@ from calico.datastore.resource_syncer import ResourceUpdate, resource_syncer
 from calico.felix.config import FelixConfig, build_config, file_layer
 from calico.felix.health import HealthAggregator, serve_health
 from calico.felix.metrics import FelixMetrics
-from calico.felix.status import StatusReporter, host_endpoint_status_key, workload_status_key
+from calico.felix.status import StatusReporter
 from calico.model import ResourceError
 from calico.model.base import Resource
 from calico.model.endpoints import HostEndpoint, WorkloadEndpoint
@@ -50,6 +51,7 @@ from calico.model.policy import (
     Profile,
     Tier,
 )
+from calico.model.status_keys import host_endpoint_status_key, workload_status_key
 from calico.rules.config import ProtoPort, RulesConfig
 
 log = logging.getLogger("calico.felix")
@@ -198,7 +200,7 @@ class Felix:
         )
         self.reporter = reporter
         dataplane = self._build_dataplane()
-        graph = CalcGraph(cfg.hostname, dataplane.send, on_other=self._on_other_update)
+        graph = CalcGraph(cfg.hostname, dataplane.send)
         syncer = resource_syncer(
             self.backend,
             WATCHED_KINDS,
@@ -232,7 +234,7 @@ class Felix:
         cfg = self.config
         return InternalDataplane(
             dataplane_settings(cfg),
-            Subprocess(),
+            programs.Runner(),
             functools.partial(open_netlink, None),
             on_endpoint_status=self._endpoint_status if cfg.endpoint_reporting_enabled else None,
             on_health=self._dataplane_health,
@@ -257,7 +259,7 @@ class Felix:
     def _endpoint_status(
         self,
         ep_id: WorkloadEndpointID | HostEndpointID,
-        update: WorkloadEndpointUpdate | None,
+        ep: WorkloadEndpointMessage | None,
         status: str | None,
     ) -> None:
         host = self.config.hostname
@@ -265,7 +267,6 @@ class Felix:
         if isinstance(ep_id, HostEndpointID):
             key = host_endpoint_status_key(host, ep_id.name, region)
         else:
-            ep = update.endpoint if update else None
             orchestrator = (ep.orchestrator if ep else "") or "unknown"
             # Calico's workload ID: "<namespace>/<workload>" (pod names repeat across
             # namespaces; without the namespace their status keys would collide).
@@ -275,12 +276,9 @@ class Felix:
             )
         self.reporter.set_endpoint_status(key, status)
 
-    def _on_other_update(self, key: ResourceKey, resource: Resource | None) -> None:
+    def on_config_update(self, key: ResourceKey, resource: Resource | None) -> None:
         """FelixConfiguration changes after start: restart with the new config, as Calico."""
-        if key.kind is not FelixConfiguration or key.name not in (
-            "default",
-            f"node.{self.config.hostname}",
-        ):
+        if key.name not in ("default", f"node.{self.config.hostname}"):
             return
         spec = resource.spec_values() if isinstance(resource, FelixConfiguration) else {}
         specs = (
@@ -307,7 +305,8 @@ class Felix:
 
 
 class _GraphAdapter:
-    """ResourceCallbacks -> the calculation graph (runs on the syncer's thread)."""
+    """ResourceCallbacks -> Felix's configuration and the calculation graph (runs on the
+    syncer's thread). FelixConfiguration is Felix's own business, not the graph's."""
 
     def __init__(self, graph: CalcGraph, felix: Felix) -> None:
         self._graph = graph
@@ -325,7 +324,12 @@ class _GraphAdapter:
 
     def on_resource_updates(self, updates: Sequence[ResourceUpdate]) -> None:
         self._felix.metrics.calc_updates.inc(len(updates))
-        self._graph.on_updates([(u.key, u.resource) for u in updates])
+        for u in updates:
+            if u.key.kind is FelixConfiguration:
+                self._felix.on_config_update(u.key, u.resource)
+        self._graph.on_updates(
+            [(u.key, u.resource) for u in updates if u.key.kind is not FelixConfiguration]
+        )
 
 
 def tune_gc() -> None:

@@ -1,13 +1,8 @@
 """Status Felix writes back to the datastore: its liveness heartbeat and endpoint status.
 
-Keys, as Calico's Felix (v2, with region) writes them:
-  /calico/felix/v2/<region>/host/<host>/status    {"time", "uptime", "first_update"}, lease TTL
-  /calico/felix/v2/<region>/host/<host>/last_reported_status    the same value, no TTL
-  /calico/felix/v2/<region>/host/<host>/workload/<orch>/<workload>/endpoint/<ep>  {"status": ...}
-  /calico/felix/v2/<region>/host/<host>/endpoint/<hep>                             {"status": ...}
-The workload ID is Calico's "<namespace>/<workload>"; "/" inside a path segment is written
-"%2f" (libcalico-go's escapeName), e.g. `workload/k8s/default%2fnginx/endpoint/eth0`.
-The heartbeat's lease expires ReportingTTLSecs after Felix stops reporting, which is how the
+The keys (built and parsed in calico.model.status_keys) are Calico's: a heartbeat
+`<host>/status` under a lease plus `last_reported_status`, and one key per endpoint. The
+heartbeat's lease expires ReportingTTLSecs after Felix stops reporting, which is how the
 OpenStack driver notices a dead host. Endpoint status keys of this host that no current
 endpoint owns (left by an earlier run) are swept once the dataplane has reported every
 endpoint (`endpoints_resynced`). Datastore failures are logged and retried on the next
@@ -25,33 +20,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from calico.datastore.api import Backend, DatastoreError, KeyNotFound
+from calico.model.status_keys import NO_REGION, host_prefix
 
 log = logging.getLogger(__name__)
-
-FELIX_STATUS_ROOT = "/calico/felix/v2"
-DEFAULT_REGION = "no-region"
-
-
-def host_prefix(hostname: str, region: str = DEFAULT_REGION) -> str:
-    return f"{FELIX_STATUS_ROOT}/{region}/host/{hostname}/"
-
-
-def escape_segment(name: str) -> str:
-    """A name as one key path segment ("/" -> "%2f"), as libcalico-go's escapeName."""
-    return name.replace("/", "%2f")
-
-
-def workload_status_key(
-    hostname: str, orchestrator: str, workload: str, endpoint: str, region: str = DEFAULT_REGION
-) -> str:
-    """`workload` is Calico's workload ID, "<namespace>/<workload>" for v3 endpoints."""
-    base = host_prefix(hostname, region)
-    orch, wl, ep = (escape_segment(n) for n in (orchestrator, workload, endpoint))
-    return f"{base}workload/{orch}/{wl}/endpoint/{ep}"
-
-
-def host_endpoint_status_key(hostname: str, name: str, region: str = DEFAULT_REGION) -> str:
-    return f"{host_prefix(hostname, region)}endpoint/{escape_segment(name)}"
 
 
 def _utc_now() -> str:
@@ -67,7 +38,7 @@ class StatusReporter:
         hostname: str,
         interval: float,
         ttl: float,
-        region: str = DEFAULT_REGION,
+        region: str = NO_REGION,
         wallclock: Callable[[], str] = _utc_now,
         endpoint_delay: float = 1.0,
     ) -> None:

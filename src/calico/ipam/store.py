@@ -43,7 +43,13 @@ class IPAMStore:
         self.max_retries = max_retries
 
     def retrying(self, what: str, attempt: Callable[[], T]) -> T:
-        """Run a read-modify-write until it does not lose a race (bounded)."""
+        """Run a read-modify-write until it does not lose a race (bounded).
+
+        Not `ResourceClient.update`/`retry_races`: an IPAM attempt is a transaction over
+        several keys (block, affinity, handle), any of whose writes may lose, and it signals
+        a lost race itself too (RevisionConflict: "claimed by another host"); the records are
+        not v3 resources; the budget is Calico's 100, and running out is an IPAMError
+        (RetriesExhausted), the error the CNI plugin and calicoctl ipam handle."""
         for _ in range(self.max_retries):
             try:
                 return attempt()

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from calico.backoff import Backoff
 from calico.datastore.api import DatastoreError
 from calico.ipam.blocks import ReleaseSpec
 
@@ -59,7 +60,7 @@ class Patience:
         self._clock = clock
 
     def run(self, step: Callable[[], T]) -> T:
-        delay = 0.05
+        backoff = Backoff(initial=0.05, maximum=1.0)
         while True:
             try:
                 return step()
@@ -68,5 +69,4 @@ class Patience:
                 if remaining <= 0:
                     raise
                 log.info("datastore failure during IPAM cleanup, retrying: %s", exc)
-                self._sleep(min(delay, remaining))
-                delay = min(delay * 2, 1.0)
+                self._sleep(min(backoff.delay(), remaining))

@@ -16,10 +16,6 @@ from calico import programs
 NETNS_DIR = Path("/run/netns")
 
 
-class CommandError(RuntimeError):
-    """A command failed; the message quotes it and its stderr."""
-
-
 def run(
     argv: Sequence[str],
     *,
@@ -28,14 +24,12 @@ def run(
     timeout: float = 60.0,
     env: Mapping[str, str] | None = None,
 ) -> programs.CompletedProcess[str]:
+    """programs.run; a command that times out, or exits non-zero under `check`, raises
+    programs.CommandFailed quoting it and its stderr."""
     try:
-        proc = programs.run(argv, stdin=stdin, timeout=timeout, env=env)
+        return programs.run(argv, stdin=stdin, timeout=timeout, env=env, check=check)
     except programs.TimeoutExpired:
-        raise CommandError(f"{' '.join(argv)}: no answer within {timeout:.0f}s") from None
-    if check and proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).strip()
-        raise CommandError(f"{' '.join(argv)} exited {proc.returncode}: {detail}")
-    return proc
+        raise programs.CommandFailed(argv, -1, "", f"no answer within {timeout:.0f}s") from None
 
 
 def in_ns(ns: str, argv: Sequence[str], **kwargs: object) -> programs.CompletedProcess[str]:

@@ -7,31 +7,14 @@ listener's "ok" (see `calico.lab.echo`).
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from calico.lab.netns import in_ns
+from calico.probe_client import client_argv
 
 PROTOCOLS = ("tcp", "udp", "icmp")
-
-# One connection attempt (argv: proto address port timeout), exit 0 when the echo answers
-# "ok"; calico.testing.workloads uses it too, so tests probe exactly as the lab does.
-CLIENT_SCRIPT = """
-import socket, sys
-family = socket.AF_INET6 if ":" in sys.argv[2] else socket.AF_INET
-kind = socket.SOCK_STREAM if sys.argv[1] == "tcp" else socket.SOCK_DGRAM
-s = socket.socket(family, kind); s.settimeout(float(sys.argv[4]))
-try:
-    if kind == socket.SOCK_STREAM:
-        s.connect((sys.argv[2], int(sys.argv[3]))); ok = s.recv(2) == b"ok"
-    else:
-        s.sendto(b"hi", (sys.argv[2], int(sys.argv[3]))); ok = s.recvfrom(2)[0] == b"ok"
-except OSError:
-    ok = False
-sys.exit(0 if ok else 1)
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +44,7 @@ def probe_argv(proto: str, address: str, port: int | None, timeout: float) -> li
         return ["ping", "-n", "-q", "-c", "1", "-W", str(wait), address]
     if port is None:
         raise ValueError(f"a {proto} probe needs a port")
-    return [sys.executable, "-c", CLIENT_SCRIPT, proto, address, str(port), str(timeout)]
+    return client_argv(proto, address, port, timeout)
 
 
 def run_probe(

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from calico.backoff import Backoff
 from calico.bgp.agent import BGPAgent
 from calico.datastore.api import DatastoreError
 from calico.datastore.client import ResourceClient
@@ -33,7 +34,7 @@ from calico.node.register import (
     merge_cluster_types,
     register_node,
 )
-from calico.node.supervisor import Backoff, Child, ChildSpec, Supervisor
+from calico.node.supervisor import Child, ChildSpec, Supervisor, restart_backoff
 
 log = logging.getLogger("calico.node")
 
@@ -173,7 +174,7 @@ class AgentKeeper:
 
     def __init__(self, factory: Callable[[], BGPAgent], backoff: Backoff | None = None) -> None:
         self._factory = factory
-        self._backoff = backoff or Backoff()
+        self._backoff = backoff or restart_backoff()
         self.agent: BGPAgent | None = None
         self._started_at = 0.0
         self._restart_at = 0.0

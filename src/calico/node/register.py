@@ -3,7 +3,8 @@
 As calico/node's startup: resolve `IP`/`IP6` (explicit, `autodetect`, `none`, or unset = keep
 what the Node already has), refuse an address another Node already uses, then create or update
 the Node, changing only spec.bgp's ipv4Address, ipv6Address and asNumber (labels, route
-reflector cluster ID and the rest are kept). Writes are compare-and-swap with retries.
+reflector cluster ID and the rest are kept). Writes are compare-and-swap with retries
+(`ResourceClient.update`).
 """
 
 from __future__ import annotations
@@ -12,12 +13,7 @@ import ipaddress
 import logging
 from collections.abc import Callable, Sequence
 
-from calico.datastore.client import (
-    ResourceClient,
-    ResourceConflict,
-    ResourceExists,
-    ResourceNotFound,
-)
+from calico.datastore.client import ResourceClient, ResourceExists
 from calico.model.base import ObjectMeta
 from calico.model.network import (
     ClusterInformation,
@@ -108,11 +104,8 @@ def register_node(
         # IP without a prefix length: the interface's, else /32 (calico/node's GetLocalCIDR)
         ip = ipv4_setting.split("/")[0]
         ipv4_setting = local_prefix(ip, addresses()) or ipv4_setting
-    for _ in range(_ATTEMPTS):
-        try:
-            existing: Node | None = client.get(Node, settings.nodename)
-        except ResourceNotFound:
-            existing = None
+
+    def registered(existing: Node | None) -> Node:
         bgp = existing.spec.bgp if existing else None
         if not settings.networking:  # policy only: calico/node leaves the addresses alone
             ipv4 = bgp.ipv4Address if bgp else None
@@ -129,15 +122,18 @@ def register_node(
             wanted = wanted.model_copy(
                 update={"spec": wanted.spec.model_copy(update={"orchRefs": [ref]})}
             )
-        if existing is not None and wanted.spec == existing.spec:
-            return existing
-        try:
-            stored = client.replace(wanted) if existing else client.create(wanted)
-        except (ResourceConflict, ResourceExists, ResourceNotFound):
-            continue  # someone else wrote it meanwhile: read again
-        log.info("registered node %s (IPv4 %s, IPv6 %s)", settings.nodename, ipv4, ipv6)
-        return stored
-    raise NodeStartupError(f"Node {settings.nodename!r} keeps changing; could not update it")
+        return wanted
+
+    result = client.update_or_create(Node, settings.nodename, None, registered, attempts=_ATTEMPTS)
+    if result.changed:
+        bgp = result.resource.spec.bgp or NodeBGPSpec()
+        log.info(
+            "registered node %s (IPv4 %s, IPv6 %s)",
+            settings.nodename,
+            bgp.ipv4Address,
+            bgp.ipv6Address,
+        )
+    return result.resource
 
 
 def _addresses(
@@ -192,16 +188,13 @@ def merge_cluster_types(client: ResourceClient, types: Sequence[str]) -> None:
     """CLUSTER_TYPE: add its comma-separated types to ClusterInformation `default`."""
     if not types:
         return
-    for _ in range(_ATTEMPTS):
-        info = client.get(ClusterInformation, "default")
+
+    def merged(info: ClusterInformation) -> ClusterInformation:
         have = [t for t in (info.spec.clusterType or "").split(",") if t]
         merged = have + [t for t in types if t not in have]
         if merged == have:
-            return
+            return info
         spec = info.spec.model_copy(update={"clusterType": ",".join(merged)})
-        try:
-            client.replace(info.model_copy(update={"spec": spec}))
-            return
-        except (ResourceConflict, ResourceNotFound):
-            continue
-    raise NodeStartupError("ClusterInformation 'default' keeps changing; could not update it")
+        return info.model_copy(update={"spec": spec})
+
+    client.update(ClusterInformation, "default", None, merged, attempts=_ATTEMPTS)

@@ -1,9 +1,10 @@
 """Child processes of calico/node (Felix, BIRD), restarted with backoff when they exit.
 
-`Backoff` (pure) doubles the delay after each quick exit, up to a ceiling, and starts over once
-a child has stayed up for `stable_after` seconds. `Child` owns one process: its log file, an
-optional pid file the node writes for it, and an optional `prepare` step run before every
-start (BIRD's config is rendered then; a failing step counts as a crash). `Supervisor` polls
+A child that exits is restarted after a delay that doubles after each quick exit, up to a
+ceiling, and starts over once it has stayed up for a minute (`restart_backoff`). `Child` owns
+one process: its log file, an optional pid file the node writes for it, and an optional
+`prepare` step run before every start (BIRD's config is rendered then; a failing step counts
+as a crash). `Supervisor` polls
 its children and stops them in reverse start order.
 """
 
@@ -15,29 +16,18 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from calico import programs
+from calico.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
-class Backoff:
-    initial: float = 0.5
-    maximum: float = 30.0
-    factor: float = 2.0
-    stable_after: float = 60.0
-    _current: float = field(default=-1.0, repr=False)
-
-    def delay(self, ran_for: float) -> float:
-        """How long to wait before restarting a child that exited after `ran_for` seconds."""
-        if self._current < 0 or ran_for >= self.stable_after:
-            self._current = self.initial
-        delay = self._current
-        self._current = min(self._current * self.factor, self.maximum)
-        return delay
+def restart_backoff() -> Backoff:
+    """Between restarts of a child: 0.5 s doubling to 30 s, fresh after a minute up."""
+    return Backoff(initial=0.5, maximum=30.0, stable_after=60.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +49,7 @@ class Child:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.spec = spec
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or restart_backoff()
         self.proc: programs.Popen[bytes] | None = None
         self.restarts = 0
         self._clock = clock

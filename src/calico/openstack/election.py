@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from calico.backoff import Backoff
 from calico.datastore.api import (
     Backend,
     DatastoreError,
@@ -23,7 +24,7 @@ from calico.datastore.api import (
     KeyExists,
     KeyNotFound,
 )
-from calico.openstack.watching import WatchThread, next_backoff
+from calico.datastore.watching import WatchThread
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class Elector(WatchThread):
     ) -> None:
         if ttl < 1:
             raise ValueError(f"election ttl must be at least 1 second, not {ttl}")
-        super().__init__(f"elector-{key}")
+        super().__init__(f"elector-{key}", Backoff(0.2, MAX_BACKOFF))
         self._backend = backend
         self._key = key
         self._server_id = server_id
@@ -64,20 +65,20 @@ class Elector(WatchThread):
     # -- thread -----------------------------------------------------------------------------
 
     def _run(self) -> None:
-        backoff = 0.0
-        while not self._stop.is_set():
-            try:
-                if self._try_acquire():
-                    self._lead()
-                else:
-                    self._wait_for_vacancy()
-                backoff = 0.0
-            except DatastoreError as exc:
-                backoff = next_backoff(backoff, 0.2, MAX_BACKOFF)
-                log.warning("election on %s: %s; retrying in %.1fs", self._key, exc, backoff)
-                self._step_down()
-                self._stop.wait(backoff)
+        super()._run()
         self._step_down()
+
+    def _cycle(self) -> None:
+        if self._try_acquire():
+            self._lead()
+        else:
+            self._wait_for_vacancy()
+        self._backoff.reset()
+
+    def _retry_delay(self, exc: DatastoreError) -> float:
+        delay = super()._retry_delay(exc)
+        self._step_down()
+        return delay
 
     def _try_acquire(self) -> bool:
         self._revoke()  # a lease left from a failed attempt may own the key: free it

@@ -1,16 +1,16 @@
 """Felix status feedback for the Neutron driver: agent liveness and port status.
 
-Watches `/calico/felix/v2/<region>/host/` (see calico.felix.status for what Felix writes):
+Watches `/calico/felix/v2/<region>/host/` (calico.model.status_keys):
   <host>/status                                  heartbeat JSON {time, uptime, first_update}
                                                  under a lease: deleted when Felix stops
   <host>/workload/openstack/<wl>/endpoint/<port> {"status": "up"|"down"|"error"}
 Everything else (`last_reported_status`, host endpoints, other orchestrators) is ignored.
 
-The watcher lists the prefix, reports what it finds, then watches from the listing's
+A Syncer lists the prefix, hands over what it finds, then watches from the listing's
 revision. When the watch breaks (etcd restart, compaction) it re-lists with backoff and
-reports only the differences against what it had reported: hosts whose status key vanished
-meanwhile are dead, endpoint keys that vanished get status None. Heartbeats are deduplicated
-by mod_revision, so a re-list does not repeat a heartbeat already reported.
+hands over only the keys that changed meanwhile, so a re-list does not repeat a heartbeat
+already reported: hosts whose status key vanished meanwhile are dead, endpoint keys that
+vanished get status None.
 Sink calls come from the watcher thread; a sink exception is logged, never fatal.
 """
 
@@ -22,9 +22,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from calico.datastore.api import Backend, DatastoreError, EventType, WatchEvent
+from calico.datastore.api import Backend, SyncStatus, Update
+from calico.datastore.syncer import Syncer
+from calico.model.status_keys import (
+    HeartbeatKey,
+    WorkloadStatusKey,
+    parse_status_key,
+    status_prefix,
+)
 from calico.openstack import keys
-from calico.openstack.watching import WatchThread, next_backoff
 
 log = logging.getLogger(__name__)
 
@@ -41,118 +47,81 @@ class StatusSink(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class _HostKey:
-    host: str
-
-
-@dataclass(frozen=True, slots=True)
 class _EndpointKey:
     host: str
     port_id: str
 
 
-def _unescape(segment: str) -> str:
-    return segment.replace("%2f", "/").replace("%2F", "/")
+def parse_key(region_str: str, key: str) -> HeartbeatKey | _EndpointKey | None:
+    """A heartbeat, a Neutron port's status, or None for a key the driver ignores."""
+    what = parse_status_key(region_str, key)
+    if isinstance(what, WorkloadStatusKey):
+        if what.orchestrator != keys.ORCHESTRATOR:
+            return None
+        return _EndpointKey(what.host, what.endpoint)
+    return what
 
 
-def parse_status_key(prefix: str, key: str) -> _HostKey | _EndpointKey | None:
-    """What a key under the Felix status prefix is about, or None if we ignore it."""
-    if not key.startswith(prefix):
-        return None
-    parts = key[len(prefix) :].split("/")
-    if len(parts) == 2 and parts[1] == "status" and parts[0]:
-        return _HostKey(parts[0])
-    if (
-        len(parts) == 6
-        and parts[1] == "workload"
-        and parts[2] == keys.ORCHESTRATOR
-        and parts[4] == "endpoint"
-        and parts[0]
-        and parts[5]
-    ):
-        return _EndpointKey(parts[0], _unescape(parts[5]))
-    return None
+class FelixStatusWatcher:
+    """A Syncer consumer: the Syncer lists, watches, re-lists and hands over the differences."""
 
-
-class FelixStatusWatcher(WatchThread):
     def __init__(self, backend: Backend, region_str: str, sink: StatusSink) -> None:
-        super().__init__("felix-status-watch")
-        self._backend = backend
-        self._prefix = keys.felix_status_prefix(region_str)
+        self._region_str = region_str
         self._sink = sink
-        # What the sink has been told: host -> heartbeat mod_revision, endpoint -> status.
-        self._alive: dict[str, int] = {}
+        # What the sink has been told: hosts alive, endpoint -> status.
+        self._alive: set[str] = set()
         self._endpoints: dict[_EndpointKey, str] = {}
+        self._relisting = True  # updates come from a (re-)list, not the watch
+        self._syncer = Syncer(
+            backend,
+            [status_prefix(region_str)],
+            self,
+            name="felix-status-watch",
+            initial_backoff=MIN_BACKOFF,
+            max_backoff=MAX_BACKOFF,
+        )
 
-    # -- thread -----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._syncer.start()
 
-    def _run(self) -> None:
-        backoff = 0.0
-        while not self._stop.is_set():
-            try:
-                revision = self._resync()
-                backoff = 0.0
-                self._watch_from(revision + 1)
-            except DatastoreError as exc:
-                backoff = next_backoff(backoff, MIN_BACKOFF, MAX_BACKOFF)
-                log.warning(
-                    "Felix status watch on %s: %s; re-listing in %.1fs", self._prefix, exc, backoff
-                )
-                self._stop.wait(backoff)
+    def stop(self, timeout: float = 10.0) -> None:
+        self._syncer.stop(timeout)
 
-    def _resync(self) -> int:
-        listing = self._backend.list(self._prefix)
-        seen_hosts: set[str] = set()
-        seen_endpoints: set[_EndpointKey] = set()
-        for kv in listing.items:
-            what = parse_status_key(self._prefix, kv.key)
-            if isinstance(what, _HostKey):
-                seen_hosts.add(what.host)
-                self._on_status_put(what.host, kv.key, kv.value, kv.mod_revision)
-            elif isinstance(what, _EndpointKey):
-                seen_endpoints.add(what)
-                self._on_endpoint_put(what, kv.key, kv.value, relist=True)
-        for host in [h for h in self._alive if h not in seen_hosts]:
-            self._on_status_delete(host)
-        for endpoint in [e for e in self._endpoints if e not in seen_endpoints]:
-            self._on_endpoint_delete(endpoint)
-        return listing.revision
+    @property
+    def watching(self) -> bool:
+        """Blocked in a watch: everything the last (re-)list found has been reported."""
+        return self._syncer.watching
 
-    def _watch_from(self, revision: int) -> None:
-        with self._watching(self._backend.watch(self._prefix, revision)) as batches:
-            for events in batches:
-                self._handle(events)
+    # -- Syncer callbacks -------------------------------------------------------------------
 
-    def _handle(self, events: Sequence[WatchEvent]) -> None:
-        for event in events:
-            what = parse_status_key(self._prefix, event.key)
-            put = event.type is EventType.PUT and event.value is not None
-            if isinstance(what, _HostKey):
-                if put:
-                    assert event.value is not None
-                    self._on_status_put(what.host, event.key, event.value, event.mod_revision)
-                else:
+    def on_status(self, status: SyncStatus) -> None:
+        self._relisting = status is not SyncStatus.IN_SYNC
+
+    def on_updates(self, updates: Sequence[Update]) -> None:
+        for update in updates:
+            what = parse_key(self._region_str, update.key)
+            if isinstance(what, HeartbeatKey):
+                if update.value is not None:
+                    self._on_status_put(what.host, update.key, update.value)
+                elif what.host in self._alive or not self._relisting:
                     self._on_status_delete(what.host)
             elif isinstance(what, _EndpointKey):
-                if put:
-                    assert event.value is not None
-                    self._on_endpoint_put(what, event.key, event.value, relist=False)
-                else:
+                if update.value is not None:
+                    self._on_endpoint_put(what, update.key, update.value, relist=self._relisting)
+                elif what in self._endpoints or not self._relisting:
                     self._on_endpoint_delete(what)
 
     # -- reports ----------------------------------------------------------------------------
 
-    def _on_status_put(self, host: str, key: str, value: bytes, mod_revision: int) -> None:
-        if self._alive.get(host) == mod_revision:
-            return
+    def _on_status_put(self, host: str, key: str, value: bytes) -> None:
         status = _load(key, value)
         if not isinstance(status, dict):
             return
-        self._alive[host] = mod_revision
+        self._alive.add(host)
         self._call("felix_alive", host, status)
 
     def _on_status_delete(self, host: str) -> None:
-        self._alive.pop(host, None)
+        self._alive.discard(host)
         log.warning("Felix on host %s stopped reporting (status key gone)", host)
         self._call("felix_dead", host)
 

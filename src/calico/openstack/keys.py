@@ -1,8 +1,7 @@
-"""Names and etcd keys shared by the Neutron driver, the DHCP agent and Felix (pure).
+"""Names and etcd keys shared by the Neutron driver and the DHCP agent (pure).
 
 As networking-calico: OpenStack-only keys carry a region string, `no-region` or
-`region-<openstack_region>`:
-  /calico/felix/v2/<region>/host/<host>/...            Felix heartbeat and endpoint status
+`region-<openstack_region>` (calico.model.status_keys, whose Felix status keys carry it too):
   /calico/openstack/v2/<region>/neutron_election       leader among neutron-servers
   /calico/dhcp/v2/<region>/subnet/<subnet_id>          subnet data for the DHCP agent
 v3 resources live in the namespace `openstack`, or `openstack-region-<name>` with a region.
@@ -14,43 +13,15 @@ security group becomes the NetworkPolicy `ossg.default.<sg_id>` selecting the la
 
 from __future__ import annotations
 
-import re
-
 from calico.model.endpoints import workload_endpoint_name
+from calico.model.status_keys import REGION_NAMESPACE_PREFIX, validate_region
 
 ORCHESTRATOR = "openstack"
-NO_REGION = "no-region"
-REGION_PREFIX = "region-"
 NAMESPACE = "openstack"
-REGION_NAMESPACE_PREFIX = "openstack-region-"
 INTERFACE_PREFIX = "tap"
 SG_POLICY_PREFIX = "ossg.default."
 SG_LABEL_PREFIX = "sg.projectcalico.org/openstack-"
 SG_NAME_LABEL_PREFIX = "sg-name.projectcalico.org/openstack-"
-
-# A region ends up inside a namespace name (a DNS label of at most 63 characters).
-MAX_REGION_LEN = 63 - len(REGION_NAMESPACE_PREFIX)
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
-
-def validate_region(region: str) -> None:
-    """Raise ValueError naming `openstack_region` when the region cannot name keys/namespaces."""
-    if len(region) > MAX_REGION_LEN:
-        raise ValueError(
-            f"[calico] openstack_region {region!r}: must be {MAX_REGION_LEN} characters or fewer"
-        )
-    if not _DNS_LABEL.match(region):
-        raise ValueError(
-            f"[calico] openstack_region {region!r}: must be a DNS label (lower case"
-            " alphanumerics or '-', starting and ending with an alphanumeric)"
-        )
-
-
-def region_string(region: str | None) -> str:
-    if not region:
-        return NO_REGION
-    validate_region(region)
-    return REGION_PREFIX + region
 
 
 def endpoint_namespace(region: str | None) -> str:
@@ -74,11 +45,6 @@ def policy_name(sg_id: str) -> str:
 
 def sg_label(sg_id: str) -> str:
     return SG_LABEL_PREFIX + sg_id
-
-
-def felix_status_prefix(region_str: str) -> str:
-    """Prefix of every host's Felix status keys in this region."""
-    return f"/calico/felix/v2/{region_str}/host/"
 
 
 def subnet_prefix(region_str: str) -> str:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from calico.backoff import Backoff
 from calico.datastore.etcd import EtcdBackend
 from calico.openstack import keys
 from calico.openstack.compaction import Compactor
@@ -105,14 +106,15 @@ class Leadership:
 
     def _run(self) -> None:
         duties: list[_Stoppable] = []
-        backoff = 0.0
+        backoff = Backoff(1.0, 30.0)
+        retry_in: float | None = None
 
         def changed() -> bool:
             return self._stopping or self._want_lead != bool(duties)
 
         while True:
             with self._cond:
-                self._cond.wait_for(changed, timeout=backoff or None)
+                self._cond.wait_for(changed, timeout=retry_in)
                 stopping, want = self._stopping, self._want_lead
             if stopping or (duties and not want):
                 for duty in duties:
@@ -125,10 +127,11 @@ class Leadership:
             elif want and not duties:
                 try:
                     duties = self._take_office()
-                    backoff = 0.0
+                    backoff.reset()
+                    retry_in = None
                 except Exception:
-                    backoff = min(30.0, max(1.0, backoff * 2))
-                    log.exception("Calico leader start-up failed; retrying in %.0fs", backoff)
+                    retry_in = backoff.delay()
+                    log.exception("Calico leader start-up failed; retrying in %.0fs", retry_in)
 
     def _take_office(self) -> list[_Stoppable]:
         state = self._state
@@ -187,7 +190,7 @@ class Repair:
         self._wake.set()
 
     def _run(self) -> None:
-        backoff = 1.0
+        backoff = Backoff(1.0, REPAIR_MAX_BACKOFF)
         while not self._stopping:
             with self._lock:
                 generation = self._generation
@@ -197,14 +200,14 @@ class Repair:
             except Exception as exc:  # etcd still down, no leader yet, shutting down...
                 if self._stopping:
                     return
-                log.warning("Calico repair resync not done (%s); retrying in %.0fs", exc, backoff)
-                if self._wake.wait(backoff):
+                delay = backoff.delay()
+                log.warning("Calico repair resync not done (%s); retrying in %.0fs", exc, delay)
+                if self._wake.wait(delay):
                     return
-                backoff = min(REPAIR_MAX_BACKOFF, backoff * 2)
                 continue
             log.info("Calico repair: %s", result.get("summary", result))
             with self._lock:
                 if self._generation == generation:
                     self._thread = None
                     return
-            backoff = 1.0  # failed again meanwhile: that write may postdate the resync
+            backoff.reset()  # failed again meanwhile: that write may postdate the resync

@@ -23,15 +23,19 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from calico.backoff import Backoff
 from calico.datastore.api import (
     Backend,
     DatastoreError,
     EventType,
     KeyValue,
+    SyncStatus,
+    Update,
     WatchEvent,
 )
+from calico.datastore.syncer import Syncer
+from calico.datastore.watching import WatchThread
 from calico.openstack import keys
-from calico.openstack.watching import WatchThread, next_backoff
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +63,10 @@ def request_resync(backend: Backend, region_str: str, timeout: float) -> dict[st
     result_key = keys.resync_result_key(region_str, request_id)
     lease = backend.grant_lease(max(1, math.ceil(timeout)))
     body = json.dumps({"id": request_id, "time": _utc_now()}).encode()
-    revision = backend.put(request_key, body, lease=lease)
+    backend.put(request_key, body, lease=lease)
     log.info("resync request %s written; waiting up to %.0fs for the result", request_id, timeout)
     try:
-        result = _wait_for_value(backend, result_key, revision + 1, deadline)
+        result = _wait_for_value(backend, result_key, deadline)
     finally:
         # The request has served its purpose (answered or given up): drop it and its lease.
         with contextlib.suppress(DatastoreError):
@@ -78,34 +82,41 @@ def request_resync(backend: Backend, region_str: str, timeout: float) -> dict[st
     return data
 
 
-def _wait_for_value(backend: Backend, key: str, revision: int, deadline: float) -> bytes | None:
-    """The first value put at key from revision on, or None at the deadline."""
-    backoff = 0.0
-    while time.monotonic() < deadline:
-        try:
-            kv = backend.get(key)  # also covers events lost while a watch was broken
-            if kv is not None:
-                return kv.value
-            watch = backend.watch(key, revision)
-            # The watch blocks; closing it from a timer is how the deadline interrupts it.
-            timer = threading.Timer(max(0.0, deadline - time.monotonic()), watch.close)
-            timer.daemon = True
-            timer.start()
-            try:
-                for events in watch:
-                    for event in events:
-                        revision = event.mod_revision + 1
-                        if event.key == key and event.value is not None:
-                            return event.value
-            finally:
-                timer.cancel()
-                watch.close()
-            backoff = 0.0
-        except DatastoreError as exc:
-            backoff = min(MAX_BACKOFF, max(MIN_BACKOFF, backoff * 2))
-            log.warning("waiting for %s: %s; retrying", key, exc)
-            time.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
-    return None
+def _wait_for_value(backend: Backend, key: str, deadline: float) -> bytes | None:
+    """The first value at key (already there or put later), or None at the deadline."""
+    waiter = _ValueWaiter(key)
+    syncer = Syncer(
+        backend,
+        [key],
+        waiter,
+        name="resync-result",
+        initial_backoff=MIN_BACKOFF,
+        max_backoff=MAX_BACKOFF,
+    )
+    syncer.start()
+    try:
+        waiter.arrived.wait(max(0.0, deadline - time.monotonic()))
+    finally:
+        syncer.stop()
+    return waiter.value
+
+
+class _ValueWaiter:
+    """Syncer consumer keeping the first value put at one key."""
+
+    def __init__(self, key: str) -> None:
+        self._key = key
+        self.value: bytes | None = None
+        self.arrived = threading.Event()
+
+    def on_status(self, status: SyncStatus) -> None:
+        pass
+
+    def on_updates(self, updates: Sequence[Update]) -> None:
+        for update in updates:
+            if update.key == self._key and update.value is not None and not self.arrived.is_set():
+                self.value = update.value
+                self.arrived.set()
 
 
 # -- the answering side (leader) ---------------------------------------------------------------
@@ -119,25 +130,18 @@ class ResyncRequestWatcher(WatchThread):
         handler: Callable[[], Mapping[str, Any]],
         result_ttl: int = RESULT_TTL,
     ) -> None:
-        super().__init__("resync-requests")
+        super().__init__("resync-requests", Backoff(MIN_BACKOFF, MAX_BACKOFF))
         self._backend = backend
         self._region_str = region_str
         self._request_key = keys.resync_request_key(region_str)
         self._handler = handler
         self._result_ttl = result_ttl
 
-    def _run(self) -> None:
-        backoff = 0.0
-        while not self._stop.is_set():
-            try:
-                listing = self._backend.list(self._request_key)
-                self._answer([kv for kv in listing.items if kv.key == self._request_key])
-                backoff = 0.0
-                self._watch_from(listing.revision + 1)
-            except DatastoreError as exc:
-                backoff = next_backoff(backoff, MIN_BACKOFF, MAX_BACKOFF)
-                log.warning("resync request watch: %s; re-listing in %.1fs", exc, backoff)
-                self._stop.wait(backoff)
+    def _cycle(self) -> None:
+        listing = self._backend.list(self._request_key)
+        self._answer([kv for kv in listing.items if kv.key == self._request_key])
+        self._backoff.reset()
+        self._watch_from(listing.revision + 1)
 
     def _watch_from(self, revision: int) -> None:
         with self._watching(self._backend.watch(self._request_key, revision)) as batches:

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
 from calico.datastore.config import EtcdConfig, parse_endpoints
+from calico.model import status_keys
 from calico.openstack import keys
 
 SECTION = "calico"
@@ -176,7 +177,7 @@ class CalicoOptions:
         if not 0 < self.etcd_port < 65536:
             raise ValueError(f"[calico] etcd_port {self.etcd_port}: not a TCP port number")
         if self.openstack_region:
-            keys.validate_region(self.openstack_region)
+            status_keys.validate_region(self.openstack_region)
         _refuse_unsupported(self, SECTION)
         if self.etcd_scheme not in ("http", "https"):
             raise ValueError(f"[calico] etcd_scheme {self.etcd_scheme!r}: not http or https")
@@ -196,7 +197,7 @@ class CalicoOptions:
 
     @property
     def region_string(self) -> str:
-        return keys.region_string(self.openstack_region)
+        return status_keys.region_string(self.openstack_region)
 
     @property
     def namespace(self) -> str:

@@ -2,8 +2,9 @@
 
 Callers hand over finished v3 resources and plain dicts (no neutron types here). Every write
 is compare-and-swap on the revision just read, retried a bounded number of times when
-someone else wrote in between, and skipped when etcd already holds the same content, so
-repeated calls and resyncs cost no revisions (and wake no watchers) when nothing changed.
+someone else wrote in between (`ResourceClient.update_or_create`, `retry_races`), and skipped
+when etcd already holds the same content, so repeated calls and resyncs cost no revisions
+(and wake no watchers) when nothing changed.
 
 `resync` makes etcd match a full snapshot from the Neutron DB, touching only what the driver
 owns: WorkloadEndpoints with orchestrator `openstack` in the region's namespace, NetworkPolicies
@@ -18,44 +19,38 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
 
 from calico.datastore.api import (
     Backend,
-    DatastoreError,
-    KeyExists,
     KeyNotFound,
     KeyValue,
+    Raced,
     RevisionConflict,
+    cas_write,
+    retry_races,
 )
-from calico.datastore.client import ResourceClient, decode, encode
+from calico.datastore.client import UPDATE_ATTEMPTS, ResourceClient, decode
 from calico.model.base import Resource
 from calico.model.codec import parse_resource
 from calico.model.endpoints import WorkloadEndpoint
 from calico.model.errors import ResourceError
 from calico.model.felixconfig import FelixConfiguration
-from calico.model.keys import ResourceKey, key_of, kind_prefix
+from calico.model.keys import ResourceKey, kind_prefix
 from calico.model.network import ClusterInformation
 from calico.model.policy import NetworkPolicy
+from calico.model.status_keys import region_string
 from calico.openstack import keys
 
 log = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=Resource)
 
-WRITE_ATTEMPTS = 5
 KIND_ENDPOINT = WorkloadEndpoint.KIND
 KIND_POLICY = NetworkPolicy.KIND
 KIND_SUBNET = "subnet"
 CLUSTER_TYPE = "openstack"
-# Metadata etcd or the client fills in: never a reason to rewrite.
-_VOLATILE_META = ("resourceVersion", "uid", "creationTimestamp")
-
-
-class StoreConflict(DatastoreError):
-    """A key kept changing under us for WRITE_ATTEMPTS compare-and-swap attempts."""
 
 
 @dataclass
@@ -101,17 +96,6 @@ class ResyncReport:
         }
 
 
-def _content(resource: Resource) -> dict[str, Any]:
-    data = resource.to_dict()
-    for name in _VOLATILE_META:
-        data["metadata"].pop(name, None)
-    return data
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _json_bytes(data: Mapping[str, Any]) -> bytes:
     return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
 
@@ -142,7 +126,7 @@ class OpenStackStore:
     def __init__(self, backend: Backend, region: str | None) -> None:
         self.backend = backend
         self.region = region
-        self.region_string = keys.region_string(region)
+        self.region_string = region_string(region)
         self.namespace = keys.endpoint_namespace(region)
         self.client = ResourceClient(backend)
 
@@ -170,36 +154,26 @@ class OpenStackStore:
         return resource
 
     def _write_resource(self, resource: Resource) -> bool:
-        """Make the key hold resource, re-reading and retrying after a conflict."""
-        path = key_of(resource).path
-        for _ in range(WRITE_ATTEMPTS):
-            try:
-                return self._attempt_resource(resource, self.backend.get(path))
-            except (KeyExists, RevisionConflict, KeyNotFound):
-                log.debug("%s changed while writing it; retrying", path)
-        raise StoreConflict(f"{path} kept changing; gave up after {WRITE_ATTEMPTS} attempts")
+        """Make the key hold resource (replacing garbage); False if it already did."""
+        return self.client.update_or_create(
+            type(resource),
+            resource.name,
+            resource.namespace,
+            lambda _: resource,
+            replace_invalid=True,
+        ).changed
 
-    def _attempt_resource(self, resource: Resource, kv: KeyValue | None) -> bool:
-        """One CAS write of resource over kv (what the key held when read); raises the
-        datastore's conflict errors if the key changed since."""
-        if kv is None:
-            self.client.create(resource)
-            return True
-        stored = resource.model_copy(deep=True)
-        try:
-            existing: Resource | None = decode(kv)
-        except ResourceError as exc:
-            log.warning("replacing invalid datastore entry: %s", exc)
-            existing = None
-        if existing is not None:
-            if _content(existing) == _content(resource):
-                return False
-            stored.metadata.uid = existing.metadata.uid
-            stored.metadata.creationTimestamp = existing.metadata.creationTimestamp
-        stored.metadata.uid = stored.metadata.uid or str(uuid.uuid4())
-        stored.metadata.creationTimestamp = stored.metadata.creationTimestamp or _now()
-        self.backend.update(kv.key, encode(stored), kv.mod_revision)
-        return True
+    def _attempt_resource(self, resource: Resource, read: KeyValue | None) -> bool:
+        """One CAS write of resource over read (what the key held); Raced if it changed since."""
+        return self.client.update_once(
+            type(resource),
+            resource.name,
+            resource.namespace,
+            read,
+            lambda _: resource,
+            create=True,
+            replace_invalid=True,
+        ).changed
 
     def _delete_key(self, path: str) -> bool:
         try:
@@ -217,24 +191,19 @@ class OpenStackStore:
         return self._delete_key(keys.subnet_key(self.region_string, subnet_id))
 
     def _write_json(self, key: str, data: Mapping[str, Any]) -> bool:
-        for _ in range(WRITE_ATTEMPTS):
-            try:
-                return self._attempt_json(key, data, self.backend.get(key))
-            except (KeyExists, RevisionConflict, KeyNotFound):
-                log.debug("%s changed while writing it; retrying", key)
-        raise StoreConflict(f"{key} kept changing; gave up after {WRITE_ATTEMPTS} attempts")
+        return retry_races(
+            key, lambda: self._attempt_json(key, data, self.backend.get(key)), UPDATE_ATTEMPTS
+        )
 
     def _attempt_json(self, key: str, data: Mapping[str, Any], kv: KeyValue | None) -> bool:
         wanted = dict(data)
-        if kv is None:
-            self.backend.create(key, _json_bytes(wanted))
-            return True
-        existing = _parse_json(kv.value)
-        if existing == wanted:
-            return False
-        if not isinstance(existing, dict):
-            log.warning("replacing invalid JSON at %s: %r", key, kv.value[:200])
-        self.backend.update(key, _json_bytes(wanted), kv.mod_revision)
+        if kv is not None:
+            existing = _parse_json(kv.value)
+            if existing == wanted:
+                return False
+            if not isinstance(existing, dict):
+                log.warning("replacing invalid JSON at %s: %r", key, kv.value[:200])
+        cas_write(self.backend, key, kv, _json_bytes(wanted))
         return True
 
     # -- resync -----------------------------------------------------------------------------
@@ -342,7 +311,7 @@ class OpenStackStore:
     ) -> None:
         try:
             changed = attempt()
-        except (KeyExists, RevisionConflict, KeyNotFound):
+        except Raced:
             log.info("resync: %s %s changed since listing; leaving the newer write", kind, name)
             report.add(report.skipped, kind, name)
             return
@@ -383,31 +352,17 @@ class OpenStackStore:
     def _edit_global(
         self, kind: type[Resource], name: str, edit: Callable[[dict[str, Any]], None]
     ) -> None:
-        path = ResourceKey(kind, name).path
-        for _ in range(WRITE_ATTEMPTS):
-            kv = self.backend.get(path)
-            data: dict[str, Any] = {"apiVersion": "projectcalico.org/v3", "kind": kind.KIND}
-            data["metadata"] = {"name": name}
-            if kv is not None:
-                try:
-                    data = decode(kv).to_dict()
-                except ResourceError as exc:
-                    log.warning("replacing invalid datastore entry: %s", exc)
-            before = json.dumps(data.get("spec", {}), sort_keys=True)
+        """Edit the spec of what is stored (created if absent; garbage is replaced)."""
+
+        def edited(current: Resource | None) -> Resource:
+            fresh: dict[str, Any] = {
+                "apiVersion": "projectcalico.org/v3",
+                "kind": kind.KIND,
+                "metadata": {"name": name},
+            }
+            data = current.to_dict() if current else fresh
             spec = dict(data.get("spec", {}))
             edit(spec)
-            if kv is not None and json.dumps(spec, sort_keys=True) == before:
-                return
-            resource = parse_resource({**data, "spec": spec})
-            resource.metadata.uid = resource.metadata.uid or str(uuid.uuid4())
-            resource.metadata.creationTimestamp = resource.metadata.creationTimestamp or _now()
-            try:
-                if kv is None:
-                    self.backend.create(path, encode(resource))
-                else:
-                    self.backend.update(path, encode(resource), kv.mod_revision)
-                return
-            except (KeyExists, RevisionConflict, KeyNotFound):
-                # Edit again on what is there now: a concurrent change must not be lost.
-                log.debug("%s changed while editing it; retrying", path)
-        raise StoreConflict(f"{path} kept changing; gave up after {WRITE_ATTEMPTS} attempts")
+            return parse_resource({**data, "spec": spec})
+
+        self.client.update_or_create(kind, name, None, edited, replace_invalid=True)

@@ -32,14 +32,14 @@ class Namespaces:
     def add(self, suffix: str) -> str:
         """Create `<prefix>-<suffix>` with loopback up; returns its name."""
         name = f"{self.prefix}-{suffix}"
-        _run(["ip", "netns", "add", name])
+        programs.run(["ip", "netns", "add", name], check=True)
         self.names.append(name)
         self.exec(name, ["ip", "link", "set", "lo", "up"])
         return name
 
     def veth(self, ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
         """A veth pair from `if_a` in ns_a to `if_b` in ns_b, both set up."""
-        _run(
+        programs.run(
             [
                 "ip",
                 "-n",
@@ -54,7 +54,8 @@ class Namespaces:
                 if_b,
                 "netns",
                 ns_b,
-            ]
+            ],
+            check=True,
         )
         self.exec(ns_a, ["ip", "link", "set", if_a, "up"])
         self.exec(ns_b, ["ip", "link", "set", if_b, "up"])
@@ -68,12 +69,10 @@ class Namespaces:
         stdin: str | None = None,
         timeout: float = 60.0,
     ) -> programs.CompletedProcess[str]:
-        proc = programs.run(["ip", "netns", "exec", ns, *args], stdin=stdin, timeout=timeout)
-        if check and proc.returncode != 0:
-            raise RuntimeError(
-                f"in {ns}: {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()}"
-            )
-        return proc
+        """Run `args` inside `ns`; programs.CommandFailed on a non-zero exit under `check`."""
+        return programs.run(
+            ["ip", "netns", "exec", ns, *args], stdin=stdin, timeout=timeout, check=check
+        )
 
     def popen(
         self,
@@ -119,9 +118,3 @@ class Namespaces:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _run(args: Sequence[str]) -> None:
-    proc = programs.run(args)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()}")

@@ -1,11 +1,14 @@
-"""Test doubles shipped with calico-py: a syncer consumer that checks the syncer contract."""
+"""Test doubles shipped with calico-py: a syncer consumer that checks the syncer contract, a
+scope that runs a Syncer, and a reader that drains a datastore watch in a thread."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
-from calico.datastore.api import SyncStatus, Update, UpdateKind
+from calico.datastore.api import Backend, SyncStatus, Update, UpdateKind, Watch, WatchEvent
+from calico.datastore.syncer import Syncer
 
 
 class RecordingCallbacks:
@@ -42,6 +45,26 @@ class RecordingCallbacks:
             self.statuses.clear()
             self.updates.clear()
 
+    def kinds(self) -> dict[str, UpdateKind]:
+        """Key -> kind of each recorded update; fails if a key was updated twice (a resync
+        must hand over each difference once)."""
+        with self._cond:
+            kinds = {u.key: u.kind for u in self.updates}
+            assert len(kinds) == len(self.updates), f"duplicate updates: {self.updates}"
+            return kinds
+
+    def in_sync_with(self, backend: Backend, prefixes: Sequence[str]) -> Callable[[], bool]:
+        """A `wait_for` predicate: in sync, and `state` is what `backend` holds under
+        `prefixes`."""
+
+        def check() -> bool:
+            if self.status is not SyncStatus.IN_SYNC:
+                return False
+            items = (kv for prefix in prefixes for kv in backend.list(prefix).items)
+            return self.state == {kv.key: kv.value for kv in items}
+
+        return check
+
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         """Block until predicate() holds (checked under the lock after each callback)."""
         with self._cond:
@@ -70,3 +93,65 @@ class RecordingCallbacks:
             del self.state[update.key]
         else:
             self.state[update.key] = update.value
+
+
+class WatchReader:
+    """Iterates a `Backend.watch` in a thread, collecting events and the exception that ended
+    it; `wait_events` and `wait_done` fail (AssertionError) after their timeout."""
+
+    def __init__(self, watch: Watch) -> None:
+        self.watch = watch
+        self.events: list[WatchEvent] = []
+        self.error: BaseException | None = None
+        self._cond = threading.Condition()
+        self._done = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for batch in self.watch:
+                with self._cond:
+                    self.events.extend(batch)
+                    self._cond.notify_all()
+        except BaseException as exc:
+            self.error = exc
+        with self._cond:
+            self._done = True
+            self._cond.notify_all()
+
+    def wait_events(self, count: int, timeout: float = 10.0) -> list[WatchEvent]:
+        with self._cond:
+            assert self._cond.wait_for(lambda: len(self.events) >= count or self._done, timeout)
+            assert len(self.events) >= count, f"watch ended early: {self.error!r}"
+            return list(self.events)
+
+    def wait_done(self, timeout: float = 10.0) -> BaseException | None:
+        with self._cond:
+            assert self._cond.wait_for(lambda: self._done, timeout), "watch still running"
+        return self.error
+
+    def close(self) -> None:
+        self.watch.close()
+        self._thread.join(10)
+
+
+@contextmanager
+def reading(watch: Watch) -> Iterator[WatchReader]:
+    """A WatchReader on `watch`, closed (watch and thread) on exit."""
+    reader = WatchReader(watch)
+    try:
+        yield reader
+    finally:
+        reader.close()
+
+
+@contextmanager
+def running(syncer: Syncer) -> Iterator[Syncer]:
+    """Start `syncer`; on exit stop it and check that its thread ended."""
+    syncer.start()
+    try:
+        yield syncer
+    finally:
+        syncer.stop()
+        assert not syncer.is_alive()

@@ -13,7 +13,7 @@ import json
 import sys
 from dataclasses import dataclass
 
-from calico.lab.probe import CLIENT_SCRIPT
+from calico.probe_client import client_argv
 from calico.testing.netns import Namespaces
 
 HOST_SIDE_MAC = "ee:ee:ee:ee:ee:ee"
@@ -103,5 +103,9 @@ def connects(
     ns: Namespaces, src: str, proto: str, dst: str, port: int, timeout: float = 1.0
 ) -> bool:
     """True if a TCP connection (or a UDP request/reply) from `src` to dst:port succeeds."""
-    args = [sys.executable, "-c", CLIENT_SCRIPT, proto, dst, str(port), str(timeout)]
-    return ns.exec(src, args, check=False, timeout=timeout + 10).returncode == 0
+    return (
+        ns.exec(
+            src, client_argv(proto, dst, port, timeout), check=False, timeout=timeout + 10
+        ).returncode
+        == 0
+    )

@@ -9,11 +9,11 @@ import pytest
 
 from calico.calc import messages as m
 from calico.calc.graph import CalcGraph
-from calico.datastore.api import SyncStatus
 from calico.model import parse_resource
 from calico.model.base import Resource
 from calico.model.endpoints import workload_endpoint_name
-from calico.model.keys import ResourceKey, key_of
+from calico.model.keys import key_of
+from calico.model.sync import SyncStatus
 
 from .dataplane_model import ModelDataplane
 
@@ -422,12 +422,13 @@ def test_batched_and_one_by_one_agree() -> None:
     assert (h.dp.ipsets, h.dp.policies, h.dp.weps) == (single.ipsets, single.policies, single.weps)
 
 
-def test_unrelated_kinds_go_to_the_other_callback() -> None:
-    seen: list[ResourceKey] = []
-    graph = CalcGraph(HOST, ModelDataplane(), on_other=lambda key, r: seen.append(key))
+def test_kinds_no_node_calculates_with_are_ignored() -> None:
+    dp = ModelDataplane()
+    graph = CalcGraph(HOST, dp)
     bgp = res("BGPConfiguration", "default", {"asNumber": 64512})
-    graph.on_updates([(key_of(bgp), bgp)])
-    assert seen == [key_of(bgp)]
+    graph.on_updates([(key_of(bgp), bgp), (key_of(bgp), None)])
+    graph.on_status(SyncStatus.IN_SYNC)
+    assert dp.batches == [[m.InSync()]]
 
 
 def test_ip_pools_pass_through_with_natoutgoing_disabled_ones_too() -> None:
@@ -459,7 +460,7 @@ def test_a_rule_only_change_does_not_rebuild_endpoints_an_order_change_does() ->
     pid = m.PolicyID("default", "p")
     changed = gnp("p", {**rules, "order": 10, "ingress": [{"action": "Allow", "protocol": "UDP"}]})
     h.graph.apply(key_of(changed), changed)
-    assert not h.graph._dirty_endpoints  # the endpoints' tiers cannot have changed
+    assert not h.graph._resolver.endpoints.pending  # the endpoints' tiers cannot have changed
     h.graph.flush()
     assert [type(msg) for msg in h.dp.batches[-1]] == [m.ActivePolicyUpdate]
     reordered = gnp("p", {**rules, "order": 5, "types": ["Ingress", "Egress"]})

@@ -1,12 +1,12 @@
-"""Fakes for the CNI plugins' seams (IPAM, NetSetup) and a harness that runs a plugin exactly as
-its process would, minus the process: CNI_* environment and stdin in, stdout JSON out."""
+"""A fake for the CNI plugins' NetSetup seam (IPAM's is calico.testing.cni.FakeIPAM) and a
+harness that runs a plugin exactly as its process would, minus the process: CNI_* environment
+and stdin in, stdout JSON out."""
 
 from __future__ import annotations
 
 import io
-import ipaddress
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,64 +16,11 @@ from calico.cni.netsetup import NetnsNotFound, NetSetupError, VethInfo, VethSpec
 from calico.cni.runner import Handler, run
 from calico.datastore.client import ResourceClient
 from calico.datastore.memory import MemoryBackend
-from calico.ipam.api import (
-    AddressInUse,
-    AutoAssignRequest,
-    AutoAssignResult,
-    PoolsExhausted,
-)
+from calico.testing.cni import FakeIPAM
 
 CONTAINER_ID = "0123456789abcdef0123"
 NETNS = "/run/netns/test-container"
 CONTAINER_MAC = "0a:58:0a:00:00:05"
-
-
-@dataclass
-class FakeIPAM:
-    """Calico IPAM's contract over two small pools (a /29 and a /125, blocks of the same size)."""
-
-    v4: list[str] = field(default_factory=lambda: _hosts("198.19.0.0/29"))
-    v6: list[str] = field(default_factory=lambda: _hosts("2001:db8:100::/125"))
-    allocations: dict[str, tuple[str, Mapping[str, str]]] = field(default_factory=dict)
-    requests: list[AutoAssignRequest] = field(default_factory=list)
-
-    def auto_assign(self, request: AutoAssignRequest) -> AutoAssignResult:
-        self.requests.append(request)
-        free4 = [a for a in self.v4 if a not in self.allocations]
-        free6 = [a for a in self.v6 if a not in self.allocations]
-        if len(free4) < request.num_ipv4 or len(free6) < request.num_ipv6:
-            raise PoolsExhausted("no free addresses in the pools for this host")
-        picked = free4[: request.num_ipv4] + free6[: request.num_ipv6]
-        for address in picked:
-            self.allocations[address] = (request.handle_id, dict(request.attrs))
-        return AutoAssignResult(
-            tuple(f"{a}/29" for a in picked if ":" not in a),
-            tuple(f"{a}/125" for a in picked if ":" in a),
-        )
-
-    def assign_ip(
-        self, address: str, handle_id: str, hostname: str, attrs: Mapping[str, str] | None = None
-    ) -> None:
-        if address in self.allocations:
-            raise AddressInUse(f"{address} is already allocated")
-        self.allocations[address] = (handle_id, dict(attrs or {}))
-
-    def release_ips(self, addresses: Sequence[str]) -> list[str]:
-        missing = [a for a in addresses if a not in self.allocations]
-        for address in addresses:
-            self.allocations.pop(address, None)
-        return missing
-
-    def release_by_handle(self, handle_id: str) -> None:
-        for address in self.ips_by_handle(handle_id):
-            del self.allocations[address]
-
-    def ips_by_handle(self, handle_id: str) -> list[str]:
-        return [a for a, (h, _) in self.allocations.items() if h == handle_id]
-
-
-def _hosts(cidr: str) -> list[str]:
-    return [str(a) for a in ipaddress.ip_network(cidr)]
 
 
 @dataclass

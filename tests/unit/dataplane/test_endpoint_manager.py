@@ -21,20 +21,13 @@ from calico.calc.messages import (
 from calico.dataplane.drivers.iptables_table import IptablesTable
 from calico.dataplane.drivers.links import LinkConfigurator
 from calico.dataplane.drivers.routetable import RouteTable
-from calico.dataplane.kernel import CommandResult
 from calico.dataplane.managers.endpoints import EndpointManager
 from calico.rules.config import RulesConfig
-
-
-class NoKernel:
-    """Nothing here may touch the kernel: the manager only records desired state."""
-
-    def run(self, args: Any, *, stdin: str | None = None, check: bool = True) -> CommandResult:
-        raise AssertionError(f"unexpected command {args}")
+from calico.testing.dataplane import NoCommands
 
 
 def manager() -> tuple[EndpointManager, IptablesTable, list[tuple[object, str | None]]]:
-    runner = NoKernel()
+    runner = NoCommands()
     tables = [IptablesTable(t, 4, runner, backend="nft") for t in ("filter", "raw", "mangle")]
     routes = {4: RouteTable(runner, lambda: None, 4)}  # type: ignore[arg-type,return-value]
     statuses: list[tuple[object, str | None]] = []
@@ -44,7 +37,7 @@ def manager() -> tuple[EndpointManager, IptablesTable, list[tuple[object, str | 
         tables,
         routes,
         LinkConfigurator(runner, ipv6=False),
-        lambda i, s: statuses.append((i, s)),
+        lambda i, _ep, s: statuses.append((i, s)),
     )
     return mgr, tables[0], statuses
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import pytest
 from hypothesis import given, settings
@@ -19,58 +17,9 @@ from calico.dataplane.drivers.ipsets import (
     member_version,
     parse_ipset_save,
 )
-from calico.dataplane.kernel import CommandError, CommandResult
 from calico.dataplane.managers.ipsets import IPSetsManager
-
-
-@dataclass
-class FakeSet:
-    type: str
-    family: str
-    members: set[str] = field(default_factory=set)
-
-
-class FakeIPSet:
-    """Kernel IP sets. Like `ipset restore`, lines apply one by one and stop at an error."""
-
-    def __init__(self) -> None:
-        self.sets: dict[str, FakeSet] = {}
-        self.in_use: set[str] = set()  # referenced by iptables: destroy fails
-        self.calls: list[list[str]] = []
-        self.restores: list[list[str]] = []
-
-    def run(
-        self, args: Sequence[str], *, stdin: str | None = None, check: bool = True
-    ) -> CommandResult:
-        self.calls.append(list(args))
-        if list(args) == ["ipset", "save"]:
-            lines = []
-            for name, s in self.sets.items():
-                lines += [f"create {name} {s.type} family {s.family} hashsize 1024 maxelem 65536"]
-                lines += [f"add {name} {m}" for m in sorted(s.members)]
-            return CommandResult(0, "".join(f"{line}\n" for line in lines), "")
-        assert list(args) == ["ipset", "-exist", "restore"] and stdin is not None
-        self.restores.append(stdin.splitlines())
-        for line in stdin.splitlines():
-            self._apply(line.split())
-        return CommandResult(0, "", "")
-
-    def _apply(self, words: list[str]) -> None:
-        op, name = words[0], words[1]
-        if op == "create":
-            self.sets.setdefault(name, FakeSet(words[2], words[4]))
-        elif op == "add":
-            self.sets[name].members.add(words[2])
-        elif op == "del":
-            self.sets[name].members.discard(words[2])
-        elif op == "swap":
-            self.sets[name], self.sets[words[2]] = self.sets[words[2]], self.sets[name]
-        elif op == "destroy":
-            if name in self.in_use or name not in self.sets:
-                raise CommandError(["ipset", "restore"], 1, f"Set cannot be destroyed: {name}")
-            del self.sets[name]
-        else:
-            raise AssertionError(words)
+from calico.programs import CommandFailed
+from calico.testing.dataplane import FakeIPSet, FakeSet
 
 
 @pytest.fixture
@@ -127,7 +76,7 @@ def test_sets_are_destroyed_only_by_apply_deletions(kernel: FakeIPSet) -> None:
     ipsets.apply_updates()
     assert "cali40s:a" in kernel.sets
     kernel.in_use.add("cali40s:a")
-    with pytest.raises(CommandError):
+    with pytest.raises(CommandFailed):
         ipsets.apply_deletions()
     kernel.in_use.clear()
     ipsets.apply_deletions()
@@ -166,7 +115,7 @@ def test_failure_forces_a_fresh_read(kernel: FakeIPSet) -> None:
     kernel.sets["cali4ts:a"] = FakeSet("hash:net", "inet")
     ipsets.resync()
     ipsets.set_members("s:a", IPSetType.NET, ["198.18.0.2", "198.18.0.3", "198.18.0.4"])
-    with pytest.raises(CommandError):
+    with pytest.raises(CommandFailed):
         ipsets.apply_updates()  # must destroy the stuck temp set first
     assert ipsets.dirty
     kernel.in_use.clear()
@@ -241,7 +190,7 @@ def test_writer_failure_makes_every_family_reread(kernel: FakeIPSet) -> None:
     kernel.sets["cali60s:old"] = FakeSet("hash:net", "inet6")
     kernel.in_use.add("cali60s:old")
     v6.resync()
-    with pytest.raises(CommandError):
+    with pytest.raises(CommandFailed):
         writer.apply_deletions()
     assert v4.dirty and v6.dirty
     kernel.in_use.clear()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from calico.calc.messages import (
     Action,
     ActivePolicyRemove,
@@ -17,22 +15,7 @@ from calico.calc.messages import (
 )
 from calico.dataplane.managers.policy import PolicyManager
 from calico.rules.config import RulesConfig
-from calico.rules.model import Chain
-
-
-class RecordingTable:
-    def __init__(self, table: str, ip_version: int) -> None:
-        self.table = table
-        self.ip_version = ip_version
-        self.chains: dict[str, Chain] = {}
-
-    def update_chains(self, chains: Iterable[Chain]) -> None:
-        self.chains.update((c.name, c) for c in chains)
-
-    def remove_chains(self, names: Iterable[str]) -> None:
-        for name in names:
-            self.chains.pop(name, None)
-
+from calico.testing.dataplane import RecordingTable
 
 PID = PolicyID("default", "default.p")
 POLICY = ParsedPolicy(inbound_rules=(ParsedRule(Action.ALLOW, ip_version=6),))

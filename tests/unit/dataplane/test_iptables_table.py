@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 import re
 from collections.abc import Sequence
@@ -20,99 +19,11 @@ from calico.dataplane.drivers.iptables_table import (
     parse_save,
     stub_chain,
 )
-from calico.dataplane.kernel import CommandError, CommandResult
+from calico.programs import CommandFailed, CommandResult
 from calico.rules import dispatch, static
 from calico.rules.config import RulesConfig
 from calico.rules.model import ANY, DROP, RETURN, Chain, Hook, Jump, Rule
-
-BUILTIN_CHAINS = {
-    "filter": ("INPUT", "FORWARD", "OUTPUT"),
-    "raw": ("PREROUTING", "OUTPUT"),
-    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
-}
-TARGETS = {"ACCEPT", "DROP", "REJECT", "RETURN", "MARK", "LOG", "NOTRACK", "MASQUERADE"}
-_TARGET = re.compile(r"(?:^|\s)-[jg] (\S+)")
-
-
-class FakeIptables:
-    """Tables as {table: {chain: [rule text]}}; a restore is atomic per transaction, and
-    enforces what the kernel does: targets must exist, -X needs an empty unreferenced chain."""
-
-    def __init__(self) -> None:
-        self.tables: dict[str, dict[str, list[str]]] = {}
-        self.calls: list[list[str]] = []
-        self.restores: list[str] = []
-        self.fail_next = False
-
-    def run(
-        self, args: Sequence[str], *, stdin: str | None = None, check: bool = True
-    ) -> CommandResult:
-        self.calls.append(list(args))
-        if args[0].endswith("-save") and "-t" in args:
-            return CommandResult(0, self.save(args[args.index("-t") + 1]), "")
-        if args[0].endswith("-save"):
-            return CommandResult(0, "".join(self.save(t) for t in sorted(self.tables)), "")
-        assert args[0].endswith("-restore") and "--noflush" in args and stdin is not None
-        self.restores.append(stdin)
-        if self.fail_next:
-            self.fail_next = False
-            raise CommandError(args, 1, "iptables-restore: line 2 failed")
-        self.tables = self._transaction(stdin)
-        return CommandResult(0, "", "")
-
-    def table(self, name: str) -> dict[str, list[str]]:
-        return self.tables.setdefault(name, {c: [] for c in BUILTIN_CHAINS[name]})
-
-    def save(self, table: str) -> str:
-        chains = self.table(table)
-        lines = [f"*{table}"]
-        lines += [
-            f":{c} ACCEPT [0:0]" if c in BUILTIN_CHAINS[table] else f":{c} - [0:0]" for c in chains
-        ]
-        lines += [f"-A {c} {r}" for c, rules in chains.items() for r in rules]
-        return "\n".join([*lines, "COMMIT", ""])
-
-    def _transaction(self, text: str) -> dict[str, dict[str, list[str]]]:
-        tables = copy.deepcopy(self.tables)
-        cur: dict[str, list[str]] = {}
-        for line in text.splitlines():
-            op, _, rest = line.partition(" ")
-            if line.startswith("*"):
-                self.table(line[1:])
-                tables.setdefault(line[1:], copy.deepcopy(self.tables[line[1:]]))
-                cur = tables[line[1:]]
-            elif line.startswith(":"):
-                cur[line[1:].split()[0]] = []
-            elif op in ("-A", "-I"):
-                self._add(cur, op, rest)
-            elif op == "-D":
-                chain, num = rest.split()
-                del cur[chain][int(num) - 1]
-            elif op == "-F":
-                cur[rest][:] = []
-            elif op == "-X":
-                self._delete(cur, rest)
-            else:
-                assert line == "COMMIT", line
-        return tables
-
-    def _add(self, cur: dict[str, list[str]], op: str, rest: str) -> None:
-        chain, _, spec = rest.partition(" ")
-        target = _TARGET.search(spec)
-        if target and target.group(1) not in TARGETS and target.group(1) not in cur:
-            raise CommandError(["restore"], 1, f"no chain {target.group(1)}")
-        if op == "-A":
-            cur[chain].append(spec)
-        else:
-            num, _, spec = spec.partition(" ")
-            cur[chain].insert(int(num) - 1, spec)
-
-    def _delete(self, cur: dict[str, list[str]], name: str) -> None:
-        refs = [r for rules in cur.values() for r in rules if re.search(rf"-[jg] {name}( |$)", r)]
-        if cur[name] or refs:
-            raise CommandError(["restore"], 1, f"CHAIN_DEL failed (busy): {name}")
-        del cur[name]
-
+from calico.testing.dataplane import FakeIptables
 
 CFG = RulesConfig()
 
@@ -263,7 +174,7 @@ def test_failure_raises_logs_input_and_retries_from_a_fresh_read(
 ) -> None:
     table.update_chains([Chain("cali-new", (Rule(action=DROP),))])
     fake.fail_next = True
-    with caplog.at_level(logging.ERROR), pytest.raises(CommandError):
+    with caplog.at_level(logging.ERROR), pytest.raises(CommandFailed):
         table.apply()
     assert table.dirty
     assert ":cali-new - [0:0]" in caplog.text and "line 2 failed" in caplog.text
@@ -330,7 +241,7 @@ class SaveOnly:
         self, args: Sequence[str], *, stdin: str | None = None, check: bool = True
     ) -> CommandResult:
         if args[0] not in self.outputs:
-            raise CommandError(args, -1, "command not found")
+            raise CommandFailed(args, -1, "", "command not found")
         return CommandResult(0, self.outputs[args[0]], "")
 
 

@@ -3,53 +3,11 @@ exists, reports (and skips) names that do not, exits 1 if any failed."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pytest
 
 from calico.dataplane.drivers.links import LinkConfigurator, interface_sysctls
-from calico.dataplane.kernel import CommandError, CommandResult
-
-V4_KEYS = ("proxy_arp", "forwarding", "rp_filter", "route_localnet")
-V6_KEYS = ("proxy_ndp", "forwarding", "accept_ra")
-
-
-class FakeSysctl:
-    def __init__(self) -> None:
-        self.values = {"net.ipv4.ip_forward": "0", "net.ipv6.conf.all.forwarding": "0"}
-        self.calls: list[list[str]] = []
-
-    def add_iface(self, iface: str) -> None:
-        name = iface.replace(".", "/")
-        self.values[f"net.ipv4.neigh.{name}.proxy_delay"] = "80"
-        self.values |= {f"net.ipv4.conf.{name}.{k}": "0" for k in V4_KEYS}
-        self.values |= {f"net.ipv6.conf.{name}.{k}": "1" for k in V6_KEYS}
-
-    def del_iface(self, iface: str) -> None:
-        name = iface.replace(".", "/")
-        self.values = {k: v for k, v in self.values.items() if f".{name}." not in k}
-
-    def run(
-        self, args: Sequence[str], *, stdin: str | None = None, check: bool = True
-    ) -> CommandResult:
-        self.calls.append(list(args))
-        assert args[0] == "sysctl"
-        out, failed = [], False
-        if args[1] == "-w":
-            for item in args[2:]:
-                name, _, value = item.partition("=")
-                failed |= name not in self.values
-                if name in self.values:
-                    self.values[name] = value
-                    out.append(f"{name} = {value}")
-        else:
-            for name in args[1:]:
-                failed |= name not in self.values
-                if name in self.values:
-                    out.append(f"{name} = {self.values[name]}")
-        if failed and check:
-            raise CommandError(args, 1, "sysctl: cannot stat /proc/sys/...")
-        return CommandResult(int(failed), "".join(line + "\n" for line in out), "")
+from calico.programs import CommandFailed
+from calico.testing.dataplane import FakeSysctl
 
 
 @pytest.fixture
@@ -133,7 +91,7 @@ def test_a_failed_write_raises_and_stays_pending(sysctl: FakeSysctl) -> None:
     links = LinkConfigurator(sysctl)
     links.set_interface("cali9", spoofing_allowed=False, ipv6=True)  # vanished meanwhile
     links.on_iface_state("cali9", True, 7)
-    with pytest.raises(CommandError):
+    with pytest.raises(CommandFailed):
         links.apply()
     assert links.needs_apply
     links.on_iface_state("cali9", False, 0)

@@ -4,7 +4,6 @@ EndpointManager: floating IPs are routed to their endpoint's interface."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from calico.calc.messages import (
     IPAMPool,
@@ -20,28 +19,11 @@ from calico.dataplane.drivers.ipsets import IPSets, IPSetWriter
 from calico.dataplane.drivers.iptables_table import IptablesTable
 from calico.dataplane.drivers.links import LinkConfigurator
 from calico.dataplane.drivers.routetable import RouteTable, RouteTarget
-from calico.dataplane.kernel import CommandResult
 from calico.dataplane.managers.endpoints import EndpointManager
 from calico.dataplane.managers.nat import NatManager
+from calico.programs import CommandResult
 from calico.rules.config import RulesConfig
-from calico.rules.model import Chain
-
-
-class RecordingTable:
-    def __init__(self, table: str, ip_version: int) -> None:
-        self.table = table
-        self.ip_version = ip_version
-        self.chains: dict[str, Chain] = {}
-        self.updates = 0
-
-    def update_chains(self, chains: Iterable[Chain]) -> None:
-        for chain in chains:
-            self.chains[chain.name] = chain
-            self.updates += 1
-
-    def remove_chains(self, names: Iterable[str]) -> None:
-        for name in names:
-            self.chains.pop(name, None)
+from calico.testing.dataplane import NoCommands, RecordingTable
 
 
 class IPSetRecorder:
@@ -165,14 +147,9 @@ def test_pools_fill_the_sets_and_activate_nat_outgoing_per_family() -> None:
     ]
 
 
-class NoKernel:
-    def run(self, args: Any, *, stdin: str | None = None, check: bool = True) -> CommandResult:
-        raise AssertionError(f"unexpected command {args}")
-
-
 class RecordingRoutes(RouteTable):
     def __init__(self, version: int) -> None:
-        super().__init__(NoKernel(), lambda: None, version)  # type: ignore[arg-type,return-value]
+        super().__init__(NoCommands(), lambda: None, version)  # type: ignore[arg-type,return-value]
         self.targets: dict[str, list[RouteTarget]] = {}
 
     def set_routes(self, iface: str, targets: Iterable[RouteTarget]) -> None:
@@ -180,7 +157,7 @@ class RecordingRoutes(RouteTable):
 
 
 def test_floating_ips_are_routed_to_the_endpoint_with_its_mac() -> None:
-    runner = NoKernel()
+    runner = NoCommands()
     routes = {4: RecordingRoutes(4), 6: RecordingRoutes(6)}
     tables = [
         IptablesTable(t, v, runner, backend="nft")

@@ -4,7 +4,6 @@ only where batching is the behaviour under test."""
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -14,154 +13,12 @@ import pytest
 
 from calico.dataplane.drivers.conntrack import ConntrackCleaner, ConntrackFlows
 from calico.dataplane.drivers.routetable import RTPROT_CALICO, RouteTable, RouteTarget
-from calico.dataplane.kernel import CommandError, CommandResult
+from calico.programs import CommandFailed, CommandResult
+from calico.testing.dataplane import FakeKernel, FakeNetlink, FakeRoute
 from calico.testing.waiting import wait_until
 
 MAC1 = "ee:00:00:00:00:01"
 MAC2 = "ee:00:00:00:00:02"
-
-
-@dataclass
-class FakeRoute:
-    dev: str
-    proto: int = RTPROT_CALICO
-    scope: int = 253
-    gateway: str | None = None
-
-
-@dataclass
-class FakeKernel:
-    """One routing table (254), links and permanent neighbours, for both IP versions."""
-
-    links: dict[str, tuple[int, bool]] = field(default_factory=dict)
-    routes: dict[tuple[str, int], FakeRoute] = field(default_factory=dict)  # (cidr, metric)
-    neighs: dict[tuple[str, str], str] = field(default_factory=dict)  # (addr, dev) -> MAC
-    commands: list[list[str]] = field(default_factory=list)
-    netlink_calls: list[str] = field(default_factory=list)
-    fail_lines_matching: str | None = None
-    netlink_fails: bool = False
-
-    def link(self, name: str, up: bool = True) -> None:
-        self.links[name] = (self.links.get(name, (len(self.links) + 2, up))[0], up)
-
-    def add_route(self, cidr: str, dev: str, metric: int | None = None, **kw: Any) -> None:
-        self.routes[(cidr, _metric(cidr) if metric is None else metric)] = FakeRoute(dev, **kw)
-
-    def table(self) -> dict[str, tuple[str, int]]:
-        """CIDR -> (dev, proto), for assertions."""
-        return {cidr: (r.dev, r.proto) for (cidr, _), r in self.routes.items()}
-
-    @property
-    def writes(self) -> list[list[str]]:
-        return [c for c in self.commands if "-force" in c]
-
-    # CommandRunner
-    def run(
-        self, args: Sequence[str], *, stdin: str | None = None, check: bool = True
-    ) -> CommandResult:
-        self.commands.append(list(args))
-        assert args[0] == "ip" and args[-2:] == ["-batch", "-"] and stdin is not None
-        if "-j" in args:
-            return CommandResult(0, "".join(self._show(ln) + "\n" for ln in stdin.splitlines()), "")
-        failed = [ln for ln in stdin.splitlines() if not self._write(ln.split())]
-        if failed and check:
-            raise CommandError(args, 1, f"Command failed -:{failed[0]}")
-        return CommandResult(1 if failed else 0, "", "")
-
-    def _show(self, line: str) -> str:
-        if line == "link show":
-            up = {True: "UP", False: "DOWN"}
-            out = [
-                {"ifindex": i, "ifname": n, "operstate": up[u]} for n, (i, u) in self.links.items()
-            ]
-        elif line.startswith("route show table 254"):
-            out = [self._route_json(cidr, m, r) for (cidr, m), r in self.routes.items()]
-        else:
-            assert line == "neigh show nud permanent"
-            out = [{"dst": a, "dev": d, "lladdr": m} for (a, d), m in self.neighs.items()]
-        return json.dumps(out)
-
-    @staticmethod
-    def _route_json(cidr: str, metric: int, r: FakeRoute) -> dict[str, Any]:
-        dst = cidr.removesuffix("/128" if ":" in cidr else "/32")
-        out: dict[str, Any] = {"dst": dst, "dev": r.dev, "flags": []}
-        if r.proto != 3:
-            out["protocol"] = str(r.proto)
-        if r.scope and ":" not in cidr:
-            out["scope"] = str(r.scope)
-        if metric or ":" in cidr:
-            out["metric"] = metric
-        if r.gateway:
-            out["gateway"] = r.gateway
-        return out
-
-    def _write(self, words: list[str]) -> bool:
-        if self.fail_lines_matching and self.fail_lines_matching in " ".join(words):
-            return False
-        opts = dict(zip(words[3::2], words[4::2], strict=False))
-        if words[:2] == ["route", "replace"]:
-            return self.replace(words[2], opts["dev"], int(opts["proto"]))
-        if words[:2] == ["route", "del"]:
-            key = (words[2], int(opts["metric"]))
-            found = self.routes.get(key)
-            if found is None or found.dev != opts["dev"] or found.proto != int(opts["proto"]):
-                return False
-            del self.routes[key]
-            return True
-        if words[:2] == ["neigh", "replace"]:
-            self.neighs[(words[2], opts["dev"])] = opts["lladdr"]
-            return opts["dev"] in self.links
-        assert words[:2] == ["neigh", "del"]
-        return self.neighs.pop((words[2], words[4]), None) is not None
-
-    def replace(self, cidr: str, dev: str, proto: int) -> bool:
-        if dev not in self.links:
-            return False
-        self.routes[(cidr, _metric(cidr))] = FakeRoute(dev, proto)
-        return True
-
-    def dev(self, index: int) -> str:
-        return next(name for name, (i, _) in self.links.items() if i == index)
-
-
-class FakeNetlink:
-    """The pyroute2 IPRoute slice RouteTable uses, writing into a FakeKernel."""
-
-    def __init__(self, kernel: FakeKernel) -> None:
-        self.kernel = kernel
-        kernel.netlink_calls.append("open")
-
-    def route(self, command: str, **kw: Any) -> None:
-        self._record(f"route {command}")
-        cidr = f"{kw['dst']}/{kw['dst_len']}"
-        dev = self.kernel.dev(kw["oif"])
-        if command == "replace":
-            assert kw["scope"] == 253 and kw["table"] == 254
-            assert self.kernel.replace(cidr, dev, kw["proto"])
-        else:
-            assert kw["scope"] == 255  # any scope; the kernel's default would not match
-            assert self.kernel.routes.pop((cidr, kw["priority"])).dev == dev
-
-    def neigh(self, command: str, **kw: Any) -> None:
-        self._record(f"neigh {command}")
-        key = (kw["dst"], self.kernel.dev(kw["ifindex"]))
-        if command == "replace":
-            assert kw["state"] == 0x80
-            self.kernel.neighs[key] = kw["lladdr"]
-        else:
-            del self.kernel.neighs[key]
-
-    def close(self) -> None:
-        self.kernel.netlink_calls.append("close")
-
-    def _record(self, what: str) -> None:
-        if self.kernel.netlink_fails:
-            raise OSError(f"{what}: injected failure")
-        self.kernel.netlink_calls.append(what)
-
-
-def _metric(cidr: str) -> int:
-    return 1024 if ":" in cidr else 0
 
 
 def make(kernel: FakeKernel, ip_version: int = 4, **kw: Any) -> RouteTable:
@@ -337,7 +194,7 @@ def test_a_failed_batch_raises_stays_dirty_and_is_retried(kernel: FakeKernel) ->
     rt = make(kernel)
     rt.set_routes("cali1", targets(*(f"198.18.1.{i}/32" for i in range(1, 11))))
     kernel.fail_lines_matching = "198.18.1.5/32"
-    with pytest.raises(CommandError):
+    with pytest.raises(CommandFailed):
         rt.apply()
     assert rt.needs_apply and len(kernel.table()) == 9  # -force: the other lines went in
     kernel.fail_lines_matching = None
@@ -546,7 +403,7 @@ def test_a_failing_cleanup_is_retried_and_holds_back_the_new_route(
     rt.apply()
     wait_until(lambda: len(tool.calls) >= 2, 5.0, "a retry")  # in the background
     rt.set_routes("cali2", targets("198.18.0.1/32"))
-    with pytest.raises(CommandError, match="invalid parameters"):
+    with pytest.raises(CommandFailed, match="invalid parameters"):
         rt.apply()
     assert kernel.table() == {} and rt.needs_apply
     tool.returncode, tool.stderr = 0, "conntrack v1.4.7: 3 flow entries have been deleted.\n"
@@ -571,7 +428,7 @@ def test_the_conntrack_tool_exit_status(
 ) -> None:
     tool = FakeConntrackTool(kernel, stderr=stderr, returncode=returncode)
     if deleted is None:
-        with pytest.raises(CommandError):
+        with pytest.raises(CommandFailed):
             ConntrackFlows(tool).remove_flows(4, "198.18.0.1")
     else:
         assert ConntrackFlows(tool).remove_flows(4, "198.18.0.1") == deleted

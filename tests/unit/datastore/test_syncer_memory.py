@@ -1,40 +1,24 @@
-"""Syncer against MemoryBackend: snapshot, live updates, exact resync, backoff, stop."""
+"""Syncer against MemoryBackend where its switches are needed: outages, backoff, stop, a failing
+consumer (snapshot, live updates and resync run over both backends in
+tests/integration/test_syncer_contract.py)."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 
 import pytest
 
 from calico.datastore.api import SyncStatus, Update, UpdateKind
 from calico.datastore.memory import MemoryBackend
 from calico.datastore.syncer import Syncer
+from calico.testing import recording
 from calico.testing.recording import RecordingCallbacks
 
 pytestmark = pytest.mark.timeout(20)
 
 A, B = "/p/a/", "/p/b/"
 READY = [SyncStatus.WAIT_FOR_READY, SyncStatus.RESYNC, SyncStatus.IN_SYNC]
-
-
-class BatchRecorder(RecordingCallbacks):
-    """Also records the size of each on_updates call, and can hold the syncer inside one."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.batch_sizes: list[int] = []
-        self.hold = threading.Event()
-        self.held = threading.Event()
-        self.release = threading.Event()
-
-    def on_updates(self, updates: Sequence[Update]) -> None:
-        super().on_updates(updates)
-        self.batch_sizes.append(len(updates))
-        if self.hold.is_set():
-            self.held.set()
-            assert self.release.wait(10)
 
 
 class Sleeps:
@@ -49,25 +33,14 @@ class Sleeps:
         self.hook(len(self.delays))
 
 
-@contextmanager
 def running(
     backend: MemoryBackend, consumer: RecordingCallbacks, **kwargs: object
-) -> Iterator[Syncer]:
-    syncer = Syncer(backend, (A, B), consumer, **kwargs)  # type: ignore[arg-type]
-    syncer.start()
-    try:
-        yield syncer
-    finally:
-        syncer.stop()
-        assert not syncer.is_alive()
-
-
-def store_state(backend: MemoryBackend) -> dict[str, bytes]:
-    return {kv.key: kv.value for kv in backend.list("/p/").items if kv.key.startswith((A, B))}
+) -> AbstractContextManager[Syncer]:
+    return recording.running(Syncer(backend, (A, B), consumer, **kwargs))  # type: ignore[arg-type]
 
 
 def in_sync(consumer: RecordingCallbacks, backend: MemoryBackend) -> Callable[[], bool]:
-    return lambda: consumer.status is SyncStatus.IN_SYNC and consumer.state == store_state(backend)
+    return consumer.in_sync_with(backend, (A, B))
 
 
 def seed(backend: MemoryBackend) -> None:
@@ -92,45 +65,6 @@ def change_everything(backend: MemoryBackend) -> dict[str, UpdateKind]:
     }
 
 
-def received(consumer: RecordingCallbacks) -> dict[str, UpdateKind]:
-    kinds = {u.key: u.kind for u in consumer.updates}
-    assert len(kinds) == len(consumer.updates), f"duplicates: {consumer.updates}"
-    return kinds
-
-
-def test_snapshot_in_batches_then_live_updates() -> None:
-    backend, consumer = MemoryBackend(), BatchRecorder()
-    seed(backend)
-    with running(backend, consumer, batch_size=4):
-        consumer.wait_for(in_sync(consumer, backend))
-        assert consumer.statuses == READY
-        assert consumer.batch_sizes == [4, 2]
-        assert {u.kind for u in consumer.updates} == {UpdateKind.NEW}
-        consumer.clear_history()
-        expected = change_everything(backend)
-        consumer.wait_for(in_sync(consumer, backend))
-    assert received(consumer) == expected
-    assert consumer.statuses == []
-
-
-def test_resync_after_compaction_hands_over_the_difference() -> None:
-    backend, consumer = MemoryBackend(), BatchRecorder()
-    seed(backend)
-    with running(backend, consumer):
-        consumer.wait_for(in_sync(consumer, backend))
-        consumer.hold.set()
-        backend.put(f"{A}0", b"held")  # the syncer delivers this, then is held by the consumer
-        assert consumer.held.wait(10)
-        consumer.hold.clear()
-        consumer.clear_history()
-        expected = change_everything(backend)
-        backend.compact(backend.revision)
-        consumer.release.set()
-        consumer.wait_for(in_sync(consumer, backend))
-    assert consumer.statuses == [SyncStatus.RESYNC, SyncStatus.IN_SYNC]
-    assert received(consumer) == expected
-
-
 def test_outage_backs_off_exponentially_then_resyncs() -> None:
     backend, consumer, sleeps = MemoryBackend(), RecordingCallbacks(), Sleeps()
     seed(backend)
@@ -149,7 +83,7 @@ def test_outage_backs_off_exponentially_then_resyncs() -> None:
         consumer.wait_for(lambda: consumer.status is SyncStatus.IN_SYNC and len(sleeps.delays) == 5)
     assert sleeps.delays == [0.1, 0.2, 0.4, 0.4, 0.4]
     assert consumer.statuses == [SyncStatus.RESYNC, SyncStatus.IN_SYNC]
-    assert received(consumer) == expected
+    assert consumer.kinds() == expected
 
 
 def test_waits_for_ready_while_the_datastore_is_down() -> None:
@@ -174,6 +108,24 @@ def test_backoff_restarts_after_a_healthy_spell() -> None:
             backend.set_unavailable(True)
             consumer.wait_for(lambda: len(sleeps.delays) == count)  # noqa: B023
     assert sleeps.delays == [0.1, 0.2, 0.4, 0.1]
+
+
+def test_a_long_outage_stays_at_the_ceiling() -> None:
+    """Only a spell in sync starts the back-off over, not time spent failing."""
+    backend, consumer, sleeps = MemoryBackend(), RecordingCallbacks(), Sleeps()
+    now = 0.0
+
+    def advance(count: int) -> None:
+        nonlocal now
+        now += sleeps.delays[-1]
+        backend.set_unavailable(count < 6)
+
+    sleeps.hook = advance
+    with running(backend, consumer, sleep=sleeps, clock=lambda: now, max_backoff=0.4):
+        consumer.wait_for(lambda: consumer.status is SyncStatus.IN_SYNC)
+        backend.set_unavailable(True)
+        consumer.wait_for(lambda: len(sleeps.delays) == 6)
+    assert sleeps.delays == [0.1, 0.2, 0.4, 0.4, 0.4, 0.4]
 
 
 def test_stop_is_prompt_while_watching_and_while_backing_off() -> None:
@@ -211,12 +163,8 @@ def test_prefixes_without_a_common_prefix() -> None:
     backend.put("/x/1", b"1")
     backend.put("y/2", b"2")
     backend.put("/z/3", b"3")
-    syncer = Syncer(backend, ("/x/", "y/"), consumer)
-    syncer.start()
-    try:
+    with recording.running(Syncer(backend, ("/x/", "y/"), consumer)):
         consumer.wait_for(lambda: consumer.state == {"/x/1": b"1", "y/2": b"2"})
-    finally:
-        syncer.stop()
 
 
 def test_needs_a_prefix() -> None:

@@ -10,7 +10,6 @@ from calico.calc.messages import (
     HostEndpointID,
     WorkloadEndpoint,
     WorkloadEndpointID,
-    WorkloadEndpointUpdate,
 )
 from calico.datastore.memory import MemoryBackend
 from calico.felix import daemon
@@ -108,7 +107,7 @@ def test_endpoint_status_keys_carry_region(region: str, segment: str) -> None:
         "tapport1", None, ("198.18.0.2/32",), (), (), (), orchestrator="openstack",
         workload="vm1", endpoint="port1",
     )  # fmt: skip
-    felix._endpoint_status(wep_id, WorkloadEndpointUpdate(wep_id, endpoint), "up")
+    felix._endpoint_status(wep_id, endpoint, "up")
     felix._endpoint_status(HostEndpointID("eth0"), None, "down")
     felix.reporter.flush_endpoints()
     base = f"/calico/felix/v2/{segment}/host/h/"

@@ -8,18 +8,11 @@ import urllib.error
 import urllib.request
 
 from calico.felix.health import HealthAggregator, serve_health
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from calico.testing.clock import ManualClock
 
 
 def test_liveness_times_out_and_readiness_waits_for_reporters() -> None:
-    clock = Clock()
+    clock = ManualClock()
     health = HealthAggregator(clock)
     health.register("CalculationGraph", live_timeout=30, reports_ready=True)
     health.register("InternalDataplaneMainLoop", live_timeout=90, reports_ready=True)

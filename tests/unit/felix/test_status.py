@@ -9,19 +9,13 @@ from collections.abc import Callable
 import pytest
 
 from calico.datastore.memory import MemoryBackend
-from calico.felix.status import StatusReporter, host_endpoint_status_key, workload_status_key
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from calico.felix.status import StatusReporter
+from calico.model.status_keys import host_endpoint_status_key, workload_status_key
+from calico.testing.clock import ManualClock
 
 
 def test_heartbeat_is_leased_and_mirrored() -> None:
-    clock = Clock()
+    clock = ManualClock(1000.0)
     backend = MemoryBackend(now=clock)
     reporter = StatusReporter(
         backend, "host-1", interval=30, ttl=90, wallclock=lambda: "2026-01-01T00:00:00Z"

@@ -1,26 +1,13 @@
-"""The node's supervisor: backoff arithmetic, and restarting a child that exits."""
+"""The node's supervisor: restarting a child that exits, after its backoff delay."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from calico.node.supervisor import Backoff, Child, ChildSpec
-
-
-def test_backoff_doubles_to_a_ceiling_and_resets_after_a_stable_run() -> None:
-    b = Backoff(initial=0.5, maximum=4.0, factor=2.0, stable_after=60.0)
-    assert [b.delay(1.0) for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
-    assert b.delay(61.0) == 0.5
-    assert b.delay(0.1) == 1.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from calico.backoff import Backoff
+from calico.node.supervisor import Child, ChildSpec
+from calico.testing.clock import ManualClock
 
 
 def spec(tmp_path: Path, code: str, **kwargs: object) -> ChildSpec:
@@ -29,9 +16,9 @@ def spec(tmp_path: Path, code: str, **kwargs: object) -> ChildSpec:
 
 
 def test_exited_child_is_restarted_after_its_backoff_delay(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = ManualClock(100.0)
     child = Child(spec(tmp_path, "print('hi')", pid_file=tmp_path / "child.pid"),
-                  Backoff(initial=1.0), clock)  # fmt: skip
+                  Backoff(initial=1.0, maximum=30.0), clock)  # fmt: skip
     child.start()
     assert child.proc is not None
     first = child.proc.pid
@@ -59,9 +46,9 @@ def test_failing_prepare_counts_as_a_crash(tmp_path: Path) -> None:
         if len(calls) == 1:
             raise RuntimeError("no config yet")
 
-    clock = Clock()
+    clock = ManualClock(100.0)
     child = Child(spec(tmp_path, "import time; time.sleep(30)", prepare=prepare),
-                  Backoff(initial=2.0), clock)  # fmt: skip
+                  Backoff(initial=2.0, maximum=30.0), clock)  # fmt: skip
     child.start()
     assert child.proc is None
     clock.now += 2.0

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from calico.model.status_keys import region_string as region_string_of
 from calico.openstack import keys
 from calico.openstack.settings import (
     OPTIONS,
@@ -28,14 +29,14 @@ from calico.openstack.settings import (
 def test_region_strings_and_namespaces(
     region: str | None, region_string: str, namespace: str
 ) -> None:
-    assert keys.region_string(region) == region_string
+    assert region_string_of(region) == region_string
     assert keys.endpoint_namespace(region) == namespace
 
 
 @pytest.mark.parametrize("region", ["Europe", "-edge", "edge-", "a_b", "x" * 47])
 def test_invalid_regions_are_named(region: str) -> None:
     with pytest.raises(ValueError, match="openstack_region"):
-        keys.region_string(region)
+        region_string_of(region)
 
 
 def test_names_follow_networking_calico() -> None:
@@ -46,7 +47,6 @@ def test_names_follow_networking_calico() -> None:
     assert keys.sg_label("sg1") == "sg.projectcalico.org/openstack-sg1"
     assert keys.subnet_key("no-region", "s1") == "/calico/dhcp/v2/no-region/subnet/s1"
     assert keys.election_key("region-r1") == "/calico/openstack/v2/region-r1/neutron_election"
-    assert keys.felix_status_prefix("no-region") == "/calico/felix/v2/no-region/host/"
 
 
 def test_etcd_host_and_port_become_the_endpoint() -> None:

@@ -5,12 +5,8 @@ from __future__ import annotations
 import click
 
 from calico.ctl.context import CtlContext, CtlError, reported, resolve_kind
-from calico.datastore.client import ResourceConflict
-from calico.model.base import DEFAULT_NAMESPACE
-from calico.model.errors import ResourceError
+from calico.model.base import DEFAULT_NAMESPACE, Resource
 from calico.model.fields import check_label_value, check_qualified_name
-
-_ATTEMPTS = 5
 
 
 def _parse(label: str, remove: bool) -> tuple[str, str | None]:
@@ -46,33 +42,25 @@ def label(
     cls = resolve_kind(kind)
     key, value = _parse(label, remove)
     ns = (namespace or DEFAULT_NAMESPACE) if cls.NAMESPACED else None
-    with reported():
-        client = ctx.client()
-        for _ in range(_ATTEMPTS):
-            resource = client.get(cls, name, ns)
-            labels = dict(resource.metadata.labels or {})
-            if remove:
-                if key not in labels:
-                    raise CtlError(f"{resource.display_name()} has no label {key!r}")
-                del labels[key]
-            elif key in labels and labels[key] != value and not overwrite:
-                raise CtlError(
-                    f"{resource.display_name()} already has label {key}={labels[key]}"
-                    " (use --overwrite)"
-                )
-            else:
-                labels[key] = value or ""
-            data = resource.to_dict()
-            data["metadata"]["labels"] = labels or None
-            try:
-                client.replace(cls.model_validate(data))
-            except ResourceConflict:
-                continue
-            except ResourceError as exc:
-                raise CtlError(str(exc)) from None
-            break
+
+    def relabelled(resource: Resource) -> Resource:
+        labels = dict(resource.metadata.labels or {})
+        if remove:
+            if key not in labels:
+                raise CtlError(f"{resource.display_name()} has no label {key!r}")
+            del labels[key]
+        elif key in labels and labels[key] != value and not overwrite:
+            raise CtlError(
+                f"{resource.display_name()} already has label {key}={labels[key]} (use --overwrite)"
+            )
         else:
-            raise CtlError(f"{cls.KIND} {name!r} kept changing; label not applied")
+            labels[key] = value or ""
+        data = resource.to_dict()
+        data["metadata"]["labels"] = labels or None
+        return cls.model_validate(data)
+
+    with reported():
+        ctx.client().update(cls, name, ns, relabelled)
     click.echo(
         f"Successfully {'removed label from' if remove else 'set label on'} {cls.KIND} {name!r}"
     )

@@ -21,7 +21,8 @@ import threading
 from collections import deque
 from collections.abc import Iterable
 
-from calico.dataplane.kernel import CommandError, CommandRunner
+from calico.backoff import Backoff
+from calico.programs import CommandFailed, CommandRunner
 
 _log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class ConntrackFlows:
 
     def remove_flows(self, ip_version: int, addr: str) -> int:
         """Deletes every entry with `addr` as original or reply source; returns how many.
-        Raises CommandError if the tool fails (the caller retries)."""
+        Raises CommandFailed if the tool fails (the caller retries)."""
         if ip_version not in _FAMILY:
             raise ValueError(f"ip_version must be 4 or 6, not {ip_version}")
         deleted = 0
@@ -47,7 +48,7 @@ class ConntrackFlows:
             count = int(found.group(1)) if found else -1
             ok_codes = (0, 1) if count == 0 else (0,)  # 1 also means "none found"
             if count < 0 or result.returncode not in ok_codes:
-                raise CommandError(args, result.returncode, result.stderr)
+                raise CommandFailed(args, result.returncode, result.stdout, result.stderr)
             deleted += count
         if deleted:
             _log.info("deleted %d conntrack entries of %s", deleted, addr)
@@ -108,7 +109,7 @@ class ConntrackCleaner:
             self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        backoff = 0.1
+        backoff = Backoff(initial=0.1, maximum=self._max_backoff)
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._queue or self._closed)
@@ -119,16 +120,16 @@ class ConntrackCleaner:
             try:
                 self._flows.remove_flows(*item)
             except Exception as exc:
+                delay = backoff.delay()
                 _log.error("deleting the conntrack entries of %s failed (%s); retrying in %.1fs",
-                           item[1], exc, backoff)  # fmt: skip
+                           item[1], exc, delay)  # fmt: skip
                 with self._cond:
                     self._busy = None
                     self._queue.appendleft(item)
                     self._cond.notify_all()
-                    self._cond.wait_for(lambda: self._closed, backoff)
-                backoff = min(backoff * 2, self._max_backoff)
+                    self._cond.wait_for(lambda: self._closed, delay)
                 continue
-            backoff = 0.1
+            backoff.reset()
             with self._cond:
                 self._busy = None
                 self._cond.notify_all()

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from calico.calc.messages import IPSetType
-from calico.dataplane.kernel import CommandError, CommandRunner
+from calico.programs import CommandFailed, CommandRunner
 from calico.rules import naming
 
 _log = logging.getLogger(__name__)
@@ -269,7 +269,7 @@ class IPSetWriter:
             return
         try:
             self._runner.run(["ipset", "-exist", "restore"], stdin="\n".join(lines) + "\n")
-        except CommandError as exc:
+        except CommandFailed as exc:
             for driver in self._drivers:
                 driver.resync()  # partly applied: re-read before the retry
             _log.error(

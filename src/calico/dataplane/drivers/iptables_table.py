@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from calico.dataplane.drivers.iptables_render import TableUpdate, hook_hashes, render_update
-from calico.dataplane.kernel import CommandError, CommandRunner
+from calico.programs import CommandFailed, CommandRunner
 from calico.rules.config import InsertMode
 from calico.rules.model import DROP, Chain, Hook, Rule
 from calico.rules.naming import CHAIN_PREFIX, RULE_HASH_PREFIX
@@ -115,7 +115,7 @@ def detect_backend(runner: CommandRunner) -> str:
         for version in (4, 6):
             try:
                 out = runner.run([_tool(version, backend, "save")]).stdout
-            except CommandError:
+            except CommandFailed:
                 continue
             cali += sum(line.startswith(f":{CHAIN_PREFIX}") for line in out.splitlines())
             rules += sum(line.startswith("-A ") for line in out.splitlines())
@@ -234,7 +234,7 @@ class IptablesTable:
         args = [_tool(self.ip_version, self.backend, "restore"), "--noflush", "--wait"]
         try:
             self._runner.run(args, stdin=text)
-        except CommandError as exc:
+        except CommandFailed as exc:
             self._kernel = None
             numbered = "\n".join(f"{i:5d} {line}" for i, line in enumerate(text.splitlines(), 1))
             _log.error("%s failed: %s\ninput was:\n%s", args[0], exc.stderr.strip(), numbered)

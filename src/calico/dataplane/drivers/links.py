@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from calico.dataplane.kernel import CommandRunner
+from calico.programs import CommandRunner
 
 
 def interface_sysctls(iface: str, spoofing_allowed: bool, ipv6: bool) -> dict[str, str]:

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from calico.dataplane.drivers.conntrack import ConntrackCleaner
-from calico.dataplane.kernel import CommandRunner
+from calico.programs import CommandRunner
 
 _log = logging.getLogger(__name__)
 

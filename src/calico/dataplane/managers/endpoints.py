@@ -54,7 +54,11 @@ from calico.rules.model import Chain
 from calico.rules.nat import endpoint_nats
 from calico.rules.static import static_raw_chains
 
-StatusCallback = Callable[[WorkloadEndpointID | HostEndpointID, str | None], None]
+# (endpoint ID, the workload endpoint as programmed (None for a host endpoint), "up", "down",
+# "error", or None once it is gone): the status reporter keys workloads by their fields.
+StatusCallback = Callable[
+    [WorkloadEndpointID | HostEndpointID, WorkloadEndpoint | None, str | None], None
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +146,7 @@ class EndpointManager:
         if old is not None and (new is None or old.interface_name != new.interface_name):
             self._remove_workload_iface(old.interface_name)
         if new is None:
-            self._set_status(ep_id, None)
+            self._set_status(ep_id, old, None)
             return
         chains = workload_endpoint_chains(self._cfg, new)
         for family in self._cfg.ip_versions:
@@ -201,10 +205,10 @@ class EndpointManager:
             table.update_chains(chains)
             self._hep_chains[key] = names
         for hep_id in self._heps:
-            self._set_status(hep_id, "up" if hep_id in owners.values() else "down")
+            self._set_status(hep_id, None, "up" if hep_id in owners.values() else "down")
         for gone in [i for i in self._statuses if isinstance(i, HostEndpointID)]:
             if gone not in self._heps:
-                self._set_status(gone, None)  # deleted: its status goes too
+                self._set_status(gone, None, None)  # deleted: its status goes too
 
     def _resolve_host_endpoints(self) -> dict[str, HostEndpointID]:
         """Interface name -> the host endpoint that owns it (first by name wins). Like
@@ -234,9 +238,14 @@ class EndpointManager:
     def _report_statuses(self) -> None:
         for ep_id, ep in self._programmed.items():
             state = self._ifaces.get(ep.interface_name)
-            self._set_status(ep_id, "up" if state is not None and state.up else "down")
+            self._set_status(ep_id, ep, "up" if state is not None and state.up else "down")
 
-    def _set_status(self, ep_id: WorkloadEndpointID | HostEndpointID, status: str | None) -> None:
+    def _set_status(
+        self,
+        ep_id: WorkloadEndpointID | HostEndpointID,
+        endpoint: WorkloadEndpoint | None,
+        status: str | None,
+    ) -> None:
         if self._statuses.get(ep_id) == status:
             return
         if status is None:
@@ -244,13 +253,14 @@ class EndpointManager:
         else:
             self._statuses[ep_id] = status
         if self._on_status is not None:
-            self._on_status(ep_id, status)
+            self._on_status(ep_id, endpoint, status)
 
     def mark_error(self) -> None:
         """Programming failed: every endpoint is in error until an apply succeeds."""
-        ids: list[WorkloadEndpointID | HostEndpointID] = [*self._programmed, *self._heps]
-        for ep_id in ids:
-            self._set_status(ep_id, "error")
+        for ep_id, ep in self._programmed.items():
+            self._set_status(ep_id, ep, "error")
+        for hep_id in self._heps:
+            self._set_status(hep_id, None, "error")
 
     def workload_endpoints(self) -> Iterable[tuple[WorkloadEndpointID, WorkloadEndpoint]]:
         return self._programmed.items()

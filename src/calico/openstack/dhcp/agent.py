@@ -30,6 +30,7 @@ from calico.datastore.resource_syncer import ResourceDecoder, ResourceUpdate
 from calico.datastore.syncer import Syncer
 from calico.model.endpoints import WorkloadEndpoint
 from calico.model.keys import kind_prefix
+from calico.model.status_keys import region_string
 from calico.openstack import keys
 from calico.openstack.dhcp.config import (
     NetworkConfig,
@@ -93,7 +94,7 @@ class DhcpAgent:
         self._check_interval = check_interval
         self._retry_interval = retry_interval
         self._clock = clock
-        self._subnet_prefix = keys.subnet_prefix(keys.region_string(region))
+        self._subnet_prefix = keys.subnet_prefix(region_string(region))
         self._lock = threading.Lock()
         self._changed = threading.Event()
         self.stop_event = threading.Event()

@@ -1,0 +1,56 @@
+"""The syncer's updates split before the graph: FelixConfiguration to Felix, the rest to the
+calculation graph."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from calico.calc import messages as m
+from calico.calc.graph import CalcGraph
+from calico.datastore.api import UpdateKind
+from calico.datastore.resource_syncer import ResourceUpdate
+from calico.felix import daemon
+from calico.felix.config import build_config
+from calico.felix.metrics import FelixMetrics
+from calico.model import parse_resource
+from calico.model.keys import key_of
+
+
+def _felix() -> daemon.Felix:
+    felix = daemon.Felix.__new__(daemon.Felix)
+    felix.environ = {"NODENAME": "h"}
+    felix.local_file = {}
+    felix.config = build_config(felix.environ)
+    felix._datastore_specs = ({}, {})
+    felix.exit_code = 0
+    felix.stop_event = threading.Event()
+    felix.metrics = FelixMetrics()
+    return felix
+
+
+def _update(kind: str, name: str, spec: dict[str, Any]) -> ResourceUpdate:
+    resource = parse_resource(
+        {
+            "apiVersion": "projectcalico.org/v3",
+            "kind": kind,
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+    )
+    return ResourceUpdate(UpdateKind.NEW, key_of(resource), resource, 1)
+
+
+def test_felix_configuration_goes_to_felix_and_the_rest_to_the_graph() -> None:
+    felix = _felix()
+    batches: list[list[m.Message]] = []
+    adapter = daemon._GraphAdapter(CalcGraph("h", lambda b: batches.append(list(b))), felix)
+    other_node = _update("FelixConfiguration", "node.other", {"logSeverityScreen": "Debug"})
+    pool = _update("IPPool", "p", {"cidr": "198.18.0.0/24"})
+    adapter.on_resource_updates([other_node, pool])
+    assert batches == [[m.IPAMPoolUpdate("p", m.IPAMPool("198.18.0.0/24", False))]]
+    assert (felix.exit_code, felix.stop_event.is_set()) == (0, False)  # not this host's
+    mine = _update("FelixConfiguration", "node.h", {"logSeverityScreen": "Debug"})
+    adapter.on_resource_updates([mine])
+    assert len(batches) == 1  # nothing for the graph
+    assert (felix.exit_code, felix.stop_event.is_set()) == (daemon._RESTART, True)
