@@ -17,12 +17,10 @@ from pydantic import ConfigDict, Field, PlainValidator, create_model
 
 from calico.model.base import Model, Resource
 from calico.model.felix_fields import FELIX_FIELDS, REMOVED_FELIX_FIELDS, FelixField
-from calico.model.fields import parse_port, parse_protocol
+from calico.model.fields import duration_seconds, parse_port, parse_protocol
 from calico.model.network import _default_or_node
 
 Check = Callable[[Any], Any]
-
-_DURATION = re.compile(r"^(([0-9]+(\.[0-9]+)?)(ns|us|µs|ms|s|m|h))+$|^0$")
 
 
 def _fail(value: Any, why: str) -> ValueError:
@@ -71,8 +69,12 @@ def _check_float(value: Any) -> float:
 
 
 def _check_duration(value: Any) -> str:
-    if not isinstance(value, str) or not _DURATION.match(value):
+    if not isinstance(value, str):
         raise _fail(value, 'is not a valid duration (e.g. "90s", "1m30s", "500ms")')
+    try:
+        duration_seconds(value)
+    except ValueError:
+        raise _fail(value, 'is not a valid duration (e.g. "90s", "1m30s", "500ms")') from None
     return value
 
 

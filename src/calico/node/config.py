@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from calico.model.fields import is_subdomain
+from calico.model.fields import duration_seconds, is_subdomain
 from calico.model.network import IPPoolSpec
 
 AUTODETECT = "autodetect"
@@ -317,28 +317,15 @@ def _router_id(value: str | None) -> str | None:
         ) from None
 
 
-_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_go_duration(text: str) -> float | None:
-    """Seconds in Go's time.ParseDuration syntax ("90s", "1m30s", "1.5h"), or None."""
-    pos, total = 0, 0.0
-    while pos < len(text):
-        match = _GO_DURATION.match(text, pos)
-        if match is None:
-            return None
-        total += float(match[1]) * _GO_UNITS[match[2]]
-        pos = match.end()
-    return total if text else None
-
-
 def _poll_interval(value: str | None) -> float:
     text = (value or "").strip()
     if not text:
         return 60.0
-    seconds = parse_go_duration(text)
-    if seconds is None or seconds <= 0:
+    try:
+        seconds = duration_seconds(text)
+    except ValueError:
+        seconds = 0.0
+    if seconds <= 0:
         raise NodeConfigError(
             f"AUTODETECT_POLL_INTERVAL: {text!r} is not a positive duration (e.g. 60s, 5m)"
         )

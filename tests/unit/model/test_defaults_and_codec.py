@@ -11,6 +11,7 @@ import yaml
 from calico.model import KINDS, kind_for, load_documents, parse_manifest, parse_resource
 from calico.model.codec import list_document, to_json, to_yaml
 from calico.model.endpoints import WorkloadEndpoint, workload_endpoint_name
+from calico.model.fields import duration_seconds
 from calico.model.keys import ResourceKey, kind_prefix, parse_key
 from calico.model.network import IPPool
 from calico.model.policy import GlobalNetworkPolicy, NetworkPolicy, Tier
@@ -186,3 +187,17 @@ def test_workload_endpoint_names_follow_libcalico_go(orchestrator: str, expected
         WorkloadEndpoint.model_validate({"metadata": {"namespace": "x"}, "spec": spec}).name
         == expected
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("60s", 60.0), ("1m30s", 90.0), ("1.5h", 5400.0), ("500ms", 0.5), ("2us", 2e-6), ("0", 0.0)],
+)  # fmt: skip
+def test_go_durations(text: str, seconds: float) -> None:
+    assert duration_seconds(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "30", "1x", "s", "-1s"])
+def test_not_go_durations(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a valid duration"):
+        duration_seconds(text)

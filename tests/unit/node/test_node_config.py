@@ -12,7 +12,6 @@ from calico.node.config import (
     DefaultPool,
     NodeConfigError,
     parse_autodetection_method,
-    parse_go_duration,
     settings_from_env,
     variables_markdown,
 )
@@ -230,15 +229,6 @@ def test_the_support_doc_lists_every_variable_of_the_table() -> None:
     names = [v.name for v in NODE_VARIABLES]
     assert len(names) == len(set(names))
     assert variables_markdown() in doc  # regenerate the table from calico.node.config
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [("60s", 60.0), ("1m30s", 90.0), ("1.5h", 5400.0), ("500ms", 0.5), ("2us", 2e-6),
-     ("", None), ("30", None), ("1x", None), ("s", None)],
-)  # fmt: skip
-def test_go_durations(text: str, seconds: float | None) -> None:
-    assert parse_go_duration(text) == seconds
 
 
 def test_poll_interval() -> None:
