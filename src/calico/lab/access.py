@@ -14,6 +14,7 @@ from calico.lab.base import BIN_DIR, LabError
 from calico.lab.nodes import NodeOps
 from calico.lab.probe import ProbeResult, run_probe
 from calico.lab.report import Matrix
+from calico.lab.spec import fabric_links, tor_address
 from calico.lab.topology import TopologyOps
 from calico.lab.workloads import WorkloadOps
 
@@ -23,7 +24,7 @@ class AccessOps(TopologyOps, NodeOps, WorkloadOps):
         """Every name `exec` and `probe` accept."""
         spec = self.spec
         names = [h.name for h in spec.hosts] + list(self.state.workloads)
-        names += [e.name for e in spec.externals]
+        names += [e.name for e in spec.externals] + self.routers()
         return names + ([spec.border.name] if spec.border else [])
 
     def addresses(self, name: str) -> tuple[str | None, str | None]:
@@ -36,6 +37,12 @@ class AccessOps(TopologyOps, NodeOps, WorkloadOps):
         for entry in entries:
             if entry.name == name:
                 return _bare(entry.ipv4), _bare(entry.ipv6)
+        for rack in spec.racks:
+            if rack.tor.name == name:
+                return tor_address(rack), None
+        for _, spine, _, address in fabric_links(spec):
+            if spine.name == name:
+                return _bare(address), None
         raise LabError(name, "look up", f"no machine of that name ({', '.join(self.machines())})")
 
     def netns_of(self, name: str) -> str:

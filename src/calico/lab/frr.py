@@ -3,7 +3,8 @@
 Everything FRR uses is per lab: config files, pid files, the zebra API socket and the vty
 sockets live in the router's directory (owned by the `frr` user the daemons drop to), so no
 global /etc/frr or /var/run/frr state is used. The router peers over eBGP with every host,
-learns the pool blocks the hosts advertise, and advertises the network behind it.
+learns the pool blocks the hosts advertise, and advertises the network behind it. The L3
+fabric's ToRs and spines are the same daemons with their own configs (see `calico.lab.fabric`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ FRR_USER = "frr"
 class Neighbor:
     address: str
     as_number: int
+    rr_client: bool = False  # an iBGP client of this router as route reflector
+    next_hop_self: bool = False  # routes learnt over eBGP go to it with this router as next hop
 
 
 def bgpd_config(
@@ -33,8 +36,10 @@ def bgpd_config(
     router_id: str,
     neighbors: list[Neighbor],
     networks: list[str],
+    timers: tuple[int, int] | None = None,
 ) -> str:
-    """bgpd.conf: eBGP to each host (v4 and v6 address families), networks advertised."""
+    """bgpd.conf: a session to each neighbor (v4 and v6 address families), networks
+    advertised; `timers` are (keepalive, hold) seconds."""
     lines = [
         f"hostname {name}",
         "!",
@@ -43,6 +48,7 @@ def bgpd_config(
         " no bgp ebgp-requires-policy",
         " no bgp default ipv4-unicast",
         " bgp bestpath as-path multipath-relax",
+        *([f" timers bgp {timers[0]} {timers[1]}"] if timers else []),
     ]
     for n in neighbors:
         lines += [
@@ -56,7 +62,10 @@ def bgpd_config(
             continue
         lines.append(f" address-family {family} unicast")
         lines += [f"  network {net}" for net in nets]
-        lines += [f"  neighbor {n.address} activate" for n in members]
+        for n in members:
+            lines.append(f"  neighbor {n.address} activate")
+            lines += [f"  neighbor {n.address} route-reflector-client"] if n.rr_client else []
+            lines += [f"  neighbor {n.address} next-hop-self"] if n.next_hop_self else []
         lines += ["  maximum-paths 8", " exit-address-family"]
     return "\n".join([*lines, "!", ""])
 

@@ -5,10 +5,10 @@
     lab.probe("web-1", "db-1", "tcp")    # real packets, from inside the source namespace
     lab.down()                           # every process and namespace, also after a failed up
 
-`up` builds the fabric, starts etcd, applies the lab's resources, builds the border router,
-external machines and hosts, starts `calico node run` on every host, waits for Felix and the
-BGP sessions, attaches the workloads through the CNI plugin and waits until every host routes
-to every workload.
+`up` builds the fabric (a bridge, or racks behind ToRs and spines), starts etcd, applies the
+lab's resources, builds the border router, external machines and hosts, starts `calico node
+run` on every host, waits for Felix and the BGP sessions, attaches the workloads through the CNI
+plugin and waits until every host routes to every workload.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from types import TracebackType
 from calico.lab import cni, netns, procs
 from calico.lab.access import AccessOps
 from calico.lab.base import LabError, Progress
+from calico.lab.fabric import FRR_RUN_ROOT
 from calico.lab.resources import lab_resources
 from calico.lab.spec import LabSpec
 from calico.lab.state import DEFAULT_STATE_ROOT, LabState, StateStore, state_dir_for
-from calico.lab.topology import FRR_RUN_ROOT
 
 PARALLEL = 4
 
@@ -65,7 +65,13 @@ class Lab(AccessOps):
             self.progress = progress
         spec = self.spec
         self.step("lab", "install the CNI plugins", lambda: cni.install(self.cni_bin))
-        self.step("fabric", "bridge", self.build_fabric)
+        if spec.racks:
+            self.step("fabric", "racks, ToRs and spines", self.build_racks)
+            for name in self.routers():
+                self.step(name, "router (FRR)", partial(self.start_router, name))
+            self.step("fabric", "wait for routes between the racks", self.wait_fabric)
+        else:
+            self.step("fabric", "bridge", self.build_fabric)
         self.step("etcd", f"start etcd on {spec.etcd.ipv4 or 'the fabric'}", self.build_etcd)
         self.step("datastore", "initialise and apply the lab's resources", self._apply_resources)
         if spec.border is not None:

@@ -14,7 +14,13 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from calico.lab.spec import LabSpec, etcd_address, fabric_interface
+from calico.lab.spec import (
+    LabSpec,
+    etcd_address,
+    fabric_interface,
+    rack_of,
+    tor_address,
+)
 from calico.model import ResourceError, parse_resource
 
 Problem = tuple[str, str]
@@ -56,7 +62,9 @@ def check_lab(spec: LabSpec) -> Iterator[Problem]:
     """Cross-field problems, in file order."""
     yield from _check_fabric(spec)
     yield from _check_names(spec)
-    yield from _check_addresses(spec)
+    yield from (_check_racks(spec) if spec.racks else _check_no_racks(spec))
+    if not spec.racks:
+        yield from _check_addresses(spec)
     yield from _check_pools(spec)
     yield from _check_workloads(spec)
     yield from _check_externals(spec)
@@ -81,10 +89,102 @@ def _check_names(spec: LabSpec) -> Iterator[Problem]:
     named = [(f"{g}[{i}].name", item.name) for g, items in groups for i, item in enumerate(items)]
     if spec.border is not None:
         named.append(("border.name", spec.border.name))
+    named += [(f"racks[{i}].tor.name", r.tor.name) for i, r in enumerate(spec.racks)]
+    named += [(f"spines[{i}].name", s.name) for i, s in enumerate(spec.spines)]
     for field, name in named:
         if name in seen:
-            yield field, f"name {name!r} is used twice (hosts, workloads, externals, border)"
+            kinds = "hosts, workloads, externals, border, ToRs, spines"
+            yield field, f"name {name!r} is used twice ({kinds})"
         seen.add(name)
+    racks: set[str] = set()
+    for i, rack in enumerate(spec.racks):
+        if rack.name in racks:
+            yield f"racks[{i}].name", f"rack name {rack.name!r} is used twice"
+        racks.add(rack.name)
+
+
+def _check_no_racks(spec: LabSpec) -> Iterator[Problem]:
+    for field in ("model", "spines"):
+        if getattr(spec, field):
+            yield field, "needs racks (the L3 fabric)"
+    for i, host in enumerate(spec.hosts):
+        if host.rack is not None:
+            yield f"hosts[{i}].rack", "needs racks (the L3 fabric)"
+
+
+def _check_racks(spec: LabSpec) -> Iterator[Problem]:
+    """The L3 fabric: hosts in rack subnets behind their ToR, ToRs linked to the spines."""
+    if spec.model is None:
+        yield "model", "racks need a model: as-per-rack or as-per-host"
+    if not spec.spines:
+        yield "spines", "racks need one or two spines"
+    unsupported = [
+        ("mesh", spec.mesh, "the node-to-node mesh is off in an L3 fabric"),
+        ("fabric.ipv6", spec.fabric.ipv6, "IPv6 is not supported with racks yet"),
+        ("border", spec.border, "a border router is not supported with racks yet"),
+        ("externals", spec.externals, "externals are not supported with racks yet"),
+    ]
+    for field, value, reason in unsupported:
+        if value:
+            yield field, reason
+    fabric = ipaddress.ip_network(spec.fabric.ipv4, strict=False)
+    if len(spec.racks) * len(spec.spines) * 2 > fabric.num_addresses:
+        yield "fabric.ipv4", f"{fabric} is too small for a /31 per ToR-spine link"
+    used: dict[str, str] = {}
+    subnets: list[tuple[str, Any]] = []
+    for i, rack in enumerate(spec.racks):
+        net = ipaddress.ip_network(rack.subnet, strict=False)
+        if net.version != 4:
+            yield f"racks[{i}].subnet", f"{rack.subnet!r} is not an IPv4 network"
+            return
+        clash = next((f for f, n in [*subnets, ("fabric.ipv4", fabric)] if n.overlaps(net)), None)
+        if clash:
+            yield f"racks[{i}].subnet", f"{net} overlaps {clash}"
+        subnets.append((f"racks[{i}].subnet", net))
+        for j, spine in enumerate(spec.spines):
+            if spine.asNumber == rack.tor.asNumber:
+                yield f"spines[{j}].asNumber", f"must differ from {rack.name}'s ToR AS (eBGP)"
+    addresses = [(f"racks[{i}].tor.ipv4", tor_address(r)) for i, r in enumerate(spec.racks)]
+    addresses += [(f"hosts[{i}].ipv4", h.ipv4) for i, h in enumerate(spec.hosts)]
+    addresses.append(("etcd.ipv4", etcd_address(spec)))
+    for field, address in addresses:
+        home = rack_of(spec, address)
+        subnet = ipaddress.ip_network(home.subnet, strict=False) if home else None
+        ip = ipaddress.ip_address(address.split("/")[0])
+        if subnet is None or ip in (subnet.network_address, subnet.broadcast_address):
+            yield field, f"{address!r} is not a usable address in a rack's subnet"
+        elif str(ip) in used:
+            yield field, f"{ip} is already used by {used[str(ip)]}"
+        used[str(ip)] = field
+    for i, rack in enumerate(spec.racks):
+        if rack_of(spec, tor_address(rack)) not in (rack, None):
+            yield f"racks[{i}].tor.ipv4", f"is not in the rack's subnet {rack.subnet}"
+    yield from _check_rack_hosts(spec)
+
+
+def _check_rack_hosts(spec: LabSpec) -> Iterator[Problem]:
+    racks = {r.name for r in spec.racks}
+    for i, host in enumerate(spec.hosts):
+        where = f"hosts[{i}]"
+        if host.rack not in racks:
+            yield f"{where}.rack", (
+                "every host names its rack" if host.rack is None
+                else f"{host.rack!r} is not one of the racks"
+            )  # fmt: skip
+            continue
+        rack = spec.host_rack(host)
+        if rack_of(spec, host.ipv4) != rack:
+            yield f"{where}.ipv4", f"{host.ipv4!r} is not in {rack.name}'s subnet {rack.subnet}"
+        if host.ipv6:
+            yield f"{where}.ipv6", "IPv6 is not supported with racks yet"
+        if host.routeReflector:
+            yield f"{where}.routeReflector", "with racks the ToRs are the route reflectors"
+        if spec.model == "as-per-rack" and host.asNumber:
+            yield f"{where}.asNumber", "in model as-per-rack a host takes its rack's AS"
+        if spec.model == "as-per-host" and not host.asNumber:
+            yield f"{where}.asNumber", "model as-per-host needs an AS per host"
+        if spec.model == "as-per-host" and host.asNumber == rack.tor.asNumber:
+            yield f"{where}.asNumber", f"must differ from {rack.name}'s ToR AS (eBGP)"
 
 
 def _fabric_addresses(spec: LabSpec) -> Iterator[tuple[str, str, int]]:
@@ -127,6 +227,7 @@ def _check_pools(spec: LabSpec) -> Iterator[Problem]:
     taken = [
         ipaddress.ip_network(n, strict=False) for n in (spec.fabric.ipv4, spec.fabric.ipv6) if n
     ]
+    taken += [ipaddress.ip_network(r.subnet, strict=False) for r in spec.racks]
     if spec.border is not None:
         taken += [
             ipaddress.ip_network(n, strict=False)

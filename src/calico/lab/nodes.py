@@ -29,8 +29,9 @@ class NodeOps(LabBase):
             "ETCD_ENDPOINTS": self.state.etcd_endpoint,
             "CALICO_RUN_DIR": str(self.run_dir(host)),
         }
-        if spec.asNumber:
-            env["AS"] = str(spec.asNumber)
+        as_number = self.spec.host_as(spec)
+        if as_number:
+            env["AS"] = str(as_number)
         return env
 
     def start_node(self, host: str) -> None:

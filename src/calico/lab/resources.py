@@ -3,7 +3,8 @@
 IP pools; BGPConfiguration `default` (cluster AS, node-to-node mesh); a Node per host carrying
 its labels (route reflectors also `route-reflector: "true"` and their cluster ID) for
 `calico node run` to complete; a BGPPeer from every node to the route reflectors; global
-BGPPeers to the border router; then the manifests the lab file lists.
+BGPPeers to the border router; in an L3 fabric, a `rack` label per node and a BGPPeer per rack
+from its nodes to its ToR; then the manifests the lab file lists.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from calico.lab.labfile import pool_name, pool_spec
-from calico.lab.spec import LabSpec
+from calico.lab.spec import LabSpec, tor_address
 from calico.model import API_VERSION, parse_manifest, parse_resource
 from calico.model.base import Resource
 
 RR_LABEL = "route-reflector"
+RACK_LABEL = "rack"
 
 
 def _doc(kind: str, name: str, spec: dict[str, Any], **meta: Any) -> dict[str, Any]:
@@ -37,6 +39,8 @@ def lab_documents(spec: LabSpec) -> list[dict[str, Any]]:
     for host in spec.hosts:
         labels = dict(host.labels)
         node_spec: dict[str, Any] = {}
+        if host.rack:
+            labels[RACK_LABEL] = host.rack
         if host.routeReflector:
             labels[RR_LABEL] = "true"
             node_spec["bgp"] = {"routeReflectorClusterID": host.routeReflector}
@@ -44,6 +48,13 @@ def lab_documents(spec: LabSpec) -> list[dict[str, Any]]:
     if spec.route_reflectors:
         selectors = {"nodeSelector": "all()", "peerSelector": f"{RR_LABEL} == 'true'"}
         docs.append(_doc("BGPPeer", "lab-route-reflectors", selectors))
+    for rack in spec.racks:
+        peer = {
+            "nodeSelector": f"{RACK_LABEL} == '{rack.name}'",
+            "peerIP": tor_address(rack),
+            "asNumber": rack.tor.asNumber,
+        }
+        docs.append(_doc("BGPPeer", f"lab-tor-{rack.name}", peer))
     border = spec.border
     if border is not None:
         for version, address in ((4, border.ipv4), (6, border.ipv6)):

@@ -96,6 +96,24 @@ class Host(_Model):
     asNumber: ASN | None = None
     labels: Labels = Field(default_factory=dict)
     routeReflector: Annotated[str, AfterValidator(_cluster_id)] | None = None  # cluster ID
+    rack: str | None = None  # L3 fabric: the rack the host sits in
+
+
+class Tor(_Model):
+    name: Name
+    asNumber: ASN
+    ipv4: Address | None = None  # default: the rack subnet's first usable address
+
+
+class Rack(_Model):
+    name: Name
+    subnet: Address
+    tor: Tor
+
+
+class Spine(_Model):
+    name: Name
+    asNumber: ASN
 
 
 class Workload(_Model):
@@ -143,16 +161,32 @@ class LabSpec(_Model):
     workloads: list[Workload] = Field(default_factory=list)
     externals: list[External] = Field(default_factory=list)
     border: Border | None = None
+    model: Literal["as-per-rack", "as-per-host"] | None = None  # L3 fabric: racks and spines
+    racks: list[Rack] = Field(default_factory=list)
+    spines: list[Spine] = Field(default_factory=list, max_length=2)
     resources: list[str] = Field(default_factory=list)
     base_dir: str = "."  # set by load_lab: where relative resource paths start
 
     @property
     def node_mesh(self) -> bool:
-        return self.mesh if self.mesh is not None else not self.route_reflectors
+        return self.mesh if self.mesh is not None else not (self.route_reflectors or self.racks)
 
     @property
     def route_reflectors(self) -> list[Host]:
         return [h for h in self.hosts if h.routeReflector]
+
+    def rack(self, name: str) -> Rack:
+        return next(r for r in self.racks if r.name == name)
+
+    def host_rack(self, host: Host) -> Rack:
+        assert host.rack is not None
+        return self.rack(host.rack)
+
+    def host_as(self, host: Host) -> int | None:
+        """The AS `calico node` gets from its environment (None: the cluster's)."""
+        if self.model == "as-per-rack":
+            return self.host_rack(host).tor.asNumber
+        return host.asNumber
 
     def host(self, name: str) -> Host:
         return next(h for h in self.hosts if h.name == name)
@@ -178,11 +212,41 @@ def fabric_interface(spec: LabSpec, address: str, version: int) -> IPIface:
 
 
 def etcd_address(spec: LabSpec) -> str:
-    """Where etcd listens on the fabric (default: the fabric's last usable IPv4 address)."""
+    """Where etcd listens (default: the last usable IPv4 address of the fabric, or with racks
+    of the first rack's subnet)."""
     if spec.etcd.ipv4:
         return spec.etcd.ipv4.split("/")[0]
-    net = ipaddress.ip_network(spec.fabric.ipv4, strict=False)
+    where = spec.racks[0].subnet if spec.racks else spec.fabric.ipv4
+    net = ipaddress.ip_network(where, strict=False)
     return str(net.broadcast_address - 1)
+
+
+def tor_address(rack: Rack) -> str:
+    if rack.tor.ipv4:
+        return rack.tor.ipv4.split("/")[0]
+    return str(next(ipaddress.ip_network(rack.subnet, strict=False).hosts()))
+
+
+def rack_interface(rack: Rack, address: str) -> ipaddress.IPv4Interface:
+    """`address` in the rack's subnet, with the subnet's prefix length."""
+    net = ipaddress.ip_network(rack.subnet, strict=False)
+    return ipaddress.IPv4Interface(f"{address.split('/')[0]}/{net.prefixlen}")
+
+
+def rack_of(spec: LabSpec, address: str) -> Rack | None:
+    """The rack whose subnet holds `address`."""
+    ip = ipaddress.ip_address(address.split("/")[0])
+    return next((r for r in spec.racks if ip in ipaddress.ip_network(r.subnet, strict=False)), None)
+
+
+def fabric_links(spec: LabSpec) -> list[tuple[Rack, Spine, str, str]]:
+    """(rack, spine, ToR address, spine address): a /31 of the fabric per ToR-spine link."""
+    base = ipaddress.ip_network(spec.fabric.ipv4, strict=False).network_address
+    pairs = [(rack, spine) for rack in spec.racks for spine in spec.spines]
+    return [
+        (rack, spine, f"{base + 2 * i}/31", f"{base + 2 * i + 1}/31")
+        for i, (rack, spine) in enumerate(pairs)
+    ]
 
 
 def parse_ports(ports: list[int | str]) -> list[tuple[str, int]]:

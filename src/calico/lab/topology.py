@@ -4,7 +4,8 @@ The fabric is a bridge in its own namespace; every machine on it gets `eth0` (a 
 other end is a bridge port) with the addresses the lab file gives. Hosts get `default dev
 eth0` (proxy ARP for workloads answers only for destinations routed via another interface)
 and learn everything else through BGP. External machines behind the border router sit on a
-bridge in the router's namespace and use the router as their default gateway.
+bridge in the router's namespace and use the router as their default gateway. In an L3
+fabric (`calico.lab.fabric`) hosts and etcd sit on their rack's bridge instead, behind the ToR.
 """
 
 from __future__ import annotations
@@ -13,18 +14,18 @@ import ipaddress
 from pathlib import Path
 
 from calico.lab import etcd, frr, netns
-from calico.lab.base import LabBase, tail
-from calico.lab.spec import External, Host, etcd_address, fabric_interface
+from calico.lab.base import tail
+from calico.lab.fabric import FabricOps
+from calico.lab.spec import External, Host, etcd_address, fabric_interface, rack_of
 
 FABRIC = "fabric"
 ETCD = "etcd"
 BRIDGE = "br0"
 EXT_BRIDGE = "br-ext"
-FRR_RUN_ROOT = Path("/run/calico-lab-frr")
 FORWARDING = {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"}
 
 
-class TopologyOps(LabBase):
+class TopologyOps(FabricOps):
     def build_fabric(self) -> None:
         ns = self.add_netns(FABRIC)
         netns.ip_batch(
@@ -50,7 +51,11 @@ class TopologyOps(LabBase):
     def build_etcd(self) -> None:
         ns = self.add_netns(ETCD)
         address = etcd_address(self.spec)
-        self._plug(ns, self._fabric_addrs(address, None))
+        rack = rack_of(self.spec, address)
+        if rack is not None:
+            self.plug_rack(ns, rack, address)
+        else:
+            self._plug(ns, self._fabric_addrs(address, None))
         directory = self.dir / "etcd"
         self.state.etcd_endpoint, self.state.etcd_unix = etcd.endpoints(directory, address)
         self.record_proc("etcd", etcd.start_etcd(directory, ns, address))
@@ -63,8 +68,11 @@ class TopologyOps(LabBase):
 
     def build_host(self, host: Host) -> None:
         ns = self.add_netns(host.name)
-        self._plug(ns, self._fabric_addrs(host.ipv4, host.ipv6))
-        netns.ip(ns, "route", "add", "default", "dev", "eth0")
+        if host.rack is not None:
+            self.plug_rack(ns, self.spec.host_rack(host), host.ipv4)
+        else:
+            self._plug(ns, self._fabric_addrs(host.ipv4, host.ipv6))
+            netns.ip(ns, "route", "add", "default", "dev", "eth0")
         self.run_dir(host.name).mkdir(parents=True, exist_ok=True)
 
     def build_external(self, ext: External) -> None:
@@ -132,9 +140,5 @@ class TopologyOps(LabBase):
 
     @property
     def border_dir(self) -> Path:
-        """FRR drops to the `frr` user, which may not reach the state dir (pytest's are 0700):
-        its files live in a directory of their own under /run, removed by `down`."""
-        if not self.state.frr_dir:
-            self.state.frr_dir = str(FRR_RUN_ROOT / self.state.prefix)
-            self.save()
-        return Path(self.state.frr_dir)
+        assert self.spec.border is not None
+        return self.router_dir(self.spec.border.name)

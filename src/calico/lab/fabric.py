@@ -1,0 +1,170 @@
+"""The L3 fabric: racks behind FRR top-of-rack routers, ToRs linked to one or two FRR spines.
+
+Each ToR's namespace holds its rack's bridge (the ToR's address on it is the rack's gateway);
+hosts, and etcd, plug into it and route everything else via the ToR. Every ToR has a veth
+/31 to every spine and eBGP over it. Hosts peer only with their ToR: in model as-per-rack
+they share the rack's AS and the ToR reflects their routes to each other (iBGP, next hop kept)
+and gives them what it learns from the spines with itself as next hop; in as-per-host each
+host has its own AS and eBGP to the ToR. The routers use short BGP timers (FABRIC_TIMERS) so
+a dead peer is noticed within seconds even when no link goes down.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from calico.lab import frr, netns, procs
+from calico.lab.base import LabBase, LabError, wait_for
+from calico.lab.spec import Rack, fabric_links, rack_interface, tor_address
+
+RACK_BRIDGE = "br-rack"
+FORWARDING = {"net.ipv4.ip_forward": "1"}
+FABRIC_TIMERS = (3, 9)  # keepalive, hold (seconds)
+FABRIC_TIMEOUT = 60.0
+FRR_RUN_ROOT = Path("/run/calico-lab-frr")
+
+
+class FabricOps(LabBase):
+    @property
+    def frr_root(self) -> Path:
+        """FRR drops to the `frr` user, which may not reach the state dir (pytest's are 0700):
+        router files live under /run in a directory of the lab's own, removed by `down`."""
+        if not self.state.frr_dir:
+            self.state.frr_dir = str(FRR_RUN_ROOT / self.state.prefix)
+            self.save()
+        return Path(self.state.frr_dir)
+
+    def router_dir(self, name: str) -> Path:
+        root = self.frr_root
+        root.mkdir(parents=True, exist_ok=True)
+        for directory in (root.parent, root):  # traversable by the `frr` user
+            directory.chmod(0o755)
+        return root / name
+
+    def routers(self) -> list[str]:
+        """The fabric's routers: ToRs, then spines."""
+        return [r.tor.name for r in self.spec.racks] + [s.name for s in self.spec.spines]
+
+    def build_racks(self) -> None:
+        """Namespaces, rack bridges and ToR-spine links (the routers start later)."""
+        for name in self.routers():
+            netns.sysctl(self.add_netns(name), FORWARDING)
+        for rack in self.spec.racks:
+            gateway = rack_interface(rack, tor_address(rack))
+            netns.ip_batch(
+                self.netns(rack.tor.name),
+                [
+                    f"link add {RACK_BRIDGE} type bridge mcast_snooping 0",
+                    f"link set {RACK_BRIDGE} up",
+                    *netns.address_commands(RACK_BRIDGE, [str(gateway)]),
+                ],
+            )
+        for rack, spine, tor_addr, spine_addr in fabric_links(self.spec):
+            tor_ns, spine_ns = self.netns(rack.tor.name), self.netns(spine.name)
+            tor_if, spine_if = self._link_names(rack.name, spine.name)
+            netns.veth(tor_ns, tor_if, spine_ns, spine_if)
+            netns.ip(tor_ns, "addr", "add", tor_addr, "dev", tor_if)
+            netns.ip(spine_ns, "addr", "add", spine_addr, "dev", spine_if)
+
+    def _link_names(self, rack: str, spine: str) -> tuple[str, str]:
+        """(ToR side, spine side): `s<spine index>` and `t<rack index>`."""
+        racks = [r.name for r in self.spec.racks]
+        spines = [s.name for s in self.spec.spines]
+        return f"s{spines.index(spine)}", f"t{racks.index(rack)}"
+
+    def plug_rack(self, entity_ns: str, rack: Rack, address: str) -> None:
+        """`eth0` in `entity_ns` on the rack's bridge, with `address`, default via the ToR."""
+        tor_ns = self.netns(rack.tor.name)
+        port = f"h{self.state.namespaces.index(entity_ns)}"
+        netns.veth(tor_ns, port, entity_ns, "eth0")
+        netns.ip(tor_ns, "link", "set", port, "master", RACK_BRIDGE)
+        netns.ip_batch(
+            entity_ns,
+            [
+                *netns.address_commands("eth0", [str(rack_interface(rack, address))]),
+                f"route add default via {tor_address(rack)}",
+            ],
+        )
+
+    def router_config(self, name: str) -> str:
+        """bgpd.conf of a ToR (hosts of its rack and the spines) or a spine (every ToR)."""
+        spec = self.spec
+        links = fabric_links(spec)
+        rack = next((r for r in spec.racks if r.tor.name == name), None)
+        if rack is not None:
+            as_number = rack.tor.asNumber
+            reflect = spec.model == "as-per-rack"
+            neighbors = [
+                frr.Neighbor(h.ipv4.split("/")[0], spec.host_as(h) or spec.asNumber,
+                             rr_client=reflect, next_hop_self=reflect)
+                for h in spec.hosts
+                if h.rack == rack.name
+            ]  # fmt: skip
+            neighbors += [
+                frr.Neighbor(s_addr.split("/")[0], s.asNumber)
+                for r, s, _, s_addr in links
+                if r == rack
+            ]
+            router_id, networks = tor_address(rack), [str(ipaddress.ip_network(rack.subnet))]
+        else:
+            spine = next(s for s in spec.spines if s.name == name)
+            as_number, networks = spine.asNumber, []
+            neighbors = [
+                frr.Neighbor(t_addr.split("/")[0], r.tor.asNumber)
+                for r, s, t_addr, _ in links
+                if s == spine
+            ]
+            router_id = next(a for _, s, _, a in links if s == spine).split("/")[0]
+        return frr.bgpd_config(name, as_number, router_id, neighbors, networks, FABRIC_TIMERS)
+
+    def start_router(self, name: str) -> None:
+        """Start the router's FRR (zebra and bgpd)."""
+        config = self.router_config(name)
+        zebra, bgpd = frr.start(self.router_dir(name), self.netns(name), config, name)
+        self.record_proc(f"frr/zebra/{name}", zebra)
+        self.record_proc(f"frr/bgpd/{name}", bgpd)
+
+    def stop_router(self, name: str) -> None:
+        """SIGTERM bgpd, then zebra (zebra removes the routes it installed)."""
+        for daemon in ("bgpd", "zebra"):
+            key = f"frr/{daemon}/{name}"
+            proc = self.state.proc(key)
+            if proc is not None:
+                procs.stop([proc], timeout=10.0)
+            self.record_proc(key, None)
+
+    def fail_spine(self, name: str) -> None:
+        """A spine dies: its links go down and its FRR is killed (its routes stay, unused)."""
+        if name not in {s.name for s in self.spec.spines}:
+            raise LabError(name, "fail spine", "not one of the spines")
+        ns = self.netns(name)
+        links = [self._link_names(r.name, name)[1] for r in self.spec.racks]
+        netns.ip_batch(ns, [f"link set {link} down" for link in links])
+        for daemon in ("bgpd", "zebra"):
+            proc = self.state.proc(f"frr/{daemon}/{name}")
+            if proc is not None:
+                procs.kill([proc])
+            self.record_proc(f"frr/{daemon}/{name}", None)
+
+    def router_sessions(self, name: str) -> dict[str, str]:
+        """Neighbor address -> BGP state ({} when the router's bgpd is not running)."""
+        if not self.proc_alive(f"frr/bgpd/{name}"):
+            return {}
+        return frr.sessions(self.router_dir(name), self.netns(name))
+
+    def wait_fabric(self, timeout: float = FABRIC_TIMEOUT) -> None:
+        """Until every ToR has a BGP route to every other rack's subnet (through the spines)."""
+        subnets = {str(ipaddress.ip_network(r.subnet)) for r in self.spec.racks}
+
+        def missing() -> str | None:
+            for rack in self.spec.racks:
+                name = rack.tor.name
+                table = frr.routes(self.router_dir(name), self.netns(name))
+                lacking = sorted(subnets - set(table))
+                if lacking:
+                    return f"{name} has no route to {', '.join(lacking)}"
+            return None
+
+        if wait_for(lambda: None if missing() else True, timeout, 0.2) is None:
+            raise LabError("fabric", "ToR-spine routing", missing() or "?")
