@@ -145,13 +145,19 @@ class AccessOps(TopologyOps, NodeOps, WorkloadOps):
         run_dir = self.run_dir(host)
         spec = self.spec.host(host)
         sessions = [{"peer": s.name, "state": s.state, "info": s.info} for s in self.sessions(host)]
-        return {
+        doc: dict[str, Any] = {
             "name": host, "netns": self.netns(host), "ipv4": spec.ipv4, "ipv6": spec.ipv6,
             "node": self.proc_alive(f"node/{host}"),
             "felix": procs.alive(procs.from_pid_file(run_dir / "felix.pid")),
             "bird": procs.alive(procs.from_pid_file(run_dir / "bird.pid")),
             "bgp": sessions,
         }  # fmt: skip
+        if spec.rack is not None:
+            rack = self.spec.host_rack(spec)
+            peer = tor_address(rack).replace(".", "_")
+            tor = next((s for s in sessions if s["peer"].endswith(f"_{peer}")), None)
+            doc["tor"] = {"name": rack.tor.name, "info": tor["info"] if tor else "no session"}
+        return doc
 
     def status(self) -> dict[str, Any]:
         """Hosts, workloads and BGP sessions, as data (`calico lab status --json`)."""
@@ -167,6 +173,11 @@ class AccessOps(TopologyOps, NodeOps, WorkloadOps):
         }  # fmt: skip
         if self.spec.border is not None:
             doc["border"] = {"name": self.spec.border.name, "bgp": self.border_sessions()}
+        if self.spec.racks:
+            doc["routers"] = [
+                {"name": name, "role": role, "asNumber": asn, "bgp": self.router_sessions(name)}
+                for name, role, asn in self.router_roles()
+            ]
         return doc
 
     def border_sessions(self) -> dict[str, str]:

@@ -46,6 +46,11 @@ class FabricOps(LabBase):
         """The fabric's routers: ToRs, then spines."""
         return [r.tor.name for r in self.spec.racks] + [s.name for s in self.spec.spines]
 
+    def router_roles(self) -> list[tuple[str, str, int]]:
+        """(name, role, AS) of each router, for status."""
+        tors = [(r.tor.name, f"ToR of {r.name}", r.tor.asNumber) for r in self.spec.racks]
+        return tors + [(s.name, "spine", s.asNumber) for s in self.spec.spines]
+
     def build_racks(self) -> None:
         """Namespaces, rack bridges and ToR-spine links (the routers start later)."""
         for name in self.routers():

@@ -48,11 +48,25 @@ def _yes(flag: Any) -> str:
 
 
 def _host_rows(hosts: list[dict[str, Any]]) -> list[list[str]]:
+    racks = any("tor" in h for h in hosts)
     rows = [["HOST", "IPV4", "IPV6", "NODE", "FELIX", "BIRD", "BGP SESSIONS"]]
+    rows[0] += ["TOR SESSION"] if racks else []
     for h in hosts:
         flags = [_yes(h["node"]), _yes(h["felix"]), _yes(h["bird"])]
         rows.append([h["name"], h["ipv4"], h["ipv6"] or "-", *flags, _sessions(h["bgp"])])
+        if racks:
+            tor = h.get("tor")
+            rows[-1].append(f"{tor['name']} {tor['info']}" if tor else "-")
     return rows
+
+
+def _peer_states(peers: Mapping[str, str]) -> str:
+    """ "2/3 BGP sessions Established; 198.18.0.1: Active" """
+    if not peers:
+        return "not running"
+    up = sum(1 for state in peers.values() if state == "Established")
+    down = "".join(f"; {p}: {s}" for p, s in peers.items() if s != "Established")
+    return f"{up}/{len(peers)} BGP sessions Established{down}"
 
 
 def _workload_rows(workloads: list[dict[str, Any]]) -> list[list[str]]:
@@ -72,9 +86,8 @@ def format_status(doc: Mapping[str, Any]) -> str:
         lines += [_table(_workload_rows(doc["workloads"])), ""]
     border = doc.get("border")
     if border:
-        peers = border["bgp"]
-        up = sum(1 for state in peers.values() if state == "Established")
-        down = "".join(f"; {p}: {s}" for p, s in peers.items() if s != "Established")
-        text = f"{up}/{len(peers)} BGP sessions Established{down}" if peers else "not running"
-        lines.append(f"border router {border['name']}: {text}")
+        lines.append(f"border router {border['name']}: {_peer_states(border['bgp'])}")
+    for router in doc.get("routers", []):
+        what = f"{router['name']} ({router['role']}, AS {router['asNumber']})"
+        lines.append(f"router {what}: {_peer_states(router['bgp'])}")
     return "\n".join(lines).rstrip()

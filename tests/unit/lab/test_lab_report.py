@@ -55,3 +55,15 @@ def test_cli_has_node_and_lab_commands() -> None:
     assert "run" in CliRunner().invoke(cli, ["node", "--help"]).output
     bad = CliRunner().invoke(cli, ["node", "run", "--ip", "bogus"], env={"NODENAME": "n1"})
     assert bad.exit_code == 1 and "IP: 'bogus' is not an IPv4 address" in bad.output
+
+
+def test_frr_config_for_a_route_reflecting_tor() -> None:
+    text = bgpd_config("tor1", 65001, "198.18.1.1",
+                       [Neighbor("198.18.1.11", 65001, rr_client=True, next_hop_self=True),
+                        Neighbor("198.18.0.1", 65100)],
+                       ["198.18.1.0/24"], timers=(3, 9))  # fmt: skip
+    assert " timers bgp 3 9" in text and "  network 198.18.1.0/24" in text
+    assert "  neighbor 198.18.1.11 route-reflector-client" in text
+    assert "  neighbor 198.18.1.11 next-hop-self" in text
+    assert "198.18.0.1 route-reflector-client" not in text
+    assert "198.18.0.1 next-hop-self" not in text

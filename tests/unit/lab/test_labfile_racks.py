@@ -1,0 +1,160 @@
+"""L3-fabric lab files: racks, ToRs and spines parse into the right resources and router
+configs, and every mistake names its field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from calico.lab.labfile import LabFileError, load_lab, read_lab
+from calico.lab.report import format_status
+from calico.lab.resources import lab_documents
+from calico.lab.spec import etcd_address, fabric_links, tor_address
+
+EXAMPLE = Path(__file__).parents[3] / "examples" / "lab" / "l3-fabric.yaml"
+BASE = """
+name: t3
+model: as-per-rack
+fabric: {ipv4: 198.18.0.0/24}
+pools: [{cidr: 198.19.0.0/16}]
+spines: [{name: sp1, asNumber: 65100}, {name: sp2, asNumber: 65101}]
+racks:
+  - {name: r1, subnet: 198.18.1.0/24, tor: {name: tor1, asNumber: 65001}}
+  - {name: r2, subnet: 198.18.2.0/24, tor: {name: tor2, ipv4: 198.18.2.254, asNumber: 65002}}
+hosts:
+  - {name: h1, rack: r1, ipv4: 198.18.1.11}
+  - {name: h2, rack: r2, ipv4: 198.18.2.11}
+"""
+
+
+def with_change(change: str) -> str:
+    doc = yaml.safe_load(BASE)
+    doc.update(yaml.safe_load(change))
+    return yaml.safe_dump(doc)
+
+
+def test_example_and_derived_values() -> None:
+    example = read_lab(EXAMPLE)
+    assert example.model == "as-per-rack" and not example.node_mesh
+    assert etcd_address(example) == "198.18.9.10"
+    spec = load_lab(BASE)
+    r1, r2 = spec.racks
+    assert tor_address(r1) == "198.18.1.1" and tor_address(r2) == "198.18.2.254"
+    assert etcd_address(spec) == "198.18.1.254"  # the first rack's last usable address
+    links = [(r.name, s.name, t, a) for r, s, t, a in fabric_links(spec)]
+    assert links == [
+        ("r1", "sp1", "198.18.0.0/31", "198.18.0.1/31"),
+        ("r1", "sp2", "198.18.0.2/31", "198.18.0.3/31"),
+        ("r2", "sp1", "198.18.0.4/31", "198.18.0.5/31"),
+        ("r2", "sp2", "198.18.0.6/31", "198.18.0.7/31"),
+    ]
+    assert spec.host_as(spec.hosts[0]) == 65001  # as-per-rack: the rack's AS
+
+
+def test_resources_peer_each_rack_with_its_tor_and_turn_the_mesh_off() -> None:
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in lab_documents(load_lab(BASE))}
+    assert docs[("BGPConfiguration", "default")]["spec"]["nodeToNodeMeshEnabled"] is False
+    assert docs[("Node", "h2")]["metadata"]["labels"] == {"rack": "r2"}
+    assert docs[("BGPPeer", "lab-tor-r2")]["spec"] == {
+        "nodeSelector": "rack == 'r2'", "peerIP": "198.18.2.254", "asNumber": 65002,
+    }  # fmt: skip
+
+
+def test_as_per_host() -> None:
+    spec = load_lab(with_change(
+        "{model: as-per-host, hosts: [{name: h1, rack: r1, ipv4: 198.18.1.11, asNumber: 65011}]}"
+    ))  # fmt: skip
+    assert spec.host_as(spec.hosts[0]) == 65011
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("model: null", "model: racks need a model: as-per-rack or as-per-host"),
+        ("model: as-per-pod", "model: Input should be 'as-per-rack' or 'as-per-host'"),
+        ("spines: []", "spines: racks need one or two spines"),
+        (
+            "spines: [{name: a, asNumber: 1}, {name: b, asNumber: 2}, {name: c, asNumber: 3}]",
+            "spines: List should have at most 2 items",
+        ),
+        ("mesh: true", "mesh: the node-to-node mesh is off in an L3 fabric"),
+        ("border: {ipv4: 198.18.1.2}", "border: a border router is not supported with racks"),
+        ("fabric: {ipv4: 198.18.0.0/30}", "fabric.ipv4: 198.18.0.0/30 is too small"),
+        (
+            "fabric: {ipv4: 198.18.0.0/24, ipv6: '2001:db8::/64'}",
+            "fabric.ipv6: IPv6 is not supported with racks yet",
+        ),
+        (
+            "racks: [{name: r1, subnet: 198.18.0.128/25, tor: {name: t, asNumber: 1}}]",
+            "racks[0].subnet: 198.18.0.128/25 overlaps fabric.ipv4",
+        ),
+        (
+            "racks: [{name: r1, subnet: 198.18.1.0/24, tor: {name: t, asNumber: 65100}}]",
+            "spines[0].asNumber: must differ from r1's ToR AS (eBGP)",
+        ),
+        (
+            "racks: [{name: r1, subnet: 198.18.1.0/24, tor: {name: h1, asNumber: 1}}]",
+            "racks[0].tor.name: name 'h1' is used twice",
+        ),
+        (
+            "racks: [{name: r1, subnet: 198.18.1.0/24, tor: {name: t, asNumber: 1, vlan: 2}}]",
+            "racks[0].tor.vlan: unknown field",
+        ),
+        ("hosts: [{name: h, rack: r1, ipv4: 198.18.2.11}]", "hosts[0].ipv4: '198.18.2.11' is not"),
+        ("hosts: [{name: h, rack: r1, ipv4: 198.18.7.1}]", "hosts[0].ipv4: '198.18.7.1' is not a"),
+        ("hosts: [{name: h, rack: r1, ipv4: 198.18.1.1}]", "hosts[0].ipv4: 198.18.1.1 is already"),
+        ("hosts: [{name: h, ipv4: 198.18.1.5}]", "hosts[0].rack: every host names its rack"),
+        ("hosts: [{name: h, rack: r9, ipv4: 198.18.1.5}]", "hosts[0].rack: 'r9' is not one of"),
+        (
+            "hosts: [{name: h, rack: r1, ipv4: 198.18.1.5, asNumber: 7}]",
+            "hosts[0].asNumber: in model as-per-rack a host takes its rack's AS",
+        ),
+        (
+            "{model: as-per-host, hosts: [{name: h, rack: r1, ipv4: 198.18.1.5}]}",
+            "hosts[0].asNumber: model as-per-host needs an AS per host",
+        ),
+        (
+            "hosts: [{name: h, rack: r1, ipv4: 198.18.1.5, routeReflector: 1.1.1.1}]",
+            "hosts[0].routeReflector: with racks the ToRs are the route reflectors",
+        ),
+        ("etcd: {ipv4: 198.18.5.5}", "etcd.ipv4: '198.18.5.5' is not a usable address in a"),
+        ("pools: [{cidr: 198.18.2.0/25}]", "pools[0].cidr: 198.18.2.0/25 overlaps 198.18.2.0/24"),
+    ],
+)
+def test_errors_name_the_field(change: str, message: str) -> None:
+    with pytest.raises(LabFileError) as err:
+        load_lab(with_change(change), "lab.yaml")
+    assert str(err.value).startswith(f"lab.yaml: {message}"), str(err.value)
+
+
+def test_racks_keys_need_racks() -> None:
+    plain = "name: p\nfabric: {ipv4: 198.18.0.0/24}\nhosts: [{name: h, ipv4: 198.18.0.2}]\n"
+    for extra, message in (
+        ("model: as-per-rack", "model: needs racks"),
+        ("spines: [{name: s, asNumber: 1}]", "spines: needs racks"),
+    ):
+        with pytest.raises(LabFileError, match=message):
+            load_lab(plain + extra, "lab.yaml")
+    with pytest.raises(LabFileError, match=r"hosts\[0\].rack: needs racks"):
+        load_lab(plain.replace("198.18.0.2}", "198.18.0.2, rack: r}"), "lab.yaml")
+
+
+def test_status_shows_each_hosts_tor_session_and_the_routers() -> None:
+    doc = {
+        "name": "x", "up": True, "etcd": "http://e", "state_dir": "/s", "workloads": [],
+        "hosts": [{"name": "h1", "ipv4": "198.18.1.11", "ipv6": None, "node": True,
+                   "felix": True, "bird": True,
+                   "bgp": [{"peer": "Node_198_18_1_1", "state": "up", "info": "Established"}],
+                   "tor": {"name": "tor1", "info": "Established"}}],
+        "routers": [{"name": "tor1", "role": "ToR of r1", "asNumber": 65001,
+                     "bgp": {"198.18.0.1": "Established", "198.18.0.3": "Active"}}],
+    }  # fmt: skip
+    status = format_status(doc)
+    header, row = status.splitlines()[2:4]
+    assert header.endswith("TOR SESSION") and row.endswith("tor1 Established")
+    assert (
+        "router tor1 (ToR of r1, AS 65001): 1/2 BGP sessions Established; 198.18.0.3: Active"
+        in status
+    )
