@@ -113,12 +113,11 @@ class WorkloadOps(LabBase):
             for address in (ws.ipv4, ws.ipv6):
                 if address is None:
                     continue
-                route = _route_get(self.netns(host.name), address)
-                local = host.name == ws.host
-                dev = str(route.get("dev", "")) if route else ""
-                if local and not dev.startswith("cali"):
-                    return f"{host.name} has no route to its workload {ws.name} ({address})"
-                if not local and not (route and route.get("gateway")):
+                if host.name == ws.host:
+                    route = _route_get(self.netns(host.name), address)
+                    if not str(route.get("dev", "") if route else "").startswith("cali"):
+                        return f"{host.name} has no route to its workload {ws.name} ({address})"
+                elif _bgp_route(self.netns(host.name), address) is None:
                     return f"{host.name} has no BGP route to {ws.name} ({address})"
         return None
 
@@ -134,6 +133,17 @@ class WorkloadOps(LabBase):
 
         if wait_for(lambda: None if problem() else True, timeout, 0.1) is None:
             raise LabError("routes", "wait for convergence", problem() or "?")
+
+
+def _bgp_route(ns: str, address: str) -> dict[str, object] | None:
+    """The most specific route to `address` learnt by BIRD (not a default route: in an L3
+    fabric the default route already points at the ToR)."""
+    family = "-6" if ":" in address else "-4"
+    argv = ["ip", "-n", ns, family, "-j", "route", "show", "match", address]
+    out = netns.run(argv, check=False)
+    routes = [r for r in json.loads(out.stdout or "[]") if r.get("protocol") == "bird"]
+    routes = [r for r in routes if r.get("dst") != "default" and r.get("gateway")]
+    return max(routes, key=lambda r: int(str(r["dst"]).partition("/")[2] or 32), default=None)
 
 
 def _route_get(ns: str, address: str) -> dict[str, object] | None:
