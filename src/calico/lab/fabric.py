@@ -125,6 +125,8 @@ class FabricOps(LabBase):
 
     def start_router(self, name: str) -> None:
         """Start the router's FRR (zebra and bgpd)."""
+        if name not in self.routers():
+            raise LabError(name, "start router", f"not one of the routers ({self.routers()})")
         config = self.router_config(name)
         zebra, bgpd = frr.start(self.router_dir(name), self.netns(name), config, name)
         self.record_proc(f"frr/zebra/{name}", zebra)

@@ -115,7 +115,8 @@ class NodeOps(LabBase):
 
     def wait_bgp(self, hosts: Sequence[str], timeout: float = BGP_TIMEOUT) -> None:
         """Until every BGP session of these hosts is Established."""
-        want_peers = len(self.spec.hosts) > 1 or self.spec.border is not None
+        spec = self.spec
+        want_peers = len(spec.hosts) > 1 or spec.border is not None or bool(spec.racks)
 
         def down(host: str) -> list[str]:
             sessions = self.sessions(host)
