@@ -35,9 +35,11 @@ racks:
   - {name: r2, subnet: 198.18.2.0/24, tor: {name: tor-2, asNumber: 65002}}
 hosts:
   - {name: h1, rack: r1, ipv4: 198.18.1.11, asNumber: 65011}
+  - {name: h1b, rack: r1, ipv4: 198.18.1.12, asNumber: 65012}
   - {name: h2, rack: r2, ipv4: 198.18.2.11, asNumber: 65021}
 workloads:
   - {name: w1, host: h1, ports: [80]}
+  - {name: w1b, host: h1b, ports: [80]}
   - {name: w2, host: h2, ports: [80]}
 """
 
@@ -123,4 +125,6 @@ def test_as_per_host(tmp_path: Path) -> None:
         assert [s.name for s in lab.sessions("h1")] == ["Node_198_18_1_1"]
         remote = route(lab, "h1", "w2")
         assert (remote["gateway"], remote["protocol"]) == ("198.18.1.1", "bird")
+        same_rack = route(lab, "h1", "w1b")  # the ToR passes its rack-mate's next hop on
+        assert (same_rack["gateway"], same_rack["protocol"]) == ("198.18.1.12", "bird")
         assert broken_pairs(lab) == []
