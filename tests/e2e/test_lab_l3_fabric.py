@@ -115,6 +115,9 @@ def test_losing_a_spine_loses_no_connectivity(lab: Lab) -> None:
                "tor-1 notices spine-1 is gone")  # fmt: skip
     assert broken_pairs(lab) == []
     assert tor_routes(lab, "tor-1")[rack2] == ["198.18.0.3"]
+    lab.restore_spine("spine-1")
+    wait_until(lambda: len(tor_routes(lab, "tor-1")[rack2]) == 2, 30, "both spines again")
+    assert broken_pairs(lab) == []
 
 
 def test_as_per_host(tmp_path: Path) -> None:

@@ -143,16 +143,23 @@ class FabricOps(LabBase):
 
     def fail_spine(self, name: str) -> None:
         """A spine dies: its links go down and its FRR is killed (its routes stay, unused)."""
-        if name not in {s.name for s in self.spec.spines}:
-            raise LabError(name, "fail spine", "not one of the spines")
-        ns = self.netns(name)
-        links = [self._link_names(r.name, name)[1] for r in self.spec.racks]
-        netns.ip_batch(ns, [f"link set {link} down" for link in links])
+        self._set_spine_links(name, "down")
         for daemon in ("bgpd", "zebra"):
             proc = self.state.proc(f"frr/{daemon}/{name}")
             if proc is not None:
                 procs.kill([proc])
             self.record_proc(f"frr/{daemon}/{name}", None)
+
+    def restore_spine(self, name: str) -> None:
+        """Undo `fail_spine`: links up, FRR started again."""
+        self._set_spine_links(name, "up")
+        self.start_router(name)
+
+    def _set_spine_links(self, name: str, state: str) -> None:
+        if name not in {s.name for s in self.spec.spines}:
+            raise LabError(name, f"set spine links {state}", "not one of the spines")
+        links = [self._link_names(r.name, name)[1] for r in self.spec.racks]
+        netns.ip_batch(self.netns(name), [f"link set {link} {state}" for link in links])
 
     def router_sessions(self, name: str) -> dict[str, str]:
         """Neighbor address -> BGP state ({} when the router's bgpd is not running)."""
