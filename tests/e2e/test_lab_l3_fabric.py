@@ -91,6 +91,8 @@ def test_hosts_peer_only_with_their_tor_and_learn_remote_racks_from_it(lab: Lab)
     assert (same_rack["gateway"], same_rack["protocol"]) == ("198.18.1.12", "bird")
     hosts = {h["name"]: h for h in lab.status()["hosts"]}
     assert hosts["host-2a"]["tor"] == {"name": "tor-2", "info": "Established"}
+    vtysh = lab.exec("tor-1", ["vtysh", "-c", "show bgp ipv4 unicast summary json"])
+    assert json.loads(vtysh.stdout)["peers"]["198.18.1.11"]["state"] == "Established", vtysh
 
 
 def test_a_restarted_tor_heals(lab: Lab) -> None:

@@ -132,7 +132,12 @@ class AccessOps(TopologyOps, NodeOps, WorkloadOps):
         return env
 
     def exec_argv(self, name: str, argv: Sequence[str]) -> list[str]:
-        return ["ip", "netns", "exec", self.netns_of(name), *argv]
+        """On routers, `vtysh` is pointed at the router's own FRR."""
+        ns = self.netns_of(name)
+        border = [self.spec.border.name] if self.spec.border else []
+        if list(argv[:1]) == ["vtysh"] and name in self.routers() + border:
+            argv = frr.vtysh_argv(self.router_dir(name), argv[1:])
+        return ["ip", "netns", "exec", ns, *argv]
 
     def exec(
         self, name: str, argv: Sequence[str], timeout: float = 60.0

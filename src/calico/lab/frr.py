@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,9 +105,13 @@ def _wait_for(path: Path, proc: Proc, what: str, timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
+def vtysh_argv(directory: Path, args: Sequence[str]) -> list[str]:
+    """vtysh talking to the router whose files are in `directory`."""
+    return ["vtysh", "--vty_socket", str(directory), "--config_dir", str(directory), *args]
+
+
 def vtysh(directory: Path, ns: str, command: str) -> str:
-    argv = ["vtysh", "--vty_socket", str(directory), "--config_dir", str(directory), "-c", command]
-    return netns.in_ns(ns, argv).stdout
+    return netns.in_ns(ns, vtysh_argv(directory, ["-c", command])).stdout
 
 
 def sessions(directory: Path, ns: str) -> dict[str, str]:
