@@ -144,6 +144,9 @@ def _check_racks(spec: LabSpec) -> Iterator[Problem]:
         for j, spine in enumerate(spec.spines):
             if spine.asNumber == rack.tor.asNumber:
                 yield f"spines[{j}].asNumber", f"must differ from {rack.name}'s ToR AS (eBGP)"
+        other = next((k for k in range(i) if spec.racks[k].tor.asNumber == rack.tor.asNumber), None)
+        if other is not None:  # the spines would hand one rack's routes to an AS that has them
+            yield f"racks[{i}].tor.asNumber", f"is racks[{other}]'s AS too (one AS per rack)"
     addresses = [(f"racks[{i}].tor.ipv4", tor_address(r)) for i, r in enumerate(spec.racks)]
     addresses += [(f"hosts[{i}].ipv4", h.ipv4) for i, h in enumerate(spec.hosts)]
     addresses.append(("etcd.ipv4", etcd_address(spec)))
@@ -164,6 +167,8 @@ def _check_racks(spec: LabSpec) -> Iterator[Problem]:
 
 def _check_rack_hosts(spec: LabSpec) -> Iterator[Problem]:
     racks = {r.name for r in spec.racks}
+    fabric_as = {r.tor.asNumber for r in spec.racks} | {s.asNumber for s in spec.spines}
+    host_as: dict[int, str] = {}
     for i, host in enumerate(spec.hosts):
         where = f"hosts[{i}]"
         if host.rack not in racks:
@@ -183,8 +188,13 @@ def _check_rack_hosts(spec: LabSpec) -> Iterator[Problem]:
             yield f"{where}.asNumber", "in model as-per-rack a host takes its rack's AS"
         if spec.model == "as-per-host" and not host.asNumber:
             yield f"{where}.asNumber", "model as-per-host needs an AS per host"
-        if spec.model == "as-per-host" and host.asNumber == rack.tor.asNumber:
-            yield f"{where}.asNumber", f"must differ from {rack.name}'s ToR AS (eBGP)"
+        if spec.model == "as-per-host" and host.asNumber in fabric_as:
+            yield f"{where}.asNumber", f"{host.asNumber} is a ToR's or spine's AS"
+        elif spec.model == "as-per-host" and host.asNumber in host_as:
+            owner = f"{host_as[host.asNumber]}'s AS too"
+            yield f"{where}.asNumber", f"{host.asNumber} is {owner} (as-per-host: one per host)"
+        if host.asNumber:
+            host_as.setdefault(host.asNumber, f"hosts[{i}]")
 
 
 def _fabric_addresses(spec: LabSpec) -> Iterator[tuple[str, str, int]]:

@@ -119,6 +119,20 @@ def test_as_per_host() -> None:
             "hosts: [{name: h, rack: r1, ipv4: 198.18.1.5, routeReflector: 1.1.1.1}]",
             "hosts[0].routeReflector: with racks the ToRs are the route reflectors",
         ),
+        (
+            "racks: [{name: r1, subnet: 198.18.1.0/24, tor: {name: t1, asNumber: 65001}},"
+            " {name: r2, subnet: 198.18.2.0/24, tor: {name: t2, asNumber: 65001}}]",
+            "racks[1].tor.asNumber: is racks[0]'s AS too (one AS per rack)",
+        ),
+        (
+            "{model: as-per-host, hosts: [{name: h, rack: r1, ipv4: 198.18.1.5, asNumber: 65002}]}",
+            "hosts[0].asNumber: 65002 is a ToR's or spine's AS",
+        ),
+        (
+            "{model: as-per-host, hosts: [{name: h, rack: r1, ipv4: 198.18.1.5, asNumber: 7},"
+            " {name: g, rack: r2, ipv4: 198.18.2.5, asNumber: 7}]}",
+            "hosts[1].asNumber: 7 is hosts[0]'s AS too (as-per-host: one per host)",
+        ),
         ("etcd: {ipv4: 198.18.5.5}", "etcd.ipv4: '198.18.5.5' is not a usable address in a"),
         ("pools: [{cidr: 198.18.2.0/25}]", "pools[0].cidr: 198.18.2.0/25 overlaps 198.18.2.0/24"),
     ],
