@@ -111,7 +111,8 @@ class FabricOps(LabBase):
                 for r, s, _, s_addr in links
                 if r == rack
             ]
-            router_id, networks = tor_address(rack), [str(ipaddress.ip_network(rack.subnet))]
+            router_id = tor_address(rack)
+            networks = [str(ipaddress.ip_network(rack.subnet, strict=False))]
         else:
             spine = next(s for s in spec.spines if s.name == name)
             as_number, networks = spine.asNumber, []
@@ -169,7 +170,7 @@ class FabricOps(LabBase):
 
     def wait_fabric(self, timeout: float = FABRIC_TIMEOUT) -> None:
         """Until every ToR has a BGP route to every other rack's subnet (through the spines)."""
-        subnets = {str(ipaddress.ip_network(r.subnet)) for r in self.spec.racks}
+        subnets = {str(ipaddress.ip_network(r.subnet, strict=False)) for r in self.spec.racks}
 
         def missing() -> str | None:
             for rack in self.spec.racks:

@@ -23,6 +23,8 @@ from calico.lab.spec import (
 )
 from calico.model import ResourceError, parse_resource
 
+RACK_LABEL = "rack"  # the Node label BGPPeers select a rack's nodes by
+
 Problem = tuple[str, str]
 
 
@@ -134,8 +136,8 @@ def _check_racks(spec: LabSpec) -> Iterator[Problem]:
     subnets: list[tuple[str, Any]] = []
     for i, rack in enumerate(spec.racks):
         net = ipaddress.ip_network(rack.subnet, strict=False)
-        if net.version != 4:
-            yield f"racks[{i}].subnet", f"{rack.subnet!r} is not an IPv4 network"
+        if net.version != 4 or net.prefixlen > 29:
+            yield f"racks[{i}].subnet", f"{rack.subnet!r} is not an IPv4 network of /29 or more"
             return
         clash = next((f for f, n in [*subnets, ("fabric.ipv4", fabric)] if n.overlaps(net)), None)
         if clash:
@@ -178,6 +180,8 @@ def _check_rack_hosts(spec: LabSpec) -> Iterator[Problem]:
             )  # fmt: skip
             continue
         rack = spec.host_rack(host)
+        if RACK_LABEL in host.labels:
+            yield f"{where}.labels", f"{RACK_LABEL!r} is set from the host's rack"
         if rack_of(spec, host.ipv4) != rack:
             yield f"{where}.ipv4", f"{host.ipv4!r} is not in {rack.name}'s subnet {rack.subnet}"
         if host.ipv6:

@@ -12,13 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from calico.lab.labfile import pool_name, pool_spec
+from calico.lab.labfile import RACK_LABEL, pool_name, pool_spec
 from calico.lab.spec import LabSpec, tor_address
 from calico.model import API_VERSION, parse_manifest, parse_resource
 from calico.model.base import Resource
 
 RR_LABEL = "route-reflector"
-RACK_LABEL = "rack"
 
 
 def _doc(kind: str, name: str, spec: dict[str, Any], **meta: Any) -> dict[str, Any]:

@@ -133,6 +133,14 @@ def test_as_per_host() -> None:
             " {name: g, rack: r2, ipv4: 198.18.2.5, asNumber: 7}]}",
             "hosts[1].asNumber: 7 is hosts[0]'s AS too (as-per-host: one per host)",
         ),
+        (
+            "racks: [{name: r1, subnet: 198.18.1.0/30, tor: {name: t1, asNumber: 65001}}]",
+            "racks[0].subnet: '198.18.1.0/30' is not an IPv4 network of /29 or more",
+        ),
+        (
+            "hosts: [{name: h, rack: r1, ipv4: 198.18.1.5, labels: {rack: x}}]",
+            "hosts[0].labels: 'rack' is set from the host's rack",
+        ),
         ("etcd: {ipv4: 198.18.5.5}", "etcd.ipv4: '198.18.5.5' is not a usable address in a"),
         ("pools: [{cidr: 198.18.2.0/25}]", "pools[0].cidr: 198.18.2.0/25 overlaps 198.18.2.0/24"),
     ],
