@@ -61,8 +61,8 @@ def read_secret(ref: SecretRef, directory: Path) -> str:
         fd = os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
     except OSError as exc:
         raise SecretUnavailable(f"cannot open {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
+    try:
+        st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise SecretUnavailable(f"{path} is not a regular file")
         if st.st_mode & 0o007:
@@ -70,7 +70,9 @@ def read_secret(ref: SecretRef, directory: Path) -> str:
                 f"{path} is accessible to others (mode {stat.S_IMODE(st.st_mode):04o});"
                 " chmod o-rwx it"
             )
-        data = f.read(_MAX_BYTES + 2).removesuffix(b"\n")
+        data = os.read(fd, _MAX_BYTES + 2).removesuffix(b"\n")  # a regular file: one read
+    finally:
+        os.close(fd)
     if len(data) > _MAX_BYTES:
         raise SecretUnavailable(f"{path} holds more than {_MAX_BYTES} bytes (TCP MD5 key limit)")
     try:
