@@ -11,6 +11,7 @@ host namespace (killed by PID), and a BGPAgent thread. The agents re-read secret
 from __future__ import annotations
 
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from calico.bgp.agent import BGPAgent
 from calico.bgp.birdctl import bgp_peers
 from calico.datastore.client import ResourceClient
 from calico.datastore.etcd import EtcdBackend
+from calico.lab import frr
 from calico.model import parse_resource
 from calico.testing import waiting
 from calico.testing.etcd_server import EtcdServer
@@ -214,3 +216,64 @@ def test_mesh_and_peer_passwords_over_tcp_md5(lab: Lab) -> None:
         30,
         "explicit peering established",
     )
+
+
+def test_bird_and_frr_agree_on_the_password(lab: Lab) -> None:
+    """Another implementation: A's BIRD peers with FRR's bgpd (`neighbor X password Y`) in a
+    router namespace on the same bridge; the agent's password must be the one FRR has."""
+    if not (frr.FRR_DIR / "bgpd").exists():
+        pytest.skip("FRR not found (make test installs frr)")
+    a, router_ip, password = lab.a, "198.18.0.254", "b\\o'rder-pw"
+    router = lab.ns.add("router")
+    lab.ns.veth(router, "eth0", lab.fabric, f"{lab.ns.prefix}r")
+    lab.ns.exec(lab.fabric, ["ip", "link", "set", f"{lab.ns.prefix}r", "master", "br0"])
+    lab.ns.exec(router, ["ip", "addr", "add", f"{router_ip}/24", "dev", "eth0"])
+    neighbor = frr.Neighbor(a.ipv4, 64512)
+    config = frr.bgpd_config("router", 65000, router_ip, [neighbor], ["198.18.100.0/24"])
+    config = config.replace(
+        f" neighbor {a.ipv4} timers connect 2\n",
+        f" neighbor {a.ipv4} timers connect 2\n neighbor {a.ipv4} password {password}\n",
+    )
+    frr_dir = Path(tempfile.mkdtemp(prefix="bgppw-frr-"))  # the frr user must reach it
+    try:
+        frr_dir.chmod(0o755)
+        shutil.chown(frr_dir, frr.FRR_USER, frr.FRR_USER)
+        (frr_dir / "zebra.conf").write_text("hostname router\n")
+        (frr_dir / "bgpd.conf").write_text(config)
+        for daemon in ("zebra", "bgpd"):
+            lab.ns.popen(router, [
+                str(frr.FRR_DIR / daemon), "-f", str(frr_dir / f"{daemon}.conf"),
+                "-i", str(frr_dir / f"{daemon}.pid"), "-z", str(frr_dir / "zserv.api"),
+                "--vty_socket", str(frr_dir), "-P", "0",
+            ], log=str(frr_dir / f"{daemon}.out"))  # fmt: skip
+            ready = frr_dir / ("zserv.api" if daemon == "zebra" else "bgpd.vty")
+            wait_until(ready.exists, 10, f"{daemon} started")
+
+        bgp = {"ipv4Address": f"{a.ipv4}/24"}
+        lab.apply({"kind": "Node", "metadata": {"name": a.node}, "spec": {"bgp": bgp}})
+        lab.apply({
+            "kind": "BGPPeer", "metadata": {"name": "border"},
+            "spec": {"peerIP": router_ip, "asNumber": 65000,
+                     "password": {"secretKeyRef": {"name": "bgp", "key": "border"}}},
+        })  # fmt: skip
+        a.secret("border", password)
+        a.start()
+
+        def state() -> str:
+            return frr.sessions(frr_dir, router).get(a.ipv4, "")
+
+        wait_until(lambda: state() == "Established", 30, "FRR established with A")
+        assert a.established() == {router_ip}
+
+        a.secret("border", "not-" + password)
+        wait_until(lambda: state() != "Established", 30, "FRR drops A")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            assert state() != "Established" and not a.established()
+            time.sleep(0.3)
+
+        a.secret("border", password)
+        wait_until(lambda: state() == "Established", 30, "FRR re-established with A")
+    finally:
+        lab.ns.close()  # stop FRR before its directory goes
+        shutil.rmtree(frr_dir, ignore_errors=True)
