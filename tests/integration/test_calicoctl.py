@@ -253,3 +253,27 @@ def test_real_binary_reads_stdin(etcd_server: EtcdServer) -> None:
     assert (proc.returncode, proc.stdout) == (0, "Successfully applied 2 'IPPool' resource(s)\n")
     proc = programs.run([CALICOCTL, "version"], env=env)
     assert proc.returncode == 0 and "Cluster Version:   calico-py-" in proc.stdout
+
+
+PASSWORD_PEER = """
+apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata: {name: border}
+spec:
+  peerIP: 198.18.0.254
+  asNumber: 65000
+  password:
+    secretKeyRef: {name: bgp, key: border%s}
+"""
+
+
+def test_bgp_password_is_a_reference_and_optional_is_refused(ctl: CliRunner) -> None:
+    """The datastore holds the secret's name and key only; the password lives on the nodes."""
+    run(ctl, "apply", "-f", "-", stdin=PASSWORD_PEER % "")
+    peer = yaml.safe_load(run(ctl, "get", "bgppeer", "border", "-o", "yaml").stdout)
+    assert peer["spec"]["password"] == {"secretKeyRef": {"name": "bgp", "key": "border"}}
+    result = run(ctl, "apply", "-f", "-", stdin=PASSWORD_PEER % ", optional: true", ok=False)
+    assert "spec.password.secretKeyRef.optional: true is not supported by calico-py" in (
+        result.stderr
+    )
+    assert "fail closed" in result.stderr

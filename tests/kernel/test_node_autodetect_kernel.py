@@ -14,7 +14,8 @@ import pytest
 from calico.datastore.client import ResourceClient, ResourceNotFound
 from calico.datastore.config import EtcdConfig
 from calico.datastore.etcd import EtcdBackend
-from calico.model.network import Node, NodeBGPSpec
+from calico.model import parse_resource
+from calico.model.network import BGPPeer, Node, NodeBGPSpec
 from calico.testing.etcd_server import EtcdServer
 from calico.testing.netns import Namespaces
 from calico.testing.waiting import wait_until
@@ -114,10 +115,16 @@ def test_calico_node_run_registers_the_detected_addresses(
             "AUTODETECT_POLL_INTERVAL": "500ms",
             "ETCD_ENDPOINTS": etcd.unix_endpoint,
             "CALICO_RUN_DIR": str(tmp_path),
+            "CALICO_SECRETS_DIR": str(tmp_path / "secrets"),
         }
+        client = ResourceClient(EtcdBackend(EtcdConfig(endpoints=(etcd.endpoint,))))
+        client.create(_password_peer())  # CALICO_SECRETS_DIR reaches the BGP agent
+        secret = tmp_path / "secrets" / "bgp" / "border"
+        secret.parent.mkdir(parents=True)
+        secret.write_text("node-run-pw\n")
+        secret.chmod(0o600)
         argv = [str(Path(sys.executable).parent / "calico"), "node", "run", "--felix", "/bin/true"]
         node = netns.popen(host, argv, env=env, log=str(tmp_path / "node.log"))
-        client = ResourceClient(EtcdBackend(EtcdConfig(endpoints=(etcd.endpoint,))))
         try:
             wait_until(lambda: _node_bgp(client, "autodetect-1"), 30, "the Node's registration")
             bgp = _node_bgp(client, "autodetect-1")
@@ -126,6 +133,9 @@ def test_calico_node_run_registers_the_detected_addresses(
             bird_cfg = tmp_path / "bird.cfg"  # CALICO_ROUTER_ID reaches BIRD
             wait_until(lambda: bird_cfg.exists(), 30, "bird.cfg")
             assert "router id 198.18.99.1;" in bird_cfg.read_text()
+            assert (
+                '  password "node-run-pw";  # From its secret bgp/border.' in bird_cfg.read_text()
+            )
             assert " DEBUG " in (tmp_path / "node.log").read_text()  # CALICO_STARTUP_LOGLEVEL
             # The address moves: the node notices within AUTODETECT_POLL_INTERVAL.
             netns.exec(host, ["ip", "addr", "flush", "dev", "eth1", "scope", "global"])
@@ -146,3 +156,12 @@ def _node_bgp(client: ResourceClient, name: str) -> NodeBGPSpec | None:
         return client.get(Node, name).spec.bgp
     except ResourceNotFound:
         return None
+
+
+def _password_peer() -> BGPPeer:
+    spec = {"peerIP": "198.18.99.254", "asNumber": 65000,
+            "password": {"secretKeyRef": {"name": "bgp", "key": "border"}}}  # fmt: skip
+    peer = parse_resource({"apiVersion": "projectcalico.org/v3", "kind": "BGPPeer",
+                           "metadata": {"name": "border"}, "spec": spec})  # fmt: skip
+    assert isinstance(peer, BGPPeer)
+    return peer

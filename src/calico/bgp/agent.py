@@ -10,6 +10,13 @@ BIRD is started by someone else (the node runner) as
 a valid file before it starts. Nothing is rendered from a partial view: the worker waits
 until every syncer is in sync. A config BIRD rejects is logged and never installed; a reload
 that fails because BIRD is not (yet) running is retried every `retry_interval` seconds.
+
+BGP passwords (`bgp.secrets`): each render reads the secret files its peers name from
+`secrets_dir`; a peer whose secret is unusable is left out and logged (naming the peer and
+the file, never a value). While any peer names a secret, the files are read again every
+`secret_interval` seconds, so a secret that appears or changes takes effect without a
+datastore change. bird.cfg holds the passwords: it is written mode 0600 (mkstemp's mode,
+kept by the rename) and nowhere else.
 """
 
 from __future__ import annotations
@@ -20,12 +27,14 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from calico import programs
 from calico.bgp.render import render
-from calico.bgp.view import BgpInputs, affine_blocks, build_view
+from calico.bgp.secrets import DEFAULT_SECRETS_DIR, SecretRef, read_secrets
+from calico.bgp.view import BgpInputs, BgpView, affine_blocks, build_view
 from calico.datastore.api import Backend, SyncStatus, Update
 from calico.datastore.client import ResourceClient
 from calico.datastore.resource_syncer import ResourceUpdate, resource_syncer
@@ -127,8 +136,11 @@ class BGPAgent:
         router_id: str | None = None,
         debounce: float = 0.2,
         retry_interval: float = 2.0,
+        secrets_dir: Path = DEFAULT_SECRETS_DIR,
+        secret_interval: float = 10.0,
     ) -> None:
-        """router_id: CALICO_ROUTER_ID (an address, or "hash"); default the node's IPv4."""
+        """router_id: CALICO_ROUTER_ID (an address, or "hash"); default the node's IPv4.
+        secrets_dir: CALICO_SECRETS_DIR, where BGP password files live."""
         self.backend = backend
         self.node_name = node_name
         self.run_dir = Path(run_dir)
@@ -138,6 +150,10 @@ class BGPAgent:
         self._runner: programs.CommandRunner = runner or programs.Runner(timeout=30.0)
         self._router_id = router_id
         self._debounce, self._retry_interval = debounce, retry_interval
+        self.secrets_dir = Path(secrets_dir)
+        self._secret_interval = secret_interval
+        self._uses_secrets = False  # the last render needed a password: re-read the files
+        self._withheld_logged: frozenset[str] = frozenset()
         self._state = _State(len(KINDS) + 1)
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -214,11 +230,14 @@ class BGPAgent:
     def _run(self) -> None:
         while not self._stopping.is_set():
             timeout = self._retry_interval if self._reload_pending else None
+            if self._uses_secrets:
+                timeout = min(timeout or self._secret_interval, self._secret_interval)
             woken = self._wake.wait(timeout)
             try:
                 rendered = False
                 if woken:
                     self._settle()
+                if woken or self._uses_secrets:
                     inputs = self._state.inputs(self.node_name)
                     rendered = inputs is not None
                     if inputs is not None and self._install(self._render(inputs)):
@@ -240,7 +259,33 @@ class BGPAgent:
         self._wake.clear()
 
     def _render(self, inputs: BgpInputs) -> str:
-        return render(build_view(inputs, self.node_name, router_id=self._router_id))
+        view = self._view(inputs)
+        refs = {p.password_ref for p in view.withheld if p.password_ref is not None}
+        self._uses_secrets = bool(refs)
+        if refs:
+            passwords, unusable = read_secrets(refs, self.secrets_dir)
+            view = self._view(replace(inputs, passwords=passwords))
+            self._log_withheld(view, unusable)
+        elif self._withheld_logged:
+            self._withheld_logged = frozenset()
+        return render(view)
+
+    def _view(self, inputs: BgpInputs) -> BgpView:
+        return build_view(inputs, self.node_name, router_id=self._router_id)
+
+    def _log_withheld(self, view: BgpView, unusable: Mapping[SecretRef, str]) -> None:
+        """One line per unusable secret naming its peers, when that set of lines changes."""
+        lines = frozenset(
+            f"BGP password secret {ref} unusable ({why}); not configuring "
+            + ", ".join(p.name for p in view.withheld if p.password_ref == ref)
+            for ref, why in unusable.items()
+        )
+        if lines != self._withheld_logged:
+            for line in sorted(lines - self._withheld_logged):
+                _log.error("%s", line)
+            if self._withheld_logged and not lines:
+                _log.info("BGP password secrets are all readable again")
+            self._withheld_logged = lines
 
     def _install(self, text: str) -> bool:
         """Validate and atomically write `text` if it differs; True if the file changed."""

@@ -13,6 +13,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from calico.bgp.secrets import SecretRef, password_ref
 from calico.model.fields import duration_seconds
 from calico.model.network import BGPConfiguration, Node
 
@@ -49,6 +50,7 @@ class Settings:
     listen_port: int | None = None
     node_listen_ports: Mapping[str, int] = field(default_factory=dict)
     mesh_restart_time: int | None = None
+    mesh_password: SecretRef | None = None
     strict_bind: bool = False
     ignored_interfaces: tuple[str, ...] = ()
 
@@ -98,6 +100,7 @@ def settings(configs: Mapping[str, BGPConfiguration]) -> Settings:
         listen_port=spec.listenPort or None,
         node_listen_ports=ports,
         mesh_restart_time=round(duration_seconds(restart)) if restart else None,
+        mesh_password=password_ref(spec.nodeMeshPassword),
         strict_bind=spec.bindMode == "NodeIP",
         ignored_interfaces=tuple(spec.ignoredInterfaces or ()),
     )

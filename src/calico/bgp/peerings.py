@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from calico.bgp.nodes import NodeBgp, Settings
+from calico.bgp.secrets import SecretRef, password_ref
 from calico.model.fields import duration_seconds
 from calico.model.network import BGPPeer
 from calico.selector import SelectorError
@@ -59,6 +60,7 @@ class Peering:
     source_address: str = "UseNodeIP"
     restart_time: int | None = None
     keepalive_time: int | None = None
+    password: SecretRef | None = None
 
     @property
     def version(self) -> int:
@@ -177,6 +179,7 @@ def _with_resource_fields(peering: Peering, res: BGPPeer) -> Peering:
         keepalive_time=round(duration_seconds(spec.keepaliveTime)) if spec.keepaliveTime else None,
         next_hop_mode=spec.nextHopMode,
         local_as_number=spec.localASNumber or None,
+        password=password_ref(spec.password),
     )
 
 

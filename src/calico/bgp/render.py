@@ -15,6 +15,9 @@ per peer. Translation notes:
 - `listen bgp port P` becomes `local port P` in the template; bindMode NodeIP becomes
   `strict bind on` (every session is then sourced from the node address).
 - No `krt_tunnel` (a Calico BIRD fork attribute): IPIP and VXLAN pool routes are Felix's.
+- `password "<secret>";` from the file of the peer's secretKeyRef (`bgp.secrets`), which
+  admits no `"` or line break (BIRD strings have no escapes); a peer without its secret is
+  left out with a comment. bird.cfg then holds secrets: the agent writes it mode 0600.
 - `log stderr all` so the node runner captures BIRD's log; `timeformat protocol iso short`
   keeps `show protocols` "Since" one column, as `calicoctl node status` expects.
 
@@ -234,6 +237,7 @@ def _family_peers(view: BgpView, fam: FamilyView) -> list[str]:
     for ptype, title in _SECTION_TITLES.items():
         lines.append(f"# ------------- IPv{fam.version} {title} -------------")
         peers = [p for p in fam.peers if p.type is ptype]
+        withheld = [p for p in fam.withheld if p.type is ptype]
         if ptype is PeerType.MESH and view.rr_cluster_id:
             lines.append(
                 f"# This node is a route reflector (cluster ID {view.rr_cluster_id});"
@@ -241,8 +245,12 @@ def _family_peers(view: BgpView, fam: FamilyView) -> list[str]:
             )
         elif ptype is PeerType.MESH and not view.mesh_enabled:
             lines.append("# Node-to-node mesh disabled")
-        elif not peers:
+        elif not peers and not withheld:
             lines.append(f"# No {title} configured.")
+        lines += [
+            f"# {p.name} not configured: its password secret {p.password_ref} is unavailable."
+            for p in withheld
+        ]
         for peer in peers:
             lines += ["", *_peer(view, fam, peer)]
         lines.append("")
@@ -281,6 +289,8 @@ def _session_options(view: BgpView, peer: Peer, source: str | None) -> Iterable[
     if peer.rr_client:
         yield "  rr client;"
         yield f"  rr cluster id {view.rr_cluster_id};"
+    if peer.password:
+        yield f'  password "{peer.password}";  # From its secret {peer.password_ref}.'
     if peer.keepalive_time:
         yield f"  keepalive time {peer.keepalive_time};"
     if peer.ttl_security:

@@ -17,16 +17,19 @@ bird*.cfg templates):
 - Explicit peers: see `bgp.peerings`. A peer at this node's own address is skipped. Passive
   for global peers that are Calico nodes with a higher address. `rr client` when this node
   has a cluster ID and the iBGP peer's cluster ID differs.
-- Passwords (Kubernetes secrets), encapsulated pools and programClusterRoutes Disabled are
-  refused by the model (calico.model.support), so every pool's routes are BIRD's to program
-  and no session has a password.
+- Passwords: a peer whose BGPPeer `password` (or, for the mesh, `nodeMeshPassword`) names a
+  secret gets the value from `BgpInputs.passwords` (read by the agent, `bgp.secrets`); when
+  the value is absent the peer is left out and listed in `withheld` (fail closed: no session
+  rather than one without its password).
+- Encapsulated pools and programClusterRoutes Disabled are refused by the model
+  (calico.model.support), so every pool's routes are BIRD's to program.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from calico.bgp.nodes import (
@@ -40,6 +43,7 @@ from calico.bgp.nodes import (
     settings,
 )
 from calico.bgp.peerings import Peering, PeerType, resolve_peerings
+from calico.bgp.secrets import SecretRef
 from calico.ipam.keys import parse_affinity_key
 from calico.ipam.records import AffinityState, BlockAffinity, RecordFormatError
 from calico.model.network import BGPConfiguration, BGPPeer, IPPool, Node
@@ -54,6 +58,7 @@ class BgpInputs:
     configs: Mapping[str, BGPConfiguration] = field(default_factory=dict)
     pools: Sequence[IPPool] = ()
     blocks: Sequence[str] = ()  # this node's confirmed affine block CIDRs
+    passwords: Mapping[SecretRef, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +79,8 @@ class Peer:
     ttl_security: int | None = None
     allow_local_as: int | None = None
     reachable_by: str | None = None
+    password_ref: SecretRef | None = None
+    password: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +105,7 @@ class FamilyView:
     pools: tuple[Pool, ...] = ()
     blocks: tuple[str, ...] = ()
     advertisements: tuple[Advertisement, ...] = ()
+    withheld: tuple[Peer, ...] = ()  # left out: their password secret is not in the inputs
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +125,11 @@ class BgpView:
     @property
     def families(self) -> tuple[FamilyView, FamilyView]:
         return (self.ipv4, self.ipv6)
+
+    @property
+    def withheld(self) -> tuple[Peer, ...]:
+        """Peers not configured because their password is missing."""
+        return self.ipv4.withheld + self.ipv6.withheld
 
 
 def affine_blocks(affinities: Iterable[tuple[str, bytes]], host: str) -> tuple[str, ...]:
@@ -191,6 +204,7 @@ def _mesh_peers(me: NodeBgp, nodes: Mapping[str, NodeBgp], s: Settings, version:
                 source_address=own,
                 passive=ip > own,
                 graceful_restart_time=s.mesh_restart_time,
+                password_ref=s.mesh_password,
             )
         )
     return peers
@@ -222,7 +236,23 @@ def _explicit_peer(p: Peering, me: NodeBgp, node_as: int, own: str) -> Peer:
         ttl_security=p.ttl_security,
         allow_local_as=p.num_allow_local_as,
         reachable_by=p.reachable_by,
+        password_ref=p.password,
     )
+
+
+def _with_passwords(
+    peers: Iterable[Peer], passwords: Mapping[SecretRef, str]
+) -> tuple[list[Peer], list[Peer]]:
+    """(peers to configure, with their passwords; peers withheld for want of one)."""
+    usable, withheld = [], []
+    for peer in peers:
+        if peer.password_ref is None:
+            usable.append(peer)
+        elif peer.password_ref in passwords:
+            usable.append(replace(peer, password=passwords[peer.password_ref]))
+        else:
+            withheld.append(peer)
+    return usable, withheld
 
 
 def _family(
@@ -243,6 +273,7 @@ def _family(
             for p in peerings
             if p.version == version and p.ip != own
         ]
+    peers, withheld = _with_passwords(peers, inputs.passwords)
     pools = [_pool(p) for p in inputs.pools]
     pools = sorted((p for p in pools if _v(p.cidr) == version), key=lambda p: _net_key(p.cidr))
     return FamilyView(
@@ -250,6 +281,7 @@ def _family(
         address=own,
         network=me.network(version),
         peers=tuple(sorted(peers, key=_peer_key)),
+        withheld=tuple(sorted(withheld, key=_peer_key)),
         pools=tuple(pools),
         blocks=tuple(b for b in sorted(inputs.blocks, key=_net_key) if _v(b) == version),
         advertisements=tuple(

@@ -18,6 +18,7 @@ from calico.model.fields import (
     Duration,
     InterfaceName,
     IPAddress,
+    Name,
     Selector,
     parse_network,
 )
@@ -27,6 +28,7 @@ _IPV4_LINK_LOCAL = ipaddress.ip_network("169.254.0.0/16")
 _IPV6_LINK_LOCAL = ipaddress.ip_network("fe80::/10")
 _PEER_IP_PORT = re.compile(r"^(\d+\.\d+\.\d+\.\d+):(\d+)$|^\[([0-9a-fA-F:.]+)\]:(\d+)$")
 _COMMUNITY = re.compile(r"^\d+:\d+(:\d+)?$")
+_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")  # Kubernetes' data key rule
 
 
 def _only_default(resource: Resource) -> str | None:
@@ -119,9 +121,21 @@ class IPAMConfiguration(Resource):
 
 
 class SecretKeyRef(Model):
-    name: str
+    """A Kubernetes SecretKeySelector; calico-py reads it as the file <secrets dir>/<name>/<key>
+    on the node (calico.bgp.secrets), so both parts must be safe path components."""
+
+    name: Name
     key: str
     optional: bool | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        if not _SECRET_KEY.match(value) or value in (".", ".."):
+            raise ValueError(
+                f"{value!r} is not a valid secret key: letters, digits, '-', '_' or '.'"
+            )
+        return value
 
 
 class BGPPassword(Model):

@@ -136,7 +136,11 @@ _NFTABLES = "the nftables dataplane is not implemented"
 _NFT_ALT = "use iptablesBackend: NFT for iptables over nf_tables"
 _K8S_SERVICES = "there is no Kubernetes service handling (no kube-proxy integration)"
 _ISTIO = "Istio integration is not implemented"
-_SECRETS = "BGP passwords come from Kubernetes secrets, which an etcd datastore has none of"
+_SECRETS = (
+    "TCP MD5 password; the secretKeyRef is read on each node from the file"
+    " `$CALICO_SECRETS_DIR/<name>/<key>` (no Kubernetes secrets here); a missing or unusable"
+    " secret leaves the {} unconfigured"
+)
 _UPSTREAM_NODE = "written by upstream calico/node; calico-py reads nothing from it"
 _TUNNEL_ADDR = "written by upstream calico/node for {} pools, which are refused; only"
 _TUNNEL_ADDR += " `calicoctl ipam check` reads it (as an address in use)"
@@ -313,7 +317,7 @@ FIELDS: dict[str, dict[str, Support]] = {
         "localWorkloadSelector": refused("BGP peering with workloads is not implemented"),
         "keepOriginalNextHop": SUPPORTED,
         "nextHopMode": SUPPORTED,
-        "password": refused(_SECRETS + "; the session would run without one"),
+        "password": supported(_SECRETS.format("peer's session")),
         "sourceAddress": SUPPORTED,
         "failureDetectionMode": refused("BFD is not implemented", "None"),
         "restartMode": refused("long-lived graceful restart is not rendered", "GracefulRestart"),
@@ -339,7 +343,7 @@ FIELDS: dict[str, dict[str, Support]] = {
         "communities": SUPPORTED,
         "prefixAdvertisements": SUPPORTED,
         "listenPort": SUPPORTED,
-        "nodeMeshPassword": refused(_SECRETS + "; the mesh would run without one"),
+        "nodeMeshPassword": supported(_SECRETS.format("mesh sessions")),
         "nodeMeshMaxRestartTime": SUPPORTED,
         "bindMode": SUPPORTED,
         "ignoredInterfaces": SUPPORTED,
@@ -354,6 +358,14 @@ FIELDS: dict[str, dict[str, Support]] = {
         "ipv6NormalRoutePriority": refused("BIRD's kernel route metric is fixed", 1024),
         "nodeMeshMaxRestartTimeSeconds": refused(
             "a deprecated form", alternative="use nodeMeshMaxRestartTime"
+        ),
+    },
+    "BGPPassword": {"secretKeyRef": SUPPORTED},
+    "SecretKeyRef": {
+        "name": supported("a directory under `$CALICO_SECRETS_DIR`"),
+        "key": supported("a file in that directory (mode without access for others)"),
+        "optional": refused(
+            "a missing secret never yields a session without a password (fail closed)", False
         ),
     },
     "Community": {"name": SUPPORTED, "value": SUPPORTED},

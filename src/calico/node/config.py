@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from calico.bgp.secrets import DEFAULT_SECRETS_DIR
 from calico.model.fields import duration_seconds, is_subdomain
 from calico.model.network import IPPoolSpec
 
@@ -115,6 +116,7 @@ NODE_VARIABLES: tuple[NodeVariable, ...] = (
     NodeVariable("AUTODETECT_POLL_INTERVAL", "how often the node checks its addresses again and updates the Node (Go duration, default 60s; not with CALICO_NETWORKING_BACKEND=none, as Calico)"),  # noqa: E501
     NodeVariable("CLUSTER_TYPE", "comma list merged into ClusterInformation `default` spec.clusterType"),  # noqa: E501
     NodeVariable("CALICO_RUN_DIR", "calico-py's: the node's files (default /var/run/calico)"),
+    NodeVariable("CALICO_SECRETS_DIR", "calico-py's: BGP password files, `<dir>/<secret name>/<key>` for a secretKeyRef (default /etc/calico/secrets; files must give others no access)"),  # noqa: E501
 )  # fmt: skip
 
 
@@ -156,6 +158,7 @@ class NodeSettings:
     check_ip_conflicts: bool = True
     log_level: int = 20
     poll_interval: float = 60.0  # seconds between address checks after start
+    secrets_dir: Path = DEFAULT_SECRETS_DIR  # BGP password files (calico.bgp.secrets)
 
 
 def settings_from_env(
@@ -200,6 +203,7 @@ def settings_from_env(
         check_ip_conflicts=env.get("DISABLE_NODE_IP_CHECK", "").strip().lower() != "true",
         log_level=_log_level(env.get("CALICO_STARTUP_LOGLEVEL")),
         poll_interval=_poll_interval(env.get("AUTODETECT_POLL_INTERVAL")),
+        secrets_dir=Path(env.get("CALICO_SECRETS_DIR") or DEFAULT_SECRETS_DIR),
     )
 
 

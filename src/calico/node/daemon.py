@@ -112,6 +112,7 @@ class NodeDaemon:
             bird=self._bird,
             birdc=self._birdc,
             router_id=self.settings.router_id,
+            secrets_dir=self.settings.secrets_dir,
         )
 
     def _felix_spec(self) -> ChildSpec:

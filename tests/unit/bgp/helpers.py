@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from calico.bgp.secrets import SecretRef
 from calico.bgp.view import BgpInputs, affine_blocks
 from calico.ipam.keys import affinity_key
 from calico.ipam.records import AffinityState, BlockAffinity
@@ -26,6 +27,7 @@ def inputs_from(
     resources: list[Resource],
     node: str,
     affinities: dict[str, str] | None = None,
+    passwords: dict[str, str] | None = None,
 ) -> BgpInputs:
     kvs = [
         (affinity_key(node, cidr), BlockAffinity(AffinityState(state)).to_json())
@@ -37,6 +39,7 @@ def inputs_from(
         configs={r.name: r for r in resources if isinstance(r, BGPConfiguration)},
         pools=[r for r in resources if isinstance(r, IPPool)],
         blocks=affine_blocks(kvs, node),
+        passwords={SecretRef(*ref.split("/")): pw for ref, pw in (passwords or {}).items()},
     )
 
 
@@ -49,9 +52,10 @@ class GoldenCase:
 
 
 def load_case(case_dir: Path) -> GoldenCase:
-    """input.yaml: a header document (node, affinities, router_id), then resources."""
+    """input.yaml: a header document (node, affinities, router_id, passwords as
+    "<secret>/<key>": value, i.e. the secrets the agent could read), then resources."""
     header, *docs = list(yaml.safe_load_all((case_dir / "input.yaml").read_text()))
     resources = [resource(d) for d in docs if d]
     node = header["node"]
-    inputs = inputs_from(resources, node, header.get("affinities"))
+    inputs = inputs_from(resources, node, header.get("affinities"), header.get("passwords"))
     return GoldenCase(case_dir.name, node, inputs, header.get("router_id"))

@@ -180,3 +180,100 @@ def test_a_bird_that_cannot_run_is_a_returncode_not_an_exception(
     agent = BGPAgent(backend, "node-a", tmp_path / "run", bird=str(tmp_path / "none" / "bird"))
     assert agent.render_now() is True
     assert agent.config_path.exists()
+
+
+def password_peer(key: str = "tor") -> Any:
+    return resource(
+        {
+            "kind": "BGPPeer",
+            "metadata": {"name": "tor"},
+            "spec": {
+                "peerIP": "198.18.0.254",
+                "asNumber": 65000,
+                "password": {"secretKeyRef": {"name": "bgp", "key": key}},
+            },
+        }
+    )
+
+
+def secret_agent(backend: MemoryBackend, tmp_path: Path, runner: FakeRunner) -> BGPAgent:
+    return BGPAgent(
+        backend,
+        "node-a",
+        tmp_path / "run",
+        runner=runner,
+        debounce=0.02,
+        retry_interval=0.05,
+        secrets_dir=tmp_path / "secrets",
+        secret_interval=0.05,
+    )
+
+
+def write_secret(tmp_path: Path, value: str, mode: int = 0o600) -> Path:
+    path = tmp_path / "secrets" / "bgp" / "tor"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(value)
+    path.chmod(mode)
+    return path
+
+
+def test_password_from_the_secret_file_and_bird_cfg_is_private(
+    backend: MemoryBackend, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ResourceClient(backend).create(password_peer())
+    write_secret(tmp_path, "s3cret\\x\n")
+    agent = secret_agent(backend, tmp_path, FakeRunner())
+    caplog.set_level("DEBUG")
+    assert agent.render_now() is True
+    text = agent.config_path.read_text()
+    assert '  password "s3cret\\x";  # From its secret bgp/tor.' in text
+    assert agent.config_path.stat().st_mode & 0o777 == 0o600
+    assert "s3cret" not in caplog.text
+    assert [p.name for p in agent.run_dir.iterdir()] == ["bird.cfg"]  # written nowhere else
+
+
+@pytest.mark.parametrize(
+    ("mode", "why"),
+    [(None, "cannot open {path}: No such file"), (0o644, "{path} is accessible to others")],
+)
+def test_no_session_without_its_password(
+    backend: MemoryBackend,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    mode: int | None,
+    why: str,
+) -> None:
+    ResourceClient(backend).create(password_peer())
+    path = tmp_path / "secrets" / "bgp" / "tor"
+    if mode is not None:
+        write_secret(tmp_path, "s3cret", mode)
+    agent = secret_agent(backend, tmp_path, FakeRunner())
+    assert agent.render_now() is True
+    text = agent.config_path.read_text()
+    assert "protocol bgp Global_198_18_0_254" not in text and "s3cret" not in text
+    assert "# Global_198_18_0_254 not configured: its password secret bgp/tor" in text
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert why.format(path=path) in errors[0]
+    assert errors[0].endswith("not configuring Global_198_18_0_254")
+    assert agent.render_now() is False  # the same failure is not logged again
+    assert len([r for r in caplog.records if r.levelname == "ERROR"]) == 1
+
+
+def test_a_secret_that_appears_or_changes_is_picked_up_without_a_datastore_change(
+    backend: MemoryBackend, tmp_path: Path
+) -> None:
+    ResourceClient(backend).create(password_peer())
+    runner = FakeRunner()
+    agent = secret_agent(backend, tmp_path, runner)
+    agent.start()
+    try:
+        wait_until(lambda: agent.renders >= 1)
+        assert "protocol bgp Global" not in agent.config_path.read_text()
+        write_secret(tmp_path, "first")
+        wait_until(lambda: 'password "first";' in agent.config_path.read_text())
+        write_secret(tmp_path, "second")
+        wait_until(lambda: 'password "second";' in agent.config_path.read_text())
+        wait_until(lambda: runner.count("birdc") >= 2)
+    finally:
+        agent.stop()

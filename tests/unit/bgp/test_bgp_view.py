@@ -272,3 +272,35 @@ def test_pools_kernel_programming_and_export() -> None:
     got = {p.cidr: p.export for p in v.ipv4.pools}
     assert got == {"198.19.0.0/16": True, "198.20.0.0/16": False}
     assert [p.cidr for p in v.ipv6.pools] == ["2001:db8:100::/48"]
+
+
+def _pw(name: str, key: str) -> dict[str, Any]:
+    return {"secretKeyRef": {"name": name, "key": key}}
+
+
+def test_a_peer_gets_its_password_or_is_withheld() -> None:
+    resources = [
+        A,
+        B,
+        config(nodeMeshPassword=_pw("bgp", "mesh")),
+        bgppeer("tor", peerIP="198.18.0.254", asNumber=65000, password=_pw("bgp", "tor")),
+        bgppeer("plain", peerIP="198.18.0.253", asNumber=65000),
+    ]
+    both = build_view(inputs_from(resources, "a", passwords={"bgp/mesh": "m", "bgp/tor": "t"}), "a")
+    got = {p.name: (str(p.password_ref), p.password) for p in both.ipv4.peers}
+    assert got == {
+        "Mesh_198_18_0_2": ("bgp/mesh", "m"),
+        "Global_198_18_0_254": ("bgp/tor", "t"),
+        "Global_198_18_0_253": ("None", None),
+    }
+    assert both.withheld == ()
+    assert "'m'" not in repr(both) and "'t'" not in repr(both)  # never in a log line
+
+    only_mesh = build_view(inputs_from(resources, "a", passwords={"bgp/mesh": "m"}), "a")
+    assert set(peers(only_mesh)) == {"Mesh_198_18_0_2", "Global_198_18_0_253"}
+    assert [(p.name, str(p.password_ref)) for p in only_mesh.withheld] == [
+        ("Global_198_18_0_254", "bgp/tor")
+    ]
+    none = view("a", *resources)
+    assert set(peers(none)) == {"Global_198_18_0_253"}
+    assert {p.name for p in none.withheld} == {"Mesh_198_18_0_2", "Global_198_18_0_254"}

@@ -172,10 +172,23 @@ REFUSALS: list[tuple[str, dict[str, Any], str, str]] = [
         "host port",
     ),
     (
-        "bgp peer password",
-        doc("BGPPeer", {**PEER, "password": {"secretKeyRef": {"name": "s", "key": "k"}}}),
-        "spec.password",
-        "secrets",
+        "bgp peer optional password",
+        doc(
+            "BGPPeer",
+            {**PEER, "password": {"secretKeyRef": {"name": "s", "key": "k", "optional": True}}},
+        ),
+        "spec.password.secretKeyRef.optional",
+        "fail closed",
+    ),
+    (
+        "bgp mesh optional password",
+        doc(
+            "BGPConfiguration",
+            {"nodeMeshPassword": {"secretKeyRef": {"name": "s", "key": "k", "optional": True}}},
+            "default",
+        ),
+        "spec.nodeMeshPassword.secretKeyRef.optional",
+        "fail closed",
     ),
     ("bgp peer filters", doc("BGPPeer", {**PEER, "filters": ["f"]}), "spec.filters", "BGPFilter"),
     (
@@ -253,6 +266,13 @@ ACCEPTED: list[tuple[str, dict[str, Any]]] = [
     ),
     ("rule empty http", doc("GlobalNetworkPolicy", {"ingress": [rule(http={})]})),
     ("workload empty qos", doc("WorkloadEndpoint", {**WEP, "qosControls": {}}, WEP_NAME)),
+    (
+        "bgp peer password",
+        doc(
+            "BGPPeer",
+            {**PEER, "password": {"secretKeyRef": {"name": "s", "key": "k", "optional": False}}},
+        ),
+    ),
     (
         "bgp peer defaults",
         doc(

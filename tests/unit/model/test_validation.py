@@ -28,6 +28,13 @@ def error_of(doc: dict[str, Any]) -> str:
     return str(info.value)
 
 
+_PW_PEER = {"peerIP": "198.51.100.1", "asNumber": 64512}
+
+
+def _pw(name: str, key: str) -> dict[str, Any]:
+    return {"secretKeyRef": {"name": name, "key": key}}
+
+
 INVALID: list[tuple[str, dict[str, Any], str]] = [
     (
         "port range backwards",
@@ -430,6 +437,33 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "spec.peerIP: '1.2.3' is not a valid peer IP",
     ),
     (
+        "bgp password secret name",
+        res("BGPPeer", {**_PW_PEER, "password": _pw("../etc", "k")}),
+        "spec.password.secretKeyRef.name: '../etc' is not a valid name",
+    ),
+    (
+        "bgp password secret key",
+        res("BGPPeer", {**_PW_PEER, "password": _pw("bgp", "..")}),
+        "spec.password.secretKeyRef.key: '..' is not a valid secret key",
+    ),
+    (
+        "bgp password key with a slash",
+        res("BGPPeer", {**_PW_PEER, "password": _pw("bgp", "a/b")}),
+        "spec.password.secretKeyRef.key: 'a/b' is not a valid secret key",
+    ),
+    (
+        "bgp password unknown key",
+        res(
+            "BGPPeer", {**_PW_PEER, "password": {"secretKeyRef": {"name": "a", "key": "b", "x": 1}}}
+        ),
+        "spec.password.secretKeyRef.x",
+    ),
+    (
+        "bgp mesh password secret name",
+        res("BGPConfiguration", {"nodeMeshPassword": _pw("A_B", "k")}, name="default"),
+        "spec.nodeMeshPassword.secretKeyRef.name: 'A_B' is not a valid name",
+    ),
+    (
         "bgp peer node and selector",
         res("BGPPeer", {"node": "a", "nodeSelector": "all()", "peerIP": "1.2.3.4", "asNumber": 1}),
         "spec.node: must be empty when nodeSelector",
@@ -600,6 +634,7 @@ VALID: list[tuple[str, dict[str, Any]]] = [
     ("k8s policy name", res("NetworkPolicy", {}, name="knp.default.my-policy.v1", namespace="a")),
     ("v6 pool", res("IPPool", {"cidr": "2001:db8::/64"})),
     ("bgp peer with port", res("BGPPeer", {"peerIP": "[2001:db8::1]:1179", "asNumber": "1.10"})),
+    ("bgp peer password", res("BGPPeer", {**_PW_PEER, "password": _pw("bgp-peers.x", "r1.pw_1")})),
     (
         "node-specific config",
         res("FelixConfiguration", {"interfacePrefix": "tap"}, name="node.host-1"),

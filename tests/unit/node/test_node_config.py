@@ -34,6 +34,12 @@ def test_environment_like_calico_node() -> None:
     assert settings_from_env({"NODENAME": "h", "AS": "1.10"}).as_number == 65546
 
 
+def test_secrets_dir_for_bgp_passwords() -> None:
+    assert settings_from_env({"NODENAME": "h"}).secrets_dir == Path("/etc/calico/secrets")
+    s = settings_from_env({"NODENAME": "h", "CALICO_SECRETS_DIR": "/run/h/secrets"})
+    assert s.secrets_dir == Path("/run/h/secrets")
+
+
 def test_flags_override_the_environment() -> None:
     s = settings_from_env({"NODENAME": "a", "IP": "none"}, {"NODENAME": "b", "IP": None})
     assert (s.nodename, s.ip) == ("b", "none")
