@@ -5,10 +5,12 @@ variant (one spine)."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +18,8 @@ from calico.lab import frr
 from calico.lab.fabric import FABRIC_TIMERS
 from calico.lab.lab import Lab, running_lab
 from calico.lab.labfile import load_lab, read_lab
+from calico.lab.resources import lab_documents
+from calico.model import parse_resource
 
 from .conftest import require_lab_tools, wait_until
 
@@ -24,6 +28,8 @@ HEAL_TIMEOUT = 60.0
 # A restarted ToR: its hosts' BIRD retries every 5 s, FRR every 2 s; a session lost without a
 # NOTIFICATION would take the hold time. Allow both, twice over, on a busy machine.
 TOR_HEAL_TIMEOUT = 2 * (FABRIC_TIMERS[1] + 5)
+WRONG_PASSWORD_WINDOW = 15.0  # three of BIRD's connect retries, seven of FRR's
+BLOCK_SIZE = 26  # the example pool's
 AS_PER_HOST = """
 name: e2el3h
 model: as-per-host
@@ -93,6 +99,80 @@ def test_hosts_peer_only_with_their_tor_and_learn_remote_racks_from_it(lab: Lab)
     assert hosts["host-2a"]["tor"] == {"name": "tor-2", "info": "Established"}
     vtysh = lab.exec("tor-1", ["vtysh", "-c", "show bgp ipv4 unicast summary json"])
     assert json.loads(vtysh.stdout)["peers"]["198.18.1.11"]["state"] == "Established", vtysh
+
+
+def tor_vtysh(lab: Lab, tor: str, *commands: str) -> str:
+    argv = ["vtysh", *(arg for c in commands for arg in ("-c", c))]
+    return lab.exec(tor, argv).stdout
+
+
+def test_rack_1s_tor_sessions_use_the_password_from_the_hosts_secret_files(lab: Lab) -> None:
+    """rack-1 has a ToR password: the hosts read it from their secret file (mode 0600) and
+    establish with tor-1; with another password on tor-1 the session does not come up."""
+    secret = lab.secrets_dir("host-1a") / "lab-tor-rack-1" / "password"
+    assert (secret.read_text(), secret.stat().st_mode & 0o777) == ("lab-md5-key", 0o600)
+    assert 'password "lab-md5-key";' in (lab.run_dir("host-1a") / "bird.cfg").read_text()
+    assert "password" not in (lab.run_dir("host-2a") / "bird.cfg").read_text()
+    config = tor_vtysh(lab, "tor-1", "show running-config")
+    assert " neighbor 198.18.1.11 password lab-md5-key" in config.splitlines(), config
+    assert lab.router_sessions("tor-1")["198.18.1.11"] == "Established"
+    neighbor = "neighbor 198.18.1.11 password"
+    try:
+        tor_vtysh(lab, "tor-1", "configure terminal", "router bgp 65001", f"{neighbor} wrong")
+        wait_until(lambda: lab.router_sessions("tor-1")["198.18.1.11"] != "Established", 10,
+                   "tor-1 drops host-1a's session when its password changes")  # fmt: skip
+        deadline = time.monotonic() + WRONG_PASSWORD_WINDOW  # BIRD retries every 5 s, FRR 2 s
+        while time.monotonic() < deadline:
+            assert lab.router_sessions("tor-1")["198.18.1.11"] != "Established"
+            assert not lab.sessions("host-1a")[0].established
+            time.sleep(0.5)
+        assert lab.router_sessions("tor-1")["198.18.1.12"] == "Established"  # host-1b's
+    finally:
+        tor_vtysh(lab, "tor-1", "configure terminal", "router bgp 65001", f"{neighbor} lab-md5-key")
+    wait_until(lambda: lab.router_sessions("tor-1")["198.18.1.11"] == "Established", 30,
+               "host-1a's session is back with the right password")  # fmt: skip
+
+
+def block_of(lab: Lab, workload: str) -> str:
+    address = lab.state.workloads[workload].ipv4 or ""
+    return str(ipaddress.ip_network(f"{address}/{BLOCK_SIZE}", strict=False))
+
+
+def tor_path(lab: Lab, tor: str, prefix: str) -> dict[str, Any]:
+    """The ToR's best path to `prefix` ({} when it has none)."""
+    data = json.loads(tor_vtysh(lab, tor, f"show bgp ipv4 unicast {prefix} json") or "{}")
+    best = [p for p in data.get("paths", []) if p.get("bestpath", {}).get("overall")]
+    return dict(best[0]) if best else {}
+
+
+def test_the_tor_sees_the_communities_of_prefix_advertisements(lab: Lab) -> None:
+    """BGPConfiguration communities (a named standard one, a literal large one) attached to
+    the pool by prefixAdvertisements reach tor-1 on host-1a's block route; removing them
+    removes them there too."""
+    default = next(d for d in lab_documents(lab.spec) if d["kind"] == "BGPConfiguration")
+    tagged = {
+        **default["spec"],
+        "communities": [{"name": "rack-one", "value": "65001:100"}],
+        "prefixAdvertisements": [
+            {"cidr": "198.19.0.0/20", "communities": ["rack-one", "65001:200:300"]}
+        ],
+    }
+    block = block_of(lab, "w-1a")
+    assert tor_path(lab, "tor-1", block)["nexthops"][0]["ip"] == "198.18.1.11"
+    assert "community" not in tor_path(lab, "tor-1", block)
+
+    def communities() -> tuple[str | None, str | None]:
+        path = tor_path(lab, "tor-1", block)
+        return (path.get("community", {}).get("string"),
+                path.get("largeCommunity", {}).get("string"))  # fmt: skip
+
+    try:
+        lab.client.apply(parse_resource({**default, "spec": tagged}))
+        wait_until(lambda: communities() == ("65001:100", "65001:200:300"), 30,
+                   f"tor-1 sees the communities on {block}")  # fmt: skip
+    finally:
+        lab.client.apply(parse_resource(default))
+    wait_until(lambda: communities() == (None, None), 30, f"{block} without communities again")
 
 
 def test_a_restarted_tor_heals(lab: Lab) -> None:

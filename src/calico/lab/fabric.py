@@ -102,7 +102,8 @@ class FabricOps(LabBase):
             reflect = spec.model == "as-per-rack"
             neighbors = [
                 frr.Neighbor(h.ipv4.split("/")[0], spec.host_as(h) or spec.asNumber,
-                             rr_client=reflect, next_hop_self=reflect)
+                             rr_client=reflect, next_hop_self=reflect,
+                             password=rack.tor.password)
                 for h in spec.hosts
                 if h.rack == rack.name
             ]  # fmt: skip

@@ -29,6 +29,7 @@ class Neighbor:
     as_number: int
     rr_client: bool = False  # an iBGP client of this router as route reflector
     next_hop_self: bool = False  # routes learnt over eBGP go to it with this router as next hop
+    password: str | None = None  # TCP MD5
 
 
 def bgpd_config(
@@ -55,6 +56,7 @@ def bgpd_config(
         lines += [
             f" neighbor {n.address} remote-as {n.as_number}",
             f" neighbor {n.address} timers connect 2",
+            *([f" neighbor {n.address} password {n.password}"] if n.password else []),
         ]
     for family, version in (("ipv4", 4), ("ipv6", 6)):
         members = [n for n in neighbors if (":" in n.address) == (version == 6)]

@@ -7,6 +7,7 @@ Every problem is a `LabFileError` naming the file and the field, e.g.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,11 @@ from calico.lab.spec import (
 from calico.model import ResourceError, parse_resource
 
 RACK_LABEL = "rack"  # the Node label BGPPeers select a rack's nodes by
+_PASSWORD = re.compile(r"^[!#-~]{1,80}$")  # printable ASCII less space and the double quote
+_PASSWORD_RULE = (
+    "must be 1 to 80 printable ASCII characters without spaces or double quotes"
+    " (a TCP MD5 key that BIRD and FRR can both spell)"
+)
 
 Problem = tuple[str, str]
 
@@ -146,6 +152,9 @@ def _check_racks(spec: LabSpec) -> Iterator[Problem]:
         for j, spine in enumerate(spec.spines):
             if spine.asNumber == rack.tor.asNumber:
                 yield f"spines[{j}].asNumber", f"must differ from {rack.name}'s ToR AS (eBGP)"
+        password = rack.tor.password
+        if password is not None and not _PASSWORD.match(password):
+            yield f"racks[{i}].tor.password", _PASSWORD_RULE
         other = next((k for k in range(i) if spec.racks[k].tor.asNumber == rack.tor.asNumber), None)
         if other is not None:  # the spines would hand one rack's routes to an AS that has them
             yield f"racks[{i}].tor.asNumber", f"is racks[{other}]'s AS too (one AS per rack)"

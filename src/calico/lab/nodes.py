@@ -1,6 +1,7 @@
 """Each host's calico/node: `calico node run` inside the host's namespace, configured from its
 environment as an operator would (NODENAME, IP/IP6 autodetected from eth0, AS, ETCD_ENDPOINTS
-on the fabric, CALICO_RUN_DIR per host), plus readiness and BGP-session checks.
+on the fabric, CALICO_RUN_DIR per host, CALICO_SECRETS_DIR in it with the ToR password), plus
+readiness and BGP-session checks.
 """
 
 from __future__ import annotations
@@ -8,10 +9,12 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Sequence
+from pathlib import Path
 
 from calico.lab import procs
 from calico.lab.base import BIN_DIR, LabBase, LabError, tail, wait_for
 from calico.lab.bird import BgpSession, bgp_sessions
+from calico.lab.resources import tor_secret
 
 FELIX_IN_SYNC = "dataplane in sync with the datastore"
 READY_TIMEOUT = 60.0
@@ -28,11 +31,28 @@ class NodeOps(LabBase):
             "IP6": "autodetect" if spec.ipv6 else "none",
             "ETCD_ENDPOINTS": self.state.etcd_endpoint,
             "CALICO_RUN_DIR": str(self.run_dir(host)),
+            "CALICO_SECRETS_DIR": str(self.secrets_dir(host)),
         }
         as_number = self.spec.host_as(spec)
         if as_number:
             env["AS"] = str(as_number)
         return env
+
+    def secrets_dir(self, host: str) -> Path:
+        return self.run_dir(host) / "secrets"
+
+    def write_secrets(self, host: str) -> None:
+        """The host's ToR password as the file its BGPPeer's secretKeyRef names (mode 0600)."""
+        spec = self.spec.host(host)
+        rack = self.spec.host_rack(spec) if spec.rack else None
+        if rack is None or rack.tor.password is None:
+            return
+        ref = tor_secret(rack)
+        directory = self.secrets_dir(host) / ref["name"]
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(directory / ref["key"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(rack.tor.password)
 
     def start_node(self, host: str) -> None:
         """Start `calico node run` in the host's namespace (returns at once)."""
@@ -40,6 +60,7 @@ class NodeOps(LabBase):
             raise LabError(host, "start node", "calico node is already running")
         run_dir = self.run_dir(host)
         run_dir.mkdir(parents=True, exist_ok=True)
+        self.write_secrets(host)
         felix_log = run_dir / "felix.log"
         self.felix_marks[host] = felix_log.stat().st_size if felix_log.exists() else 0
         argv = [str(BIN_DIR / "calico"), "node", "run"]

@@ -4,7 +4,8 @@ IP pools; BGPConfiguration `default` (cluster AS, node-to-node mesh); a Node per
 its labels (route reflectors also `route-reflector: "true"` and their cluster ID) for
 `calico node run` to complete; a BGPPeer from every node to the route reflectors; global
 BGPPeers to the border router; in an L3 fabric, a `rack` label per node and a BGPPeer per rack
-from its nodes to its ToR; then the manifests the lab file lists.
+from its nodes to its ToR (with the
+ToR's password as a secretKeyRef); then the manifests the lab file lists.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from calico.lab.labfile import RACK_LABEL, pool_name, pool_spec
-from calico.lab.spec import LabSpec, tor_address
+from calico.lab.spec import LabSpec, Rack, tor_address
 from calico.model import API_VERSION, parse_manifest, parse_resource
 from calico.model.base import Resource
 
@@ -27,6 +28,11 @@ def _doc(kind: str, name: str, spec: dict[str, Any], **meta: Any) -> dict[str, A
         "metadata": {"name": name, **meta},
         "spec": spec,
     }
+
+
+def tor_secret(rack: Rack) -> dict[str, str]:
+    """The secretKeyRef of the rack's ToR password (each host holds the file)."""
+    return {"name": f"lab-tor-{rack.name}", "key": "password"}
 
 
 def lab_documents(spec: LabSpec) -> list[dict[str, Any]]:
@@ -53,6 +59,8 @@ def lab_documents(spec: LabSpec) -> list[dict[str, Any]]:
             "peerIP": tor_address(rack),
             "asNumber": rack.tor.asNumber,
         }
+        if rack.tor.password is not None:
+            peer["password"] = {"secretKeyRef": tor_secret(rack)}
         docs.append(_doc("BGPPeer", f"lab-tor-{rack.name}", peer))
     border = spec.border
     if border is not None:

@@ -103,6 +103,7 @@ class Tor(_Model):
     name: Name
     asNumber: ASN
     ipv4: Address | None = None  # default: the rack subnet's first usable address
+    password: str | None = None  # TCP MD5 on the sessions between the ToR and its hosts
 
 
 class Rack(_Model):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from calico.lab import frr
 from calico.lab.labfile import LabFileError, load_lab, read_lab
 from calico.lab.report import format_status
 from calico.lab.resources import lab_documents
@@ -60,6 +61,26 @@ def test_resources_peer_each_rack_with_its_tor_and_turn_the_mesh_off() -> None:
     assert docs[("BGPPeer", "lab-tor-r2")]["spec"] == {
         "nodeSelector": "rack == 'r2'", "peerIP": "198.18.2.254", "asNumber": 65002,
     }  # fmt: skip
+
+
+def test_a_tor_password_becomes_a_secret_ref_and_an_frr_neighbor_password() -> None:
+    racks = (
+        "racks: [{name: r1, subnet: 198.18.1.0/24,"
+        " tor: {name: tor1, asNumber: 65001, password: s3cr#t}}]"
+    )
+    spec = load_lab(with_change(racks + "\nhosts: [{name: h1, rack: r1, ipv4: 198.18.1.11}]"))
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in lab_documents(spec)}
+    ref = {"name": "lab-tor-r1", "key": "password"}
+    assert docs[("BGPPeer", "lab-tor-r1")]["spec"]["password"] == {"secretKeyRef": ref}
+    host, spine = (
+        frr.Neighbor("198.18.1.11", 65001, password="s3cr#t"),
+        frr.Neighbor("198.18.0.1", 1),
+    )
+    config = frr.bgpd_config("tor1", 65001, "198.18.1.1", [host, spine], [])
+    assert " neighbor 198.18.1.11 password s3cr#t" in config.splitlines()
+    assert "neighbor 198.18.0.1 password" not in config
+    no_password = {(d["kind"], d["metadata"]["name"]): d for d in lab_documents(load_lab(BASE))}
+    assert "password" not in no_password[("BGPPeer", "lab-tor-r1")]["spec"]
 
 
 def test_as_per_host() -> None:
@@ -143,6 +164,16 @@ def test_as_per_host() -> None:
         ),
         ("etcd: {ipv4: 198.18.5.5}", "etcd.ipv4: '198.18.5.5' is not a usable address in a"),
         ("pools: [{cidr: 198.18.2.0/25}]", "pools[0].cidr: 198.18.2.0/25 overlaps 198.18.2.0/24"),
+        (
+            "racks: [{name: r1, subnet: 198.18.1.0/24,"
+            " tor: {name: t1, asNumber: 65001, password: 'two words'}}]",
+            "racks[0].tor.password: must be 1 to 80 printable ASCII characters without spaces",
+        ),
+        (
+            "racks: [{name: r1, subnet: 198.18.1.0/24, tor: {name: t1, asNumber: 65001,"
+            f" password: {'x' * 81}}}}}]",
+            "racks[0].tor.password: must be 1 to 80",
+        ),
     ],
 )
 def test_errors_name_the_field(change: str, message: str) -> None:
