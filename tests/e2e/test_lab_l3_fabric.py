@@ -158,6 +158,7 @@ def test_the_tor_sees_the_communities_of_prefix_advertisements(lab: Lab) -> None
         ],
     }
     block = block_of(lab, "w-1a")
+    wait_until(lambda: bool(tor_path(lab, "tor-1", block)), 30, f"tor-1 has {block}")
     assert tor_path(lab, "tor-1", block)["nexthops"][0]["ip"] == "198.18.1.11"
     assert "community" not in tor_path(lab, "tor-1", block)
 
