@@ -30,6 +30,7 @@ HEAL_TIMEOUT = 60.0
 TOR_HEAL_TIMEOUT = 2 * (FABRIC_TIMERS[1] + 5)
 WRONG_PASSWORD_WINDOW = 15.0  # three of BIRD's connect retries, seven of FRR's
 BLOCK_SIZE = 26  # the example pool's
+TOR2_LOOPBACK = "198.18.100.2"
 AS_PER_HOST = """
 name: e2el3h
 model: as-per-host
@@ -88,7 +89,7 @@ def test_every_workload_reaches_every_other_across_racks(lab: Lab) -> None:
 
 
 def test_hosts_peer_only_with_their_tor_and_learn_remote_racks_from_it(lab: Lab) -> None:
-    for host, tor in (("host-1a", "198_18_1_1"), ("host-2b", "198_18_2_1")):
+    for host, tor in (("host-1a", "198_18_1_1"), ("host-2b", "198_18_100_2")):
         sessions = lab.sessions(host)
         assert [s.name for s in sessions] == [f"Node_{tor}"] and sessions[0].established
     remote = route(lab, "host-1a", "w-2a")
@@ -131,6 +132,34 @@ def test_rack_1s_tor_sessions_use_the_password_from_the_hosts_secret_files(lab: 
         tor_vtysh(lab, "tor-1", "configure terminal", "router bgp 65001", f"{neighbor} lab-md5-key")
     wait_until(lambda: lab.router_sessions("tor-1")["198.18.1.11"] == "Established", 30,
                "host-1a's session is back with the right password")  # fmt: skip
+
+
+def loopback_routes(lab: Lab, host: str) -> list[tuple[str, str]]:
+    out = lab.exec(host, ["ip", "-j", "route", "show", TOR2_LOOPBACK]).stdout
+    return [(r.get("gateway", ""), r.get("protocol", "")) for r in json.loads(out)]
+
+
+def test_rack_2s_hosts_peer_with_the_tors_loopback_reachable_by_its_rack_address(lab: Lab) -> None:
+    """BGPPeer lab-tor-rack-2 has peerIP tor-2's loopback and reachableBy tor-2's rack address:
+    BIRD puts a /32 to the loopback via that gateway in the kernel and the session establishes
+    from the loopback. Without reachableBy the route goes (the session then rides the hosts'
+    default route, also via tor-2: this lab cannot show a peer unreachable without it)."""
+    for host in ("host-2a", "host-2b"):
+        assert loopback_routes(lab, host) == [("198.18.2.1", "bird")]
+        assert [(s.name, s.established) for s in lab.sessions(host)] == [
+            ("Node_198_18_100_2", True)
+        ]
+    assert lab.router_sessions("tor-2")["198.18.2.11"] == "Established"
+    peer = next(d for d in lab_documents(lab.spec) if d["metadata"]["name"] == "lab-tor-rack-2")
+    assert peer["spec"]["reachableBy"] == "198.18.2.1"
+    unreachable = {**peer, "spec": {k: v for k, v in peer["spec"].items() if k != "reachableBy"}}
+    try:
+        lab.client.apply(parse_resource(unreachable))
+        wait_until(lambda: loopback_routes(lab, "host-2a") == [], 30, "the /32 goes")
+    finally:
+        lab.client.apply(parse_resource(peer))
+    wait_until(lambda: loopback_routes(lab, "host-2a") == [("198.18.2.1", "bird")], 30,
+               "the /32 is back")  # fmt: skip
 
 
 def block_of(lab: Lab, workload: str) -> str:

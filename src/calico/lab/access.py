@@ -14,7 +14,7 @@ from calico.lab.base import BIN_DIR, LabError
 from calico.lab.nodes import NodeOps
 from calico.lab.probe import ProbeResult, run_probe
 from calico.lab.report import Matrix
-from calico.lab.spec import fabric_links, tor_address
+from calico.lab.spec import fabric_links, tor_address, tor_peer_address
 from calico.lab.topology import TopologyOps
 from calico.lab.workloads import WorkloadOps
 
@@ -159,7 +159,7 @@ class AccessOps(TopologyOps, NodeOps, WorkloadOps):
         }  # fmt: skip
         if spec.rack is not None:
             rack = self.spec.host_rack(spec)
-            peer = tor_address(rack).replace(".", "_")
+            peer = tor_peer_address(rack).replace(".", "_")
             tor = next((s for s in sessions if s["peer"].endswith(f"_{peer}")), None)
             doc["tor"] = {"name": rack.tor.name, "info": tor["info"] if tor else "no session"}
         return doc

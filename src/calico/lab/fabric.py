@@ -16,7 +16,7 @@ from pathlib import Path
 
 from calico.lab import frr, netns, procs
 from calico.lab.base import LabBase, LabError, wait_for
-from calico.lab.spec import Rack, fabric_links, rack_interface, tor_address
+from calico.lab.spec import Rack, fabric_links, rack_interface, tor_address, tor_peer_address
 
 RACK_BRIDGE = "br-rack"
 FORWARDING = {"net.ipv4.ip_forward": "1"}
@@ -57,12 +57,14 @@ class FabricOps(LabBase):
             netns.sysctl(self.add_netns(name), FORWARDING)
         for rack in self.spec.racks:
             gateway = rack_interface(rack, tor_address(rack))
+            loopback = [f"addr add {tor_peer_address(rack)}/32 dev lo"] if rack.tor.loopback else []
             netns.ip_batch(
                 self.netns(rack.tor.name),
                 [
                     f"link add {RACK_BRIDGE} type bridge mcast_snooping 0",
                     f"link set {RACK_BRIDGE} up",
                     *netns.address_commands(RACK_BRIDGE, [str(gateway)]),
+                    *loopback,
                 ],
             )
         for rack, spine, tor_addr, spine_addr in fabric_links(self.spec):
@@ -103,7 +105,8 @@ class FabricOps(LabBase):
             neighbors = [
                 frr.Neighbor(h.ipv4.split("/")[0], spec.host_as(h) or spec.asNumber,
                              rr_client=reflect, next_hop_self=reflect,
-                             password=rack.tor.password)
+                             password=rack.tor.password,
+                             update_source=rack.tor.loopback and tor_peer_address(rack))
                 for h in spec.hosts
                 if h.rack == rack.name
             ]  # fmt: skip

@@ -30,6 +30,7 @@ class Neighbor:
     rr_client: bool = False  # an iBGP client of this router as route reflector
     next_hop_self: bool = False  # routes learnt over eBGP go to it with this router as next hop
     password: str | None = None  # TCP MD5
+    update_source: str | None = None  # the local address of the session (a loopback)
 
 
 def bgpd_config(
@@ -58,6 +59,11 @@ def bgpd_config(
             f" neighbor {n.address} timers connect 2",
             *([f" neighbor {n.address} password {n.password}"] if n.password else []),
         ]
+        if n.update_source:  # eBGP from a loopback: the peer is not on a connected network
+            lines += [
+                f" neighbor {n.address} update-source {n.update_source}",
+                f" neighbor {n.address} disable-connected-check",
+            ]
     for family, version in (("ipv4", 4), ("ipv6", 6)):
         members = [n for n in neighbors if (":" in n.address) == (version == 6)]
         nets = [net for net in networks if (":" in net) == (version == 6)]

@@ -158,6 +158,7 @@ def _check_racks(spec: LabSpec) -> Iterator[Problem]:
         other = next((k for k in range(i) if spec.racks[k].tor.asNumber == rack.tor.asNumber), None)
         if other is not None:  # the spines would hand one rack's routes to an AS that has them
             yield f"racks[{i}].tor.asNumber", f"is racks[{other}]'s AS too (one AS per rack)"
+    yield from _check_loopbacks(spec, [fabric, *(n for _, n in subnets)])
     addresses = [(f"racks[{i}].tor.ipv4", tor_address(r)) for i, r in enumerate(spec.racks)]
     addresses += [(f"hosts[{i}].ipv4", h.ipv4) for i, h in enumerate(spec.hosts)]
     addresses.append(("etcd.ipv4", etcd_address(spec)))
@@ -174,6 +175,24 @@ def _check_racks(spec: LabSpec) -> Iterator[Problem]:
         if rack_of(spec, tor_address(rack)) not in (rack, None):
             yield f"racks[{i}].tor.ipv4", f"is not in the rack's subnet {rack.subnet}"
     yield from _check_rack_hosts(spec)
+
+
+def _check_loopbacks(spec: LabSpec, networks: list[Any]) -> Iterator[Problem]:
+    """A ToR loopback is off every subnet (the hosts reach it through `reachableBy`)."""
+    seen: dict[Any, str] = {}
+    for i, rack in enumerate(spec.racks):
+        if rack.tor.loopback is None:
+            continue
+        field = f"racks[{i}].tor.loopback"
+        ip = ipaddress.ip_interface(rack.tor.loopback).ip
+        pools = [ipaddress.ip_network(p.cidr, strict=False) for p in spec.pools]
+        if ip.version != 4:
+            yield field, f"{rack.tor.loopback!r} is not an IPv4 address"
+        elif any(ip in net for net in [*networks, *pools]):
+            yield field, f"{ip} is in a rack subnet, the fabric or a pool (a loopback is apart)"
+        elif ip in seen:
+            yield field, f"{ip} is already {seen[ip]}'s"
+        seen[ip] = field
 
 
 def _check_rack_hosts(spec: LabSpec) -> Iterator[Problem]:

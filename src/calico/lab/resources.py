@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from calico.lab.labfile import RACK_LABEL, pool_name, pool_spec
-from calico.lab.spec import LabSpec, Rack, tor_address
+from calico.lab.spec import LabSpec, Rack, tor_address, tor_peer_address
 from calico.model import API_VERSION, parse_manifest, parse_resource
 from calico.model.base import Resource
 
@@ -56,9 +56,11 @@ def lab_documents(spec: LabSpec) -> list[dict[str, Any]]:
     for rack in spec.racks:
         peer = {
             "nodeSelector": f"{RACK_LABEL} == '{rack.name}'",
-            "peerIP": tor_address(rack),
+            "peerIP": tor_peer_address(rack),
             "asNumber": rack.tor.asNumber,
         }
+        if rack.tor.loopback is not None:  # not on the rack's subnet: a route via the ToR
+            peer["reachableBy"] = tor_address(rack)
         if rack.tor.password is not None:
             peer["password"] = {"secretKeyRef": tor_secret(rack)}
         docs.append(_doc("BGPPeer", f"lab-tor-{rack.name}", peer))

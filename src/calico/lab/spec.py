@@ -104,6 +104,7 @@ class Tor(_Model):
     asNumber: ASN
     ipv4: Address | None = None  # default: the rack subnet's first usable address
     password: str | None = None  # TCP MD5 on the sessions between the ToR and its hosts
+    loopback: Address | None = None  # hosts peer with this address (on the ToR's lo)
 
 
 class Rack(_Model):
@@ -226,6 +227,11 @@ def tor_address(rack: Rack) -> str:
     if rack.tor.ipv4:
         return rack.tor.ipv4.split("/")[0]
     return str(next(ipaddress.ip_network(rack.subnet, strict=False).hosts()))
+
+
+def tor_peer_address(rack: Rack) -> str:
+    """The address the rack's hosts peer with: the ToR's loopback, else its rack address."""
+    return rack.tor.loopback.split("/")[0] if rack.tor.loopback else tor_address(rack)
 
 
 def rack_interface(rack: Rack, address: str) -> ipaddress.IPv4Interface:

@@ -83,6 +83,23 @@ def test_a_tor_password_becomes_a_secret_ref_and_an_frr_neighbor_password() -> N
     assert "password" not in no_password[("BGPPeer", "lab-tor-r1")]["spec"]
 
 
+def test_a_tor_loopback_is_the_peer_ip_reachable_by_the_rack_address() -> None:
+    racks = (
+        "racks: [{name: r1, subnet: 198.18.1.0/24,"
+        " tor: {name: tor1, asNumber: 65001, loopback: 198.18.100.1}}]"
+    )
+    spec = load_lab(with_change(racks + "\nhosts: [{name: h1, rack: r1, ipv4: 198.18.1.11}]"))
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in lab_documents(spec)}
+    peer = docs[("BGPPeer", "lab-tor-r1")]["spec"]
+    assert (peer["peerIP"], peer["reachableBy"]) == ("198.18.100.1", "198.18.1.1")
+    host = frr.Neighbor("198.18.1.11", 65011, update_source="198.18.100.1")
+    config = frr.bgpd_config("tor1", 65001, "198.18.1.1", [host], []).splitlines()
+    assert " neighbor 198.18.1.11 update-source 198.18.100.1" in config
+    assert " neighbor 198.18.1.11 disable-connected-check" in config
+    plain = {(d["kind"], d["metadata"]["name"]): d for d in lab_documents(load_lab(BASE))}
+    assert "reachableBy" not in plain[("BGPPeer", "lab-tor-r1")]["spec"]
+
+
 def test_as_per_host() -> None:
     spec = load_lab(with_change(
         "{model: as-per-host, hosts: [{name: h1, rack: r1, ipv4: 198.18.1.11, asNumber: 65011}]}"
@@ -173,6 +190,23 @@ def test_as_per_host() -> None:
             "racks: [{name: r1, subnet: 198.18.1.0/24, tor: {name: t1, asNumber: 65001,"
             f" password: {'x' * 81}}}}}]",
             "racks[0].tor.password: must be 1 to 80",
+        ),
+        (
+            "racks: [{name: r1, subnet: 198.18.1.0/24,"
+            " tor: {name: t1, asNumber: 65001, loopback: 198.18.1.200}}]",
+            "racks[0].tor.loopback: 198.18.1.200 is in a rack subnet, the fabric or a pool",
+        ),
+        (
+            "racks: [{name: r1, subnet: 198.18.1.0/24,"
+            " tor: {name: t1, asNumber: 65001, loopback: 198.19.0.1}}]",
+            "racks[0].tor.loopback: 198.19.0.1 is in a rack subnet, the fabric or a pool",
+        ),
+        (
+            "racks: [{name: r1, subnet: 198.18.1.0/24,"
+            " tor: {name: t1, asNumber: 65001, loopback: 198.18.100.1}},"
+            " {name: r2, subnet: 198.18.2.0/24,"
+            " tor: {name: t2, asNumber: 65002, loopback: 198.18.100.1}}]",
+            "racks[1].tor.loopback: 198.18.100.1 is already racks[0].tor.loopback's",
         ),
     ],
 )
