@@ -14,12 +14,14 @@ from typing import Any
 
 import pytest
 
+from calico.bgp.birdctl import BirdError, query
 from calico.lab import frr
 from calico.lab.fabric import FABRIC_TIMERS
 from calico.lab.lab import Lab, running_lab
 from calico.lab.labfile import load_lab, read_lab
 from calico.lab.resources import lab_documents
-from calico.model import parse_resource
+from calico.model import API_VERSION, parse_resource
+from calico.model.base import Resource
 
 from .conftest import require_lab_tools, wait_until
 
@@ -243,3 +245,36 @@ def test_as_per_host(tmp_path: Path) -> None:
         same_rack = route(lab, "h1", "w1b")  # the ToR passes its rack-mate's next hop on
         assert (same_rack["gateway"], same_rack["protocol"]) == ("198.18.1.12", "bird")
         assert broken_pairs(lab) == []
+        check_keep_original_next_hop(lab)
+
+
+def host_peer(name: str, node: str, peer_ip: str, as_number: int, **extra: Any) -> Resource:
+    spec = {"node": node, "peerIP": peer_ip, "asNumber": as_number, **extra}
+    return parse_resource({"apiVersion": API_VERSION, "kind": "BGPPeer",
+                           "metadata": {"name": name}, "spec": spec})  # fmt: skip
+
+
+def bgp_next_hops(lab: Lab, host: str, prefix: str, protocol: str) -> list[str]:
+    """The BGP next hop attribute of `host`'s routes to `prefix` from `protocol`."""
+    try:
+        lines = query(
+            lab.run_dir(host) / "bird.ctl", f"show route {prefix} protocol {protocol} all"
+        )
+    except (OSError, BirdError):
+        return []
+    return [line.split()[-1] for line in lines if "BGP.next_hop:" in line]
+
+
+def check_keep_original_next_hop(lab: Lab) -> None:
+    """eBGP between h1 (rack 1) and h2 (rack 2), multihop through the fabric. h1 passes on h1b's
+    block, learnt from tor-1 with next hop h1b: with its own address as next hop by default,
+    with h1b's kept when h1's BGPPeer has keepOriginalNextHop."""
+    block = block_of(lab, "w1b")
+    lab.client.apply(host_peer("h2-to-h1", "h2", "198.18.1.11", 65011))
+    lab.client.apply(host_peer("h1-to-h2", "h1", "198.18.2.11", 65021))
+    wait_until(lambda: bgp_next_hops(lab, "h2", block, "Node_198_18_1_11") == ["198.18.1.11"],
+               30, f"h2 learns {block} from h1 with h1 as next hop")  # fmt: skip
+    lab.client.apply(host_peer("h1-to-h2", "h1", "198.18.2.11", 65021, keepOriginalNextHop=True))
+    wait_until(lambda: bgp_next_hops(lab, "h2", block, "Node_198_18_1_11") == ["198.18.1.12"],
+               30, f"h2 learns {block} from h1 with h1b, the original, as next hop")  # fmt: skip
+    assert "next hop keep;" in (lab.run_dir("h1") / "bird.cfg").read_text()
