@@ -315,7 +315,9 @@ FIELDS: dict[str, dict[str, Support]] = {
         "localASNumber": SUPPORTED,
         "peerSelector": SUPPORTED,
         "localWorkloadSelector": refused("BGP peering with workloads is not implemented"),
-        "keepOriginalNextHop": SUPPORTED,
+        "keepOriginalNextHop": supported(
+            "BIRD's `next hop keep` towards an eBGP peer; as upstream, no effect on iBGP peers"
+        ),
         "nextHopMode": SUPPORTED,
         "password": supported(_SECRETS.format("peer's session")),
         "sourceAddress": SUPPORTED,
@@ -326,7 +328,10 @@ FIELDS: dict[str, dict[str, Support]] = {
         "numAllowedLocalASNumbers": SUPPORTED,
         "ttlSecurity": SUPPORTED,
         "keepaliveTime": SUPPORTED,
-        "reachableBy": SUPPORTED,
+        "reachableBy": supported(
+            "BIRD installs a /32 or /128 to peerIP via this gateway; one of the other address"
+            " family leaves the peer out, as upstream"
+        ),
         "filters": refused("BGPFilter resources are not implemented"),
         "reversePeering": refused("the other side always peers back (as Auto)", "Auto"),
     },
@@ -340,8 +345,11 @@ FIELDS: dict[str, dict[str, Support]] = {
         "serviceLoadBalancerAggregation": noop(
             "how serviceLoadBalancerIPs are advertised; those are refused"
         ),
-        "communities": SUPPORTED,
-        "prefixAdvertisements": SUPPORTED,
+        "communities": supported("named standard (`aa:nn`) and large (`aa:nn:mm`) communities"),
+        "prefixAdvertisements": supported(
+            "communities added to this node's exported routes within cidr; a node's"
+            " `node.<name>` configuration with prefixAdvertisements replaces the default's"
+        ),
         "listenPort": SUPPORTED,
         "nodeMeshPassword": supported(_SECRETS.format("mesh sessions")),
         "nodeMeshMaxRestartTime": SUPPORTED,
