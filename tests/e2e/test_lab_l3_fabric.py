@@ -1,7 +1,7 @@
 """The L3 fabric (examples/lab/l3-fabric.yaml): racks behind FRR ToRs, two spines, no mesh.
 Workloads reach each other across racks, hosts learn remote racks from their ToR, a spine can
 die without losing connectivity and a restarted ToR heals. The as-per-host model on a small
-variant (one spine)."""
+variant (one spine; r2 peers with its ToR's loopback over eBGP)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ pools: [{cidr: 198.19.0.0/20}]
 spines: [{name: spine, asNumber: 65100}]
 racks:
   - {name: r1, subnet: 198.18.1.0/24, tor: {name: tor-1, asNumber: 65001}}
-  - {name: r2, subnet: 198.18.2.0/24, tor: {name: tor-2, asNumber: 65002}}
+  - {name: r2, subnet: 198.18.2.0/24, tor: {name: tor-2, asNumber: 65002, loopback: 198.18.100.2}}
 hosts:
   - {name: h1, rack: r1, ipv4: 198.18.1.11, asNumber: 65011}
   - {name: h1b, rack: r1, ipv4: 198.18.1.12, asNumber: 65012}
@@ -240,6 +240,7 @@ def test_as_per_host(tmp_path: Path) -> None:
     with running_lab(spec, tmp_path / "state", lambda msg: print(f"lab l3h: {msg}")) as lab:
         assert lab.node_env("h2")["AS"] == "65021"
         assert [s.name for s in lab.sessions("h1")] == ["Node_198_18_1_1"]
+        assert [s.name for s in lab.sessions("h2")] == ["Node_198_18_100_2"]  # eBGP, loopback
         remote = route(lab, "h1", "w2")
         assert (remote["gateway"], remote["protocol"]) == ("198.18.1.1", "bird")
         same_rack = route(lab, "h1", "w1b")  # the ToR passes its rack-mate's next hop on
