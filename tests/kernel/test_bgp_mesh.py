@@ -1,42 +1,25 @@
-"""BGP end to end: BGPAgent + BIRD 2 per host namespace, hosts on one bridge, real etcd.
-
-Topology (all namespaces created here):
-  fabric: br0 --veth-- host-a:eth0 198.18.0.1/24 2001:db8::1/64
-              --veth-- host-b:eth0 198.18.0.2/24 2001:db8::2/64
-              --veth-- host-c:eth0 198.18.0.3/24 2001:db8::3/64
-Each host: BIRD (`bird -f -c run/bird.cfg -s run/bird.ctl -P run/bird.pid`, run by the test in
-the host namespace, killed by PID) and a BGPAgent (a thread of this process; it only writes
-files and talks to BIRD's unix socket). Host A has a workload whose /32 and /128 routes are
+"""BGP end to end: BGPAgent + BIRD 2 per host namespace, hosts a, b, c on one bridge, real
+etcd (the topology is tests/kernel/bgp_harness.py's). Host A has a workload whose /32 and /128 routes are
 added with proto 80 on its cali interface, as Felix would, in its affine blocks; plus one
 borrowed address from host B's block.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from calico import programs
-from calico.bgp.agent import BGPAgent
-from calico.bgp.birdctl import PeerStatus, bgp_peers
-from calico.datastore.client import ResourceClient
-from calico.datastore.etcd import EtcdBackend
 from calico.ipam.keys import affinity_key
 from calico.ipam.records import AffinityState, BlockAffinity
-from calico.model import parse_resource
-from calico.model.base import Resource
-from calico.programs import CommandResult, Runner
-from calico.testing import waiting
-from calico.testing.etcd_server import EtcdServer
 from calico.testing.netns import Namespaces
 from calico.testing.workloads import add_workload
+
+from .bgp_harness import BgpHost, BgpLab, bgp_lab, wait_until
 
 pytestmark = pytest.mark.kernel
 CALICOCTL = str(Path(sys.executable).parent / "calicoctl")
@@ -44,114 +27,10 @@ HOSTS = {"a": 1, "b": 2, "c": 3}
 BLOCKS = {"a": ("198.19.0.0/26", "2001:db8:100::/122"), "b": ("198.19.0.64/26", None)}
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    waiting.wait_until(predicate, timeout, what, interval=0.2)
-
-
-class ReloadCounter:
-    """The agent's real runner, counting `birdc configure` calls that failed."""
-
-    def __init__(self) -> None:
-        self.inner = Runner(timeout=30.0)
-        self.failed_reloads = 0
-
-    def run(
-        self, args: Sequence[str], *, stdin: str | None = None, check: bool = True
-    ) -> CommandResult:
-        result = self.inner.run(args, stdin=stdin, check=check)
-        if programs.name_of(args[0]) == "birdc" and result.returncode != 0:
-            self.failed_reloads += 1
-        return result
-
-
-class BgpHost:
-    def __init__(self, lab: BgpLab, name: str, index: int) -> None:
-        self.lab, self.name, self.index = lab, name, index
-        self.node = f"node-{name}"
-        self.ipv4, self.ipv6 = f"198.18.0.{index}", f"2001:db8::{index}"
-        self.netns = lab.ns.add(f"host-{name}")
-        self.run_dir = lab.tmp / name
-        self.run_dir.mkdir()
-        lab.ns.veth(self.netns, "eth0", lab.fabric, f"{lab.ns.prefix}{name}")
-        lab.fabric_exec(["ip", "link", "set", f"{lab.ns.prefix}{name}", "master", "br0"])
-        self.exec(["ip", "addr", "add", f"{self.ipv4}/24", "dev", "eth0"])
-        self.exec(["ip", "-6", "addr", "add", f"{self.ipv6}/64", "dev", "eth0", "nodad"])
-        self.runner = ReloadCounter()
-        self.agent = BGPAgent(
-            EtcdBackend.from_env({"ETCD_ENDPOINTS": lab.etcd.endpoint}),
-            self.node,
-            self.run_dir,
-            runner=self.runner,
-            debounce=0.05,
-            retry_interval=0.5,
-        )
-        self.bird: programs.Popen[bytes] | None = None
-
-    def exec(self, args: list[str]) -> str:
-        return self.lab.ns.exec(self.netns, args).stdout
-
-    def start_bird(self) -> None:
-        run = self.run_dir
-        args = ["bird", "-f", "-c", f"{run}/bird.cfg", "-s", f"{run}/bird.ctl", "-P"]
-        self.bird = self.lab.ns.popen(
-            self.netns, [*args, f"{run}/bird.pid"], log=str(run / "bird.log")
-        )
-
-    def routes(self, version: int) -> list[dict[str, Any]]:
-        out = self.exec(["ip", "-j", f"-{version}", "route", "show"])
-        return list(json.loads(out or "[]"))
-
-    def route(self, dst: str) -> dict[str, Any] | None:
-        version = 6 if ":" in dst else 4
-        return next((r for r in self.routes(version) if r["dst"] == dst), None)
-
-    def peers(self) -> list[PeerStatus]:
-        try:
-            return bgp_peers(self.run_dir / "bird.ctl")
-        except (OSError, Exception):
-            return []
-
-    def established(self) -> set[str]:
-        return {p.address for p in self.peers() if p.info.startswith("Established")}
-
-
-class BgpLab:
-    def __init__(self, ns: Namespaces, etcd: EtcdServer, tmp: Path) -> None:
-        self.ns, self.etcd, self.tmp = ns, etcd, tmp
-        self.backend = EtcdBackend.from_env({"ETCD_ENDPOINTS": etcd.endpoint})
-        self.client = ResourceClient(self.backend)
-        self.fabric = ns.add("fabric")
-        self.fabric_exec(["ip", "link", "add", "br0", "type", "bridge"])
-        self.fabric_exec(["ip", "link", "set", "br0", "up"])
-        self.hosts = {name: BgpHost(self, name, i) for name, i in HOSTS.items()}
-
-    def fabric_exec(self, args: list[str]) -> None:
-        self.ns.exec(self.fabric, args)
-
-    def apply(self, doc: dict[str, Any]) -> Resource:
-        return self.client.apply(parse_resource({"apiVersion": "projectcalico.org/v3", **doc}))
-
-    def close(self) -> None:
-        for host in self.hosts.values():
-            host.agent.stop()
-        self.backend.close()
-
-
 @pytest.fixture
 def lab(netns: Namespaces, tmp_path: Path) -> Iterator[BgpLab]:
-    for tool in ("bird", "birdc", "etcd"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} not found (make test installs bird2 and etcd)")
-    with EtcdServer() as etcd:
-        lab = BgpLab(netns, etcd, tmp_path)
-        try:
-            yield lab
-        finally:
-            lab.close()
-            for host in lab.hosts.values():
-                log = host.run_dir / "bird.log"
-                if log.exists():
-                    print(f"--- bird log {host.name} ---\n{log.read_text()[-3000:]}")
+    with bgp_lab(netns, tmp_path, HOSTS) as lab:
+        yield lab
 
 
 def _setup_cluster(lab: BgpLab) -> None:
@@ -170,9 +49,7 @@ def _start(lab: BgpLab) -> None:
     """A and B as the node runner does it (render_now, BIRD, agent); C's agent starts first
     and must cope with BIRD not running yet (its reload is retried until BIRD answers)."""
     for host in (lab.hosts["a"], lab.hosts["b"]):
-        assert host.agent.render_now()
-        host.start_bird()
-        host.agent.start()
+        host.start()
     c = lab.hosts["c"]
     c.agent.start()
     wait_until(lambda: (c.run_dir / "bird.cfg").exists(), 10, "C's agent writes bird.cfg")
