@@ -26,6 +26,7 @@ from calico.model.base import Resource
 from .conftest import require_lab_tools, wait_until
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "lab" / "l3-fabric.yaml"
+EXAMPLE_V6 = EXAMPLE.with_name("l3-fabric-v6.yaml")
 HEAL_TIMEOUT = 60.0
 # A restarted ToR: its hosts' BIRD retries every 5 s, FRR every 2 s; a session lost without a
 # NOTIFICATION would take the hold time. Allow both, twice over, on a busy machine.
@@ -73,9 +74,10 @@ def seconds_until_all_reach(lab: Lab, timeout: float = HEAL_TIMEOUT) -> float:
     return time.monotonic() - start
 
 
-def route(lab: Lab, host: str, workload: str) -> dict[str, str]:
-    address = lab.state.workloads[workload].ipv4 or ""
-    out = lab.exec(host, ["ip", "-j", "route", "show", "match", address]).stdout
+def route(lab: Lab, host: str, workload: str, version: int = 4) -> dict[str, str]:
+    ws = lab.state.workloads[workload]
+    address = (ws.ipv4 if version == 4 else ws.ipv6) or ""
+    out = lab.exec(host, ["ip", f"-{version}", "-j", "route", "show", "match", address]).stdout
     routes = [r for r in json.loads(out) if r["dst"] != "default"]
     assert len(routes) == 1, routes
     return dict(routes[0])
@@ -279,3 +281,29 @@ def check_keep_original_next_hop(lab: Lab) -> None:
     wait_until(lambda: bgp_next_hops(lab, "h2", block, "Node_198_18_1_11") == ["198.18.1.12"],
                30, f"h2 learns {block} from h1 with h1b, the original, as next hop")  # fmt: skip
     assert "next hop keep;" in (lab.run_dir("h1") / "bird.cfg").read_text()
+
+
+def test_ipv6_across_racks(tmp_path: Path) -> None:
+    """The dual-stack variant: hosts peer with their ToR over IPv6 too, learn the other
+    rack's IPv6 workload routes from it, and workloads reach each other over IPv6."""
+    require_lab_tools()
+    spec = read_lab(EXAMPLE_V6).model_copy(update={"name": "e2el3v6"})
+    with running_lab(spec, tmp_path / "state", lambda msg: print(f"lab l3v6: {msg}")) as lab:
+        assert all(lab.state.workloads[w].ipv6 for w in ("w-1a", "w-1b", "w-2a"))
+        for host in ("host-1a", "host-2a"):
+            sessions = lab.sessions(host)
+            assert len(sessions) == 2 and all(s.established for s in sessions), sessions
+        tor1 = lab.router_sessions("tor-1")
+        assert tor1["2001:db8:1::11"] == tor1["2001:db8:ff::1"] == "Established", tor1
+        assert "2001:db8:2::/64" in frr.routes(lab.router_dir("tor-1"), lab.netns("tor-1"), "ipv6")
+        default = json.loads(lab.exec("host-2a", ["ip", "-6", "-j", "route", "show", "default"])
+                             .stdout)  # fmt: skip
+        assert [r["gateway"] for r in default] == ["2001:db8:2::1"]
+        remote = route(lab, "host-1a", "w-2a", 6)
+        assert (remote["gateway"], remote["protocol"]) == ("2001:db8:1::1", "bird"), remote
+        same_rack = route(lab, "host-1a", "w-1b", 6)  # reflected by the ToR, next hop kept
+        assert (same_rack["gateway"], same_rack["protocol"]) == ("2001:db8:1::12", "bird")
+        cells = lab.matrix(ipv6=True).cells
+        assert len(cells) == 6 and all(cells.values()), cells
+        assert lab.probe("w-2a", "w-1a", "icmp", ipv6=True).ok
+        assert broken_pairs(lab) == []  # IPv4 as before

@@ -14,7 +14,7 @@ from calico.lab.base import BIN_DIR, LabError
 from calico.lab.nodes import NodeOps
 from calico.lab.probe import ProbeResult, run_probe
 from calico.lab.report import Matrix
-from calico.lab.spec import fabric_links, tor_address, tor_peer_address
+from calico.lab.spec import fabric_links, tor_address, tor_address6, tor_peer_address
 from calico.lab.topology import TopologyOps
 from calico.lab.workloads import WorkloadOps
 
@@ -39,10 +39,11 @@ class AccessOps(TopologyOps, NodeOps, WorkloadOps):
                 return _bare(entry.ipv4), _bare(entry.ipv6)
         for rack in spec.racks:
             if rack.tor.name == name:
-                return tor_address(rack), None
-        for _, spine, _, address in fabric_links(spec):
-            if spine.name == name:
-                return _bare(address), None
+                return tor_address(rack), tor_address6(rack)
+        spines = {s.name: _bare(a) for _, s, _, a in reversed(fabric_links(spec))}
+        spines6 = {s.name: _bare(a) for _, s, _, a in reversed(fabric_links(spec, 6))}
+        if name in spines:
+            return spines[name], spines6.get(name)
         raise LabError(name, "look up", f"no machine of that name ({', '.join(self.machines())})")
 
     def netns_of(self, name: str) -> str:

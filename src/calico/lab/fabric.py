@@ -11,15 +11,22 @@ a dead peer is noticed within seconds even when no link goes down.
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 
 from calico.lab import frr, netns, procs
 from calico.lab.base import LabBase, LabError, wait_for
-from calico.lab.spec import Rack, fabric_links, rack_interface, tor_address, tor_peer_address
+from calico.lab.spec import (
+    Rack,
+    fabric_links,
+    rack_interface,
+    rack_subnets,
+    tor_address,
+    tor_address6,
+    tor_peer_address,
+)
 
 RACK_BRIDGE = "br-rack"
-FORWARDING = {"net.ipv4.ip_forward": "1"}
+FORWARDING = {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"}
 FABRIC_TIMERS = (3, 9)  # keepalive, hold (seconds)
 FABRIC_TIMEOUT = 60.0
 FRR_RUN_ROOT = Path("/run/calico-lab-frr")
@@ -56,23 +63,29 @@ class FabricOps(LabBase):
         for name in self.routers():
             netns.sysctl(self.add_netns(name), FORWARDING)
         for rack in self.spec.racks:
-            gateway = rack_interface(rack, tor_address(rack))
+            gateways = [tor_address(rack)] + [a for a in (tor_address6(rack),) if a]
             loopback = [f"addr add {tor_peer_address(rack)}/32 dev lo"] if rack.tor.loopback else []
             netns.ip_batch(
                 self.netns(rack.tor.name),
                 [
                     f"link add {RACK_BRIDGE} type bridge mcast_snooping 0",
                     f"link set {RACK_BRIDGE} up",
-                    *netns.address_commands(RACK_BRIDGE, [str(gateway)]),
+                    *netns.address_commands(
+                        RACK_BRIDGE, [str(rack_interface(rack, a)) for a in gateways]
+                    ),
                     *loopback,
                 ],
             )
+        links6 = {(r.name, s.name): (t, a) for r, s, t, a in fabric_links(self.spec, 6)}
         for rack, spine, tor_addr, spine_addr in fabric_links(self.spec):
             tor_ns, spine_ns = self.netns(rack.tor.name), self.netns(spine.name)
             tor_if, spine_if = self._link_names(rack.name, spine.name)
             netns.veth(tor_ns, tor_if, spine_ns, spine_if)
-            netns.ip(tor_ns, "addr", "add", tor_addr, "dev", tor_if)
-            netns.ip(spine_ns, "addr", "add", spine_addr, "dev", spine_if)
+            tor6, spine6 = links6.get((rack.name, spine.name), (None, None))
+            tor_addrs, spine_addrs = [tor_addr, *([tor6] if tor6 else [])], [spine_addr]
+            spine_addrs += [spine6] if spine6 else []
+            netns.ip_batch(tor_ns, netns.address_commands(tor_if, tor_addrs))
+            netns.ip_batch(spine_ns, netns.address_commands(spine_if, spine_addrs))
 
     def _link_names(self, rack: str, spine: str) -> tuple[str, str]:
         """(ToR side, spine side): `s<spine index>` and `t<rack index>`."""
@@ -80,24 +93,28 @@ class FabricOps(LabBase):
         spines = [s.name for s in self.spec.spines]
         return f"s{spines.index(spine)}", f"t{racks.index(rack)}"
 
-    def plug_rack(self, entity_ns: str, rack: Rack, address: str) -> None:
-        """`eth0` in `entity_ns` on the rack's bridge, with `address`, default via the ToR."""
+    def plug_rack(self, entity_ns: str, rack: Rack, address: str, ipv6: str | None = None) -> None:
+        """`eth0` in `entity_ns` on the rack's bridge, with `address` (and `ipv6`), default
+        routes via the ToR."""
         tor_ns = self.netns(rack.tor.name)
         port = f"h{self.state.namespaces.index(entity_ns)}"
         netns.veth(tor_ns, port, entity_ns, "eth0")
         netns.ip(tor_ns, "link", "set", port, "master", RACK_BRIDGE)
+        addresses = [address, *([ipv6] if ipv6 else [])]
+        routes = [f"route add default via {tor_address(rack)}"]
+        routes += [f"route add default via {tor_address6(rack)}"] if ipv6 else []
         netns.ip_batch(
             entity_ns,
             [
-                *netns.address_commands("eth0", [str(rack_interface(rack, address))]),
-                f"route add default via {tor_address(rack)}",
+                *netns.address_commands("eth0", [str(rack_interface(rack, a)) for a in addresses]),
+                *routes,
             ],
         )
 
     def router_config(self, name: str) -> str:
         """bgpd.conf of a ToR (hosts of its rack and the spines) or a spine (every ToR)."""
         spec = self.spec
-        links = fabric_links(spec)
+        links = fabric_links(spec) + fabric_links(spec, 6)
         rack = next((r for r in spec.racks if r.tor.name == name), None)
         if rack is not None:
             as_number = rack.tor.asNumber
@@ -110,13 +127,20 @@ class FabricOps(LabBase):
                 for h in spec.hosts
                 if h.rack == rack.name
             ]  # fmt: skip
+            neighbors += [  # IPv6: with the ToR's rack address, never its (IPv4) loopback
+                frr.Neighbor(h.ipv6.split("/")[0], spec.host_as(h) or spec.asNumber,
+                             rr_client=reflect, next_hop_self=reflect,
+                             password=rack.tor.password)
+                for h in spec.hosts
+                if h.rack == rack.name and h.ipv6
+            ]  # fmt: skip
             neighbors += [
                 frr.Neighbor(s_addr.split("/")[0], s.asNumber)
                 for r, s, _, s_addr in links
                 if r == rack
             ]
             router_id = tor_address(rack)
-            networks = [str(ipaddress.ip_network(rack.subnet, strict=False))]
+            networks = [str(net) for net in rack_subnets(rack)]
         else:
             spine = next(s for s in spec.spines if s.name == name)
             as_number, networks = spine.asNumber, []
@@ -173,13 +197,14 @@ class FabricOps(LabBase):
         return frr.sessions(self.router_dir(name), self.netns(name))
 
     def wait_fabric(self, timeout: float = FABRIC_TIMEOUT) -> None:
-        """Until every ToR has a BGP route to every other rack's subnet (through the spines)."""
-        subnets = {str(ipaddress.ip_network(r.subnet, strict=False)) for r in self.spec.racks}
+        """Until every ToR has a BGP route to every other rack's subnets (through the spines)."""
+        subnets = {str(net) for r in self.spec.racks for net in rack_subnets(r)}
 
         def missing() -> str | None:
             for rack in self.spec.racks:
                 name = rack.tor.name
-                table = frr.routes(self.router_dir(name), self.netns(name))
+                directory, ns = self.router_dir(name), self.netns(name)
+                table = {**frr.routes(directory, ns), **frr.routes(directory, ns, "ipv6")}
                 lacking = sorted(subnets - set(table))
                 if lacking:
                     return f"{name} has no route to {', '.join(lacking)}"

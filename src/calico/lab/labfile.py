@@ -20,7 +20,9 @@ from calico.lab.spec import (
     etcd_address,
     fabric_interface,
     rack_of,
+    rack_subnets,
     tor_address,
+    tor_address6,
 )
 from calico.model import ResourceError, parse_resource
 
@@ -128,7 +130,6 @@ def _check_racks(spec: LabSpec) -> Iterator[Problem]:
         yield "spines", "racks need one or two spines"
     unsupported = [
         ("mesh", spec.mesh, "the node-to-node mesh is off in an L3 fabric"),
-        ("fabric.ipv6", spec.fabric.ipv6, "IPv6 is not supported with racks yet"),
         ("border", spec.border, "a border router is not supported with racks yet"),
         ("externals", spec.externals, "externals are not supported with racks yet"),
     ]
@@ -159,6 +160,7 @@ def _check_racks(spec: LabSpec) -> Iterator[Problem]:
         if other is not None:  # the spines would hand one rack's routes to an AS that has them
             yield f"racks[{i}].tor.asNumber", f"is racks[{other}]'s AS too (one AS per rack)"
     yield from _check_loopbacks(spec, [fabric, *(n for _, n in subnets)])
+    yield from _check_racks6(spec)
     addresses = [(f"racks[{i}].tor.ipv4", tor_address(r)) for i, r in enumerate(spec.racks)]
     addresses += [(f"hosts[{i}].ipv4", h.ipv4) for i, h in enumerate(spec.hosts)]
     addresses.append(("etcd.ipv4", etcd_address(spec)))
@@ -175,6 +177,46 @@ def _check_racks(spec: LabSpec) -> Iterator[Problem]:
         if rack_of(spec, tor_address(rack)) not in (rack, None):
             yield f"racks[{i}].tor.ipv4", f"is not in the rack's subnet {rack.subnet}"
     yield from _check_rack_hosts(spec)
+
+
+def _check_racks6(spec: LabSpec) -> Iterator[Problem]:
+    """IPv6 in the fabric: rack subnets, a /127 of `fabric.ipv6` per ToR-spine link."""
+    if spec.fabric.ipv6 is None:
+        for i, rack in enumerate(spec.racks):
+            if rack.ipv6 is not None:
+                yield f"racks[{i}].ipv6", "needs fabric.ipv6 (the ToR-spine /127s)"
+        return
+    fabric = ipaddress.ip_network(spec.fabric.ipv6, strict=False)
+    if fabric.version != 6:
+        return  # _check_fabric says so
+    if not any(r.ipv6 for r in spec.racks):
+        yield "fabric.ipv6", "no rack has an ipv6 subnet"
+    if len(spec.racks) * len(spec.spines) * 2 > fabric.num_addresses:
+        yield "fabric.ipv6", f"{fabric} is too small for a /127 per ToR-spine link"
+    seen: list[tuple[str, Any]] = [("fabric.ipv6", fabric)]
+    for i, rack in enumerate(spec.racks):
+        if rack.ipv6 is None:
+            continue
+        net = ipaddress.ip_network(rack.ipv6, strict=False)
+        if net.version != 6 or net.prefixlen > 120:
+            yield f"racks[{i}].ipv6", f"{rack.ipv6!r} is not an IPv6 network of /120 or more"
+            return
+        clash = next((f for f, n in seen if n.overlaps(net)), None)
+        if clash:
+            yield f"racks[{i}].ipv6", f"{net} overlaps {clash}"
+        seen.append((f"racks[{i}].ipv6", net))
+    used = {tor_address6(r): f"racks[{i}].ipv6 (its ToR)" for i, r in enumerate(spec.racks)}
+    for i, host in enumerate(spec.hosts):
+        if host.ipv6 is None:
+            continue
+        ip = ipaddress.ip_address(host.ipv6.split("/")[0])
+        if ip.version != 6:
+            yield f"hosts[{i}].ipv6", f"{host.ipv6!r} is not an IPv6 address"
+        elif str(ip) in used:
+            yield f"hosts[{i}].ipv6", f"{ip} is already used by {used[str(ip)]}"
+        elif any(ip == n.network_address for r in spec.racks for n in rack_subnets(r)):
+            yield f"hosts[{i}].ipv6", f"{ip} is a rack subnet's network address"
+        used[str(ip)] = f"hosts[{i}].ipv6"
 
 
 def _check_loopbacks(spec: LabSpec, networks: list[Any]) -> Iterator[Problem]:
@@ -212,8 +254,10 @@ def _check_rack_hosts(spec: LabSpec) -> Iterator[Problem]:
             yield f"{where}.labels", f"{RACK_LABEL!r} is set from the host's rack"
         if rack_of(spec, host.ipv4) != rack:
             yield f"{where}.ipv4", f"{host.ipv4!r} is not in {rack.name}'s subnet {rack.subnet}"
-        if host.ipv6:
-            yield f"{where}.ipv6", "IPv6 is not supported with racks yet"
+        if host.ipv6 and rack.ipv6 is None:
+            yield f"{where}.ipv6", f"needs racks[{spec.racks.index(rack)}].ipv6"
+        elif host.ipv6 and rack_of(spec, host.ipv6) != rack:
+            yield f"{where}.ipv6", f"{host.ipv6!r} is not in {rack.name}'s subnet {rack.ipv6}"
         if host.routeReflector:
             yield f"{where}.routeReflector", "with racks the ToRs are the route reflectors"
         if spec.model == "as-per-rack" and host.asNumber:
@@ -269,7 +313,7 @@ def _check_pools(spec: LabSpec) -> Iterator[Problem]:
     taken = [
         ipaddress.ip_network(n, strict=False) for n in (spec.fabric.ipv4, spec.fabric.ipv6) if n
     ]
-    taken += [ipaddress.ip_network(r.subnet, strict=False) for r in spec.racks]
+    taken += [net for r in spec.racks for net in rack_subnets(r)]
     if spec.border is not None:
         taken += [
             ipaddress.ip_network(n, strict=False)

@@ -110,6 +110,7 @@ class Tor(_Model):
 class Rack(_Model):
     name: Name
     subnet: Address
+    ipv6: Address | None = None  # the rack's IPv6 subnet (the ToR takes its first address)
     tor: Tor
 
 
@@ -229,29 +230,49 @@ def tor_address(rack: Rack) -> str:
     return str(next(ipaddress.ip_network(rack.subnet, strict=False).hosts()))
 
 
+def tor_address6(rack: Rack) -> str | None:
+    """The ToR's IPv6 address on the rack: the rack's IPv6 subnet's first usable address."""
+    if rack.ipv6 is None:
+        return None
+    return str(next(ipaddress.ip_network(rack.ipv6, strict=False).hosts()))
+
+
 def tor_peer_address(rack: Rack) -> str:
     """The address the rack's hosts peer with: the ToR's loopback, else its rack address."""
     return rack.tor.loopback.split("/")[0] if rack.tor.loopback else tor_address(rack)
 
 
-def rack_interface(rack: Rack, address: str) -> ipaddress.IPv4Interface:
-    """`address` in the rack's subnet, with the subnet's prefix length."""
-    net = ipaddress.ip_network(rack.subnet, strict=False)
-    return ipaddress.IPv4Interface(f"{address.split('/')[0]}/{net.prefixlen}")
+def rack_interface(rack: Rack, address: str) -> IPIface:
+    """`address` in the rack's subnet of its family, with the subnet's prefix length."""
+    ip = ipaddress.ip_address(address.split("/")[0])
+    subnet = rack.subnet if ip.version == 4 else rack.ipv6
+    assert subnet is not None
+    net = ipaddress.ip_network(subnet, strict=False)
+    return ipaddress.ip_interface(f"{ip}/{net.prefixlen}")
+
+
+def rack_subnets(rack: Rack) -> list[IPNet]:
+    """The rack's subnets: IPv4, then IPv6 if it has one."""
+    return [ipaddress.ip_network(n, strict=False) for n in (rack.subnet, rack.ipv6) if n]
 
 
 def rack_of(spec: LabSpec, address: str) -> Rack | None:
-    """The rack whose subnet holds `address`."""
+    """The rack whose subnet (of the address's family) holds `address`."""
     ip = ipaddress.ip_address(address.split("/")[0])
-    return next((r for r in spec.racks if ip in ipaddress.ip_network(r.subnet, strict=False)), None)
+    return next((r for r in spec.racks if any(ip in n for n in rack_subnets(r))), None)
 
 
-def fabric_links(spec: LabSpec) -> list[tuple[Rack, Spine, str, str]]:
-    """(rack, spine, ToR address, spine address): a /31 of the fabric per ToR-spine link."""
-    base = ipaddress.ip_network(spec.fabric.ipv4, strict=False).network_address
+def fabric_links(spec: LabSpec, version: int = 4) -> list[tuple[Rack, Spine, str, str]]:
+    """(rack, spine, ToR address, spine address): a /31 of `fabric.ipv4` per ToR-spine link,
+    or for `version` 6 a /127 of `fabric.ipv6` ([] without it)."""
+    fabric = spec.fabric.ipv4 if version == 4 else spec.fabric.ipv6
+    if fabric is None:
+        return []
+    base = ipaddress.ip_network(fabric, strict=False).network_address
+    length = 31 if version == 4 else 127
     pairs = [(rack, spine) for rack in spec.racks for spine in spec.spines]
     return [
-        (rack, spine, f"{base + 2 * i}/31", f"{base + 2 * i + 1}/31")
+        (rack, spine, f"{base + 2 * i}/{length}", f"{base + 2 * i + 1}/{length}")
         for i, (rack, spine) in enumerate(pairs)
     ]
 

@@ -69,7 +69,7 @@ class TopologyOps(FabricOps):
     def build_host(self, host: Host) -> None:
         ns = self.add_netns(host.name)
         if host.rack is not None:
-            self.plug_rack(ns, self.spec.host_rack(host), host.ipv4)
+            self.plug_rack(ns, self.spec.host_rack(host), host.ipv4, host.ipv6)
         else:
             self._plug(ns, self._fabric_addrs(host.ipv4, host.ipv6))
             netns.ip(ns, "route", "add", "default", "dev", "eth0")

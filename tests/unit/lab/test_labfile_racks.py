@@ -9,10 +9,11 @@ import pytest
 import yaml
 
 from calico.lab import frr
+from calico.lab.fabric import FabricOps
 from calico.lab.labfile import LabFileError, load_lab, read_lab
 from calico.lab.report import format_status
 from calico.lab.resources import lab_documents
-from calico.lab.spec import etcd_address, fabric_links, tor_address
+from calico.lab.spec import etcd_address, fabric_links, tor_address, tor_address6
 
 EXAMPLE = Path(__file__).parents[3] / "examples" / "lab" / "l3-fabric.yaml"
 BASE = """
@@ -100,6 +101,90 @@ def test_a_tor_loopback_is_the_peer_ip_reachable_by_the_rack_address() -> None:
     assert "reachableBy" not in plain[("BGPPeer", "lab-tor-r1")]["spec"]
 
 
+EXAMPLE_V6 = EXAMPLE.with_name("l3-fabric-v6.yaml")
+DUAL = with_change(
+    "{fabric: {ipv4: 198.18.0.0/24, ipv6: '2001:db8:ff::/64'},"
+    " pools: [{cidr: 198.19.0.0/16}, {cidr: '2001:db8:100::/112'}],"
+    " racks: [{name: r1, subnet: 198.18.1.0/24, ipv6: '2001:db8:1::/64',"
+    "          tor: {name: tor1, asNumber: 65001, password: pw, loopback: 198.18.100.1}},"
+    "         {name: r2, subnet: 198.18.2.0/24, tor: {name: tor2, asNumber: 65002}}],"
+    " hosts: [{name: h1, rack: r1, ipv4: 198.18.1.11, ipv6: '2001:db8:1::11'},"
+    "         {name: h2, rack: r2, ipv4: 198.18.2.11}]}"
+)
+
+
+def test_ipv6_racks_links_peers_and_tor_config() -> None:
+    """A rack's IPv6 subnet: the ToR takes its first address, the hosts peer with it there
+    (never over the IPv4 loopback), each ToR-spine link gets a /127 of fabric.ipv6."""
+    assert read_lab(EXAMPLE_V6).racks[0].ipv6 == "2001:db8:1::/64"
+    spec = load_lab(DUAL)
+    r1, r2 = spec.racks
+    assert (tor_address6(r1), tor_address6(r2)) == ("2001:db8:1::1", None)
+    links = [(r.name, s.name, t, a) for r, s, t, a in fabric_links(spec, 6)]
+    assert links[:2] == [
+        ("r1", "sp1", "2001:db8:ff::/127", "2001:db8:ff::1/127"),
+        ("r1", "sp2", "2001:db8:ff::2/127", "2001:db8:ff::3/127"),
+    ]
+    assert fabric_links(load_lab(BASE), 6) == []
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in lab_documents(spec)}
+    assert docs[("BGPPeer", "lab-tor-r1-ipv6")]["spec"] == {
+        "nodeSelector": "rack == 'r1'", "peerIP": "2001:db8:1::1", "asNumber": 65001,
+        "password": {"secretKeyRef": {"name": "lab-tor-r1", "key": "password"}},
+    }  # fmt: skip
+    assert ("BGPPeer", "lab-tor-r2-ipv6") not in docs
+    ops = FabricOps.__new__(FabricOps)
+    ops.spec = spec
+    tor = FabricOps.router_config(ops, "tor1").split("\n address-family ipv6 unicast\n")[1]
+    for line in (
+        "  network 2001:db8:1::/64",
+        "  neighbor 2001:db8:1::11 activate",
+        "  neighbor 2001:db8:1::11 route-reflector-client",
+        "  neighbor 2001:db8:1::11 next-hop-self",
+        "  neighbor 2001:db8:ff::1 activate",
+    ):
+        assert line in tor.splitlines(), tor
+    assert "neighbor 2001:db8:1::11 update-source" not in FabricOps.router_config(ops, "tor1")
+    spine = FabricOps.router_config(ops, "sp1")
+    assert " neighbor 2001:db8:ff:: remote-as 65001" in spine.splitlines()
+    assert " neighbor 2001:db8:ff::4 remote-as 65002" in spine.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            "hosts: [{name: h1, rack: r1, ipv4: 198.18.1.11, ipv6: '2001:db8:2::11'}]",
+            "hosts[0].ipv6: '2001:db8:2::11' is not in r1's subnet 2001:db8:1::/64",
+        ),
+        (
+            "hosts: [{name: h1, rack: r1, ipv4: 198.18.1.11, ipv6: '2001:db8:1::1'}]",
+            "hosts[0].ipv6: 2001:db8:1::1 is already used by racks[0].ipv6 (its ToR)",
+        ),
+        (
+            "racks: [{name: r1, subnet: 198.18.1.0/24, ipv6: '2001:db8:ff::/64',"
+            " tor: {name: tor1, asNumber: 65001}}]",
+            "racks[0].ipv6: 2001:db8:ff::/64 overlaps fabric.ipv6",
+        ),
+        (
+            "racks: [{name: r1, subnet: 198.18.1.0/24, ipv6: '2001:db8:1::/124',"
+            " tor: {name: tor1, asNumber: 65001}}]",
+            "racks[0].ipv6: '2001:db8:1::/124' is not an IPv6 network of /120 or more",
+        ),
+        (
+            "fabric: {ipv4: 198.18.0.0/24, ipv6: '2001:db8:ff::/127'}",
+            "fabric.ipv6: 2001:db8:ff::/127 is too small for a /127 per ToR-spine link",
+        ),
+        ("pools: [{cidr: '2001:db8:1::/112'}]", "pools[0].cidr: 2001:db8:1::/112 overlaps"),
+    ],
+)
+def test_ipv6_rack_errors_name_the_field(change: str, message: str) -> None:
+    doc = yaml.safe_load(DUAL)
+    doc.update(yaml.safe_load(change))
+    with pytest.raises(LabFileError) as err:
+        load_lab(yaml.safe_dump(doc), "lab.yaml")
+    assert str(err.value).startswith(f"lab.yaml: {message}"), str(err.value)
+
+
 def test_as_per_host() -> None:
     spec = load_lab(with_change(
         "{model: as-per-host, hosts: [{name: h1, rack: r1, ipv4: 198.18.1.11, asNumber: 65011}]}"
@@ -122,7 +207,16 @@ def test_as_per_host() -> None:
         ("fabric: {ipv4: 198.18.0.0/30}", "fabric.ipv4: 198.18.0.0/30 is too small"),
         (
             "fabric: {ipv4: 198.18.0.0/24, ipv6: '2001:db8::/64'}",
-            "fabric.ipv6: IPv6 is not supported with racks yet",
+            "fabric.ipv6: no rack has an ipv6 subnet",
+        ),
+        (
+            "racks: [{name: r1, subnet: 198.18.1.0/24, ipv6: '2001:db8:1::/64',"
+            " tor: {name: t, asNumber: 1}}]",
+            "racks[0].ipv6: needs fabric.ipv6 (the ToR-spine /127s)",
+        ),
+        (
+            "hosts: [{name: h, rack: r1, ipv4: 198.18.1.5, ipv6: '2001:db8:1::5'}]",
+            "hosts[0].ipv6: needs racks[0].ipv6",
         ),
         (
             "racks: [{name: r1, subnet: 198.18.0.128/25, tor: {name: t, asNumber: 1}}]",
