@@ -2,11 +2,12 @@
 
 Each ToR's namespace holds its rack's bridge (the ToR's address on it is the rack's gateway);
 hosts, and etcd, plug into it and route everything else via the ToR. Every ToR has a veth
-/31 to every spine and eBGP over it. Hosts peer only with their ToR: in model as-per-rack
-they share the rack's AS and the ToR reflects their routes to each other (iBGP, next hop kept)
-and gives them what it learns from the spines with itself as next hop; in as-per-host each
-host has its own AS and eBGP to the ToR. The routers use short BGP timers (FABRIC_TIMERS) so
-a dead peer is noticed within seconds even when no link goes down.
+/31 to every spine and eBGP over it; a rack with IPv6 gets the same in IPv6 (the ToR's address
+on the bridge, a /127 on each link, sessions of their own). Hosts peer only with their ToR: in
+model as-per-rack they share the rack's AS and the ToR reflects their routes to each other
+(iBGP, next hop kept) and gives them what it learns from the spines with itself as next hop;
+in as-per-host each host has its own AS and eBGP to the ToR. The routers use short BGP timers
+(FABRIC_TIMERS) so a dead peer is noticed within seconds even when no link goes down.
 """
 
 from __future__ import annotations
