@@ -307,3 +307,22 @@ def test_ipv6_across_racks(tmp_path: Path) -> None:
         assert len(cells) == 6 and all(cells.values()), cells
         assert lab.probe("w-2a", "w-1a", "icmp", ipv6=True).ok
         assert broken_pairs(lab) == []  # IPv4 as before
+        check_ipv6_spine_failure(lab)
+
+
+def rack2_v6_hops(lab: Lab) -> list[str]:
+    """tor-1's BGP next hops to rack-2's IPv6 subnet (global ones: FRR adds link-locals)."""
+    table = frr.routes(lab.router_dir("tor-1"), lab.netns("tor-1"), "ipv6")
+    return sorted(h for h in table.get("2001:db8:2::/64", []) if not h.startswith("fe80"))
+
+
+def check_ipv6_spine_failure(lab: Lab) -> None:
+    """tor-1 reaches rack-2 over IPv6 through both spines' /127s; with spine-1 dead, through
+    spine-2 only, and the workloads still reach each other over IPv6."""
+    assert rack2_v6_hops(lab) == ["2001:db8:ff::1", "2001:db8:ff::3"]
+    lab.fail_spine("spine-1")
+    start = time.monotonic()
+    wait_until(lambda: all(lab.matrix(ipv6=True).cells.values()), HEAL_TIMEOUT,
+               "every workload reaches every other over IPv6 without spine-1")  # fmt: skip
+    print(f"spine failure (IPv6): all reach after {time.monotonic() - start:.2f}s")
+    wait_until(lambda: rack2_v6_hops(lab) == ["2001:db8:ff::3"], 30, "only spine-2 (IPv6)")
