@@ -194,8 +194,11 @@ def _check_racks6(spec: LabSpec) -> Iterator[Problem]:
     if len(spec.racks) * len(spec.spines) * 2 > fabric.num_addresses:
         yield "fabric.ipv6", f"{fabric} is too small for a /127 per ToR-spine link"
     seen: list[tuple[str, Any]] = [("fabric.ipv6", fabric)]
+    first = next((i for i, r in enumerate(spec.racks) if r.ipv6), None)
     for i, rack in enumerate(spec.racks):
-        if rack.ipv6 is None:
+        if rack.ipv6 is None:  # its hosts' workloads would get IPv6 addresses nobody routes
+            if first is not None:
+                yield f"racks[{i}].ipv6", f"racks[{first}] has ipv6: every rack needs it (or none)"
             continue
         net = ipaddress.ip_network(rack.ipv6, strict=False)
         if net.version != 6 or net.prefixlen > 120:
@@ -256,6 +259,8 @@ def _check_rack_hosts(spec: LabSpec) -> Iterator[Problem]:
             yield f"{where}.ipv4", f"{host.ipv4!r} is not in {rack.name}'s subnet {rack.subnet}"
         if host.ipv6 and rack.ipv6 is None:
             yield f"{where}.ipv6", f"needs racks[{spec.racks.index(rack)}].ipv6"
+        elif rack.ipv6 and not host.ipv6:  # its workloads' IPv6 routes need an IPv6 session
+            yield f"{where}.ipv6", f"{rack.name} has ipv6: every host in it needs an ipv6 address"
         elif host.ipv6 and rack_of(spec, host.ipv6) != rack:
             yield f"{where}.ipv6", f"{host.ipv6!r} is not in {rack.name}'s subnet {rack.ipv6}"
         if host.routeReflector:

@@ -107,9 +107,10 @@ DUAL = with_change(
     " pools: [{cidr: 198.19.0.0/16}, {cidr: '2001:db8:100::/112'}],"
     " racks: [{name: r1, subnet: 198.18.1.0/24, ipv6: '2001:db8:1::/64',"
     "          tor: {name: tor1, asNumber: 65001, password: pw, loopback: 198.18.100.1}},"
-    "         {name: r2, subnet: 198.18.2.0/24, tor: {name: tor2, asNumber: 65002}}],"
+    "         {name: r2, subnet: 198.18.2.0/24, ipv6: '2001:db8:2::/64',"
+    "          tor: {name: tor2, asNumber: 65002}}],"
     " hosts: [{name: h1, rack: r1, ipv4: 198.18.1.11, ipv6: '2001:db8:1::11'},"
-    "         {name: h2, rack: r2, ipv4: 198.18.2.11}]}"
+    "         {name: h2, rack: r2, ipv4: 198.18.2.11, ipv6: '2001:db8:2::11'}]}"
 )
 
 
@@ -119,7 +120,7 @@ def test_ipv6_racks_links_peers_and_tor_config() -> None:
     assert read_lab(EXAMPLE_V6).racks[0].ipv6 == "2001:db8:1::/64"
     spec = load_lab(DUAL)
     r1, r2 = spec.racks
-    assert (tor_address6(r1), tor_address6(r2)) == ("2001:db8:1::1", None)
+    assert (tor_address6(r1), tor_address6(r2)) == ("2001:db8:1::1", "2001:db8:2::1")
     links = [(r.name, s.name, t, a) for r, s, t, a in fabric_links(spec, 6)]
     assert links[:2] == [
         ("r1", "sp1", "2001:db8:ff::/127", "2001:db8:ff::1/127"),
@@ -131,7 +132,9 @@ def test_ipv6_racks_links_peers_and_tor_config() -> None:
         "nodeSelector": "rack == 'r1'", "peerIP": "2001:db8:1::1", "asNumber": 65001,
         "password": {"secretKeyRef": {"name": "lab-tor-r1", "key": "password"}},
     }  # fmt: skip
-    assert ("BGPPeer", "lab-tor-r2-ipv6") not in docs
+    assert ("BGPPeer", "lab-tor-r1-ipv6") not in {
+        (d["kind"], d["metadata"]["name"]) for d in lab_documents(load_lab(BASE))
+    }
     ops = FabricOps.__new__(FabricOps)
     ops.spec = spec
     tor = FabricOps.router_config(ops, "tor1").split("\n address-family ipv6 unicast\n")[1]
@@ -175,6 +178,16 @@ def test_ipv6_racks_links_peers_and_tor_config() -> None:
             "fabric.ipv6: 2001:db8:ff::/127 is too small for a /127 per ToR-spine link",
         ),
         ("pools: [{cidr: '2001:db8:1::/112'}]", "pools[0].cidr: 2001:db8:1::/112 overlaps"),
+        (
+            "racks: [{name: r1, subnet: 198.18.1.0/24, ipv6: '2001:db8:1::/64',"
+            " tor: {name: tor1, asNumber: 65001}},"
+            " {name: r2, subnet: 198.18.2.0/24, tor: {name: tor2, asNumber: 65002}}]",
+            "racks[1].ipv6: racks[0] has ipv6: every rack needs it (or none)",
+        ),
+        (
+            "hosts: [{name: h1, rack: r1, ipv4: 198.18.1.11}]",
+            "hosts[0].ipv6: r1 has ipv6: every host in it needs an ipv6 address",
+        ),
     ],
 )
 def test_ipv6_rack_errors_name_the_field(change: str, message: str) -> None:
