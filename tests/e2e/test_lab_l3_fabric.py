@@ -1,7 +1,8 @@
 """The L3 fabric (examples/lab/l3-fabric.yaml): racks behind FRR ToRs, two spines, no mesh.
 Workloads reach each other across racks, hosts learn remote racks from their ToR, a spine can
 die without losing connectivity and a restarted ToR heals. The as-per-host model on a small
-variant (one spine; r2 peers with its ToR's loopback over eBGP)."""
+variant (one spine; r2 peers with its ToR's loopback over eBGP). IPv6 on the dual-stack
+variant (examples/lab/l3-fabric-v6.yaml)."""
 
 from __future__ import annotations
 
