@@ -181,6 +181,10 @@ def _check_racks(spec: LabSpec) -> Iterator[Problem]:
 
 def _check_racks6(spec: LabSpec) -> Iterator[Problem]:
     """IPv6 in the fabric: rack subnets, a /127 of `fabric.ipv6` per ToR-spine link."""
+    if not any(r.ipv6 for r in spec.racks):  # nobody would route its workloads' addresses
+        for i, pool in enumerate(spec.pools):
+            if ":" in pool.cidr:
+                yield f"pools[{i}].cidr", "an IPv6 pool in an L3 fabric needs racks[].ipv6"
     if spec.fabric.ipv6 is None:
         for i, rack in enumerate(spec.racks):
             if rack.ipv6 is not None:

@@ -232,6 +232,10 @@ def test_as_per_host() -> None:
             "hosts[0].ipv6: needs racks[0].ipv6",
         ),
         (
+            "pools: [{cidr: 198.19.0.0/16}, {cidr: '2001:db8:100::/112'}]",
+            "pools[1].cidr: an IPv6 pool in an L3 fabric needs racks[].ipv6",
+        ),
+        (
             "racks: [{name: r1, subnet: 198.18.0.128/25, tor: {name: t, asNumber: 1}}]",
             "racks[0].subnet: 198.18.0.128/25 overlaps fabric.ipv4",
         ),
