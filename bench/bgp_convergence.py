@@ -1,11 +1,13 @@
 """Benchmark P9: BGP convergence, from a workload's CNI ADD until every other host reaches it.
 
-Run with ``.venv/bin/python bench/bgp_convergence.py [--hosts 2 4 8] [--samples 7]`` as root.
+Run with ``.venv/bin/python bench/bgp_convergence.py [--hosts 2 4 8] [--samples 7]
+[--fabric as-per-rack|as-per-host [--racks 2]]`` as root.
 For each host count it builds a lab (`calico.lab`: etcd, `calico node run` per host, BIRD,
 full mesh) with one probe workload per host, then repeatedly attaches a new workload through
 the CNI plugin, on each host in turn, and pings it from the probe workload of every other host
-(`ping -D -i 0.002`, one echo every 2 ms until the first reply). A sample is the time from the
-start of the ADD to the last host's first reply. Two scenarios:
+(`ping -D -i 0.002`, one echo every 2 ms until the first reply; ping is started again when an
+ICMP error ended it). A sample is the time from the start of the ADD to the last host's first
+reply. Two scenarios:
 
 - new block: the workload's address comes from a /32-block pool, so every ADD claims a new
   IPAM block, which the node's BGP agent renders into BIRD and BIRD advertises to every peer;
@@ -16,12 +18,25 @@ The floor, measured in the same run: the same number of plain BIRD namespaces (i
 mesh, kernel `learn`), a new workload namespace wired with a veth and a /32 route on one of
 them, pinged from every other one. Times are medians and p99 over `--samples` additions;
 ratio = median / floor median. Everything runs in namespaces this script creates and removes.
+
+With ``--fabric MODEL`` the lab is the L3 fabric instead of the mesh (lab file `model`, `racks`,
+`spines`): `--racks` racks, each a subnet behind an FRR ToR, the ToRs linked to one FRR spine,
+each host peering with its ToR only (as-per-rack: the rack's AS, the ToR reflects; as-per-host:
+an AS per host, eBGP to the ToR). `--hosts` counts hosts in all racks; host i sits in rack
+i mod racks, so the ADDs, made on each host in turn, alternate between racks. Besides the total
+(every other host replied), each sample splits into the last reply from a host in the owner's
+rack (ToR reflects or re-advertises: one router hop) and from a host in another rack (ToR ->
+spine -> ToR -> host: three). The floor is the same mesh floor with the same host count: the
+time for a plain BIRD route to reach a directly peered host. It is not a fabric floor (no FRR
+in it), so the ratio is the cost of Calico plus the fabric's extra hops over a one-hop BGP
+path; the same-rack and other-racks columns show what the hops add.
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import math
 import re
 import secrets
 import statistics
@@ -29,7 +44,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -52,24 +67,45 @@ class Row:
     totals: list[float]  # ADD start -> every other host got a reply
     adds: list[float]  # the ADD alone (the rest of a total is time after the ADD returned)
     floor: list[float]
+    fabric: str | None = None  # None: full mesh; else the L3 fabric's model
+    same_rack: list[float] = field(default_factory=list)  # last reply from the owner's rack
+    other_racks: list[float] = field(default_factory=list)  # last reply from the other racks
 
 
-def ping_from(ns: str, address: str) -> programs.Popen[str]:
+def ping_from(ns: str, address: str, deadline: int) -> programs.Popen[str]:
     argv = ["ip", "netns", "exec", ns, "ping", "-D", "-n", "-i", "0.002", "-c", "1",
-            "-w", str(PING_DEADLINE), address]  # fmt: skip
+            "-w", str(deadline), address]  # fmt: skip
     return programs.start(argv, stdout=programs.PIPE, stderr=programs.STDOUT, text=True)
 
 
-def first_replies(pingers: Sequence[programs.Popen[str]]) -> list[float]:
-    """Wall-clock time of each pinger's first reply (error if one never got one)."""
-    times = []
-    for pinger in pingers:
-        out, _ = pinger.communicate(timeout=PING_DEADLINE + 5)
-        stamps = [float(m.group(1)) for ln in out.splitlines() if (m := REPLY.match(ln))]
-        if not stamps:
-            raise RuntimeError(f"no reply within {PING_DEADLINE}s:\n{out}")
-        times.append(stamps[0])
-    return times
+def first_replies(sources: Sequence[str], address: str) -> list[float]:
+    """Wall-clock time of the first reply to a ping from each namespace (error if one got none
+    within PING_DEADLINE). ping stops at the first ICMP error, e.g. Net Unreachable from a ToR
+    that has no route yet, so a pinger that ended without a reply is started again."""
+    deadline = time.monotonic() + PING_DEADLINE
+    pingers = {ns: ping_from(ns, address, PING_DEADLINE) for ns in sources}
+    times: dict[str, float] = {}
+    try:
+        while len(times) < len(pingers):
+            for ns, pinger in list(pingers.items()):
+                if ns in times or pinger.poll() is None:
+                    continue
+                out, _ = pinger.communicate()
+                stamps = [float(m.group(1)) for ln in out.splitlines() if (m := REPLY.match(ln))]
+                left = deadline - time.monotonic()
+                if stamps:
+                    times[ns] = stamps[0]
+                elif left > 0:
+                    pingers[ns] = ping_from(ns, address, math.ceil(left))
+                else:
+                    raise RuntimeError(f"{ns}: no reply within {PING_DEADLINE}s:\n{out}")
+            time.sleep(0.001)
+    finally:
+        for pinger in pingers.values():
+            if pinger.poll() is None:
+                pinger.kill()
+                pinger.wait()
+    return [times[ns] for ns in sources]
 
 
 def p99(values: Sequence[float]) -> float:
@@ -95,9 +131,42 @@ def lab_file(hosts: int) -> str:
     return yaml.safe_dump(doc)
 
 
-def calico_samples(lab: Lab, pool: str, samples: int, tag: str) -> tuple[list[float], list[float]]:
+def fabric_lab_file(hosts: int, racks: int, model: str) -> str:
+    """`hosts` hosts round-robin over `racks` racks, one spine; the mesh lab's pools."""
+    if not 1 <= racks <= min(hosts, 9):  # rack r is 198.18.(1 + r).0/24
+        raise ValueError(f"--racks {racks}: needs 1 to min(--hosts, 9) racks")
+    doc = yaml.safe_load(lab_file(hosts))
+    per_host_as = model == "as-per-host"
+    doc["hosts"] = [
+        {
+            "name": f"h{i}",
+            "rack": f"r{i % racks}",
+            "ipv4": f"198.18.{1 + i % racks}.{11 + i // racks}",
+        }
+        | ({"asNumber": 65201 + i} if per_host_as else {})
+        for i in range(hosts)
+    ]
+    doc |= {
+        "model": model,
+        "spines": [{"name": "spine", "asNumber": 65100}],
+        "racks": [{"name": f"r{r}", "subnet": f"198.18.{1 + r}.0/24",
+                   "tor": {"name": f"tor{r}", "asNumber": 65001 + r}} for r in range(racks)],
+    }  # fmt: skip
+    return yaml.safe_dump(doc)
+
+
+@dataclass(frozen=True)
+class Samples:
+    totals: list[float]
+    adds: list[float]
+    same_rack: list[float]
+    other_racks: list[float]
+
+
+def calico_samples(lab: Lab, pool: str, samples: int, tag: str) -> Samples:
     hosts = [h.name for h in lab.spec.hosts]
-    totals, adds = [], []
+    rack = {h.name: h.rack for h in lab.spec.hosts}
+    totals, adds, same_rack, other_racks = [], [], [], []
     for k in range(samples):
         owner = hosts[k % len(hosts)]
         pools = [pool] if pool == "bench-32" else []
@@ -105,17 +174,21 @@ def calico_samples(lab: Lab, pool: str, samples: int, tag: str) -> tuple[list[fl
         ws = lab.add_workload(Workload(name=f"{tag}{k}", host=owner, ipPools=pools))
         added = time.time()
         assert ws.ipv4 is not None
-        sources = [lab.netns_of(f"probe{i}") for i, h in enumerate(hosts) if h != owner]
-        replies = first_replies([ping_from(ns, ws.ipv4) for ns in sources])
+        others = [(i, h) for i, h in enumerate(hosts) if h != owner]
+        sources = [lab.netns_of(f"probe{i}") for i, _ in others]
+        replies = first_replies(sources, ws.ipv4)
         totals.append(max(replies) - started)
         adds.append(added - started)
-    return totals, adds
+        if lab.spec.racks:
+            near = [t for (_, h), t in zip(others, replies, strict=True) if rack[h] == rack[owner]]
+            far = [t for (_, h), t in zip(others, replies, strict=True) if rack[h] != rack[owner]]
+            same_rack += [max(near) - started] if near else []
+            other_racks += [max(far) - started] if far else []
+    return Samples(totals, adds, same_rack, other_racks)
 
 
-def run_calico(
-    hosts: int, samples: int, state_root: Path
-) -> dict[str, tuple[list[float], list[float]]]:
-    spec = load_lab(lab_file(hosts), "bench lab")
+def run_calico(hosts: int, samples: int, state_root: Path, text: str) -> dict[str, Samples]:
+    spec = load_lab(text, "bench lab")
     with running_lab(spec, state_root / f"calico-{hosts}") as lab:
         return {name: calico_samples(lab, pool, samples, f"s{i}-")
                 for i, (name, pool) in enumerate(SCENARIOS.items())}  # fmt: skip
@@ -192,7 +265,7 @@ class Floor:
         netns.ip_batch(wl, [f"addr add {address}/32 dev eth0", "route add default dev eth0"])
         netns.ip(host, "route", "add", f"{address}/32", "dev", f"w{k}")
         sources = [h for i, h in enumerate(self.hosts) if i != owner]
-        return max(first_replies([ping_from(ns, address) for ns in sources])) - started
+        return max(first_replies(sources, address)) - started
 
     def close(self) -> None:
         procs.stop(self.procs, timeout=5)
@@ -214,15 +287,25 @@ def run_floor(hosts: int, samples: int, state_root: Path) -> list[float]:
 # -- report ----------------------------------------------------------------------------------
 
 
-def run(host_counts: Sequence[int], samples: int) -> list[Row]:
+def run(
+    host_counts: Sequence[int], samples: int, fabric: str | None = None, racks: int = 2
+) -> list[Row]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="calico-bench-bgp-") as tmp:
         root = Path(tmp)
         for hosts in host_counts:
+            text = lab_file(hosts) if fabric is None else fabric_lab_file(hosts, racks, fabric)
             floor = run_floor(hosts, samples, root)
-            for scenario, (totals, adds) in run_calico(hosts, samples, root).items():
-                rows.append(Row(hosts, scenario, totals, adds, floor))
+            for scenario, s in run_calico(hosts, samples, root, text).items():
+                rows.append(Row(hosts, scenario, s.totals, s.adds, floor, fabric, s.same_rack,
+                                s.other_racks))  # fmt: skip
     return rows
+
+
+def median_p99(values: Sequence[float]) -> str:
+    if not values:
+        return f"{'-':>8} {'-':>8}"
+    return f"{statistics.median(values) * 1e3:>6.0f}ms {p99(values) * 1e3:>6.0f}ms"
 
 
 def format_rows(rows: Sequence[Row]) -> str:
@@ -238,7 +321,10 @@ def format_rows(rows: Sequence[Row]) -> str:
             f"{r.hosts:>5}  {r.scenario:<20} {median * 1e3:>6.0f}ms {p99(r.totals) * 1e3:>6.0f}ms"
             f" {add * 1e3:>7.0f}ms {after * 1e3:>7.0f}ms {floor * 1e3:>6.1f}ms"
             f" {median / floor:>7.1f}"
+            + (f"  {median_p99(r.same_rack)}  {median_p99(r.other_racks)}" if r.fabric else "")
         )
+    if any(r.fabric for r in rows):
+        lines[0] += f"  {'same rack  p99':>17}  {'other racks  p99':>17}"
     return "\n".join(lines)
 
 
@@ -246,10 +332,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, nargs="+", default=[2, 4, 8])
     parser.add_argument("--samples", type=int, default=7)
+    parser.add_argument("--fabric", choices=["as-per-rack", "as-per-host"])
+    parser.add_argument("--racks", type=int, default=2, help="with --fabric")
     args = parser.parse_args(argv)
-    rows = run(args.hosts, args.samples)
+    if args.fabric is None and args.racks != 2:
+        parser.error("--racks needs --fabric")
+    if args.fabric and not 1 <= args.racks <= min(*args.hosts, 9):
+        parser.error(f"--racks {args.racks}: needs 1 to min(--hosts, 9) racks")
+    rows = run(args.hosts, args.samples, args.fabric, args.racks)
     print(f"BGP convergence: CNI ADD start -> first reply on every other host "
           f"({args.samples} samples; floor: plain BIRD namespaces, veth + /32 route)")  # fmt: skip
+    if args.fabric:
+        print(f"L3 fabric {args.fabric}: {args.racks} racks, one spine; hosts in all racks; "
+              f"floor: the mesh floor (one BGP hop, no FRR)")  # fmt: skip
     print(format_rows(rows))
     return 0
 
