@@ -333,17 +333,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hosts", type=int, nargs="+", default=[2, 4, 8])
     parser.add_argument("--samples", type=int, default=7)
     parser.add_argument("--fabric", choices=["as-per-rack", "as-per-host"])
-    parser.add_argument("--racks", type=int, default=2, help="with --fabric")
+    parser.add_argument("--racks", type=int, help="with --fabric (default 2)")
     args = parser.parse_args(argv)
-    if args.fabric is None and args.racks != 2:
+    if args.fabric is None and args.racks is not None:
         parser.error("--racks needs --fabric")
-    if args.fabric and not 1 <= args.racks <= min(*args.hosts, 9):
-        parser.error(f"--racks {args.racks}: needs 1 to min(--hosts, 9) racks")
-    rows = run(args.hosts, args.samples, args.fabric, args.racks)
+    racks = 2 if args.racks is None else args.racks
+    if args.fabric and not 1 <= racks <= min(*args.hosts, 9):
+        parser.error(f"--racks {racks}: needs 1 to min(--hosts, 9) racks")
+    rows = run(args.hosts, args.samples, args.fabric, racks)
     print(f"BGP convergence: CNI ADD start -> first reply on every other host "
           f"({args.samples} samples; floor: plain BIRD namespaces, veth + /32 route)")  # fmt: skip
     if args.fabric:
-        print(f"L3 fabric {args.fabric}: {args.racks} racks, one spine; hosts in all racks; "
+        print(f"L3 fabric {args.fabric}: {racks} racks, one spine; hosts in all racks; "
               f"floor: the mesh floor (one BGP hop, no FRR)")  # fmt: skip
     print(format_rows(rows))
     return 0
