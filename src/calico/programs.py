@@ -251,13 +251,11 @@ class Runner:
     ) -> CommandResult:
         full = ["ip", "netns", "exec", self.netns, *args] if self.netns else list(args)
         try:
-            proc = run(full, stdin=stdin, timeout=self.timeout)
+            proc = run(full, stdin=stdin, timeout=self.timeout, check=check)
         except TimeoutExpired:
             raise CommandFailed(
                 full, -1, "", f"{args[0]}: timed out after {self.timeout}s"
             ) from None
         except FileNotFoundError as exc:
             raise CommandFailed(full, -1, "", f"{exc.filename}: command not found") from None
-        if check and proc.returncode != 0:
-            raise CommandFailed(full, proc.returncode, proc.stdout, proc.stderr)
         return CommandResult(proc.returncode, proc.stdout, proc.stderr)

@@ -16,6 +16,7 @@ the wrong type is code 7, JSON that does not decode is code 6, an unknown cniVer
 from __future__ import annotations
 
 import json
+import logging
 import re
 import socket
 from collections.abc import Callable, Mapping
@@ -77,8 +78,18 @@ UNSUPPORTED: dict[str, str] = {
     "ipam.ip_pools_label_selector_keys": "pool selection by pod labels is not built",
 }
 _POLICY_TYPES = ("", "k8s")
-# logrus's level names, which Calico's plugin parses log_level with.
-LOG_LEVELS = ("trace", "debug", "info", "warn", "warning", "error", "fatal", "panic")
+# logrus's level names, which Calico's plugin parses log_level with, and the Python level each
+# sets (logrus's trace has no Python counterpart: debug).
+LOG_LEVELS = {
+    "trace": logging.DEBUG,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "fatal": logging.CRITICAL,
+    "panic": logging.CRITICAL,
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from calico import version_line
-from calico.cni.config import NetConf, determine_nodename, parse_netconf
+from calico.cni.config import LOG_LEVELS, NetConf, determine_nodename, parse_netconf
 from calico.cni.identity import WorkloadIdentity, identify
 from calico.cni.services import DefaultServices, Services
 from calico.cni.spec import CURRENT_VERSION, CniError, Code, Invocation, parse_environment
@@ -162,18 +162,6 @@ def _command(environ: Mapping[str, str]) -> str:
     return environ.get("CNI_COMMAND", "?")
 
 
-_LEVELS = {
-    "trace": logging.DEBUG,
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warn": logging.WARNING,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-    "fatal": logging.CRITICAL,
-    "panic": logging.CRITICAL,
-}
-
-
 def _configure_logging(conf: NetConf, stderr: TextIO) -> None:
     root = logging.getLogger()
     fmt = logging.Formatter(
@@ -183,7 +171,7 @@ def _configure_logging(conf: NetConf, stderr: TextIO) -> None:
     console.setLevel(logging.WARNING)
     console.setFormatter(fmt)
     handlers: list[logging.Handler] = [console]
-    level = _LEVELS[conf.log_level]
+    level = LOG_LEVELS[conf.log_level]
     if conf.log_file_path:
         try:
             Path(conf.log_file_path).parent.mkdir(parents=True, exist_ok=True)

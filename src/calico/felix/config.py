@@ -367,20 +367,24 @@ def _field_for(name: str) -> str | None:
     """The FelixConfiguration field an upstream Felix parameter name (any case) sets."""
     lowered = name.lower()
     for suffix in ("", "secs", "millis"):
-        if lowered.endswith(suffix):
-            stem = lowered.removesuffix(suffix) if suffix else lowered
-            field = _UPSTREAM_NAMES.get(stem) or _FIELD_BY_NAME.get(stem)
-            if field is not None:
-                return field
+        stem = lowered.removesuffix(suffix)
+        field = _UPSTREAM_NAMES.get(stem) or _FIELD_BY_NAME.get(stem)
+        if field is not None:
+            return field
     return None
+
+
+def _blank(text: str) -> bool:
+    """Upstream Felix reads an empty value or "none" as unset."""
+    return text.strip().lower() in ("", "none")
 
 
 def _typed(field: str, text: str) -> Any:
     """A parameter's text as the FelixConfiguration value it stands for ("none": empty)."""
     text = text.strip()
-    kind = FELIX_FIELDS.get(field, REMOVED_FELIX_FIELDS.get(field))
-    if text.lower() in ("", "none") or kind is None:
-        return None if text.lower() in ("", "none") else text
+    if _blank(text):
+        return None
+    kind = FELIX_FIELDS.get(field) or REMOVED_FELIX_FIELDS[field]
     if kind.kind == "bool":
         return parse_bool(text)
     if kind.kind == "int":
@@ -401,12 +405,10 @@ def check_local(where: str, name: str, value: str) -> bool:
     nothing; anything else, or an unknown name, is a ConfigError naming `where`."""
     if name.lower() in _BY_NAME:
         return True
-    field = _field_for(name)
     local = FELIX_LOCAL.get(name.lower())
     if local is not None:
-        text = value.strip()
-        support, typed, of = local, None if text.lower() in ("", "none") else text, ""
-    elif field is not None and FELIX[field].status is not Status.SUPPORTED:
+        support, typed, of = local, None if _blank(value) else value.strip(), ""
+    elif (field := _field_for(name)) is not None and FELIX[field].status is not Status.SUPPORTED:
         support, of = FELIX[field], f" (FelixConfiguration {field})"
         try:
             typed = _typed(field, value)

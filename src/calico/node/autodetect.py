@@ -106,10 +106,12 @@ def detect(
     if method.kind == CAN_REACH:
         dest = method.args[0]
         source = (reach or reach_source)(dest, version)
-        for addr in addresses():
-            if ipaddress.ip_interface(addr.cidr).ip == ipaddress.ip_address(source):
-                return str(ipaddress.ip_interface(addr.cidr))
-        raise AutodetectError(f"the address {source} used to reach {dest} is on no local interface")
+        local = local_prefix(source, addresses())
+        if local is None:
+            raise AutodetectError(
+                f"the address {source} used to reach {dest} is on no local interface"
+            )
+        return local
     if method.kind == INTERFACE:
         found = filtered(addresses(), version, include=method.args)
     elif method.kind == SKIP_INTERFACE:

@@ -200,7 +200,7 @@ def settings_from_env(
         router_id=_router_id(env.get("CALICO_ROUTER_ID")),
         k8s_node_ref=env.get("CALICO_K8S_NODE_REF", "").strip() or None,
         cluster_types=tuple(t for t in re.split(r"\s*,\s*", env.get("CLUSTER_TYPE", "")) if t),
-        check_ip_conflicts=env.get("DISABLE_NODE_IP_CHECK", "").strip().lower() != "true",
+        check_ip_conflicts=not _bool(env, "DISABLE_NODE_IP_CHECK", False),
         log_level=_log_level(env.get("CALICO_STARTUP_LOGLEVEL")),
         poll_interval=_poll_interval(env.get("AUTODETECT_POLL_INTERVAL")),
         secrets_dir=Path(env.get("CALICO_SECRETS_DIR") or DEFAULT_SECRETS_DIR),
