@@ -12,6 +12,7 @@ in as-per-host each host has its own AS and eBGP to the ToR. The routers use sho
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from calico.lab import frr, netns, procs
@@ -164,21 +165,20 @@ class FabricOps(LabBase):
 
     def stop_router(self, name: str) -> None:
         """SIGTERM bgpd, then zebra (zebra removes the routes it installed)."""
-        for daemon in ("bgpd", "zebra"):
-            key = f"frr/{daemon}/{name}"
-            proc = self.state.proc(key)
-            if proc is not None:
-                procs.stop([proc], timeout=10.0)
-            self.record_proc(key, None)
+        self._end_router(name, lambda proc: procs.stop([proc], timeout=10.0))
 
     def fail_spine(self, name: str) -> None:
         """A spine dies: its links go down and its FRR is killed (its routes stay, unused)."""
         self._set_spine_links(name, "down")
+        self._end_router(name, lambda proc: procs.kill([proc]))
+
+    def _end_router(self, name: str, end: Callable[[procs.Proc], object]) -> None:
         for daemon in ("bgpd", "zebra"):
-            proc = self.state.proc(f"frr/{daemon}/{name}")
+            key = f"frr/{daemon}/{name}"
+            proc = self.state.proc(key)
             if proc is not None:
-                procs.kill([proc])
-            self.record_proc(f"frr/{daemon}/{name}", None)
+                end(proc)
+            self.record_proc(key, None)
 
     def restore_spine(self, name: str) -> None:
         """Undo `fail_spine`: links up, FRR started again."""

@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from calico.openstack import keys
-from calico.openstack.settings import OPTIONS, SECTION, CalicoOptions, options_from_values
+from calico.openstack.settings import (
+    SECTION,
+    CalicoOptions,
+    options_from_values,
+    section_options,
+)
 from calico.openstack.translate import is_endpoint_port
 
 AGENT_TYPE_FELIX = "Calico per-host agent (felix)"
@@ -47,9 +52,7 @@ _PORT_STATUS: dict[str, str] = {
 def options_from_conf(conf: Any) -> CalicoOptions:
     """The `[calico]` group of an oslo ConfigOpts as CalicoOptions (ValueError if invalid)."""
     group = getattr(conf, SECTION)
-    return options_from_values(
-        {o.name: getattr(group, o.name) for o in OPTIONS if o.section == SECTION}
-    )
+    return options_from_values({o.name: getattr(group, o.name) for o in section_options(SECTION)})
 
 
 def bound_host(port: PortDict) -> str | None:

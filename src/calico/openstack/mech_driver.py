@@ -62,7 +62,7 @@ from calico.openstack.decisions import (
     port_status_for_report,
 )
 from calico.openstack.leadership import Leadership, ProcessState, Repair
-from calico.openstack.settings import OPTIONS, SECTION, CalicoOptions
+from calico.openstack.settings import SECTION, CalicoOptions, section_options
 from calico.openstack.store import OpenStackStore, ResyncReport
 from calico.openstack.translate import (
     PortExtras,
@@ -83,9 +83,7 @@ VIF_DETAILS = {portbindings.CAP_PORT_FILTER: True, "mac_address": "00:61:fe:ed:c
 _OSLO_TYPES = {"str": cfg.StrOpt, "int": cfg.IntOpt, "port": cfg.PortOpt, "bool": cfg.BoolOpt}
 # Every networking-calico option, so that a value calico-py cannot honour is refused.
 CALICO_OPTS = [
-    _OSLO_TYPES[o.kind](o.name, default=o.default, help=o.help)
-    for o in OPTIONS
-    if o.section == SECTION
+    _OSLO_TYPES[o.kind](o.name, default=o.default, help=o.help) for o in section_options(SECTION)
 ]
 
 

@@ -292,13 +292,14 @@ def _read_ini(paths: Sequence[str]) -> configparser.ConfigParser:
     return parser
 
 
-def _specs(section: str) -> list[OptionSpec]:
+def section_options(section: str) -> list[OptionSpec]:
+    """The options of one config-file section, in table order."""
     return [o for o in OPTIONS if o.section == section]
 
 
 def _section_values(section: str, raw_values: Mapping[str, str]) -> dict[str, object]:
     values: dict[str, object] = {}
-    for spec in _specs(section):
+    for spec in section_options(section):
         raw = raw_values.get(spec.name, "").strip()
         if raw:
             values[spec.name] = _parse(spec, raw)
@@ -314,9 +315,7 @@ def read_config_files(paths: Sequence[str]) -> CalicoOptions:
     parser = _read_ini(paths)
     if not parser.has_section(SECTION):
         return CalicoOptions()
-    raw = {
-        o.name: parser.get(SECTION, o.name, fallback="") for o in OPTIONS if o.section == SECTION
-    }
+    raw = {o.name: parser.get(SECTION, o.name, fallback="") for o in section_options(SECTION)}
     return CalicoOptions(**_section_values(SECTION, raw))  # type: ignore[arg-type]
 
 
