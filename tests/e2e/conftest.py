@@ -35,8 +35,9 @@ def require_lab_tools() -> None:
 
 def wait_until(
     predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition"
-) -> None:
-    waiting.wait_until(predicate, timeout, what)
+) -> float:
+    """Seconds waited (see calico.testing.waiting.wait_until)."""
+    return waiting.wait_until(predicate, timeout, what)
 
 
 def lab_fixture(text: str, tmp: Path) -> Iterator[Lab]:

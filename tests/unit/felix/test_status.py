@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 
 import pytest
 
@@ -12,6 +11,7 @@ from calico.datastore.memory import MemoryBackend
 from calico.felix.status import StatusReporter
 from calico.model.status_keys import host_endpoint_status_key, workload_status_key
 from calico.testing.clock import ManualClock
+from calico.testing.waiting import wait_until
 
 
 def test_heartbeat_is_leased_and_mirrored() -> None:
@@ -98,15 +98,6 @@ def test_endpoints_resynced_sweeps_keys_of_a_previous_run_after_the_flush() -> N
     assert backend.get(gone) is not None  # swept once, not on every flush
 
 
-def _wait(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return False
-
-
 @pytest.mark.parametrize("interval", [0.0, 30.0])
 def test_endpoint_status_goes_out_every_delay_and_heartbeats_only_with_an_interval(
     interval: float,
@@ -127,7 +118,7 @@ def test_endpoint_status_goes_out_every_delay_and_heartbeats_only_with_an_interv
     try:
         key = workload_status_key("h", "openstack", "vm1", "port1")
         reporter.set_endpoint_status(key, "up")
-        assert _wait(lambda: backend.get(key) is not None)
+        wait_until(lambda: backend.get(key) is not None, 3.0, "endpoint status written", 0.01)
         time.sleep(0.3)
     finally:
         reporter.stop()
