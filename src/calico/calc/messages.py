@@ -248,6 +248,50 @@ class IPAMPoolRemove:
     id: str
 
 
+@dataclass(frozen=True, slots=True)
+class VTEPUpdate:
+    """A host's VXLAN tunnel endpoint for one IP family (Calico's
+    VXLANTunnelEndpointUpdate). Sent for every host with a tunnel address in that family,
+    this host included: the dataplane configures its own `vxlan.calico` /
+    `vxlan-v6.calico` device from its own VTEP and programs neighbour + FDB entries for the
+    others."""
+
+    node: str
+    ip_version: int  # 4 or 6
+    tunnel_addr: str  # address on the VXLAN device, e.g. "198.19.0.1"
+    mac: str  # the device's MAC, "66:xx:xx:xx:xx:xx" (calico.model.vxlan.vtep_mac)
+    parent_ip: str  # host address the encapsulated packets are sent to / from
+
+
+@dataclass(frozen=True, slots=True)
+class VTEPRemove:
+    node: str
+    ip_version: int
+
+
+class RouteType(enum.Enum):
+    VXLAN = "vxlan"  # via the remote VTEP's tunnel address on the VXLAN device, onlink
+    DIRECT = "direct"  # CrossSubnet, same subnet: via the remote host's address, no encap
+    BLACKHOLE = "blackhole"  # this host's own affine block in a VXLAN pool
+
+
+@dataclass(frozen=True, slots=True)
+class RouteUpdate:
+    """A route to an IPAM block in a VXLAN pool (Calico's RouteUpdate, resolved):
+    keyed by `dst`. `next_hop` is the remote tunnel address (VXLAN), the remote host's
+    address (DIRECT) or "" (BLACKHOLE). Sent after the VTEP it goes through."""
+
+    dst: str  # block CIDR
+    node: str  # the block's affine host
+    type: RouteType
+    next_hop: str
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRemove:
+    dst: str
+
+
 Message = (
     InSync
     | ConfigUpdate
@@ -264,4 +308,8 @@ Message = (
     | HostEndpointRemove
     | IPAMPoolUpdate
     | IPAMPoolRemove
+    | VTEPUpdate
+    | VTEPRemove
+    | RouteUpdate
+    | RouteRemove
 )
