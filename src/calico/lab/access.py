@@ -14,7 +14,7 @@ from calico.lab.base import BIN_DIR, LabError
 from calico.lab.nodes import NodeOps
 from calico.lab.probe import ProbeResult, run_probe
 from calico.lab.report import Matrix
-from calico.lab.spec import fabric_links, tor_address, tor_address6, tor_peer_address
+from calico.lab.spec import fabric_links, gateway_address, gateway_address6, tor_peer_address
 from calico.lab.topology import TopologyOps
 from calico.lab.workloads import WorkloadOps
 
@@ -25,6 +25,7 @@ class AccessOps(TopologyOps, NodeOps, WorkloadOps):
         spec = self.spec
         names = [h.name for h in spec.hosts] + list(self.state.workloads)
         names += [e.name for e in spec.externals] + self.routers()
+        names += [spec.router.name] if spec.router else []
         return names + ([spec.border.name] if spec.border else [])
 
     def addresses(self, name: str) -> tuple[str | None, str | None]:
@@ -37,9 +38,9 @@ class AccessOps(TopologyOps, NodeOps, WorkloadOps):
         for entry in entries:
             if entry.name == name:
                 return _bare(entry.ipv4), _bare(entry.ipv6)
-        for rack in spec.racks:
-            if rack.tor.name == name:
-                return tor_address(rack), tor_address6(rack)
+        for rack in spec.racks:  # a ToR, or the router (by its first rack's addresses)
+            if self.rack_gateway(rack) == name:
+                return gateway_address(rack), gateway_address6(rack)
         spines = {s.name: _bare(a) for _, s, _, a in reversed(fabric_links(spec))}
         spines6 = {s.name: _bare(a) for _, s, _, a in reversed(fabric_links(spec, 6))}
         if name in spines:
@@ -155,11 +156,12 @@ class AccessOps(TopologyOps, NodeOps, WorkloadOps):
             "name": host, "netns": self.netns(host), "ipv4": spec.ipv4, "ipv6": spec.ipv6,
             "node": self.proc_alive(f"node/{host}"),
             "felix": procs.alive(procs.from_pid_file(run_dir / "felix.pid")),
-            "bird": procs.alive(procs.from_pid_file(run_dir / "bird.pid")),
+            "bird": procs.alive(procs.from_pid_file(run_dir / "bird.pid")) if self.spec.bgp
+            else None,  # networking backend vxlan: no BIRD
             "bgp": sessions,
         }  # fmt: skip
-        if spec.rack is not None:
-            rack = self.spec.host_rack(spec)
+        rack = self.spec.host_rack(spec) if spec.rack else None
+        if rack is not None and rack.tor is not None:
             peer = tor_peer_address(rack).replace(".", "_")
             tor = next((s for s in sessions if s["peer"].endswith(f"_{peer}")), None)
             doc["tor"] = {"name": rack.tor.name, "info": tor["info"] if tor else "no session"}
@@ -179,7 +181,11 @@ class AccessOps(TopologyOps, NodeOps, WorkloadOps):
         }  # fmt: skip
         if self.spec.border is not None:
             doc["border"] = {"name": self.spec.border.name, "bgp": self.border_sessions()}
-        if self.spec.racks:
+        if self.spec.router is not None:
+            counts = self.vxlan_counts()
+            vxlan = {"routed": counts.routed, "bridged": counts.bridged}
+            doc["router"] = {"name": self.spec.router.name, "vxlan_packets": vxlan}
+        if self.routers():
             doc["routers"] = [
                 {"name": name, "role": role, "asNumber": asn, "bgp": self.router_sessions(name)}
                 for name, role, asn in self.router_roles()

@@ -15,15 +15,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from calico.lab import frr, netns, procs
+from calico.lab import counters, frr, netns, procs
 from calico.lab.base import LabBase, LabError, wait_for
 from calico.lab.spec import (
     Rack,
+    Tor,
     fabric_links,
+    gateway_address,
+    gateway_address6,
     rack_interface,
     rack_subnets,
-    tor_address,
-    tor_address6,
     tor_peer_address,
 )
 
@@ -51,36 +52,55 @@ class FabricOps(LabBase):
             directory.chmod(0o755)
         return root / name
 
+    def tors(self) -> list[tuple[Rack, Tor]]:
+        return [(r, r.tor) for r in self.spec.racks if r.tor is not None]
+
     def routers(self) -> list[str]:
-        """The fabric's routers: ToRs, then spines."""
-        return [r.tor.name for r in self.spec.racks] + [s.name for s in self.spec.spines]
+        """The fabric's (FRR) routers: ToRs, then spines."""
+        return [t.name for _, t in self.tors()] + [s.name for s in self.spec.spines]
 
     def router_roles(self) -> list[tuple[str, str, int]]:
         """(name, role, AS) of each router, for status."""
-        tors = [(r.tor.name, f"ToR of {r.name}", r.tor.asNumber) for r in self.spec.racks]
+        tors = [(t.name, f"ToR of {r.name}", t.asNumber) for r, t in self.tors()]
         return tors + [(s.name, "spine", s.asNumber) for s in self.spec.spines]
+
+    def rack_gateway(self, rack: Rack) -> str:
+        """The machine holding the rack's bridge and gateway address: its ToR or the router."""
+        if rack.tor is not None:
+            return rack.tor.name
+        assert self.spec.router is not None
+        return self.spec.router.name
+
+    def rack_bridge(self, rack: Rack) -> str:
+        """A ToR has its rack's bridge, the router one per rack (`br-rack<index>`)."""
+        return RACK_BRIDGE if rack.tor else f"{RACK_BRIDGE}{self.spec.racks.index(rack)}"
 
     def build_racks(self) -> None:
         """Namespaces, rack bridges and ToR-spine links (the routers start later)."""
-        for name in self.routers():
+        router = [self.spec.router.name] if self.spec.router else []
+        for name in self.routers() + router:
             netns.sysctl(self.add_netns(name), FORWARDING)
         for rack in self.spec.racks:
-            gateways = [tor_address(rack)] + [a for a in (tor_address6(rack),) if a]
-            loopback = [f"addr add {tor_peer_address(rack)}/32 dev lo"] if rack.tor.loopback else []
+            gateways = [gateway_address(rack)] + [a for a in (gateway_address6(rack),) if a]
+            loopback = rack.tor is not None and rack.tor.loopback is not None
+            bridge = self.rack_bridge(rack)
             netns.ip_batch(
-                self.netns(rack.tor.name),
+                self.netns(self.rack_gateway(rack)),
                 [
-                    f"link add {RACK_BRIDGE} type bridge mcast_snooping 0",
-                    f"link set {RACK_BRIDGE} up",
+                    f"link add {bridge} type bridge mcast_snooping 0",
+                    f"link set {bridge} up",
                     *netns.address_commands(
-                        RACK_BRIDGE, [str(rack_interface(rack, a)) for a in gateways]
+                        bridge, [str(rack_interface(rack, a)) for a in gateways]
                     ),
-                    *loopback,
+                    *([f"addr add {tor_peer_address(rack)}/32 dev lo"] if loopback else []),
                 ],
             )
+        if self.spec.router is not None:
+            bridges = [self.rack_bridge(r) for r in self.spec.racks]
+            counters.install(self.netns(self.spec.router.name), bridges)
         links6 = {(r.name, s.name): (t, a) for r, s, t, a in fabric_links(self.spec, 6)}
         for rack, spine, tor_addr, spine_addr in fabric_links(self.spec):
-            tor_ns, spine_ns = self.netns(rack.tor.name), self.netns(spine.name)
+            tor_ns, spine_ns = self.netns(self.rack_gateway(rack)), self.netns(spine.name)
             tor_if, spine_if = self._link_names(rack.name, spine.name)
             netns.veth(tor_ns, tor_if, spine_ns, spine_if)
             tor6, spine6 = links6.get((rack.name, spine.name), (None, None))
@@ -88,6 +108,12 @@ class FabricOps(LabBase):
             spine_addrs += [spine6] if spine6 else []
             netns.ip_batch(tor_ns, netns.address_commands(tor_if, tor_addrs))
             netns.ip_batch(spine_ns, netns.address_commands(spine_if, spine_addrs))
+
+    def vxlan_counts(self) -> counters.VxlanCounts:
+        """The router's counts of VXLAN packets it routed between racks and bridged within."""
+        if self.spec.router is None:
+            raise LabError(self.spec.name, "VXLAN counters", "the lab has no router")
+        return counters.read(self.netns(self.spec.router.name))
 
     def _link_names(self, rack: str, spine: str) -> tuple[str, str]:
         """(ToR side, spine side): `s<spine index>` and `t<rack index>`."""
@@ -97,14 +123,14 @@ class FabricOps(LabBase):
 
     def plug_rack(self, entity_ns: str, rack: Rack, address: str, ipv6: str | None = None) -> None:
         """`eth0` in `entity_ns` on the rack's bridge, with `address` (and `ipv6`), default
-        routes via the ToR."""
-        tor_ns = self.netns(rack.tor.name)
+        routes via the rack's gateway (its ToR or the router)."""
+        gateway_ns = self.netns(self.rack_gateway(rack))
         port = f"h{self.state.namespaces.index(entity_ns)}"
-        netns.veth(tor_ns, port, entity_ns, "eth0")
-        netns.ip(tor_ns, "link", "set", port, "master", RACK_BRIDGE)
+        netns.veth(gateway_ns, port, entity_ns, "eth0")
+        netns.ip(gateway_ns, "link", "set", port, "master", self.rack_bridge(rack))
         addresses = [address, *([ipv6] if ipv6 else [])]
-        routes = [f"route add default via {tor_address(rack)}"]
-        routes += [f"route add default via {tor_address6(rack)}"] if ipv6 else []
+        routes = [f"route add default via {gateway_address(rack)}"]
+        routes += [f"route add default via {gateway_address6(rack)}"] if ipv6 else []
         netns.ip_batch(
             entity_ns,
             [
@@ -117,22 +143,22 @@ class FabricOps(LabBase):
         """bgpd.conf of a ToR (hosts of its rack and the spines) or a spine (every ToR)."""
         spec = self.spec
         links = fabric_links(spec) + fabric_links(spec, 6)
-        rack = next((r for r in spec.racks if r.tor.name == name), None)
-        if rack is not None:
-            as_number = rack.tor.asNumber
+        rack, tor = next(((r, t) for r, t in self.tors() if t.name == name), (None, None))
+        if rack is not None and tor is not None:
+            as_number = tor.asNumber
             reflect = spec.model == "as-per-rack"
             neighbors = [
                 frr.Neighbor(h.ipv4.split("/")[0], spec.host_as(h) or spec.asNumber,
                              rr_client=reflect, next_hop_self=reflect,
-                             password=rack.tor.password,
-                             update_source=rack.tor.loopback and tor_peer_address(rack))
+                             password=tor.password,
+                             update_source=tor.loopback and tor_peer_address(rack))
                 for h in spec.hosts
                 if h.rack == rack.name
             ]  # fmt: skip
             neighbors += [  # IPv6: with the ToR's rack address, never its (IPv4) loopback
                 frr.Neighbor(h.ipv6.split("/")[0], spec.host_as(h) or spec.asNumber,
                              rr_client=reflect, next_hop_self=reflect,
-                             password=rack.tor.password)
+                             password=tor.password)
                 for h in spec.hosts
                 if h.rack == rack.name and h.ipv6
             ]  # fmt: skip
@@ -141,15 +167,15 @@ class FabricOps(LabBase):
                 for r, s, _, s_addr in links
                 if r == rack
             ]
-            router_id = tor_address(rack)
+            router_id = gateway_address(rack)
             networks = [str(net) for net in rack_subnets(rack)]
         else:
             spine = next(s for s in spec.spines if s.name == name)
             as_number, networks = spine.asNumber, []
             neighbors = [
-                frr.Neighbor(t_addr.split("/")[0], r.tor.asNumber)
+                frr.Neighbor(t_addr.split("/")[0], t.asNumber)
                 for r, s, t_addr, _ in links
-                if s == spine
+                if s == spine and (t := r.tor)
             ]
             router_id = next(a for _, s, _, a in links if s == spine).split("/")[0]
         return frr.bgpd_config(name, as_number, router_id, neighbors, networks, FABRIC_TIMERS)
@@ -202,8 +228,8 @@ class FabricOps(LabBase):
         subnets = {str(net) for r in self.spec.racks for net in rack_subnets(r)}
 
         def missing() -> str | None:
-            for rack in self.spec.racks:
-                name = rack.tor.name
+            for _, tor in self.tors():
+                name = tor.name
                 directory, ns = self.router_dir(name), self.netns(name)
                 table = {**frr.routes(directory, ns), **frr.routes(directory, ns, "ipv6")}
                 lacking = sorted(subnets - set(table))

@@ -5,10 +5,11 @@
     lab.probe("web-1", "db-1", "tcp")    # real packets, from inside the source namespace
     lab.down()                           # every process and namespace, also after a failed up
 
-`up` builds the fabric (a bridge, or racks behind ToRs and spines), starts etcd, applies the
+`up` builds the fabric (a bridge, or racks behind ToRs and spines or one plain router), starts
+etcd, applies the
 lab's resources, builds the border router, external machines and hosts, starts `calico node
-run` on every host, waits for Felix and the BGP sessions, attaches the workloads through the CNI
-plugin and waits until every host routes to every workload.
+run` on every host, waits for Felix and the BGP sessions (with networking backend bird), attaches
+the workloads through the CNI plugin and waits until every host routes to every workload.
 """
 
 from __future__ import annotations
@@ -66,10 +67,12 @@ class Lab(AccessOps):
         spec = self.spec
         self.step("lab", "install the CNI plugins", lambda: cni.install(self.cni_bin))
         if spec.racks:
-            self.step("fabric", "racks, ToRs and spines", self.build_racks)
+            what = "racks, ToRs and spines" if spec.router is None else "racks and the router"
+            self.step("fabric", what, self.build_racks)
             for name in self.routers():
                 self.step(name, "router (FRR)", partial(self.start_router, name))
-            self.step("fabric", "wait for routes between the racks", self.wait_fabric)
+            if self.routers():
+                self.step("fabric", "wait for routes between the racks", self.wait_fabric)
         else:
             self.step("fabric", "bridge", self.build_fabric)
         self.step("etcd", f"start etcd on {spec.etcd.ipv4 or 'the fabric'}", self.build_etcd)
@@ -84,7 +87,8 @@ class Lab(AccessOps):
             self.step(host.name, "start calico node", partial(self.start_node, host.name))
         names = [h.name for h in spec.hosts]
         self.step("hosts", "wait for Felix and BIRD", lambda: self.wait_nodes_ready(names))
-        self.step("hosts", "wait for BGP sessions", lambda: self.wait_bgp(names))
+        if spec.bgp:
+            self.step("hosts", "wait for BGP sessions", lambda: self.wait_bgp(names))
         self._add_workloads()
         self.step("workloads", "wait for routes on every host", self.wait_routes)
         self.state.up = True

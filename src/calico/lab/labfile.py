@@ -19,10 +19,10 @@ from calico.lab.spec import (
     LabSpec,
     etcd_address,
     fabric_interface,
+    gateway_address,
+    gateway_address6,
     rack_of,
     rack_subnets,
-    tor_address,
-    tor_address6,
 )
 from calico.model import ResourceError, parse_resource
 
@@ -84,6 +84,12 @@ def check_lab(spec: LabSpec) -> Iterator[Problem]:
 
 
 def _check_fabric(spec: LabSpec) -> Iterator[Problem]:
+    if spec.fabric is None:
+        if spec.router is None:
+            yield "fabric", "required field is missing"
+        return
+    if spec.router is not None:
+        yield "fabric", "a lab with a router has no fabric (its racks are the router's subnets)"
     for field, value, version in (("ipv4", spec.fabric.ipv4, 4), ("ipv6", spec.fabric.ipv6, 6)):
         if value is not None and ipaddress.ip_network(value, strict=False).version != version:
             yield f"fabric.{field}", f"{value!r} is not an IPv{version} network"
@@ -99,11 +105,13 @@ def _check_names(spec: LabSpec) -> Iterator[Problem]:
     named = [(f"{g}[{i}].name", item.name) for g, items in groups for i, item in enumerate(items)]
     if spec.border is not None:
         named.append(("border.name", spec.border.name))
-    named += [(f"racks[{i}].tor.name", r.tor.name) for i, r in enumerate(spec.racks)]
+    if spec.router is not None:
+        named.append(("router.name", spec.router.name))
+    named += [(f"racks[{i}].tor.name", r.tor.name) for i, r in enumerate(spec.racks) if r.tor]
     named += [(f"spines[{i}].name", s.name) for i, s in enumerate(spec.spines)]
     for field, name in named:
         if name in seen:
-            kinds = "hosts, workloads, externals, border, ToRs, spines"
+            kinds = "hosts, workloads, externals, border, router, ToRs, spines"
             yield field, f"name {name!r} is used twice ({kinds})"
         seen.add(name)
     racks: set[str] = set()
@@ -117,53 +125,37 @@ def _check_no_racks(spec: LabSpec) -> Iterator[Problem]:
     for field in ("model", "spines"):
         if getattr(spec, field):
             yield field, "needs racks (the L3 fabric)"
+    if spec.router is not None:
+        yield "router", "needs racks (the subnets it joins)"
     for i, host in enumerate(spec.hosts):
         if host.rack is not None:
             yield f"hosts[{i}].rack", "needs racks (the L3 fabric)"
 
 
 def _check_racks(spec: LabSpec) -> Iterator[Problem]:
-    """The L3 fabric: hosts in rack subnets behind their ToR, ToRs linked to the spines."""
-    if spec.model is None:
-        yield "model", "racks need a model: as-per-rack or as-per-host"
-    if not spec.spines:
-        yield "spines", "racks need one or two spines"
-    unsupported = [
-        ("mesh", spec.mesh, "the node-to-node mesh is off in an L3 fabric"),
-        ("border", spec.border, "a border router is not supported with racks yet"),
-        ("externals", spec.externals, "externals are not supported with racks yet"),
-    ]
-    for field, value, reason in unsupported:
-        if value:
-            yield field, reason
-    fabric = ipaddress.ip_network(spec.fabric.ipv4, strict=False)
-    if len(spec.racks) * len(spec.spines) * 2 > fabric.num_addresses:
-        yield "fabric.ipv4", f"{fabric} is too small for a /31 per ToR-spine link"
-    used: dict[str, str] = {}
-    subnets: list[tuple[str, Any]] = []
+    """Hosts in rack subnets: behind their ToR, ToRs linked to the spines (the L3 fabric), or
+    joined by the plain router."""
+    yield from (_check_tors(spec) if spec.router is None else _check_router(spec))
+    subnets: list[tuple[str, Any]] = []  # the ToR-spine links' network, then the racks'
+    if spec.fabric is not None and spec.router is None:
+        subnets.append(("fabric.ipv4", ipaddress.ip_network(spec.fabric.ipv4, strict=False)))
     for i, rack in enumerate(spec.racks):
         net = ipaddress.ip_network(rack.subnet, strict=False)
         if net.version != 4 or net.prefixlen > 29:
             yield f"racks[{i}].subnet", f"{rack.subnet!r} is not an IPv4 network of /29 or more"
             return
-        clash = next((f for f, n in [*subnets, ("fabric.ipv4", fabric)] if n.overlaps(net)), None)
+        clash = next((f for f, n in subnets if n.overlaps(net)), None)
         if clash:
             yield f"racks[{i}].subnet", f"{net} overlaps {clash}"
         subnets.append((f"racks[{i}].subnet", net))
-        for j, spine in enumerate(spec.spines):
-            if spine.asNumber == rack.tor.asNumber:
-                yield f"spines[{j}].asNumber", f"must differ from {rack.name}'s ToR AS (eBGP)"
-        password = rack.tor.password
-        if password is not None and not _PASSWORD.match(password):
-            yield f"racks[{i}].tor.password", _PASSWORD_RULE
-        other = next((k for k in range(i) if spec.racks[k].tor.asNumber == rack.tor.asNumber), None)
-        if other is not None:  # the spines would hand one rack's routes to an AS that has them
-            yield f"racks[{i}].tor.asNumber", f"is racks[{other}]'s AS too (one AS per rack)"
-    yield from _check_loopbacks(spec, [fabric, *(n for _, n in subnets)])
+    yield from _check_loopbacks(spec, [n for _, n in subnets])
     yield from _check_racks6(spec)
-    addresses = [(f"racks[{i}].tor.ipv4", tor_address(r)) for i, r in enumerate(spec.racks)]
+    gateway = "tor.ipv4" if spec.router is None else "subnet (the router's address)"
+    addresses = [(f"racks[{i}].{gateway}", gateway_address(r)) for i, r in enumerate(spec.racks)]
     addresses += [(f"hosts[{i}].ipv4", h.ipv4) for i, h in enumerate(spec.hosts)]
+    addresses += [(f"externals[{i}].ipv4", e.ipv4) for i, e in enumerate(spec.externals) if e.ipv4]
     addresses.append(("etcd.ipv4", etcd_address(spec)))
+    used: dict[str, str] = {}
     for field, address in addresses:
         home = rack_of(spec, address)
         subnet = ipaddress.ip_network(home.subnet, strict=False) if home else None
@@ -174,30 +166,97 @@ def _check_racks(spec: LabSpec) -> Iterator[Problem]:
             yield field, f"{ip} is already used by {used[str(ip)]}"
         used[str(ip)] = field
     for i, rack in enumerate(spec.racks):
-        if rack_of(spec, tor_address(rack)) not in (rack, None):
+        if rack.tor and rack_of(spec, gateway_address(rack)) not in (rack, None):
             yield f"racks[{i}].tor.ipv4", f"is not in the rack's subnet {rack.subnet}"
     yield from _check_rack_hosts(spec)
+    yield from _check_rack_externals(spec)
+
+
+def _check_tors(spec: LabSpec) -> Iterator[Problem]:
+    """The L3 fabric: every rack behind its ToR, the ToRs linked to one or two spines."""
+    if spec.model is None:
+        yield "model", "racks need a model: as-per-rack or as-per-host (or the lab a router)"
+    if not spec.spines:
+        yield "spines", "racks need one or two spines"
+    unsupported = [
+        ("mesh", spec.mesh, "the node-to-node mesh is off in an L3 fabric"),
+        ("border", spec.border, "a border router is not supported with racks yet"),
+        ("externals", spec.externals, "externals are not supported with ToRs yet"),
+    ]
+    for field, value, reason in unsupported:
+        if value:
+            yield field, reason
+    assert spec.fabric is not None  # _check_fabric: without a router it is required
+    fabric = ipaddress.ip_network(spec.fabric.ipv4, strict=False)
+    if len(spec.racks) * len(spec.spines) * 2 > fabric.num_addresses:
+        yield "fabric.ipv4", f"{fabric} is too small for a /31 per ToR-spine link"
+    for i, rack in enumerate(spec.racks):
+        tor = rack.tor
+        if tor is None:
+            yield f"racks[{i}].tor", "every rack needs a ToR (or the lab a router)"
+            continue
+        for j, spine in enumerate(spec.spines):
+            if spine.asNumber == tor.asNumber:
+                yield f"spines[{j}].asNumber", f"must differ from {rack.name}'s ToR AS (eBGP)"
+        if tor.password is not None and not _PASSWORD.match(tor.password):
+            yield f"racks[{i}].tor.password", _PASSWORD_RULE
+        other = next((k for k, r in enumerate(spec.racks[:i]) if r.tor and
+                      r.tor.asNumber == tor.asNumber), None)  # fmt: skip
+        if other is not None:  # the spines would hand one rack's routes to an AS that has them
+            yield f"racks[{i}].tor.asNumber", f"is racks[{other}]'s AS too (one AS per rack)"
+
+
+def _check_router(spec: LabSpec) -> Iterator[Problem]:
+    """Racks joined by the plain router: no ToRs, spines or fabric model (it speaks no BGP)."""
+    for field in ("model", "spines"):
+        if getattr(spec, field):
+            yield field, "not with a router (it joins plain subnets and speaks no BGP)"
+    if spec.border is not None:
+        yield "border", "a border router is not supported with racks yet"
+    for i, rack in enumerate(spec.racks):
+        if rack.tor is not None:
+            yield f"racks[{i}].tor", "a rack behind the router has no ToR"
+
+
+def _check_rack_externals(spec: LabSpec) -> Iterator[Problem]:
+    """Behind the router an external sits in a rack's subnet, the router its gateway."""
+    for i, ext in enumerate(spec.externals):
+        where = f"externals[{i}]"
+        if ext.gateway:
+            yield f"{where}.gateway", "the router is the gateway of an external in a rack"
+        if ext.behind is not None:
+            yield f"{where}.behind", "a lab with racks has no border router"
+        if ext.ipv4 is None:
+            yield f"{where}.ipv4", "an external in a rack needs an IPv4 address in its subnet"
+            continue
+        rack = rack_of(spec, ext.ipv4)
+        if ext.ipv6 and rack is not None and rack_of(spec, ext.ipv6) != rack:
+            yield f"{where}.ipv6", f"{ext.ipv6!r} is not in {rack.name}'s subnet {rack.ipv6}"
 
 
 def _check_racks6(spec: LabSpec) -> Iterator[Problem]:
-    """IPv6 in the fabric: rack subnets, a /127 of `fabric.ipv6` per ToR-spine link."""
+    """IPv6 in the racks: rack subnets; in the L3 fabric a /127 of `fabric.ipv6` per ToR-spine
+    link."""
     if not any(r.ipv6 for r in spec.racks):  # nobody would route its workloads' addresses
         for i, pool in enumerate(spec.pools):
             if ":" in pool.cidr:
-                yield f"pools[{i}].cidr", "an IPv6 pool in an L3 fabric needs racks[].ipv6"
-    if spec.fabric.ipv6 is None:
+                yield f"pools[{i}].cidr", "an IPv6 pool in a lab with racks needs racks[].ipv6"
+    seen: list[tuple[str, Any]] = []
+    fabric6 = spec.fabric.ipv6 if spec.fabric and spec.router is None else None
+    if fabric6 is None and spec.router is None:
         for i, rack in enumerate(spec.racks):
             if rack.ipv6 is not None:
                 yield f"racks[{i}].ipv6", "needs fabric.ipv6 (the ToR-spine /127s)"
         return
-    fabric = ipaddress.ip_network(spec.fabric.ipv6, strict=False)
-    if fabric.version != 6:
-        return  # _check_fabric says so
-    if not any(r.ipv6 for r in spec.racks):
-        yield "fabric.ipv6", "no rack has an ipv6 subnet"
-    if len(spec.racks) * len(spec.spines) * 2 > fabric.num_addresses:
-        yield "fabric.ipv6", f"{fabric} is too small for a /127 per ToR-spine link"
-    seen: list[tuple[str, Any]] = [("fabric.ipv6", fabric)]
+    if fabric6 is not None:
+        fabric = ipaddress.ip_network(fabric6, strict=False)
+        if fabric.version != 6:
+            return  # _check_fabric says so
+        if not any(r.ipv6 for r in spec.racks):
+            yield "fabric.ipv6", "no rack has an ipv6 subnet"
+        if len(spec.racks) * len(spec.spines) * 2 > fabric.num_addresses:
+            yield "fabric.ipv6", f"{fabric} is too small for a /127 per ToR-spine link"
+        seen.append(("fabric.ipv6", fabric))
     first = next((i for i, r in enumerate(spec.racks) if r.ipv6), None)
     for i, rack in enumerate(spec.racks):
         if rack.ipv6 is None:  # its hosts' workloads would get IPv6 addresses nobody routes
@@ -212,25 +271,29 @@ def _check_racks6(spec: LabSpec) -> Iterator[Problem]:
         if clash:
             yield f"racks[{i}].ipv6", f"{net} overlaps {clash}"
         seen.append((f"racks[{i}].ipv6", net))
-    used = {tor_address6(r): f"racks[{i}].ipv6 (its ToR)" for i, r in enumerate(spec.racks)}
-    for i, host in enumerate(spec.hosts):
-        if host.ipv6 is None:
+    used = {gateway_address6(r): f"racks[{i}].ipv6 (its gateway)" for i, r in enumerate(spec.racks)}
+    addresses = [(f"hosts[{i}].ipv6", h.ipv6) for i, h in enumerate(spec.hosts)]
+    addresses += [(f"externals[{i}].ipv6", e.ipv6) for i, e in enumerate(spec.externals)]
+    for field, address in addresses:
+        if address is None:
             continue
-        ip = ipaddress.ip_address(host.ipv6.split("/")[0])
+        ip = ipaddress.ip_address(address.split("/")[0])
         if ip.version != 6:
-            yield f"hosts[{i}].ipv6", f"{host.ipv6!r} is not an IPv6 address"
+            yield field, f"{address!r} is not an IPv6 address"
         elif str(ip) in used:
-            yield f"hosts[{i}].ipv6", f"{ip} is already used by {used[str(ip)]}"
+            yield field, f"{ip} is already used by {used[str(ip)]}"
         elif any(ip == n.network_address for r in spec.racks for n in rack_subnets(r)):
-            yield f"hosts[{i}].ipv6", f"{ip} is a rack subnet's network address"
-        used[str(ip)] = f"hosts[{i}].ipv6"
+            yield field, f"{ip} is a rack subnet's network address"
+        elif field.startswith("externals") and rack_of(spec, address) is None:
+            yield field, f"{address!r} is not in a rack's ipv6 subnet"
+        used[str(ip)] = field
 
 
 def _check_loopbacks(spec: LabSpec, networks: list[Any]) -> Iterator[Problem]:
     """A ToR loopback is off every subnet (the hosts reach it through `reachableBy`)."""
     seen: dict[Any, str] = {}
     for i, rack in enumerate(spec.racks):
-        if rack.tor.loopback is None:
+        if rack.tor is None or rack.tor.loopback is None:
             continue
         field = f"racks[{i}].tor.loopback"
         ip = ipaddress.ip_interface(rack.tor.loopback).ip
@@ -246,7 +309,7 @@ def _check_loopbacks(spec: LabSpec, networks: list[Any]) -> Iterator[Problem]:
 
 def _check_rack_hosts(spec: LabSpec) -> Iterator[Problem]:
     racks = {r.name for r in spec.racks}
-    fabric_as = {r.tor.asNumber for r in spec.racks} | {s.asNumber for s in spec.spines}
+    fabric_as = {r.tor.asNumber for r in spec.racks if r.tor} | {s.asNumber for s in spec.spines}
     host_as: dict[int, str] = {}
     for i, host in enumerate(spec.hosts):
         where = f"hosts[{i}]"
@@ -268,7 +331,8 @@ def _check_rack_hosts(spec: LabSpec) -> Iterator[Problem]:
         elif host.ipv6 and rack_of(spec, host.ipv6) != rack:
             yield f"{where}.ipv6", f"{host.ipv6!r} is not in {rack.name}'s subnet {rack.ipv6}"
         if host.routeReflector:
-            yield f"{where}.routeReflector", "with racks the ToRs are the route reflectors"
+            reason = "with racks the ToRs are the route reflectors"
+            yield f"{where}.routeReflector", reason if spec.router is None else "not with racks yet"
         if spec.model == "as-per-rack" and host.asNumber:
             yield f"{where}.asNumber", "in model as-per-rack a host takes its rack's AS"
         if spec.model == "as-per-host" and not host.asNumber:
@@ -301,6 +365,8 @@ def _fabric_addresses(spec: LabSpec) -> Iterator[tuple[str, str, int]]:
 
 def _check_addresses(spec: LabSpec) -> Iterator[Problem]:
     used: dict[str, str] = {}
+    if spec.fabric is None:
+        return  # _check_fabric says so
     for field, address, version in _fabric_addresses(spec):
         fabric = spec.fabric.ipv4 if version == 4 else spec.fabric.ipv6
         if fabric is None:
@@ -319,9 +385,8 @@ def _check_addresses(spec: LabSpec) -> Iterator[Problem]:
 
 
 def _check_pools(spec: LabSpec) -> Iterator[Problem]:
-    taken = [
-        ipaddress.ip_network(n, strict=False) for n in (spec.fabric.ipv4, spec.fabric.ipv6) if n
-    ]
+    fabric = (spec.fabric.ipv4, spec.fabric.ipv6) if spec.fabric else ()
+    taken = [ipaddress.ip_network(n, strict=False) for n in fabric if n]
     taken += [net for r in spec.racks for net in rack_subnets(r)]
     if spec.border is not None:
         taken += [

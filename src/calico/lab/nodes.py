@@ -32,6 +32,7 @@ class NodeOps(LabBase):
             "ETCD_ENDPOINTS": self.state.etcd_endpoint,
             "CALICO_RUN_DIR": str(self.run_dir(host)),
             "CALICO_SECRETS_DIR": str(self.secrets_dir(host)),
+            "CALICO_NETWORKING_BACKEND": self.spec.networkingBackend,
         }
         as_number = self.spec.host_as(spec)
         if as_number:
@@ -45,14 +46,15 @@ class NodeOps(LabBase):
         """The host's ToR password as the file its BGPPeer's secretKeyRef names (mode 0600)."""
         spec = self.spec.host(host)
         rack = self.spec.host_rack(spec) if spec.rack else None
-        if rack is None or rack.tor.password is None:
+        password = rack.tor.password if rack and rack.tor else None
+        if rack is None or password is None:
             return
         ref = tor_secret(rack)
         directory = self.secrets_dir(host) / ref["name"]
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(directory / ref["key"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(rack.tor.password)
+            f.write(password)
 
     def start_node(self, host: str) -> None:
         """Start `calico node run` in the host's namespace (returns at once)."""
@@ -115,7 +117,7 @@ class NodeOps(LabBase):
             synced = False
         if not synced:
             return "Felix has not programmed the dataplane yet"
-        if self.spec.hosts and bgp_sessions(run_dir / "bird.ctl") is None:
+        if self.spec.bgp and bgp_sessions(run_dir / "bird.ctl") is None:
             return "BIRD is not answering on bird.ctl"
         return None
 

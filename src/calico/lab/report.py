@@ -44,7 +44,7 @@ def _sessions(sessions: list[dict[str, str]]) -> str:
 
 
 def _yes(flag: Any) -> str:
-    return "running" if flag else "DOWN"
+    return "-" if flag is None else "running" if flag else "DOWN"  # None: not expected
 
 
 def _host_rows(hosts: list[dict[str, Any]]) -> list[list[str]]:
@@ -87,6 +87,11 @@ def format_status(doc: Mapping[str, Any]) -> str:
     border = doc.get("border")
     if border:
         lines.append(f"border router {border['name']}: {_peer_states(border['bgp'])}")
+    router = doc.get("router")
+    if router:
+        n = router["vxlan_packets"]
+        lines.append(f"router {router['name']} (plain, no BGP): UDP/4789 packets routed between"
+                     f" racks {n['routed']}, bridged within racks {n['bridged']}")  # fmt: skip
     for router in doc.get("routers", []):
         what = f"{router['name']} ({router['role']}, AS {router['asNumber']})"
         lines.append(f"router {what}: {_peer_states(router['bgp'])}")

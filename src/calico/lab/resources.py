@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from calico.lab.labfile import RACK_LABEL, pool_name, pool_spec
-from calico.lab.spec import LabSpec, Rack, tor_address, tor_address6, tor_peer_address
+from calico.lab.spec import LabSpec, Rack, gateway_address, gateway_address6, tor_peer_address
 from calico.model import API_VERSION, parse_manifest, parse_resource
 from calico.model.base import Resource
 
@@ -54,17 +54,19 @@ def lab_documents(spec: LabSpec) -> list[dict[str, Any]]:
         selectors = {"nodeSelector": "all()", "peerSelector": f"{RR_LABEL} == 'true'"}
         docs.append(_doc("BGPPeer", "lab-route-reflectors", selectors))
     for rack in spec.racks:
+        if rack.tor is None:
+            continue  # behind the plain router: nothing to peer with
         peer = {
             "nodeSelector": f"{RACK_LABEL} == '{rack.name}'",
             "peerIP": tor_peer_address(rack),
             "asNumber": rack.tor.asNumber,
         }
         if rack.tor.loopback is not None:  # not on the rack's subnet: a route via the ToR
-            peer["reachableBy"] = tor_address(rack)
+            peer["reachableBy"] = gateway_address(rack)
         if rack.tor.password is not None:
             peer["password"] = {"secretKeyRef": tor_secret(rack)}
         docs.append(_doc("BGPPeer", f"lab-tor-{rack.name}", peer))
-        address6 = tor_address6(rack)
+        address6 = gateway_address6(rack)
         if address6 is not None:  # IPv6: with the ToR's rack address (the loopback is IPv4)
             peer6 = {k: v for k, v in peer.items() if k != "reachableBy"}
             docs.append(_doc("BGPPeer", f"lab-tor-{rack.name}-ipv6", {**peer6, "peerIP": address6}))

@@ -1,5 +1,9 @@
 """The lab file: a YAML description of hosts, workloads, pools and routers (pure).
 
+Hosts sit on a bridged `fabric`, or in `racks` (subnets): behind BGP top-of-rack routers and
+spines (the L3 fabric), or joined by one plain `router` that forwards between the racks and
+knows nothing of workload addresses (the topology VXLAN CrossSubnet is for).
+
 The schema only; `calico.lab.labfile` loads a file and adds the cross-field checks. Addresses
 must lie in 198.18.0.0/15 or 2001:db8::/32: lab traffic must never be routable off the
 machine. See `examples/lab/` and README's lab section for the format.
@@ -87,6 +91,8 @@ class Pool(_Model):
     blockSize: int | None = None
     nodeSelector: str | None = None
     assignmentMode: Literal["Automatic", "Manual"] | None = None  # Manual: only when asked for
+    vxlanMode: Literal["Never", "Always", "CrossSubnet"] | None = None
+    natOutgoing: bool | None = None
 
 
 class Host(_Model):
@@ -110,8 +116,15 @@ class Tor(_Model):
 class Rack(_Model):
     name: Name
     subnet: Address
-    ipv6: Address | None = None  # the rack's IPv6 subnet (the ToR takes its first address)
-    tor: Tor
+    ipv6: Address | None = None  # the rack's IPv6 subnet (the gateway takes its first address)
+    tor: Tor | None = None  # None: behind the lab's plain router
+
+
+class Router(_Model):
+    """A plain IP router between the racks: forwarding on, one interface per rack (the
+    rack's first addresses), no BGP, no routes to the pools."""
+
+    name: Name = "router"
 
 
 class Spine(_Model):
@@ -157,7 +170,8 @@ class LabSpec(_Model):
     name: Annotated[str, AfterValidator(lambda v: _check(v, _LAB_NAME, "lab name"))]
     asNumber: ASN = 64512
     mesh: bool | None = None
-    fabric: Fabric
+    networkingBackend: Literal["bird", "vxlan"] = "bird"  # calico node's CALICO_NETWORKING_BACKEND
+    fabric: Fabric | None = None  # required unless racks sit behind a router
     etcd: Etcd = Field(default_factory=Etcd)
     pools: list[Pool] = Field(default_factory=list)
     hosts: list[Host] = Field(min_length=1)
@@ -166,13 +180,20 @@ class LabSpec(_Model):
     border: Border | None = None
     model: Literal["as-per-rack", "as-per-host"] | None = None  # L3 fabric: racks and spines
     racks: list[Rack] = Field(default_factory=list)
+    router: Router | None = None  # joins the racks instead of ToRs and spines
     spines: list[Spine] = Field(default_factory=list, max_length=2)
     resources: list[str] = Field(default_factory=list)
     base_dir: str = "."  # set by load_lab: where relative resource paths start
 
     @property
     def node_mesh(self) -> bool:
-        return self.mesh if self.mesh is not None else not (self.route_reflectors or self.racks)
+        bgp_fabric = bool(self.racks) and self.router is None  # the hosts peer with their ToRs
+        return self.mesh if self.mesh is not None else not (self.route_reflectors or bgp_fabric)
+
+    @property
+    def bgp(self) -> bool:
+        """The hosts run BIRD (the networking backend is BGP)."""
+        return self.networkingBackend == "bird"
 
     @property
     def route_reflectors(self) -> list[Host]:
@@ -187,8 +208,9 @@ class LabSpec(_Model):
 
     def host_as(self, host: Host) -> int | None:
         """The AS `calico node` gets from its environment (None: the cluster's)."""
-        if self.model == "as-per-rack":
-            return self.host_rack(host).tor.asNumber
+        tor = self.host_rack(host).tor if self.model == "as-per-rack" else None
+        if tor is not None:
+            return tor.asNumber
         return host.asNumber
 
     def host(self, name: str) -> Host:
@@ -206,6 +228,7 @@ def _check(value: str, pattern: re.Pattern[str], what: str) -> str:
 
 def fabric_interface(spec: LabSpec, address: str, version: int) -> IPIface:
     """`address` on the fabric, with the fabric's prefix length unless it carries one."""
+    assert spec.fabric is not None
     fabric = spec.fabric.ipv4 if version == 4 else spec.fabric.ipv6
     assert fabric is not None
     net = ipaddress.ip_network(fabric, strict=False)
@@ -219,19 +242,21 @@ def etcd_address(spec: LabSpec) -> str:
     of the first rack's subnet)."""
     if spec.etcd.ipv4:
         return spec.etcd.ipv4.split("/")[0]
-    where = spec.racks[0].subnet if spec.racks else spec.fabric.ipv4
+    where = spec.racks[0].subnet if spec.racks or spec.fabric is None else spec.fabric.ipv4
     net = ipaddress.ip_network(where, strict=False)
     return str(net.broadcast_address - 1)
 
 
-def tor_address(rack: Rack) -> str:
-    if rack.tor.ipv4:
+def gateway_address(rack: Rack) -> str:
+    """The rack's default gateway: its ToR's address, by default (and always for the plain
+    router) the subnet's first usable address."""
+    if rack.tor is not None and rack.tor.ipv4:
         return rack.tor.ipv4.split("/")[0]
     return str(next(ipaddress.ip_network(rack.subnet, strict=False).hosts()))
 
 
-def tor_address6(rack: Rack) -> str | None:
-    """The ToR's IPv6 address on the rack: the rack's IPv6 subnet's first usable address."""
+def gateway_address6(rack: Rack) -> str | None:
+    """The gateway's IPv6 address on the rack: the rack's IPv6 subnet's first usable address."""
     if rack.ipv6 is None:
         return None
     return str(next(ipaddress.ip_network(rack.ipv6, strict=False).hosts()))
@@ -239,7 +264,9 @@ def tor_address6(rack: Rack) -> str | None:
 
 def tor_peer_address(rack: Rack) -> str:
     """The address the rack's hosts peer with: the ToR's loopback, else its rack address."""
-    return rack.tor.loopback.split("/")[0] if rack.tor.loopback else tor_address(rack)
+    if rack.tor is not None and rack.tor.loopback:
+        return rack.tor.loopback.split("/")[0]
+    return gateway_address(rack)
 
 
 def rack_interface(rack: Rack, address: str) -> IPIface:
@@ -265,6 +292,8 @@ def rack_of(spec: LabSpec, address: str) -> Rack | None:
 def fabric_links(spec: LabSpec, version: int = 4) -> list[tuple[Rack, Spine, str, str]]:
     """(rack, spine, ToR address, spine address): a /31 of `fabric.ipv4` per ToR-spine link,
     or for `version` 6 a /127 of `fabric.ipv6` ([] without it)."""
+    if spec.fabric is None:
+        return []
     fabric = spec.fabric.ipv4 if version == 4 else spec.fabric.ipv6
     if fabric is None:
         return []

@@ -77,6 +77,10 @@ class TopologyOps(FabricOps):
 
     def build_external(self, ext: External) -> None:
         ns = self.add_netns(ext.name)
+        rack = rack_of(self.spec, ext.ipv4) if ext.ipv4 and self.spec.racks else None
+        if rack is not None:  # behind the router, in a rack's subnet
+            self.plug_rack(ns, rack, ext.ipv4 or "", ext.ipv6)
+            return
         if ext.behind is None:
             self._plug(ns, self._fabric_addrs(ext.ipv4, ext.ipv6))
             if ext.gateway:

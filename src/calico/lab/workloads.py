@@ -117,15 +117,16 @@ class WorkloadOps(LabBase):
                     route = _route_get(self.netns(host.name), address)
                     if not str(route.get("dev", "") if route else "").startswith("cali"):
                         return f"{host.name} has no route to its workload {ws.name} ({address})"
-                elif _bgp_route(self.netns(host.name), address) is None:
-                    return f"{host.name} has no BGP route to {ws.name} ({address})"
+                elif _remote_route(self.netns(host.name), address) is None:
+                    return f"{host.name} has no route to {ws.name} ({address})"
         return None
 
     def wait_routes(
         self, names: list[str] | None = None, hosts: list[str] | None = None, timeout: float = 30.0
     ) -> None:
         """Until every host (or those named) routes to each workload (or those named): its
-        own over the cali veth, the others' through a BGP route."""
+        own over the cali veth, the others' through a route via a gateway (BIRD's, or
+        Felix's over VXLAN or direct)."""
         targets = [self.state.workloads[n] for n in names or list(self.state.workloads)]
 
         def problem() -> str | None:
@@ -135,13 +136,14 @@ class WorkloadOps(LabBase):
             raise LabError("routes", "wait for convergence", problem() or "?")
 
 
-def _bgp_route(ns: str, address: str) -> dict[str, object] | None:
-    """The most specific route to `address` learnt by BIRD (not a default route: in an L3
-    fabric the default route already points at the ToR)."""
+def _remote_route(ns: str, address: str) -> dict[str, object] | None:
+    """The most specific route via a gateway to `address`: learnt by BIRD, or Felix's to a
+    VXLAN pool's block (not a default route: with racks the default route already points at
+    the gateway; blackholes have no gateway)."""
     family = "-6" if ":" in address else "-4"
     argv = ["ip", "-n", ns, family, "-j", "route", "show", "match", address]
     out = netns.run(argv, check=False)
-    routes = [r for r in json.loads(out.stdout or "[]") if r.get("protocol") == "bird"]
+    routes = json.loads(out.stdout or "[]")
     routes = [r for r in routes if r.get("dst") != "default" and r.get("gateway")]
     return max(routes, key=lambda r: int(str(r["dst"]).partition("/")[2] or 32), default=None)
 

@@ -13,7 +13,7 @@ from calico.lab.fabric import FabricOps
 from calico.lab.labfile import LabFileError, load_lab, read_lab
 from calico.lab.report import format_status
 from calico.lab.resources import lab_documents
-from calico.lab.spec import etcd_address, fabric_links, tor_address, tor_address6
+from calico.lab.spec import etcd_address, fabric_links, gateway_address, gateway_address6
 
 EXAMPLE = Path(__file__).parents[3] / "examples" / "lab" / "l3-fabric.yaml"
 BASE = """
@@ -43,7 +43,7 @@ def test_example_and_derived_values() -> None:
     assert etcd_address(example) == "198.18.9.10"
     spec = load_lab(BASE)
     r1, r2 = spec.racks
-    assert tor_address(r1) == "198.18.1.1" and tor_address(r2) == "198.18.2.254"
+    assert gateway_address(r1) == "198.18.1.1" and gateway_address(r2) == "198.18.2.254"
     assert etcd_address(spec) == "198.18.1.254"  # the first rack's last usable address
     links = [(r.name, s.name, t, a) for r, s, t, a in fabric_links(spec)]
     assert links == [
@@ -120,7 +120,7 @@ def test_ipv6_racks_links_peers_and_tor_config() -> None:
     assert read_lab(EXAMPLE_V6).racks[0].ipv6 == "2001:db8:1::/64"
     spec = load_lab(DUAL)
     r1, r2 = spec.racks
-    assert (tor_address6(r1), tor_address6(r2)) == ("2001:db8:1::1", "2001:db8:2::1")
+    assert (gateway_address6(r1), gateway_address6(r2)) == ("2001:db8:1::1", "2001:db8:2::1")
     links = [(r.name, s.name, t, a) for r, s, t, a in fabric_links(spec, 6)]
     assert links[:2] == [
         ("r1", "sp1", "2001:db8:ff::/127", "2001:db8:ff::1/127"),
@@ -161,7 +161,7 @@ def test_ipv6_racks_links_peers_and_tor_config() -> None:
         ),
         (
             "hosts: [{name: h1, rack: r1, ipv4: 198.18.1.11, ipv6: '2001:db8:1::1'}]",
-            "hosts[0].ipv6: 2001:db8:1::1 is already used by racks[0].ipv6 (its ToR)",
+            "hosts[0].ipv6: 2001:db8:1::1 is already used by racks[0].ipv6 (its gateway)",
         ),
         (
             "racks: [{name: r1, subnet: 198.18.1.0/24, ipv6: '2001:db8:ff::/64',"
@@ -233,7 +233,7 @@ def test_as_per_host() -> None:
         ),
         (
             "pools: [{cidr: 198.19.0.0/16}, {cidr: '2001:db8:100::/112'}]",
-            "pools[1].cidr: an IPv6 pool in an L3 fabric needs racks[].ipv6",
+            "pools[1].cidr: an IPv6 pool in a lab with racks needs racks[].ipv6",
         ),
         (
             "racks: [{name: r1, subnet: 198.18.0.128/25, tor: {name: t, asNumber: 1}}]",
