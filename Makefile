@@ -1,6 +1,7 @@
 # calico-py: the two entry points a newcomer needs (as root, on Debian 12):
 #   make demo   - start a throwaway etcd, apply examples/, show calicoctl output, stop etcd
 #   make demo-l3 - a lab on an L3 fabric (racks behind ToRs, spines): a spine fails, a ToR restarts
+#   make demo-vxlan - VXLAN CrossSubnet between two subnets joined by a plain router
 #   make test   - lint, type-check and run every test tier
 # Both install what they need (Debian packages if missing, a venv at .venv/) and are idempotent.
 
@@ -9,7 +10,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 OPENSTACK_STAMP := $(VENV)/.openstack-stamp
 
-.PHONY: demo demo-l3 test deps venv lint unit clean
+.PHONY: demo demo-l3 demo-vxlan test deps venv lint unit clean
 
 deps:
 	@./scripts/install-deps.sh
@@ -43,6 +44,9 @@ demo: venv
 
 demo-l3: venv
 	$(VENV)/bin/python scripts/demo.py --l3
+
+demo-vxlan: venv
+	$(VENV)/bin/python scripts/demo.py --vxlan
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
