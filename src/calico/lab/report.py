@@ -53,7 +53,8 @@ def _host_rows(hosts: list[dict[str, Any]]) -> list[list[str]]:
     rows[0] += ["TOR SESSION"] if racks else []
     for h in hosts:
         flags = [_yes(h["node"]), _yes(h["felix"]), _yes(h["bird"])]
-        rows.append([h["name"], h["ipv4"], h["ipv6"] or "-", *flags, _sessions(h["bgp"])])
+        sessions = "-" if h["bird"] is None else _sessions(h["bgp"])  # None: no BIRD (vxlan)
+        rows.append([h["name"], h["ipv4"], h["ipv6"] or "-", *flags, sessions])
         if racks:
             tor = h.get("tor")
             rows[-1].append(f"{tor['name']} {tor['info']}" if tor else "-")
