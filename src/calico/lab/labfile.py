@@ -271,6 +271,11 @@ def _check_racks6(spec: LabSpec) -> Iterator[Problem]:
         if clash:
             yield f"racks[{i}].ipv6", f"{net} overlaps {clash}"
         seen.append((f"racks[{i}].ipv6", net))
+    yield from _check_rack_addresses6(spec)
+
+
+def _check_rack_addresses6(spec: LabSpec) -> Iterator[Problem]:
+    """Hosts' and externals' IPv6 addresses: unique, not a subnet's network address."""
     used = {gateway_address6(r): f"racks[{i}].ipv6 (its gateway)" for i, r in enumerate(spec.racks)}
     addresses = [(f"hosts[{i}].ipv6", h.ipv6) for i, h in enumerate(spec.hosts)]
     addresses += [(f"externals[{i}].ipv6", e.ipv6) for i, e in enumerate(spec.externals)]
