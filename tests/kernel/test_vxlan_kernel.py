@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from calico.calc.messages import RouteRemove, RouteType, VTEPRemove
+from calico.calc.messages import RouteRemove, RouteType, RouteUpdate, VTEPRemove
 from calico.model.vxlan import device_name, vtep_mac
 from calico.testing.netns import Namespaces
 from calico.testing.waiting import wait_until
@@ -153,11 +153,15 @@ def test_a_restarted_felix_removes_stale_entries_and_keeps_good_ones(lab: Lab) -
     lab.stop(a)
     index = lab.link("a", 4)["ifindex"]  # type: ignore[index]
     lab.exec("a", "ip", "route", "add", "198.18.77.0/24", "via", "198.18.0.9", "proto", "static")
+    lab.exec("a", "ip", "route", "add", "198.19.77.0/26", "via", "198.18.0.2", "proto", "80")
+    lab.exec("a", "ip", "route", "add", "blackhole", "198.19.78.0/26", "proto", "80")
     a = lab.dataplane("a")
     a.send([*full_state("a", ["b"]), vtep("c", 4)])  # c's routes and v6 VTEP went meanwhile
     wait_until(lambda: block("c", 4) not in lab.routes("a", 4), 15, "c's v4 route removed")
     wait_until(lambda: tunnel_ip("c", 6) not in lab.neighbours("a", 6), 15, "c's v6 neighbour")
     wait_until(lambda: block("c", 6) not in lab.routes("a", 6), 15, "c's v6 route removed")
+    wait_until(lambda: "198.19.77.0/26" not in lab.routes("a", 4), 15, "stale DIRECT route")
+    assert "198.19.78.0/26" not in lab.routes("a", 4)  # stale blackhole
     assert lab.fdb("a", 6) == {(vtep_mac("b", 6), host_ip("b", 6))}
     assert lab.fdb("a", 4) == {(vtep_mac(n, 4), host_ip(n, 4)) for n in ("b", "c")}
     assert lab.link("a", 4)["ifindex"] == index  # type: ignore[index]  # kept, not recreated
@@ -166,3 +170,50 @@ def test_a_restarted_felix_removes_stale_entries_and_keeps_good_ones(lab: Lab) -
     wait_until(lambda: lab.link("a", 4) is None, 15, "v4 device removed")
     wait_until(lambda: block("a", 4) not in lab.routes("a", 4), 15, "blackhole removed")
     assert lab.link("a", 6) is not None
+
+
+def rx_packets(lab: Lab, host: str) -> int:
+    link = lab.link(host, 4)
+    return int(link["stats64"]["rx"]["packets"]) if link else 0
+
+
+def test_vxlan_from_a_host_that_is_no_vtep_is_dropped(lab: Lab) -> None:
+    a = lab.dataplane("a")
+    a.send(full_state("a", ["b"]))
+    wait_until(lambda: block("b", 4) in lab.routes("a", 4), 15, "a programmed")
+    dev, mac_a = device_name(4), vtep_mac("a", 4)
+    for cmd in (  # c tunnels to a by hand, as a VTEP that a has not heard of
+        f"link add {dev} type vxlan id 4096 dstport 4789 local {host_ip('c', 4)} dev eth0"
+        " nolearning",
+        f"link set {dev} address {vtep_mac('c', 4)} up",
+        f"addr add {tunnel_ip('c', 4)}/32 dev {dev}",
+        f"neigh add {tunnel_ip('a', 4)} lladdr {mac_a} dev {dev} nud permanent",
+        f"route add {block('a', 4)} via {tunnel_ip('a', 4)} dev {dev} onlink",
+    ):
+        lab.exec("c", "ip", *cmd.split())
+    lab.exec("c", "bridge", "fdb", "add", mac_a, "dev", dev, "dst", host_ip("a", 4), "self")
+
+    def ping_from_c() -> bool:
+        args = ["ping", "-c1", "-W1", "-I", tunnel_ip("c", 4), workload_ip("a", 4)]
+        return lab.ns.exec(lab.hosts["c"], args, check=False).returncode == 0
+
+    before = rx_packets(lab, "a")
+    assert not ping_from_c()
+    assert rx_packets(lab, "a") == before  # dropped before decapsulation: cali-INPUT
+    a.send([vtep("c", 4), RouteUpdate(block("c", 4), "c", RouteType.VXLAN, tunnel_ip("c", 4))])
+    wait_until(ping_from_c, 15, "c reaches a's workload once it is a VTEP")
+    assert rx_packets(lab, "a") > before
+
+
+def test_vxlan_disabled_programs_nothing_and_says_so(
+    lab: Lab, caplog: pytest.LogCaptureFixture
+) -> None:
+    dev = device_name(4)
+    lab.exec("a", "ip", "link", "add", dev, "type", "vxlan", "id", "4096", "dstport", "4789")
+    a = lab.dataplane("a", enabled=False)
+    a.send(full_state("a", ["b"]))
+    wait_until(lambda: lab.link("a", 4) is None, 15, "leftover device deleted")
+    wait_until(lambda: "vxlanEnabled is false" in caplog.text, 5, "the error logged")
+    assert lab.routes("a", 4) == {} and lab.routes("a", 6) == {}
+    assert lab.link("a", 6) is None and not lab.mtu_file("a").exists()
+    assert "all-vxlan-net" not in lab.exec("a", "ipset", "list", "-n")

@@ -28,6 +28,7 @@ from calico.calc.messages import WorkloadEndpoint as WorkloadEndpointMessage
 from calico.calc.salvage import salvage_policy
 from calico.dataplane.kernel import open_netlink
 from calico.dataplane.loop import ApplyStats, DataplaneSettings, InternalDataplane
+from calico.dataplane.managers.vxlan import VXLANSettings
 from calico.datastore.api import Backend, DatastoreError, SyncStatus
 from calico.datastore.client import ResourceClient, ResourceNotFound
 from calico.datastore.config import EtcdConfig
@@ -107,6 +108,7 @@ def rules_config(cfg: FelixConfig) -> RulesConfig:
         disable_conntrack_invalid=cfg.disable_conntrack_invalid,
         allow_vxlan_from_workloads=cfg.allow_vxlan_from_workloads,
         allow_ipip_from_workloads=cfg.allow_ipip_from_workloads,
+        vxlan_port=cfg.vxlan_port,
     )
 
 
@@ -119,6 +121,14 @@ def dataplane_settings(cfg: FelixConfig) -> DataplaneSettings:
         route_refresh=cfg.route_refresh_interval,
         interface_refresh=cfg.interface_refresh_interval,
         remove_external_routes=cfg.remove_external_routes,
+        hostname=cfg.hostname,
+        vxlan=VXLANSettings(
+            enabled=cfg.vxlan_enabled,
+            vni=cfg.vxlan_vni,
+            mtu=cfg.vxlan_mtu,
+            mtu_v6=cfg.vxlan_mtu_v6,
+            mtu_file=cfg.mtu_path,
+        ),
     )
 
 

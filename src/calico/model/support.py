@@ -449,6 +449,11 @@ FELIX_SUPPORTED: tuple[str, ...] = (
     "disableConntrackInvalidCheck",
     "allowVXLANPacketsFromWorkloads",
     "allowIPIPPacketsFromWorkloads",
+    "vxlanEnabled",
+    "vxlanPort",
+    "vxlanVNI",
+    "vxlanMTU",
+    "vxlanMTUV6",
 )
 
 _GO_ONLY = "a Go runtime setting; calico-py is Python"
@@ -510,11 +515,6 @@ _FELIX_REFUSED: dict[str, tuple[str, tuple[Any, ...], str]] = {
     "logDebugFilenameRegex": ("debug logs are not filtered by file", (), ""),
     "ipipEnabled": (_IPIP, (False,), ""),
     "ipipMTU": (_IPIP, (0,), ""),
-    "vxlanEnabled": (_VXLAN, (False,), ""),
-    "vxlanMTU": (_VXLAN, (0,), ""),
-    "vxlanMTUV6": (_VXLAN, (0,), ""),
-    "vxlanPort": (_VXLAN, (4789,), ""),
-    "vxlanVNI": (_VXLAN, (4096,), ""),
     "endpointStatusPathPrefix": (
         "Felix writes no endpoint status files",
         ("/var/run/calico", "none"),
@@ -690,6 +690,10 @@ _ETCD_ALT = "use ETCD_ENDPOINTS, ETCD_CA_CERT_FILE, ETCD_CERT_FILE and ETCD_KEY_
 FELIX_LOCAL: dict[str, Support] = {
     "felixhostname": supported("the node name; also NODENAME"),
     "calicorundir": supported("where Felix writes its files; also CALICO_RUN_DIR"),
+    "mtufilepath": supported(
+        "calico-py's: where Felix writes the workloads' MTU while VXLAN is in use (default"
+        " <CalicoRunDir>/mtu; upstream's fixed path is /var/lib/calico/mtu)"
+    ),
     "datastoretype": refused("only the etcdv3 datastore is implemented", "etcdv3"),
     **{
         f"etcd{name}": refused(

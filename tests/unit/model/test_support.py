@@ -117,10 +117,10 @@ REFUSALS: list[tuple[str, dict[str, Any], str, str]] = [
         "eBPF",
     ),
     (
-        "felix vxlan port",
-        doc("FelixConfiguration", {"vxlanPort": 4790}, "default"),
-        "spec.vxlanPort",
-        "VXLAN",
+        "felix ipip mtu",
+        doc("FelixConfiguration", {"ipipMTU": 1400}, "default"),
+        "spec.ipipMTU",
+        "IPIP",
     ),
     (
         "felix flow logs",
