@@ -23,7 +23,7 @@ neighbour (ARP) entries on workload interfaces are ours.
 
 The same reconciler owns the VXLAN manager's routes: a target may have a gateway (`via`,
 optionally `onlink`), and the pseudo-interface `BLACKHOLE` holds blackhole routes. Such a
-table owns interfaces by exact prefix (the VXLAN device, the parent interface once known,
+table owns interfaces by name prefix (the VXLAN device, the parent interface once known,
 see `own`), keeps no neighbours (`static_neigh=False`) and removes only its own protocol's
 routes (`remove_external_routes=False`).
 
@@ -130,24 +130,22 @@ class _Op:
 
 _BATCH_LINES = {
     _Kind.NEIGH_DEL: "neigh del {op.addr} dev {op.iface}",
-    _Kind.ROUTE_DEL: "route del {op.cidr} {dev} proto {op.proto} metric {op.metric} table {table}",
-    _Kind.ROUTE_REPLACE: "route replace {op.cidr} {op.via} {dev} {scope}proto {op.proto}"
+    _Kind.ROUTE_DEL: "route del {op.cidr} dev {op.iface} proto {op.proto} metric {op.metric}"
+    " table {table}",
+    _Kind.ROUTE_REPLACE: "route replace {op.cidr}{via} dev {op.iface}{scope} proto {op.proto}"
     " table {table}",
     _Kind.NEIGH_REPLACE: "neigh replace {op.addr} lladdr {op.mac} dev {op.iface} nud permanent",
 }
 
 
 def _batch_line(op: _Op, table: int) -> str:
-    """One `ip -batch` line; a blackhole route names no device (`via` carries its type)."""
+    """One `ip -batch` line; a blackhole route names no device."""
     if op.iface == BLACKHOLE:
-        return f"route {'replace' if op.kind is _Kind.ROUTE_REPLACE else 'del'} blackhole" + (
-            f" {op.cidr} proto {op.proto}"
-            + (f" metric {op.metric}" if op.kind is _Kind.ROUTE_DEL else "")
-            + f" table {table}\n"
-        )
-    scope = "scope link " if op.kind is _Kind.ROUTE_REPLACE and not op.via else ""
-    line = _BATCH_LINES[op.kind].format(op=op, table=table, dev=f"dev {op.iface}", scope=scope)
-    return " ".join(line.split()) + "\n"
+        verb = "replace" if op.kind is _Kind.ROUTE_REPLACE else "del"
+        metric = f" metric {op.metric}" if op.kind is _Kind.ROUTE_DEL else ""
+        return f"route {verb} blackhole {op.cidr} proto {op.proto}{metric} table {table}\n"
+    via, scope = (f" {op.via}", "") if op.via else ("", " scope link")
+    return _BATCH_LINES[op.kind].format(op=op, table=table, via=via, scope=scope) + "\n"
 
 
 class _KernelView:
