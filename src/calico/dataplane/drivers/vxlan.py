@@ -13,7 +13,9 @@ overhead); learning is off, so the FDB holds exactly our entries. The device, it
 addresses, its permanent neighbours and its FDB entries with a remote are all ours: anything
 else found there is removed. Nothing is cached between applies: each apply of a dirty device
 reads it afresh (a handful of entries per host), so a restarted Felix repairs whatever it
-finds. Not thread-safe: dataplane thread only.
+finds. A device is dirty after a change of desired state, a link event of the device or its
+parent, and each periodic route refresh: a parent MTU change or a parent address moving to
+another interface is picked up by that refresh. Not thread-safe: dataplane thread only.
 """
 
 from __future__ import annotations
