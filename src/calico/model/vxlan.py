@@ -37,3 +37,8 @@ def vtep_mac(node: str, ip_version: int, configured: str | None = None) -> str:
 def tunnel_handle(node: str, ip_version: int) -> str:
     """IPAM handle of a node's VXLAN tunnel address (calico/node's allocateip names)."""
     return f"vxlan-tunnel-addr-{node}" if ip_version == 4 else f"vxlan-v6-tunnel-addr-{node}"
+
+
+def vxlan_enabled(vxlan_mode: str | None) -> bool:
+    """True for a pool's vxlanMode Always or CrossSubnet (unset means Never)."""
+    return (vxlan_mode or "Never") != "Never"

@@ -30,17 +30,13 @@ from calico.ipam.keys import handle_key
 from calico.ipam.pools import USE_TUNNEL, pool_containing, pool_version, selects_node
 from calico.model.keys import ResourceKey, kind_prefix
 from calico.model.network import IPPool, Node
-from calico.model.vxlan import tunnel_handle, vtep_mac
+from calico.model.vxlan import tunnel_handle, vtep_mac, vxlan_enabled
 
 log = logging.getLogger(__name__)
 ATTRIBUTE_TYPE = {4: "vxlanTunnelAddress", 6: "vxlanV6TunnelAddress"}
 _ADDRESS_FIELD = {4: "ipv4VXLANTunnelAddr", 6: "ipv6VXLANTunnelAddr"}
 _MAC_FIELD = {4: "vxlanTunnelMACAddr", 6: "vxlanTunnelMACAddrV6"}
 _ATTEMPTS = 20
-
-
-def is_vxlan(pool: IPPool) -> bool:
-    return (pool.spec.vxlanMode or "Never") != "Never"
 
 
 def vxlan_pools(pools: Sequence[IPPool], version: int, node_labels: dict[str, str]) -> list[IPPool]:
@@ -50,7 +46,7 @@ def vxlan_pools(pools: Sequence[IPPool], version: int, node_labels: dict[str, st
         for p in pools
         if not p.spec.disabled
         and pool_version(p) == version
-        and is_vxlan(p)
+        and vxlan_enabled(p.spec.vxlanMode)
         and USE_TUNNEL in (p.spec.allowedUses or (USE_TUNNEL,))
         and selects_node(p, node_labels)
     ]
