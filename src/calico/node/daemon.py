@@ -6,9 +6,10 @@ child process with the node's environment), the BGP agent (in-process thread tha
 `bird.cfg` and reconfigures BIRD) and BIRD (a child process). CALICO_NETWORKING_BACKEND
 `vxlan` runs no BGP agent and no BIRD; `none` also registers no addresses. With bird or
 vxlan the node keeps its VXLAN tunnel addresses (`node.tunnels`) and re-checks its addresses
-every poll interval. Children that exit are restarted
-with backoff; SIGTERM/SIGINT stop everything cleanly. Every file lives in CALICO_RUN_DIR:
-node.pid, felix.pid, felix.log, bird.cfg, bird.ctl, bird.pid, bird.log.
+every poll interval. An IPIP pool in the datastore is reported, not served (`node.ipip`).
+Children that exit are restarted with backoff; SIGTERM/SIGINT stop everything cleanly. Every
+file lives in CALICO_RUN_DIR: node.pid, felix.pid, felix.log, bird.cfg, bird.ctl, bird.pid,
+bird.log.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from calico.datastore.etcd import EtcdBackend
 from calico.ipam.allocator import IPAMClient
 from calico.node.autodetect import host_addresses
 from calico.node.config import NodeSettings
+from calico.node.ipip import report_ipip_pools
 from calico.node.register import (
     NodeStartupError,
     ensure_default_pools,
@@ -73,6 +75,7 @@ class NodeDaemon:
                 return 0
             register_node(self.client, self.settings, host_addresses)
             ensure_default_pools(self.client, self.settings)
+            report_ipip_pools(self.client)
             merge_cluster_types(self.client, self.settings.cluster_types)
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "node.pid").write_text(f"{os.getpid()}\n")
