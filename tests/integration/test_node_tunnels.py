@@ -147,3 +147,15 @@ def test_keeper_reacts_to_a_pool_change(ipam: IPAMClient, backend: EtcdBackend) 
     pool(ipam.resources, "v4", "198.19.0.0/24", vxlanMode="Never")
     keeper.check()
     assert node(ipam).ipv4VXLANTunnelAddr is None
+
+
+def test_strays_under_the_handle_are_released(ipam: IPAMClient) -> None:
+    """An address a crash left under the tunnel handle (allocated, never recorded)."""
+    pool(ipam.resources, "v4", "198.19.0.0/24", vxlanMode="Always")
+    tunnels = TunnelAddresses(ipam, NODE)
+    tunnels.reconcile()
+    kept = node(ipam).ipv4VXLANTunnelAddr
+    ipam.assign_ip("198.19.0.9", tunnel_handle(NODE, 4), NODE)
+    tunnels.reconcile()
+    assert node(ipam).ipv4VXLANTunnelAddr == kept
+    assert ipam.ips_by_handle(tunnel_handle(NODE, 4)) == [kept]

@@ -4,8 +4,9 @@ Per IP version: when an enabled IPPool with a vxlanMode other than Never selects
 (nodeSelector against the Node's labels) and allows the Tunnel use, the node needs a tunnel
 address. An existing `spec.ipv4VXLANTunnelAddr` / `ipv6VXLANTunnelAddr` is kept while it lies
 in such a pool and is allocated to the node's tunnel handle (`model.vxlan.tunnel_handle`);
-otherwise the handle is released and a new address is allocated from those pools, with the
-attributes Calico writes (`node`, `type: vxlanTunnelAddress` / `vxlanV6TunnelAddress`). The
+otherwise a new address is allocated from those pools under that handle, with the attributes
+Calico writes (`node`, `type: vxlanTunnelAddress` / `vxlanV6TunnelAddress`), recorded on the
+Node, and only then is everything else under the handle released. The
 Node also gets `vxlanTunnelMACAddr(V6)`: the one it has, else the derived MAC
 (`model.vxlan.vtep_mac`). When no such pool applies any more, the address and MAC are cleared
 from the Node and then the handle is released, so no Node ever names a released address.
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from calico.datastore.api import Backend, DatastoreError
 from calico.datastore.client import ResourceNotFound
@@ -39,7 +40,9 @@ _MAC_FIELD = {4: "vxlanTunnelMACAddr", 6: "vxlanTunnelMACAddrV6"}
 _ATTEMPTS = 20
 
 
-def vxlan_pools(pools: Sequence[IPPool], version: int, node_labels: dict[str, str]) -> list[IPPool]:
+def vxlan_pools(
+    pools: Sequence[IPPool], version: int, node_labels: Mapping[str, str]
+) -> list[IPPool]:
     """The pools this node takes a VXLAN tunnel address of `version` from (pure)."""
     return [
         p
@@ -73,22 +76,29 @@ class TunnelAddresses:
                 self._remove(version, current)
 
     def _ensure(self, version: int, current: str | None, usable: list[IPPool]) -> None:
+        """Keep a valid address, else allocate and record a new one before releasing the
+        rest of the handle (a crash mid-way leaves at worst a stray the next pass frees)."""
         handle = tunnel_handle(self.nodename, version)
         if current and self._valid(current, usable, handle):
-            for stray in self.ipam.ips_by_handle(handle):  # left by a crash mid-allocation
-                if stray != current:
-                    self.ipam.release_ips([stray])
             self._write(version, current)  # the MAC, if the Node lacks it
-            return
-        self.ipam.release_by_handle(handle)  # nothing under it is valid
+            keep = current
+        else:
+            keep = self._allocate(version, usable, handle)
+            log.info("VXLAN tunnel address for IPv%d: %s (was %s)", version, keep, current)
+        for stray in self.ipam.ips_by_handle(handle):
+            if stray != keep:
+                self.ipam.release_ips([stray])
+
+    def _allocate(self, version: int, usable: list[IPPool], handle: str) -> str:
+        names = [p.name for p in usable]
         request = AutoAssignRequest(
             handle_id=handle,
             hostname=self.nodename,
             num_ipv4=1 if version == 4 else 0,
             num_ipv6=1 if version == 6 else 0,
             attrs={"type": ATTRIBUTE_TYPE[version]},
-            ipv4_pools=[p.name for p in usable] if version == 4 else (),
-            ipv6_pools=[p.name for p in usable] if version == 6 else (),
+            ipv4_pools=names if version == 4 else (),
+            ipv6_pools=names if version == 6 else (),
             intended_use=USE_TUNNEL,
         )
         result = self.ipam.auto_assign(request)
@@ -98,7 +108,7 @@ class TunnelAddresses:
         except BaseException:
             self.ipam.release_ips([address])
             raise
-        log.info("VXLAN tunnel address for IPv%d: %s (was %s)", version, address, current)
+        return address
 
     def _valid(self, address: str, usable: list[IPPool], handle: str) -> bool:
         if pool_containing(usable, address) is None:
