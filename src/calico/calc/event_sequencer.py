@@ -2,9 +2,9 @@
 
 Adds and updates first, in the order the dataplane needs them to exist: IP pools, IP sets
 (full updates for new sets, then deltas), policies, profiles, endpoints. Then removals in
-reverse: endpoints, profiles, policies, IP sets. Then VXLAN, as Calico orders it so that no
-route is ever programmed without its VTEP: route removals, VTEP removals, VTEP updates,
-route updates. IP pool removals last. So nothing is referenced before it is sent or after
+reverse: endpoints, profiles, policies, IP sets. Then VXLAN, ordered so that no route is
+ever programmed without its VTEP: route removals, VTEP removals, VTEP updates, route
+updates. IP pool removals last. So nothing is referenced before it is sent or after
 it is removed. InSync goes out once, after the first complete batch.
 
 The IP sets follow the rules actually sent: as policies' and profiles' sent rules change,
@@ -113,16 +113,19 @@ class EventSequencer:
             self._emit(out)
 
     def _vxlan_messages(self) -> list[Message]:
-        vtep_updates, vtep_removes = _split(
-            self._vxlan.vteps.changes(),
-            lambda _, vtep: vtep,
-            lambda key, _: VTEPRemove(*key),
-        )
-        route_updates, route_removes = _split(
-            self._vxlan.routes.changes(),
-            lambda _, route: route,
-            lambda _, route: RouteRemove(route.dst),
-        )
+        """Routes out, VTEPs out, VTEPs in, routes in. A route through a VTEP that changes
+        or goes is withdrawn before it and sent again after: at no point in the stream does
+        a route point at a VTEP the dataplane does not have (Calico withdraws them too)."""
+        vteps = self._vxlan.vteps.changes()
+        vtep_updates, vtep_removes = _split(vteps, lambda _, v: v, lambda k, _: VTEPRemove(*k))
+        moving = {key for key, old, _ in vteps if old is not None}
+        route_removes: list[Message] = []
+        route_updates: list[Message] = []
+        for dst, old, new in self._vxlan.routes.changes():
+            if old is not None and (new is None or (old.node, dst.version) in moving):
+                route_removes.append(RouteRemove(old.dst))
+            if new is not None:
+                route_updates.append(new)
         return [*route_removes, *vtep_removes, *vtep_updates, *route_updates]
 
 
