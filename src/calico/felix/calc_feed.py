@@ -60,11 +60,11 @@ class CalcFeed:
 
     def resource_source(self) -> _Resources:
         """ResourceCallbacks for the resource syncer."""
-        return _Resources(self, self._add_source())
+        return _Resources(self, self._add_source(), self._consumer)
 
     def block_source(self) -> _Blocks:
         """SyncerCallbacks for the raw syncer of the IPAM blocks."""
-        return _Blocks(self, self._add_source())
+        return _Blocks(self, self._add_source(), self._consumer)
 
     def submit(self, job: Callable[[], None]) -> None:
         """Queue `job` for the calc thread; blocks while the queue is full. Dropped once the
@@ -87,7 +87,7 @@ class CalcFeed:
         self._done.set()
         with contextlib.suppress(queue.Full):
             self._queue.put_nowait(None)  # wakes an idle thread; a busy one sees _done
-        if threading.current_thread() is not self._thread:
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout)
 
     def is_alive(self) -> bool:
@@ -119,34 +119,30 @@ class CalcFeed:
             self._consumer.on_status(combined)
 
 
-class _Resources:
+class _Source:
+    """One syncer's callbacks: they run on its thread and queue the work for the calc thread."""
+
+    def __init__(self, feed: CalcFeed, index: int, consumer: FeedConsumer) -> None:
+        self._feed, self._index, self._consumer = feed, index, consumer
+
+    def on_status(self, status: SyncStatus) -> None:
+        self._feed.submit(lambda: self._feed._on_status(self._index, status))
+
+
+class _Resources(_Source):
     """ResourceCallbacks of the resource syncer's decoder."""
 
-    def __init__(self, feed: CalcFeed, index: int) -> None:
-        self._feed, self._index = feed, index
-
-    def on_status(self, status: SyncStatus) -> None:
-        self._feed.submit(lambda: self._feed._on_status(self._index, status))
-
     def on_resource_updates(self, updates: Sequence[ResourceUpdate]) -> None:
-        consumer = self._feed._consumer
-        self._feed.submit(lambda: consumer.on_resource_updates(updates))
+        self._feed.submit(lambda: self._consumer.on_resource_updates(updates))
 
 
-class _Blocks:
-    """SyncerCallbacks of the block syncer: raw updates decoded here, on the syncer thread."""
-
-    def __init__(self, feed: CalcFeed, index: int) -> None:
-        self._feed, self._index = feed, index
-
-    def on_status(self, status: SyncStatus) -> None:
-        self._feed.submit(lambda: self._feed._on_status(self._index, status))
+class _Blocks(_Source):
+    """SyncerCallbacks of the block syncer: raw updates are decoded here, on its thread."""
 
     def on_updates(self, updates: Sequence[Update]) -> None:
         blocks = [b for b in map(decode_block, updates) if b is not None]
         if blocks:
-            consumer = self._feed._consumer
-            self._feed.submit(lambda: consumer.on_block_updates(blocks))
+            self._feed.submit(lambda: self._consumer.on_block_updates(blocks))
 
 
 def decode_block(update: Update) -> Block | None:
