@@ -128,6 +128,10 @@ def test_felix_resolves_vxlan_routes_from_nodes_and_blocks_in_etcd(
     try:
         waiting.wait_until(lambda: any(isinstance(b[-1], m.InSync) for b in dp.batches), 10)
         # In sync only with the blocks in: the routes came out no later than InSync.
+        with dp.lock:
+            upto = next(i for i, b in enumerate(dp.batches) if isinstance(b[-1], m.InSync))
+            early = {msg.dst for b in dp.batches[: upto + 1] for msg in b if hasattr(msg, "dst")}
+        assert early == {blocks[HOST], blocks["h2"]}
         assert dp.route(blocks[HOST]) == (m.RouteType.BLACKHOLE, "", HOST)
         assert dp.route(blocks["h2"]) == (m.RouteType.VXLAN, "198.19.1.1", "h2")
         assert dp.vteps["h2"] == m.VTEPUpdate(
