@@ -58,8 +58,8 @@ def vxlan_pool(pool: IPPool) -> VXLANPool:
 
 
 def node_families(node: Node) -> tuple[NodeFamily, ...]:
-    """The Node resource as the resolver sees it: one entry per IP family. An address of the
-    wrong family counts as absent (the model only checks it is an address)."""
+    """The Node resource as the resolver sees it: one entry per IP family (the model has
+    checked each address's family)."""
     bgp, spec = node.spec.bgp, node.spec
     hosts = (bgp.ipv4Address, bgp.ipv6Address) if bgp is not None else (None, None)
     tunnels = (spec.ipv4VXLANTunnelAddr, spec.ipv6VXLANTunnelAddr)
@@ -71,8 +71,8 @@ def node_families(node: Node) -> tuple[NodeFamily, ...]:
         out.append(
             NodeFamily(
                 version,
-                iface if iface is not None and iface.version == version else None,
-                str(addr) if addr is not None and addr.version == version else None,
+                iface,
+                str(addr) if addr is not None else None,
                 vtep_mac(node.name, version, mac),
             )
         )

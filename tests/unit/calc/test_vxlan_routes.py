@@ -272,10 +272,3 @@ def test_state_to_state_equals_a_fresh_graph(before: int, after: int) -> None:
     _go(vx, STATES[after])
     _go(fresh, STATES[after])
     assert (vx.dp.vteps, vx.dp.routes) == (fresh.dp.vteps, fresh.dp.routes)
-
-
-def test_addresses_of_the_wrong_family_count_as_absent() -> None:
-    vx = VX()
-    vx.put(res("Node", OTHER, {"bgp": {"ipv4Address": "198.18.0.2/24"},
-                               "ipv4VXLANTunnelAddr": "2001:db8:1::1"}))  # fmt: skip
-    assert vx.dp.vteps == {}
