@@ -127,7 +127,7 @@ def _first_refused(support: Support, value: Any) -> Any:
 # --- reasons shared by several fields --------------------------------------------------------
 
 _K8S_META = "Kubernetes object bookkeeping; the etcd datastore keeps its own revision"
-_IPIP = "IPIP is not implemented; use vxlanMode: Always or CrossSubnet (VXLAN)"
+_IPIP = "IPIP is not implemented"
 _VXLAN = "VXLAN is not implemented; encapsulation is a later issue"
 _WIREGUARD = "WireGuard is not implemented"
 _BPF = "the eBPF dataplane is not implemented; Felix programs iptables"
@@ -283,7 +283,9 @@ FIELDS: dict[str, dict[str, Support]] = {
     "IPPoolSpec": {
         "cidr": SUPPORTED,
         "vxlanMode": refused(_VXLAN, "Never", alternative="use vxlanMode: Never"),
-        "ipipMode": refused(_IPIP, "Never", alternative="use ipipMode: Never"),
+        "ipipMode": refused(
+            _IPIP, "Never", alternative="use ipipMode: Never (vxlanMode gives an overlay)"
+        ),
         "natOutgoing": SUPPORTED,
         "disabled": SUPPORTED,
         "disableBGPExport": SUPPORTED,
