@@ -127,7 +127,7 @@ def _first_refused(support: Support, value: Any) -> Any:
 # --- reasons shared by several fields --------------------------------------------------------
 
 _K8S_META = "Kubernetes object bookkeeping; the etcd datastore keeps its own revision"
-_IPIP = "IPIP is not implemented; encapsulation is a later issue"
+_IPIP = "IPIP is not implemented"
 _VXLAN = "VXLAN is not implemented; encapsulation is a later issue"
 _WIREGUARD = "WireGuard is not implemented"
 _BPF = "the eBPF dataplane is not implemented; Felix programs iptables"
@@ -144,6 +144,11 @@ _SECRETS = (
 _UPSTREAM_NODE = "written by upstream calico/node; calico-py reads nothing from it"
 _TUNNEL_ADDR = "written by upstream calico/node for {} pools, which are refused; only"
 _TUNNEL_ADDR += " `calicoctl ipam check` reads it (as an address in use)"
+_VXLAN_NODE = (
+    "the node's VXLAN {} ({}), kept by `calico node run` while a VXLAN pool selects the node"
+    " and cleared when none does (a MAC set by hand is kept meanwhile, else derived from the"
+    " node name)"
+)
 
 # --- resource models -------------------------------------------------------------------------
 
@@ -278,7 +283,9 @@ FIELDS: dict[str, dict[str, Support]] = {
     "IPPoolSpec": {
         "cidr": SUPPORTED,
         "vxlanMode": refused(_VXLAN, "Never", alternative="use vxlanMode: Never"),
-        "ipipMode": refused(_IPIP, "Never", alternative="use ipipMode: Never"),
+        "ipipMode": refused(
+            _IPIP, "Never", alternative="use ipipMode: Never (vxlanMode gives an overlay)"
+        ),
         "natOutgoing": SUPPORTED,
         "disabled": SUPPORTED,
         "disableBGPExport": SUPPORTED,
@@ -289,7 +296,7 @@ FIELDS: dict[str, dict[str, Support]] = {
             alternative="name the pool in the CNI configuration (ipam.ipv4_pools)",
         ),
         "allowedUses": refused(
-            "only workload addresses are allocated (no tunnels, no LoadBalancer IPAM)",
+            "workload (CNI) and VXLAN tunnel addresses are allocated; no LoadBalancer IPAM",
             "Workload",
             "Tunnel",
         ),
@@ -382,10 +389,10 @@ FIELDS: dict[str, dict[str, Support]] = {
     "Node": {"status": noop(_UPSTREAM_NODE + " (its status)")},
     "NodeSpec": {
         "bgp": SUPPORTED,
-        "ipv4VXLANTunnelAddr": noop(_TUNNEL_ADDR.format("VXLAN")),
-        "vxlanTunnelMACAddr": noop(_UPSTREAM_NODE + " for VXLAN pools, which are refused"),
-        "ipv6VXLANTunnelAddr": noop(_TUNNEL_ADDR.format("VXLAN")),
-        "vxlanTunnelMACAddrV6": noop(_UPSTREAM_NODE + " for VXLAN pools, which are refused"),
+        "ipv4VXLANTunnelAddr": supported(_VXLAN_NODE.format("tunnel address", "IPv4")),
+        "vxlanTunnelMACAddr": supported(_VXLAN_NODE.format("VTEP MAC", "IPv4")),
+        "ipv6VXLANTunnelAddr": supported(_VXLAN_NODE.format("tunnel address", "IPv6")),
+        "vxlanTunnelMACAddrV6": supported(_VXLAN_NODE.format("VTEP MAC", "IPv6")),
         "orchRefs": noop("Kubernetes node name mapping; nodes are named by their hostname"),
         "wireguard": noop(_TUNNEL_ADDR.format("WireGuard").replace(" pools", "")),
         "addresses": noop(_UPSTREAM_NODE + "; BGP uses spec.bgp addresses"),

@@ -81,7 +81,7 @@ REFUSALS: list[tuple[str, dict[str, Any], str, str]] = [
         doc("IPPool", {**POOL, "ipipMode": "Always"}, "p1"),
         "spec.ipipMode",
         'IPPool "p1": spec.ipipMode: "Always" is not supported by calico-py (IPIP is not'
-        " implemented; encapsulation is a later issue); use ipipMode: Never",
+        " implemented); use ipipMode: Never (vxlanMode gives an overlay)",
     ),
     ("pool ipip cross", doc("IPPool", {**POOL, "ipipMode": "CrossSubnet"}), "spec.ipipMode", ""),
     ("pool vxlan", doc("IPPool", {**POOL, "vxlanMode": "Always"}), "spec.vxlanMode", "VXLAN"),
