@@ -29,10 +29,10 @@ from typing import Any, TypeVar
 from calico.cni.spec import CniError, Code, check_version
 from calico.datastore.config import EtcdConfig
 from calico.model.names import check_label_value, check_qualified_name
+from calico.model.vxlan import DEFAULT_MTU_FILE
 
 CALICO_IPAM = "calico-ipam"
 DEFAULT_NODENAME_FILE = "/var/lib/calico/nodename"
-DEFAULT_MTU_FILE = "/var/lib/calico/mtu"  # Felix writes its tunnel MTU there (MTUFilePath)
 _NETWORK_NAME_RE = re.compile(r"^[a-zA-Z0-9_.\-]+$")
 _MESOS_NAMESPACE_LABEL = "projectcalico.org/namespace"
 _ETCD_KEYS = {

@@ -31,6 +31,7 @@ from calico.model import status_keys
 from calico.model.felix_fields import FELIX_FIELDS, REMOVED_FELIX_FIELDS
 from calico.model.fields import duration_seconds
 from calico.model.support import FELIX, FELIX_LOCAL, Status
+from calico.model.vxlan import DEFAULT_MTU_FILE
 
 log = logging.getLogger(__name__)
 
@@ -322,7 +323,7 @@ PARAMS: tuple[Param, ...] = (
     Param("vxlan_vni", "VXLANVNI", "vxlanVNI", "4096", _bounded(1, 2**24 - 1)),
     Param("vxlan_mtu", "VXLANMTU", "vxlanMTU", "0", _bounded(0, 65535)),
     Param("vxlan_mtu_v6", "VXLANMTUV6", "vxlanMTUV6", "0", _bounded(0, 65535)),
-    Param("mtu_file", "MTUFilePath", None, "", str),
+    Param("mtu_file", "MTUFilePath", None, DEFAULT_MTU_FILE, str),
 )
 _BY_NAME = {p.name.lower(): p for p in PARAMS}
 _ENV_ALIASES = {
@@ -380,12 +381,6 @@ class FelixConfig:
     vxlan_mtu: int
     vxlan_mtu_v6: int
     mtu_file: str
-
-    @property
-    def mtu_path(self) -> str:
-        """Where the workloads' MTU is written: MTUFilePath, else `<CalicoRunDir>/mtu` (so
-        Felix instances sharing a machine keep apart, as for its other files)."""
-        return self.mtu_file or str(Path(self.run_dir) / "mtu")
 
     @property
     def region_string(self) -> str:

@@ -132,7 +132,7 @@ def dataplane_settings(cfg: FelixConfig) -> DataplaneSettings:
             vni=cfg.vxlan_vni,
             mtu=cfg.vxlan_mtu,
             mtu_v6=cfg.vxlan_mtu_v6,
-            mtu_file=cfg.mtu_path,
+            mtu_file=cfg.mtu_file,
         ),
     )
 

@@ -699,7 +699,8 @@ FELIX_LOCAL: dict[str, Support] = {
     "calicorundir": supported("where Felix writes its files; also CALICO_RUN_DIR"),
     "mtufilepath": supported(
         "calico-py's: where Felix writes the workloads' MTU while VXLAN is in use (default"
-        " <CalicoRunDir>/mtu; upstream's fixed path is /var/lib/calico/mtu)"
+        " /var/lib/calico/mtu, Calico's fixed path, where the CNI plugin reads it; the one"
+        " Felix file outside CalicoRunDir, so hosts sharing a machine set it apart)"
     ),
     "datastoretype": refused("only the etcdv3 datastore is implemented", "etcdv3"),
     **{

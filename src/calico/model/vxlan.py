@@ -18,6 +18,9 @@ DEFAULT_VNI = 4096
 DEFAULT_PORT = 4789
 DEVICE_V4 = "vxlan.calico"
 DEVICE_V6 = "vxlan-v6.calico"
+# Where Felix writes the workloads' MTU and the CNI plugin reads it (Calico's fixed path;
+# Felix's MTUFilePath and the CNI's mtu_file_path move it, e.g. per lab host).
+DEFAULT_MTU_FILE = "/var/lib/calico/mtu"
 OVERHEAD = {4: 50, 6: 70}
 
 

@@ -291,7 +291,7 @@ def test_felix_exits_at_start_naming_a_refused_variable(
 def test_vxlan_parameters_reach_the_dataplane() -> None:
     default = dataplane_settings(build_config({"NODENAME": "h", "CALICO_RUN_DIR": "/run/h"}))
     assert default.hostname == "h" and default.rules.vxlan_port == 4789
-    assert default.vxlan == VXLANSettings(None, 4096, 0, 0, "/run/h/mtu")  # unset: auto
+    assert default.vxlan == VXLANSettings(None, 4096, 0, 0, "/var/lib/calico/mtu")  # auto
     cfg = build_config(
         {"NODENAME": "h", "FELIX_VXLANMTUV6": "1400", "FELIX_MTUFILEPATH": "/tmp/h-mtu"},
         global_spec={"vxlanEnabled": True, "vxlanPort": 8472, "vxlanVNI": 7, "vxlanMTU": 1410},

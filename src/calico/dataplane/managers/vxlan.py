@@ -47,8 +47,6 @@ from calico.rules.static import static_filter_chains
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MTU_FILE = "/var/lib/calico/mtu"
-
 
 @dataclass(frozen=True, slots=True)
 class VXLANSettings:
