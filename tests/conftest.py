@@ -50,14 +50,3 @@ def _fail(report: BaseReport) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get("CI") == "true":
         config.pluginmanager.register(NoSkipsUnderCi(), "calico-no-skips-under-ci")
-
-
-@pytest.fixture
-def vxlan_pools_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Lift the model's refusal of IPPool vxlanMode for one test (the node, BGP and CNI parts
-    of VXLAN are tested before the whole VXLAN feature is switched on in calico.model.support).
-    Harmless once vxlanMode is supported."""
-    from calico.model import support
-
-    monkeypatch.setitem(support.FIELDS["IPPoolSpec"], "vxlanMode", support.SUPPORTED)
-    monkeypatch.setattr(support, "_TREES", {})

@@ -25,21 +25,13 @@ from calico.felix.metrics import FelixMetrics
 from calico.ipam.allocator import IPAMClient
 from calico.ipam.api import AutoAssignRequest
 from calico.ipam.keys import block_key, blocks_prefix
-from calico.model import parse_resource, support
+from calico.model import parse_resource
 from calico.model.network import Node
 from calico.model.vxlan import vtep_mac
 from calico.testing import waiting
 
 pytestmark = pytest.mark.integration
 HOST = "h1"
-
-
-@pytest.fixture(autouse=True)
-def vxlan_pools_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
-    """VXLAN pools as the datastore will accept them once VXLAN is supported end to end
-    (a no-op when the support table already accepts vxlanMode)."""
-    monkeypatch.setitem(support.FIELDS["IPPoolSpec"], "vxlanMode", support.SUPPORTED)
-    monkeypatch.setattr(support, "_TREES", {})
 
 
 def resource(kind: str, name: str, spec: dict[str, Any]) -> Any:

@@ -18,7 +18,7 @@ from calico.model.network import Node, NodeBGPSpec, NodeSpec
 from calico.model.vxlan import tunnel_handle, vtep_mac
 from calico.node.tunnels import TunnelAddresses, TunnelKeeper
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("vxlan_pools_allowed")]
+pytestmark = pytest.mark.integration
 NODE = "host-1"
 
 

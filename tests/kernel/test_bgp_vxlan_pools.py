@@ -18,7 +18,7 @@ from calico.testing.netns import Namespaces
 
 from .bgp_harness import BgpHost, BgpLab, bgp_lab, wait_until
 
-pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("vxlan_pools_allowed")]
+pytestmark = pytest.mark.kernel
 VXLAN_BLOCK, PLAIN_BLOCK = "198.19.0.0/26", "198.20.0.0/26"
 TUNNEL_ROUTE, WORKLOAD_ROUTE = "198.19.0.128/26", "198.20.0.200/32"
 

@@ -24,15 +24,7 @@ from calico.testing.etcd_server import EtcdServer
 from calico.testing.netns import Namespaces
 from calico.testing.waiting import wait_until
 
-pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("vxlan_pools_allowed")]
-NODE_RUN = """
-import sys
-from calico.model import support
-support.FIELDS["IPPoolSpec"]["vxlanMode"] = support.SUPPORTED
-from calico.cli.main import main
-sys.argv = ["calico", "node", "run", "--felix", sys.argv[1]]
-main()
-"""
+pytestmark = pytest.mark.kernel
 
 
 def test_vxlan_backend_runs_felix_alone_with_a_tunnel_address(
@@ -47,10 +39,11 @@ def test_vxlan_backend_runs_felix_alone_with_a_tunnel_address(
     with EtcdServer() as etcd:
         env = {**os.environ, "NODENAME": "vx-1", "CALICO_NETWORKING_BACKEND": "vxlan",
                "CALICO_IPV4POOL_CIDR": "198.19.0.0/16", "CALICO_IPV4POOL_VXLAN": "Always",
-               "ETCD_ENDPOINTS": etcd.unix_endpoint, "CALICO_RUN_DIR": str(tmp_path)}  # fmt: skip
+               "ETCD_ENDPOINTS": etcd.unix_endpoint, "CALICO_RUN_DIR": str(tmp_path),
+               "FELIX_MTUFILEPATH": str(tmp_path / "mtu")}  # fmt: skip
         client = ResourceClient(EtcdBackend(EtcdConfig(endpoints=(etcd.endpoint,))))
         felix = str(Path(sys.executable).parent / "calico-felix")
-        argv = [sys.executable, "-c", NODE_RUN, felix]
+        argv = [str(Path(sys.executable).parent / "calico"), "node", "run", "--felix", felix]
         node = netns.popen(host, argv, env=env, log=str(log))
         try:
             wait_until(lambda: "started felix" in log.read_text(), 30, "Felix's start")

@@ -128,7 +128,7 @@ def _first_refused(support: Support, value: Any) -> Any:
 
 _K8S_META = "Kubernetes object bookkeeping; the etcd datastore keeps its own revision"
 _IPIP = "IPIP is not implemented"
-_VXLAN = "VXLAN is not implemented; encapsulation is a later issue"
+_FROM_NODE = "Felix takes its VTEP from its Node resource (allocated by calico node)"
 _WIREGUARD = "WireGuard is not implemented"
 _BPF = "the eBPF dataplane is not implemented; Felix programs iptables"
 _FLOW_LOGS = "flow logs are not implemented"
@@ -282,7 +282,9 @@ FIELDS: dict[str, dict[str, Support]] = {
     # --- IP pools and IPAM ---
     "IPPoolSpec": {
         "cidr": SUPPORTED,
-        "vxlanMode": refused(_VXLAN, "Never", alternative="use vxlanMode: Never"),
+        "vxlanMode": supported(
+            "VXLAN overlay: Always, or CrossSubnet (encapsulated only to hosts on other subnets)"
+        ),
         "ipipMode": refused(
             _IPIP, "Never", alternative="use ipipMode: Never (vxlanMode gives an overlay)"
         ),
@@ -724,10 +726,10 @@ FELIX_LOCAL: dict[str, Support] = {
             "urisan",
         )
     },
-    "ipv4vxlantunneladdr": refused(_VXLAN),
-    "ipv6vxlantunneladdr": refused(_VXLAN),
-    "vxlantunnelmacaddr": refused(_VXLAN),
-    "vxlantunnelmacaddrv6": refused(_VXLAN),
+    "ipv4vxlantunneladdr": refused(_FROM_NODE),
+    "ipv6vxlantunneladdr": refused(_FROM_NODE),
+    "vxlantunnelmacaddr": refused(_FROM_NODE),
+    "vxlantunnelmacaddrv6": refused(_FROM_NODE),
     "ipiniptunneladdr": refused(_IPIP),
     "clusterguid": noop("usage reporting only; calico-py never reports usage"),
     "clustertype": noop(

@@ -18,7 +18,6 @@ from calico.bgp.view import build_view
 from .helpers import GOLDEN_DIR, load_case
 
 # The vxlan-pools case needs IPPool vxlanMode, still refused by the model until VXLAN is whole.
-pytestmark = pytest.mark.usefixtures("vxlan_pools_allowed")
 CASES = sorted(p.name for p in GOLDEN_DIR.iterdir() if (p / "input.yaml").exists())
 
 

@@ -276,7 +276,6 @@ def test_pools_kernel_programming_and_export() -> None:
     assert [p.cidr for p in v.ipv6.pools] == ["2001:db8:100::/48"]
 
 
-@pytest.mark.usefixtures("vxlan_pools_allowed")
 def test_vxlan_pools_stay_out_of_the_kernel_but_are_advertised() -> None:
     def pool(name: str, **spec: Any) -> Resource:
         return resource({"kind": "IPPool", "metadata": {"name": name}, "spec": spec})

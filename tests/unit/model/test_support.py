@@ -84,7 +84,6 @@ REFUSALS: list[tuple[str, dict[str, Any], str, str]] = [
         " implemented); use ipipMode: Never (vxlanMode gives an overlay)",
     ),
     ("pool ipip cross", doc("IPPool", {**POOL, "ipipMode": "CrossSubnet"}), "spec.ipipMode", ""),
-    ("pool vxlan", doc("IPPool", {**POOL, "vxlanMode": "Always"}), "spec.vxlanMode", "VXLAN"),
     (
         "pool LoadBalancer use",
         doc("IPPool", {**POOL, "allowedUses": ["LoadBalancer"]}),

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from calico.model.network import IPPoolSpec
-from calico.model.support import lookup
 from calico.node.config import (
     NODE_VARIABLES,
     AutodetectMethod,
@@ -246,7 +244,6 @@ def test_vxlan_backend_registers_addresses_without_bgp() -> None:
     assert (s.networking, s.bgp) == (True, False)
 
 
-@pytest.mark.usefixtures("vxlan_pools_allowed")
 @pytest.mark.parametrize(
     ("value", "mode"),
     [("Always", "Always"), ("crosssubnet", "CrossSubnet"), ("Cross-Subnet", "CrossSubnet"),
@@ -259,18 +256,3 @@ def test_default_pool_vxlan_mode(value: str, mode: str | None) -> None:
         s = settings_from_env(env)
         pool = s.ipv4_pool if version == 4 else s.ipv6_pool
         assert pool is not None and pool.vxlan_mode == mode
-
-
-def test_default_pool_vxlan_mode_follows_the_pool_model() -> None:
-    """While IPPool vxlanMode is refused by calico.model.support, so is the variable asking
-    for it, with the model's reason; once it is supported, the pool gets the mode."""
-    env = {"NODENAME": "h", "CALICO_IPV4POOL_CIDR": "198.19.0.0/16",
-           "CALICO_IPV4POOL_VXLAN": "Always"}  # fmt: skip
-    support = lookup(IPPoolSpec, "vxlanMode")
-    if support is not None and support.refuses("Always"):
-        with pytest.raises(NodeConfigError, match=r"CALICO_IPV4POOL_VXLAN: 'Always': .*VXLAN"):
-            settings_from_env(env)
-    else:
-        assert settings_from_env(env).ipv4_pool == DefaultPool(
-            "198.19.0.0/16", nat_outgoing=True, vxlan_mode="Always"
-        )

@@ -79,7 +79,6 @@ def test_default_pools_only_when_asked_and_none_exists() -> None:
     ]
 
 
-@pytest.mark.usefixtures("vxlan_pools_allowed")
 def test_default_pools_with_vxlan_mode() -> None:
     c = client()
     env = {"NODENAME": "h", "CALICO_IPV4POOL_CIDR": "198.19.0.0/16",
