@@ -55,6 +55,7 @@ class CniRunner:
         self.host = host
         self.bin_dir = bin_dir
         self.log_path = log_path
+        self.mtu_file = log_path.with_name("mtu")  # what Felix would write; absent at first
         self.ipam = IPAMClient(cluster.backend)
 
     def container(self, suffix: str, args: str = "", **labels: str) -> Container:
@@ -70,6 +71,7 @@ class CniRunner:
             "nodename": self.host.node,
             "log_level": "debug",
             "log_file_path": str(self.log_path),
+            "mtu_file_path": str(self.mtu_file),  # never the machine's /var/lib/calico/mtu
             "ipam": {"type": "calico-ipam", "assign_ipv6": "true"},
         }
         if container is not None and container.labels:

@@ -183,3 +183,22 @@ def test_ipv6_only_with_mtu(cni: CniRunner) -> None:
     )
     assert cni.exec("DEL", box, conf).exit_code == 0
     cni.assert_nothing_left(box, [address])
+
+
+def test_mtu_from_felix_mtu_file(cni: CniRunner) -> None:
+    """mtu absent: the veth takes the MTU Felix wrote; require_mtu_file without the file fails
+    the ADD before anything is made."""
+    box = cni.container("mtufile")
+    conf = cni.conf(box, require_mtu_file=True)
+    out = cni.exec("ADD", box, conf)
+    assert (out.exit_code, out.error_code) == (1, 5), out
+    assert out.doc is not None and "failed to read MTU file" in out.doc["msg"]
+    cni.assert_nothing_left(box)
+    cni.mtu_file.write_text("1410")
+    out = cni.exec("ADD", box, conf)
+    assert out.exit_code == 0, out
+    inside = json.loads(cni.cluster.ns.exec(box.netns, ["ip", "-j", "link", "show", "eth0"]).stdout)
+    host = json.loads(cni.host.exec(["ip", "-j", "link", "show", "cali" + box.id[:11]]).stdout)
+    assert (inside[0]["mtu"], host[0]["mtu"]) == (1410, 1410)
+    assert cni.exec("DEL", box, conf).exit_code == 0
+    cni.assert_nothing_left(box, out.addresses())

@@ -133,7 +133,7 @@ def test_a_refused_value_refuses_the_whole_file(ctl: CliRunner, verb: str) -> No
     result = run(ctl, verb, "-f", "-", stdin=REFUSED_THIRD, ok=False)
     assert result.stderr.strip() == (
         'IPPool "tunnelled": spec.ipipMode: "Always" is not supported by calico-py'
-        " (IPIP is not implemented; encapsulation is a later issue); use ipipMode: Never"
+        " (IPIP is not implemented); use ipipMode: Never (vxlanMode gives an overlay)"
     )
     assert run(ctl, "get", "ippools", "-o", "yaml").stdout == before
     assert "pool-c" not in before

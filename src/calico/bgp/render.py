@@ -15,6 +15,10 @@ per peer. Translation notes:
 - `listen bgp port P` becomes `local port P` in the template; bindMode NodeIP becomes
   `strict bind on` (every session is then sourced from the node address).
 - No `krt_tunnel` (a Calico BIRD fork attribute): IPIP and VXLAN pool routes are Felix's.
+  `calico_kernel_programming` rejects VXLAN pools' routes, the static blackholes of this
+  host's VXLAN blocks included (Felix programs those), while `calico_aggr()` still advertises
+  the blocks to peers; `reject_tunnel_routes()` keeps routes via `*.calico` devices (Felix's
+  VXLAN routes, learned from the kernel) from iBGP peers.
 - `password "<secret>";` from the file of the peer's secretKeyRef (`bgp.secrets`), which
   admits no `"` or line break (BIRD strings have no escapes); a peer without its secret is
   left out with a comment. bird.cfg then holds secrets: the agent writes it mode 0600.
@@ -172,7 +176,14 @@ def _kernel_filter(view: BgpView) -> list[str]:
         "  if ( source = RTS_DEVICE ) then { reject; }",
     ]
     for fam in view.families:
-        lines += [f"  if ( net ~ {p.cidr} ) then {{ accept; }}" for p in fam.pools]
+        for pool in fam.pools:
+            if pool.vxlan:
+                lines += [
+                    "  # Don't program VXLAN routes into the kernel - these are handled by Felix.",
+                    f"  if ( net ~ {pool.cidr} ) then {{ reject; }}",
+                ]
+            else:
+                lines.append(f"  if ( net ~ {pool.cidr} ) then {{ accept; }}")
     return [*lines, "  accept;", "}"]
 
 

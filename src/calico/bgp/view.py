@@ -21,8 +21,10 @@ bird*.cfg templates):
   secret gets the value from `BgpInputs.passwords` (read by the agent, `bgp.secrets`); when
   the value is absent the peer is left out and listed in `withheld` (fail closed: no session
   rather than one without its password).
-- Encapsulated pools and programClusterRoutes Disabled are refused by the model
-  (calico.model.support), so every pool's routes are BIRD's to program.
+- VXLAN pools (vxlanMode Always or CrossSubnet): Felix programs their routes and blackholes,
+  so BIRD keeps them out of the kernel (`Pool.vxlan`) but still advertises their blocks, as
+  confd's bird_ipam template. IPIP pools and programClusterRoutes Disabled are refused by
+  the model (calico.model.support).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from calico.bgp.secrets import SecretRef
 from calico.ipam.keys import parse_affinity_key
 from calico.ipam.records import AffinityState, BlockAffinity, RecordFormatError
 from calico.model.network import BGPConfiguration, BGPPeer, IPPool, Node
+from calico.model.vxlan import vxlan_enabled
 
 __all__ = ["BgpInputs", "BgpView", "FamilyView", "Peer", "PeerType", "Pool", "build_view"]
 
@@ -88,6 +91,7 @@ class Pool:
     cidr: str
     export: bool  # False when disableBGPExport
     disabled: bool
+    vxlan: bool = False  # vxlanMode Always or CrossSubnet: routes are Felix's to program
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +169,7 @@ def _pool(pool: IPPool) -> Pool:
         cidr=str(ipaddress.ip_network(spec.cidr)),
         export=not spec.disableBGPExport,
         disabled=bool(spec.disabled),
+        vxlan=vxlan_enabled(spec.vxlanMode),
     )
 
 

@@ -2,8 +2,10 @@
 
 Adds and updates first, in the order the dataplane needs them to exist: IP pools, IP sets
 (full updates for new sets, then deltas), policies, profiles, endpoints. Then removals in
-reverse: endpoints, profiles, policies, IP sets, IP pools. So nothing is referenced before
-it is sent or after it is removed. InSync goes out once, after the first complete batch.
+reverse: endpoints, profiles, policies, IP sets. Then VXLAN, ordered so that no route is
+ever programmed without its VTEP: route removals, VTEP removals, VTEP updates, route
+updates. IP pool removals last. So nothing is referenced before it is sent or after
+it is removed. InSync goes out once, after the first complete batch.
 
 The IP sets follow the rules actually sent: as policies' and profiles' sent rules change,
 their IP set references move with them (before the sets' changes are taken).
@@ -30,12 +32,15 @@ from calico.calc.messages import (
     ParsedPolicy,
     ParsedProfile,
     PolicyID,
+    RouteRemove,
+    VTEPRemove,
     WorkloadEndpointRemove,
     WorkloadEndpointUpdate,
 )
 from calico.calc.policy_resolver import EndpointUpdate
 from calico.calc.rule_scanner import Specs
 from calico.calc.sent_state import Change, SentState
+from calico.calc.vxlan_resolver import VXLANResolver
 
 Emit = Callable[[Sequence[Message]], None]
 K = TypeVar("K", bound=Hashable)
@@ -50,12 +55,14 @@ class EventSequencer:
         policies: SentState[PolicyID, tuple[ParsedPolicy, Specs]],
         profiles: SentState[str, tuple[ParsedProfile, Specs]],
         ipsets: IPSetCalculator,
+        vxlan: VXLANResolver,
     ) -> None:
         self._emit = emit
         self._endpoints = endpoints
         self._policies = policies
         self._profiles = profiles
         self._ipsets = ipsets
+        self._vxlan = vxlan
         self._pools: dict[str, IPAMPool] = {}
         self._sent_pools: SentState[str, IPAMPool] = SentState(self._pools.get, str)
         self._in_sync = False
@@ -96,12 +103,30 @@ class EventSequencer:
         pool_updates, pool_removes = _split(pools, IPAMPoolUpdate, lambda n, _: IPAMPoolRemove(n))
         out: list[Message] = [*pool_updates, *ipset_new, *ipset_deltas]
         out += [*pol_updates, *prof_updates, *ep_updates]
-        out += [*ep_removes, *prof_removes, *pol_removes, *ipset_removes, *pool_removes]
+        out += [*ep_removes, *prof_removes, *pol_removes, *ipset_removes]
+        out += self._vxlan_messages()
+        out += pool_removes
         if self._in_sync and not self._sent_in_sync:
             self._sent_in_sync = True
             out.append(InSync())
         if out:
             self._emit(out)
+
+    def _vxlan_messages(self) -> list[Message]:
+        """Routes out, VTEPs out, VTEPs in, routes in. A route through a VTEP that changes
+        or goes is withdrawn before it and sent again after: at no point in the stream does
+        a route point at a VTEP the dataplane does not have (Calico withdraws them too)."""
+        vteps = self._vxlan.vteps.changes()
+        vtep_updates, vtep_removes = _split(vteps, lambda _, v: v, lambda k, _: VTEPRemove(*k))
+        moving = {key for key, old, _ in vteps if old is not None}
+        route_removes: list[Message] = []
+        route_updates: list[Message] = []
+        for dst, old, new in self._vxlan.routes.changes():
+            if old is not None and (new is None or (old.node, dst.version) in moving):
+                route_removes.append(RouteRemove(old.dst))
+            if new is not None:
+                route_updates.append(new)
+        return [*route_removes, *vtep_removes, *vtep_updates, *route_updates]
 
 
 def _split(

@@ -11,13 +11,18 @@ Small synchronous nodes, each with one job, wired as Calico's calc graph is:
    policies, profiles             ─► ActiveRulesCalculator ─► matches ─► PolicyResolver
                                        (active policies, profiles)       (endpoints' tiers)
    policies' order, tiers         ─► PolicyResolver
-   IP pools                       ─► EventSequencer
+   IP pools                       ─► EventSequencer (IPAM pools), VXLANResolver (vxlanMode)
+   Nodes                          ─► VXLANResolver (host address, tunnel address, MAC)
    other kinds                       not calculated with (FelixConfiguration never gets here)
+ CalcGraph.on_block_updates:
+   IPAM blocks (CIDR, affine host) ─► VXLANResolver
 
  flush: EventSequencer ◄─ SentState (desired vs sent) of endpoint messages (PolicyResolver),
-        active policies and profiles (ActiveRulesCalculator); the sent rules' IP sets ─►
-        IPSetCalculator ─► one batch: IP pools → IP sets → policies → profiles → endpoints,
-        then removals in reverse; InSync once.
+        active policies and profiles (ActiveRulesCalculator), VTEPs and routes
+        (VXLANResolver); the sent rules' IP sets ─► IPSetCalculator ─► one batch:
+        IP pools → IP sets → policies → profiles → endpoints, removals in reverse
+        (endpoints → profiles → policies → IP sets), then routes out → VTEPs out →
+        VTEPs in → routes in, then IP pools out; InSync once.
 ```
 
 Pure and synchronous: no I/O, no clock. Output depends only on the current state: every
@@ -36,10 +41,11 @@ from calico.calc.label_inheritance import LabelInheritanceIndex
 from calico.calc.local_endpoints import LocalEndpointFilter
 from calico.calc.messages import Action, IPAMPool, PolicyID
 from calico.calc.policy_resolver import PolicyResolver, TierMeta, policy_meta
+from calico.calc.vxlan_resolver import VXLANResolver, node_families, vxlan_pool
 from calico.model.base import Resource
 from calico.model.endpoints import HostEndpoint, WorkloadEndpoint
 from calico.model.keys import ResourceKey
-from calico.model.network import IPPool
+from calico.model.network import IPPool, Node
 from calico.model.policy import (
     GlobalNetworkPolicy,
     GlobalNetworkSet,
@@ -60,12 +66,14 @@ class CalcGraph:
         self._active = ActiveRulesCalculator(self._resolver)
         self._local = LocalEndpointFilter(hostname, (self._active, self._resolver))
         self._labels = LabelInheritanceIndex((self._ipsets, self._active))
+        self._vxlan = VXLANResolver(hostname)
         self._sequencer = EventSequencer(
             emit,
             self._resolver.endpoints,
             self._active.policies,
             self._active.profiles,
             self._ipsets,
+            self._vxlan,
         )
         self._policy_ids: dict[ResourceKey, PolicyID] = {}
         self._handlers: dict[type[Resource], Handler] = {
@@ -78,6 +86,7 @@ class CalcGraph:
             GlobalNetworkPolicy: self._on_policy,
             Tier: self._on_tier,
             IPPool: self._on_pool,
+            Node: self._on_node,
         }
 
     # -- inputs ---------------------------------------------------------------------------
@@ -99,6 +108,13 @@ class CalcGraph:
         handler = self._handlers.get(key.kind)
         if handler is not None:
             handler(key, resource)
+
+    def on_block_updates(self, blocks: Sequence[tuple[str, str | None]]) -> None:
+        """Apply a batch of IPAM blocks, (CIDR, affine host or None when the block is gone or
+        has no host affinity), then flush."""
+        for cidr, host in blocks:
+            self._vxlan.on_block_update(cidr, host)
+        self.flush()
 
     def flush(self) -> None:
         self._sequencer.flush()
@@ -148,10 +164,16 @@ class CalcGraph:
     def _on_pool(self, key: ResourceKey, resource: Resource | None) -> None:
         # Disabled pools stay in: disabling only stops new allocations, and the workloads
         # still in the pool keep their natOutgoing (libcalico-go's Masquerade = natOutgoing).
-        pool = None
+        pool = vxlan = None
         if isinstance(resource, IPPool):
             pool = IPAMPool(normalise_cidr(resource.spec.cidr), bool(resource.spec.natOutgoing))
+            vxlan = vxlan_pool(resource)
         self._sequencer.on_pool_update(key.name, pool)
+        self._vxlan.on_pool_update(key.name, vxlan)
+
+    def _on_node(self, key: ResourceKey, resource: Resource | None) -> None:
+        families = node_families(resource) if isinstance(resource, Node) else None
+        self._vxlan.on_node_update(key.name, families)
 
 
 _ITEM_KINDS = {

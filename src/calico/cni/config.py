@@ -3,13 +3,15 @@
 Keys are those of Calico's cni-plugin (`pkg/types/types.go`) so existing conflists work:
 `etcd_endpoints`, `etcd_key_file`/`etcd_cert_file`/`etcd_ca_cert_file`, `etcd_scheme` and
 `etcd_authority` (legacy), `datastore_type` (etcdv3 only), `nodename`, `nodename_file`, `mtu`,
-`ipam {type, assign_ipv4, assign_ipv6, ipv4_pools, ipv6_pools}`, `policy {type}`,
-`container_settings {allow_ip_forwarding}`, `log_level`, `log_file_path`,
+`require_mtu_file`, `ipam {type, assign_ipv4, assign_ipv6, ipv4_pools, ipv6_pools}`,
+`policy {type}`, `container_settings {allow_ip_forwarding}`, `log_level`, `log_file_path`,
 `nodename_file_optional`, `include_default_routes` (the result always carries the default
 routes). Labels come from the CNI convention `args.cni.labels` and from Mesos'
 `args.org.apache.mesos.network_info.labels`, as Calico reads them. Calico's other keys
 (`UNSUPPORTED`) are refused with code 7 naming the key path unless absent or off (null, false,
-0, "", [] or {}). Keys Calico does not know are ignored (runtimes add their own); a known key of
+0, "", [] or {}). calico-py adds `mtu_file_path` (default /var/lib/calico/mtu: where Felix
+writes the MTU that `mtu` 0 or absent falls back to, as Calico's plugin reads it; see
+`workload_mtu`). Keys Calico does not know are ignored (runtimes add their own); a known key of
 the wrong type is code 7, JSON that does not decode is code 6, an unknown cniVersion code 1.
 """
 
@@ -27,6 +29,7 @@ from typing import Any, TypeVar
 from calico.cni.spec import CniError, Code, check_version
 from calico.datastore.config import EtcdConfig
 from calico.model.names import check_label_value, check_qualified_name
+from calico.model.vxlan import DEFAULT_MTU_FILE
 
 CALICO_IPAM = "calico-ipam"
 DEFAULT_NODENAME_FILE = "/var/lib/calico/nodename"
@@ -73,7 +76,6 @@ UNSUPPORTED: dict[str, str] = {
     "policy_setup_timeout_seconds": "waiting for Felix to program the endpoint is not built",
     "endpoint_status_dir": "waiting for Felix to program the endpoint is not built",
     "hostname": "deprecated by Calico: use nodename",
-    "require_mtu_file": "calico-py reads no MTU file: set mtu",
     "ipam.subnet": "host-local's usePodCidr: calico-ipam assigns from IP pools",
     "ipam.ip_pools_label_selector_keys": "pool selection by pod labels is not built",
 }
@@ -110,7 +112,9 @@ class NetConf:
     etcd_settings: Mapping[str, str]  # ETCD_* variable -> value, from the config keys
     nodename: str | None = None
     nodename_file: str | None = None
-    mtu: int = 0  # 0: the kernel's default
+    mtu: int = 0  # 0: the MTU file's, else the kernel's default
+    mtu_file: str = DEFAULT_MTU_FILE
+    require_mtu_file: bool = False
     policy_type: str = ""
     allow_ip_forwarding: bool = False
     log_level: str = "info"
@@ -148,6 +152,8 @@ def parse_netconf(data: bytes) -> NetConf:
         nodename=_get(doc, "nodename", str, "") or None,
         nodename_file=_get(doc, "nodename_file", str, "") or None,
         mtu=_mtu(doc),
+        mtu_file=_get(doc, "mtu_file_path", str, "") or DEFAULT_MTU_FILE,
+        require_mtu_file=_get(doc, "require_mtu_file", bool, False),
         policy_type=policy_type,
         allow_ip_forwarding=_get(
             _section(doc, "container_settings"), "allow_ip_forwarding", bool, False
@@ -206,9 +212,37 @@ def _log_level(doc: Mapping[str, Any]) -> str:
 
 def _mtu(doc: Mapping[str, Any]) -> int:
     mtu = _get(doc, "mtu", int, 0)
-    if mtu != 0 and not 68 <= mtu <= 65535:
+    if not _mtu_ok(mtu):
         raise CniError(Code.INVALID_CONFIG, f"mtu {mtu} is out of range (68-65535)")
     return mtu
+
+
+def _mtu_ok(mtu: int) -> bool:
+    return mtu == 0 or 68 <= mtu <= 65535
+
+
+def workload_mtu(conf: NetConf) -> int:
+    """The veth MTU, as Calico's plugin picks it: `mtu` if set, else the number in the MTU
+    file Felix writes (its tunnel MTU), else 0 (the kernel's default). A missing file is fine
+    unless `require_mtu_file`; an unreadable or malformed one fails the ADD (code 5)."""
+    if conf.mtu:
+        return conf.mtu
+    try:
+        text = Path(conf.mtu_file).read_text()
+    except FileNotFoundError:
+        if conf.require_mtu_file:
+            raise CniError(
+                Code.IO_FAILURE,
+                f"failed to read MTU file {conf.mtu_file}: it does not exist (require_mtu_file"
+                " is set: Felix has not written it yet)",
+            ) from None
+        return 0
+    except OSError as exc:
+        raise CniError(Code.IO_FAILURE, f"failed to read MTU file {conf.mtu_file}: {exc}") from None
+    value = text.strip()
+    if not value.isdigit() or not _mtu_ok(int(value)):
+        raise CniError(Code.IO_FAILURE, f"MTU file {conf.mtu_file}: {value!r} is not an MTU")
+    return int(value)
 
 
 def _ipam(doc: Mapping[str, Any]) -> IPAMConf:

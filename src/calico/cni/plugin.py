@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from calico.cni.addresses import allocate, release
+from calico.cni.config import workload_mtu
 from calico.cni.endpoint import build_endpoint, build_result, profile_for, result_from_endpoint
 from calico.cni.netsetup import NetnsNotFound, NetSetupError, VethInfo, VethSpec, addresses_of
 from calico.cni.runner import Call
@@ -37,6 +38,7 @@ def cmd_add(call: Call) -> dict[str, Any]:
     ident, conf, inv = call.ident, call.conf, call.inv
     profile = profile_for(conf, ident)
     build_endpoint(conf, ident, profile.name)  # reject bad identifiers before any change
+    mtu = workload_mtu(conf)
     client = call.services.client
     with datastore_errors("reading the datastore"):
         _check_ready(client)
@@ -48,7 +50,7 @@ def cmd_add(call: Call) -> dict[str, Any]:
         cidrs = allocate(call.services.ipam, conf, ident, inv)
         undo.callback(_quietly, "release addresses", release, call.services.ipam, conf, ident)
         spec = VethSpec(
-            inv.netns, inv.ifname, ident.host_veth, addresses_of(cidrs), conf.mtu,
+            inv.netns, inv.ifname, ident.host_veth, addresses_of(cidrs), mtu,
             conf.allow_ip_forwarding,
         )  # fmt: skip
         info = _wire(call, spec)

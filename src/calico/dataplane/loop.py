@@ -6,6 +6,8 @@
      complete_deferred_work → IP set creates/updates → iptables (raw, mangle, nat, filter;
      one restore per table) → IP set deletions → sysctls → routes (deletions → conntrack
      entries of released addresses, in the background unless re-routed now → additions)
+     → VXLAN devices, neighbours, FDB, then their routes (a VXLAN failure cannot hold up
+     the workloads' routes) → the MTU file
 
 Nothing is written before the first InSync and the interface monitor's first full dump:
 Felix must know the whole datastore, and every interface (host endpoints resolve to them,
@@ -22,7 +24,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from calico.backoff import Backoff
@@ -39,12 +41,15 @@ from calico.dataplane.drivers.ipsets import IPSets, IPSetWriter
 from calico.dataplane.drivers.iptables_table import IptablesTable, apply_tables, detect_backend
 from calico.dataplane.drivers.links import LinkConfigurator
 from calico.dataplane.drivers.netlink_dump import LeanDumps
-from calico.dataplane.drivers.routetable import RouteTable
+from calico.dataplane.drivers.routetable import BLACKHOLE, RouteTable
+from calico.dataplane.drivers.vxlan import VXLANDevice
 from calico.dataplane.managers import Manager
 from calico.dataplane.managers.endpoints import EndpointManager, StatusCallback
 from calico.dataplane.managers.ipsets import IPSetsManager
 from calico.dataplane.managers.nat import NatManager
 from calico.dataplane.managers.policy import PolicyManager
+from calico.dataplane.managers.vxlan import VXLANManager, VXLANSettings
+from calico.model.vxlan import device_name
 from calico.programs import CommandRunner
 from calico.rules.config import RulesConfig
 from calico.rules.nat import static_nat_chains
@@ -64,6 +69,8 @@ class DataplaneSettings:
     route_refresh: float = 90.0
     interface_refresh: float = 90.0  # rescan of all interfaces, in case an event was missed
     remove_external_routes: bool = True
+    hostname: str = ""  # this host's name, to tell its own VTEP from the others
+    vxlan: VXLANSettings = field(default_factory=VXLANSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,11 +157,13 @@ class InternalDataplane:
         self.endpoints = EndpointManager(
             cfg, self.tables, self.routes, self.links, on_endpoint_status
         )
+        self.vxlan = self._vxlan_manager(settings, runner, netlink_factory)
         self.managers: list[Manager] = [
             IPSetsManager(self.ipsets),
             PolicyManager(cfg, self.tables),
             self.endpoints,
             NatManager(cfg, self.tables, self.ipsets),
+            self.vxlan,
         ]
         self._install_static(cfg)
         self._queue: queue.Queue[object] = queue.Queue()
@@ -180,6 +189,37 @@ class InternalDataplane:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="felix-dataplane", daemon=True)
         self.failure: BaseException | None = None
+
+    def _vxlan_manager(
+        self, settings: DataplaneSettings, runner: CommandRunner, netlink_factory: Callable[[], Any]
+    ) -> VXLANManager:
+        """VXLAN routes live in their own table object: other interfaces, and only protocol
+        80 routes are removed (the parent interface carries the host's own routes)."""
+        families = settings.rules.ip_versions
+        routes = {
+            v: RouteTable(
+                runner,
+                netlink_factory,
+                v,
+                iface_prefixes=(device_name(v), BLACKHOLE),
+                remove_external_routes=False,
+                static_neigh=False,
+            )
+            for v in families
+        }
+        devices = {v: VXLANDevice(runner, v) for v in families}
+        return VXLANManager(
+            settings.hostname,
+            settings.rules,
+            settings.vxlan,
+            self.tables,
+            self.ipsets,
+            devices,
+            routes,
+        )
+
+    def _route_tables(self) -> list[RouteTable]:
+        return [*self.routes.values(), *self.vxlan.routes.values()]
 
     def _install_static(self, cfg: RulesConfig) -> None:
         builders = {
@@ -207,7 +247,7 @@ class InternalDataplane:
         self._queue.put(None)
         self._thread.join(timeout=10)
         self._monitor.stop()
-        for table in self.routes.values():
+        for table in self._route_tables():
             table.close()
         self.conntrack.close()
 
@@ -233,7 +273,7 @@ class InternalDataplane:
         deadlines = [t.due for t in self._refresh.values()]
         if self._retry_at is not None:
             deadlines.append(self._retry_at)
-        if any(r.needs_apply for r in self.routes.values()):
+        if any(r.needs_apply for r in self._route_tables()):
             deadlines.append(now + 1.0)  # external routes in their grace period
         return max(0.0, min([now + 10.0, *deadlines]) - now)
 
@@ -260,6 +300,7 @@ class InternalDataplane:
                     manager.on_update(msg)
         elif isinstance(item, _IfaceState):
             self.endpoints.on_iface_state(item.name, item.up, item.index)
+            self.vxlan.on_iface_state(item.name, item.up, item.index)
         elif isinstance(item, _IfaceAddrs):
             self.endpoints.on_iface_addrs(item.name, set(item.addrs))
         elif isinstance(item, _IfacesInSync):
@@ -281,11 +322,12 @@ class InternalDataplane:
                 ipsets.resync()
             self._dirty = True
         if self._refresh["routes"].fire(now):
-            for routes in self.routes.values():
+            for routes in self._route_tables():
                 routes.resync()
             self.links.resync()
+            self.vxlan.resync()
             self._dirty = True
-        pending_routes = any(r.needs_apply for r in self.routes.values())
+        pending_routes = any(r.needs_apply for r in self._route_tables())
         retry_due = self._retry_at is not None and now >= self._retry_at
         if self._dirty or pending_routes or retry_due:
             self._apply()
@@ -320,6 +362,7 @@ class InternalDataplane:
         self.links.apply()
         for routes in self.routes.values():
             routes.apply()
+        self.vxlan.apply()
 
     def _apply_once(self) -> bool:
         try:

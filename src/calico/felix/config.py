@@ -31,6 +31,7 @@ from calico.model import status_keys
 from calico.model.felix_fields import FELIX_FIELDS, REMOVED_FELIX_FIELDS
 from calico.model.fields import duration_seconds
 from calico.model.support import FELIX, FELIX_LOCAL, Status
+from calico.model.vxlan import DEFAULT_MTU_FILE
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,21 @@ def parse_bool(text: str) -> bool:
 
 def parse_int(text: str) -> int:
     return int(text.strip(), 0)
+
+
+def parse_optional_bool(text: str) -> bool | None:
+    """A boolean, or None ("" or "none": unset, for upstream's auto-detected switches)."""
+    return None if _blank(text) else parse_bool(text)
+
+
+def _bounded(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = parse_int(text)
+        if not low <= value <= high:
+            raise ValueError(f"{value} is not within {low}-{high}")
+        return value
+
+    return parse
 
 
 def _choice(field: str) -> Callable[[str], str]:
@@ -294,6 +310,20 @@ PARAMS: tuple[Param, ...] = (
         "",
         str,
     ),
+    # Unset (the default) is upstream's auto: VXLAN is used where this host has a VTEP.
+    Param(
+        "vxlan_enabled",
+        "VXLANEnabled",
+        "vxlanEnabled",
+        "none",
+        parse_optional_bool,
+        lambda v: str(v).lower(),
+    ),
+    Param("vxlan_port", "VXLANPort", "vxlanPort", "4789", _bounded(1, 65535)),
+    Param("vxlan_vni", "VXLANVNI", "vxlanVNI", "4096", _bounded(1, 2**24 - 1)),
+    Param("vxlan_mtu", "VXLANMTU", "vxlanMTU", "0", _bounded(0, 65535)),
+    Param("vxlan_mtu_v6", "VXLANMTUV6", "vxlanMTUV6", "0", _bounded(0, 65535)),
+    Param("mtu_file", "MTUFilePath", None, DEFAULT_MTU_FILE, str),
 )
 _BY_NAME = {p.name.lower(): p for p in PARAMS}
 _ENV_ALIASES = {
@@ -345,6 +375,12 @@ class FelixConfig:
     nat_outgoing_address: str
     nat_port_range: tuple[int, int] | None
     nat_outgoing_iface: str
+    vxlan_enabled: bool | None
+    vxlan_port: int
+    vxlan_vni: int
+    vxlan_mtu: int
+    vxlan_mtu_v6: int
+    mtu_file: str
 
     @property
     def region_string(self) -> str:

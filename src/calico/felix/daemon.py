@@ -2,10 +2,11 @@
 
 Start-up, as Calico's Felix: load local config (environment, config file), connect to etcd,
 wait until the datastore is initialised (ClusterInformation datastoreReady), layer in the
-datastore's FelixConfiguration, then start the dataplane thread, the syncer (whose thread
-also runs the pure calculation graph) and the status reporter. The main thread supervises:
-if any loop dies Felix exits non-zero (its restart resyncs), and if the FelixConfiguration
-changes Felix re-executes itself with the new configuration, keeping its PID.
+datastore's FelixConfiguration, then start the dataplane thread, the calc thread (the pure
+calculation graph, fed by the resource syncer and the IPAM block syncer: `calc_feed`) and
+the status reporter. The main thread supervises: if any loop dies Felix exits non-zero (its
+restart resyncs), and if the FelixConfiguration changes Felix re-executes itself with the
+new configuration, keeping its PID.
 """
 
 from __future__ import annotations
@@ -28,21 +29,25 @@ from calico.calc.messages import WorkloadEndpoint as WorkloadEndpointMessage
 from calico.calc.salvage import salvage_policy
 from calico.dataplane.kernel import open_netlink
 from calico.dataplane.loop import ApplyStats, DataplaneSettings, InternalDataplane
+from calico.dataplane.managers.vxlan import VXLANSettings
 from calico.datastore.api import Backend, DatastoreError, SyncStatus
 from calico.datastore.client import ResourceClient, ResourceNotFound
 from calico.datastore.config import EtcdConfig
 from calico.datastore.etcd import EtcdBackend
 from calico.datastore.resource_syncer import ResourceUpdate, resource_syncer
+from calico.datastore.syncer import Syncer
+from calico.felix.calc_feed import Block, CalcFeed
 from calico.felix.config import FelixConfig, build_config, file_layer
 from calico.felix.health import HealthAggregator, serve_health
 from calico.felix.metrics import FelixMetrics
 from calico.felix.status import StatusReporter
+from calico.ipam.keys import blocks_prefix
 from calico.model import ResourceError
 from calico.model.base import Resource
 from calico.model.endpoints import HostEndpoint, WorkloadEndpoint
 from calico.model.felixconfig import FelixConfiguration
 from calico.model.keys import ResourceKey
-from calico.model.network import ClusterInformation, IPPool
+from calico.model.network import ClusterInformation, IPPool, Node
 from calico.model.policy import (
     GlobalNetworkPolicy,
     GlobalNetworkSet,
@@ -68,6 +73,7 @@ WATCHED_KINDS: tuple[type[Resource], ...] = (
     FelixConfiguration,
     ClusterInformation,
     IPPool,
+    Node,
 )
 _RESTART = 129  # internal: re-exec with new config
 GC_YOUNG_THRESHOLD = 50_000
@@ -107,6 +113,7 @@ def rules_config(cfg: FelixConfig) -> RulesConfig:
         disable_conntrack_invalid=cfg.disable_conntrack_invalid,
         allow_vxlan_from_workloads=cfg.allow_vxlan_from_workloads,
         allow_ipip_from_workloads=cfg.allow_ipip_from_workloads,
+        vxlan_port=cfg.vxlan_port,
     )
 
 
@@ -119,6 +126,14 @@ def dataplane_settings(cfg: FelixConfig) -> DataplaneSettings:
         route_refresh=cfg.route_refresh_interval,
         interface_refresh=cfg.interface_refresh_interval,
         remove_external_routes=cfg.remove_external_routes,
+        hostname=cfg.hostname,
+        vxlan=VXLANSettings(
+            enabled=cfg.vxlan_enabled,
+            vni=cfg.vxlan_vni,
+            mtu=cfg.vxlan_mtu,
+            mtu_v6=cfg.vxlan_mtu_v6,
+            mtu_file=cfg.mtu_file,
+        ),
     )
 
 
@@ -140,6 +155,20 @@ def wait_for_datastore(client: ResourceClient, stop: threading.Event) -> None:
             log.info("waiting for the datastore to be ready: %s", reason)
             last_log = time.monotonic()
         stop.wait(1.0)
+
+
+def calc_syncers(backend: Backend, feed: CalcFeed) -> list[Syncer]:
+    """The syncers feeding the calc thread: the resources Felix watches, the IPAM blocks."""
+    return [
+        resource_syncer(
+            backend,
+            WATCHED_KINDS,
+            feed.resource_source(),
+            name="felix-syncer",
+            salvage=salvage_policy,  # broken policies fail closed
+        ),
+        Syncer(backend, [blocks_prefix()], feed.block_source(), name="felix-blocks"),
+    ]
 
 
 def datastore_specs(client: ResourceClient, hostname: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -200,21 +229,19 @@ class Felix:
         )
         self.reporter = reporter
         dataplane = self._build_dataplane()
-        graph = CalcGraph(cfg.hostname, dataplane.send)
-        syncer = resource_syncer(
-            self.backend,
-            WATCHED_KINDS,
-            _GraphAdapter(graph, self),
-            name="felix-syncer",
-            salvage=salvage_policy,  # broken policies fail closed
-        )
+        feed = CalcFeed(_GraphAdapter(CalcGraph(cfg.hostname, dataplane.send), self))
+        syncers = calc_syncers(self.backend, feed)
         dataplane.start()
-        syncer.start()
+        feed.start()
+        for syncer in syncers:
+            syncer.start()
         reporter.start()
         try:
-            self._supervise(dataplane, syncer)
+            self._supervise(dataplane, feed, syncers)
         finally:
-            syncer.stop()
+            feed.stop()  # first: a syncer blocked on a full queue is let go
+            for syncer in syncers:
+                syncer.stop()
             dataplane.stop()
             reporter.stop()
             self.backend.close()
@@ -291,22 +318,26 @@ class Felix:
             self.exit_code = _RESTART
             self.stop_event.set()
 
-    def _supervise(self, dataplane: InternalDataplane, syncer: Any) -> None:
+    def _supervise(
+        self, dataplane: InternalDataplane, feed: CalcFeed, syncers: Sequence[Syncer]
+    ) -> None:
         self.health.report("FelixStartup", ready=True)
+        loops: list[CalcFeed | Syncer] = [feed, *syncers]
         while not self.stop_event.wait(1.0):
             if not dataplane.is_alive():
                 log.error("dataplane thread died: %s", dataplane.failure)
                 self.exit_code = 1
                 return
-            if not syncer.is_alive():
-                log.error("datastore syncer died: %s", syncer.failure)
-                self.exit_code = 1
-                return
+            for loop in loops:
+                if not loop.is_alive():
+                    log.error("%s died: %s", loop.name, loop.failure)
+                    self.exit_code = 1
+                    return
 
 
 class _GraphAdapter:
-    """ResourceCallbacks -> Felix's configuration and the calculation graph (runs on the
-    syncer's thread). FelixConfiguration is Felix's own business, not the graph's."""
+    """The calc thread's work -> Felix's configuration and the calculation graph.
+    FelixConfiguration is Felix's own business, not the graph's."""
 
     def __init__(self, graph: CalcGraph, felix: Felix) -> None:
         self._graph = graph
@@ -330,6 +361,10 @@ class _GraphAdapter:
         self._graph.on_updates(
             [(u.key, u.resource) for u in updates if u.key.kind is not FelixConfiguration]
         )
+
+    def on_block_updates(self, blocks: Sequence[Block]) -> None:
+        self._felix.metrics.calc_updates.inc(len(blocks))
+        self._graph.on_block_updates(blocks)
 
 
 def tune_gc() -> None:

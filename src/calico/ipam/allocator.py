@@ -191,7 +191,9 @@ class IPAMClient:
         if num == 0:
             return []
         host = request.hostname
-        pools = select_pools(self.pools(), version, wanted, host, self.node_labels(host))
+        pools = select_pools(
+            self.pools(), version, wanted, host, self.node_labels(host), request.intended_use
+        )
         req = _Request(
             host, version, num, request.handle_id, {"node": host, **request.attrs}, pools,
             self.ipam_config(), undo,

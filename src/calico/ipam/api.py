@@ -54,6 +54,7 @@ class AutoAssignRequest:
     attrs: Mapping[str, str] = field(default_factory=dict)  # e.g. namespace, pod, node
     ipv4_pools: Sequence[str] = ()  # pool names or CIDRs to restrict to; empty = all usable
     ipv6_pools: Sequence[str] = ()
+    intended_use: str = "Workload"  # a pool's allowedUses must include it ("Tunnel": nodes)
 
 
 @dataclass(frozen=True, slots=True)

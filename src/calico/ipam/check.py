@@ -21,11 +21,12 @@ from calico.ipam.blocks import AllocationBlock
 from calico.ipam.store import IPAMStore
 from calico.model.endpoints import WorkloadEndpoint
 from calico.model.network import ClusterInformation, IPPool, Node
+from calico.model.vxlan import tunnel_handle
 
 TUNNEL_HANDLE_PREFIXES = (
     "ipip-tunnel-addr-",
-    "vxlan-tunnel-addr-",
-    "vxlan-v6-tunnel-addr-",
+    tunnel_handle("", 4),  # calico/node's VXLAN handles (`calico.node.tunnels`)
+    tunnel_handle("", 6),
     "wireguard-tunnel-addr-",
     "wireguard-v6-tunnel-addr-",
 )

@@ -3,7 +3,8 @@
 Requested pools (by name or CIDR) must exist and be enabled, and are then used whatever their
 nodeSelector says (as Calico, for backwards compatibility). Without a request, every enabled
 pool of the family in Automatic assignment mode whose nodeSelector matches the host's Node labels
-is a candidate. Either way the pool's allowedUses must include the intended use ("Workload").
+is a candidate. Either way the pool's allowedUses must include the intended use ("Workload" for
+CNI, "Tunnel" for a node's tunnel address).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from calico.model.network import IPPool
 from calico.selector import parse
 
 USE_WORKLOAD = "Workload"
+USE_TUNNEL = "Tunnel"
 
 
 def pool_version(pool: IPPool) -> int:
@@ -69,7 +71,7 @@ def select_pools(
         ]
         if not chosen:
             raise NoPoolsAvailable(f"no configured Calico IPv{version} pools for node {host}")
-    usable = [p for p in chosen if use in (p.spec.allowedUses or (USE_WORKLOAD, "Tunnel"))]
+    usable = [p for p in chosen if use in (p.spec.allowedUses or (USE_WORKLOAD, USE_TUNNEL))]
     if not usable:
         raise NoPoolsAvailable(f"no IPv{version} pool for node {host} allows use {use}")
     return usable

@@ -14,6 +14,7 @@ from calico.model.base import Model, Resource
 from calico.model.errors import FieldError
 from calico.model.fields import (
     CIDR,
+    MAC,
     ASNumber,
     Duration,
     InterfaceName,
@@ -312,9 +313,9 @@ class NodeWireguardSpec(Model):
 class NodeSpec(Model):
     bgp: NodeBGPSpec | None = None
     ipv4VXLANTunnelAddr: IPAddress | None = None
-    vxlanTunnelMACAddr: str | None = None
+    vxlanTunnelMACAddr: MAC | None = None
     ipv6VXLANTunnelAddr: IPAddress | None = None
-    vxlanTunnelMACAddrV6: str | None = None
+    vxlanTunnelMACAddrV6: MAC | None = None
     orchRefs: list[OrchRef] | None = None
     wireguard: NodeWireguardSpec | None = None
     addresses: list[NodeAddress] | None = None
@@ -339,6 +340,10 @@ class Node(Resource):
         if cluster_id is not None and ipaddress.ip_address(cluster_id).version != 4:
             # BGP cluster IDs are 32-bit, written in IPv4 form (Calico's `ipv4` validator).
             raise FieldError("spec.bgp.routeReflectorClusterID", f"{cluster_id!r} is not IPv4")
+        for field, version in (("ipv4VXLANTunnelAddr", 4), ("ipv6VXLANTunnelAddr", 6)):
+            value = getattr(self.spec, field)
+            if value is not None and ipaddress.ip_address(value).version != version:
+                raise FieldError(f"spec.{field}", f"{value!r} is not an IPv{version} address")
 
 
 class ClusterInformationSpec(Model):

@@ -127,8 +127,8 @@ def _first_refused(support: Support, value: Any) -> Any:
 # --- reasons shared by several fields --------------------------------------------------------
 
 _K8S_META = "Kubernetes object bookkeeping; the etcd datastore keeps its own revision"
-_IPIP = "IPIP is not implemented; encapsulation is a later issue"
-_VXLAN = "VXLAN is not implemented; encapsulation is a later issue"
+_IPIP = "IPIP is not implemented"
+_FROM_NODE = "Felix takes its VTEP from its Node resource (allocated by calico node)"
 _WIREGUARD = "WireGuard is not implemented"
 _BPF = "the eBPF dataplane is not implemented; Felix programs iptables"
 _FLOW_LOGS = "flow logs are not implemented"
@@ -144,6 +144,11 @@ _SECRETS = (
 _UPSTREAM_NODE = "written by upstream calico/node; calico-py reads nothing from it"
 _TUNNEL_ADDR = "written by upstream calico/node for {} pools, which are refused; only"
 _TUNNEL_ADDR += " `calicoctl ipam check` reads it (as an address in use)"
+_VXLAN_NODE = (
+    "the node's VXLAN {} ({}), kept by `calico node run` while a VXLAN pool selects the node"
+    " and cleared when none does (a MAC set by hand is kept meanwhile, else derived from the"
+    " node name)"
+)
 
 # --- resource models -------------------------------------------------------------------------
 
@@ -277,8 +282,12 @@ FIELDS: dict[str, dict[str, Support]] = {
     # --- IP pools and IPAM ---
     "IPPoolSpec": {
         "cidr": SUPPORTED,
-        "vxlanMode": refused(_VXLAN, "Never", alternative="use vxlanMode: Never"),
-        "ipipMode": refused(_IPIP, "Never", alternative="use ipipMode: Never"),
+        "vxlanMode": supported(
+            "VXLAN overlay: Always, or CrossSubnet (encapsulated only to hosts on other subnets)"
+        ),
+        "ipipMode": refused(
+            _IPIP, "Never", alternative="use ipipMode: Never (vxlanMode gives an overlay)"
+        ),
         "natOutgoing": SUPPORTED,
         "disabled": SUPPORTED,
         "disableBGPExport": SUPPORTED,
@@ -289,7 +298,7 @@ FIELDS: dict[str, dict[str, Support]] = {
             alternative="name the pool in the CNI configuration (ipam.ipv4_pools)",
         ),
         "allowedUses": refused(
-            "only workload addresses are allocated (no tunnels, no LoadBalancer IPAM)",
+            "workload (CNI) and VXLAN tunnel addresses are allocated; no LoadBalancer IPAM",
             "Workload",
             "Tunnel",
         ),
@@ -382,10 +391,10 @@ FIELDS: dict[str, dict[str, Support]] = {
     "Node": {"status": noop(_UPSTREAM_NODE + " (its status)")},
     "NodeSpec": {
         "bgp": SUPPORTED,
-        "ipv4VXLANTunnelAddr": noop(_TUNNEL_ADDR.format("VXLAN")),
-        "vxlanTunnelMACAddr": noop(_UPSTREAM_NODE + " for VXLAN pools, which are refused"),
-        "ipv6VXLANTunnelAddr": noop(_TUNNEL_ADDR.format("VXLAN")),
-        "vxlanTunnelMACAddrV6": noop(_UPSTREAM_NODE + " for VXLAN pools, which are refused"),
+        "ipv4VXLANTunnelAddr": supported(_VXLAN_NODE.format("tunnel address", "IPv4")),
+        "vxlanTunnelMACAddr": supported(_VXLAN_NODE.format("VTEP MAC", "IPv4")),
+        "ipv6VXLANTunnelAddr": supported(_VXLAN_NODE.format("tunnel address", "IPv6")),
+        "vxlanTunnelMACAddrV6": supported(_VXLAN_NODE.format("VTEP MAC", "IPv6")),
         "orchRefs": noop("Kubernetes node name mapping; nodes are named by their hostname"),
         "wireguard": noop(_TUNNEL_ADDR.format("WireGuard").replace(" pools", "")),
         "addresses": noop(_UPSTREAM_NODE + "; BGP uses spec.bgp addresses"),
@@ -449,6 +458,11 @@ FELIX_SUPPORTED: tuple[str, ...] = (
     "disableConntrackInvalidCheck",
     "allowVXLANPacketsFromWorkloads",
     "allowIPIPPacketsFromWorkloads",
+    "vxlanEnabled",
+    "vxlanPort",
+    "vxlanVNI",
+    "vxlanMTU",
+    "vxlanMTUV6",
 )
 
 _GO_ONLY = "a Go runtime setting; calico-py is Python"
@@ -510,11 +524,6 @@ _FELIX_REFUSED: dict[str, tuple[str, tuple[Any, ...], str]] = {
     "logDebugFilenameRegex": ("debug logs are not filtered by file", (), ""),
     "ipipEnabled": (_IPIP, (False,), ""),
     "ipipMTU": (_IPIP, (0,), ""),
-    "vxlanEnabled": (_VXLAN, (False,), ""),
-    "vxlanMTU": (_VXLAN, (0,), ""),
-    "vxlanMTUV6": (_VXLAN, (0,), ""),
-    "vxlanPort": (_VXLAN, (4789,), ""),
-    "vxlanVNI": (_VXLAN, (4096,), ""),
     "endpointStatusPathPrefix": (
         "Felix writes no endpoint status files",
         ("/var/run/calico", "none"),
@@ -690,6 +699,11 @@ _ETCD_ALT = "use ETCD_ENDPOINTS, ETCD_CA_CERT_FILE, ETCD_CERT_FILE and ETCD_KEY_
 FELIX_LOCAL: dict[str, Support] = {
     "felixhostname": supported("the node name; also NODENAME"),
     "calicorundir": supported("where Felix writes its files; also CALICO_RUN_DIR"),
+    "mtufilepath": supported(
+        "calico-py's: where Felix writes the workloads' MTU while VXLAN is in use (default"
+        " /var/lib/calico/mtu, Calico's fixed path, where the CNI plugin reads it; the one"
+        " Felix file outside CalicoRunDir, so hosts sharing a machine set it apart)"
+    ),
     "datastoretype": refused("only the etcdv3 datastore is implemented", "etcdv3"),
     **{
         f"etcd{name}": refused(
@@ -712,10 +726,10 @@ FELIX_LOCAL: dict[str, Support] = {
             "urisan",
         )
     },
-    "ipv4vxlantunneladdr": refused(_VXLAN),
-    "ipv6vxlantunneladdr": refused(_VXLAN),
-    "vxlantunnelmacaddr": refused(_VXLAN),
-    "vxlantunnelmacaddrv6": refused(_VXLAN),
+    "ipv4vxlantunneladdr": refused(_FROM_NODE),
+    "ipv6vxlantunneladdr": refused(_FROM_NODE),
+    "vxlantunnelmacaddr": refused(_FROM_NODE),
+    "vxlantunnelmacaddrv6": refused(_FROM_NODE),
     "ipiniptunneladdr": refused(_IPIP),
     "clusterguid": noop("usage reporting only; calico-py never reports usage"),
     "clustertype": noop(

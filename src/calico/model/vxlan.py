@@ -18,6 +18,9 @@ DEFAULT_VNI = 4096
 DEFAULT_PORT = 4789
 DEVICE_V4 = "vxlan.calico"
 DEVICE_V6 = "vxlan-v6.calico"
+# Where Felix writes the workloads' MTU and the CNI plugin reads it (Calico's fixed path;
+# Felix's MTUFilePath and the CNI's mtu_file_path move it, e.g. per lab host).
+DEFAULT_MTU_FILE = "/var/lib/calico/mtu"
 OVERHEAD = {4: 50, 6: 70}
 
 
@@ -27,8 +30,8 @@ def device_name(ip_version: int) -> str:
 
 def vtep_mac(node: str, ip_version: int, configured: str | None = None) -> str:
     """The VTEP MAC of `node`: the configured one if set, else Calico's derived one."""
-    if configured:
-        return configured.lower()
+    if configured:  # validated by the Node model; "-" separators are valid there too
+        return configured.lower().replace("-", ":")
     name = node if ip_version == 4 else node + "-v6"
     digest = hashlib.sha1(name.encode(), usedforsecurity=False).digest()
     return ":".join(f"{b:02x}" for b in b"f" + digest[:5])
@@ -37,3 +40,8 @@ def vtep_mac(node: str, ip_version: int, configured: str | None = None) -> str:
 def tunnel_handle(node: str, ip_version: int) -> str:
     """IPAM handle of a node's VXLAN tunnel address (calico/node's allocateip names)."""
     return f"vxlan-tunnel-addr-{node}" if ip_version == 4 else f"vxlan-v6-tunnel-addr-{node}"
+
+
+def vxlan_enabled(vxlan_mode: str | None) -> bool:
+    """True for a pool's vxlanMode Always or CrossSubnet (unset means Never)."""
+    return (vxlan_mode or "Never") != "Never"

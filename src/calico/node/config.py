@@ -15,11 +15,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from calico.bgp.secrets import DEFAULT_SECRETS_DIR
+from calico.model.errors import describe
 from calico.model.fields import duration_seconds, is_subdomain
-from calico.model.network import IPPoolSpec
+from calico.model.network import EncapMode, IPPool
 
 AUTODETECT = "autodetect"
+BACKENDS = ("bird", "vxlan", "none")  # CALICO_NETWORKING_BACKEND
 NONE = "none"
 DEFAULT_RUN_DIR = "/var/run/calico"
 MAX_AS = 4294967295
@@ -81,7 +85,7 @@ NODE_VARIABLES: tuple[NodeVariable, ...] = (
     NodeVariable("AS", "the Node's AS number (1-4294967295 or asdot); unset keeps the Node's"),
     NodeVariable("CALICO_ROUTER_ID", "BIRD's router id: an IPv4 address or `hash` (of the node name); default the Node's IPv4, else the hash"),  # noqa: E501
     NodeVariable("CALICO_K8S_NODE_REF", "written to the Node's spec.orchRefs (orchestrator k8s)"),
-    NodeVariable("CALICO_NETWORKING_BACKEND", "`bird` (default: BIRD and the BGP agent), `none` (policy only: Felix alone; IP/IP6 are not used and the Node's addresses are left as they are, as Calico)", "`vxlan`: calico-py has no VXLAN dataplane yet"),  # noqa: E501
+    NodeVariable("CALICO_NETWORKING_BACKEND", "`bird` (default: BIRD and the BGP agent), `vxlan` (Felix without BIRD and the BGP agent; addresses and VXLAN tunnel addresses are registered as with bird), `none` (policy only: Felix alone; IP/IP6 are not used and the Node's addresses are left as they are, as Calico)"),  # noqa: E501
     NodeVariable("CALICO_IPV4POOL_CIDR", "the default IPv4 pool, created when no IPv4 pool exists (unset: no pool; Calico invents 192.168.0.0/16)"),  # noqa: E501
     NodeVariable("CALICO_IPV6POOL_CIDR", "the default IPv6 pool, created when no IPv6 pool exists (unset: no pool)"),  # noqa: E501
     NodeVariable("CALICO_IPV4POOL_BLOCK_SIZE", "the default IPv4 pool's blockSize (20-32, default 26)"),  # noqa: E501
@@ -92,9 +96,9 @@ NODE_VARIABLES: tuple[NodeVariable, ...] = (
     NodeVariable("CALICO_IPV6POOL_NODE_SELECTOR", "the default IPv6 pool's nodeSelector (default all())"),  # noqa: E501
     NodeVariable("CALICO_IPV4POOL_DISABLE_BGP_EXPORT", "the default IPv4 pool's disableBGPExport (default false)"),  # noqa: E501
     NodeVariable("CALICO_IPV6POOL_DISABLE_BGP_EXPORT", "the default IPv6 pool's disableBGPExport (default false)"),  # noqa: E501
-    NodeVariable("CALICO_IPV4POOL_IPIP", "`Never`, `Off` (the default)", "`Always`, `CrossSubnet`: calico-py has no IPIP dataplane yet", frozenset({"never", "off"})),  # noqa: E501
-    NodeVariable("CALICO_IPV4POOL_VXLAN", "`Never` (the default)", "`Always`, `CrossSubnet`: calico-py has no VXLAN dataplane yet", frozenset({"never"})),  # noqa: E501
-    NodeVariable("CALICO_IPV6POOL_VXLAN", "`Never` (the default)", "`Always`, `CrossSubnet`: calico-py has no VXLAN dataplane yet", frozenset({"never"})),  # noqa: E501
+    NodeVariable("CALICO_IPV4POOL_IPIP", "`Never`, `Off` (the default)", "`Always`, `CrossSubnet`: calico-py has no IPIP dataplane; use CALICO_IPV4POOL_VXLAN", frozenset({"never", "off"})),  # noqa: E501
+    NodeVariable("CALICO_IPV4POOL_VXLAN", "the default IPv4 pool's vxlanMode: `Never` (the default, also `Off`), `Always`, `CrossSubnet`"),  # noqa: E501
+    NodeVariable("CALICO_IPV6POOL_VXLAN", "the default IPv6 pool's vxlanMode: `Never` (the default, also `Off`), `Always`, `CrossSubnet`"),  # noqa: E501
     NodeVariable("NO_DEFAULT_POOLS", "`true`: create no pool (refused together with a CALICO_IPV*POOL_CIDR, as in Calico); `false`"),  # noqa: E501
     NodeVariable("DATASTORE_TYPE", "`etcdv3` (also the default here; Calico's is kubernetes)", f"`kubernetes`: {_NO_K8S}", frozenset({"etcdv3"})),  # noqa: E501
     NodeVariable("ETCD_ENDPOINTS", "comma list of etcd URLs (http, https, unix)"),
@@ -137,6 +141,7 @@ class DefaultPool:
     nat_outgoing: bool = False
     node_selector: str | None = None
     disable_bgp_export: bool = False
+    vxlan_mode: EncapMode | None = None  # "Always" or "CrossSubnet"; None: Never
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +151,8 @@ class NodeSettings:
     ip6: str | None  # "x::y/len", AUTODETECT, NONE; None: keep the Node's, else none
     as_number: int | None
     run_dir: Path
-    networking: bool  # run the BGP agent and BIRD
+    networking: bool  # register addresses and tunnel addresses (backend bird or vxlan)
+    bgp: bool = True  # run the BGP agent and BIRD (backend bird)
     ipv4_pool: DefaultPool | None = None
     ipv6_pool: DefaultPool | None = None
     ip_method: AutodetectMethod = field(default_factory=AutodetectMethod)
@@ -173,13 +179,10 @@ def settings_from_env(
     if not is_subdomain(nodename):
         raise NodeConfigError(f"NODENAME: {nodename!r} is not a valid node name (a DNS name)")
     backend = env.get("CALICO_NETWORKING_BACKEND", "bird").strip().lower()
-    if backend == "vxlan":
+    if backend not in BACKENDS:
         raise NodeConfigError(
-            "CALICO_NETWORKING_BACKEND: 'vxlan' is not supported: calico-py has no VXLAN "
-            "dataplane yet (use 'bird' or 'none')"
+            f"CALICO_NETWORKING_BACKEND: {backend!r} is not 'bird', 'vxlan' or 'none'"
         )
-    if backend not in ("bird", "none"):
-        raise NodeConfigError(f"CALICO_NETWORKING_BACKEND: {backend!r} is not 'bird' or 'none'")
     ip_text = env.get("IP", "").strip()
     return NodeSettings(
         nodename=nodename,
@@ -187,7 +190,8 @@ def settings_from_env(
         ip6=parse_ip_setting("IP6", env["IP6"], 6) if "IP6" in env else None,
         as_number=parse_as(env.get("AS")),
         run_dir=Path(env.get("CALICO_RUN_DIR", DEFAULT_RUN_DIR)),
-        networking=backend == "bird",
+        networking=backend != "none",
+        bgp=backend == "bird",
         ipv4_pool=_default_pool(env, 4),
         ipv6_pool=_default_pool(env, 6),
         ip_method=parse_autodetection_method(
@@ -359,6 +363,7 @@ def _default_pool(env: Mapping[str, str], version: int) -> DefaultPool | None:
     value = env.get(prefix + "CIDR")
     nat = _bool(env, prefix + "NAT_OUTGOING", version == 4)
     no_export = _bool(env, prefix + "DISABLE_BGP_EXPORT", False)
+    vxlan = _vxlan_mode(env, prefix + "VXLAN")
     if _bool(env, "NO_DEFAULT_POOLS", False):
         if value is not None:
             raise NodeConfigError(
@@ -378,13 +383,30 @@ def _default_pool(env: Mapping[str, str], version: int) -> DefaultPool | None:
     if block and (not block.isdigit() or not low <= int(block) <= high):
         raise NodeConfigError(f"{prefix}BLOCK_SIZE: {block!r} is not a block size ({low}-{high})")
     selector = env.get(prefix + "NODE_SELECTOR", "").strip() or None
-    if selector is not None:
-        try:
-            IPPoolSpec(cidr=str(net), nodeSelector=selector)
-        except ValueError as exc:
-            reason = str(exc).splitlines()[-1].strip()
-            raise NodeConfigError(f"{prefix}NODE_SELECTOR: {selector!r}: {reason}") from None
-    return DefaultPool(str(net), int(block) if block else None, nat, selector, no_export)
+    for name, field_name, value in (
+        ("NODE_SELECTOR", "nodeSelector", selector),
+        ("VXLAN", "vxlanMode", vxlan),
+    ):
+        if value is not None:  # the pool model judges it (vxlanMode may be refused there)
+            spec = {"cidr": str(net), field_name: value}
+            try:
+                IPPool.model_validate({"metadata": {"name": "default"}, "spec": spec})
+            except ValidationError as exc:
+                reason = describe(exc.errors()[0])[1]
+                raise NodeConfigError(f"{prefix}{name}: {value!r}: {reason}") from None
+    return DefaultPool(str(net), int(block) if block else None, nat, selector, no_export, vxlan)
+
+
+def _vxlan_mode(env: Mapping[str, str], name: str) -> EncapMode | None:
+    """calico/node's spellings: never/off (None), always, crosssubnet or cross-subnet."""
+    text = env.get(name, "").strip().lower()
+    if text in ("", "never", "off"):
+        return None
+    if text == "always":
+        return "Always"
+    if text in ("crosssubnet", "cross-subnet"):
+        return "CrossSubnet"
+    raise NodeConfigError(f"{name}: {env[name]!r} is not 'Never', 'Always' or 'CrossSubnet'")
 
 
 def variables_markdown() -> str:

@@ -3,9 +3,13 @@
 Start-up as Calico's calico/node: wait for the datastore and initialise it if needed, register
 the Node (addresses, AS), create default pools if asked, then run Felix (`calico-felix`, a
 child process with the node's environment), the BGP agent (in-process thread that renders
-`bird.cfg` and reconfigures BIRD) and BIRD (a child process). Children that exit are restarted
-with backoff; SIGTERM/SIGINT stop everything cleanly. Every file lives in CALICO_RUN_DIR:
-node.pid, felix.pid, felix.log, bird.cfg, bird.ctl, bird.pid, bird.log.
+`bird.cfg` and reconfigures BIRD) and BIRD (a child process). CALICO_NETWORKING_BACKEND
+`vxlan` runs no BGP agent and no BIRD; `none` also registers no addresses. With bird or
+vxlan the node keeps its VXLAN tunnel addresses (`node.tunnels`) and re-checks its addresses
+every poll interval. An IPIP pool in the datastore is reported, not served (`node.ipip`).
+Children that exit are restarted with backoff; SIGTERM/SIGINT stop everything cleanly. Every
+file lives in CALICO_RUN_DIR: node.pid, felix.pid, felix.log, bird.cfg, bird.ctl, bird.pid,
+bird.log.
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ from calico.datastore.api import DatastoreError
 from calico.datastore.client import ResourceClient
 from calico.datastore.config import EtcdConfig
 from calico.datastore.etcd import EtcdBackend
+from calico.ipam.allocator import IPAMClient
 from calico.node.autodetect import host_addresses
 from calico.node.config import NodeSettings
+from calico.node.ipip import report_ipip_pools
 from calico.node.register import (
     NodeStartupError,
     ensure_default_pools,
@@ -35,6 +41,7 @@ from calico.node.register import (
     register_node,
 )
 from calico.node.supervisor import Child, ChildSpec, Supervisor, restart_backoff
+from calico.node.tunnels import TunnelAddresses, TunnelKeeper
 
 log = logging.getLogger("calico.node")
 
@@ -68,6 +75,7 @@ class NodeDaemon:
                 return 0
             register_node(self.client, self.settings, host_addresses)
             ensure_default_pools(self.client, self.settings)
+            report_ipip_pools(self.client)
             merge_cluster_types(self.client, self.settings.cluster_types)
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "node.pid").write_text(f"{os.getpid()}\n")
@@ -79,17 +87,25 @@ class NodeDaemon:
 
     def _supervise(self) -> None:
         children = [Child(self._felix_spec())]
-        keeper = AgentKeeper(self._new_agent) if self.settings.networking else None
-        monitor = None
+        keeper = AgentKeeper(self._new_agent) if self.settings.bgp else None
+        checks: list[Callable[[], None]] = []
         if keeper is not None:
             children.append(Child(self._bird_spec()))
-            monitor = AddressMonitor(self._reregister, self.settings.poll_interval)
+            checks.append(keeper.check)
+        if self.settings.networking:
+            tunnels = TunnelKeeper(
+                self.backend,
+                TunnelAddresses(IPAMClient(self.backend), self.settings.nodename),
+                self.settings.poll_interval,
+            )
+            tunnels.check()  # before Felix starts, so it finds the tunnel address at once
+            checks += [AddressMonitor(self._reregister, self.settings.poll_interval).check,
+                       tunnels.check]  # fmt: skip
         supervisor = Supervisor(children)
 
         def check() -> None:
-            if keeper is not None and monitor is not None:
-                keeper.check()
-                monitor.check()
+            for each in checks:
+                each()
 
         try:
             if keeper is not None:

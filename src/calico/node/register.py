@@ -175,6 +175,7 @@ def ensure_default_pools(client: ResourceClient, settings: NodeSettings) -> None
                 natOutgoing=default.nat_outgoing or None,
                 nodeSelector=default.node_selector,
                 disableBGPExport=default.disable_bgp_export or None,
+                vxlanMode=default.vxlan_mode,
             ),
         )
         try:

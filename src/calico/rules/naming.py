@@ -60,6 +60,8 @@ IPSET_ID_ALL_POOLS = "all-ipam-pools"
 """Every IP pool's CIDR (Felix's `IPSetIDAllPools`): kernel name "cali40all-ipam-pools"."""
 IPSET_ID_MASQ_POOLS = "masq-ipam-pools"
 """The CIDRs of pools with natOutgoing (`IPSetIDNATOutgoingMasqPools`)."""
+IPSET_ID_ALL_VXLAN_NET = "all-vxlan-net"
+"""Every VTEP's parent (host) address (`IPSetIDAllVXLANSourceNets`): who may send us VXLAN."""
 
 RULE_HASH_PREFIX = "cali:"
 IPSET_PREFIX = "cali"

@@ -4,16 +4,21 @@ send kernel chains into them.
 
 Inputs: config and IP version (and, for raw, the workloads' allowed spoofed prefixes).
 Outputs: chains per table plus `Hook`s for the table driver. Layout is Go Felix's
-(felix/rules/static.go) without the IPIP/VXLAN/WireGuard/IPVS/BPF branches:
+(felix/rules/static.go) without the IPIP/WireGuard/IPVS/BPF branches:
 
 - filter INPUT -> cali-INPUT: from a workload prefix -> goto cali-wl-to-host (ICMPv6 router
   traffic, OpenStack allowances, workload egress policy, then DefaultEndpointToHostAction);
   otherwise accept what raw/mangle accepted, clear marks, host endpoint policy, accept on mark.
+  With VXLAN in use (per family), first: accept VXLAN (UDP to the VXLAN port) from the
+  `all-vxlan-net` set (every VTEP's parent address) to a local address; drop other VXLAN to
+  a local address.
 - filter FORWARD -> cali-FORWARD: clear marks (keeping accept), forward HEP policy, workload
   egress then ingress policy, forward HEP egress. Appended at the END of FORWARD (so other
   FORWARD rules still get their say): accept on the accept mark, else set it for mangle.
 - filter OUTPUT -> cali-OUTPUT: host -> workload is not policed (RETURN); otherwise host
-  endpoint egress policy (non-DNATed traffic; DNATed traffic is policed in mangle).
+  endpoint egress policy (non-DNATed traffic; DNATed traffic is policed in mangle). With
+  VXLAN in use, VXLAN from a local address to `all-vxlan-net` is accepted ahead of host
+  endpoint policy, so a host policy cannot cut the overlay.
 - raw PREROUTING -> cali-PREROUTING: mark workload traffic, skip RPF for allowed spoofed
   prefixes (cali-rpf-skip), drop workload packets failing strict reverse-path check;
   untracked host endpoint policy for the rest. raw OUTPUT -> untracked egress policy.
@@ -52,13 +57,14 @@ def _port(port: int) -> list[PortRange]:
     return [PortRange(port, port)]
 
 
-def static_filter_chains(cfg: RulesConfig, ip_version: int) -> list[Chain]:
+def static_filter_chains(cfg: RulesConfig, ip_version: int, *, vxlan: bool = False) -> list[Chain]:
+    """`vxlan`: VXLAN is in use in this family (this host has a VTEP in it)."""
     return [
-        _filter_input(cfg),
+        _filter_input(cfg, ip_version, vxlan),
         _workload_to_host(cfg, ip_version),
         failsafe_chain(cfg, ip_version, inbound=True, table="filter"),
         _filter_forward(cfg),
-        _filter_output(cfg),
+        _filter_output(cfg, ip_version, vxlan),
         failsafe_chain(cfg, ip_version, inbound=False, table="filter"),
     ]
 
@@ -146,10 +152,30 @@ def _workload_ifaces(cfg: RulesConfig) -> list[Match]:
     return [ANY.in_iface(p + "+") for p in cfg.workload_iface_prefixes]
 
 
-def _filter_input(cfg: RulesConfig) -> Chain:
+def _vxlan(cfg: RulesConfig) -> Match:
+    return ANY.protocol("udp").ports("dst", _port(cfg.vxlan_port))
+
+
+def _filter_input(cfg: RulesConfig, ip_version: int, vxlan: bool) -> Chain:
     allow = verdict(cfg.filter_allow_action)
     accepted = ANY.mark_set(cfg.mark_accept)
-    rules = [Rule(m, Goto(naming.CHAIN_WL_TO_HOST)) for m in _workload_ifaces(cfg)]
+    rules = []
+    if vxlan:
+        vteps = naming.ipset_name(ip_version, naming.IPSET_ID_ALL_VXLAN_NET)
+        to_host = _vxlan(cfg).dst_addr_local()
+        rules += [
+            Rule(
+                to_host.ipset(vteps, "src"),
+                allow,
+                (f"Allow IPv{ip_version} VXLAN packets from allowed hosts",),
+            ),
+            Rule(
+                to_host,
+                verdict(cfg.filter_deny_action),
+                (f"Drop IPv{ip_version} VXLAN packets from non-allowed hosts",),
+            ),
+        ]
+    rules += [Rule(m, Goto(naming.CHAIN_WL_TO_HOST)) for m in _workload_ifaces(cfg)]
     rules += [
         Rule(accepted, allow),
         Rule(action=clear_mark(cfg.all_marks)),
@@ -205,12 +231,21 @@ def _filter_forward(cfg: RulesConfig) -> Chain:
     return Chain(naming.CHAIN_FORWARD, tuple(rules))
 
 
-def _filter_output(cfg: RulesConfig) -> Chain:
+def _filter_output(cfg: RulesConfig, ip_version: int, vxlan: bool) -> Chain:
     allow = verdict(cfg.filter_allow_action)
     accepted = ANY.mark_set(cfg.mark_accept)
     rules = [Rule(accepted, allow)]
     # Host -> local workload is not policed by the workload's ingress policy.
     rules += [Rule(ANY.out_iface(p + "+"), RETURN) for p in cfg.workload_iface_prefixes]
+    if vxlan:
+        vteps = naming.ipset_name(ip_version, naming.IPSET_ID_ALL_VXLAN_NET)
+        rules.append(
+            Rule(
+                _vxlan(cfg).src_addr_local().ipset(vteps, "dst"),
+                allow,
+                (f"Allow IPv{ip_version} VXLAN packets to other allowed hosts",),
+            )
+        )
     rules += [
         Rule(action=clear_mark(cfg.all_marks)),
         Rule(ANY.ct_state("DNAT", negate=True), Jump(naming.CHAIN_TO_HOST_ENDPOINT)),

@@ -3,10 +3,12 @@ peers by selector, AS inheritance, router id, blocks."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from calico.bgp.render import render
 from calico.bgp.view import BgpView, Peer, PeerType, affine_blocks, build_view
 from calico.ipam.keys import affinity_key
 from calico.ipam.records import AffinityState, BlockAffinity
@@ -272,6 +274,25 @@ def test_pools_kernel_programming_and_export() -> None:
     got = {p.cidr: p.export for p in v.ipv4.pools}
     assert got == {"198.19.0.0/16": True, "198.20.0.0/16": False}
     assert [p.cidr for p in v.ipv6.pools] == ["2001:db8:100::/48"]
+
+
+def test_vxlan_pools_stay_out_of_the_kernel_but_are_advertised() -> None:
+    def pool(name: str, **spec: Any) -> Resource:
+        return resource({"kind": "IPPool", "metadata": {"name": name}, "spec": spec})
+
+    kvs = [(affinity_key("a", "198.19.0.0/26"), BlockAffinity(AffinityState.CONFIRMED).to_json())]
+    inputs = inputs_from([A, pool("vx", cidr="198.19.0.0/16", vxlanMode="CrossSubnet"),
+                          pool("plain", cidr="198.20.0.0/16", vxlanMode="Never")], "a")  # fmt: skip
+    v = build_view(replace(inputs, blocks=affine_blocks(kvs, "a")), "a")
+    assert {p.cidr: p.vxlan for p in v.ipv4.pools} == {"198.19.0.0/16": True,
+                                                       "198.20.0.0/16": False}  # fmt: skip
+    text = render(v)
+    kernel = text[text.index("filter calico_kernel_programming") :]
+    kernel = kernel[: kernel.index("\n}")]
+    assert "if ( net ~ 198.19.0.0/16 ) then { reject; }" in kernel
+    assert "if ( net ~ 198.20.0.0/16 ) then { accept; }" in kernel
+    assert "route 198.19.0.0/26 blackhole;" in text  # still originated, so advertised:
+    assert "if ( net = 198.19.0.0/26 ) then { accept; }" in text  # calico_aggr()
 
 
 def _pw(name: str, key: str) -> dict[str, Any]:

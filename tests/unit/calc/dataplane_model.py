@@ -16,6 +16,8 @@ class ModelDataplane:
     weps: dict[m.WorkloadEndpointID, m.WorkloadEndpoint] = field(default_factory=dict)
     heps: dict[m.HostEndpointID, m.HostEndpoint] = field(default_factory=dict)
     pools: dict[str, m.IPAMPool] = field(default_factory=dict)
+    vteps: dict[tuple[str, int], m.VTEPUpdate] = field(default_factory=dict)
+    routes: dict[str, m.RouteUpdate] = field(default_factory=dict)
     in_sync: bool = False
     batches: list[list[m.Message]] = field(default_factory=list)
 
@@ -58,8 +60,28 @@ class ModelDataplane:
             self.pools[msg.id] = msg.pool
         elif isinstance(msg, m.IPAMPoolRemove):
             del self.pools[msg.id]
+        elif isinstance(msg, m.VTEPUpdate):
+            assert self.vteps.get((msg.node, msg.ip_version)) != msg, "VTEP sent unchanged"
+            self.vteps[(msg.node, msg.ip_version)] = msg
+        elif isinstance(msg, m.VTEPRemove):
+            del self.vteps[(msg.node, msg.ip_version)]
+        elif isinstance(msg, m.RouteUpdate):
+            assert self.routes.get(msg.dst) != msg, f"route {msg.dst} sent unchanged"
+            self.routes[msg.dst] = msg
+        elif isinstance(msg, m.RouteRemove):
+            del self.routes[msg.dst]
         elif isinstance(msg, m.InSync):
             self.in_sync = True
+        self.check_tunnels()
+
+    def check_tunnels(self) -> None:
+        """After every message: a VXLAN route goes through a VTEP the dataplane has."""
+        for route in self.routes.values():
+            if route.type is m.RouteType.VXLAN:
+                version = 6 if ":" in route.dst else 4
+                vtep = self.vteps.get((route.node, version))
+                assert vtep is not None, f"route {route.dst} without the VTEP of {route.node}"
+                assert vtep.tunnel_addr == route.next_hop, f"route {route.dst} via a stale VTEP"
 
     def check_references(self) -> None:
         """Everything referenced exists: rules' IP sets, endpoints' policies and profiles."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from calico.cni.config import (
     determine_nodename,
     etcd_config,
     parse_netconf,
+    workload_mtu,
 )
 from calico.cni.identity import identify
 from calico.cni.spec import CniError, Code, Invocation
@@ -212,3 +214,31 @@ def test_refusals_read_as_an_operator_needs_them() -> None:
     for key in ("nodename_file_optional", "include_default_routes"):
         parse(_nested(key, True))
         assert code_of(_nested(key, "yes")) == Code.INVALID_CONFIG
+
+
+def test_mtu_from_the_file_felix_writes(tmp_path: Path) -> None:
+    mtu_file = tmp_path / "mtu"
+    base = {"name": "net1", "type": "calico", "ipam": {"type": "calico-ipam"}}
+    assert parse(base).mtu_file == "/var/lib/calico/mtu"
+    conf = parse({**base, "mtu_file_path": str(mtu_file)})
+    assert workload_mtu(conf) == 0  # no file: the kernel's default
+    mtu_file.write_text("1450")  # Felix writes the number alone
+    assert workload_mtu(conf) == 1450
+    assert workload_mtu(parse({**base, "mtu_file_path": str(mtu_file), "mtu": 1300})) == 1300
+    for bad in ("", "abc", "40", "1450.5"):
+        mtu_file.write_text(bad)
+        with pytest.raises(CniError, match="is not an MTU") as info:
+            workload_mtu(conf)
+        assert info.value.code == Code.IO_FAILURE
+
+
+def test_require_mtu_file(tmp_path: Path) -> None:
+    doc = {"name": "net1", "type": "calico", "ipam": {"type": "calico-ipam"},
+           "require_mtu_file": True, "mtu_file_path": str(tmp_path / "mtu")}  # fmt: skip
+    conf = parse(doc)
+    with pytest.raises(CniError, match=r"failed to read MTU file .*does not exist") as info:
+        workload_mtu(conf)
+    assert info.value.code == Code.IO_FAILURE
+    (tmp_path / "mtu").write_text("1410\n")
+    assert workload_mtu(conf) == 1410
+    assert code_of({**doc, "require_mtu_file": "yes"}) == Code.INVALID_CONFIG

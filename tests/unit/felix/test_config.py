@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from calico.dataplane.managers.vxlan import VXLANSettings
 from calico.datastore.client import ResourceClient
 from calico.datastore.memory import MemoryBackend
 from calico.felix.config import (
@@ -193,7 +194,8 @@ def test_the_fields_felix_reads_are_the_supported_ones() -> None:
         ),
         ({"FELIX_BPFENABLED": "1"}, "FELIX_BPFENABLED: true is not supported"),
         ({"FELIX_IPINIPENABLED": "true"}, "IPIP is not implemented"),
-        ({"FELIX_VXLANPORT": "4790"}, "FELIX_VXLANPORT: 4790 is not supported"),
+        ({"FELIX_IPINIPMTU": "1400"}, "FELIX_IPINIPMTU: 1400 is not supported"),
+        ({"FELIX_VXLANPORT": "70000"}, "environment: VXLANPort: 70000 is not within 1-65535"),
         ({"FELIX_NETLINKTIMEOUTSECS": "3"}, "FELIX_NETLINKTIMEOUTSECS"),
         ({"FELIX_FLOWLOGSGOLDMANESERVER": "x:1"}, "flow logs are not implemented"),
         ({"FELIX_ETCDENDPOINTS": "http://e:2379"}, "ETCD_ENDPOINTS"),
@@ -202,7 +204,7 @@ def test_the_fields_felix_reads_are_the_supported_ones() -> None:
         ({"FELIX_NOSUCHTHING": "1"}, "FELIX_NOSUCHTHING: not a Felix parameter calico-py knows"),
         # A supported field under a name Felix does not use is not quietly dropped either.
         ({"FELIX_LOGPREFIXSECS": "x"}, "FELIX_LOGPREFIXSECS: not a Felix parameter"),
-        ({"FELIX_VXLANVNI": "many"}, "FELIX_VXLANVNI: invalid literal"),
+        ({"FELIX_VXLANVNI": "many"}, "VXLANVNI: invalid literal"),
     ],
 )
 def test_refused_environment_stops_felix(env: dict[str, str], message: str) -> None:
@@ -284,3 +286,21 @@ def test_felix_exits_at_start_naming_a_refused_variable(
         " by calico-py (the eBPF dataplane is not implemented; Felix programs iptables)"
         " (FelixConfiguration bpfEnabled)"
     )
+
+
+def test_vxlan_parameters_reach_the_dataplane() -> None:
+    default = dataplane_settings(build_config({"NODENAME": "h", "CALICO_RUN_DIR": "/run/h"}))
+    assert default.hostname == "h" and default.rules.vxlan_port == 4789
+    assert default.vxlan == VXLANSettings(None, 4096, 0, 0, "/var/lib/calico/mtu")  # auto
+    cfg = build_config(
+        {"NODENAME": "h", "FELIX_VXLANMTUV6": "1400", "FELIX_MTUFILEPATH": "/tmp/h-mtu"},
+        global_spec={"vxlanEnabled": True, "vxlanPort": 8472, "vxlanVNI": 7, "vxlanMTU": 1410},
+        node_spec={"vxlanEnabled": False},
+    )
+    settings = dataplane_settings(cfg)
+    assert settings.vxlan == VXLANSettings(False, 7, 1410, 1400, "/tmp/h-mtu")
+    assert settings.rules.vxlan_port == 8472
+    assert build_config({"FELIX_VXLANENABLED": "true"}).vxlan_enabled is True
+    assert build_config({"FELIX_VXLANENABLED": "none"}).vxlan_enabled is None
+    with pytest.raises(ConfigError, match="VXLANVNI: 16777216 is not within 1-16777215"):
+        build_config({"FELIX_VXLANVNI": str(2**24)})

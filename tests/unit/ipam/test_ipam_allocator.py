@@ -217,6 +217,11 @@ def test_no_pool_disabled_pool_and_unknown_requested_pool(
     make_pool("tunnels", "10.3.0.0/24", allowedUses=["Tunnel"])
     with pytest.raises(NoPoolsAvailable, match="allows use Workload"):
         ipam.auto_assign(request("a"))
+    (tunnel,) = ipam.auto_assign(request("t", intended_use="Tunnel")).ipv4
+    assert tunnel.startswith("10.3.0.")  # the intended use picks the pool
+    make_pool("workloads", "10.6.0.0/24", allowedUses=["Workload"])
+    with pytest.raises(NoPoolsAvailable, match="allows use Tunnel"):
+        ipam.auto_assign(request("t2", intended_use="Tunnel", ipv4_pools=["workloads"]))
 
 
 def test_node_selector_uses_node_labels(

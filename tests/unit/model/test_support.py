@@ -81,10 +81,9 @@ REFUSALS: list[tuple[str, dict[str, Any], str, str]] = [
         doc("IPPool", {**POOL, "ipipMode": "Always"}, "p1"),
         "spec.ipipMode",
         'IPPool "p1": spec.ipipMode: "Always" is not supported by calico-py (IPIP is not'
-        " implemented; encapsulation is a later issue); use ipipMode: Never",
+        " implemented); use ipipMode: Never (vxlanMode gives an overlay)",
     ),
     ("pool ipip cross", doc("IPPool", {**POOL, "ipipMode": "CrossSubnet"}), "spec.ipipMode", ""),
-    ("pool vxlan", doc("IPPool", {**POOL, "vxlanMode": "Always"}), "spec.vxlanMode", "VXLAN"),
     (
         "pool LoadBalancer use",
         doc("IPPool", {**POOL, "allowedUses": ["LoadBalancer"]}),
@@ -117,10 +116,10 @@ REFUSALS: list[tuple[str, dict[str, Any], str, str]] = [
         "eBPF",
     ),
     (
-        "felix vxlan port",
-        doc("FelixConfiguration", {"vxlanPort": 4790}, "default"),
-        "spec.vxlanPort",
-        "VXLAN",
+        "felix ipip mtu",
+        doc("FelixConfiguration", {"ipipMTU": 1400}, "default"),
+        "spec.ipipMTU",
+        "IPIP",
     ),
     (
         "felix flow logs",

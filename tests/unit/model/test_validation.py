@@ -531,6 +531,16 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "spec.bgp.ipv4Address",
     ),
     (
+        "node VXLAN tunnel address of the wrong family",
+        res("Node", {"ipv4VXLANTunnelAddr": "2001:db8::1"}),
+        "spec.ipv4VXLANTunnelAddr",
+    ),
+    (
+        "node VTEP MAC malformed",
+        res("Node", {"vxlanTunnelMACAddrV6": "66:00:11"}),
+        "spec.vxlanTunnelMACAddrV6",
+    ),
+    (
         "networkset namespace label",
         res(
             "NetworkSet",

@@ -29,6 +29,7 @@ def test_environment_like_calico_node() -> None:
     assert s.run_dir == Path("/run/h1") and s.networking
     unset = settings_from_env({"NODENAME": "h", "IP": "", "CALICO_NETWORKING_BACKEND": "none"})
     assert (unset.ip, unset.ip6, unset.as_number, unset.networking) == (None, None, None, False)
+    assert unset.bgp is False and s.bgp
     assert unset.run_dir == Path("/var/run/calico")
     assert settings_from_env({"NODENAME": "h", "IP": "198.18.0.1"}).ip == "198.18.0.1/32"
     assert settings_from_env({"NODENAME": "h", "AS": "1.10"}).as_number == 65546
@@ -60,10 +61,6 @@ def test_flags_override_the_environment() -> None:
         ({"NODENAME": "bad_name"}, "NODENAME: 'bad_name' is not a valid node name"),
         ({"CALICO_NETWORKING_BACKEND": "gobgp"}, "CALICO_NETWORKING_BACKEND: 'gobgp'"),
         (
-            {"CALICO_NETWORKING_BACKEND": "vxlan"},
-            "CALICO_NETWORKING_BACKEND: 'vxlan' is not supported: calico-py has no VXLAN",
-        ),
-        (
             {"CALICO_IPV4POOL_IPIP": "Always"},
             "CALICO_IPV4POOL_IPIP: 'Always' is not supported: calico-py has no IPIP",
         ),
@@ -72,12 +69,8 @@ def test_flags_override_the_environment() -> None:
             "CALICO_IPV4POOL_IPIP: 'CrossSubnet' is not supported",
         ),
         (
-            {"CALICO_IPV4POOL_VXLAN": "Always"},
-            "CALICO_IPV4POOL_VXLAN: 'Always' is not supported: calico-py has no VXLAN",
-        ),
-        (
-            {"CALICO_IPV6POOL_VXLAN": "CrossSubnet"},
-            "CALICO_IPV6POOL_VXLAN: 'CrossSubnet' is not supported",
+            {"CALICO_IPV4POOL_VXLAN": "sometimes"},
+            "CALICO_IPV4POOL_VXLAN: 'sometimes' is not 'Never', 'Always' or 'CrossSubnet'",
         ),
         (
             {"DATASTORE_TYPE": "kubernetes"},
@@ -244,3 +237,22 @@ def test_poll_interval() -> None:
     )
     with pytest.raises(NodeConfigError, match="AUTODETECT_POLL_INTERVAL: '0s' is not a positive"):
         settings_from_env({"NODENAME": "h", "AUTODETECT_POLL_INTERVAL": "0s"})
+
+
+def test_vxlan_backend_registers_addresses_without_bgp() -> None:
+    s = settings_from_env({"NODENAME": "h", "CALICO_NETWORKING_BACKEND": "VXLAN"})
+    assert (s.networking, s.bgp) == (True, False)
+
+
+@pytest.mark.parametrize(
+    ("value", "mode"),
+    [("Always", "Always"), ("crosssubnet", "CrossSubnet"), ("Cross-Subnet", "CrossSubnet"),
+     ("Never", None), ("off", None), ("", None)],
+)  # fmt: skip
+def test_default_pool_vxlan_mode(value: str, mode: str | None) -> None:
+    for version, cidr in ((4, "198.19.0.0/16"), (6, "2001:db8:1::/64")):
+        env = {"NODENAME": "h", f"CALICO_IPV{version}POOL_CIDR": cidr,
+               f"CALICO_IPV{version}POOL_VXLAN": value}  # fmt: skip
+        s = settings_from_env(env)
+        pool = s.ipv4_pool if version == 4 else s.ipv6_pool
+        assert pool is not None and pool.vxlan_mode == mode

@@ -79,6 +79,16 @@ def test_default_pools_only_when_asked_and_none_exists() -> None:
     ]
 
 
+def test_default_pools_with_vxlan_mode() -> None:
+    c = client()
+    env = {"NODENAME": "h", "CALICO_IPV4POOL_CIDR": "198.19.0.0/16",
+           "CALICO_IPV4POOL_VXLAN": "CrossSubnet", "CALICO_IPV6POOL_CIDR": "2001:db8:1::/64",
+           "CALICO_IPV6POOL_VXLAN": "Always"}  # fmt: skip
+    ensure_default_pools(c, settings_from_env(env))
+    modes = {p.name: p.spec.vxlanMode for p in c.list(IPPool).items if isinstance(p, IPPool)}
+    assert modes == {"default-ipv4-ippool": "CrossSubnet", "default-ipv6-ippool": "Always"}
+
+
 def test_methods_explicit_prefix_and_failed_detection_keeping_the_saved_address() -> None:
     c = client()
     eth1 = [*ETH0, InterfaceAddress("eth1", 3, "198.18.1.11/25")]

@@ -204,6 +204,12 @@ def test_static_chains_all_tables(golden: CheckGolden) -> None:
     golden("static", text)
 
 
+def test_static_filter_chains_with_vxlan(golden: CheckGolden) -> None:
+    cfg = RulesConfig(vxlan_port=8472, filter_deny_action="REJECT")
+    render = lambda v: static.static_filter_chains(cfg, v, vxlan=True)  # noqa: E731
+    golden("static_vxlan", both_families("filter", render, static.hooks(cfg, "filter")))
+
+
 def test_host_endpoint_chains_and_dispatch(golden: CheckGolden) -> None:
     hep = HostEndpoint(
         interface_name="eth0",

@@ -21,6 +21,12 @@ interface has been known for `grace_period` seconds; `remove_external_routes=Fal
 them alone. Kernel routes (proto 2, e.g. fe80::/64) are never touched. Permanent IPv4
 neighbour (ARP) entries on workload interfaces are ours.
 
+The same reconciler owns the VXLAN manager's routes: a target may have a gateway (`via`,
+optionally `onlink`), and the pseudo-interface `BLACKHOLE` holds blackhole routes. Such a
+table owns interfaces by name prefix (the VXLAN device, the parent interface once known,
+see `own`), keeps no neighbours (`static_neigh=False`) and removes only its own protocol's
+routes (`remove_external_routes=False`).
+
 Invariants: routes are programmed only on interfaces that exist and are oper-up; the routes
 of a down interface stay desired and are programmed when it comes up. The in-memory view of
 the kernel is rebuilt by a full read (first apply, `resync()`, after any failure) and is
@@ -56,6 +62,9 @@ _NUD_PERMANENT = 0x80
 _FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
 _DEFAULT_METRIC = {4: 0, 6: 1024}  # what the kernel assigns when none is given
 _NETLINK_MAX_OPS = 4  # up to this many changes: netlink; more: one `ip -batch`
+BLACKHOLE = "*blackhole*"
+"""Pseudo-interface of blackhole routes (no device; always up)."""
+_RTN_BLACKHOLE = "6"  # how `ip -N` prints a blackhole route's type
 
 
 class RouteNetlink(Protocol):
@@ -70,10 +79,20 @@ class RouteNetlink(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class RouteTarget:
-    """A CIDR routed (`scope link`) to a workload interface, and the workload's MAC if known."""
+    """A CIDR routed (`scope link`) to a workload interface, and the workload's MAC if known;
+    or, with `gateway`, routed via that next hop (`onlink`: without checking it is on-link)."""
 
     cidr: str
     mac: str | None = None
+    gateway: str | None = None
+    onlink: bool = False
+
+    @property
+    def via(self) -> str:
+        """The route's shape as `_Route.via` records it."""
+        if self.gateway is None:
+            return ""
+        return f"via {self.gateway}" + (" onlink" if self.onlink else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +101,7 @@ class _Route:
 
     iface: str
     proto: int
-    exact: bool  # a plain device route in the scope we program
+    via: str | None  # "": device route in our scope; "via GW [onlink]"; "blackhole"; None: other
 
 
 class _Kind(enum.IntEnum):
@@ -102,6 +121,7 @@ class _Op:
     metric: int = 0
     proto: int = 0
     mac: str = ""
+    via: str = ""
 
     @property
     def addr(self) -> str:
@@ -112,10 +132,20 @@ _BATCH_LINES = {
     _Kind.NEIGH_DEL: "neigh del {op.addr} dev {op.iface}",
     _Kind.ROUTE_DEL: "route del {op.cidr} dev {op.iface} proto {op.proto} metric {op.metric}"
     " table {table}",
-    _Kind.ROUTE_REPLACE: "route replace {op.cidr} dev {op.iface} scope link proto {op.proto}"
+    _Kind.ROUTE_REPLACE: "route replace {op.cidr}{via} dev {op.iface}{scope} proto {op.proto}"
     " table {table}",
     _Kind.NEIGH_REPLACE: "neigh replace {op.addr} lladdr {op.mac} dev {op.iface} nud permanent",
 }
+
+
+def _batch_line(op: _Op, table: int) -> str:
+    """One `ip -batch` line; a blackhole route names no device."""
+    if op.iface == BLACKHOLE:
+        verb = "replace" if op.kind is _Kind.ROUTE_REPLACE else "del"
+        metric = f" metric {op.metric}" if op.kind is _Kind.ROUTE_DEL else ""
+        return f"route {verb} blackhole {op.cidr} proto {op.proto}{metric} table {table}\n"
+    via, scope = (f" {op.via}", "") if op.via else ("", " scope link")
+    return _BATCH_LINES[op.kind].format(op=op, table=table, via=via, scope=scope) + "\n"
 
 
 class _KernelView:
@@ -151,7 +181,7 @@ class _KernelView:
     def record(self, op: _Op, metric: int) -> None:
         """Reflects one of our own successful writes (a replace gets the default metric)."""
         if op.kind is _Kind.ROUTE_REPLACE:
-            self.add_route((op.cidr, metric), _Route(op.iface, op.proto, exact=True))
+            self.add_route((op.cidr, metric), _Route(op.iface, op.proto, op.via))
         elif op.kind is _Kind.ROUTE_DEL:
             self.remove_route((op.cidr, op.metric))
         elif op.kind is _Kind.NEIGH_REPLACE:
@@ -176,6 +206,7 @@ class RouteTable:
         grace_period: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         conntrack: ConntrackCleaner | None = None,
+        static_neigh: bool | None = None,
     ) -> None:
         if ip_version not in _FAMILY:
             raise ValueError(f"ip_version must be 4 or 6, not {ip_version}")
@@ -191,11 +222,11 @@ class RouteTable:
         self._clock = clock
         self._metric = _DEFAULT_METRIC[ip_version]
         self._host_len = 32 if ip_version == 4 else 128
-        self._static_neigh = ip_version == 4
+        self._static_neigh = ip_version == 4 if static_neigh is None else static_neigh
         self._desired: dict[str, dict[str, RouteTarget]] = {}
         self._claims: dict[str, set[str]] = {}  # CIDR -> interfaces that want it
         self._index: dict[str, int] = {}
-        self._up: set[str] = set()
+        self._up: set[str] = {BLACKHOLE}
         self._first_seen: dict[str, float] = {}
         self._view = _KernelView()
         self._dirty: set[str] = set()
@@ -231,6 +262,13 @@ class RouteTable:
 
     def remove_interface(self, iface: str) -> None:
         self.set_routes(iface, ())
+
+    def own(self, iface: str) -> None:
+        """Adds an interface (by prefix) to those this table owns; ownership only grows, so
+        routes left on an interface given up are still removed. The next apply re-reads."""
+        if not iface.startswith(self.iface_prefixes):
+            self.iface_prefixes += (iface,)
+            self._need_read = True
 
     def on_iface_state(self, iface: str, up: bool, index: int) -> None:
         """Interface monitor callback; `index` 0 means the interface no longer exists. On any
@@ -312,7 +350,8 @@ class RouteTable:
         cidr = (
             f"{socket.inet_ntop(_FAMILY[self.ip_version], packed)}/{int(length or self._host_len)}"
         )
-        return RouteTarget(cidr, target.mac.lower() if target.mac else None)
+        gateway = str(ipaddress.ip_address(target.gateway)) if target.gateway else None
+        return RouteTarget(cidr, target.mac.lower() if target.mac else None, gateway, target.onlink)
 
     def _mark_with_rivals(self, iface: str) -> None:
         """Marks `iface` dirty, and the other claimants of its CIDRs, whose winner may change."""
@@ -342,17 +381,19 @@ class RouteTable:
         links = dumps[0]
         self._index = {link["ifname"]: link["ifindex"] for link in links}
         self._up = {link["ifname"] for link in links if link.get("operstate") in ("UP", "UNKNOWN")}
+        self._up.add(BLACKHOLE)
         self._first_seen = {name: self._first_seen.get(name, now) for name in self._index}
         self._view = self._load_view(dumps[1], dumps[2] if self._static_neigh else [])
         self._dirty = set(self._desired) | set(self._view.by_iface) | set(self._view.neighs)
         self._need_read = False
 
     def _load_view(self, routes: list[dict[str, Any]], neighs: list[dict[str, Any]]) -> _KernelView:
-        view, prefixes, link_scope = _KernelView(), self.iface_prefixes, str(_SCOPE_LINK)
+        view, prefixes = _KernelView(), self.iface_prefixes
         for entry in routes:
-            iface = entry.get("dev")
-            if not iface or "type" in entry or not iface.startswith(prefixes):
-                continue  # not on a workload interface, multipath, or not unicast
+            kind = entry.get("type")
+            iface = BLACKHOLE if kind == _RTN_BLACKHOLE else entry.get("dev")
+            if not iface or kind not in (None, _RTN_BLACKHOLE) or not iface.startswith(prefixes):
+                continue  # not on an interface of ours, multipath, or another type
             proto = int(entry.get("protocol", _RTPROT_BOOT))
             if proto == _RTPROT_KERNEL:
                 continue
@@ -360,15 +401,22 @@ class RouteTable:
             if dst == "default":
                 dst = "0.0.0.0/0" if self.ip_version == 4 else "::/0"
             key = (dst if "/" in dst else f"{dst}/{self._host_len}", int(entry.get("metric", 0)))
-            scope_ok = self.ip_version == 6 or entry.get("scope") == link_scope
-            exact = proto == self.protocol and scope_ok and "gateway" not in entry
-            view.routes[key] = _Route(iface, proto, exact)  # the kernel's keys are unique
+            view.routes[key] = _Route(iface, proto, self._via(entry))  # kernel keys are unique
             view.by_iface.setdefault(iface, set()).add(key)
         for entry in neighs:
             iface = entry.get("dev")
             if iface and "lladdr" in entry and iface.startswith(prefixes):
                 view.neighs.setdefault(iface, {})[entry["dst"]] = entry["lladdr"].lower()
         return view
+
+    def _via(self, entry: dict[str, Any]) -> str | None:
+        """A kernel route's shape, as `RouteTarget.via` (None: one we never program)."""
+        if entry.get("type") == _RTN_BLACKHOLE:
+            return "blackhole"
+        if "gateway" in entry:
+            return f"via {entry['gateway']}" + (" onlink" if "onlink" in entry["flags"] else "")
+        scope_ok = self.ip_version == 6 or entry.get("scope") == str(_SCOPE_LINK)
+        return "" if scope_ok else None
 
     def _plan(self, now: float) -> tuple[list[_Op], set[str]]:
         """The changes for every dirty interface, and the interfaces to look at again."""
@@ -386,10 +434,10 @@ class RouteTable:
         desired = self._desired.get(iface, {})
         want = {c: t for c, t in desired.items() if up and self._winner(c) == iface}
         keep = want if up else desired
-        ours = _Route(iface, self.protocol, exact=True)
-        for cidr in want:
-            if self._view.routes.get((cidr, self._metric)) != ours:
-                ops.append(_Op(_Kind.ROUTE_REPLACE, iface, cidr, proto=self.protocol))
+        for cidr, target in want.items():
+            via = "blackhole" if iface == BLACKHOLE else target.via
+            if self._view.routes.get((cidr, self._metric)) != _Route(iface, self.protocol, via):
+                ops.append(_Op(_Kind.ROUTE_REPLACE, iface, cidr, proto=self.protocol, via=via))
         waiting = False
         for (cidr, metric), route in self._view.routes_on(iface):
             if metric == self._metric and cidr in keep:
@@ -430,8 +478,8 @@ class RouteTable:
         Returns how many succeeded; the caller sends the rest through the batch."""
         for done, op in enumerate(ops):
             index = self._index.get(op.iface)
-            if index is None:
-                return done
+            if index is None or (op.via and op.kind is _Kind.ROUTE_REPLACE):
+                return done  # gateway and blackhole routes go through the batch
             try:
                 if self._netlink is None:
                     self._netlink = self._netlink_factory()
@@ -460,7 +508,7 @@ class RouteTable:
 
     def _run_batch(self, ops: list[_Op]) -> None:
         """Everything else in one `ip -force -batch` (10k routes ~0.13 s)."""
-        script = "".join(_BATCH_LINES[op.kind].format(op=op, table=self.table) + "\n" for op in ops)
+        script = "".join(_batch_line(op, self.table) for op in ops)
         self._runner.run(["ip", f"-{self.ip_version}", "-force", "-batch", "-"], stdin=script)
         for op in ops:
             self._view.record(op, self._metric)
