@@ -10,8 +10,12 @@ Neutron can run what applies.
 
 from __future__ import annotations
 
+import importlib.util
 import os
-from collections.abc import Generator
+import sys
+from collections.abc import Callable, Generator
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 from _pytest.reports import BaseReport
@@ -50,3 +54,19 @@ def _fail(report: BaseReport) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get("CI") == "true":
         config.pluginmanager.register(NoSkipsUnderCi(), "calico-no-skips-under-ci")
+
+
+@pytest.fixture
+def bench_script() -> Callable[[str], ModuleType]:
+    """Imports a script of bench/ by name (bench/ is no package), for its smoke test."""
+
+    def load(name: str) -> ModuleType:
+        path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"calico_bench_{name}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up while loading
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
-import sys
-from pathlib import Path
+from collections.abc import Callable
 from types import ModuleType
 
 import pytest
@@ -15,25 +13,14 @@ from calico.testing.netns import Namespaces
 
 pytestmark = pytest.mark.fv
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "cni_exec.py"
 
-
-def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("calico_bench_cni_exec", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_cni_exec_bench_runs_at_tiny_scale() -> None:
+def test_cni_exec_bench_runs_at_tiny_scale(bench_script: Callable[[str], ModuleType]) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root: creates network namespaces")
     for tool in ("etcd", "ip", "nsenter"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} not found (make test installs it)")
-    bench = load_bench()
+    bench = bench_script("cni_exec")
     with Namespaces() as ns:
         rows = bench.run(ns, runs=2)
     assert [r.command for r in rows] == ["ADD", "DEL", "VERSION"]

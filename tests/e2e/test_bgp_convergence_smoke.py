@@ -2,39 +2,30 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
+from collections.abc import Callable
 from types import ModuleType
 
 from .conftest import require_lab_tools
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "bgp_convergence.py"
 
-
-def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("calico_bench_bgp_convergence", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_bgp_convergence_bench_runs_at_tiny_scale() -> None:
+def test_bgp_convergence_bench_runs_at_tiny_scale(
+    bench_script: Callable[[str], ModuleType],
+) -> None:
     require_lab_tools()
-    bench = load_bench()
+    bench = bench_script("bgp_convergence")
     rows = bench.run([2], samples=1)
     assert [(r.hosts, r.scenario) for r in rows] == [(2, s) for s in bench.SCENARIOS]
     assert all(r.totals[0] >= r.adds[0] > 0 and r.floor[0] > 0 for r in rows)
     assert len(bench.format_rows(rows).splitlines()) == 3
 
 
-def test_bgp_convergence_bench_fabric_mode_runs_at_tiny_scale() -> None:
+def test_bgp_convergence_bench_fabric_mode_runs_at_tiny_scale(
+    bench_script: Callable[[str], ModuleType],
+) -> None:
     """Three hosts in two racks: the one sample (on h0, rack r0) has a same-rack host (h2) and
     another rack's (h1), so both columns get a figure."""
     require_lab_tools()
-    bench = load_bench()
+    bench = bench_script("bgp_convergence")
     rows = bench.run([3], samples=1, fabric="as-per-rack", racks=2)
     assert [(r.hosts, r.scenario, r.fabric) for r in rows] == [
         (3, s, "as-per-rack") for s in bench.SCENARIOS

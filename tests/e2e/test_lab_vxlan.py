@@ -140,6 +140,17 @@ def test_no_bird_runs_and_each_host_has_its_vxlan_devices(lab: Lab) -> None:
             assert link["mtu"] == eth0["mtu"] - OVERHEAD[version]
 
 
+def test_workloads_get_room_for_the_encapsulation(lab: Lab) -> None:
+    """Felix writes the smaller tunnel MTU (IPv6's) to the host's MTU file; CNI gives it to
+    the workloads' interfaces, both ends."""
+    for workload, host in HOST_OF.items():
+        eth0 = json.loads(lab.exec(host, ["ip", "-j", "link", "show", "eth0"]).stdout)[0]
+        expected = eth0["mtu"] - max(OVERHEAD.values())
+        assert lab.mtu_file(host).read_text() == str(expected)
+        inside = json.loads(lab.exec(workload, ["ip", "-j", "link", "show", "eth0"]).stdout)[0]
+        assert inside["mtu"] == expected, (workload, inside)
+
+
 @pytest.mark.parametrize("version", [4, 6])
 def test_crosssubnet_routes_same_subnet_natively_and_other_subnets_through_vxlan(
     lab: Lab, version: int

@@ -4,11 +4,9 @@ benchmarks never fail a build on a number."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
-import sys
-from pathlib import Path
+from collections.abc import Callable
 from types import ModuleType
 
 import pytest
@@ -17,7 +15,6 @@ from calico.testing.netns import Namespaces
 
 pytestmark = pytest.mark.kernel
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "felix_footprint.py"
 ROWS = (
     "RSS after in sync + idle (MiB)",
     "peak RSS, VmHWM (MiB)",
@@ -27,21 +24,12 @@ ROWS = (
 )
 
 
-def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("calico_bench_felix_footprint", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_felix_footprint_bench_quick_run_prints_sane_rows(
-    netns: Namespaces, capsys: pytest.CaptureFixture[str]
+    netns: Namespaces, capsys: pytest.CaptureFixture[str], bench_script: Callable[[str], ModuleType]
 ) -> None:
     if shutil.which("etcd") is None:
         pytest.skip("etcd not found (make test installs it)")
-    assert load_bench().main(["--quick"], ns=netns) == 0
+    assert bench_script("felix_footprint").main(["--quick"], ns=netns) == 0
     table = capsys.readouterr().out
     assert "target" in table and "ratio" in table
     values = {}

@@ -3,9 +3,7 @@ cannot rot. No timing assertions: benchmarks never fail a build on a time."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
+from collections.abc import Callable
 from types import ModuleType
 
 import pytest
@@ -14,7 +12,6 @@ from calico.testing.netns import Namespaces
 
 pytestmark = pytest.mark.kernel
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "felix_scale.py"
 ROWS = (
     "cold: resources -> kernel in sync",
     "policy rule change",
@@ -26,19 +23,10 @@ ROWS = (
 )
 
 
-def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("calico_bench_felix_scale", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_felix_scale_bench_smoke_run_prints_the_table(
-    netns: Namespaces, capsys: pytest.CaptureFixture[str]
+    netns: Namespaces, capsys: pytest.CaptureFixture[str], bench_script: Callable[[str], ModuleType]
 ) -> None:
-    assert load_bench().main(["--smoke"], ns=netns) == 0
+    assert bench_script("felix_scale").main(["--smoke"], ns=netns) == 0
     table = capsys.readouterr().out
     assert "median ms" in table and "ratio" in table
     for scenario in ROWS:

@@ -3,9 +3,7 @@ No timing assertions: benchmarks never fail a build on a time."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
+from collections.abc import Callable
 from types import ModuleType
 
 import pytest
@@ -14,20 +12,11 @@ from calico.testing.netns import Namespaces
 
 pytestmark = pytest.mark.kernel
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "routes.py"
 
-
-def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("calico_bench_routes", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_routes_bench_runs_at_tiny_scale(netns: Namespaces) -> None:
-    bench = load_bench()
+def test_routes_bench_runs_at_tiny_scale(
+    netns: Namespaces, bench_script: Callable[[str], ModuleType]
+) -> None:
+    bench = bench_script("routes")
     rows = bench.run(netns, [3, 30], ifaces=3, reps=2)
     table = bench.format_rows(rows, reps=2)
     for scenario in ("program N routes", "restart, nothing to do", "add 1 route at steady state"):

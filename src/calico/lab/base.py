@@ -66,6 +66,11 @@ class LabBase:
         """The host's CALICO_RUN_DIR: node, Felix and BIRD files."""
         return self.dir / "hosts" / host
 
+    def mtu_file(self, host: str) -> Path:
+        """Where the host's Felix writes the workload MTU and its CNI calls read it (not the
+        machine's /var/lib/calico/mtu: the lab's hosts share one machine)."""
+        return self.run_dir(host) / "mtu"
+
     @property
     def cni_bin(self) -> Path:
         return self.dir / "cni" / "bin"

@@ -45,9 +45,11 @@ def net_conf(
     labels: dict[str, str],
     families: tuple[bool, bool],
     log_file: Path,
+    mtu_file: Path,
     pools: tuple[list[str], list[str]] = ([], []),
 ) -> dict[str, Any]:
-    """The network config for one call; `pools`: IPv4 and IPv6 pool names to use (if any)."""
+    """The network config for one call; `pools`: IPv4 and IPv6 pool names to use (if any);
+    `mtu_file`: the host's Felix's MTUFilePath."""
     ipam: dict[str, Any] = {
         "type": "calico-ipam",
         "assign_ipv4": "true" if families[0] else "false",
@@ -65,6 +67,7 @@ def net_conf(
         "nodename": node,
         "log_level": "info",
         "log_file_path": str(log_file),
+        "mtu_file_path": str(mtu_file),
         "ipam": ipam,
         "policy": {"type": "k8s"},
         "args": {"cni": {"labels": [{"key": k, "value": v} for k, v in labels.items()]}},

@@ -33,6 +33,7 @@ class NodeOps(LabBase):
             "CALICO_RUN_DIR": str(self.run_dir(host)),
             "CALICO_SECRETS_DIR": str(self.secrets_dir(host)),
             "CALICO_NETWORKING_BACKEND": self.spec.networkingBackend,
+            "FELIX_MTUFILEPATH": str(self.mtu_file(host)),
         }
         as_number = self.spec.host_as(spec)
         if as_number:

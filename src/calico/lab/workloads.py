@@ -54,6 +54,7 @@ class WorkloadOps(LabBase):
             dict(wl.labels),
             self._families(),
             log,
+            self.mtu_file(wl.host),
             self._pools(wl),
         )
         ws.result = self.step(
@@ -95,7 +96,9 @@ class WorkloadOps(LabBase):
             procs.stop([echo], 5.0)
             self.record_proc(f"echo/{name}", None)
         log = self.dir / "cni" / "cni.log"
-        conf = cni.net_conf(self.state.etcd_endpoint, ws.host, {}, self._families(), log)
+        conf = cni.net_conf(
+            self.state.etcd_endpoint, ws.host, {}, self._families(), log, self.mtu_file(ws.host)
+        )
         conf["prevResult"] = ws.result
         self.step(name, f"CNI DEL on {ws.host}", lambda: cni.invoke(self._call(ws), "DEL", conf))
         netns.delete(ws.netns)

@@ -105,12 +105,13 @@ class VXLANDevice:
         return self._runner.run(["ip", f"-{self.ip_version}", *args]).stdout
 
     def _json(self, *args: str) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = json.loads(self._ip("-j", *args) or "[]")
+        out: list[dict[str, Any]] = json.loads(self._ip("-j", *args).strip() or "[]")
         return out
 
     def _read_link(self) -> dict[str, Any] | None:
         result = self._runner.run(["ip", "-j", "-d", "link", "show", "dev", self.name], check=False)
-        return json.loads(result.stdout)[0] if result.returncode == 0 else None
+        links = json.loads(result.stdout.strip() or "[]") if result.returncode == 0 else []
+        return links[0] if links else None
 
     def _find_parent(self, local: str) -> tuple[str, int]:
         """The interface holding `local`, and its MTU."""
