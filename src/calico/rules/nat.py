@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from calico.calc.endpoint_messages import nats_apply
 from calico.calc.messages import NatMapping, PortRange, WorkloadEndpoint
 from calico.rules import naming
 from calico.rules.config import RulesConfig
@@ -97,7 +98,7 @@ def endpoint_nats(
     cfg: RulesConfig, ep: WorkloadEndpoint, ip_version: int
 ) -> tuple[NatMapping, ...]:
     """The NAT mappings of `ep` Felix programs in `ip_version`."""
-    if not (cfg.floating_ips or ep.orchestrator == "openstack"):
+    if not nats_apply(cfg.floating_ips, ep.orchestrator):
         return ()
     return ep.ipv4_nats if ip_version == 4 else ep.ipv6_nats
 
