@@ -16,7 +16,9 @@ the floating IP / masquerade managers of felix/dataplane/linux):
   has natOutgoing.
 
 A floating IP is also routed to the endpoint's interface (the endpoint manager adds the
-/32 or /128), which BIRD learns from the kernel and advertises if it lies in an IP pool.
+/32 or /128), which BIRD learns from the kernel and advertises if it lies in an IP pool;
+in a VXLAN pool, the other hosts' Felix route it to the endpoint's host themselves
+(calico.calc.vxlan_resolver).
 Mappings apply when FloatingIPs is Enabled, and always to OpenStack endpoints (as Felix).
 """
 
