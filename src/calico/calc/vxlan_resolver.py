@@ -36,7 +36,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from calico.calc.endpoint_messages import nats_apply
 from calico.calc.messages import RouteType, RouteUpdate, VTEPUpdate
@@ -113,6 +113,7 @@ class VXLANResolver:
         self._block_lens: dict[tuple[int, int], int] = {}  # (version, prefix) -> blocks
         self._endpoints: dict[EndpointKey, tuple[str, tuple[IPNetwork, ...]]] = {}
         self._owners: dict[IPNetwork, dict[EndpointKey, str]] = {}  # address -> endpoint host
+        self._host_endpoints: dict[str, set[EndpointKey]] = {}
         self.vteps: SentState[VTEPKey, VTEPUpdate] = SentState(self._vtep, _vtep_order)
         self.routes: SentState[IPNetwork, RouteUpdate] = SentState(self._route, _net_order)
 
@@ -129,7 +130,8 @@ class VXLANResolver:
             self.routes.mark_all(self._owners)
         else:
             self.routes.mark_all(self._host_blocks.get(name, ()))
-            self.routes.mark_all(a for a, hosts in self._owners.items() if name in hosts.values())
+            for key in self._host_endpoints.get(name, ()):
+                self.routes.mark_all(self._endpoints[key][1])
 
     def on_pool_update(self, name: str, pool: VXLANPool | None) -> None:
         old = self._pools.pop(name, None)
@@ -145,6 +147,8 @@ class VXLANResolver:
     ) -> None:
         """A workload endpoint (None host: deleted) and its single-address networks."""
         old = self._endpoints.pop(key, None)
+        if old is not None:
+            _discard(self._host_endpoints, old[0], key)
         for address in old[1] if old is not None else ():
             owners = self._owners[address]
             owners.pop(key, None)
@@ -155,6 +159,7 @@ class VXLANResolver:
             return
         new = tuple(addresses)
         self._endpoints[key] = (host, new)
+        self._host_endpoints.setdefault(host, set()).add(key)
         for address in new:
             self._owners.setdefault(address, {})[key] = host
             self.routes.mark(address)
@@ -164,9 +169,7 @@ class VXLANResolver:
         old = self._blocks.pop(block, None)
         size = (block.version, block.prefixlen)
         if old is not None:
-            self._host_blocks[old].discard(block)
-            if not self._host_blocks[old]:
-                del self._host_blocks[old]
+            _discard(self._host_blocks, old, block)
             self._block_lens[size] -= 1
             if not self._block_lens[size]:
                 del self._block_lens[size]
@@ -175,7 +178,17 @@ class VXLANResolver:
             self._host_blocks.setdefault(host, set()).add(block)
             self._block_lens[size] = self._block_lens.get(size, 0) + 1
         self.routes.mark(block)
-        self.routes.mark_all(a for a in self._owners if _within(a, block))
+        self.routes.mark_all(self._addresses_in(block))
+
+    def _addresses_in(self, block: IPNetwork) -> list[IPNetwork]:
+        """The endpoint addresses inside `block`: by walking the smaller of the block
+        (at most 4096 addresses, Calico's largest block) and the known addresses."""
+        if block.num_addresses > len(self._owners):
+            return [a for a in self._owners if _within(a, block)]
+        full = block.max_prefixlen
+        first = int(block.network_address)
+        inside = (ipaddress.ip_network((first + i, full)) for i in range(block.num_addresses))
+        return [a for a in inside if a in self._owners]
 
     # -- desired outputs ------------------------------------------------------------------
 
@@ -235,6 +248,12 @@ class VXLANResolver:
             if _within(block, p.cidr)
         ]
         return max(pools)[2] if pools else None  # equal CIDRs: the name decides, not history
+
+
+def _discard(index: dict[str, set[Any]], host: str, item: object) -> None:
+    index[host].discard(item)
+    if not index[host]:
+        del index[host]
 
 
 def _within(block: IPNetwork, pool: IPNetwork) -> bool:

@@ -181,3 +181,16 @@ def cross_subnet_cluster_with(eps: list[Resource]) -> VX:
     assert set(vx.dp.routes) == {LOCAL_BLOCK, PEER_BLOCK, FAR_BLOCK, "198.19.1.5/32",
                                  "198.19.0.7/32"}  # fmt: skip
     return vx
+
+
+def test_a_block_full_of_borrowed_addresses_changing_hands() -> None:
+    """More endpoint addresses than the block holds: the block's own addresses are walked."""
+    vx = cross_subnet_cluster()
+    borrowed = [endpoint(f"p{i}", THIRD, f"198.19.1.{i}") for i in range(64)]
+    own = [endpoint(f"q{i}", THIRD, f"198.19.2.{i}") for i in range(10)]
+    vx.put(*borrowed, *own)
+    assert len(vx.dp.routes) == 3 + 64
+    vx.blocks({PEER_BLOCK: THIRD})
+    assert set(vx.dp.routes) == {LOCAL_BLOCK, PEER_BLOCK, FAR_BLOCK}
+    vx.blocks({PEER_BLOCK: OTHER})
+    assert vx.route("198.19.1.63/32") == (RouteType.VXLAN, "198.19.2.1", THIRD)
