@@ -242,24 +242,26 @@ def test_host_endpoints_leave_vxlan_working_and_still_police_the_host(lab: Lab) 
 # -- addresses outside their host's blocks -----------------------------------------------------
 
 
-def test_a_borrowed_address_is_routed_to_its_host_over_the_tunnel(lab: Lab) -> None:
-    """`tiny` has one block: host-a1 takes it, w-b1's rack-mate borrows from it. Without a
-    /32 for the borrowed address, rack a would send it to host-a1, whose block blackholes it."""
-    lab.add_workload(Workload(name="t1", host="host-a1", namespace="apps", ipPools=["tiny"]))
+def test_a_borrowed_address_is_routed_to_its_host(lab: Lab) -> None:
+    """`tiny` has one block: host-b1 takes it, host-a2's workload borrows from it. Without a
+    /32 for the borrowed address, every host would send it to host-b1, which blackholes the
+    rest of its block. With it, host-a1 routes it natively (same subnet) and host-b1 through
+    host-a2's VTEP."""
+    lab.add_workload(Workload(name="t1", host="host-b1", namespace="apps", ipPools=["tiny"]))
     try:
-        t2 = lab.add_workload(Workload(name="t2", host="host-b1", namespace="apps", ports=[80],
+        t2 = lab.add_workload(Workload(name="t2", host="host-a2", namespace="apps", ports=[80],
                                        ipPools=["tiny"]))  # fmt: skip
         assert t2.ipv4 is not None
         dst = f"{t2.ipv4}/32"
         try:
-            for host in ("host-a1", "host-a2"):
-                wait_until(lambda h=host: routed_via(lab, h, dst, "host-b1"), 10,  # type: ignore[misc]
-                           f"{host} routes {dst} through host-b1's VTEP")  # fmt: skip
-            for src in ("w-a1", "w-a2", "w-b1"):
+            for host in ("host-a1", "host-b1"):
+                wait_until(lambda h=host: routed_via(lab, h, dst, "host-a2"), 10,  # type: ignore[misc]
+                           f"{host} routes {dst} to host-a2")  # fmt: skip
+            for src in ("w-a1", "w-b1", "t1"):
                 eventually(lab, src, "t2", True)
         finally:
             lab.remove_workload("t2")
-        wait_until(lambda: routes(lab, "host-a2", dst) == [], 10, f"{dst} withdrawn")
+        wait_until(lambda: routes(lab, "host-b1", dst) == [], 10, f"{dst} withdrawn")
     finally:
         lab.remove_workload("t1")
 
