@@ -5,7 +5,8 @@ node with the vxlan backend, an external `ext` in a third subnet. w-a1 -> w-b1 c
 router inside VXLAN; w-a1 -> w-a2 goes natively. Policies enforce both ways at both ends, in
 IPv4 and IPv6, whichever path the packets take. Host endpoints on every host's eth0 with
 nothing but failsafes (and neighbour discovery) leave workload traffic working: Felix accepts
-VXLAN between the cluster's hosts before host endpoint policy, as Calico does. A workload's
+VXLAN between the cluster's hosts before host endpoint policy, as Calico does, and an
+applyOnForward policy on eth0 polices only the flows forwarded through eth0. A workload's
 address borrowed from another host's block, and a floating IP from a VXLAN pool, are routed
 as a /32 (/128) to the endpoint's host: through its VTEP from the other rack, natively from
 its own, so they are reachable from everywhere.
@@ -207,8 +208,29 @@ spec:
   ingress: [{{action: Allow, protocol: TCP, destination: {{ports: [{HOST_PORT}]}}}}]
 """
 
+# Calico: an applyOnForward policy on a host endpoint also polices what the host forwards
+# between that interface and its workloads. Over VXLAN, a cross-subnet flow reaches the host
+# as UDP to the host itself (accepted from the cluster's VTEPs before host endpoint policy)
+# and is forwarded from vxlan.calico, which is no host endpoint: only the native (same
+# subnet) flow comes in through eth0.
+FORWARD_POLICY = """
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: hosts-forward}
+spec:
+  selector: hep == 'eth0'
+  applyOnForward: true
+  types: [Ingress]
+  ingress:
+  - {action: Deny, protocol: TCP, destination: {ports: [80]}}
+  - {action: Allow}
+"""
+
 
 def test_host_endpoints_leave_vxlan_working_and_still_police_the_host(lab: Lab) -> None:
+    """Only failsafes (and neighbour discovery): the host port is shut, workloads still
+    talk over the tunnel and natively; a policy opens the port; applyOnForward polices the
+    native flow only."""
     argv = lab.exec_argv("host-b1", [sys.executable, "-m", "calico.lab.echo", f"tcp/{HOST_PORT}"])
     listener = programs.start(argv)
     try:
@@ -229,9 +251,13 @@ def test_host_endpoints_leave_vxlan_working_and_still_police_the_host(lab: Lab) 
             eventually(lab, "ext", "host-b1", True, port=HOST_PORT, ipv6=True)
             assert not reaches(lab, "ext", "host-b1", port=HOST_PORT + 1)
             both(lab, "w-a1", "w-b1", True)
+            apply(lab, FORWARD_POLICY)
+            both(lab, "w-a1", "w-a2", False)  # native: forwarded in from eth0
+            both(lab, "w-a1", "w-b1", True)  # tunnelled: forwarded in from vxlan.calico
         finally:
             for host in HOST_IP:
                 delete(lab, HostEndpoint, f"{host}-eth0")
+            delete(lab, GlobalNetworkPolicy, "hosts-forward")
             delete(lab, GlobalNetworkPolicy, "hosts-port")
             delete(lab, GlobalNetworkPolicy, "hosts-ndp")
     finally:
