@@ -210,9 +210,12 @@ def run_calico(hosts: int, samples: int, state_root: Path, spec: LabSpec) -> dic
 
 # -- the floor: the same network, plain BIRD as hosts ----------------------------------------
 
+# calico node's BIRD has `protocol direct` too: without it, BIRD resolves a ToR's next hop
+# through the ToR's BGP route to its own rack subnet and installs the routes as unreachable.
 BIRD_CONFIG = """
 router id {me};
 protocol device {{ scan time 2; }}
+protocol direct {{ ipv4; interface "eth0"; }}
 protocol kernel {{ ipv4 {{ import all; export all; }}; learn; scan time 2; merge paths on; }}
 template bgp peer {{
   local as {asn}; connect delay time 1; connect retry time 2;
