@@ -347,9 +347,8 @@ def format_rows(rows: Sequence[Row]) -> str:
     if any(r.fabric for r in rows):  # a line above the header names the split columns
         split = f"{'median':>8} {'p99':>8} {'floor':>8} {'ratio':>6}"
         lines[0] += f"  {split}  {split}"
-        lines.insert(
-            0, f"{'':<{len(head)}}  {'--- same rack ---':^33}  {'--- other racks ---':^33}"
-        )
+        groups = f"{'':<{len(head)}}  {'--- same rack ---':^33}  {'--- other racks ---':^33}"
+        lines.insert(0, groups.rstrip())
     return "\n".join(lines)
 
 
