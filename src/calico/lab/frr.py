@@ -88,9 +88,15 @@ def start(directory: Path, ns: str, config: str, name: str) -> tuple[Proc, Proc]
     (directory / "bgpd.conf").write_text(config)
     zebra = _daemon(directory, ns, "zebra", [])
     _wait_for(directory / "zserv.api", zebra, "zebra")
+    return zebra, start_bgpd(directory, ns)
+
+
+def start_bgpd(directory: Path, ns: str) -> Proc:
+    """bgpd alone, on the config and zebra already there (also after bgpd was killed)."""
+    (directory / "bgpd.vty").unlink(missing_ok=True)  # a killed bgpd leaves its socket
     bgpd = _daemon(directory, ns, "bgpd", [])
     _wait_for(directory / "bgpd.vty", bgpd, "bgpd")
-    return zebra, bgpd
+    return bgpd
 
 
 def _daemon(directory: Path, ns: str, daemon: str, extra: list[str]) -> Proc:
