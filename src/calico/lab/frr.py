@@ -40,9 +40,11 @@ def bgpd_config(
     neighbors: list[Neighbor],
     networks: list[str],
     timers: tuple[int, int] | None = None,
+    graceful_restart: bool = False,
 ) -> str:
     """bgpd.conf: a session to each neighbor (v4 and v6 address families), networks
-    advertised; `timers` are (keepalive, hold) seconds."""
+    advertised; `timers` are (keepalive, hold) seconds. `graceful_restart`: a restarted bgpd
+    finds its routes kept by zebra and its peers (RFC 4724), as the border's is."""
     lines = [
         f"hostname {name}",
         "!",
@@ -52,7 +54,9 @@ def bgpd_config(
         " no bgp default ipv4-unicast",
         " bgp bestpath as-path multipath-relax",
         *([f" timers bgp {timers[0]} {timers[1]}"] if timers else []),
-    ]
+        *([" bgp graceful-restart", " bgp graceful-restart preserve-fw-state"]
+          if graceful_restart else []),
+    ]  # fmt: skip
     for n in neighbors:
         lines += [
             f" neighbor {n.address} remote-as {n.as_number}",

@@ -137,7 +137,9 @@ class TopologyOps(FabricOps):
             if n
         ]
         router_id = border.ipv4.split("/")[0]
-        config = frr.bgpd_config(border.name, border.asNumber, router_id, neighbors, networks)
+        config = frr.bgpd_config(
+            border.name, border.asNumber, router_id, neighbors, networks, graceful_restart=True
+        )
         zebra, bgpd = frr.start(self.border_dir, self.netns(border.name), config, border.name)
         self.record_proc("frr/zebra", zebra)
         self.record_proc("frr/bgpd", bgpd)
