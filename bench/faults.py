@@ -313,7 +313,12 @@ def bird_killed(lab: Lab) -> Row:
         time.sleep(0.3)  # the node notices and restarts BIRD; then its sessions come back
         back = _since(started, lambda: sessions_up(lab, "host-1"), 60, "BIRD sessions")
         time.sleep(2.0)
-    return Row("BIRD SIGKILLed (host-1)", window[0], back, "sessions Established")
+    return Row(
+        "BIRD SIGKILLed on host-1 (calico node restarts it)",
+        window[0],
+        back,
+        "sessions Established",
+    )
 
 
 def border_killed(lab: Lab) -> Row:
@@ -325,7 +330,9 @@ def border_killed(lab: Lab) -> Row:
         _start_bgpd(lab)
         back = _since(started, lambda: _border_up(lab), 90, "FRR sessions")
         time.sleep(2.0)
-    return Row("FRR bgpd SIGKILLed (border)", window[0], back, "sessions Established")
+    return Row(
+        "FRR bgpd SIGKILLed on the border, started again", window[0], back, "sessions Established"
+    )
 
 
 def _kill_bgpd(lab: Lab) -> None:
@@ -381,7 +388,13 @@ def felix_killed(lab: Lab) -> Row:
         time.sleep(2.0)
     ok_after = lab.probe("client", "server", "tcp", 80).ok
     lab.client.delete(GlobalNetworkPolicy, "faults-later")
-    return Row("Felix SIGKILLed mid-apply (host-2)", window[0], back, "in sync", ok_after=ok_after)
+    return Row(
+        "Felix SIGKILLed on host-2 mid-apply (calico node restarts it)",
+        window[0],
+        back,
+        "in sync",
+        ok_after=ok_after,
+    )
 
 
 def latency(lab: Lab) -> float:
@@ -413,7 +426,13 @@ def etcd_down(lab: Lab, seconds: float) -> Row:
         time.sleep(2.0)
     after = latency(lab)
     lab.client.delete(GlobalNetworkPolicy, "faults-later")
-    return Row(f"etcd down {seconds:.0f}s", window[0], back, "etcd healthy", (after, floor))
+    return Row(
+        f"etcd SIGKILLed, down {seconds:.0f}s, started again",
+        window[0],
+        back,
+        "etcd healthy",
+        (after, floor),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -537,7 +556,8 @@ def section(report: Report, starts: list[float]) -> str:
             f"A calico node started from nothing on host-1 while its border peer was down "
             f"routed to host-2's workloads after {report.absent_start:.1f}s (BIRD is started "
             "in graceful restart recovery only when a previous BIRD's routes are in the kernel; "
-            "always, it held every route back for its 240 s `graceful restart wait`)."]),
+            "started so always, BIRD held every route back for its 240 s "
+            "`graceful restart wait`)."]),
         "", table(report.rows, when, machine),
     ])  # fmt: skip
 

@@ -21,6 +21,7 @@ from calico.lab.procs import Proc
 
 FRR_DIR = Path("/usr/lib/frr")
 FRR_USER = "frr"
+GRACEFUL_RESTART = (" bgp graceful-restart", " bgp graceful-restart preserve-fw-state")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +55,8 @@ def bgpd_config(
         " no bgp default ipv4-unicast",
         " bgp bestpath as-path multipath-relax",
         *([f" timers bgp {timers[0]} {timers[1]}"] if timers else []),
-        *([" bgp graceful-restart", " bgp graceful-restart preserve-fw-state"]
-          if graceful_restart else []),
-    ]  # fmt: skip
+        *(GRACEFUL_RESTART if graceful_restart else ()),
+    ]
     for n in neighbors:
         lines += [
             f" neighbor {n.address} remote-as {n.as_number}",
