@@ -97,7 +97,7 @@ def test_salvage_replaces_an_invalid_value() -> None:
     )
     recorder = Recorder()
     decoder = ResourceDecoder(
-        recorder, on_invalid=lambda k, r: None, salvage=lambda k, raw: stand_in
+        recorder, on_invalid=lambda k, r: None, salvage=lambda k, raw: (stand_in, "stand-in")
     )
     decoder.on_updates([Update(UpdateKind.NEW, key, b"{broken", 3)])
     assert [(u.kind, u.resource) for u in recorder.updates] == [(UpdateKind.NEW, stand_in)]
