@@ -8,11 +8,15 @@ policy (here the allow-all profile); a broken policy whose types cannot be read 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
+from calico.felix.daemon import WATCHED_KINDS
+from calico.model.felixconfig import FelixConfiguration
 from calico.model.keys import ResourceKey
 from calico.model.policy import GlobalNetworkPolicy
+from calico.testing.garbage import FLAVOURS, LineCounter, garbage, write
 from calico.testing.workloads import ping
 
 from .conftest import Cluster, wait_until
@@ -58,3 +62,27 @@ def test_broken_ingress_policy_denies_ingress_and_keeps_egress(cluster: Cluster)
                                 "ingress": [bad_rule]})  # fmt: skip
     wait_until(lambda: not ping(cluster.ns, a.netns, "198.19.0.2"), what="egress denied")
     assert not ping(cluster.ns, b.netns, "198.19.0.1")
+
+
+def test_felix_keeps_running_over_garbage_under_every_prefix(cluster: Cluster) -> None:
+    host = cluster.host("h1")
+    a = host.add_workload("cali1a", "198.19.0.1")
+    b = host.add_workload("cali1b", "198.19.0.2")
+    cluster.add_endpoint(host, a, "a")
+    cluster.add_endpoint(host, b, "b")
+    items = garbage()
+    write(cluster.backend, items)
+    # The configuration Felix itself reads, broken too.
+    cluster.backend.put(ResourceKey(FelixConfiguration, "default").path, b"{not json")
+    host.start()
+    host.wait_ready()
+    # The broken policies select all(): ingress fails closed, egress (no Egress type) does not.
+    assert not ping(cluster.ns, a.netns, "198.19.0.2")
+    time.sleep(5)  # several refresh intervals: no line repeats
+    assert host.proc is not None and host.proc.poll() is None, host.log_tail()
+    counter = LineCounter(items)
+    for line in host.log_since_start().splitlines():
+        counter.count(line)
+    reading = counter.reading("felix")
+    assert reading.keys_reported == len(WATCHED_KINDS) * len(FLAVOURS), counter.lines
+    assert reading.max_lines_per_key == 1, counter.lines
