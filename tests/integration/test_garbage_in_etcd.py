@@ -1,4 +1,4 @@
-"""Garbage under every resource prefix (bad JSON, wrong kind, bad field, 1.4 MiB): every
+"""Garbage under every resource prefix (bad JSON, wrong kind, bad field, 1.4 MB): every
 reader survives and names each bad key in one line; broken policies fail closed (real etcd).
 
 The companion of test_refused_in_etcd.py (values calico-py refuses on purpose); the same

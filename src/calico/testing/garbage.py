@@ -1,9 +1,9 @@
 """Garbage written straight into etcd under every resource prefix, as a broken tool would.
 
 Four flavours per kind: bytes that are not JSON, a valid document of another kind, a field
-calico-py does not know, and a value of 1.4 MiB (just under etcd's default 1.5 MiB request
-limit, the largest a client can write). `count_lines` tells how many log lines named each key:
-the goal is exactly one per key and change, whatever the readers do afterwards.
+calico-py does not know, and a value of 1.4 MB (1.34 MiB: etcd's default request limit,
+1.5 MiB, refuses a larger one before any reader sees it). `LineCounter` tells how many log
+lines named each key: the goal is exactly one per key and change, however often readers resync.
 """
 
 from __future__ import annotations
