@@ -16,6 +16,7 @@ from calico.lab.nodes import NodeOps
 from calico.lab.probe import ProbeResult, run_probe
 from calico.lab.report import Matrix
 from calico.lab.spec import (
+    bare,
     border_links,
     fabric_links,
     gateway_address,
@@ -218,7 +219,7 @@ class AccessOps(TopologyOps, NodeOps, WorkloadOps):
 
 
 def _bare(address: str | None) -> str | None:
-    return address.split("/")[0] if address else None
+    return bare(address) if address else None
 
 
 def _info(sessions: list[dict[str, str]], peer: str) -> str:

@@ -14,7 +14,6 @@ goes down (`hang_spine`), and send updates at once.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,8 +24,10 @@ from calico.lab.spec import (
     Rack,
     Spine,
     Tor,
+    bare,
     border_gateways,
     border_links,
+    border_networks,
     fabric_links,
     gateway_address,
     gateway_address6,
@@ -197,18 +198,17 @@ class FabricOps(LabBase):
         if tor is not None:
             return self._tor_config(*tor)
         if border is not None and border.name == name:
-            neighbors = [frr.Neighbor(_bare(a), s.asNumber) for s, _, a in self._border_links()]
-            nets = [str(ipaddress.ip_network(n, strict=False))
-                    for n in (border.network.ipv4, border.network.ipv6) if n]  # fmt: skip
-            router_id = _bare(border_links(spec)[0][1])
+            neighbors = [frr.Neighbor(bare(a), s.asNumber) for s, _, a in self._border_links()]
+            nets = [str(n) for n in border_networks(border)]
+            router_id = bare(border_links(spec)[0][1])
             return frr.bgpd_config(name, border.asNumber, router_id, neighbors, nets, FABRIC_TIMERS)
         spine = next(s for s in spec.spines if s.name == name)
         links = fabric_links(spec) + fabric_links(spec, 6)
-        neighbors = [frr.Neighbor(_bare(t_addr), t.asNumber)
+        neighbors = [frr.Neighbor(bare(t_addr), t.asNumber)
                      for r, s, t_addr, _ in links if s == spine and (t := r.tor)]  # fmt: skip
-        neighbors += [frr.Neighbor(_bare(a), border.asNumber)
+        neighbors += [frr.Neighbor(bare(a), border.asNumber)
                       for s, a, _ in self._border_links() if s == spine and border]  # fmt: skip
-        router_id = _bare(next(a for _, s, _, a in links if s == spine))
+        router_id = bare(next(a for _, s, _, a in links if s == spine))
         return frr.bgpd_config(name, spine.asNumber, router_id, neighbors, [], FABRIC_TIMERS)
 
     def _border_links(self) -> list[tuple[Spine, str, str]]:
@@ -223,7 +223,7 @@ class FabricOps(LabBase):
         sources = {4: tor.loopback and tor_peer_address(rack), 6: tor.loopback6 and
                    tor_peer_address6(rack)}  # fmt: skip
         neighbors = [
-            frr.Neighbor(_bare(address), spec.host_as(h) or spec.asNumber,
+            frr.Neighbor(bare(address), spec.host_as(h) or spec.asNumber,
                          rr_client=reflect, next_hop_self=reflect, password=tor.password,
                          update_source=sources[version] or None)
             for version in (4, 6)
@@ -231,7 +231,7 @@ class FabricOps(LabBase):
             if (address := h.ipv4 if version == 4 else h.ipv6)
         ]  # fmt: skip
         links = fabric_links(spec) + fabric_links(spec, 6)
-        neighbors += [frr.Neighbor(_bare(s_addr), s.asNumber) for r, s, _, s_addr in links
+        neighbors += [frr.Neighbor(bare(s_addr), s.asNumber) for r, s, _, s_addr in links
                       if r == rack]  # fmt: skip
         networks = [str(net) for net in rack_subnets(rack)]
         router_id = gateway_address(rack)
@@ -300,8 +300,7 @@ class FabricOps(LabBase):
         subnets = {str(net) for r in self.spec.racks for net in rack_subnets(r)}
         border = self.fabric_border()
         if border is not None:
-            nets = (border.network.ipv4, border.network.ipv6)
-            subnets |= {str(ipaddress.ip_network(n, strict=False)) for n in nets if n}
+            subnets |= {str(n) for n in border_networks(border)}
 
         def missing() -> str | None:
             for name in [t.name for _, t in self.tors()] + ([border.name] if border else []):
@@ -314,7 +313,3 @@ class FabricOps(LabBase):
 
         if wait_for(lambda: None if missing() else True, timeout, 0.2) is None:
             raise LabError("fabric", "ToR-spine routing", missing() or "?")
-
-
-def _bare(address: str) -> str:
-    return address.split("/")[0]

@@ -280,11 +280,20 @@ def tor_peer_address6(rack: Rack) -> str | None:
     return gateway_address6(rack)
 
 
+def border_networks(border: Border) -> list[IPNet]:
+    """The networks behind the border router: IPv4, then IPv6."""
+    nets = (border.network.ipv4, border.network.ipv6)
+    return [ipaddress.ip_network(n, strict=False) for n in nets if n]
+
+
 def border_gateways(border: Border) -> list[str]:
     """The border's addresses on the network behind it: the first of each, with its prefix."""
-    nets = [ipaddress.ip_network(n, strict=False) for n in (border.network.ipv4,
-            border.network.ipv6) if n]  # fmt: skip
-    return [f"{next(net.hosts())}/{net.prefixlen}" for net in nets]
+    return [f"{next(net.hosts())}/{net.prefixlen}" for net in border_networks(border)]
+
+
+def bare(address: str) -> str:
+    """An address without its prefix length."""
+    return address.split("/")[0]
 
 
 def rack_interface(rack: Rack, address: str) -> IPIface:

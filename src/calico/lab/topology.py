@@ -20,6 +20,7 @@ from calico.lab.spec import (
     External,
     Host,
     border_gateways,
+    border_networks,
     etcd_address,
     fabric_interface,
     rack_of,
@@ -114,11 +115,7 @@ class TopologyOps(FabricOps):
             neighbors.append(frr.Neighbor(host.ipv4.split("/")[0], asn))
             if host.ipv6 and border.ipv6:
                 neighbors.append(frr.Neighbor(host.ipv6.split("/")[0], asn))
-        networks = [
-            str(ipaddress.ip_network(n, strict=False))
-            for n in (border.network.ipv4, border.network.ipv6)
-            if n
-        ]
+        networks = [str(n) for n in border_networks(border)]
         router_id = border.ipv4.split("/")[0]
         config = frr.bgpd_config(border.name, border.asNumber, router_id, neighbors, networks)
         zebra, bgpd = frr.start(self.border_dir, ns, config, border.name)
