@@ -46,17 +46,17 @@ TOR2_LOOPBACK6 = "2001:db8:fe::2"  # l3-fabric-v6.yaml's
 HOLD_MARGIN = 3.0  # after the hold timer: withdrawals reach the other ToRs, probes time out
 PING_INTERVAL = 0.02  # seconds between the pings that measure an outage
 # The earlier-seen "lost first probe" after a spine failure, measured (pings every 20 ms between
-# the cross-rack pairs, `ip monitor` and link counters on the ToRs): the pings lost are exactly
-# the TX drops on tor-2's veth to spine-1 (8 drops, one per pair; tor-1: none), i.e. packets
-# tor-2 kept hashing onto that link after spine-1's side went down, until its kernel processed
-# the loss of carrier. The kernel handles carrier changes in linkwatch, which runs a device's
-# change at once only when it is "urgent" - for a veth, when its ifindex differs from its peer's
-# - and otherwise batches it, at most once a second. tor-1's s0 is 3@if2: urgent, seen within
-# 4 ms; tor-2's s0 is 3@if3 (ifindexes are per namespace): not urgent, seen 28 ms later on an
-# idle machine, 800 ms later under pytest with other labs' link events on the machine (40 pings
-# lost in every pair). A physical NIC's carrier loss takes the same path. Not FRR (zebra rewrote
-# the routes ~70 ms after the carrier loss, by when the kernel already skipped the dead
-# nexthop: LINKDOWN), not neighbour resolution, not a rehash of flows on spine-2. A TCP probe
+# the cross-rack pairs, `ip monitor` and link counters on the ToRs): the pings lost are the TX
+# drops on tor-2's veth to spine-1 (tor-1's: none), packets tor-2 kept hashing onto that link
+# after spine-1's side went down, until its kernel processed the loss of carrier. The kernel
+# handles carrier changes in linkwatch, which runs a device's change at once only when it is
+# "urgent" - for a veth, when its ifindex differs from its peer's - and otherwise batches it, at
+# most once a second. tor-1's s0 is 3@if2: urgent, seen within 4 ms; tor-2's s0 is 3@if3
+# (ifindexes are per namespace): not urgent, seen 28 ms later on an idle machine (one ping lost
+# per pair, 8 drops), 740-800 ms later under pytest with other labs on the machine (37 pings lost
+# in each of the 8 pairs, 296 drops). A physical NIC's carrier loss takes the same path. Not FRR
+# (zebra rewrote the routes ~70 ms after the carrier loss, when the kernel already skipped the
+# LINKDOWN nexthop), not neighbour resolution, not a rehash of the flows on spine-2. A TCP probe
 # whose SYN is lost fails: TCP resends it after 1 s, the probe's timeout.
 MAX_LOST_PINGS = 60  # linkwatch's 1 s and the packets in flight; a wait for BGP's hold time
 # (9 s) would lose 300 or more
@@ -271,6 +271,11 @@ def lost_pings(lab: Lab, src: str, dst: str, count: int) -> list[int]:
     return [seq for seq in range(1, count + 1) if seq not in answered]
 
 
+def tx_dropped(lab: Lab, router: str, link: str) -> int:
+    out = lab.exec(router, ["ip", "-j", "-s", "link", "show", link]).stdout
+    return int(json.loads(out)[0]["stats64"]["tx"]["dropped"])
+
+
 def test_losing_a_spine_loses_no_connectivity(lab: Lab) -> None:
     """Pings every 20 ms across racks, both ways, while spine-1's links go down: each pair
     loses at most the packets in flight (see MAX_LOST_PINGS), then all reach every other."""
@@ -279,14 +284,18 @@ def test_losing_a_spine_loses_no_connectivity(lab: Lab) -> None:
     assert both_spines(lab)
     pairs = CROSS_RACK + [(b, a) for a, b in CROSS_RACK]
     count = int(3.0 / PING_INTERVAL)
+    before = {tor: tx_dropped(lab, tor, "s0") for tor in ("tor-1", "tor-2")}  # s0: to spine-1
     with ThreadPoolExecutor(len(pairs)) as pool:
         pings = [pool.submit(lost_pings, lab, a, b, count) for a, b in pairs]
         time.sleep(1.0)
         lab.fail_spine("spine-1")
         lost = dict(zip(pairs, (p.result() for p in pings), strict=True))
+    drops = {tor: tx_dropped(lab, tor, "s0") - n for tor, n in before.items()}
     print(f"spine failure: pings lost per pair {sorted(len(q) for q in lost.values())}"
-          f" (50 a second): {lost}")  # fmt: skip
+          f" (50 a second), TX drops on the ToRs' links to spine-1 {drops}: {lost}")  # fmt: skip
     assert max(len(seqs) for seqs in lost.values()) <= MAX_LOST_PINGS, lost
+    # what was lost went into a dead link (a few may die inside spine-1 as its links go down)
+    assert sum(len(q) for q in lost.values()) <= sum(drops.values()) + len(pairs), drops
     wait_until(lambda: lab.router_sessions("tor-1")["198.18.0.1"] != "Established", 15,
                "tor-1 notices spine-1 is gone")  # fmt: skip
     assert broken_pairs(lab) == []
