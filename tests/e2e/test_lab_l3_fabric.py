@@ -433,6 +433,10 @@ def test_ipv6_across_racks(tmp_path: Path) -> None:
         same_rack = route(lab, "host-1a", "w-1b", 6)  # reflected by the ToR, next hop kept
         assert (same_rack["gateway"], same_rack["protocol"]) == ("2001:db8:1::12", "bird")
         check_ipv6_loopback(lab)
+        block6 = str(ipaddress.ip_network(f"{lab.state.workloads['w-1a'].ipv6}/122", strict=False))
+        wait_until(lambda: block6 in lab.border_routes("ipv6"), 30, f"the border learns {block6}")
+        assert lab.probe("client", "w-1a", "tcp", ipv6=True).ok  # through a spine's /127
+        assert lab.probe("w-2a", "client", "icmp", ipv6=True).ok
         cells = lab.matrix(ipv6=True).cells
         assert len(cells) == 6 and all(cells.values()), cells
         assert lab.probe("w-2a", "w-1a", "icmp", ipv6=True).ok
