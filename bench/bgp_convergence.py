@@ -14,10 +14,12 @@ reply. Two scenarios:
 - existing block: the address comes from the host's already advertised /26 block, so only
   the owning host's route (CNI, Felix) has to appear.
 
-The floor, measured in the same run: the same number of plain BIRD namespaces (iBGP full
-mesh, kernel `learn`), a new workload namespace wired with a veth and a /32 route on one of
-them, pinged from every other one. Times are medians and p99 over `--samples` additions;
-ratio = median / floor median. Everything runs in namespaces this script creates and removes.
+The floor, measured in the same run: the same network (`Lab.build_network`, the lab's own
+builder) and hosts with plain BIRD on each host instead of calico node (no etcd, Felix or CNI),
+peering as calico node does; a new workload namespace wired with a veth, proxy ARP and a /32
+route on one host (BIRD's kernel protocol learns it and advertises it), pinged from every other
+host. Times are medians and p99 over `--samples` additions; ratio = median / floor median.
+Everything runs in namespaces this script creates and removes.
 
 With ``--fabric MODEL`` the lab is the L3 fabric instead of the mesh (lab file `model`, `racks`,
 `spines`): `--racks` racks, each a subnet behind an FRR ToR, the ToRs linked to one FRR spine,
@@ -26,10 +28,11 @@ an AS per host, eBGP to the ToR). `--hosts` counts hosts in all racks; host i si
 i mod racks, so the ADDs, made on each host in turn, alternate between racks. Besides the total
 (every other host replied), each sample splits into the last reply from a host in the owner's
 rack (ToR reflects or re-advertises: one router hop) and from a host in another rack (ToR ->
-spine -> ToR -> host: three). The floor is the same mesh floor with the same host count: the
-time for a plain BIRD route to reach a directly peered host. It is not a fabric floor (no FRR
-in it), so the ratio is the cost of Calico plus the fabric's extra hops over a one-hop BGP
-path; the same-rack and other-racks columns show what the hops add.
+spine -> ToR -> host: three), for Calico and for the floor, each column with its own ratio.
+The fabric's floor is the same fabric: the same racks, ToRs and spine with the same FRR
+configuration and timers, the same model and AS numbers, only the hosts are plain BIRD peering
+with their ToR. A ratio is then Calico's cost over an identical fabric, the FRR hops included
+in both; the mesh keeps its mesh floor (plain BIRD, iBGP full mesh).
 """
 
 from __future__ import annotations
@@ -38,7 +41,6 @@ import argparse
 import ipaddress
 import math
 import re
-import secrets
 import statistics
 import sys
 import tempfile
@@ -51,9 +53,11 @@ import yaml
 
 from calico import programs
 from calico.lab import netns, procs
+from calico.lab.base import wait_for
+from calico.lab.bird import bgp_sessions
 from calico.lab.lab import Lab, running_lab
 from calico.lab.labfile import load_lab
-from calico.lab.spec import Workload
+from calico.lab.spec import Host, LabSpec, Workload, tor_peer_address
 
 REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from")
 PING_DEADLINE = 20
@@ -61,15 +65,37 @@ SCENARIOS = {"new /32 block": "bench-32", "existing /26 block": "bench-26"}
 
 
 @dataclass(frozen=True)
+class Samples:
+    totals: list[float]  # start -> every other host got a reply
+    adds: list[float]  # the ADD (floor: wiring) alone; the rest of a total is time after it
+    same_rack: list[float] = field(default_factory=list)  # last reply from the owner's rack
+    other_racks: list[float] = field(default_factory=list)  # last reply from the other racks
+
+    def record(
+        self,
+        started: float,
+        added: float,
+        rack: str | None,
+        replies: Sequence[tuple[str | None, float]],
+    ) -> None:
+        """A sample on a host in `rack` (None: mesh): (rack, first reply) of every other host."""
+        self.totals.append(max(t for _, t in replies) - started)
+        self.adds.append(added - started)
+        if rack is None:
+            return
+        near = [t for r, t in replies if r == rack]
+        far = [t for r, t in replies if r != rack]
+        self.same_rack.extend([max(near) - started] if near else [])
+        self.other_racks.extend([max(far) - started] if far else [])
+
+
+@dataclass(frozen=True)
 class Row:
     hosts: int
     scenario: str
-    totals: list[float]  # ADD start -> every other host got a reply
-    adds: list[float]  # the ADD alone (the rest of a total is time after the ADD returned)
-    floor: list[float]
+    calico: Samples
+    floor: Samples
     fabric: str | None = None  # None: full mesh; else the L3 fabric's model
-    same_rack: list[float] = field(default_factory=list)  # last reply from the owner's rack
-    other_racks: list[float] = field(default_factory=list)  # last reply from the other racks
 
 
 def ping_from(ns: str, address: str, deadline: int) -> programs.Popen[str]:
@@ -155,133 +181,122 @@ def fabric_lab_file(hosts: int, racks: int, model: str) -> str:
     return yaml.safe_dump(doc)
 
 
-@dataclass(frozen=True)
-class Samples:
-    totals: list[float]
-    adds: list[float]
-    same_rack: list[float]
-    other_racks: list[float]
-
-
 def calico_samples(lab: Lab, pool: str, samples: int, tag: str) -> Samples:
-    hosts = [h.name for h in lab.spec.hosts]
-    rack = {h.name: h.rack for h in lab.spec.hosts}
-    totals, adds, same_rack, other_racks = [], [], [], []
+    hosts = lab.spec.hosts
+    out = Samples([], [])
     for k in range(samples):
         owner = hosts[k % len(hosts)]
         pools = [pool] if pool == "bench-32" else []
         started = time.time()
-        ws = lab.add_workload(Workload(name=f"{tag}{k}", host=owner, ipPools=pools))
+        ws = lab.add_workload(Workload(name=f"{tag}{k}", host=owner.name, ipPools=pools))
         added = time.time()
         assert ws.ipv4 is not None
         others = [(i, h) for i, h in enumerate(hosts) if h != owner]
-        sources = [lab.netns_of(f"probe{i}") for i, _ in others]
-        replies = first_replies(sources, ws.ipv4)
-        totals.append(max(replies) - started)
-        adds.append(added - started)
-        if lab.spec.racks:
-            near = [t for (_, h), t in zip(others, replies, strict=True) if rack[h] == rack[owner]]
-            far = [t for (_, h), t in zip(others, replies, strict=True) if rack[h] != rack[owner]]
-            same_rack += [max(near) - started] if near else []
-            other_racks += [max(far) - started] if far else []
-    return Samples(totals, adds, same_rack, other_racks)
+        replies = first_replies([lab.netns(f"probe{i}") for i, _ in others], ws.ipv4)
+        out.record(
+            started,
+            added,
+            owner.rack,
+            [(h.rack, t) for (_, h), t in zip(others, replies, strict=True)],
+        )
+    return out
 
 
-def run_calico(hosts: int, samples: int, state_root: Path, text: str) -> dict[str, Samples]:
-    spec = load_lab(text, "bench lab")
+def run_calico(hosts: int, samples: int, state_root: Path, spec: LabSpec) -> dict[str, Samples]:
     with running_lab(spec, state_root / f"calico-{hosts}") as lab:
         return {name: calico_samples(lab, pool, samples, f"s{i}-")
                 for i, (name, pool) in enumerate(SCENARIOS.items())}  # fmt: skip
 
 
-# -- the floor: plain BIRD namespaces --------------------------------------------------------
+# -- the floor: the same network, plain BIRD as hosts ----------------------------------------
 
+# calico node's BIRD has `protocol direct` too: without it, BIRD resolves a ToR's next hop
+# through the ToR's BGP route to its own rack subnet and installs the routes as unreachable.
 BIRD_CONFIG = """
 router id {me};
 protocol device {{ scan time 2; }}
+protocol direct {{ ipv4; interface "eth0"; }}
 protocol kernel {{ ipv4 {{ import all; export all; }}; learn; scan time 2; merge paths on; }}
-template bgp mesh {{
-  local as 64512; connect delay time 1; connect retry time 2;
+template bgp peer {{
+  local as {asn}; connect delay time 1; connect retry time 2;
   ipv4 {{ import all; export where net ~ [ 198.19.0.0/16+ ]; next hop self; }};
 }}
 """
 
 
 class Floor:
-    """N namespaces with BIRD on a bridge; `add(k, i)` wires a /32 workload on host i."""
+    """The lab's network (`Lab.build_network`: the bridge, or the racks with the same ToRs,
+    spines and FRR configuration) and hosts, with plain BIRD on each host instead of calico
+    node (no etcd, Felix or CNI), peering as calico node would: with every other host in the
+    mesh, with its ToR in the fabric. `add(k, host)` wires a /32 workload on the host."""
 
-    def __init__(self, hosts: int, directory: Path) -> None:
-        self.prefix = f"bfl{secrets.token_hex(2)}"
-        self.dir = directory
-        self.namespaces: list[str] = []
-        self.procs: list[procs.Proc] = []
-        self.hosts = [f"{self.prefix}-h{i}" for i in range(hosts)]
-        self.ips = [f"198.18.0.{10 + i}" for i in range(hosts)]
+    def __init__(self, spec: LabSpec, directory: Path) -> None:
+        self.lab = Lab.create(spec, directory)
+        self.hosts = spec.hosts
 
-    def _ns(self, name: str) -> str:
-        self.namespaces.append(name)
-        netns.add(name)
-        return name
+    def peers(self, host: Host) -> list[tuple[str, int]]:
+        """(address, AS) of the host's BGP peers."""
+        spec = self.lab.spec
+        if host.rack is None:
+            return [(h.ipv4, spec.asNumber) for h in self.hosts if h != host]
+        tor = spec.host_rack(host).tor
+        assert tor is not None
+        return [(tor_peer_address(spec.host_rack(host)), tor.asNumber)]
 
     def build(self) -> None:
-        fabric = self._ns(f"{self.prefix}-fabric")
-        netns.ip_batch(fabric, ["link add br0 type bridge", "link set br0 up"])
-        for i, (host, ip) in enumerate(zip(self.hosts, self.ips, strict=True)):
-            self._ns(host)
-            netns.veth(fabric, f"p{i}", host, "eth0")
-            netns.ip(fabric, "link", "set", f"p{i}", "master", "br0")
-            netns.ip_batch(host, [f"addr add {ip}/24 dev eth0", "route add default dev eth0"])
-            netns.sysctl(host, {"net.ipv4.ip_forward": "1"})
-            peers = "".join(f"protocol bgp p{j} from mesh {{ neighbor {peer} as 64512; }}\n"
-                            for j, peer in enumerate(self.ips) if peer != ip)  # fmt: skip
-            cfg = self.dir / f"bird-{i}.cfg"
-            cfg.write_text(BIRD_CONFIG.format(me=ip) + peers)
-            argv = ["bird", "-f", "-c", str(cfg), "-s", str(self.dir / f"bird-{i}.ctl")]
-            self.procs.append(procs.spawn(argv, self.dir / f"bird-{i}.log", netns=host))
-        self._wait_established()
+        self.lab.build_network()
+        for host in self.hosts:
+            self.lab.build_host(host)
+            ns, directory = self.lab.netns(host.name), self.lab.run_dir(host.name)
+            netns.sysctl(ns, {"net.ipv4.ip_forward": "1"})
+            asn = self.lab.spec.host_as(host) or self.lab.spec.asNumber
+            peers = "".join(f"protocol bgp p{j} from peer {{ neighbor {ip} as {peer_as}; }}\n"
+                            for j, (ip, peer_as) in enumerate(self.peers(host)))  # fmt: skip
+            (directory / "bird.cfg").write_text(BIRD_CONFIG.format(me=host.ipv4, asn=asn) + peers)
+            argv = ["bird", "-f", "-c", str(directory / "bird.cfg"),
+                    "-s", str(directory / "bird.ctl")]  # fmt: skip
+            bird = procs.spawn(argv, directory / "bird.log", netns=ns)
+            self.lab.record_proc(f"bird/{host.name}", bird)
+        if wait_for(lambda: None if self._not_established() else True, 30.0, 0.1) is None:
+            raise RuntimeError(f"floor: BGP sessions not established: {self._not_established()}")
 
-    def _wait_established(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        for i in range(len(self.hosts)):
-            while True:
-                out = netns.run(["birdc", "-s", str(self.dir / f"bird-{i}.ctl"), "show",
-                                 "protocols"], check=False).stdout  # fmt: skip
-                if out.count("Established") == len(self.hosts) - 1:
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"floor BIRD {i}: sessions not established:\n{out}")
-                time.sleep(0.1)
+    def _not_established(self) -> list[str]:
+        """Hosts whose BIRD has fewer sessions established than it has peers."""
+        up = {h.name: bgp_sessions(self.lab.run_dir(h.name) / "bird.ctl") or [] for h in self.hosts}
+        return [h.name for h in self.hosts
+                if sum(s.established for s in up[h.name]) < len(self.peers(h))]  # fmt: skip
 
-    def add(self, k: int, owner: int) -> float:
-        """Wire workload k on host `owner`; returns the time until every other host reaches it."""
+    def add(self, k: int, owner: Host, out: Samples) -> None:
+        """Wire workload k on `owner` (veth, proxy ARP, /32 route), until every other host
+        reaches it."""
         address = str(ipaddress.ip_address("198.19.128.1") + k)
         started = time.time()
-        wl = self._ns(f"{self.prefix}-w{k}")
-        host = self.hosts[owner]
+        wl = self.lab.add_netns(f"w{k}")
+        host = self.lab.netns(owner.name)
         netns.veth(host, f"w{k}", wl, "eth0")
         netns.sysctl(
             host, {f"net.ipv4.conf.w{k}.proxy_arp": "1", f"net.ipv4.neigh.w{k}.proxy_delay": "0"}
         )
         netns.ip_batch(wl, [f"addr add {address}/32 dev eth0", "route add default dev eth0"])
         netns.ip(host, "route", "add", f"{address}/32", "dev", f"w{k}")
-        sources = [h for i, h in enumerate(self.hosts) if i != owner]
-        return max(first_replies(sources, address)) - started
+        added = time.time()
+        others = [h for h in self.hosts if h != owner]
+        replies = first_replies([self.lab.netns(h.name) for h in others], address)
+        out.record(
+            started, added, owner.rack, [(h.rack, t) for h, t in zip(others, replies, strict=True)]
+        )
 
-    def close(self) -> None:
-        procs.stop(self.procs, timeout=5)
-        for name in reversed(self.namespaces):
-            netns.delete(name)
 
-
-def run_floor(hosts: int, samples: int, state_root: Path) -> list[float]:
-    directory = state_root / f"floor-{hosts}"
-    directory.mkdir(parents=True)
-    floor = Floor(hosts, directory)
+def run_floor(hosts: int, samples: int, state_root: Path, spec: LabSpec) -> Samples:
+    floor = Floor(spec, state_root / f"floor-{hosts}")
+    out = Samples([], [])
     try:
         floor.build()
-        return [floor.add(k, k % hosts) for k in range(samples)]
+        for k in range(samples):
+            floor.add(k, spec.hosts[k % hosts], out)
+        return out
     finally:
-        floor.close()
+        floor.lab.down()
 
 
 # -- report ----------------------------------------------------------------------------------
@@ -295,17 +310,23 @@ def run(
         root = Path(tmp)
         for hosts in host_counts:
             text = lab_file(hosts) if fabric is None else fabric_lab_file(hosts, racks, fabric)
-            floor = run_floor(hosts, samples, root)
-            for scenario, s in run_calico(hosts, samples, root, text).items():
-                rows.append(Row(hosts, scenario, s.totals, s.adds, floor, fabric, s.same_rack,
-                                s.other_racks))  # fmt: skip
+            spec = load_lab(text, "bench lab")
+            floor = run_floor(hosts, samples, root, spec)
+            for scenario, calico in run_calico(hosts, samples, root, spec).items():
+                rows.append(Row(hosts, scenario, calico, floor, fabric))
     return rows
 
 
-def median_p99(values: Sequence[float]) -> str:
-    if not values:
-        return f"{'-':>8} {'-':>8}"
-    return f"{statistics.median(values) * 1e3:>6.0f}ms {p99(values) * 1e3:>6.0f}ms"
+def ms(value: float) -> str:
+    return f"{value * 1e3:>6.0f}ms"
+
+
+def split_columns(calico: Sequence[float], floor: Sequence[float]) -> str:
+    """median, p99, floor median and ratio of one of the fabric's split columns."""
+    if not calico or not floor:
+        return f"{'-':>8} {'-':>8} {'-':>8} {'-':>6}"
+    median, floor_median = statistics.median(calico), statistics.median(floor)
+    return f"{ms(median)} {ms(p99(calico))} {ms(floor_median)} {median / floor_median:>6.1f}"
 
 
 def format_rows(rows: Sequence[Row]) -> str:
@@ -313,18 +334,21 @@ def format_rows(rows: Sequence[Row]) -> str:
             f" {'after ADD':>9} {'floor':>8} {'ratio':>7}")  # fmt: skip
     lines = [head]
     for r in rows:
-        floor = statistics.median(r.floor)
-        median = statistics.median(r.totals)
-        add = statistics.median(r.adds)
-        after = statistics.median(t - a for t, a in zip(r.totals, r.adds, strict=True))
+        c, f = r.calico, r.floor
+        median, floor = statistics.median(c.totals), statistics.median(f.totals)
+        after = statistics.median(t - a for t, a in zip(c.totals, c.adds, strict=True))
         lines.append(
-            f"{r.hosts:>5}  {r.scenario:<20} {median * 1e3:>6.0f}ms {p99(r.totals) * 1e3:>6.0f}ms"
-            f" {add * 1e3:>7.0f}ms {after * 1e3:>7.0f}ms {floor * 1e3:>6.1f}ms"
+            f"{r.hosts:>5}  {r.scenario:<20} {ms(median)} {ms(p99(c.totals))}"
+            f" {ms(statistics.median(c.adds))}   {ms(after)}   {floor * 1e3:>6.1f}ms"
             f" {median / floor:>7.1f}"
-            + (f"  {median_p99(r.same_rack)}  {median_p99(r.other_racks)}" if r.fabric else "")
-        )
-    if any(r.fabric for r in rows):
-        lines[0] += f"  {'same rack  p99':>17}  {'other racks  p99':>17}"
+            + (f"  {split_columns(c.same_rack, f.same_rack)}"
+               f"  {split_columns(c.other_racks, f.other_racks)}" if r.fabric else "")
+        )  # fmt: skip
+    if any(r.fabric for r in rows):  # a line above the header names the split columns
+        split = f"{'median':>8} {'p99':>8} {'floor':>8} {'ratio':>6}"
+        lines[0] += f"  {split}  {split}"
+        groups = f"{'':<{len(head)}}  {'--- same rack ---':^33}  {'--- other racks ---':^33}"
+        lines.insert(0, groups.rstrip())
     return "\n".join(lines)
 
 
@@ -342,10 +366,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--racks {racks}: needs 1 to min(--hosts, 9) racks")
     rows = run(args.hosts, args.samples, args.fabric, racks)
     print(f"BGP convergence: CNI ADD start -> first reply on every other host "
-          f"({args.samples} samples; floor: plain BIRD namespaces, veth + /32 route)")  # fmt: skip
+          f"({args.samples} samples; floor: plain BIRD hosts, veth + /32 route)")  # fmt: skip
     if args.fabric:
         print(f"L3 fabric {args.fabric}: {racks} racks, one spine; hosts in all racks; "
-              f"floor: the mesh floor (one BGP hop, no FRR)")  # fmt: skip
+              f"floor: the same racks, ToRs and spine (FRR) with plain BIRD hosts")  # fmt: skip
     print(format_rows(rows))
     return 0
 

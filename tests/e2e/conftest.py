@@ -4,6 +4,7 @@ module share one lab and leave it as they found it (policies removed, extra work
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -11,8 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from calico.datastore.client import ResourceNotFound
 from calico.lab.lab import Lab, running_lab
 from calico.lab.labfile import load_lab
+from calico.model import parse_manifest
+from calico.model.base import Resource
+from calico.model.endpoints import IPNAT, WorkloadEndpoint
 from calico.testing import waiting
 
 TOOLS = ("etcd", "bird", "birdc", "ip", "nsenter", "ss", "ping", "/usr/lib/frr/bgpd", "vtysh")
@@ -63,3 +68,30 @@ def eventually(
         timeout,  # type: ignore[arg-type]
         f"{src} -> {dst} {kwargs} {'connects' if expect else 'is blocked'}",
     )
+
+
+def apply(lab: Lab, manifest: str) -> None:
+    for resource in parse_manifest(manifest):
+        lab.client.apply(resource)
+
+
+def delete(lab: Lab, kind: type[Resource], name: str, namespace: str | None = None) -> None:
+    with contextlib.suppress(ResourceNotFound):
+        lab.client.delete(kind, name, namespace)
+
+
+def endpoint_of(lab: Lab, name: str) -> WorkloadEndpoint:
+    """The WorkloadEndpoint CNI wrote for the lab workload `name`."""
+    ws = lab.state.workloads[name]
+    for wep in lab.client.list(WorkloadEndpoint, ws.namespace).items:
+        assert isinstance(wep, WorkloadEndpoint)
+        if wep.spec.containerID == ws.container_id:
+            return wep
+    raise AssertionError(f"no WorkloadEndpoint for {name}")
+
+
+def set_nats(lab: Lab, name: str, nats: list[IPNAT] | None) -> WorkloadEndpoint:
+    """Give the workload's endpoint these NAT mappings (floating IPs); None removes them."""
+    wep = endpoint_of(lab, name)
+    wep.spec.ipNATs = nats
+    return lab.client.replace(wep)

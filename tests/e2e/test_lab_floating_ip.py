@@ -18,9 +18,9 @@ from calico import programs
 from calico.ipam.allocator import IPAMClient
 from calico.ipam.api import AddressNotInPool
 from calico.lab.lab import Lab
-from calico.model.endpoints import IPNAT, WorkloadEndpoint
+from calico.model.endpoints import IPNAT
 
-from .conftest import eventually, lab_fixture, reaches, wait_until
+from .conftest import eventually, lab_fixture, reaches, set_nats, wait_until
 
 FLOATING_POOL = "198.19.200.0/24"
 FLOATING_IP = "198.19.200.10"
@@ -80,21 +80,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     tmp = tmp_path_factory.mktemp("fip")
     (tmp / "floating.yaml").write_text(RESOURCES)
     yield from lab_fixture(LAB, tmp)
-
-
-def endpoint_of(lab: Lab, name: str) -> WorkloadEndpoint:
-    ws = lab.state.workloads[name]
-    for wep in lab.client.list(WorkloadEndpoint, ws.namespace).items:
-        assert isinstance(wep, WorkloadEndpoint)
-        if wep.spec.containerID == ws.container_id:
-            return wep
-    raise AssertionError(f"no WorkloadEndpoint for {name}")
-
-
-def set_nats(lab: Lab, name: str, nats: list[IPNAT] | None) -> WorkloadEndpoint:
-    wep = endpoint_of(lab, name)
-    wep.spec.ipNATs = nats
-    return lab.client.replace(wep)
 
 
 def host_route(lab: Lab, host: str, cidr: str, proto: str | None = None) -> dict[str, str] | None:

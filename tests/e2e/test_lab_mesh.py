@@ -4,7 +4,6 @@ ends, the border router's view, BIRD and node restarts, and IPAM under concurren
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
 import sys
@@ -16,18 +15,15 @@ from typing import Any
 import pytest
 
 from calico import programs
-from calico.datastore.client import ResourceNotFound
 from calico.ipam.allocator import IPAMClient
 from calico.lab import procs
 from calico.lab.cni import NETWORK
 from calico.lab.lab import Lab
 from calico.lab.spec import Workload
-from calico.model import parse_manifest
-from calico.model.base import Resource
 from calico.model.network import Node
 from calico.model.policy import GlobalNetworkPolicy, NetworkPolicy
 
-from .conftest import eventually, lab_fixture, reaches, wait_until
+from .conftest import apply, delete, eventually, lab_fixture, reaches, wait_until
 
 LAB = """
 name: e2emesh
@@ -79,16 +75,6 @@ def bgp_route_to(lab: Lab, host: str, address: str) -> dict[str, Any] | None:
 
 def _dst(dst: str, version: int) -> str:
     return dst if "/" in dst else f"{dst}/{32 if version == 4 else 128}"
-
-
-def apply(lab: Lab, manifest: str) -> None:
-    for resource in parse_manifest(manifest):
-        lab.client.apply(resource)
-
-
-def delete(lab: Lab, kind: type[Resource], name: str, namespace: str | None = None) -> None:
-    with contextlib.suppress(ResourceNotFound):
-        lab.client.delete(kind, name, namespace)
 
 
 def test_nodes_register_their_autodetected_addresses(lab: Lab) -> None:

@@ -125,8 +125,8 @@ def test_cni_executables(plugin: str, etcd_trap: socket.socket, tmp_path: Path) 
         ),
         (
             "CALICO_NETWORKING_BACKEND",
-            "vxlan",
-            "CALICO_NETWORKING_BACKEND: 'vxlan' is not supported",
+            "gobgp",
+            "CALICO_NETWORKING_BACKEND: 'gobgp' is not",
         ),
         ("CALICO_IPV4POOL_IPIP", "Always", "CALICO_IPV4POOL_IPIP: 'Always' is not supported"),
         ("DATASTORE_TYPE", "kubernetes", "DATASTORE_TYPE: 'kubernetes' is not supported"),

@@ -27,6 +27,12 @@ def _split(cidrs: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return v4, v6
 
 
+def nats_apply(floating_ips: bool, orchestrator: str | None) -> bool:
+    """Whether Felix programs an endpoint's NAT mappings (floating IPs): with FloatingIPs
+    Enabled, and always for OpenStack endpoints (as Felix)."""
+    return floating_ips or orchestrator == "openstack"
+
+
 def workload_endpoint_id(wep: model.WorkloadEndpoint) -> WorkloadEndpointID:
     return WorkloadEndpointID(wep.namespace or "default", wep.name)
 

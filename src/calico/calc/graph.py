@@ -13,6 +13,7 @@ Small synchronous nodes, each with one job, wired as Calico's calc graph is:
    policies' order, tiers         ─► PolicyResolver
    IP pools                       ─► EventSequencer (IPAM pools), VXLANResolver (vxlanMode)
    Nodes                          ─► VXLANResolver (host address, tunnel address, MAC)
+   WorkloadEndpoints (all hosts')  ─► VXLANResolver (host, addresses, floating IPs)
    other kinds                       not calculated with (FelixConfiguration never gets here)
  CalcGraph.on_block_updates:
    IPAM blocks (CIDR, affine host) ─► VXLANResolver
@@ -41,7 +42,12 @@ from calico.calc.label_inheritance import LabelInheritanceIndex
 from calico.calc.local_endpoints import LocalEndpointFilter
 from calico.calc.messages import Action, IPAMPool, PolicyID
 from calico.calc.policy_resolver import PolicyResolver, TierMeta, policy_meta
-from calico.calc.vxlan_resolver import VXLANResolver, node_families, vxlan_pool
+from calico.calc.vxlan_resolver import (
+    VXLANResolver,
+    endpoint_addresses,
+    node_families,
+    vxlan_pool,
+)
 from calico.model.base import Resource
 from calico.model.endpoints import HostEndpoint, WorkloadEndpoint
 from calico.model.keys import ResourceKey
@@ -60,7 +66,9 @@ Handler = Callable[[ResourceKey, Resource | None], None]
 
 
 class CalcGraph:
-    def __init__(self, hostname: str, emit: Emit) -> None:
+    def __init__(self, hostname: str, emit: Emit, floating_ips: bool = False) -> None:
+        """`floating_ips`: Felix's FloatingIPs is Enabled (endpoints' NAT mappings apply)."""
+        self._floating_ips = floating_ips
         self._ipsets = IPSetCalculator()
         self._resolver = PolicyResolver()
         self._active = ActiveRulesCalculator(self._resolver)
@@ -125,6 +133,11 @@ class CalcGraph:
         assert resource is None or isinstance(resource, WorkloadEndpoint | HostEndpoint)
         self._local.on_endpoint_update(_item_key(key), resource)
         self._on_item(key, resource)
+        if key.kind is WorkloadEndpoint:
+            wep = resource if isinstance(resource, WorkloadEndpoint) else None
+            addresses = endpoint_addresses(wep, self._floating_ips) if wep is not None else ()
+            host = (wep.spec.node or None) if wep is not None else None
+            self._vxlan.on_endpoint_update(_item_key(key), host, addresses)
 
     def _on_item(self, key: ResourceKey, resource: Resource | None) -> None:
         self._labels.on_item_update(

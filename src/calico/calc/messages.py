@@ -277,12 +277,13 @@ class RouteType(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class RouteUpdate:
-    """A route to an IPAM block in a VXLAN pool (Calico's RouteUpdate, resolved):
-    keyed by `dst`. `next_hop` is the remote tunnel address (VXLAN), the remote host's
-    address (DIRECT) or "" (BLACKHOLE). Sent after the VTEP it goes through."""
+    """A route to an IPAM block in a VXLAN pool, or to a remote endpoint's address outside
+    its host's blocks (Calico's RouteUpdate, resolved): keyed by `dst`. `next_hop` is the
+    remote tunnel address (VXLAN), the remote host's address (DIRECT) or "" (BLACKHOLE, own
+    blocks only). Sent after the VTEP it goes through."""
 
-    dst: str  # block CIDR
-    node: str  # the block's affine host
+    dst: str  # block CIDR, or the endpoint's /32 (/128)
+    node: str  # the block's affine host, or the endpoint's host
     type: RouteType
     next_hop: str
 

@@ -4,7 +4,9 @@ Inputs, as plain typed values (the graph adapts the resources):
 - nodes: per IP family, the host address with its subnet (`spec.bgp.ipv4Address`, "a.b.c.d/len"),
   the VXLAN tunnel address and the VTEP MAC (configured, else Calico's derived one);
 - IP pools: CIDR and vxlanMode (Always, CrossSubnet, Never);
-- IPAM blocks: block CIDR -> affine host (None: no host affinity, or deleted).
+- IPAM blocks: block CIDR -> affine host (None: no host affinity, or deleted);
+- workload endpoints (all hosts'): the endpoint's host and its addresses, floating IPs
+  (NAT external IPs) included when they apply.
 
 Outputs, as desired-vs-sent state (`vteps`, `routes`), so what is sent depends only on the
 current inputs:
@@ -14,20 +16,32 @@ current inputs:
   CrossSubnet and this host's subnet contains that address; otherwise VXLAN via the remote
   VTEP's tunnel address, withheld while the remote node has no VTEP in the block's family.
   Blocks in no VXLAN pool are BGP's business and get nothing here.
+- a /32 (/128) route, the same way (DIRECT or VXLAN, never a blackhole), for every address of
+  a remote endpoint that is in a VXLAN pool but not in a block affine to the endpoint's host:
+  an address borrowed from another host's block (Calico's L3 route resolver does this from
+  the blocks' non-affine allocations, or from the endpoints with routeSource WorkloadIPs; the
+  endpoints here are the same facts) or a floating IP from a pool of its own. Without it the
+  address would follow its block to the block's host, which blackholes it. This host's own
+  endpoints' addresses are the endpoint manager's routes (to their interfaces).
 
 Invariant: every route key whose desired value may have changed is marked: a node change
-marks its VTEPs and its blocks (all blocks when it is this host: its subnet decides DIRECT),
-a pool change the blocks inside the old and new CIDR, a block change that block.
+marks its VTEPs, its blocks and its endpoints' addresses (all of them when it is this host:
+its subnet decides DIRECT), a pool change the blocks and addresses inside the old and new
+CIDR, a block change that block and the addresses inside it, an endpoint change its old and
+new addresses.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+from calico.calc.endpoint_messages import nats_apply
 from calico.calc.messages import RouteType, RouteUpdate, VTEPUpdate
 from calico.calc.sent_state import SentState
+from calico.model.endpoints import WorkloadEndpoint
 from calico.model.network import IPPool, Node
 from calico.model.vxlan import vtep_mac
 
@@ -35,6 +49,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 VXLANMode = Literal["Always", "CrossSubnet", "Never"]
 VTEPKey = tuple[str, int]  # (node, IP version)
+EndpointKey = Hashable
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +94,15 @@ def node_families(node: Node) -> tuple[NodeFamily, ...]:
     return tuple(out)
 
 
+def endpoint_addresses(wep: WorkloadEndpoint, floating_ips: bool) -> tuple[IPNetwork, ...]:
+    """The endpoint's networks, and its floating IPs when Felix programs its NAT mappings."""
+    spec = wep.spec
+    nets = [ipaddress.ip_network(n, strict=False) for n in spec.ipNetworks or []]
+    if nats_apply(floating_ips, spec.orchestrator):
+        nets += [ipaddress.ip_network(n.externalIP) for n in spec.ipNATs or []]
+    return tuple(nets)
+
+
 class VXLANResolver:
     def __init__(self, hostname: str) -> None:
         self._hostname = hostname
@@ -86,6 +110,10 @@ class VXLANResolver:
         self._pools: dict[str, VXLANPool] = {}
         self._blocks: dict[IPNetwork, str] = {}  # block -> affine host
         self._host_blocks: dict[str, set[IPNetwork]] = {}
+        self._block_lens: dict[tuple[int, int], int] = {}  # (version, prefix) -> blocks
+        self._endpoints: dict[EndpointKey, tuple[str, tuple[IPNetwork, ...]]] = {}
+        self._owners: dict[IPNetwork, dict[EndpointKey, str]] = {}  # address -> endpoint host
+        self._host_endpoints: dict[str, set[EndpointKey]] = {}
         self.vteps: SentState[VTEPKey, VTEPUpdate] = SentState(self._vtep, _vtep_order)
         self.routes: SentState[IPNetwork, RouteUpdate] = SentState(self._route, _net_order)
 
@@ -99,8 +127,11 @@ class VXLANResolver:
             self._nodes[(name, family.version)] = family
         if name == self._hostname:
             self.routes.mark_all(self._blocks)
+            self.routes.mark_all(self._owners)
         else:
             self.routes.mark_all(self._host_blocks.get(name, ()))
+            for key in self._host_endpoints.get(name, ()):
+                self.routes.mark_all(self._endpoints[key][1])
 
     def on_pool_update(self, name: str, pool: VXLANPool | None) -> None:
         old = self._pools.pop(name, None)
@@ -109,18 +140,55 @@ class VXLANResolver:
         for changed in (old, pool):
             if changed is not None:
                 self.routes.mark_all(b for b in self._blocks if _within(b, changed.cidr))
+                self.routes.mark_all(a for a in self._owners if _within(a, changed.cidr))
+
+    def on_endpoint_update(
+        self, key: EndpointKey, host: str | None, addresses: Iterable[IPNetwork]
+    ) -> None:
+        """A workload endpoint (None host: deleted) and its single-address networks."""
+        old = self._endpoints.pop(key, None)
+        if old is not None:
+            _discard(self._host_endpoints, old[0], key)
+        for address in old[1] if old is not None else ():
+            owners = self._owners[address]
+            owners.pop(key, None)
+            if not owners:
+                del self._owners[address]
+            self.routes.mark(address)
+        if host is None:
+            return
+        new = tuple(addresses)
+        self._endpoints[key] = (host, new)
+        self._host_endpoints.setdefault(host, set()).add(key)
+        for address in new:
+            self._owners.setdefault(address, {})[key] = host
+            self.routes.mark(address)
 
     def on_block_update(self, cidr: str, host: str | None) -> None:
         block = ipaddress.ip_network(cidr)
         old = self._blocks.pop(block, None)
+        size = (block.version, block.prefixlen)
         if old is not None:
-            self._host_blocks[old].discard(block)
-            if not self._host_blocks[old]:
-                del self._host_blocks[old]
+            _discard(self._host_blocks, old, block)
+            self._block_lens[size] -= 1
+            if not self._block_lens[size]:
+                del self._block_lens[size]
         if host is not None:
             self._blocks[block] = host
             self._host_blocks.setdefault(host, set()).add(block)
+            self._block_lens[size] = self._block_lens.get(size, 0) + 1
         self.routes.mark(block)
+        self.routes.mark_all(self._addresses_in(block))
+
+    def _addresses_in(self, block: IPNetwork) -> list[IPNetwork]:
+        """The endpoint addresses inside `block`: by walking the smaller of the block
+        (at most 4096 addresses, Calico's largest block) and the known addresses."""
+        if block.num_addresses > len(self._owners):
+            return [a for a in self._owners if _within(a, block)]
+        full = block.max_prefixlen
+        first = int(block.network_address)
+        inside = (ipaddress.ip_network((first + i, full)) for i in range(block.num_addresses))
+        return [a for a in inside if a in self._owners]
 
     # -- desired outputs ------------------------------------------------------------------
 
@@ -130,23 +198,47 @@ class VXLANResolver:
             return None
         return VTEPUpdate(key[0], key[1], family.tunnel_addr, family.mac, str(family.host.ip))
 
-    def _route(self, block: IPNetwork) -> RouteUpdate | None:
-        host = self._blocks.get(block)
-        mode = self._mode(block)
+    def _route(self, dst: IPNetwork) -> RouteUpdate | None:
+        """An endpoint's address outside its host's blocks first (it may coincide with a
+        /32 block), else the block."""
+        owner = self._address_owner(dst)
+        host = owner if owner is not None else self._blocks.get(dst)
+        mode = self._mode(dst)
         if host is None or mode is None or mode == "Never":
             return None
-        dst = str(block)
         if host == self._hostname:
-            return RouteUpdate(dst, host, RouteType.BLACKHOLE, "")
-        remote = self._nodes.get((host, block.version))
+            return RouteUpdate(str(dst), host, RouteType.BLACKHOLE, "") if owner is None else None
+        return self._remote_route(dst, host, mode)
+
+    def _address_owner(self, address: IPNetwork) -> str | None:
+        """The host of the endpoint with this address, unless it is in one of that host's
+        blocks (then the block's route covers it). Two endpoints claiming one address: the
+        smallest host name, so the result does not depend on the order they arrived in."""
+        owners = self._owners.get(address)
+        if not owners:
+            return None
+        host = min(owners.values())
+        return None if self._block_host(address) == host else host
+
+    def _block_host(self, address: IPNetwork) -> str | None:
+        """The affine host of the block containing `address` (blocks do not overlap)."""
+        for version, prefix in self._block_lens:
+            if version == address.version and prefix <= address.prefixlen:
+                block = address.supernet(new_prefix=prefix)
+                if block in self._blocks:
+                    return self._blocks[block]
+        return None
+
+    def _remote_route(self, dst: IPNetwork, host: str, mode: VXLANMode) -> RouteUpdate | None:
+        remote = self._nodes.get((host, dst.version))
         if mode == "CrossSubnet" and remote is not None and remote.host is not None:
-            mine = self._nodes.get((self._hostname, block.version))
+            mine = self._nodes.get((self._hostname, dst.version))
             if mine is not None and mine.host is not None and remote.host.ip in mine.host.network:
-                return RouteUpdate(dst, host, RouteType.DIRECT, str(remote.host.ip))
-        vtep = self._vtep((host, block.version))
+                return RouteUpdate(str(dst), host, RouteType.DIRECT, str(remote.host.ip))
+        vtep = self._vtep((host, dst.version))
         if vtep is None:
             return None
-        return RouteUpdate(dst, host, RouteType.VXLAN, vtep.tunnel_addr)
+        return RouteUpdate(str(dst), host, RouteType.VXLAN, vtep.tunnel_addr)
 
     def _mode(self, block: IPNetwork) -> VXLANMode | None:
         """The vxlanMode of the most specific pool containing the block, if any."""
@@ -156,6 +248,12 @@ class VXLANResolver:
             if _within(block, p.cidr)
         ]
         return max(pools)[2] if pools else None  # equal CIDRs: the name decides, not history
+
+
+def _discard(index: dict[str, set[Any]], host: str, item: object) -> None:
+    index[host].discard(item)
+    if not index[host]:
+        del index[host]
 
 
 def _within(block: IPNetwork, pool: IPNetwork) -> bool:

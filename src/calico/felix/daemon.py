@@ -229,7 +229,8 @@ class Felix:
         )
         self.reporter = reporter
         dataplane = self._build_dataplane()
-        feed = CalcFeed(_GraphAdapter(CalcGraph(cfg.hostname, dataplane.send), self))
+        graph = CalcGraph(cfg.hostname, dataplane.send, cfg.floating_ips == "Enabled")
+        feed = CalcFeed(_GraphAdapter(graph, self))
         syncers = calc_syncers(self.backend, feed)
         dataplane.start()
         feed.start()

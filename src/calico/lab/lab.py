@@ -66,15 +66,7 @@ class Lab(AccessOps):
             self.progress = progress
         spec = self.spec
         self.step("lab", "install the CNI plugins", lambda: cni.install(self.cni_bin))
-        if spec.racks:
-            what = "racks, ToRs and spines" if spec.router is None else "racks and the router"
-            self.step("fabric", what, self.build_racks)
-            for name in self.routers():
-                self.step(name, "router (FRR)", partial(self.start_router, name))
-            if self.routers():
-                self.step("fabric", "wait for routes between the racks", self.wait_fabric)
-        else:
-            self.step("fabric", "bridge", self.build_fabric)
+        self.build_network()
         self.step("etcd", f"start etcd on {spec.etcd.ipv4 or 'the fabric'}", self.build_etcd)
         self.step("datastore", "initialise and apply the lab's resources", self._apply_resources)
         if spec.border is not None and self.fabric_border() is None:  # else one of the routers
@@ -93,6 +85,21 @@ class Lab(AccessOps):
         self.step("workloads", "wait for routes on every host", self.wait_routes)
         self.state.up = True
         self.save()
+
+    def build_network(self) -> None:
+        """What the machines plug into: the racks with their ToRs and spines (up and routing
+        between the racks) or their router, else the fabric bridge. Also the start of a
+        benchmark's floor: the same network with plain BGP speakers as hosts."""
+        spec = self.spec
+        if spec.racks:
+            what = "racks, ToRs and spines" if spec.router is None else "racks and the router"
+            self.step("fabric", what, self.build_racks)
+            for name in self.routers():
+                self.step(name, "router (FRR)", partial(self.start_router, name))
+            if self.routers():
+                self.step("fabric", "wait for routes between the racks", self.wait_fabric)
+        else:
+            self.step("fabric", "bridge", self.build_fabric)
 
     def _apply_resources(self) -> None:
         client = self.client

@@ -16,7 +16,9 @@ the floating IP / masquerade managers of felix/dataplane/linux):
   has natOutgoing.
 
 A floating IP is also routed to the endpoint's interface (the endpoint manager adds the
-/32 or /128), which BIRD learns from the kernel and advertises if it lies in an IP pool.
+/32 or /128), which BIRD learns from the kernel and advertises if it lies in an IP pool;
+in a VXLAN pool, the other hosts' Felix route it to the endpoint's host themselves
+(calico.calc.vxlan_resolver).
 Mappings apply when FloatingIPs is Enabled, and always to OpenStack endpoints (as Felix).
 """
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from calico.calc.endpoint_messages import nats_apply
 from calico.calc.messages import NatMapping, PortRange, WorkloadEndpoint
 from calico.rules import naming
 from calico.rules.config import RulesConfig
@@ -97,7 +100,7 @@ def endpoint_nats(
     cfg: RulesConfig, ep: WorkloadEndpoint, ip_version: int
 ) -> tuple[NatMapping, ...]:
     """The NAT mappings of `ep` Felix programs in `ip_version`."""
-    if not (cfg.floating_ips or ep.orchestrator == "openstack"):
+    if not nats_apply(cfg.floating_ips, ep.orchestrator):
         return ()
     return ep.ipv4_nats if ip_version == 4 else ep.ipv6_nats
 

@@ -2,7 +2,8 @@
 set, the filter rules that guard VXLAN, and the workloads' MTU file (Felix's vxlan_mgr.go).
 
 Inputs: `VTEPUpdate`/`VTEPRemove` (every host's VTEP per family, this host's included) and
-`RouteUpdate`/`RouteRemove` (IPAM blocks of VXLAN pools), plus interface events. Outputs:
+`RouteUpdate`/`RouteRemove` (IPAM blocks of VXLAN pools, and /32s or /128s to remote
+endpoints' addresses outside their hosts' blocks), plus interface events. Outputs:
 desired state for the per-family `VXLANDevice` (this host's VTEP -> the device; the others
 -> neighbour and FDB entries), for a per-family `RouteTable` that owns the device's routes,
 blackhole routes and the DIRECT routes on the parent interface (Felix's protocol 80), for
