@@ -60,6 +60,7 @@ from calico.lab.spec import etcd_address
 from calico.lab.topology import ETCD
 from calico.model import parse_manifest
 from calico.model.policy import GlobalNetworkPolicy
+from calico.testing.doc_sections import write_section
 
 STREAM_PORT = 7000
 MESSAGE = 64  # bytes per stream message, one every STREAM_EVERY seconds
@@ -336,14 +337,18 @@ def border_killed(lab: Lab) -> Row:
 
 
 def _kill_bgpd(lab: Lab) -> None:
-    bgpd = lab.state.proc("frr/bgpd")
+    assert lab.spec.border is not None
+    bgpd = lab.state.proc(f"frr/bgpd/{lab.spec.border.name}")
     assert bgpd is not None
     procs.kill([bgpd])
 
 
 def _start_bgpd(lab: Lab) -> None:
-    assert lab.spec.border is not None
-    lab.record_proc("frr/bgpd", frr.start_bgpd(lab.border_dir, lab.netns(lab.spec.border.name)))
+    border = lab.spec.border
+    assert border is not None
+    lab.record_proc(
+        f"frr/bgpd/{border.name}", frr.start_bgpd(lab.border_dir, lab.netns(border.name))
+    )
 
 
 def fresh_start_peer_absent(lab: Lab, timeout: float = 300.0) -> float:
@@ -523,18 +528,6 @@ def table(rows: list[Row], when: str = "", machine: str = "") -> str:
     return "\n".join(lines)
 
 
-def write_doc(text: str, doc: Path = DOC) -> None:
-    """Replace (or append) this suite's section of docs/reliability.md."""
-    begin, end = "<!-- BEGIN faults -->", "<!-- END faults -->"
-    old = doc.read_text() if doc.exists() else "# Reliability\n"
-    section = f"{begin}\n{text}\n{end}"
-    if begin in old and end in old:
-        new = old[: old.index(begin)] + section + old[old.index(end) + len(end) :]
-    else:
-        new = old.rstrip("\n") + "\n\n" + section + "\n"
-    doc.write_text(new)
-
-
 def _spread(values: list[float]) -> str:
     """Median (min-max, n) of some seconds."""
     low, high = min(values), max(values)
@@ -584,7 +577,7 @@ def main() -> None:
     text = section(report, starts)
     print(text)
     if not opts.no_write:
-        write_doc(text)
+        write_section(DOC, "faults", text)
 
 
 if __name__ == "__main__":

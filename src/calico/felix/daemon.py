@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from calico import programs
@@ -230,7 +230,8 @@ class Felix:
         self.reporter = reporter
         dataplane = self._build_dataplane()
         graph = CalcGraph(cfg.hostname, dataplane.send, cfg.floating_ips == "Enabled")
-        feed = CalcFeed(_GraphAdapter(graph, self))
+        adapter = _GraphAdapter(graph, self.metrics, self.health, self.on_config_update)
+        feed = CalcFeed(adapter)
         syncers = calc_syncers(self.backend, feed)
         dataplane.start()
         feed.start()
@@ -340,31 +341,39 @@ class _GraphAdapter:
     """The calc thread's work -> Felix's configuration and the calculation graph.
     FelixConfiguration is Felix's own business, not the graph's."""
 
-    def __init__(self, graph: CalcGraph, felix: Felix) -> None:
+    def __init__(
+        self,
+        graph: CalcGraph,
+        metrics: FelixMetrics,
+        health: HealthAggregator,
+        on_config_update: Callable[[ResourceKey, Resource | None], None],
+    ) -> None:
         self._graph = graph
-        self._felix = felix
+        self._metrics = metrics
+        self._health = health
+        self._on_config_update = on_config_update
 
     def on_status(self, status: SyncStatus) -> None:
-        metrics = self._felix.metrics
+        metrics = self._metrics
         metrics.resync_state.set(
             {SyncStatus.WAIT_FOR_READY: 1, SyncStatus.RESYNC: 2, SyncStatus.IN_SYNC: 3}[status]
         )
         if status is SyncStatus.RESYNC:
             metrics.resyncs.inc()
-        self._felix.health.report("CalculationGraph", ready=status is SyncStatus.IN_SYNC)
+        self._health.report("CalculationGraph", ready=status is SyncStatus.IN_SYNC)
         self._graph.on_status(status)
 
     def on_resource_updates(self, updates: Sequence[ResourceUpdate]) -> None:
-        self._felix.metrics.calc_updates.inc(len(updates))
+        self._metrics.calc_updates.inc(len(updates))
         for u in updates:
             if u.key.kind is FelixConfiguration:
-                self._felix.on_config_update(u.key, u.resource)
+                self._on_config_update(u.key, u.resource)
         self._graph.on_updates(
             [(u.key, u.resource) for u in updates if u.key.kind is not FelixConfiguration]
         )
 
     def on_block_updates(self, blocks: Sequence[Block]) -> None:
-        self._felix.metrics.calc_updates.inc(len(blocks))
+        self._metrics.calc_updates.inc(len(blocks))
         self._graph.on_block_updates(blocks)
 
 

@@ -69,7 +69,7 @@ class Lab(AccessOps):
         self.build_network()
         self.step("etcd", f"start etcd on {spec.etcd.ipv4 or 'the fabric'}", self.build_etcd)
         self.step("datastore", "initialise and apply the lab's resources", self._apply_resources)
-        if spec.border is not None:
+        if spec.border is not None and self.fabric_border() is None:  # else one of the routers
             self.step(spec.border.name, "border router (FRR)", self.build_border)
         for ext in spec.externals:
             self.step(ext.name, "external machine", partial(self.build_external, ext))

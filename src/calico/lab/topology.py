@@ -15,26 +15,25 @@ from pathlib import Path
 
 from calico.lab import etcd, frr, netns
 from calico.lab.base import tail
-from calico.lab.fabric import FabricOps
-from calico.lab.spec import External, Host, etcd_address, fabric_interface, rack_of
+from calico.lab.fabric import EXT_BRIDGE, FORWARDING, FabricOps
+from calico.lab.spec import (
+    External,
+    Host,
+    border_gateways,
+    border_networks,
+    etcd_address,
+    fabric_interface,
+    rack_of,
+)
 
 FABRIC = "fabric"
 ETCD = "etcd"
 BRIDGE = "br0"
-EXT_BRIDGE = "br-ext"
-FORWARDING = {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"}
 
 
 class TopologyOps(FabricOps):
     def build_fabric(self) -> None:
-        ns = self.add_netns(FABRIC)
-        netns.ip_batch(
-            ns,
-            [
-                f"link add {BRIDGE} type bridge mcast_snooping 0",
-                f"link set {BRIDGE} up",
-            ],
-        )
+        netns.ip_batch(self.add_netns(FABRIC), netns.bridge_commands(BRIDGE, []))
 
     def _plug(self, entity_ns: str, addresses: list[str]) -> None:
         """`eth0` in `entity_ns`, plugged into the fabric bridge, with `addresses`."""
@@ -77,8 +76,8 @@ class TopologyOps(FabricOps):
 
     def build_external(self, ext: External) -> None:
         ns = self.add_netns(ext.name)
-        rack = rack_of(self.spec, ext.ipv4) if ext.ipv4 and self.spec.racks else None
-        if rack is not None:  # behind the router, in a rack's subnet
+        rack = rack_of(self.spec, ext.ipv4) if ext.ipv4 and ext.behind is None else None
+        if rack is not None:  # in a rack's subnet, behind its ToR or the router
             self.plug_rack(ns, rack, ext.ipv4 or "", ext.ipv6)
             return
         if ext.behind is None:
@@ -101,48 +100,29 @@ class TopologyOps(FabricOps):
         netns.ip_batch(ns, commands)
 
     def build_border(self) -> None:
+        """The border router on the bridged fabric (in the L3 fabric it is one of the routers)."""
         border = self.spec.border
-        assert border is not None
+        assert border is not None and border.ipv4 is not None  # labfile: required here
         ns = self.add_netns(border.name)
         self._plug(ns, self._fabric_addrs(border.ipv4, border.ipv6))
         netns.sysctl(ns, FORWARDING)
-        nets = [n for n in (border.network.ipv4, border.network.ipv6) if n]
-        if nets:
-            gateways = []
-            for net in nets:
-                network = ipaddress.ip_network(net, strict=False)
-                gateways.append(f"{next(network.hosts())}/{network.prefixlen}")
-            netns.ip_batch(
-                ns,
-                [
-                    f"link add {EXT_BRIDGE} type bridge mcast_snooping 0",
-                    f"link set {EXT_BRIDGE} up",
-                    *netns.address_commands(EXT_BRIDGE, gateways),
-                ],
-            )
-        self._start_frr()
-
-    def _start_frr(self) -> None:
-        border = self.spec.border
-        assert border is not None
+        gateways = border_gateways(border)
+        if gateways:
+            netns.ip_batch(ns, netns.bridge_commands(EXT_BRIDGE, gateways))
         neighbors = []
         for host in self.spec.hosts:
             asn = host.asNumber or self.spec.asNumber
             neighbors.append(frr.Neighbor(host.ipv4.split("/")[0], asn))
             if host.ipv6 and border.ipv6:
                 neighbors.append(frr.Neighbor(host.ipv6.split("/")[0], asn))
-        networks = [
-            str(ipaddress.ip_network(n, strict=False))
-            for n in (border.network.ipv4, border.network.ipv6)
-            if n
-        ]
+        networks = [str(n) for n in border_networks(border)]
         router_id = border.ipv4.split("/")[0]
         config = frr.bgpd_config(
             border.name, border.asNumber, router_id, neighbors, networks, graceful_restart=True
         )
-        zebra, bgpd = frr.start(self.border_dir, self.netns(border.name), config, border.name)
-        self.record_proc("frr/zebra", zebra)
-        self.record_proc("frr/bgpd", bgpd)
+        zebra, bgpd = frr.start(self.border_dir, ns, config, border.name)
+        self.record_proc(f"frr/zebra/{border.name}", zebra)
+        self.record_proc(f"frr/bgpd/{border.name}", bgpd)
 
     @property
     def border_dir(self) -> Path:
