@@ -4,7 +4,8 @@
 its temp dir, whose tail is quoted if start-up fails), and waits for `/health` with a deadline.
 `stop()`/`kill()`/`restart()` act only on the process it started; `close()` (or leaving the
 `with` block) also removes the temp dir. Ports and data dir survive `restart()`, so clients
-keep their endpoint and the data (revisions included) is still there.
+keep their endpoint and the data (revisions included) is still there. `EtcdCluster(3)` runs
+several members on loopback with etcd's default raft timings.
 """
 
 from __future__ import annotations
@@ -54,7 +55,10 @@ class EtcdServer:
         tls: EtcdTls | None = None,
         extra_args: tuple[str, ...] = (),
         startup_timeout: float = 20.0,
+        name: str = "default",
     ) -> None:
+        self.name = name
+        self._initial_cluster: str | None = None  # set by EtcdCluster; None: a single member
         self._tmp = Path(tempfile.mkdtemp(prefix="calico-etcd-"))
         self.data_dir = Path(data_dir) if data_dir is not None else self._tmp / "data"
         self.log_file = self._tmp / "etcd.log"
@@ -71,6 +75,10 @@ class EtcdServer:
     def endpoint(self) -> str:
         scheme = "https" if self._tls else "http"
         return f"{scheme}://127.0.0.1:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
 
     @property
     def unix_endpoint(self) -> str:
@@ -153,15 +161,15 @@ class EtcdServer:
     def _spawn(self) -> None:
         client = self.endpoint
         listen = f"{client},unix://localhost:{self.client_port}" if not self._tls else client
-        peer = f"http://127.0.0.1:{self.peer_port}"
+        peer = self.peer_url
         args = [
             self._binary,
-            *("--name", "default", "--data-dir", str(self.data_dir)),
+            *("--name", self.name, "--data-dir", str(self.data_dir)),
             *("--listen-client-urls", listen, "--advertise-client-urls", client),
             *("--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer),
-            *("--initial-cluster", f"default={peer}"),
+            *("--initial-cluster", self._initial_cluster or f"{self.name}={peer}"),
             *("--logger", "zap", "--log-outputs", str(self.log_file), "--log-level", "warn"),
-            *_FAST_RAFT,
+            *(() if self._initial_cluster else _FAST_RAFT),
             *self._tls_args(),
             *self._extra_args,
         ]
@@ -210,6 +218,49 @@ class EtcdServer:
         except OSError:
             return ""
         return "; log tail:\n" + "\n".join(lines)
+
+
+class EtcdCluster:
+    """`members` EtcdServers forming one cluster on loopback. A member is healthy only once a
+    quorum is up, so all are spawned before any is waited for; no retry on a lost port race
+    (the whole cluster would have to move)."""
+
+    def __init__(self, members: int = 3, *, extra_args: tuple[str, ...] = ()) -> None:
+        self.members = [EtcdServer(name=f"m{i}", extra_args=extra_args) for i in range(members)]
+        cluster = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+        for member in self.members:
+            member._initial_cluster = cluster
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        return tuple(m.endpoint for m in self.members)
+
+    def start(self) -> None:
+        for member in self.members:
+            member._spawn()
+        for member in self.members:
+            member._wait_healthy()
+            member._started = True
+
+    def close(self) -> None:
+        for member in self.members:
+            member.close()
+
+    def __enter__(self) -> EtcdCluster:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 def _free_port() -> int:
