@@ -1,0 +1,341 @@
+"""Benchmark: what N hosts' watches cost a 3-member etcd cluster, and how fast a policy write
+reaches every host's calculation graph.
+
+Run: ``.venv/bin/python bench/etcd_scale.py [--hosts 50 200] [--writes 100] [--idle 35]
+[--no-bgp]`` (about 4 minutes at 50 and 200 hosts), or ``--smoke`` for a tiny run.
+Nothing touches the kernel: etcd runs on loopback, the hosts are threads of this process.
+
+A simulated host is what calico/node runs against etcd, minus the dataplane: its own
+EtcdBackend (own connections), Felix's real syncers, CalcFeed, _GraphAdapter and CalcGraph
+(calico.felix.daemon.calc_syncers), whose emit records the policy updates it sees, and (unless
+--no-bgp) a BGPAgent with its syncers, rendering bird.cfg into a temp dir against a runner that
+accepts every command. Each host has one WorkloadEndpoint; one GlobalNetworkPolicy selects
+them all. Every write changes that policy's rule and waits until every host's graph has
+emitted the update before the next write, so a write's figure is the time from the put to
+the last host's emit.
+
+Per scale: sync time (hosts started -> every graph in sync with the policy), etcd's CPU
+seconds per member while idle (--idle seconds: at least the 30 s watch idle timeout, so the
+watches' probe-and-reopen is in it) and during the writes, RSS, watches and watch streams
+per host from etcd's metrics, this process's CPU during the writes (one core = the GIL's
+ceiling). Floor, in the same run: the same writes with 1 host; ratio = p99 / floor p99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from calico.bgp.agent import BGPAgent
+from calico.calc.graph import CalcGraph
+from calico.calc.messages import ActivePolicyUpdate, Message
+from calico.datastore.client import ResourceClient
+from calico.datastore.config import EtcdConfig
+from calico.datastore.etcd import EtcdBackend
+from calico.datastore.syncer import Syncer
+from calico.felix.calc_feed import CalcFeed
+from calico.felix.daemon import _GraphAdapter, calc_syncers
+from calico.felix.health import HealthAggregator
+from calico.felix.metrics import FelixMetrics
+from calico.model import parse_resource
+from calico.model.base import Resource
+from calico.model.keys import key_of
+from calico.programs import CommandResult
+from calico.testing.etcd_server import EtcdCluster
+
+POLICY = "etcd-scale"
+PORT = 1000
+_TICK = os.sysconf("SC_CLK_TCK")
+ROW = "{:>6} {:>5} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>9} {:>8} {:>7} {:>7}"
+
+
+class AcceptAll:
+    """The BGP agent's runner: `bird -p` and `birdc configure` succeed, nothing runs."""
+
+    def run(
+        self, args: Sequence[str], *, stdin: str | None = None, check: bool = True
+    ) -> CommandResult:
+        return CommandResult(0, "Reconfigured" if "configure" in args else "", "")
+
+
+class Arrivals:
+    """Counts hosts whose graph has emitted the policy `target` times; wakes the writer."""
+
+    def __init__(self, hosts: int) -> None:
+        self.hosts = hosts
+        self.target = 1
+        self.arrived = 0
+        self.times: list[float] = []
+        self.cond = threading.Condition()
+
+    def on_emit(self, count: int) -> None:
+        with self.cond:
+            if count == self.target:
+                self.arrived += 1
+                self.times.append(time.perf_counter())
+                if self.arrived == self.hosts:
+                    self.cond.notify_all()
+
+    def expect(self, target: int) -> None:
+        with self.cond:
+            self.target, self.arrived, self.times = target, 0, []
+
+    def wait(self, timeout: float = 120.0) -> list[float]:
+        with self.cond:
+            if not self.cond.wait_for(lambda: self.arrived >= self.hosts, timeout):
+                raise RuntimeError(f"{self.arrived}/{self.hosts} hosts got update {self.target}")
+            return list(self.times)
+
+
+class SimHost:
+    """One host's syncers and calc graph (and BGP agent), threads of this process."""
+
+    def __init__(
+        self, index: int, endpoints: tuple[str, ...], arrivals: Arrivals, bgp: Path | None
+    ) -> None:
+        self.name = f"sim-{index}"
+        self.backend = EtcdBackend(EtcdConfig(endpoints=endpoints))
+        self.count = 0
+        self._arrivals = arrivals
+        graph = CalcGraph(self.name, self._emit)
+        health = HealthAggregator()
+        health.register("CalculationGraph", live_timeout=None, reports_ready=True)
+        adapter = _GraphAdapter(graph, FelixMetrics(), health, lambda *_: None)
+        self.feed = CalcFeed(adapter)
+        self.syncers: list[Syncer] = calc_syncers(self.backend, self.feed)
+        self.bgp = None
+        if bgp is not None:
+            self.bgp = BGPAgent(self.backend, self.name, bgp / self.name, runner=AcceptAll())
+
+    def _emit(self, messages: Sequence[Message]) -> None:
+        for msg in messages:
+            if isinstance(msg, ActivePolicyUpdate) and msg.id.name == POLICY:
+                self.count += 1
+                self._arrivals.on_emit(self.count)
+
+    def start(self) -> None:
+        self.feed.start()
+        for syncer in self.syncers:
+            syncer.start()
+        if self.bgp is not None:
+            self.bgp.start()
+
+    def stop(self) -> None:
+        self.feed.stop()
+        for syncer in self.syncers:
+            syncer.stop()
+        if self.bgp is not None:
+            self.bgp.stop()
+        self.backend.close()
+
+
+# -- etcd members: CPU, memory, watches --------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def metric(endpoint: str, name: str) -> float:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(f"{endpoint}/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise RuntimeError(f"etcd at {endpoint} reports no {name}")
+
+
+class Members:
+    def __init__(self, cluster: EtcdCluster) -> None:
+        self.pids = [m.pid for m in cluster.members if m.pid is not None]
+        self.endpoints = cluster.endpoints
+
+    def cpu(self) -> list[float]:
+        return [cpu_seconds(pid) for pid in self.pids]
+
+    def rss(self) -> list[float]:
+        return [rss_mib(pid) for pid in self.pids]
+
+    def watches(self) -> tuple[float, float]:
+        """(watchers, watch streams) summed over the members."""
+        return (
+            sum(metric(e, "etcd_debugging_mvcc_watcher_total") for e in self.endpoints),
+            sum(metric(e, "etcd_debugging_mvcc_watch_stream_total") for e in self.endpoints),
+        )
+
+
+# -- the workload --------------------------------------------------------------------------------
+
+
+def resource(doc: dict[str, Any]) -> Resource:
+    return parse_resource({"apiVersion": "projectcalico.org/v3", **doc})
+
+
+def endpoint(index: int) -> Resource:
+    spec = {
+        "node": f"sim-{index}", "orchestrator": "k8s", "pod": f"pod{index}",
+        "endpoint": "eth0", "interfaceName": f"cali{index}",
+        "ipNetworks": [f"198.18.{index // 250}.{index % 250 + 1}/32"],
+    }  # fmt: skip
+    meta = {"namespace": "default", "labels": {"app": "bench"}}
+    return resource({"kind": "WorkloadEndpoint", "metadata": meta, "spec": spec})
+
+
+def policy(port: int) -> Resource:
+    rule = {"action": "Allow", "protocol": "TCP", "destination": {"ports": [port]}}
+    spec = {"selector": "app == 'bench'", "ingress": [rule], "egress": []}
+    return resource({"kind": "GlobalNetworkPolicy", "metadata": {"name": POLICY}, "spec": spec})
+
+
+# -- one scale -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Result:
+    hosts: int
+    sync: float
+    write_times: list[float]
+    idle_cpu: list[float]
+    idle_seconds: float
+    write_cpu: list[float]
+    write_seconds: float
+    client_cpu: float
+    rss: list[float]
+    watchers: float
+    streams: float
+
+    def p(self, q: float) -> float:
+        ordered = sorted(self.write_times)
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def run_scale(
+    members: Members, writer: ResourceClient, hosts: int, writes: int, idle: float, bgp: bool
+) -> Result:
+    for i in range(hosts):
+        writer.apply(endpoint(i))
+    writer.apply(policy(PORT))
+    base_watchers, base_streams = members.watches()
+    arrivals = Arrivals(hosts)
+    with tempfile.TemporaryDirectory(prefix="calico-etcd-scale-") as tmp:
+        sims = [
+            SimHost(i, members.endpoints, arrivals, Path(tmp) if bgp else None)
+            for i in range(hosts)
+        ]
+        started = time.perf_counter()
+        try:
+            for sim in sims:
+                sim.start()
+            arrivals.wait(600)
+            sync = time.perf_counter() - started
+            time.sleep(2)  # the BGP agents' first render and debounce
+            watchers, streams = members.watches()
+            cpu0, t0 = members.cpu(), time.perf_counter()
+            time.sleep(idle)
+            cpu1, t1 = members.cpu(), time.perf_counter()
+            client0 = time.process_time()
+            times = []
+            for n in range(writes):
+                arrivals.expect(n + 2)
+                put_at = time.perf_counter()
+                writer.apply(policy(PORT + 1 + n))  # calicoctl apply
+                times.append(max(arrivals.wait()) - put_at)
+            cpu2, t2 = members.cpu(), time.perf_counter()
+            client = time.process_time() - client0
+            rss = members.rss()
+        finally:
+            for sim in sims:
+                sim.stop()
+    for i in range(hosts):
+        writer.backend.delete(key_of(endpoint(i)).path)
+    return Result(
+        hosts, sync, times,
+        [b - a for a, b in zip(cpu0, cpu1, strict=True)], t1 - t0,
+        [b - a for a, b in zip(cpu1, cpu2, strict=True)], t2 - t1,
+        client, rss, watchers - base_watchers, streams - base_streams,
+    )  # fmt: skip
+
+
+def row(r: Result, floor: Result) -> str:
+    per_host = r.hosts or 1
+    idle = sum(r.idle_cpu) / r.idle_seconds if r.idle_seconds else 0.0
+    return ROW.format(
+        r.hosts,
+        f"{r.watchers / per_host:.0f}/{r.streams / per_host:.0f}",
+        f"{r.sync:.2f}",
+        f"{statistics.median(r.write_times) * 1000:.1f}",
+        f"{r.p(0.99) * 1000:.1f}",
+        f"{r.p(0.99) / floor.p(0.99):.1f}",
+        f"{idle * 100:.1f}%",
+        f"{sum(r.write_cpu) / len(r.write_times) * 1000:.1f}",
+        "/".join(f"{c * 1000 / len(r.write_times):.0f}" for c in r.write_cpu),
+        "/".join(f"{m:.0f}" for m in r.rss),
+        f"{r.client_cpu / r.write_seconds * 100:.0f}%",
+        f"{len(r.write_times) / r.write_seconds:.1f}",
+    )
+
+
+def report(results: Sequence[Result]) -> None:
+    floor = results[0]
+    print(
+        ROW.format(
+            "hosts", "w/s", "sync s", "p50 ms", "p99 ms", "ratio", "etcd idle",
+            "ms/write", "per member", "RSS MiB", "client", "writes/s",
+        )
+    )  # fmt: skip
+    for r in results:
+        print(row(r, floor))
+    print(
+        "w/s: watchers/watch streams per host (etcd metrics, all members); etcd idle: CPU of "
+        "all members while idle, % of one core; ms/write: etcd CPU ms per write, all members "
+        "(then per member); client: this process's CPU during the writes, % of one core "
+        f"(2 = GIL-free ceiling on this {os.cpu_count()}-CPU machine); floor = 1 host"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--hosts", type=int, nargs="+", default=[50, 200])
+    parser.add_argument("--writes", type=int, default=100)
+    parser.add_argument("--idle", type=float, default=35.0, help="idle window, seconds")
+    parser.add_argument("--no-bgp", action="store_true", help="Felix's syncers only")
+    parser.add_argument("--smoke", action="store_true", help="2 hosts, 5 writes, 1 s idle")
+    args = parser.parse_args(argv)
+    hosts, writes, idle = args.hosts, args.writes, args.idle
+    if args.smoke:
+        hosts, writes, idle = [2], 5, 1.0
+    results = []
+    with EtcdCluster(3) as cluster:
+        members = Members(cluster)
+        backend = EtcdBackend(EtcdConfig(endpoints=cluster.endpoints))
+        try:
+            for n in [1, *hosts]:
+                print(f"[{time.strftime('%H:%M:%S')}] {n} hosts", file=sys.stderr, flush=True)
+                client = ResourceClient(backend)
+                results.append(run_scale(members, client, n, writes, idle, not args.no_bgp))
+        finally:
+            backend.close()
+    report(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
