@@ -2,7 +2,7 @@
 reaches every host's calculation graph.
 
 Run: ``.venv/bin/python bench/etcd_scale.py [--hosts 50 200] [--writes 100] [--idle 35]
-[--no-bgp]`` (about 4 minutes at 50 and 200 hosts), or ``--smoke`` for a tiny run.
+[--no-bgp] [--spread]`` (about 4 minutes at 50 and 200 hosts), or ``--smoke`` for a tiny run.
 Nothing touches the kernel: etcd runs on loopback, the hosts are threads of this process.
 
 A simulated host is what calico/node runs against etcd, minus the dataplane: its own
@@ -227,9 +227,22 @@ class Result:
         return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def run_scale(
-    members: Members, writer: ResourceClient, hosts: int, writes: int, idle: float, bgp: bool
-) -> Result:
+@dataclass(frozen=True)
+class Options:
+    writes: int
+    idle: float
+    bgp: bool
+    spread: bool
+
+
+def host_endpoints(endpoints: tuple[str, ...], index: int, spread: bool) -> tuple[str, ...]:
+    """Every host lists all members; --spread rotates the list so hosts start on different
+    members (the client keeps the first that answers)."""
+    first = index % len(endpoints) if spread else 0
+    return endpoints[first:] + endpoints[:first]
+
+
+def run_scale(members: Members, writer: ResourceClient, hosts: int, opts: Options) -> Result:
     for i in range(hosts):
         writer.apply(endpoint(i))
     writer.apply(policy(PORT))
@@ -237,7 +250,12 @@ def run_scale(
     arrivals = Arrivals(hosts)
     with tempfile.TemporaryDirectory(prefix="calico-etcd-scale-") as tmp:
         sims = [
-            SimHost(i, members.endpoints, arrivals, Path(tmp) if bgp else None)
+            SimHost(
+                i,
+                host_endpoints(members.endpoints, i, opts.spread),
+                arrivals,
+                Path(tmp) if opts.bgp else None,
+            )
             for i in range(hosts)
         ]
         started = time.perf_counter()
@@ -249,11 +267,11 @@ def run_scale(
             time.sleep(2)  # the BGP agents' first render and debounce
             watchers, streams = members.watches()
             cpu0, t0 = members.cpu(), time.perf_counter()
-            time.sleep(idle)
+            time.sleep(opts.idle)
             cpu1, t1 = members.cpu(), time.perf_counter()
             client0 = time.process_time()
             times = []
-            for n in range(writes):
+            for n in range(opts.writes):
                 arrivals.expect(n + 2)
                 put_at = time.perf_counter()
                 writer.apply(policy(PORT + 1 + n))  # calicoctl apply
@@ -317,11 +335,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--writes", type=int, default=100)
     parser.add_argument("--idle", type=float, default=35.0, help="idle window, seconds")
     parser.add_argument("--no-bgp", action="store_true", help="Felix's syncers only")
+    parser.add_argument("--spread", action="store_true", help="hosts start on different members")
     parser.add_argument("--smoke", action="store_true", help="2 hosts, 5 writes, 1 s idle")
     args = parser.parse_args(argv)
-    hosts, writes, idle = args.hosts, args.writes, args.idle
+    hosts, opts = args.hosts, Options(args.writes, args.idle, not args.no_bgp, args.spread)
     if args.smoke:
-        hosts, writes, idle = [2], 5, 1.0
+        hosts, opts = [2], Options(5, 1.0, opts.bgp, opts.spread)
     results = []
     with EtcdCluster(3) as cluster:
         members = Members(cluster)
@@ -330,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for n in [1, *hosts]:
                 print(f"[{time.strftime('%H:%M:%S')}] {n} hosts", file=sys.stderr, flush=True)
                 client = ResourceClient(backend)
-                results.append(run_scale(members, client, n, writes, idle, not args.no_bgp))
+                results.append(run_scale(members, client, n, opts))
         finally:
             backend.close()
     report(results)
