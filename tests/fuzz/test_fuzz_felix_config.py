@@ -40,6 +40,8 @@ VALUES = st.one_of(
             "1000:999",
             "cali",
             ",",
+            "%",
+            "%(x)s",
             "x" * 10_000,
         ]
     ),
@@ -72,16 +74,17 @@ def test_environment(params: dict[str, str]) -> None:
 @fuzz
 @given(
     st.one_of(
-        st.text(),
-        st.lists(st.tuples(st.sampled_from(NAMES), VALUES), max_size=4).map(
-            lambda items: "[global]\n" + "".join(f"{k} = {v}\n" for k, v in items)
+        st.binary(),
+        st.text().map(str.encode),
+        st.lists(st.tuples(st.sampled_from([*NAMES, "[x]", "%", " "]), VALUES), max_size=4).map(
+            lambda items: ("[global]\n" + "".join(f"{k} = {v}\n" for k, v in items)).encode()
         ),
     )
 )
-def test_config_file(text: str) -> None:
+def test_config_file(content: bytes) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "felix.cfg"
-        path.write_text(text)
+        path.write_bytes(content)
         clean(lambda: build_config({"NODENAME": "h"}, file_layer(str(path))), ConfigError)
 
 

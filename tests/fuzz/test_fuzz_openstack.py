@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from _fuzz import clean, fuzz, mutated
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from calico.openstack.translate import (
@@ -81,8 +81,8 @@ def _region() -> st.SearchStrategy[str | None]:
 @fuzz
 @given(mutated(PORT), _region())
 def test_near_valid_ports(port: dict[str, Any], region: str | None) -> None:
-    if isinstance(port, dict):
-        clean(lambda: endpoint_for_port(port, PortExtras(**EXTRAS), region), TranslationError)
+    assume(isinstance(port, dict))  # Neutron hands the driver a dict
+    clean(lambda: endpoint_for_port(port, PortExtras(**EXTRAS), region), TranslationError)
 
 
 @fuzz
@@ -90,14 +90,15 @@ def test_near_valid_ports(port: dict[str, Any], region: str | None) -> None:
 def test_near_valid_subnets_and_floating_ips(raw: dict[str, Any]) -> None:
     # The driver builds PortExtras (typed names); the subnet and floating IP dicts are Neutron's.
     subnets, fips = raw.get("subnets"), raw.get("floating_ips")
-    if isinstance(subnets, dict) and isinstance(fips, list):
-        extras = PortExtras(**{**EXTRAS, "subnets": subnets, "floating_ips": fips})
-        clean(lambda: endpoint_for_port(PORT, extras, None), TranslationError)
+    assume(isinstance(subnets, dict) and isinstance(fips, list))
+    extras = PortExtras(**{**EXTRAS, "subnets": subnets, "floating_ips": fips})
+    clean(lambda: endpoint_for_port(PORT, extras, None), TranslationError)
 
 
 @fuzz
 @given(mutated({"sg": {"id": SG, "name": "web"}, "rules": RULES}), _region())
 def test_near_valid_security_groups(doc: dict[str, Any], region: str | None) -> None:
     sg, rules = doc.get("sg"), doc.get("rules")
-    if isinstance(sg, dict) and isinstance(rules, list) and all(isinstance(r, dict) for r in rules):
-        clean(lambda: policy_for_security_group(sg, rules, region), TranslationError)
+    assume(isinstance(sg, dict) and isinstance(rules, list))
+    assume(all(isinstance(r, dict) for r in rules))  # Neutron's rules are dicts
+    clean(lambda: policy_for_security_group(sg, rules, region), TranslationError)
