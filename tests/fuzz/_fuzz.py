@@ -68,6 +68,12 @@ def json_values(max_leaves: int = 20) -> st.SearchStrategy[Any]:
     )
 
 
+def deep_text(openers: list[str]) -> st.SearchStrategy[str]:
+    """Deep nesting: parsers that recurse per level must refuse it, not overflow the stack.
+    (Callers pick openers that parse fast: PyYAML takes seconds on ~1,500 unclosed '['.)"""
+    return st.tuples(st.integers(1, 3000), st.sampled_from(openers)).map(lambda t: t[1] * t[0])
+
+
 def _paths(doc: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     """Every path to a value inside doc (mappings by key, lists by index)."""
     out = [prefix]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from _fuzz import clean, fuzz, json_values, mutated
+from _fuzz import clean, deep_text, fuzz, json_values, mutated
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -61,7 +61,13 @@ def test_near_valid_netconf(doc: Any) -> None:
 
 
 @fuzz
-@given(st.one_of(st.binary(), json_values().map(lambda v: json.dumps(v).encode())))
+@given(
+    st.one_of(
+        st.binary(),
+        deep_text(["[", '{"a": ']).map(str.encode),
+        json_values().map(lambda v: json.dumps(v).encode()),
+    )
+)
 def test_arbitrary_netconf(data: bytes) -> None:
     _netconf(data)
 

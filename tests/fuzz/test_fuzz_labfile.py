@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from _fuzz import as_text, clean, fuzz, json_values, mutated
+from _fuzz import as_text, clean, deep_text, fuzz, json_values, mutated
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -17,6 +17,8 @@ LABS = Path(__file__).parents[2] / "examples" / "lab"
 VALID: list[Any] = [
     yaml.safe_load(p.read_text()) for p in sorted(LABS.glob("*.yaml")) if p.name != "policy.yaml"
 ]
+
+YAML_OPENERS = ["{a: ", '{"a": ', "- "]
 
 
 def _check(text: str) -> None:
@@ -32,6 +34,8 @@ def test_near_valid_lab_files(doc: Any) -> None:
 
 
 @fuzz
-@given(st.one_of(st.text(), json_values().map(lambda v: as_text(v, "yaml"))))
+@given(
+    st.one_of(st.text(), deep_text(YAML_OPENERS), json_values().map(lambda v: as_text(v, "yaml")))
+)
 def test_arbitrary_text(text: str) -> None:
     _check(text)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from _fuzz import as_text, clean, fuzz, json_values, mutated
+from _fuzz import as_text, clean, deep_text, fuzz, json_values, mutated
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -21,6 +21,8 @@ VALID: list[dict[str, Any]] = [
     for doc in yaml.safe_load_all(path.read_text())
     if doc
 ]
+
+YAML_OPENERS = ["{a: ", '{"a": ', "- "]
 
 
 def _check(text: str) -> None:
@@ -42,6 +44,8 @@ def test_multi_document_files(docs: list[Any]) -> None:
 
 
 @fuzz
-@given(st.one_of(st.text(), json_values().map(lambda v: as_text(v, "yaml"))))
+@given(
+    st.one_of(st.text(), deep_text(YAML_OPENERS), json_values().map(lambda v: as_text(v, "yaml")))
+)
 def test_arbitrary_text(text: str) -> None:
     _check(text)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from _fuzz import clean, fuzz
+from _fuzz import clean, deep_text, fuzz
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -68,6 +68,12 @@ def test_near_valid_selectors(text: str) -> None:
 
 
 @fuzz
-@given(st.one_of(st.text(), st.lists(_PIECES, max_size=12).map("".join)))
+@given(
+    st.one_of(
+        st.text(),
+        deep_text(["(", "!", "!(", "a in {"]),
+        st.lists(_PIECES, max_size=12).map("".join),
+    )
+)
 def test_arbitrary_text(text: str) -> None:
     _check(text)

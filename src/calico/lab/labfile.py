@@ -46,6 +46,8 @@ def load_lab(text: str, source: str = "lab file", base_dir: Path | None = None) 
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise LabFileError(f"{source}: not valid YAML: {exc}") from None
+    except RecursionError:  # the loader recurses once per level of nesting
+        raise LabFileError(f"{source}: not valid YAML: nested too deeply") from None
     if not isinstance(doc, dict):
         raise LabFileError(f"{source}: expected a mapping at the top level")
     if "base_dir" in doc:

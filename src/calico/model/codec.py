@@ -52,6 +52,8 @@ def load_documents(text: str, source: str = "input") -> list[dict[str, Any]]:
         docs = list(yaml.load_all(text, Loader=_GoLikeLoader))
     except yaml.YAMLError as exc:
         raise ResourceError(source, [("", f"cannot parse YAML/JSON: {_one_line(exc)}")]) from None
+    except RecursionError:  # the loader recurses once per level of nesting
+        raise ResourceError(source, [("", "cannot parse YAML/JSON: nested too deeply")]) from None
     out: list[dict[str, Any]] = []
     for index, doc in enumerate(docs, start=1):
         if doc is None:

@@ -586,6 +586,15 @@ def test_malformed_yaml_is_reported() -> None:
         parse_manifest("kind: [unclosed", "file.yaml")
 
 
+@pytest.mark.parametrize("text", ["- " * 5000, '{"a": ' * 5000, "spec: " + "{a: " * 800])
+def test_deeply_nested_input_is_reported(text: str) -> None:
+    """Found by tests/fuzz: the YAML loader's recursion was a RecursionError traceback."""
+    with pytest.raises(
+        ResourceError, match=r"file\.yaml: cannot parse YAML/JSON: nested too deeply"
+    ):
+        parse_manifest(text, "file.yaml")
+
+
 def test_non_mapping_document_is_reported() -> None:
     with pytest.raises(ResourceError, match="document 1"):
         parse_manifest("- just\n- a list\n", "f.yaml")
