@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Run the fuzz tests' full profile and write their figures into docs/reliability.md.
 
-    .venv/bin/python scripts/fuzz_report.py [pytest args, e.g. -k selectors]
+    .venv/bin/python scripts/fuzz_report.py [pytest args; test files, default tests/fuzz]
 
 Runs tests/fuzz with CALICO_FUZZ=full (10,000 examples per property; 200 for the calicoctl
 property that writes to etcd) in this process, counting the cases each property really ran
 (hypothesis' examples, less those it discarded by `assume`) and its duration, then replaces
 the section between `<!-- BEGIN fuzz -->` and `<!-- END fuzz -->` of docs/reliability.md
-(creating the file, or the section, when missing). Exits non-zero if any property failed;
-the section is written either way, failures included.
+(creating the file, or the section, when missing). The section is rewritten after every
+property, so an interrupted run still records what it finished (the rest say "not run").
+Exits non-zero if any property failed.
 """
 
 from __future__ import annotations
@@ -45,13 +46,20 @@ class Row:
     cases: int = 0
     seconds: float = 0.0
     outcome: str = "not run"
+    prop: bool = True  # a hypothesis property (else a plain test: no case count)
 
 
 class CaseCounter:
     """Counts each property's executed examples by wrapping hypothesis' inner test."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_row: Any) -> None:
         self.rows: dict[str, Row] = {}
+        self.on_row = on_row  # called with the rows after each property
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            prop = hasattr(getattr(item, "obj", None), "hypothesis")
+            self.rows.setdefault(item.nodeid, Row(item.nodeid, prop=prop))
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Any:
@@ -81,6 +89,8 @@ class CaseCounter:
         if report.when == "call" or (report.when == "setup" and not report.passed):
             row.seconds += report.duration
             row.outcome = report.outcome
+        if report.when == "teardown":
+            self.on_row(list(self.rows.values()))
 
 
 def machine() -> str:
@@ -94,7 +104,8 @@ def machine() -> str:
         pass
     return (
         f"{platform.node()}, {model or platform.machine()} x {os.cpu_count()}, "
-        f"Python {platform.python_version()}, hypothesis {hypothesis.__version__}"
+        f"Python {platform.python_version()}, hypothesis {hypothesis.__version__}, "
+        f"load average {os.getloadavg()[0]:.1f} at the end"
     )
 
 
@@ -116,10 +127,14 @@ def section(rows: list[Row], started: str, total: float) -> str:
     ]
     for row in rows:
         goal = GOAL.get(row.nodeid.split("::")[0].rsplit("/", 1)[-1], DEFAULT_GOAL)
-        met = row.outcome == "passed" and row.cases >= goal
-        result = "ok" if met else f"{row.outcome}{'' if row.cases >= goal else ', below goal'}"
+        if not row.prop:
+            goal = 0
+        result = row.outcome if row.outcome != "passed" else "ok"
+        if row.outcome == "passed" and row.cases < goal:
+            result = "below goal"
+        cases, target = (f"{row.cases:,}", f"≥ {goal:,}") if row.prop else ("-", "(control)")
         name = row.nodeid.removeprefix("tests/fuzz/")
-        lines.append(f"| `{name}` | {row.cases:,} | ≥ {goal:,} | {row.seconds:.1f} | {result} |")
+        lines.append(f"| `{name}` | {cases} | {target} | {row.seconds:.1f} | {result} |")
     return "\n".join([*lines, END])
 
 
@@ -135,15 +150,17 @@ def write_section(text: str) -> None:
 
 def main(argv: list[str]) -> int:
     os.environ["CALICO_FUZZ"] = "full"
-    counter = CaseCounter()
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     t0 = time.monotonic()
-    code = pytest.main(
-        ["-q", "-p", "no:cacheprovider", str(ROOT / "tests" / "fuzz"), *argv], plugins=[counter]
-    )
-    rows = sorted(counter.rows.values(), key=lambda r: r.nodeid)
-    write_section(section(rows, started, time.monotonic() - t0))
-    print(f"wrote {DOC.relative_to(ROOT)} ({len(rows)} properties)")
+
+    def record(rows: list[Row]) -> None:
+        write_section(section(rows, started, time.monotonic() - t0))
+
+    counter = CaseCounter(record)
+    paths = [] if any(not a.startswith("-") for a in argv) else [str(ROOT / "tests" / "fuzz")]
+    code = pytest.main(["-q", "-p", "no:cacheprovider", *paths, *argv], plugins=[counter])
+    record(list(counter.rows.values()))
+    print(f"wrote {DOC.relative_to(ROOT)} ({len(counter.rows)} properties)")
     return int(code)
 
 
