@@ -25,6 +25,7 @@ from calico.lab.spec import (
     rack_subnets,
 )
 from calico.model import ResourceError, parse_resource
+from calico.model.codec import join_surrogates
 
 RACK_LABEL = "rack"  # the Node label BGPPeers select a rack's nodes by
 _PASSWORD = re.compile(r"^[!#-~]{1,80}$")  # printable ASCII less space and the double quote
@@ -48,6 +49,10 @@ def load_lab(text: str, source: str = "lab file", base_dir: Path | None = None) 
         raise LabFileError(f"{source}: not valid YAML: {exc}") from None
     except RecursionError:  # the loader recurses once per level of nesting
         raise LabFileError(f"{source}: not valid YAML: nested too deeply") from None
+    try:
+        doc = join_surrogates(doc)
+    except ValueError as exc:
+        raise LabFileError(f"{source}: not valid YAML: {exc}") from None
     if not isinstance(doc, dict):
         raise LabFileError(f"{source}: expected a mapping at the top level")
     if "base_dir" in doc:

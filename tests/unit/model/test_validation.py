@@ -595,6 +595,16 @@ def test_deeply_nested_input_is_reported(text: str) -> None:
         parse_manifest(text, "file.yaml")
 
 
+def test_json_escaped_astral_characters_are_read_as_text() -> None:
+    """Found by tests/fuzz: YAML reads \\ud83d\\ude00 as two surrogates, which pydantic
+    could not encode (a UnicodeEncodeError traceback)."""
+    text = '{"apiVersion": "projectcalico.org/v3", "kind": "IPPool", "metadata": {"name": "a",'
+    text += ' "annotations": {"x": "\\ud83d\\ude00"}}, "spec": {"cidr": "198.19.0.0/16"}}'
+    assert parse_manifest(text)[0].metadata.annotations == {"x": "\U0001f600"}
+    with pytest.raises(ResourceError, match="half a surrogate pair"):
+        parse_manifest(text.replace("\\ude00", ""), "file.yaml")
+
+
 def test_non_mapping_document_is_reported() -> None:
     with pytest.raises(ResourceError, match="document 1"):
         parse_manifest("- just\n- a list\n", "f.yaml")
