@@ -8,7 +8,8 @@ property that writes to etcd) in this process, counting the cases each property 
 (hypothesis' examples, less those it discarded by `assume`) and its duration, then replaces
 the section between `<!-- BEGIN fuzz -->` and `<!-- END fuzz -->` of docs/reliability.md
 (creating the file, or the section, when missing). The section is rewritten after every
-property, so an interrupted run still records what it finished (the rest say "not run").
+property, so an interrupted run still records what it finished (the rest say "not run"); rows
+of properties this run did not select are kept with the date they were measured.
 Exits non-zero if any property failed.
 """
 
@@ -122,9 +123,11 @@ def section(rows: list[Row], started: str, total: float) -> str:
         "",
         f"Date: {started}; machine: {machine()}; total {total:.0f} s.",
         "",
-        "| test | cases | goal | seconds | result |",
-        "|---|---:|---:|---:|---|",
+        "| test | cases | goal | seconds | result | measured |",
+        "|---|---:|---:|---:|---|---|",
     ]
+    run = {f"`{r.nodeid.removeprefix('tests/fuzz/')}`" for r in rows}
+    lines += [line for line in _earlier_rows(started) if line.split(" | ")[0][2:] not in run]
     for row in rows:
         goal = GOAL.get(row.nodeid.split("::")[0].rsplit("/", 1)[-1], DEFAULT_GOAL)
         if not row.prop:
@@ -134,8 +137,21 @@ def section(rows: list[Row], started: str, total: float) -> str:
             result = "below goal"
         cases, target = (f"{row.cases:,}", f"≥ {goal:,}") if row.prop else ("-", "(control)")
         name = row.nodeid.removeprefix("tests/fuzz/")
-        lines.append(f"| `{name}` | {cases} | {target} | {row.seconds:.1f} | {result} |")
+        lines.append(
+            f"| `{name}` | {cases} | {target} | {row.seconds:.1f} | {result} | {started} |"
+        )
     return "\n".join([*lines, END])
+
+
+def _earlier_rows(started: str) -> list[str]:
+    """The table rows of the section as it stands, each with the date it was measured."""
+    doc = DOC.read_text() if DOC.exists() else ""
+    if BEGIN not in doc or END not in doc:
+        return []
+    old = doc.split(BEGIN, 1)[1].split(END, 1)[0]
+    date = next((ln[6:].split(";")[0] for ln in old.splitlines() if ln.startswith("Date: ")), "")
+    rows = [ln for ln in old.splitlines() if ln.startswith("| `") and "| not run |" not in ln]
+    return [ln if ln.count(" | ") >= 5 else f"{ln} {date} |" for ln in rows if date != started]
 
 
 def write_section(text: str) -> None:
