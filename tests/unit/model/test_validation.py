@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from calico.model import ResourceError, parse_manifest, parse_resource
+from calico.model.codec import load_documents
 
 
 def res(kind: str, spec: dict[str, Any] | None = None, **meta: Any) -> dict[str, Any]:
@@ -593,6 +594,14 @@ def test_deeply_nested_input_is_reported(text: str) -> None:
         ResourceError, match=r"file\.yaml: cannot parse YAML/JSON: nested too deeply"
     ):
         parse_manifest(text, "file.yaml")
+
+
+@pytest.mark.parametrize("scalar", [".", "-.", "+._", "._"])
+def test_a_point_without_digits_is_a_string(scalar: str) -> None:
+    """Found by tests/fuzz: the float resolver matched a bare '.', whose float() failed (a
+    ValueError traceback); Go's YAML reads it as a string."""
+    docs = load_documents(f"a: {scalar}\nb: .5\nc: -1.e3\nd: 1_0.5\n")
+    assert docs == [{"a": scalar, "b": 0.5, "c": -1000.0, "d": 10.5}]
 
 
 def test_json_escaped_astral_characters_are_read_as_text() -> None:
