@@ -151,7 +151,8 @@ def _earlier_rows(started: str) -> list[str]:
     old = doc.split(BEGIN, 1)[1].split(END, 1)[0]
     date = next((ln[6:].split(";")[0] for ln in old.splitlines() if ln.startswith("Date: ")), "")
     rows = [ln for ln in old.splitlines() if ln.startswith("| `") and "| not run |" not in ln]
-    return [ln if ln.count(" | ") >= 5 else f"{ln} {date} |" for ln in rows if date != started]
+    dated = [ln if ln.count(" | ") >= 5 else f"{ln} {date} |" for ln in rows]
+    return [ln for ln in dated if not ln.endswith(f" {started} |")]  # this run's own rows
 
 
 def write_section(text: str) -> None:
