@@ -2,7 +2,9 @@
 
 Hosts reach it over the fabric (`http://<address>:2379`), as real hosts reach etcd over the
 network; tools on this machine (the lab itself, calicoctl) reach the same server on a unix
-socket in the state dir, which works from any network namespace.
+socket in the state dir, which works from any network namespace. With TLS (`etcd: {tls:
+true}`) the fabric URL is https and asks for a client certificate; the unix socket stays plain
+(etcd serves unix:// without TLS): only who can open the lab's state dir reaches it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from calico.datastore.api import DatastoreError
 from calico.datastore.config import EtcdConfig
 from calico.datastore.etcd import EtcdBackend
 from calico.lab import procs
+from calico.lab.pki import Pki, etcd_tls_args
 from calico.lab.procs import Proc
 
 CLIENT_PORT = 2379
@@ -25,16 +28,18 @@ class EtcdStartError(RuntimeError):
     pass
 
 
-def endpoints(directory: Path, address: str) -> tuple[str, str]:
+def endpoints(directory: Path, address: str, tls: bool = False) -> tuple[str, str]:
     """(the fabric endpoint, the unix-socket endpoint)."""
-    return f"http://{address}:{CLIENT_PORT}", f"unix://{directory}/localhost:{CLIENT_PORT}"
+    scheme = "https" if tls else "http"
+    return f"{scheme}://{address}:{CLIENT_PORT}", f"unix://{directory}/localhost:{CLIENT_PORT}"
 
 
-def start_etcd(directory: Path, netns: str, address: str) -> Proc:
-    """Start etcd in `netns` with its data and socket under `directory` (not yet healthy)."""
+def start_etcd(directory: Path, netns: str, address: str, pki: Pki | None = None) -> Proc:
+    """Start etcd in `netns` with its data and socket under `directory` (not yet healthy);
+    with `pki`, TLS and client-certificate authentication on the fabric URL."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / f"localhost:{CLIENT_PORT}").unlink(missing_ok=True)
-    fabric, _ = endpoints(directory, address)
+    fabric, _ = endpoints(directory, address, pki is not None)
     peer = f"http://127.0.0.1:{PEER_PORT}"
     argv = [
         "etcd",
@@ -45,6 +50,7 @@ def start_etcd(directory: Path, netns: str, address: str) -> Proc:
         *("--initial-cluster", f"default={peer}"),
         *("--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn"),
         *_FAST_RAFT,
+        *(etcd_tls_args(pki) if pki is not None else ()),
     ]
     return procs.spawn(argv, directory / "etcd.log", netns=netns, cwd=directory)
 

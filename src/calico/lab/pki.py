@@ -13,6 +13,7 @@ from pathlib import Path
 
 from calico import programs
 
+ETCD_SERVER = "etcd"  # the etcd server's certificate and key
 _EC = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
 _DAYS = "7"
 
@@ -68,3 +69,25 @@ class Pki:
 
     def _openssl(self, *args: str) -> None:
         programs.run(["openssl", *args], cwd=self.directory, check=True)
+
+
+def etcd_tls_args(pki: Pki) -> tuple[str, ...]:
+    """etcd's flags for TLS on its client URLs, requiring a certificate signed by the CA."""
+    return (
+        *("--cert-file", str(pki.cert(ETCD_SERVER)), "--key-file", str(pki.key(ETCD_SERVER))),
+        *("--trusted-ca-file", str(pki.ca_file), "--client-cert-auth"),
+    )
+
+
+def host_client(host: str) -> str:
+    """The name of a lab host's client certificate (prefixed: a host may be called "etcd")."""
+    return f"host-{host}"
+
+
+def client_env(pki: Pki, name: str) -> dict[str, str]:
+    """Calico's variables handing `name`'s client certificate to calicoctl, node, Felix."""
+    return {
+        "ETCD_CA_CERT_FILE": str(pki.ca_file),
+        "ETCD_CERT_FILE": str(pki.cert(name)),
+        "ETCD_KEY_FILE": str(pki.key(name)),
+    }

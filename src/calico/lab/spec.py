@@ -168,6 +168,7 @@ class Border(_Model):
 
 class Etcd(_Model):
     ipv4: Address | None = None
+    tls: bool = False  # a CA, a server certificate and one client certificate per host
 
 
 class LabSpec(_Model):

@@ -16,6 +16,7 @@ from pathlib import Path
 from calico.lab import etcd, frr, netns
 from calico.lab.base import tail
 from calico.lab.fabric import EXT_BRIDGE, FORWARDING, FabricOps
+from calico.lab.pki import ETCD_SERVER, host_client
 from calico.lab.spec import (
     External,
     Host,
@@ -56,8 +57,16 @@ class TopologyOps(FabricOps):
         else:
             self._plug(ns, self._fabric_addrs(address, None))
         directory = self.dir / "etcd"
-        self.state.etcd_endpoint, self.state.etcd_unix = etcd.endpoints(directory, address)
-        self.record_proc("etcd", etcd.start_etcd(directory, ns, address))
+        pki = self.pki
+        if pki is not None:
+            pki.make_ca()
+            pki.make_server(ETCD_SERVER, [address])
+            for host in self.spec.hosts:
+                pki.make_client(host_client(host.name))
+        self.state.etcd_endpoint, self.state.etcd_unix = etcd.endpoints(
+            directory, address, pki is not None
+        )
+        self.record_proc("etcd", etcd.start_etcd(directory, ns, address, pki))
         proc = self.state.proc("etcd")
         assert proc is not None
         try:
