@@ -38,7 +38,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
 BIN = Path(sys.executable).parent
 COMPONENTS = ("calicoctl", "calico node", "calico-felix", "CNI plugin", "calico-dhcp-agent",
               "calico-neutron-resync")  # fmt: skip
-CASES = ("good", "wrong CA", "no client cert")
+CASES = ("good", "wrong CA", "no client cert", "client cert of another CA")
 DAEMONS = ("calico node", "calico-felix", "calico-dhcp-agent")  # good case: the lab e2e test
 BGP_PASSWORD = "bgp-secret-7f3e9a"  # in CALICO_SECRETS_DIR, named by a BGPPeer's secretKeyRef
 KEYSTONE_PASSWORD = "keystone-secret-41c2d8"  # in the neutron config file's auth section
@@ -72,7 +72,8 @@ class Setup:
         ca = self.other.ca_file if case == "wrong CA" else self.pki.ca_file
         if case == "no client cert":
             return str(ca), None, None
-        return str(ca), str(self.pki.cert("client")), str(self.pki.key("client"))
+        signer = self.other if case == "client cert of another CA" else self.pki
+        return str(ca), str(signer.cert("client")), str(signer.key("client"))
 
     def revision(self) -> int:
         backend = EtcdBackend(_config(self, "good"))
@@ -101,6 +102,7 @@ def setup() -> Iterator[Setup]:
     pki.make_server("etcd", ["127.0.0.1"])
     pki.make_client("client")
     other.make_ca()
+    other.make_client("client")
     cni_bin = work / "cni-bin"
     programs.run([str(BIN / "calico"), "cni", "install", "--bin-dir", str(cni_bin)], check=True)
     secret = work / "secrets" / "bgp-peer"
@@ -220,7 +222,8 @@ def ctl_get_yaml(s: Setup) -> str:
 def secrets(s: Setup) -> list[str]:
     """Values that must never be printed: passwords and every line of the private keys."""
     values = [BGP_PASSWORD, KEYSTONE_PASSWORD]
-    for key in (s.pki.key("client"), s.pki.key("etcd"), s.pki.key("ca")):
+    keys = [s.pki.key("client"), s.pki.key("etcd"), s.pki.key("ca"), s.other.key("client")]
+    for key in keys:
         values += [line for line in key.read_text().splitlines() if "-----" not in line]
     return values
 

@@ -32,7 +32,9 @@ def _cases() -> list[tuple[str, str]]:
     components = ("calicoctl", "calico node", "calico-felix", "CNI plugin",
                   "calico-dhcp-agent", "calico-neutron-resync")  # fmt: skip
     return [("calicoctl", "good")] + [
-        (component, case) for component in components for case in ("wrong CA", "no client cert")
+        (component, case)
+        for component in components
+        for case in ("wrong CA", "no client cert", "client cert of another CA")
     ]
 
 
@@ -51,8 +53,11 @@ def test_entry_point(tls: ModuleType, setup: Any, component: str, case: str) -> 
     if case == "wrong CA":
         assert "TLS: etcd's server certificate is not trusted by the CA file" in outcome.error
         assert str(setup.other.ca_file) in outcome.error
-    else:
+    elif case == "no client cert":
         assert "TLS: etcd requires a client certificate and none is configured" in outcome.error
+    else:
+        assert "TLS: etcd refused the client certificate" in outcome.error
+        assert str(setup.other.cert("client")) in outcome.error
 
 
 def test_no_secret_in_output_or_calicoctl_yaml(tls: ModuleType, setup: Any) -> None:
