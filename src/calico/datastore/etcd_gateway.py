@@ -33,6 +33,11 @@ _GRPC_NOT_FOUND = 5
 _GRPC_RETRYABLE = frozenset({1, 4, 14})
 
 
+class OutcomeUnknown(DatastoreUnavailable):
+    """A non-idempotent request failed after it may have reached a member: it may or may not
+    have been applied. Only a request whose guard makes a second copy a no-op may be resent."""
+
+
 class GatewayError(DatastoreError):
     """etcd answered, but with an error status (a bad request, a future revision...)."""
 
@@ -123,7 +128,7 @@ class Gateway:
 
         Non-idempotent requests fail over only when the request surely never reached a server
         (connect errors); after that the outcome is unknown and the caller gets
-        DatastoreUnavailable rather than a retry that might apply twice.
+        OutcomeUnknown (a DatastoreUnavailable) rather than a retry that might apply twice.
         """
         failures: list[str] = []
         for endpoint in self._rotation():
@@ -135,7 +140,7 @@ class Gateway:
                 continue
             except (httpx.TransportError, DatastoreUnavailable) as exc:
                 if not idempotent:
-                    raise DatastoreUnavailable(
+                    raise OutcomeUnknown(
                         f"etcd {path} at {endpoint} failed, outcome unknown: {_describe(exc)}"
                     ) from exc
                 failures.append(f"{endpoint}: {_describe(exc)}")
@@ -167,6 +172,16 @@ class Gateway:
             self._remember(endpoint)
             return response
         raise DatastoreUnavailable(f"etcd {path}: no endpoint answered ({'; '.join(failures)})")
+
+    def avoid(self, response: httpx.Response) -> None:
+        """Prefer the endpoint after the one that served `response`: it just failed us."""
+        url = str(response.request.url)
+        endpoints = self.config.endpoints
+        for index, endpoint in enumerate(endpoints):
+            if url.startswith(self._base[endpoint]):
+                with self._lock:
+                    if self._preferred == index:
+                        self._preferred = (index + 1) % len(endpoints)
 
     def close(self) -> None:
         self._client.close()
