@@ -69,7 +69,7 @@ class Kill:
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    floor: float  # seconds a calicoctl write takes with every member up
+    floor: float  # seconds a calicoctl write takes with every member up (fastest of 3)
     kills: list[Kill]
     probes: int  # of the allowed flow, throughout
     probes_failed: int
@@ -157,7 +157,7 @@ def run(rounds: int = 1, progress: Callable[[str], None] = print) -> Report:
         spec = load_lab(LAB, "etcd cluster lab", Path(tmp))
         with running_lab(spec, Path(tmp) / "state", lambda m: progress(f"lab: {m}")) as lab:
             path = Path(tmp) / "policy.yaml"
-            floor = _write(lab, True, path, time.monotonic())
+            floor = min(_write(lab, True, path, time.monotonic()) for _ in range(3))
             _programmed(lab, True)
             before, relists, resumes = _pids(lab), _logged(lab, RELIST), _logged(lab, RESUME)
             stop, seen = threading.Event(), list[bool]()
@@ -213,7 +213,9 @@ def section(report: Report) -> str:
         "follows, so the hosts' watches break), then the leader, SIGKILLed and started again. "
         "Probes: client -> server (allowed) every 50 ms; the write is a GlobalNetworkPolicy "
         "flipping client -> later, by `calicoctl apply` on host-1 (a fresh process, so the "
-        "floor is mostly its start-up).", "",
+        "floor, the fastest of 3 writes with every member up, is mostly its start-up). The "
+        "follower kills' writes deny the flow, seen when a probe times out (0.2 s, included); "
+        "the leader kills' writes allow it.", "",
         "| test | figure | goal | date | machine |", "| --- | --- | --- | --- | --- |", *rows,
     ])  # fmt: skip
 

@@ -140,6 +140,7 @@ class Gateway:
                 continue
             except (httpx.TransportError, DatastoreUnavailable) as exc:
                 if not idempotent:
+                    self._skip(endpoint)  # a resend, if the caller may, goes elsewhere
                     raise OutcomeUnknown(
                         f"etcd {path} at {endpoint} failed, outcome unknown: {_describe(exc)}"
                     ) from exc
@@ -176,12 +177,15 @@ class Gateway:
     def avoid(self, response: httpx.Response) -> None:
         """Prefer the endpoint after the one that served `response`: it just failed us."""
         url = str(response.request.url)
-        endpoints = self.config.endpoints
-        for index, endpoint in enumerate(endpoints):
+        for endpoint in self.config.endpoints:
             if url.startswith(self._base[endpoint]):
-                with self._lock:
-                    if self._preferred == index:
-                        self._preferred = (index + 1) % len(endpoints)
+                self._skip(endpoint)
+
+    def _skip(self, endpoint: str) -> None:
+        index = self.config.endpoints.index(endpoint)
+        with self._lock:
+            if self._preferred == index:
+                self._preferred = (index + 1) % len(self.config.endpoints)
 
     def close(self) -> None:
         self._client.close()
