@@ -39,6 +39,11 @@ _GRPC_NOT_FOUND = 5
 _GRPC_RETRYABLE = frozenset({1, 4, 14})
 
 
+class OutcomeUnknown(DatastoreUnavailable):
+    """A non-idempotent request failed after it may have reached a member: it may or may not
+    have been applied. Only a request whose guard makes a second copy a no-op may be resent."""
+
+
 class GatewayError(DatastoreError):
     """etcd answered, but with an error status (a bad request, a future revision...)."""
 
@@ -129,7 +134,7 @@ class Gateway:
 
         Non-idempotent requests fail over only when the request surely never reached a server
         (connect errors); after that the outcome is unknown and the caller gets
-        DatastoreUnavailable rather than a retry that might apply twice.
+        OutcomeUnknown (a DatastoreUnavailable) rather than a retry that might apply twice.
         """
         failures: list[tuple[str, Exception]] = []
         for endpoint in self._rotation():
@@ -138,7 +143,8 @@ class Gateway:
                 result = _decode(response)
             except (httpx.TransportError, DatastoreUnavailable) as exc:
                 if not idempotent and not _never_sent(exc):
-                    raise DatastoreUnavailable(
+                    self._skip(endpoint)  # a resend, if the caller may, goes elsewhere
+                    raise OutcomeUnknown(
                         f"etcd {path} at {endpoint} failed, outcome unknown: {self._describe(exc)}"
                     ) from exc
                 failures.append((endpoint, exc))
@@ -170,6 +176,19 @@ class Gateway:
             self._remember(endpoint)
             return response
         raise self._unanswered(path, failures)
+
+    def avoid(self, response: httpx.Response) -> None:
+        """Prefer the endpoint after the one that served `response`: it just failed us."""
+        url = str(response.request.url)
+        for endpoint in self.config.endpoints:
+            if url.startswith(self._base[endpoint]):
+                self._skip(endpoint)
+
+    def _skip(self, endpoint: str) -> None:
+        index = self.config.endpoints.index(endpoint)
+        with self._lock:
+            if self._preferred == index:
+                self._preferred = (index + 1) % len(self.config.endpoints)
 
     def close(self) -> None:
         self._client.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from calico.datastore.client import ResourceClient
-from calico.datastore.config import EtcdConfig
+from calico.datastore.config import EtcdConfig, parse_endpoints
 from calico.datastore.etcd import EtcdBackend
 from calico.lab import netns, procs
 from calico.lab.pki import Pki, client_env, host_client
@@ -131,9 +131,10 @@ class LabBase:
 
     @property
     def backend(self) -> EtcdBackend:
-        """The lab's etcd, through its unix socket (reachable from this namespace)."""
+        """The lab's etcd, through its members' unix sockets (reachable from this namespace)."""
         if self._backend is None:
-            self._backend = EtcdBackend(EtcdConfig(endpoints=(self.state.etcd_unix,)))
+            endpoints = parse_endpoints(self.state.etcd_unix)
+            self._backend = EtcdBackend(EtcdConfig(endpoints=endpoints))
         return self._backend
 
     @property

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from calico.lab.spec import (
     LabSpec,
-    etcd_address,
+    etcd_addresses,
     fabric_interface,
     gateway_address,
     gateway_address6,
@@ -157,7 +157,7 @@ def _check_racks(spec: LabSpec) -> Iterator[Problem]:
     addresses += [(f"hosts[{i}].ipv4", h.ipv4) for i, h in enumerate(spec.hosts)]
     addresses += [(f"externals[{i}].ipv4", e.ipv4) for i, e in enumerate(spec.externals)
                   if e.ipv4 and e.behind is None]  # fmt: skip
-    addresses.append(("etcd.ipv4", etcd_address(spec)))
+    addresses += list(_etcd_fields(spec))
     used: dict[str, str] = {}
     for field, address in addresses:
         home = rack_of(spec, address)
@@ -410,7 +410,14 @@ def _fabric_addresses(spec: LabSpec) -> Iterator[tuple[str, str, int]]:
         yield from (("border.ipv4", a, 4) for a in (spec.border.ipv4,) if a)
         if spec.border.ipv6:
             yield "border.ipv6", spec.border.ipv6, 6
-    yield "etcd.ipv4", etcd_address(spec), 4
+    yield from ((field, address, 4) for field, address in _etcd_fields(spec))
+
+
+def _etcd_fields(spec: LabSpec) -> Iterator[tuple[str, str]]:
+    """(field, address) of every etcd member: the first is `etcd.ipv4`'s, the others follow
+    from `etcd.members`."""
+    for i, address in enumerate(etcd_addresses(spec)):
+        yield ("etcd.ipv4" if i == 0 else "etcd.members"), address
 
 
 def _check_addresses(spec: LabSpec) -> Iterator[Problem]:
