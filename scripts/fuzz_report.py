@@ -27,6 +27,8 @@ import hypothesis
 import pytest
 from hypothesis.errors import UnsatisfiedAssumption
 
+from calico.testing.doc_sections import write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "reliability.md"
 BEGIN, END = "<!-- BEGIN fuzz -->", "<!-- END fuzz -->"
@@ -112,7 +114,6 @@ def machine() -> str:
 
 def section(rows: list[Row], started: str, total: float) -> str:
     lines = [
-        BEGIN,
         "## Fuzzing: every entry point that parses input",
         "",
         "Produced by `scripts/fuzz_report.py` (tests/fuzz, hypothesis profile `fuzz-full`,",
@@ -140,7 +141,7 @@ def section(rows: list[Row], started: str, total: float) -> str:
         lines.append(
             f"| `{name}` | {cases} | {target} | {row.seconds:.1f} | {result} | {started} |"
         )
-    return "\n".join([*lines, END])
+    return "\n".join(lines)
 
 
 def _earlier_rows(started: str) -> list[str]:
@@ -155,23 +156,13 @@ def _earlier_rows(started: str) -> list[str]:
     return [ln for ln in dated if not ln.endswith(f" {started} |")]  # this run's own rows
 
 
-def write_section(text: str) -> None:
-    doc = DOC.read_text() if DOC.exists() else HEADER
-    if BEGIN in doc and END in doc:
-        head, rest = doc.split(BEGIN, 1)
-        doc = head + text + rest.split(END, 1)[1]
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    DOC.write_text(doc)
-
-
 def main(argv: list[str]) -> int:
     os.environ["CALICO_FUZZ"] = "full"
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     t0 = time.monotonic()
 
     def record(rows: list[Row]) -> None:
-        write_section(section(rows, started, time.monotonic() - t0))
+        write_section(DOC, "fuzz", section(rows, started, time.monotonic() - t0), HEADER)
 
     counter = CaseCounter(record)
     paths = [] if any(not a.startswith("-") for a in argv) else [str(ROOT / "tests" / "fuzz")]

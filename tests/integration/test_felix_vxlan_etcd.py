@@ -19,7 +19,6 @@ from calico.datastore.client import ResourceClient
 from calico.datastore.etcd import EtcdBackend
 from calico.felix import daemon
 from calico.felix.calc_feed import CalcFeed
-from calico.felix.config import build_config
 from calico.felix.health import HealthAggregator
 from calico.felix.metrics import FelixMetrics
 from calico.ipam.allocator import IPAMClient
@@ -75,24 +74,13 @@ class Dataplane:
         return None if route is None else (route.type, route.next_hop, route.node)
 
 
-def felix() -> daemon.Felix:
-    """The parts of Felix its graph adapter uses."""
-    felix = daemon.Felix.__new__(daemon.Felix)
-    felix.environ = {"NODENAME": HOST}
-    felix.local_file = {}
-    felix.config = build_config(felix.environ)
-    felix._datastore_specs = ({}, {})
-    felix.exit_code = 0
-    felix.stop_event = threading.Event()
-    felix.metrics = FelixMetrics()
-    felix.health = HealthAggregator()
-    felix.health.register("CalculationGraph", live_timeout=None, reports_ready=True)
-    return felix
-
-
 def start(backend: EtcdBackend) -> tuple[Dataplane, CalcFeed, list[Any]]:
-    dp, f = Dataplane(), felix()
-    feed = CalcFeed(daemon._GraphAdapter(CalcGraph(HOST, dp), f))
+    """Felix's calc side: its syncers, calc thread and graph adapter, without a kernel."""
+    dp, health = Dataplane(), HealthAggregator()
+    health.register("CalculationGraph", live_timeout=None, reports_ready=True)
+    no_config = lambda key, resource: None  # noqa: E731 (no FelixConfiguration here)
+    adapter = daemon._GraphAdapter(CalcGraph(HOST, dp), FelixMetrics(), health, no_config)
+    feed = CalcFeed(adapter)
     syncers = daemon.calc_syncers(backend, feed)
     feed.start()
     for syncer in syncers:

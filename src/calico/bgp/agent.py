@@ -173,10 +173,11 @@ class BGPAgent:
         """Render from one datastore snapshot and write bird.cfg if it changed.
 
         Synchronous, no reload: for the node runner before it starts BIRD. Raises the
-        datastore's error if the datastore cannot be read.
+        datastore's error if the datastore cannot be read. Invalid entries are left for the
+        watches `start` opens to report, so each is logged once.
         """
         client = ResourceClient(self.backend)
-        resources = [r for kind in KINDS for r in client.list(kind).items]
+        resources = [r for kind in KINDS for r in client.list(kind, log_skipped=False).items]
         listing = self.backend.list(affinities_prefix(self.node_name))
         blocks = affine_blocks(((kv.key, kv.value) for kv in listing.items), self.node_name)
         return self._install(self._render(make_inputs(resources, blocks)))

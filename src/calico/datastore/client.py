@@ -185,14 +185,18 @@ class ResourceClient:
         assert isinstance(resource, kind)
         return resource
 
-    def list(self, kind: type[Resource], namespace: str | None = None) -> ResourceList:
+    def list(
+        self, kind: type[Resource], namespace: str | None = None, *, log_skipped: bool = True
+    ) -> ResourceList:
+        """`log_skipped=False`: a watch that follows reports the invalid entries (once)."""
         listing = self.backend.list(kind_prefix(kind, namespace))
         result = ResourceList(revision=listing.revision)
         for kv in listing.items:
             try:
                 result.items.append(decode(kv))
             except ResourceError as exc:
-                log.warning("skipping invalid datastore entry %s", exc)
+                if log_skipped:
+                    log.warning("skipping invalid datastore entry %s", exc)
                 result.skipped.append(Skipped(kv.key, str(exc)))
         return result
 

@@ -24,8 +24,9 @@ from calico.model.keys import ResourceKey, kind_prefix, parse_key
 _log = logging.getLogger(__name__)
 
 
-Salvage = Callable[[ResourceKey, bytes], Resource | None]
-"""Given an undecodable value, a resource to use instead (e.g. a fail-closed stand-in)."""
+Salvage = Callable[[ResourceKey, bytes], tuple[Resource, str] | None]
+"""Given an undecodable value, a resource to use instead (e.g. a fail-closed stand-in) and
+what it does, for the one line that reports the key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +80,12 @@ class ResourceDecoder:
         try:
             resource = decode(KeyValue(update.key, update.value, update.revision))
         except ResourceError as exc:
-            self._on_invalid(update.key, str(exc))
-            stand_in = self._salvage(key, update.value) if self._salvage else None
-            if stand_in is None:
+            salvaged = self._salvage(key, update.value) if self._salvage else None
+            if salvaged is None:
+                self._on_invalid(update.key, str(exc))
                 return self._removed(key, update.revision)
-            resource = stand_in
+            resource, note = salvaged
+            self._on_invalid(update.key, f"{exc}; {note}")
         kind = UpdateKind.UPDATED if key.path in self._valid else UpdateKind.NEW
         self._valid.add(key.path)
         return ResourceUpdate(kind, key, resource, update.revision)

@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from calico import programs
@@ -30,7 +30,7 @@ from calico.calc.salvage import salvage_policy
 from calico.dataplane.kernel import open_netlink
 from calico.dataplane.loop import ApplyStats, DataplaneSettings, InternalDataplane
 from calico.dataplane.managers.vxlan import VXLANSettings
-from calico.datastore.api import Backend, DatastoreError, SyncStatus
+from calico.datastore.api import Backend, DatastoreError, DatastoreTlsError, SyncStatus
 from calico.datastore.client import ResourceClient, ResourceNotFound
 from calico.datastore.config import EtcdConfig
 from calico.datastore.etcd import EtcdBackend
@@ -149,6 +149,8 @@ def wait_for_datastore(client: ResourceClient, stop: threading.Event) -> None:
             reason = "datastoreReady is false"
         except ResourceNotFound:
             pass
+        except DatastoreTlsError:
+            raise  # a configuration error: waiting does not fix it
         except DatastoreError as exc:
             reason = str(exc)
         if time.monotonic() - last_log > 10:
@@ -230,7 +232,8 @@ class Felix:
         self.reporter = reporter
         dataplane = self._build_dataplane()
         graph = CalcGraph(cfg.hostname, dataplane.send, cfg.floating_ips == "Enabled")
-        feed = CalcFeed(_GraphAdapter(graph, self))
+        adapter = _GraphAdapter(graph, self.metrics, self.health, self.on_config_update)
+        feed = CalcFeed(adapter)
         syncers = calc_syncers(self.backend, feed)
         dataplane.start()
         feed.start()
@@ -340,31 +343,39 @@ class _GraphAdapter:
     """The calc thread's work -> Felix's configuration and the calculation graph.
     FelixConfiguration is Felix's own business, not the graph's."""
 
-    def __init__(self, graph: CalcGraph, felix: Felix) -> None:
+    def __init__(
+        self,
+        graph: CalcGraph,
+        metrics: FelixMetrics,
+        health: HealthAggregator,
+        on_config_update: Callable[[ResourceKey, Resource | None], None],
+    ) -> None:
         self._graph = graph
-        self._felix = felix
+        self._metrics = metrics
+        self._health = health
+        self._on_config_update = on_config_update
 
     def on_status(self, status: SyncStatus) -> None:
-        metrics = self._felix.metrics
+        metrics = self._metrics
         metrics.resync_state.set(
             {SyncStatus.WAIT_FOR_READY: 1, SyncStatus.RESYNC: 2, SyncStatus.IN_SYNC: 3}[status]
         )
         if status is SyncStatus.RESYNC:
             metrics.resyncs.inc()
-        self._felix.health.report("CalculationGraph", ready=status is SyncStatus.IN_SYNC)
+        self._health.report("CalculationGraph", ready=status is SyncStatus.IN_SYNC)
         self._graph.on_status(status)
 
     def on_resource_updates(self, updates: Sequence[ResourceUpdate]) -> None:
-        self._felix.metrics.calc_updates.inc(len(updates))
+        self._metrics.calc_updates.inc(len(updates))
         for u in updates:
             if u.key.kind is FelixConfiguration:
-                self._felix.on_config_update(u.key, u.resource)
+                self._on_config_update(u.key, u.resource)
         self._graph.on_updates(
             [(u.key, u.resource) for u in updates if u.key.kind is not FelixConfiguration]
         )
 
     def on_block_updates(self, blocks: Sequence[Block]) -> None:
-        self._felix.metrics.calc_updates.inc(len(blocks))
+        self._metrics.calc_updates.inc(len(blocks))
         self._graph.on_block_updates(blocks)
 
 
@@ -392,7 +403,11 @@ def main(environ: Mapping[str, str] | None = None) -> None:
         sys.exit(2)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: felix.stop_event.set())
-    code = felix.run()
+    try:
+        code = felix.run()
+    except DatastoreTlsError as exc:
+        log.error("cannot reach the datastore: %s", exc)
+        sys.exit(1)
     if code == _RESTART:
         # The same interpreter and arguments: right for the console script and for `-m`.
         programs.replace_process([sys.executable, *sys.orig_argv[1:]])

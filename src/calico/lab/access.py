@@ -9,12 +9,21 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from calico import programs
+from calico.bgp.nodes import protocol_id
 from calico.lab import frr, netns, procs
 from calico.lab.base import BIN_DIR, LabError
 from calico.lab.nodes import NodeOps
 from calico.lab.probe import ProbeResult, run_probe
 from calico.lab.report import Matrix
-from calico.lab.spec import fabric_links, gateway_address, gateway_address6, tor_peer_address
+from calico.lab.spec import (
+    bare,
+    border_links,
+    fabric_links,
+    gateway_address,
+    gateway_address6,
+    tor_peer_address,
+    tor_peer_address6,
+)
 from calico.lab.topology import TopologyOps
 from calico.lab.workloads import WorkloadOps
 
@@ -34,7 +43,8 @@ class AccessOps(TopologyOps, NodeOps, WorkloadOps):
         if name in self.state.workloads:
             ws = self.state.workloads[name]
             return ws.ipv4, ws.ipv6
-        entries: list[Any] = [*spec.hosts, *spec.externals, *([spec.border] if spec.border else [])]
+        bridged_border = [spec.border] if spec.border and not self.fabric_border() else []
+        entries: list[Any] = [*spec.hosts, *spec.externals, *bridged_border]
         for entry in entries:
             if entry.name == name:
                 return _bare(entry.ipv4), _bare(entry.ipv6)
@@ -43,6 +53,10 @@ class AccessOps(TopologyOps, NodeOps, WorkloadOps):
                 return gateway_address(rack), gateway_address6(rack)
         spines = {s.name: _bare(a) for _, s, _, a in reversed(fabric_links(spec))}
         spines6 = {s.name: _bare(a) for _, s, _, a in reversed(fabric_links(spec, 6))}
+        border = self.fabric_border()
+        if border is not None:  # its first spine link
+            spines[border.name] = _bare(border_links(spec)[0][1])
+            spines6[border.name] = next((_bare(a) for _, a, _ in border_links(spec, 6)), None)
         if name in spines:
             return spines[name], spines6.get(name)
         raise LabError(name, "look up", f"no machine of that name ({', '.join(self.machines())})")
@@ -127,7 +141,7 @@ class AccessOps(TopologyOps, NodeOps, WorkloadOps):
             env.update(
                 {
                     "NODENAME": name,
-                    "ETCD_ENDPOINTS": self.state.etcd_endpoint,
+                    **self.etcd_env(name),
                     "CALICO_RUN_DIR": str(self.run_dir(name)),
                 }
             )
@@ -162,9 +176,10 @@ class AccessOps(TopologyOps, NodeOps, WorkloadOps):
         }  # fmt: skip
         rack = self.spec.host_rack(spec) if spec.rack else None
         if rack is not None and rack.tor is not None:
-            peer = tor_peer_address(rack).replace(".", "_")
-            tor = next((s for s in sessions if s["peer"].endswith(f"_{peer}")), None)
-            doc["tor"] = {"name": rack.tor.name, "info": tor["info"] if tor else "no session"}
+            doc["tor"] = {"name": rack.tor.name, "info": _info(sessions, tor_peer_address(rack))}
+            address6 = tor_peer_address6(rack)
+            if address6 is not None:  # the rack has IPv6: its own session
+                doc["tor"]["info6"] = _info(sessions, address6)
         return doc
 
     def status(self) -> dict[str, Any]:
@@ -194,9 +209,7 @@ class AccessOps(TopologyOps, NodeOps, WorkloadOps):
 
     def border_sessions(self) -> dict[str, str]:
         border = self.spec.border
-        if border is None or not self.proc_alive("frr/bgpd"):
-            return {}
-        return frr.sessions(self.border_dir, self.netns(border.name))
+        return {} if border is None else self.router_sessions(border.name)
 
     def border_routes(self, family: str = "ipv4") -> dict[str, list[str]]:
         border = self.spec.border
@@ -206,4 +219,10 @@ class AccessOps(TopologyOps, NodeOps, WorkloadOps):
 
 
 def _bare(address: str | None) -> str | None:
-    return address.split("/")[0] if address else None
+    return bare(address) if address else None
+
+
+def _info(sessions: list[dict[str, str]], peer: str) -> str:
+    """BIRD's info on the session with `peer` (its protocol is named after the address)."""
+    name = f"_{protocol_id(peer)}"
+    return next((s["info"] for s in sessions if s["peer"].endswith(name)), "no session")

@@ -6,8 +6,10 @@ hosts, and etcd, plug into it and route everything else via the ToR. Every ToR h
 on the bridge, a /127 on each link, sessions of their own). Hosts peer only with their ToR: in
 model as-per-rack they share the rack's AS and the ToR reflects their routes to each other
 (iBGP, next hop kept) and gives them what it learns from the spines with itself as next hop;
-in as-per-host each host has its own AS and eBGP to the ToR. The routers use short BGP timers
-(FABRIC_TIMERS) so a dead peer is noticed within seconds even when no link goes down.
+in as-per-host each host has its own AS and eBGP to the ToR. A border router, if the lab has
+one, is linked to every spine the same way (eBGP) and routes the network behind it. The routers
+use short BGP timers (FABRIC_TIMERS) so a dead peer is noticed within seconds even when no link
+goes down (`hang_spine`), and send updates at once.
 """
 
 from __future__ import annotations
@@ -18,21 +20,44 @@ from pathlib import Path
 from calico.lab import counters, frr, netns, procs
 from calico.lab.base import LabBase, LabError, wait_for
 from calico.lab.spec import (
+    Border,
     Rack,
+    Spine,
     Tor,
+    bare,
+    border_gateways,
+    border_links,
+    border_networks,
     fabric_links,
     gateway_address,
     gateway_address6,
     rack_interface,
     rack_subnets,
     tor_peer_address,
+    tor_peer_address6,
 )
 
 RACK_BRIDGE = "br-rack"
+EXT_BRIDGE = "br-ext"  # the border router's network
+BORDER_PORT = "border"  # a spine's link to the border router ("b" would read as `brd`)
 FORWARDING = {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"}
+# A router's kernel skips a multipath nexthop whose link lost carrier at once (by default it
+# keeps hashing flows to it until FRR rewrites the route).
+LINKDOWN = {
+    "net.ipv4.conf.all.ignore_routes_with_linkdown": "1",
+    "net.ipv6.conf.all.ignore_routes_with_linkdown": "1",
+    "net.ipv6.conf.default.ignore_routes_with_linkdown": "1",
+}
 FABRIC_TIMERS = (3, 9)  # keepalive, hold (seconds)
 FABRIC_TIMEOUT = 60.0
 FRR_RUN_ROOT = Path("/run/calico-lab-frr")
+HUNG = "calico-lab-hung"  # the nftables table that silences a hung spine
+HUNG_RULES = f"""table inet {HUNG} {{
+  chain input {{ type filter hook input priority -300; policy drop; }}
+  chain forward {{ type filter hook forward priority -300; policy drop; }}
+  chain output {{ type filter hook output priority -300; policy drop; }}
+}}
+"""
 
 
 class FabricOps(LabBase):
@@ -56,8 +81,14 @@ class FabricOps(LabBase):
         return [(r, r.tor) for r in self.spec.racks if r.tor is not None]
 
     def routers(self) -> list[str]:
-        """The fabric's (FRR) routers: ToRs, then spines."""
-        return [t.name for _, t in self.tors()] + [s.name for s in self.spec.spines]
+        """The fabric's (FRR) routers: ToRs, spines, then the border router linked to them."""
+        border = self.fabric_border()
+        names = [t.name for _, t in self.tors()] + [s.name for s in self.spec.spines]
+        return names + ([border.name] if border else [])
+
+    def fabric_border(self) -> Border | None:
+        """The border router when it is part of the L3 fabric (linked to the spines)."""
+        return self.spec.border if self.spec.spines else None
 
     def router_roles(self) -> list[tuple[str, str, int]]:
         """(name, role, AS) of each router, for status."""
@@ -76,23 +107,22 @@ class FabricOps(LabBase):
         return RACK_BRIDGE if rack.tor else f"{RACK_BRIDGE}{self.spec.racks.index(rack)}"
 
     def build_racks(self) -> None:
-        """Namespaces, rack bridges and ToR-spine links (the routers start later)."""
+        """Namespaces, rack bridges, ToR-spine and border-spine links (routers start later)."""
         router = [self.spec.router.name] if self.spec.router else []
         for name in self.routers() + router:
-            netns.sysctl(self.add_netns(name), FORWARDING)
+            netns.sysctl(self.add_netns(name), {**FORWARDING, **LINKDOWN})
         for rack in self.spec.racks:
             gateways = [gateway_address(rack)] + [a for a in (gateway_address6(rack),) if a]
-            loopback = rack.tor is not None and rack.tor.loopback is not None
-            bridge = self.rack_bridge(rack)
+            tor = rack.tor
+            loopbacks = [f"{a.split('/')[0]}/{32 if ':' not in a else 128}"
+                         for a in (tor.loopback, tor.loopback6) if a] if tor else []  # fmt: skip
             netns.ip_batch(
                 self.netns(self.rack_gateway(rack)),
                 [
-                    f"link add {bridge} type bridge mcast_snooping 0",
-                    f"link set {bridge} up",
-                    *netns.address_commands(
-                        bridge, [str(rack_interface(rack, a)) for a in gateways]
+                    *netns.bridge_commands(
+                        self.rack_bridge(rack), [str(rack_interface(rack, a)) for a in gateways]
                     ),
-                    *([f"addr add {tor_peer_address(rack)}/32 dev lo"] if loopback else []),
+                    *netns.address_commands("lo", loopbacks),
                 ],
             )
         if self.spec.router is not None:
@@ -100,14 +130,34 @@ class FabricOps(LabBase):
             counters.install(self.netns(self.spec.router.name), bridges)
         links6 = {(r.name, s.name): (t, a) for r, s, t, a in fabric_links(self.spec, 6)}
         for rack, spine, tor_addr, spine_addr in fabric_links(self.spec):
-            tor_ns, spine_ns = self.netns(self.rack_gateway(rack)), self.netns(spine.name)
-            tor_if, spine_if = self._link_names(rack.name, spine.name)
-            netns.veth(tor_ns, tor_if, spine_ns, spine_if)
             tor6, spine6 = links6.get((rack.name, spine.name), (None, None))
-            tor_addrs, spine_addrs = [tor_addr, *([tor6] if tor6 else [])], [spine_addr]
-            spine_addrs += [spine6] if spine6 else []
-            netns.ip_batch(tor_ns, netns.address_commands(tor_if, tor_addrs))
-            netns.ip_batch(spine_ns, netns.address_commands(spine_if, spine_addrs))
+            self._link(self.rack_gateway(rack), spine.name, self._link_names(rack.name, spine.name),
+                       [tor_addr, *([tor6] if tor6 else [])],
+                       [spine_addr, *([spine6] if spine6 else [])])  # fmt: skip
+        border = self.fabric_border()
+        if border is not None:
+            self._build_border_links(border)
+
+    def _build_border_links(self, border: Border) -> None:
+        """The border's links to the spines (`s<spine index>` to `border`), its network's bridge."""
+        links6 = {s.name: (a, b) for s, a, b in border_links(self.spec, 6)}
+        for i, (spine, addr, spine_addr) in enumerate(border_links(self.spec)):
+            addr6, spine6 = links6.get(spine.name, (None, None))
+            self._link(border.name, spine.name, (f"s{i}", BORDER_PORT),
+                       [addr, *([addr6] if addr6 else [])],
+                       [spine_addr, *([spine6] if spine6 else [])])  # fmt: skip
+        gateways = border_gateways(border)
+        if gateways:
+            netns.ip_batch(self.netns(border.name), netns.bridge_commands(EXT_BRIDGE, gateways))
+
+    def _link(
+        self, a: str, b: str, names: tuple[str, str], addrs_a: list[str], addrs_b: list[str]
+    ) -> None:
+        """A point-to-point veth between routers `a` and `b` with their addresses on it."""
+        ns_a, ns_b = self.netns(a), self.netns(b)
+        netns.veth(ns_a, names[0], ns_b, names[1])
+        netns.ip_batch(ns_a, netns.address_commands(names[0], addrs_a))
+        netns.ip_batch(ns_b, netns.address_commands(names[1], addrs_b))
 
     def vxlan_counts(self) -> counters.VxlanCounts:
         """The router's counts of VXLAN packets it routed between racks and bridged within."""
@@ -140,45 +190,53 @@ class FabricOps(LabBase):
         )
 
     def router_config(self, name: str) -> str:
-        """bgpd.conf of a ToR (hosts of its rack and the spines) or a spine (every ToR)."""
+        """bgpd.conf of a ToR (hosts of its rack and the spines), a spine (every ToR and the
+        border) or the border router (every spine)."""
         spec = self.spec
+        tor = next(((r, t) for r, t in self.tors() if t.name == name), None)
+        border = self.fabric_border()
+        if tor is not None:
+            return self._tor_config(*tor)
+        if border is not None and border.name == name:
+            neighbors = [frr.Neighbor(bare(a), s.asNumber) for s, _, a in self._border_links()]
+            nets = [str(n) for n in border_networks(border)]
+            router_id = bare(border_links(spec)[0][1])
+            return frr.bgpd_config(name, border.asNumber, router_id, neighbors, nets, FABRIC_TIMERS)
+        spine = next(s for s in spec.spines if s.name == name)
         links = fabric_links(spec) + fabric_links(spec, 6)
-        rack, tor = next(((r, t) for r, t in self.tors() if t.name == name), (None, None))
-        if rack is not None and tor is not None:
-            as_number = tor.asNumber
-            reflect = spec.model == "as-per-rack"
-            neighbors = [
-                frr.Neighbor(h.ipv4.split("/")[0], spec.host_as(h) or spec.asNumber,
-                             rr_client=reflect, next_hop_self=reflect,
-                             password=tor.password,
-                             update_source=tor.loopback and tor_peer_address(rack))
-                for h in spec.hosts
-                if h.rack == rack.name
-            ]  # fmt: skip
-            neighbors += [  # IPv6: with the ToR's rack address, never its (IPv4) loopback
-                frr.Neighbor(h.ipv6.split("/")[0], spec.host_as(h) or spec.asNumber,
-                             rr_client=reflect, next_hop_self=reflect,
-                             password=tor.password)
-                for h in spec.hosts
-                if h.rack == rack.name and h.ipv6
-            ]  # fmt: skip
-            neighbors += [
-                frr.Neighbor(s_addr.split("/")[0], s.asNumber)
-                for r, s, _, s_addr in links
-                if r == rack
-            ]
-            router_id = gateway_address(rack)
-            networks = [str(net) for net in rack_subnets(rack)]
-        else:
-            spine = next(s for s in spec.spines if s.name == name)
-            as_number, networks = spine.asNumber, []
-            neighbors = [
-                frr.Neighbor(t_addr.split("/")[0], t.asNumber)
-                for r, s, t_addr, _ in links
-                if s == spine and (t := r.tor)
-            ]
-            router_id = next(a for _, s, _, a in links if s == spine).split("/")[0]
-        return frr.bgpd_config(name, as_number, router_id, neighbors, networks, FABRIC_TIMERS)
+        neighbors = [frr.Neighbor(bare(t_addr), t.asNumber)
+                     for r, s, t_addr, _ in links if s == spine and (t := r.tor)]  # fmt: skip
+        neighbors += [frr.Neighbor(bare(a), border.asNumber)
+                      for s, a, _ in self._border_links() if s == spine and border]  # fmt: skip
+        router_id = bare(next(a for _, s, _, a in links if s == spine))
+        return frr.bgpd_config(name, spine.asNumber, router_id, neighbors, [], FABRIC_TIMERS)
+
+    def _border_links(self) -> list[tuple[Spine, str, str]]:
+        return border_links(self.spec) + border_links(self.spec, 6)
+
+    def _tor_config(self, rack: Rack, tor: Tor) -> str:
+        """Hosts of its rack (reflected in as-per-rack; from the loopbacks when it has them),
+        the spines over the links."""
+        spec = self.spec
+        reflect = spec.model == "as-per-rack"
+        hosts = [h for h in spec.hosts if h.rack == rack.name]
+        sources = {4: tor.loopback and tor_peer_address(rack), 6: tor.loopback6 and
+                   tor_peer_address6(rack)}  # fmt: skip
+        neighbors = [
+            frr.Neighbor(bare(address), spec.host_as(h) or spec.asNumber,
+                         rr_client=reflect, next_hop_self=reflect, password=tor.password,
+                         update_source=sources[version] or None)
+            for version in (4, 6)
+            for h in hosts
+            if (address := h.ipv4 if version == 4 else h.ipv6)
+        ]  # fmt: skip
+        links = fabric_links(spec) + fabric_links(spec, 6)
+        neighbors += [frr.Neighbor(bare(s_addr), s.asNumber) for r, s, _, s_addr in links
+                      if r == rack]  # fmt: skip
+        networks = [str(net) for net in rack_subnets(rack)]
+        router_id = gateway_address(rack)
+        return frr.bgpd_config(tor.name, tor.asNumber, router_id, neighbors, networks,
+                               FABRIC_TIMERS)  # fmt: skip
 
     def start_router(self, name: str) -> None:
         """Start the router's FRR (zebra and bgpd)."""
@@ -198,6 +256,16 @@ class FabricOps(LabBase):
         self._set_spine_links(name, "down")
         self._end_router(name, lambda proc: procs.kill([proc]))
 
+    def hang_spine(self, name: str) -> None:
+        """A spine hangs with its links up: it drops every packet, to forward or for itself
+        (BGP included), so its neighbours notice only when their hold timers expire."""
+        self._check_spine(name, "hang")
+        netns.in_ns(self.netns(name), ["nft", "-f", "-"], stdin=HUNG_RULES)
+
+    def unhang_spine(self, name: str) -> None:
+        self._check_spine(name, "unhang")
+        netns.in_ns(self.netns(name), ["nft", "delete", "table", "inet", HUNG])
+
     def _end_router(self, name: str, end: Callable[[procs.Proc], object]) -> None:
         for daemon in ("bgpd", "zebra"):
             key = f"frr/{daemon}/{name}"
@@ -211,10 +279,14 @@ class FabricOps(LabBase):
         self._set_spine_links(name, "up")
         self.start_router(name)
 
-    def _set_spine_links(self, name: str, state: str) -> None:
+    def _check_spine(self, name: str, what: str) -> None:
         if name not in {s.name for s in self.spec.spines}:
-            raise LabError(name, f"set spine links {state}", "not one of the spines")
+            raise LabError(name, f"{what} spine", "not one of the spines")
+
+    def _set_spine_links(self, name: str, state: str) -> None:
+        self._check_spine(name, f"set links {state} of")
         links = [self._link_names(r.name, name)[1] for r in self.spec.racks]
+        links += [BORDER_PORT] if self.fabric_border() else []
         netns.ip_batch(self.netns(name), [f"link set {link} {state}" for link in links])
 
     def router_sessions(self, name: str) -> dict[str, str]:
@@ -226,10 +298,12 @@ class FabricOps(LabBase):
     def wait_fabric(self, timeout: float = FABRIC_TIMEOUT) -> None:
         """Until every ToR has a BGP route to every other rack's subnets (through the spines)."""
         subnets = {str(net) for r in self.spec.racks for net in rack_subnets(r)}
+        border = self.fabric_border()
+        if border is not None:
+            subnets |= {str(n) for n in border_networks(border)}
 
         def missing() -> str | None:
-            for _, tor in self.tors():
-                name = tor.name
+            for name in [t.name for _, t in self.tors()] + ([border.name] if border else []):
                 directory, ns = self.router_dir(name), self.netns(name)
                 table = {**frr.routes(directory, ns), **frr.routes(directory, ns, "ipv6")}
                 lacking = sorted(subnets - set(table))

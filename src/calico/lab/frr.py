@@ -21,6 +21,11 @@ from calico.lab.procs import Proc
 
 FRR_DIR = Path("/usr/lib/frr")
 FRR_USER = "frr"
+GRACEFUL_RESTART = (" bgp graceful-restart", " bgp graceful-restart preserve-fw-state")
+# Routes with their nexthops inline, not kernel nexthop objects: the kernel deletes a nexthop
+# object whose link loses carrier, and zebra 8.4 does not notice; seen after a spine came back,
+# the ToRs' routes stayed on one spine while zebra showed both installed.
+ZEBRA_CONFIG = "no zebra nexthop kernel enable\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +45,13 @@ def bgpd_config(
     neighbors: list[Neighbor],
     networks: list[str],
     timers: tuple[int, int] | None = None,
+    graceful_restart: bool = False,
 ) -> str:
     """bgpd.conf: a session to each neighbor (v4 and v6 address families), networks
-    advertised; `timers` are (keepalive, hold) seconds."""
+    advertised; `timers` are (keepalive, hold) seconds, and with them (the fabric's routers)
+    changes go out at once (FRR's datacenter default; its traditional one holds eBGP updates
+    back for up to 30 s). `graceful_restart`: a restarted bgpd finds its routes kept by zebra
+    and its peers (RFC 4724), as the border's is."""
     lines = [
         f"hostname {name}",
         "!",
@@ -52,11 +61,13 @@ def bgpd_config(
         " no bgp default ipv4-unicast",
         " bgp bestpath as-path multipath-relax",
         *([f" timers bgp {timers[0]} {timers[1]}"] if timers else []),
+        *(GRACEFUL_RESTART if graceful_restart else ()),
     ]
     for n in neighbors:
         lines += [
             f" neighbor {n.address} remote-as {n.as_number}",
             f" neighbor {n.address} timers connect 2",
+            *([f" neighbor {n.address} advertisement-interval 0"] if timers else []),
             *([f" neighbor {n.address} password {n.password}"] if n.password else []),
         ]
         if n.update_source:  # eBGP from a loopback: the peer is not on a connected network
@@ -84,13 +95,19 @@ def start(directory: Path, ns: str, config: str, name: str) -> tuple[Proc, Proc]
     directory.mkdir(parents=True, exist_ok=True)
     directory.parent.chmod(0o755)
     shutil.chown(directory, FRR_USER, FRR_USER)
-    (directory / "zebra.conf").write_text(f"hostname {name}\n")
+    (directory / "zebra.conf").write_text(f"hostname {name}\n{ZEBRA_CONFIG}")
     (directory / "bgpd.conf").write_text(config)
     zebra = _daemon(directory, ns, "zebra", [])
     _wait_for(directory / "zserv.api", zebra, "zebra")
+    return zebra, start_bgpd(directory, ns)
+
+
+def start_bgpd(directory: Path, ns: str) -> Proc:
+    """bgpd alone, on the config and zebra already there (also after bgpd was killed)."""
+    (directory / "bgpd.vty").unlink(missing_ok=True)  # a killed bgpd leaves its socket
     bgpd = _daemon(directory, ns, "bgpd", [])
     _wait_for(directory / "bgpd.vty", bgpd, "bgpd")
-    return zebra, bgpd
+    return bgpd
 
 
 def _daemon(directory: Path, ns: str, daemon: str, extra: list[str]) -> Proc:

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from calico.lab.spec import (
     LabSpec,
-    etcd_address,
+    etcd_addresses,
     fabric_interface,
     gateway_address,
     gateway_address6,
@@ -134,6 +134,8 @@ def _check_no_racks(spec: LabSpec) -> Iterator[Problem]:
             yield field, "needs racks (the L3 fabric)"
     if spec.router is not None:
         yield "router", "needs racks (the subnets it joins)"
+    if spec.border is not None and spec.border.ipv4 is None:
+        yield "border.ipv4", "required field is missing (its address on the fabric)"
     for i, host in enumerate(spec.hosts):
         if host.rack is not None:
             yield f"hosts[{i}].rack", "needs racks (the L3 fabric)"
@@ -155,13 +157,14 @@ def _check_racks(spec: LabSpec) -> Iterator[Problem]:
         if clash:
             yield f"racks[{i}].subnet", f"{net} overlaps {clash}"
         subnets.append((f"racks[{i}].subnet", net))
-    yield from _check_loopbacks(spec, [n for _, n in subnets])
+    yield from _check_loopbacks(spec)
     yield from _check_racks6(spec)
     gateway = "tor.ipv4" if spec.router is None else "subnet (the router's address)"
     addresses = [(f"racks[{i}].{gateway}", gateway_address(r)) for i, r in enumerate(spec.racks)]
     addresses += [(f"hosts[{i}].ipv4", h.ipv4) for i, h in enumerate(spec.hosts)]
-    addresses += [(f"externals[{i}].ipv4", e.ipv4) for i, e in enumerate(spec.externals) if e.ipv4]
-    addresses.append(("etcd.ipv4", etcd_address(spec)))
+    addresses += [(f"externals[{i}].ipv4", e.ipv4) for i, e in enumerate(spec.externals)
+                  if e.ipv4 and e.behind is None]  # fmt: skip
+    addresses += list(_etcd_fields(spec))
     used: dict[str, str] = {}
     for field, address in addresses:
         home = rack_of(spec, address)
@@ -185,18 +188,13 @@ def _check_tors(spec: LabSpec) -> Iterator[Problem]:
         yield "model", "racks need a model: as-per-rack or as-per-host (or the lab a router)"
     if not spec.spines:
         yield "spines", "racks need one or two spines"
-    unsupported = [
-        ("mesh", spec.mesh, "the node-to-node mesh is off in an L3 fabric"),
-        ("border", spec.border, "a border router is not supported with racks yet"),
-        ("externals", spec.externals, "externals are not supported with ToRs yet"),
-    ]
-    for field, value, reason in unsupported:
-        if value:
-            yield field, reason
+    if spec.mesh:
+        yield "mesh", "the node-to-node mesh is off in an L3 fabric"
     assert spec.fabric is not None  # _check_fabric: without a router it is required
     fabric = ipaddress.ip_network(spec.fabric.ipv4, strict=False)
-    if len(spec.racks) * len(spec.spines) * 2 > fabric.num_addresses:
-        yield "fabric.ipv4", f"{fabric} is too small for a /31 per ToR-spine link"
+    if _link_count(spec) * 2 > fabric.num_addresses:
+        yield "fabric.ipv4", f"{fabric} is too small for a /31 per {_links(spec)} link"
+    yield from _check_fabric_border(spec)
     for i, rack in enumerate(spec.racks):
         tor = rack.tor
         if tor is None:
@@ -213,6 +211,43 @@ def _check_tors(spec: LabSpec) -> Iterator[Problem]:
             yield f"racks[{i}].tor.asNumber", f"is racks[{other}]'s AS too (one AS per rack)"
 
 
+def _link_count(spec: LabSpec) -> int:
+    """Point-to-point links in the L3 fabric: ToR-spine, border-spine."""
+    return (len(spec.racks) + (spec.border is not None)) * len(spec.spines)
+
+
+def _links(spec: LabSpec) -> str:
+    return "ToR-spine" + (" and border-spine" if spec.border else "")
+
+
+def _check_fabric_border(spec: LabSpec) -> Iterator[Problem]:
+    """The L3 fabric's border router: linked to the spines (eBGP), its network apart."""
+    border = spec.border
+    if border is None:
+        return
+    for key in ("ipv4", "ipv6"):
+        if getattr(border, key):
+            yield f"border.{key}", "in an L3 fabric the border's addresses are its spine links"
+    if border.network.ipv6 and spec.fabric and not spec.fabric.ipv6:
+        yield "border.network.ipv6", "needs fabric.ipv6 (the border-spine /127s)"
+    for j, spine in enumerate(spec.spines):
+        if spine.asNumber == border.asNumber:
+            yield "border.asNumber", f"must differ from spines[{j}]'s AS (eBGP)"
+    for i, rack in enumerate(spec.racks):
+        if rack.tor and rack.tor.asNumber == border.asNumber:
+            yield "border.asNumber", f"is racks[{i}]'s ToR AS too (one AS per router)"
+    fabric = [n for n in (spec.fabric.ipv4, spec.fabric.ipv6) if n] if spec.fabric else []
+    taken = [("fabric", ipaddress.ip_network(n, strict=False)) for n in fabric]
+    taken += [(f"racks[{i}]", n) for i, r in enumerate(spec.racks) for n in rack_subnets(r)]
+    for key in ("ipv4", "ipv6"):
+        value = getattr(border.network, key)
+        net = ipaddress.ip_network(value, strict=False) if value else None
+        clash = next((f for f, n in taken if net and n.version == net.version and
+                      n.overlaps(net)), None)  # fmt: skip
+        if clash:
+            yield f"border.network.{key}", f"{net} overlaps {clash}'s subnet"
+
+
 def _check_router(spec: LabSpec) -> Iterator[Problem]:
     """Racks joined by the plain router: no ToRs, spines or fabric model (it speaks no BGP)."""
     for field in ("model", "spines"):
@@ -226,13 +261,14 @@ def _check_router(spec: LabSpec) -> Iterator[Problem]:
 
 
 def _check_rack_externals(spec: LabSpec) -> Iterator[Problem]:
-    """Behind the router an external sits in a rack's subnet, the router its gateway."""
+    """An external sits in a rack's subnet, the rack's gateway (ToR or router) its gateway, or
+    in the L3 fabric behind the border router (`_check_externals`)."""
     for i, ext in enumerate(spec.externals):
         where = f"externals[{i}]"
-        if ext.gateway:
-            yield f"{where}.gateway", "the router is the gateway of an external in a rack"
         if ext.behind is not None:
-            yield f"{where}.behind", "a lab with racks has no border router"
+            continue
+        if ext.gateway:
+            yield f"{where}.gateway", "the rack's ToR or router is the gateway of an external"
         if ext.ipv4 is None:
             yield f"{where}.ipv4", "an external in a rack needs an IPv4 address in its subnet"
             continue
@@ -261,8 +297,8 @@ def _check_racks6(spec: LabSpec) -> Iterator[Problem]:
             return  # _check_fabric says so
         if not any(r.ipv6 for r in spec.racks):
             yield "fabric.ipv6", "no rack has an ipv6 subnet"
-        if len(spec.racks) * len(spec.spines) * 2 > fabric.num_addresses:
-            yield "fabric.ipv6", f"{fabric} is too small for a /127 per ToR-spine link"
+        if _link_count(spec) * 2 > fabric.num_addresses:
+            yield "fabric.ipv6", f"{fabric} is too small for a /127 per {_links(spec)} link"
         seen.append(("fabric.ipv6", fabric))
     first = next((i for i, r in enumerate(spec.racks) if r.ipv6), None)
     for i, rack in enumerate(spec.racks):
@@ -285,7 +321,8 @@ def _check_rack_addresses6(spec: LabSpec) -> Iterator[Problem]:
     """Hosts' and externals' IPv6 addresses: unique, not a subnet's network address."""
     used = {gateway_address6(r): f"racks[{i}].ipv6 (its gateway)" for i, r in enumerate(spec.racks)}
     addresses = [(f"hosts[{i}].ipv6", h.ipv6) for i, h in enumerate(spec.hosts)]
-    addresses += [(f"externals[{i}].ipv6", e.ipv6) for i, e in enumerate(spec.externals)]
+    addresses += [(f"externals[{i}].ipv6", e.ipv6) for i, e in enumerate(spec.externals)
+                  if e.behind is None]  # fmt: skip
     for field, address in addresses:
         if address is None:
             continue
@@ -301,27 +338,35 @@ def _check_rack_addresses6(spec: LabSpec) -> Iterator[Problem]:
         used[str(ip)] = field
 
 
-def _check_loopbacks(spec: LabSpec, networks: list[Any]) -> Iterator[Problem]:
+def _check_loopbacks(spec: LabSpec) -> Iterator[Problem]:
     """A ToR loopback is off every subnet (the hosts reach it through `reachableBy`)."""
     seen: dict[Any, str] = {}
+    fabric = [n for n in (spec.fabric.ipv4, spec.fabric.ipv6) if n] if spec.fabric else []
+    networks = [*(n for r in spec.racks for n in rack_subnets(r)),
+                *(ipaddress.ip_network(n, strict=False) for n in fabric),
+                *(ipaddress.ip_network(p.cidr, strict=False) for p in spec.pools)]  # fmt: skip
     for i, rack in enumerate(spec.racks):
-        if rack.tor is None or rack.tor.loopback is None:
-            continue
-        field = f"racks[{i}].tor.loopback"
-        ip = ipaddress.ip_interface(rack.tor.loopback).ip
-        pools = [ipaddress.ip_network(p.cidr, strict=False) for p in spec.pools]
-        if ip.version != 4:
-            yield field, f"{rack.tor.loopback!r} is not an IPv4 address"
-        elif any(ip in net for net in [*networks, *pools]):
-            yield field, f"{ip} is in a rack subnet, the fabric or a pool (a loopback is apart)"
-        elif ip in seen:
-            yield field, f"{ip} is already {seen[ip]}'s"
-        seen[ip] = field
+        for key, version in (("loopback", 4), ("loopback6", 6)):
+            address = getattr(rack.tor, key) if rack.tor else None
+            if address is None:
+                continue
+            field = f"racks[{i}].tor.{key}"
+            ip = ipaddress.ip_interface(address).ip
+            if ip.version != version:
+                yield field, f"{address!r} is not an IPv{version} address"
+            elif version == 6 and rack.ipv6 is None:
+                yield field, f"needs racks[{i}].ipv6 (the sessions it serves are IPv6)"
+            elif any(ip in net for net in networks):
+                yield field, f"{ip} is in a rack subnet, the fabric or a pool (a loopback is apart)"
+            elif ip in seen:
+                yield field, f"{ip} is already {seen[ip]}'s"
+            seen[ip] = field
 
 
 def _check_rack_hosts(spec: LabSpec) -> Iterator[Problem]:
     racks = {r.name for r in spec.racks}
     fabric_as = {r.tor.asNumber for r in spec.racks if r.tor} | {s.asNumber for s in spec.spines}
+    fabric_as |= {spec.border.asNumber} if spec.border and spec.racks else set()
     host_as: dict[int, str] = {}
     for i, host in enumerate(spec.hosts):
         where = f"hosts[{i}]"
@@ -350,7 +395,7 @@ def _check_rack_hosts(spec: LabSpec) -> Iterator[Problem]:
         if spec.model == "as-per-host" and not host.asNumber:
             yield f"{where}.asNumber", "model as-per-host needs an AS per host"
         if spec.model == "as-per-host" and host.asNumber in fabric_as:
-            yield f"{where}.asNumber", f"{host.asNumber} is a ToR's or spine's AS"
+            yield f"{where}.asNumber", f"{host.asNumber} is a ToR's, spine's or the border's AS"
         elif spec.model == "as-per-host" and host.asNumber in host_as:
             owner = f"{host_as[host.asNumber]}'s AS too"
             yield f"{where}.asNumber", f"{host.asNumber} is {owner} (as-per-host: one per host)"
@@ -369,10 +414,17 @@ def _fabric_addresses(spec: LabSpec) -> Iterator[tuple[str, str, int]]:
             yield from ((f"externals[{i}].ipv4", a, 4) for a in (ext.ipv4,) if a)
             yield from ((f"externals[{i}].ipv6", a, 6) for a in (ext.ipv6,) if a)
     if spec.border is not None:
-        yield "border.ipv4", spec.border.ipv4, 4
+        yield from (("border.ipv4", a, 4) for a in (spec.border.ipv4,) if a)
         if spec.border.ipv6:
             yield "border.ipv6", spec.border.ipv6, 6
-    yield "etcd.ipv4", etcd_address(spec), 4
+    yield from ((field, address, 4) for field, address in _etcd_fields(spec))
+
+
+def _etcd_fields(spec: LabSpec) -> Iterator[tuple[str, str]]:
+    """(field, address) of every etcd member: the first is `etcd.ipv4`'s, the others follow
+    from `etcd.members`."""
+    for i, address in enumerate(etcd_addresses(spec)):
+        yield ("etcd.ipv4" if i == 0 else "etcd.members"), address
 
 
 def _check_addresses(spec: LabSpec) -> Iterator[Problem]:

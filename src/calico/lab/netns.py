@@ -83,5 +83,14 @@ def address_commands(dev: str, addresses: Sequence[str]) -> list[str]:
     return [f"addr add {a} dev {dev}" + (" nodad" if ":" in a else "") for a in addresses]
 
 
+def bridge_commands(bridge: str, addresses: Sequence[str]) -> list[str]:
+    """`ip -batch` lines creating a bridge (no multicast snooping) with `addresses`, up."""
+    return [
+        f"link add {bridge} type bridge mcast_snooping 0",
+        f"link set {bridge} up",
+        *address_commands(bridge, addresses),
+    ]
+
+
 def sysctl(ns: str, settings: Mapping[str, str]) -> None:
     in_ns(ns, ["sysctl", "-q", "-w", *(f"{k}={v}" for k, v in settings.items())])

@@ -57,7 +57,8 @@ def _host_rows(hosts: list[dict[str, Any]]) -> list[list[str]]:
         rows.append([h["name"], h["ipv4"], h["ipv6"] or "-", *flags, sessions])
         if racks:
             tor = h.get("tor")
-            rows[-1].append(f"{tor['name']} {tor['info']}" if tor else "-")
+            ipv6 = f", IPv6 {tor['info6']}" if tor and "info6" in tor else ""
+            rows[-1].append(f"{tor['name']} {tor['info']}{ipv6}" if tor else "-")
     return rows
 
 

@@ -3,9 +3,10 @@
 IP pools; BGPConfiguration `default` (cluster AS, node-to-node mesh); a Node per host carrying
 its labels (route reflectors also `route-reflector: "true"` and their cluster ID) for
 `calico node run` to complete; a BGPPeer from every node to the route reflectors; global
-BGPPeers to the border router; in an L3 fabric, a `rack` label per node and a BGPPeer per rack
-from its nodes to its ToR (with the ToR's password as a secretKeyRef), another to the ToR's
-IPv6 address if the rack has IPv6; then the manifests the lab file lists.
+BGPPeers to the border router (on the bridged fabric); in an L3 fabric, a `rack` label per node
+and a BGPPeer per rack from its nodes to its ToR (with the ToR's password as a secretKeyRef),
+another to the ToR's IPv6 address (or loopback6) if the rack has IPv6; then the manifests the
+lab file lists.
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from calico.lab.labfile import RACK_LABEL, pool_name, pool_spec
-from calico.lab.spec import LabSpec, Rack, gateway_address, gateway_address6, tor_peer_address
+from calico.lab.spec import (
+    LabSpec,
+    Rack,
+    gateway_address,
+    gateway_address6,
+    tor_peer_address,
+    tor_peer_address6,
+)
 from calico.model import API_VERSION, parse_manifest, parse_resource
 from calico.model.base import Resource
 
@@ -66,12 +74,15 @@ def lab_documents(spec: LabSpec) -> list[dict[str, Any]]:
         if rack.tor.password is not None:
             peer["password"] = {"secretKeyRef": tor_secret(rack)}
         docs.append(_doc("BGPPeer", f"lab-tor-{rack.name}", peer))
-        address6 = gateway_address6(rack)
-        if address6 is not None:  # IPv6: with the ToR's rack address (the loopback is IPv4)
+        address6 = tor_peer_address6(rack)
+        if address6 is not None:  # IPv6: the ToR's loopback6 (reachable by its address) or that
             peer6 = {k: v for k, v in peer.items() if k != "reachableBy"}
-            docs.append(_doc("BGPPeer", f"lab-tor-{rack.name}-ipv6", {**peer6, "peerIP": address6}))
+            peer6["peerIP"] = address6
+            if rack.tor.loopback6 is not None:
+                peer6["reachableBy"] = gateway_address6(rack)
+            docs.append(_doc("BGPPeer", f"lab-tor-{rack.name}-ipv6", peer6))
     border = spec.border
-    if border is not None:
+    if border is not None and not spec.racks:  # in the L3 fabric it peers with the spines
         for version, address in ((4, border.ipv4), (6, border.ipv6)):
             if address:
                 peer = {"peerIP": address.split("/")[0], "asNumber": border.asNumber}

@@ -111,6 +111,7 @@ class Tor(_Model):
     ipv4: Address | None = None  # default: the rack subnet's first usable address
     password: str | None = None  # TCP MD5 on the sessions between the ToR and its hosts
     loopback: Address | None = None  # hosts peer with this address (on the ToR's lo)
+    loopback6: Address | None = None  # the same for the IPv6 sessions (the rack needs ipv6)
 
 
 class Rack(_Model):
@@ -155,15 +156,32 @@ class BorderNetwork(_Model):
 
 
 class Border(_Model):
+    """On the bridged fabric: peers with every host. In the L3 fabric: linked to every spine
+    (its addresses come from `fabric`), eBGP with them."""
+
     name: Name = "border"
     asNumber: ASN = 65000
-    ipv4: Address
+    ipv4: Address | None = None  # required on the bridged fabric, refused in the L3 fabric
     ipv6: Address | None = None
     network: BorderNetwork = Field(default_factory=BorderNetwork)
 
 
+def _odd_members(count: int) -> int:
+    if count % 2 == 0:
+        raise ValueError(
+            f"{count}: give an odd number (an even-sized cluster survives no more failures"
+            " than one member fewer)"
+        )
+    return count
+
+
 class Etcd(_Model):
+    """One member, or a cluster of `members`; `ipv4` is the first member's address (the
+    others take the next ones up); by default they take the fabric's last usable ones, down."""
+
     ipv4: Address | None = None
+    members: Annotated[int, Field(ge=1, le=7), AfterValidator(_odd_members)] = 1
+    tls: bool = False  # a CA, a server certificate and one client certificate per host
 
 
 class LabSpec(_Model):
@@ -237,6 +255,13 @@ def fabric_interface(spec: LabSpec, address: str, version: int) -> IPIface:
     return ipaddress.ip_interface(f"{address}/{net.prefixlen}")
 
 
+def etcd_addresses(spec: LabSpec) -> list[str]:
+    """Every member's address, the first member's first."""
+    first = ipaddress.ip_address(etcd_address(spec))
+    step = 1 if spec.etcd.ipv4 else -1
+    return [str(first + i * step) for i in range(spec.etcd.members)]
+
+
 def etcd_address(spec: LabSpec) -> str:
     """Where etcd listens (default: the last usable IPv4 address of the fabric, or with racks
     of the first rack's subnet)."""
@@ -269,6 +294,29 @@ def tor_peer_address(rack: Rack) -> str:
     return gateway_address(rack)
 
 
+def tor_peer_address6(rack: Rack) -> str | None:
+    """The same for IPv6 (None: the rack has no ipv6)."""
+    if rack.ipv6 is not None and rack.tor is not None and rack.tor.loopback6:
+        return rack.tor.loopback6.split("/")[0]
+    return gateway_address6(rack)
+
+
+def border_networks(border: Border) -> list[IPNet]:
+    """The networks behind the border router: IPv4, then IPv6."""
+    nets = (border.network.ipv4, border.network.ipv6)
+    return [ipaddress.ip_network(n, strict=False) for n in nets if n]
+
+
+def border_gateways(border: Border) -> list[str]:
+    """The border's addresses on the network behind it: the first of each, with its prefix."""
+    return [f"{next(net.hosts())}/{net.prefixlen}" for net in border_networks(border)]
+
+
+def bare(address: str) -> str:
+    """An address without its prefix length."""
+    return address.split("/")[0]
+
+
 def rack_interface(rack: Rack, address: str) -> IPIface:
     """`address` in the rack's subnet of its family, with the subnet's prefix length."""
     ip = ipaddress.ip_address(address.split("/")[0])
@@ -292,18 +340,33 @@ def rack_of(spec: LabSpec, address: str) -> Rack | None:
 def fabric_links(spec: LabSpec, version: int = 4) -> list[tuple[Rack, Spine, str, str]]:
     """(rack, spine, ToR address, spine address): a /31 of `fabric.ipv4` per ToR-spine link,
     or for `version` 6 a /127 of `fabric.ipv6` ([] without it)."""
-    if spec.fabric is None:
+    pairs = [(rack, spine) for rack in spec.racks for spine in spec.spines]
+    ends = _link_addresses(spec, version)[: len(pairs)]
+    if not ends:
         return []
-    fabric = spec.fabric.ipv4 if version == 4 else spec.fabric.ipv6
-    if fabric is None:
+    return [(r, s, a, b) for (r, s), (a, b) in zip(pairs, ends, strict=True)]
+
+
+def border_links(spec: LabSpec, version: int = 4) -> list[tuple[Spine, str, str]]:
+    """(spine, border address, spine address): the L3 fabric's border router has a link to
+    every spine, numbered after the ToRs' ([] without a border, or racks behind a router)."""
+    if spec.border is None or not spec.spines:
+        return []
+    addresses = _link_addresses(spec, version)[len(spec.racks) * len(spec.spines) :]
+    if not addresses:
+        return []
+    return [(s, a, b) for s, (a, b) in zip(spec.spines, addresses, strict=True)]
+
+
+def _link_addresses(spec: LabSpec, version: int) -> list[tuple[str, str]]:
+    """Both ends of each point-to-point link of the fabric (ToRs', then the border's)."""
+    fabric = None if spec.fabric is None else (spec.fabric.ipv4, spec.fabric.ipv6)[version // 6]
+    if fabric is None or not spec.racks:
         return []
     base = ipaddress.ip_network(fabric, strict=False).network_address
     length = 31 if version == 4 else 127
-    pairs = [(rack, spine) for rack in spec.racks for spine in spec.spines]
-    return [
-        (rack, spine, f"{base + 2 * i}/{length}", f"{base + 2 * i + 1}/{length}")
-        for i, (rack, spine) in enumerate(pairs)
-    ]
+    count = (len(spec.racks) + (spec.border is not None)) * len(spec.spines)
+    return [(f"{base + 2 * i}/{length}", f"{base + 2 * i + 1}/{length}") for i in range(count)]
 
 
 def parse_ports(ports: list[int | str]) -> list[tuple[str, int]]:

@@ -13,28 +13,28 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from calico.lab import etcd, frr, netns
+from calico.lab import etcd, frr, netns, procs
 from calico.lab.base import tail
-from calico.lab.fabric import FabricOps
-from calico.lab.spec import External, Host, etcd_address, fabric_interface, rack_of
+from calico.lab.fabric import EXT_BRIDGE, FORWARDING, FabricOps
+from calico.lab.pki import ETCD_SERVER, host_client
+from calico.lab.spec import (
+    External,
+    Host,
+    border_gateways,
+    border_networks,
+    etcd_addresses,
+    fabric_interface,
+    rack_of,
+)
 
 FABRIC = "fabric"
 ETCD = "etcd"
 BRIDGE = "br0"
-EXT_BRIDGE = "br-ext"
-FORWARDING = {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"}
 
 
 class TopologyOps(FabricOps):
     def build_fabric(self) -> None:
-        ns = self.add_netns(FABRIC)
-        netns.ip_batch(
-            ns,
-            [
-                f"link add {BRIDGE} type bridge mcast_snooping 0",
-                f"link set {BRIDGE} up",
-            ],
-        )
+        netns.ip_batch(self.add_netns(FABRIC), netns.bridge_commands(BRIDGE, []))
 
     def _plug(self, entity_ns: str, addresses: list[str]) -> None:
         """`eth0` in `entity_ns`, plugged into the fabric bridge, with `addresses`."""
@@ -48,23 +48,55 @@ class TopologyOps(FabricOps):
         out = [str(fabric_interface(self.spec, ipv4, 4))] if ipv4 else []
         return out + ([str(fabric_interface(self.spec, ipv6, 6))] if ipv6 else [])
 
+    def etcd_members(self) -> list[etcd.Member]:
+        """The lab's etcd members: `etcd`, then `etcd-1`, `etcd-2`... for a cluster."""
+        return [
+            etcd.Member(name, address, self.dir / name, self.spec.etcd.tls)
+            for i, address in enumerate(etcd_addresses(self.spec))
+            for name in [ETCD if i == 0 else f"{ETCD}-{i}"]
+        ]
+
     def build_etcd(self) -> None:
-        ns = self.add_netns(ETCD)
-        address = etcd_address(self.spec)
-        rack = rack_of(self.spec, address)
-        if rack is not None:
-            self.plug_rack(ns, rack, address)
-        else:
-            self._plug(ns, self._fabric_addrs(address, None))
-        directory = self.dir / "etcd"
-        self.state.etcd_endpoint, self.state.etcd_unix = etcd.endpoints(directory, address)
-        self.record_proc("etcd", etcd.start_etcd(directory, ns, address))
-        proc = self.state.proc("etcd")
-        assert proc is not None
+        """Every member in its namespace, started together (a cluster needs its quorum to
+        answer), then waited for."""
+        members = self.etcd_members()
+        pki = self.pki
+        if pki is not None:
+            pki.make_ca()
+            pki.make_server(ETCD_SERVER, [m.address for m in members])
+            for host in self.spec.hosts:
+                pki.make_client(host_client(host.name))
+        for member in members:
+            ns = self.add_netns(member.name)
+            rack = rack_of(self.spec, member.address)
+            if rack is not None:
+                self.plug_rack(ns, rack, member.address)
+            else:
+                self._plug(ns, self._fabric_addrs(member.address, None))
+        self.state.etcd_endpoint = ",".join(m.client_url for m in members)
+        self.state.etcd_unix = ",".join(m.unix_endpoint for m in members)
+        started = []
+        for member in members:  # each recorded at once, so `down` stops it after a failure
+            started.append(etcd.start_member(member, members, self.netns(member.name), pki))
+            self.record_proc(member.name, started[-1])
+        for member, proc in zip(members, started, strict=True):
+            self._wait_etcd(member, proc)
+
+    def kill_etcd_member(self, member: etcd.Member) -> None:
+        """SIGKILL one member (a fault: its data stays for a restart)."""
+        procs.kill([p for p in [self.state.proc(member.name)] if p is not None])
+
+    def restart_etcd_member(self, member: etcd.Member) -> None:
+        """Start a killed member again from its data and wait until it answers."""
+        proc = etcd.start_member(member, self.etcd_members(), self.netns(member.name), self.pki)
+        self.record_proc(member.name, proc)
+        self._wait_etcd(member, proc)
+
+    def _wait_etcd(self, member: etcd.Member, proc: procs.Proc) -> None:
         try:
-            etcd.wait_healthy(proc, self.state.etcd_unix, directory / "etcd.log")
+            etcd.wait_healthy(proc, member)
         except etcd.EtcdStartError as exc:
-            raise RuntimeError(f"{exc}\n    {tail(directory / 'etcd.log')}") from None
+            raise RuntimeError(f"{exc}\n    {tail(member.log_file)}") from None
 
     def build_host(self, host: Host) -> None:
         ns = self.add_netns(host.name)
@@ -77,8 +109,8 @@ class TopologyOps(FabricOps):
 
     def build_external(self, ext: External) -> None:
         ns = self.add_netns(ext.name)
-        rack = rack_of(self.spec, ext.ipv4) if ext.ipv4 and self.spec.racks else None
-        if rack is not None:  # behind the router, in a rack's subnet
+        rack = rack_of(self.spec, ext.ipv4) if ext.ipv4 and ext.behind is None else None
+        if rack is not None:  # in a rack's subnet, behind its ToR or the router
             self.plug_rack(ns, rack, ext.ipv4 or "", ext.ipv6)
             return
         if ext.behind is None:
@@ -101,46 +133,29 @@ class TopologyOps(FabricOps):
         netns.ip_batch(ns, commands)
 
     def build_border(self) -> None:
+        """The border router on the bridged fabric (in the L3 fabric it is one of the routers)."""
         border = self.spec.border
-        assert border is not None
+        assert border is not None and border.ipv4 is not None  # labfile: required here
         ns = self.add_netns(border.name)
         self._plug(ns, self._fabric_addrs(border.ipv4, border.ipv6))
         netns.sysctl(ns, FORWARDING)
-        nets = [n for n in (border.network.ipv4, border.network.ipv6) if n]
-        if nets:
-            gateways = []
-            for net in nets:
-                network = ipaddress.ip_network(net, strict=False)
-                gateways.append(f"{next(network.hosts())}/{network.prefixlen}")
-            netns.ip_batch(
-                ns,
-                [
-                    f"link add {EXT_BRIDGE} type bridge mcast_snooping 0",
-                    f"link set {EXT_BRIDGE} up",
-                    *netns.address_commands(EXT_BRIDGE, gateways),
-                ],
-            )
-        self._start_frr()
-
-    def _start_frr(self) -> None:
-        border = self.spec.border
-        assert border is not None
+        gateways = border_gateways(border)
+        if gateways:
+            netns.ip_batch(ns, netns.bridge_commands(EXT_BRIDGE, gateways))
         neighbors = []
         for host in self.spec.hosts:
             asn = host.asNumber or self.spec.asNumber
             neighbors.append(frr.Neighbor(host.ipv4.split("/")[0], asn))
             if host.ipv6 and border.ipv6:
                 neighbors.append(frr.Neighbor(host.ipv6.split("/")[0], asn))
-        networks = [
-            str(ipaddress.ip_network(n, strict=False))
-            for n in (border.network.ipv4, border.network.ipv6)
-            if n
-        ]
+        networks = [str(n) for n in border_networks(border)]
         router_id = border.ipv4.split("/")[0]
-        config = frr.bgpd_config(border.name, border.asNumber, router_id, neighbors, networks)
-        zebra, bgpd = frr.start(self.border_dir, self.netns(border.name), config, border.name)
-        self.record_proc("frr/zebra", zebra)
-        self.record_proc("frr/bgpd", bgpd)
+        config = frr.bgpd_config(
+            border.name, border.asNumber, router_id, neighbors, networks, graceful_restart=True
+        )
+        zebra, bgpd = frr.start(self.border_dir, ns, config, border.name)
+        self.record_proc(f"frr/zebra/{border.name}", zebra)
+        self.record_proc(f"frr/bgpd/{border.name}", bgpd)
 
     @property
     def border_dir(self) -> Path:

@@ -9,6 +9,7 @@ service accounts; HTTP matches only on Allow rules with TCP.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from typing import Literal, Self
 
 from pydantic import Field, field_validator, model_validator
@@ -211,8 +212,10 @@ def check_rule_directions(ingress: list[Rule] | None, egress: list[Rule] | None)
             raise FieldError(f"egress.{i}.http", "not allowed in egress rules")
 
 
-def default_types(ingress: list[Rule] | None, egress: list[Rule] | None) -> list[PolicyType]:
-    """Calico's defaulting of `types` when the user leaves it out."""
+def default_types(
+    ingress: Sequence[object] | None, egress: Sequence[object] | None
+) -> list[PolicyType]:
+    """Calico's defaulting of `types` when the user leaves it out (only presence counts)."""
     if egress and ingress:
         return ["Ingress", "Egress"]
     if egress:

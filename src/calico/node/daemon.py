@@ -9,7 +9,8 @@ vxlan the node keeps its VXLAN tunnel addresses (`node.tunnels`) and re-checks i
 every poll interval. An IPIP pool in the datastore is reported, not served (`node.ipip`).
 Children that exit are restarted with backoff; SIGTERM/SIGINT stop everything cleanly. Every
 file lives in CALICO_RUN_DIR: node.pid, felix.pid, felix.log, bird.cfg, bird.ctl, bird.pid,
-bird.log.
+bird.log. BIRD starts in graceful restart recovery when a previous BIRD's routes are in the
+kernel (`recovery_args`), so a restart keeps the dataplane's routes.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from calico import programs
 from calico.backoff import Backoff
 from calico.bgp.agent import BGPAgent
-from calico.datastore.api import DatastoreError
+from calico.datastore.api import DatastoreError, DatastoreTlsError
 from calico.datastore.client import ResourceClient
 from calico.datastore.config import EtcdConfig
 from calico.datastore.etcd import EtcdBackend
@@ -147,7 +149,13 @@ class NodeDaemon:
 
         argv = [self._bird, "-f", "-c", str(cfg), "-s", str(ctl), "-P", str(pid)]
         return ChildSpec(
-            "bird", argv, self.env, run_dir / "bird.log", prepare=prepare, cleanup=(pid, ctl)
+            "bird",
+            argv,
+            self.env,
+            run_dir / "bird.log",
+            prepare=prepare,
+            args=recovery_args,
+            cleanup=(pid, ctl),
         )
 
     def _wait_for_datastore(self) -> bool:
@@ -157,6 +165,8 @@ class NodeDaemon:
             try:
                 self.client.ensure_initialized()
                 return True
+            except DatastoreTlsError:
+                raise  # a configuration error: waiting does not fix it
             except DatastoreError as exc:
                 if not warned:
                     log.warning("waiting for the datastore: %s", exc)
@@ -217,6 +227,22 @@ class AgentKeeper:
             self.agent = None
 
 
+RTPROT_BIRD = "12"  # the kernel's protocol number for routes BIRD installs
+
+
+def recovery_args() -> list[str]:
+    """`-R` (graceful restart recovery, as calico/node starts BIRD) when a previous BIRD's
+    routes are still in the kernel (`persist`): the new BIRD keeps them until its peers have
+    sent theirs again, instead of dropping them for the second it takes to relearn them. Not
+    on a fresh start: with nothing to keep, recovery would only hold every route back, for a
+    peer that is absent until BIRD's `graceful restart wait` (240 s)."""
+    for family in ("-4", "-6"):
+        argv = ["ip", family, "route", "show", "table", "all", "proto", RTPROT_BIRD]
+        if programs.run(argv).stdout.strip():
+            return ["-R"]
+    return []
+
+
 def _sibling(name: str) -> str:
     """A console script installed next to this Python (the venv's bin), else from PATH."""
     candidate = Path(sys.executable).parent / name
@@ -234,4 +260,8 @@ def run_node(settings: NodeSettings, environ: Mapping[str, str], **binaries: str
     daemon = NodeDaemon(settings, environ, **binaries)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: daemon.stop_event.set())
-    return daemon.run()
+    try:
+        return daemon.run()
+    except DatastoreTlsError as exc:
+        log.error("cannot reach the datastore: %s", exc)
+        return 1

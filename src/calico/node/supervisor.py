@@ -4,8 +4,8 @@ A child that exits is restarted after a delay that doubles after each quick exit
 ceiling, and starts over once it has stayed up for a minute (`restart_backoff`). `Child` owns
 one process: its log file, an optional pid file the node writes for it, and an optional
 `prepare` step run before every start (BIRD's config is rendered then; a failing step counts
-as a crash). `Supervisor` polls
-its children and stops them in reverse start order.
+as a crash) and optional `args` appended to its command line, decided at each start.
+`Supervisor` polls its children and stops them in reverse start order.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class ChildSpec:
     log_file: Path
     pid_file: Path | None = None  # written by the node (None: the child writes its own)
     prepare: Callable[[], None] | None = None
+    args: Callable[[], Sequence[str]] | None = None  # more arguments, decided at each start
     cleanup: Sequence[Path] = ()  # files removed after the child is stopped
 
 
@@ -106,10 +107,9 @@ class Child:
         self._restart_at = self._clock() + delay
 
     def _spawn(self) -> programs.Popen[bytes]:
+        argv = [*self.spec.argv, *(self.spec.args() if self.spec.args else ())]
         with self.spec.log_file.open("ab") as out:
-            return programs.start(
-                self.spec.argv, env=self.spec.env, stdout=out, stderr=programs.STDOUT
-            )
+            return programs.start(argv, env=self.spec.env, stdout=out, stderr=programs.STDOUT)
 
 
 class Supervisor:

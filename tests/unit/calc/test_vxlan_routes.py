@@ -19,7 +19,7 @@ from calico.model.sync import SyncStatus
 from calico.model.vxlan import vtep_mac
 
 from .dataplane_model import ModelDataplane
-from .test_calc_graph import HOST, res
+from .test_calc_graph import HOST, Harness, res
 
 OTHER, THIRD = "host-2", "host-3"
 
@@ -50,17 +50,8 @@ LOCAL_BLOCK, PEER_BLOCK, FAR_BLOCK = "198.19.0.0/26", "198.19.1.0/26", "198.19.2
 BLOCKS = {LOCAL_BLOCK: HOST, PEER_BLOCK: OTHER, FAR_BLOCK: THIRD}
 
 
-class VX:
-    def __init__(self) -> None:
-        self.dp = ModelDataplane()
-        self.graph = CalcGraph(HOST, self.dp)
-        self.graph.on_status(SyncStatus.IN_SYNC)
-
-    def put(self, *resources: Resource) -> None:
-        self.graph.on_updates([(key_of(r), r) for r in resources])
-
-    def delete(self, *resources: Resource) -> None:
-        self.graph.on_updates([(key_of(r), None) for r in resources])
+class VX(Harness):
+    """The calc graph harness plus IPAM blocks and a look at the VXLAN routes."""
 
     def blocks(self, blocks: dict[str, str | None]) -> None:
         self.graph.on_block_updates(list(blocks.items()))

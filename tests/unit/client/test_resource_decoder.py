@@ -96,8 +96,14 @@ def test_salvage_replaces_an_invalid_value() -> None:
         {"metadata": {"name": "p1"}, "spec": {"cidr": "198.19.0.0/16"}}
     )
     recorder = Recorder()
+    reported: list[tuple[str, str]] = []
     decoder = ResourceDecoder(
-        recorder, on_invalid=lambda k, r: None, salvage=lambda k, raw: stand_in
+        recorder,
+        on_invalid=lambda k, r: reported.append((k, r)),
+        salvage=lambda k, raw: (stand_in, "stand-in"),
     )
     decoder.on_updates([Update(UpdateKind.NEW, key, b"{broken", 3)])
     assert [(u.kind, u.resource) for u in recorder.updates] == [(UpdateKind.NEW, stand_in)]
+    # One report for the key, saying both what is wrong and what is used instead.
+    assert len(reported) == 1 and reported[0][0] == key
+    assert "invalid JSON" in reported[0][1] and reported[0][1].endswith("; stand-in")

@@ -12,6 +12,7 @@ from calico.datastore.api import UpdateKind
 from calico.datastore.resource_syncer import ResourceUpdate
 from calico.felix import daemon
 from calico.felix.config import build_config
+from calico.felix.health import HealthAggregator
 from calico.felix.metrics import FelixMetrics
 from calico.model import parse_resource
 from calico.model.keys import key_of
@@ -44,7 +45,8 @@ def _update(kind: str, name: str, spec: dict[str, Any]) -> ResourceUpdate:
 def test_felix_configuration_goes_to_felix_and_the_rest_to_the_graph() -> None:
     felix = _felix()
     batches: list[list[m.Message]] = []
-    adapter = daemon._GraphAdapter(CalcGraph("h", lambda b: batches.append(list(b))), felix)
+    graph = CalcGraph("h", lambda b: batches.append(list(b)))
+    adapter = daemon._GraphAdapter(graph, felix.metrics, HealthAggregator(), felix.on_config_update)
     other_node = _update("FelixConfiguration", "node.other", {"logSeverityScreen": "Debug"})
     pool = _update("IPPool", "p", {"cidr": "198.18.0.0/24"})
     adapter.on_resource_updates([other_node, pool])

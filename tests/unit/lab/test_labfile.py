@@ -193,3 +193,10 @@ def test_unknown_keys_are_refused_at_every_level(path: tuple[str | int, ...], me
     with pytest.raises(LabFileError) as err:
         load_lab(yaml.safe_dump(doc), "lab.yaml")
     assert str(err.value) == f"lab.yaml: {message}"
+
+
+def test_a_border_on_the_bridged_fabric_needs_its_address() -> None:
+    doc = yaml.safe_load(BASE)
+    del doc["border"]["ipv4"]
+    with pytest.raises(LabFileError, match=r"lab.yaml: border.ipv4: required field is missing"):
+        load_lab(yaml.safe_dump(doc), "lab.yaml")

@@ -13,7 +13,13 @@ from calico.lab.fabric import FabricOps
 from calico.lab.labfile import LabFileError, load_lab, read_lab
 from calico.lab.report import format_status
 from calico.lab.resources import lab_documents
-from calico.lab.spec import etcd_address, fabric_links, gateway_address, gateway_address6
+from calico.lab.spec import (
+    border_links,
+    etcd_address,
+    fabric_links,
+    gateway_address,
+    gateway_address6,
+)
 
 EXAMPLE = Path(__file__).parents[3] / "examples" / "lab" / "l3-fabric.yaml"
 BASE = """
@@ -216,7 +222,40 @@ def test_as_per_host() -> None:
             "spines: List should have at most 2 items",
         ),
         ("mesh: true", "mesh: the node-to-node mesh is off in an L3 fabric"),
-        ("border: {ipv4: 198.18.1.2}", "border: a border router is not supported with racks"),
+        ("border: {ipv4: 198.18.1.2}", "border.ipv4: in an L3 fabric the border's addresses"),
+        ("border: {asNumber: 65100}", "border.asNumber: must differ from spines[0]'s AS (eBGP)"),
+        ("border: {asNumber: 65002}", "border.asNumber: is racks[1]'s ToR AS too"),
+        (
+            "border: {network: {ipv4: 198.18.2.0/25}}",
+            "border.network.ipv4: 198.18.2.0/25 overlaps racks[1]'s subnet",
+        ),
+        (
+            "border: {network: {ipv6: '2001:db8:200::/64'}}",
+            "border.network.ipv6: needs fabric.ipv6 (the border-spine /127s)",
+        ),
+        (
+            "{border: {network: {ipv4: 198.18.200.0/24}}, fabric: {ipv4: 198.18.0.0/29}}",
+            "fabric.ipv4: 198.18.0.0/29 is too small for a /31 per ToR-spine and border-spine",
+        ),
+        (
+            "externals: [{name: x, behind: nope, ipv4: 198.18.200.5}]",
+            "externals[0].behind: 'nope' is not the border router's name",
+        ),
+        (
+            "externals: [{name: x, ipv4: 198.18.2.5, gateway: 198.18.2.254}]",
+            "externals[0].gateway: the rack's ToR or router is the gateway of an external",
+        ),
+        ("externals: [{name: x, ipv4: 198.18.7.5}]", "externals[0].ipv4: '198.18.7.5' is not a"),
+        (
+            "racks: [{name: r1, subnet: 198.18.1.0/24,"
+            " tor: {name: t1, asNumber: 65001, loopback6: '2001:db8:100::1'}}]",
+            "racks[0].tor.loopback6: needs racks[0].ipv6",
+        ),
+        (
+            "racks: [{name: r1, subnet: 198.18.1.0/24,"
+            " tor: {name: t1, asNumber: 65001, loopback6: 198.18.100.1}}]",
+            "racks[0].tor.loopback6: '198.18.100.1' is not an IPv6 address",
+        ),
         ("fabric: {ipv4: 198.18.0.0/30}", "fabric.ipv4: 198.18.0.0/30 is too small"),
         (
             "fabric: {ipv4: 198.18.0.0/24, ipv6: '2001:db8::/64'}",
@@ -275,7 +314,7 @@ def test_as_per_host() -> None:
         ),
         (
             "{model: as-per-host, hosts: [{name: h, rack: r1, ipv4: 198.18.1.5, asNumber: 65002}]}",
-            "hosts[0].asNumber: 65002 is a ToR's or spine's AS",
+            "hosts[0].asNumber: 65002 is a ToR's, spine's or the border's AS",
         ),
         (
             "{model: as-per-host, hosts: [{name: h, rack: r1, ipv4: 198.18.1.5, asNumber: 7},"
@@ -356,3 +395,54 @@ def test_status_shows_each_hosts_tor_session_and_the_routers() -> None:
         "router tor1 (ToR of r1, AS 65001): 1/2 BGP sessions Established; 198.18.0.3: Active"
         in status
     )
+
+
+def test_status_shows_the_ipv6_tor_session_when_the_rack_has_one() -> None:
+    host = {"name": "h1", "ipv4": "198.18.1.11", "ipv6": "2001:db8:1::11", "node": True,
+            "felix": True, "bird": True, "bgp": [],
+            "tor": {"name": "tor1", "info": "Established", "info6": "Active"}}  # fmt: skip
+    doc = {"name": "x", "up": True, "etcd": "e", "state_dir": "/s", "workloads": [],
+           "hosts": [host]}  # fmt: skip
+    assert format_status(doc).splitlines()[3].endswith("tor1 Established, IPv6 Active")
+
+
+def test_a_tor_loopback6_is_the_ipv6_peer_ip_reachable_by_the_rack_address() -> None:
+    doc = yaml.safe_load(DUAL)
+    doc["racks"][0]["tor"] = {"name": "tor1", "asNumber": 65001, "loopback6": "2001:db8:fe::1"}
+    spec = load_lab(yaml.safe_dump(doc))
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in lab_documents(spec)}
+    peer = docs[("BGPPeer", "lab-tor-r1-ipv6")]["spec"]
+    assert (peer["peerIP"], peer["reachableBy"]) == ("2001:db8:fe::1", "2001:db8:1::1")
+    assert "reachableBy" not in docs[("BGPPeer", "lab-tor-r1")]["spec"]
+    ops = FabricOps.__new__(FabricOps)
+    ops.spec = spec
+    config = FabricOps.router_config(ops, "tor1").splitlines()
+    assert " neighbor 2001:db8:1::11 update-source 2001:db8:fe::1" in config
+    assert " neighbor 198.18.1.11 update-source 2001:db8:fe::1" not in config
+
+
+BORDERED = with_change(
+    "{border: {name: edge, asNumber: 65000, network: {ipv4: 198.18.200.0/24}},"
+    " externals: [{name: client, behind: edge, ipv4: 198.18.200.10},"
+    "             {name: ext, ipv4: 198.18.2.50}]}"
+)
+
+
+def test_a_border_router_on_the_spines() -> None:
+    """Linked to each spine after the ToRs' links, eBGP with the spines (not the hosts), its
+    network advertised; externals behind it or in a rack."""
+    spec = load_lab(BORDERED)
+    assert [(s.name, a, b) for s, a, b in border_links(spec)] == [
+        ("sp1", "198.18.0.8/31", "198.18.0.9/31"),
+        ("sp2", "198.18.0.10/31", "198.18.0.11/31"),
+    ]
+    assert len(fabric_links(spec)) == 4 and border_links(spec, 6) == []
+    assert not [d for d in lab_documents(spec) if "edge" in d["metadata"]["name"]]
+    ops = FabricOps.__new__(FabricOps)
+    ops.spec = spec
+    assert ops.routers() == ["tor1", "tor2", "sp1", "sp2", "edge"]
+    border = ops.router_config("edge").splitlines()
+    for line in (" neighbor 198.18.0.9 remote-as 65100", " neighbor 198.18.0.11 remote-as 65101",
+                 "  network 198.18.200.0/24", " bgp router-id 198.18.0.8"):  # fmt: skip
+        assert line in border, border
+    assert " neighbor 198.18.0.8 remote-as 65000" in ops.router_config("sp1").splitlines()

@@ -116,7 +116,7 @@ def test_status_shows_the_routers_counts() -> None:
         ("pools: [{cidr: 198.19.0.0/16, natOutgoing: 1}]", "pools[0].natOutgoing: Input should"),
         (
             "externals: [{name: e, ipv4: 198.18.2.50, gateway: 198.18.2.1}]",
-            "externals[0].gateway: the router is the gateway of an external in a rack",
+            "externals[0].gateway: the rack's ToR or router is the gateway of an external",
         ),
         ("externals: [{name: e, ipv4: 198.18.5.5}]", "externals[0].ipv4: '198.18.5.5' is not a"),
         ("externals: [{name: e, ipv4: 198.18.2.11}]", "externals[0].ipv4: 198.18.2.11 is already"),

@@ -56,3 +56,20 @@ def test_failing_prepare_counts_as_a_crash(tmp_path: Path) -> None:
     assert child.proc is not None and len(calls) == 2
     child.stop(timeout=5)
     assert child.proc is None
+
+
+def test_args_are_decided_at_each_start(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def args() -> list[str]:
+        calls.append(1)
+        return [f"start-{len(calls)}"]
+
+    code = "import sys; print(sys.argv[1])"
+    child = Child(spec(tmp_path, code, args=args), Backoff(initial=0.0, maximum=0.0))
+    for _ in range(2):
+        child.start()
+        assert child.proc is not None
+        child.proc.wait()
+    child.stop()
+    assert (tmp_path / "child.log").read_text().split() == ["start-1", "start-2"]
