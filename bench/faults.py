@@ -52,12 +52,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from calico import programs
-from calico.lab import etcd, frr, procs
+from calico.lab import frr, procs
 from calico.lab.base import wait_for
 from calico.lab.lab import Lab, running_lab
 from calico.lab.labfile import load_lab
-from calico.lab.spec import etcd_address
-from calico.lab.topology import ETCD
 from calico.model import parse_manifest
 from calico.model.policy import GlobalNetworkPolicy
 from calico.testing.doc_sections import write_section
@@ -419,14 +417,11 @@ def latency(lab: Lab) -> float:
 def etcd_down(lab: Lab, seconds: float) -> Row:
     floor = latency(lab)
     with probing(lab) as window:
-        proc = lab.state.proc("etcd")
-        assert proc is not None
-        procs.kill([proc])
+        (member,) = lab.etcd_members()
+        lab.kill_etcd_member(member)
         time.sleep(seconds)
         started = time.monotonic()
-        directory, address = lab.dir / "etcd", etcd_address(lab.spec)
-        lab.record_proc("etcd", restarted := etcd.start_etcd(directory, lab.netns(ETCD), address))
-        etcd.wait_healthy(restarted, lab.state.etcd_unix, directory / "etcd.log")
+        lab.restart_etcd_member(member)
         back = time.monotonic() - started
         time.sleep(2.0)
     after = latency(lab)

@@ -147,6 +147,8 @@ def test_untracked_host_endpoint_policy(cluster: Cluster) -> None:
         "spec": {"node": "h1", "interfaceName": "eth1"},
     })  # fmt: skip
     wait_until(lambda: not connects(cluster.ns, up, "tcp", HOST_V4, 8080), what="default deny")
+    # A connection made before the host endpoint was programmed stays tracked (TIME_WAIT).
+    host.exec(["conntrack", "-F"])
     cluster.apply({
         "kind": "GlobalNetworkPolicy", "metadata": {"name": "untracked-8080"},
         "spec": {"selector": "hep == 'uplink'", "doNotTrack": True, "applyOnForward": True,

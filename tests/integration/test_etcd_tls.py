@@ -9,45 +9,25 @@ from pathlib import Path
 
 import pytest
 
-from calico import programs
 from calico.datastore.api import DatastoreUnavailable, EventType
 from calico.datastore.config import EtcdConfig
 from calico.datastore.etcd import EtcdBackend
+from calico.lab.pki import Pki
 from calico.testing.etcd_server import EtcdServer, EtcdTls
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
-_EC = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    programs.run(["openssl", *args], cwd=cwd, check=True)
-
-
-def _make_ca(directory: Path, name: str) -> None:
-    _openssl("req", "-x509", *_EC, "-keyout", f"{name}.key", "-out", f"{name}.crt",
-             "-days", "1", "-subj", f"/CN={name}", cwd=directory)  # fmt: skip
-
-
-def _make_leaf(directory: Path, name: str, ca: str) -> None:
-    _openssl("req", *_EC, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}",
-             cwd=directory)  # fmt: skip
-    (directory / f"{name}.ext").write_text(
-        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n"
-    )
-    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
-             "-CAcreateserial", "-days", "1", "-extfile", f"{name}.ext", "-out", f"{name}.crt",
-             cwd=directory)  # fmt: skip
-
 
 @pytest.fixture
 def certs(tmp_path: Path) -> Path:
+    """ca.crt signed server.crt and client.crt; other-ca.crt signed nothing etcd trusts."""
     if shutil.which("openssl") is None:
         pytest.skip("openssl binary not found")
-    _make_ca(tmp_path, "ca")
-    _make_ca(tmp_path, "other-ca")
-    _make_leaf(tmp_path, "server", "ca")
-    _make_leaf(tmp_path, "client", "ca")
+    pki = Pki(tmp_path)
+    pki.make_ca()
+    pki.make_server("server", ["127.0.0.1"])
+    pki.make_client("client")
+    Pki(tmp_path, ca="other-ca").make_ca()
     return tmp_path
 
 

@@ -180,6 +180,10 @@ def _decode(data: bytes) -> dict[str, Any]:
         doc = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CniError(Code.DECODING_FAILURE, "failed to decode network config", str(exc)) from None
+    except RecursionError:  # the decoder recurses once per level of nesting
+        raise CniError(
+            Code.DECODING_FAILURE, "failed to decode network config", "nested too deeply"
+        ) from None
     if not isinstance(doc, dict):
         raise CniError(Code.DECODING_FAILURE, "network config must be a JSON object")
     return doc

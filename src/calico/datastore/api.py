@@ -34,6 +34,11 @@ class DatastoreUnavailable(DatastoreError):
     """No endpoint answered (connection refused, timeout, TLS failure...)."""
 
 
+class DatastoreTlsError(DatastoreUnavailable):
+    """Every endpoint failed the TLS handshake (a CA that does not match, no client certificate
+    or one etcd does not trust): a configuration error that waiting does not fix."""
+
+
 class KeyExists(DatastoreError):
     """create() of a key that is already present."""
 

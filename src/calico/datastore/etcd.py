@@ -6,11 +6,16 @@ existence and mod_revision, and read the key back in the failure branch of the s
 transaction to tell KeyNotFound from RevisionConflict. Listings are paginated but pinned to the
 revision of their first page, so a big prefix still reads as one consistent snapshot.
 See `etcd_gateway` for failover/timeouts/TLS and `etcd_watch` for the watch stream.
+
+Retries after an ambiguous failure (the request may have been applied; see DESIGN.md): create
+and update are guarded transactions and are sent once more; a blind put, a delete, a lease grant
+are not (a second copy could apply twice or misreport), and the caller gets `OutcomeUnknown`.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
@@ -29,6 +34,7 @@ from calico.datastore.etcd_gateway import (
     Gateway,
     GatewayError,
     Json,
+    OutcomeUnknown,
     b64,
     decode_kv,
     encode_key,
@@ -38,6 +44,7 @@ from calico.datastore.etcd_gateway import (
 from calico.datastore.etcd_watch import EtcdWatch
 
 _LIST_ATTEMPTS = 3
+_log = logging.getLogger(__name__)
 
 
 class EtcdBackend:
@@ -70,22 +77,18 @@ class EtcdBackend:
 
     def create(self, key: str, value: bytes, lease: int = 0) -> int:
         raw_key = b64(encode_key(key))
-        body = self._txn(
-            [{"target": "CREATE", "key": raw_key, "create_revision": 0, "result": "EQUAL"}],
-            {"request_put": _put(raw_key, value, lease)},
-        )
-        if not body.get("succeeded"):
+        compare = [{"target": "CREATE", "key": raw_key, "create_revision": 0, "result": "EQUAL"}]
+        revision, _ = self._guarded_put(key, compare, value, lease)
+        if not revision:
             raise KeyExists(key)
-        return _revision(body)
+        return revision
 
     def update(self, key: str, value: bytes, mod_revision: int, lease: int = 0) -> int:
         raw_key = b64(encode_key(key))
-        body = self._txn(
-            _exists_at(raw_key, mod_revision), {"request_put": _put(raw_key, value, lease)}
-        )
-        if not body.get("succeeded"):
+        revision, body = self._guarded_put(key, _exists_at(raw_key, mod_revision), value, lease)
+        if not revision:
             _raise_cas_failure(key, mod_revision, body)
-        return _revision(body)
+        return revision
 
     def put(self, key: str, value: bytes, lease: int = 0) -> int:
         body = self._gateway.call(
@@ -122,6 +125,11 @@ class EtcdBackend:
             self._watches.add(watch)
         return watch
 
+    def member_status(self) -> tuple[int, int]:
+        """(the answering member's id, its leader's id): equal when it is the leader."""
+        body = self._gateway.call("/v3/maintenance/status", {})
+        return to_int(body.get("header", {}), "member_id"), to_int(body, "leader")
+
     def compact(self, revision: int) -> None:
         """Drop history before revision; compacting an already compacted revision is a no-op."""
         try:
@@ -153,6 +161,28 @@ class EtcdBackend:
             if not body.get("more") or not kvs:
                 return Listing(items=items, revision=revision)
             start = base64.b64decode(kvs[-1]["key"]) + b"\0"
+
+    def _guarded_put(
+        self, key: str, compare: Sequence[Json], value: bytes, lease: int
+    ) -> tuple[int, Json]:
+        """A put guarded by `compare`: (its revision, or 0 when the guard failed; the reply).
+
+        Safe to send again after an ambiguous failure (the member died mid-request): had the
+        first copy applied, the guard fails the second, which then reads the key; holding
+        exactly what we wrote, it is taken as our own write (it is the state we asked for).
+        """
+        success = {"request_put": _put(compare[0]["key"], value, lease)}
+        try:
+            body = self._txn(compare, success)
+        except OutcomeUnknown as exc:
+            _log.warning("etcd: %s; sending the guarded write of %r again", exc, key)
+            body = self._txn(compare, success)
+            current = body["responses"][0].get("response_range", {}).get("kvs", [])
+            if not body.get("succeeded") and current:
+                kv = decode_kv(current[0])
+                if (kv.value, kv.lease) == (value, lease):
+                    return kv.mod_revision, body
+        return (_revision(body) if body.get("succeeded") else 0), body
 
     def _txn(self, compare: Sequence[Json], success: Json) -> Json:
         """One transaction; the failure branch reads the key so callers can explain why."""

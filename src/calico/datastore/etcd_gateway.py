@@ -12,15 +12,21 @@ from __future__ import annotations
 
 import base64
 import logging
-import ssl
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 
-from calico.datastore.api import DatastoreError, DatastoreUnavailable, KeyNotFound, KeyValue
+from calico.datastore.api import (
+    DatastoreError,
+    DatastoreTlsError,
+    DatastoreUnavailable,
+    KeyNotFound,
+    KeyValue,
+)
 from calico.datastore.config import EtcdConfig
+from calico.datastore.etcd_tls import explain, ssl_context, tls_error
 
 _log = logging.getLogger(__name__)
 
@@ -31,6 +37,11 @@ _GRPC_NOT_FOUND = 5
 # DEADLINE_EXCEEDED, UNAVAILABLE, and CANCELED, which a stopping etcd sends ("client
 # connection is closing"): all mean "this member cannot answer now".
 _GRPC_RETRYABLE = frozenset({1, 4, 14})
+
+
+class OutcomeUnknown(DatastoreUnavailable):
+    """A non-idempotent request failed after it may have reached a member: it may or may not
+    have been applied. Only a request whose guard makes a second copy a no-op may be resent."""
 
 
 class GatewayError(DatastoreError):
@@ -109,7 +120,7 @@ class Gateway:
         self._base = {
             ep: _unix_base(i) if is_unix(ep) else ep for i, ep in enumerate(config.endpoints)
         }
-        context = _ssl_context(config)
+        context = ssl_context(config)
         mounts: dict[str, httpx.BaseTransport] = {
             self._base[ep]: httpx.HTTPTransport(uds=unix_path(ep), verify=context)
             for ep in config.endpoints
@@ -123,31 +134,29 @@ class Gateway:
 
         Non-idempotent requests fail over only when the request surely never reached a server
         (connect errors); after that the outcome is unknown and the caller gets
-        DatastoreUnavailable rather than a retry that might apply twice.
+        OutcomeUnknown (a DatastoreUnavailable) rather than a retry that might apply twice.
         """
-        failures: list[str] = []
+        failures: list[tuple[str, Exception]] = []
         for endpoint in self._rotation():
             try:
                 response = self._client.post(self._base[endpoint] + path, json=body)
                 result = _decode(response)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                failures.append(f"{endpoint}: {_describe(exc)}")
-                continue
             except (httpx.TransportError, DatastoreUnavailable) as exc:
-                if not idempotent:
-                    raise DatastoreUnavailable(
-                        f"etcd {path} at {endpoint} failed, outcome unknown: {_describe(exc)}"
+                if not idempotent and not _never_sent(exc):
+                    self._skip(endpoint)  # a resend, if the caller may, goes elsewhere
+                    raise OutcomeUnknown(
+                        f"etcd {path} at {endpoint} failed, outcome unknown: {self._describe(exc)}"
                     ) from exc
-                failures.append(f"{endpoint}: {_describe(exc)}")
+                failures.append((endpoint, exc))
                 continue
             self._remember(endpoint)
             return result
-        raise DatastoreUnavailable(f"etcd {path}: no endpoint answered ({'; '.join(failures)})")
+        raise self._unanswered(path, failures)
 
     def open_stream(self, path: str, body: Json, read_timeout: float) -> httpx.Response:
         """Start a streaming POST; the headers must come within request_timeout, and each
         later socket read times out after read_timeout seconds."""
-        failures: list[str] = []
+        failures: list[tuple[str, Exception]] = []
         for endpoint in self._rotation():
             try:
                 response = self._client.send(
@@ -159,17 +168,42 @@ class Gateway:
                     response.close()
                     raise _decode_error(response)
             except (httpx.TransportError, DatastoreUnavailable) as exc:
-                failures.append(f"{endpoint}: {_describe(exc)}")
+                failures.append((endpoint, exc))
                 continue
             # httpcore reads this (shared) dict when the body iteration starts.
             timeouts = response.request.extensions["timeout"]
             response.request.extensions["timeout"] = {**timeouts, "read": read_timeout}
             self._remember(endpoint)
             return response
-        raise DatastoreUnavailable(f"etcd {path}: no endpoint answered ({'; '.join(failures)})")
+        raise self._unanswered(path, failures)
+
+    def avoid(self, response: httpx.Response) -> None:
+        """Prefer the endpoint after the one that served `response`: it just failed us."""
+        url = str(response.request.url)
+        for endpoint in self.config.endpoints:
+            if url.startswith(self._base[endpoint]):
+                self._skip(endpoint)
+
+    def _skip(self, endpoint: str) -> None:
+        index = self.config.endpoints.index(endpoint)
+        with self._lock:
+            if self._preferred == index:
+                self._preferred = (index + 1) % len(self.config.endpoints)
 
     def close(self) -> None:
         self._client.close()
+
+    def _unanswered(self, path: str, failures: list[tuple[str, Exception]]) -> DatastoreError:
+        said = "; ".join(f"{endpoint}: {self._describe(exc)}" for endpoint, exc in failures)
+        tls_only = all(tls_error(exc) is not None for _, exc in failures)
+        error = DatastoreTlsError if failures and tls_only else DatastoreUnavailable
+        return error(f"etcd {path}: no endpoint answered ({said})")
+
+    def _describe(self, exc: Exception) -> str:
+        tls = explain(exc, self.config)
+        if tls is not None:
+            return tls
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
     def _rotation(self) -> Iterator[str]:
         endpoints = self.config.endpoints
@@ -221,20 +255,7 @@ def _decode_error(response: httpx.Response) -> DatastoreError:
     return GatewayError(2, f"HTTP {response.status_code}: {response.text[:200]!r}")
 
 
-def _describe(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-def _ssl_context(config: EtcdConfig) -> ssl.SSLContext:
-    """Only https endpoints use this; the files are loaded now so a typo fails at start-up.
-    Without one, a context that trusts nothing: httpx's default would load the system CA
-    bundle (~30 ms per transport, a tenth of a CNI plugin's run) for connections never made."""
-    if not any(endpoint.startswith("https://") for endpoint in config.endpoints):
-        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    try:
-        context = ssl.create_default_context(cafile=config.ca_cert_file)
-        if config.cert_file and config.key_file:
-            context.load_cert_chain(config.cert_file, config.key_file)
-    except OSError as exc:  # includes ssl.SSLError
-        raise ValueError(f"etcd TLS files unusable: {exc}") from exc
-    return context
+def _never_sent(exc: Exception) -> bool:
+    """The request surely never reached etcd: no connection, or TLS refused before the
+    server read it."""
+    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout) or tls_error(exc) is not None

@@ -5,6 +5,10 @@ Stream format: one JSON object per line; `{"result": {"created": true}}` first, 
 with a header and no events), `{"result": {"canceled": true, "compact_revision": "N"}}` when the
 start revision is compacted, and `{"error": {...}}` followed by EOF when etcd shuts down.
 
+Failover: when the stream breaks (the member was killed or is stopping) the watch reopens on
+the next member from the next unseen revision, so the consumer sees neither a gap nor a
+re-list; only when no member answers does it raise `DatastoreUnavailable`.
+
 Dead-connection policy: etcd 3.4 sends progress notifications only every 10 minutes by default
 (`--experimental-watch-progress-notify-interval`), and the HTTP/1.1 gateway cannot carry a
 client's progress request on an open stream. So each socket read times out after
@@ -62,12 +66,28 @@ class EtcdWatch:
         self._lock = threading.Lock()
         self._closed = False
         self._response: httpx.Response | None = None
+        self._lines = 0  # lines read from the current stream
 
     def __iter__(self) -> Iterator[Sequence[WatchEvent]]:
+        lost = 0  # streams lost in a row without a line read from them
         while not self._closed:
-            response = self._open()
+            response = self._open()  # DatastoreUnavailable when no member answers
+            self._lines = 0
             try:
                 yield from self._read(response)
+            except DatastoreUnavailable as exc:
+                # The member went away (killed, stopping, connection cut): resume on another
+                # one from the next unseen revision, unless every member keeps dropping us.
+                lost = 0 if self._lines else lost + 1
+                if self._closed or lost >= len(self._gateway.config.endpoints):
+                    raise
+                _log.warning(
+                    "etcd watch on %r: %s; resuming at revision %d on another member",
+                    self._prefix,
+                    exc,
+                    self._next_revision,
+                )
+                self._gateway.avoid(response)
             finally:
                 response.close()
                 with self._lock:
@@ -101,6 +121,7 @@ class EtcdWatch:
         try:
             for line in response.iter_lines():
                 if line.strip():
+                    self._lines += 1
                     events = self._parse(line)
                     if events:
                         yield events

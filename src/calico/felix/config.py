@@ -481,12 +481,13 @@ def file_layer(path: str | None) -> dict[str, str]:
         if path:
             raise ConfigError(f"config file {target} does not exist")
         return {}
-    parser = configparser.ConfigParser()
+    # Values are read as written: no %-interpolation, which upstream Felix's file has not.
+    parser = configparser.ConfigParser(interpolation=None)
     parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep names as written
     try:
-        parser.read(target)
-    except configparser.Error as exc:
-        raise ConfigError(f"config file {target}: {exc}") from None
+        parser.read_string(target.read_text(encoding="utf-8"), str(target))
+    except (OSError, UnicodeDecodeError, configparser.Error) as exc:
+        raise ConfigError(f"config file {target}: {' '.join(str(exc).split())}") from None
     for section in parser.sections():
         if section != "global":
             raise ConfigError(f"config file {target}: [{section}]: only [global] is read")

@@ -30,7 +30,7 @@ from calico.calc.salvage import salvage_policy
 from calico.dataplane.kernel import open_netlink
 from calico.dataplane.loop import ApplyStats, DataplaneSettings, InternalDataplane
 from calico.dataplane.managers.vxlan import VXLANSettings
-from calico.datastore.api import Backend, DatastoreError, SyncStatus
+from calico.datastore.api import Backend, DatastoreError, DatastoreTlsError, SyncStatus
 from calico.datastore.client import ResourceClient, ResourceNotFound
 from calico.datastore.config import EtcdConfig
 from calico.datastore.etcd import EtcdBackend
@@ -149,6 +149,8 @@ def wait_for_datastore(client: ResourceClient, stop: threading.Event) -> None:
             reason = "datastoreReady is false"
         except ResourceNotFound:
             pass
+        except DatastoreTlsError:
+            raise  # a configuration error: waiting does not fix it
         except DatastoreError as exc:
             reason = str(exc)
         if time.monotonic() - last_log > 10:
@@ -401,7 +403,11 @@ def main(environ: Mapping[str, str] | None = None) -> None:
         sys.exit(2)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: felix.stop_event.set())
-    code = felix.run()
+    try:
+        code = felix.run()
+    except DatastoreTlsError as exc:
+        log.error("cannot reach the datastore: %s", exc)
+        sys.exit(1)
     if code == _RESTART:
         # The same interpreter and arguments: right for the console script and for `-m`.
         programs.replace_process([sys.executable, *sys.orig_argv[1:]])

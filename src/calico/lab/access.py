@@ -141,7 +141,7 @@ class AccessOps(TopologyOps, NodeOps, WorkloadOps):
             env.update(
                 {
                     "NODENAME": name,
-                    "ETCD_ENDPOINTS": self.state.etcd_endpoint,
+                    **self.etcd_env(name),
                     "CALICO_RUN_DIR": str(self.run_dir(name)),
                 }
             )

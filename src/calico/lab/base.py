@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import TypeVar
 
 from calico.datastore.client import ResourceClient
-from calico.datastore.config import EtcdConfig
+from calico.datastore.config import EtcdConfig, parse_endpoints
 from calico.datastore.etcd import EtcdBackend
 from calico.lab import netns, procs
+from calico.lab.pki import Pki, client_env, host_client
 from calico.lab.procs import Proc
 from calico.lab.spec import LabSpec
 from calico.lab.state import LabState, StateStore
@@ -61,6 +62,18 @@ class LabBase:
     @property
     def dir(self) -> Path:
         return self.store.dir
+
+    @property
+    def pki(self) -> Pki | None:
+        """The lab's CA and certificates when its etcd has TLS (made by build_etcd)."""
+        return Pki(self.dir / "etcd" / "pki") if self.spec.etcd.tls else None
+
+    def etcd_env(self, host: str) -> dict[str, str]:
+        """How a host's components reach etcd: the fabric URL and, with TLS, the host's files."""
+        env = {"ETCD_ENDPOINTS": self.state.etcd_endpoint}
+        if self.pki is not None:
+            env |= client_env(self.pki, host_client(host))
+        return env
 
     def run_dir(self, host: str) -> Path:
         """The host's CALICO_RUN_DIR: node, Felix and BIRD files."""
@@ -118,9 +131,10 @@ class LabBase:
 
     @property
     def backend(self) -> EtcdBackend:
-        """The lab's etcd, through its unix socket (reachable from this namespace)."""
+        """The lab's etcd, through its members' unix sockets (reachable from this namespace)."""
         if self._backend is None:
-            self._backend = EtcdBackend(EtcdConfig(endpoints=(self.state.etcd_unix,)))
+            endpoints = parse_endpoints(self.state.etcd_unix)
+            self._backend = EtcdBackend(EtcdConfig(endpoints=endpoints))
         return self._backend
 
     @property

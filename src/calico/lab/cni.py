@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ def install(bin_dir: Path) -> None:
 
 
 def net_conf(
-    etcd_endpoint: str,
+    etcd: Mapping[str, str],
     node: str,
     labels: dict[str, str],
     families: tuple[bool, bool],
@@ -48,8 +49,9 @@ def net_conf(
     mtu_file: Path,
     pools: tuple[list[str], list[str]] = ([], []),
 ) -> dict[str, Any]:
-    """The network config for one call; `pools`: IPv4 and IPv6 pool names to use (if any);
-    `mtu_file`: the host's Felix's MTUFilePath."""
+    """The network config for one call; `etcd`: the host's ETCD_* variables (the CNI keys are
+    their lower-case names, etcd_ca_cert_file...); `pools`: IPv4 and IPv6 pool names to use
+    (if any); `mtu_file`: the host's Felix's MTUFilePath."""
     ipam: dict[str, Any] = {
         "type": "calico-ipam",
         "assign_ipv4": "true" if families[0] else "false",
@@ -63,7 +65,8 @@ def net_conf(
         "cniVersion": CNI_VERSION,
         "name": NETWORK,
         "type": "calico",
-        "etcd_endpoints": etcd_endpoint,
+        "etcd_endpoints": etcd["ETCD_ENDPOINTS"],
+        **{name.lower(): value for name, value in etcd.items() if name != "ETCD_ENDPOINTS"},
         "nodename": node,
         "log_level": "info",
         "log_file_path": str(log_file),

@@ -67,7 +67,8 @@ class Lab(AccessOps):
         spec = self.spec
         self.step("lab", "install the CNI plugins", lambda: cni.install(self.cni_bin))
         self.build_network()
-        self.step("etcd", f"start etcd on {spec.etcd.ipv4 or 'the fabric'}", self.build_etcd)
+        members = f"{spec.etcd.members} etcd members" if spec.etcd.members > 1 else "etcd"
+        self.step("etcd", f"start {members} on {spec.etcd.ipv4 or 'the fabric'}", self.build_etcd)
         self.step("datastore", "initialise and apply the lab's resources", self._apply_resources)
         if spec.border is not None and self.fabric_border() is None:  # else one of the routers
             self.step(spec.border.name, "border router (FRR)", self.build_border)

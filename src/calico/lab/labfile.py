@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from calico.lab.spec import (
     LabSpec,
-    etcd_address,
+    etcd_addresses,
     fabric_interface,
     gateway_address,
     gateway_address6,
@@ -25,6 +25,7 @@ from calico.lab.spec import (
     rack_subnets,
 )
 from calico.model import ResourceError, parse_resource
+from calico.model.codec import join_surrogates
 
 RACK_LABEL = "rack"  # the Node label BGPPeers select a rack's nodes by
 _PASSWORD = re.compile(r"^[!#-~]{1,80}$")  # printable ASCII less space and the double quote
@@ -45,6 +46,12 @@ def load_lab(text: str, source: str = "lab file", base_dir: Path | None = None) 
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
+        raise LabFileError(f"{source}: not valid YAML: {exc}") from None
+    except RecursionError:  # the loader recurses once per level of nesting
+        raise LabFileError(f"{source}: not valid YAML: nested too deeply") from None
+    try:
+        doc = join_surrogates(doc)
+    except ValueError as exc:
         raise LabFileError(f"{source}: not valid YAML: {exc}") from None
     if not isinstance(doc, dict):
         raise LabFileError(f"{source}: expected a mapping at the top level")
@@ -157,7 +164,7 @@ def _check_racks(spec: LabSpec) -> Iterator[Problem]:
     addresses += [(f"hosts[{i}].ipv4", h.ipv4) for i, h in enumerate(spec.hosts)]
     addresses += [(f"externals[{i}].ipv4", e.ipv4) for i, e in enumerate(spec.externals)
                   if e.ipv4 and e.behind is None]  # fmt: skip
-    addresses.append(("etcd.ipv4", etcd_address(spec)))
+    addresses += list(_etcd_fields(spec))
     used: dict[str, str] = {}
     for field, address in addresses:
         home = rack_of(spec, address)
@@ -410,7 +417,14 @@ def _fabric_addresses(spec: LabSpec) -> Iterator[tuple[str, str, int]]:
         yield from (("border.ipv4", a, 4) for a in (spec.border.ipv4,) if a)
         if spec.border.ipv6:
             yield "border.ipv6", spec.border.ipv6, 6
-    yield "etcd.ipv4", etcd_address(spec), 4
+    yield from ((field, address, 4) for field, address in _etcd_fields(spec))
+
+
+def _etcd_fields(spec: LabSpec) -> Iterator[tuple[str, str]]:
+    """(field, address) of every etcd member: the first is `etcd.ipv4`'s, the others follow
+    from `etcd.members`."""
+    for i, address in enumerate(etcd_addresses(spec)):
+        yield ("etcd.ipv4" if i == 0 else "etcd.members"), address
 
 
 def _check_addresses(spec: LabSpec) -> Iterator[Problem]:

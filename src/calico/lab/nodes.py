@@ -29,7 +29,7 @@ class NodeOps(LabBase):
             "NODENAME": host,
             "IP": "autodetect",
             "IP6": "autodetect" if spec.ipv6 else "none",
-            "ETCD_ENDPOINTS": self.state.etcd_endpoint,
+            **self.etcd_env(host),
             "CALICO_RUN_DIR": str(self.run_dir(host)),
             "CALICO_SECRETS_DIR": str(self.secrets_dir(host)),
             "CALICO_NETWORKING_BACKEND": self.spec.networkingBackend,

@@ -166,8 +166,22 @@ class Border(_Model):
     network: BorderNetwork = Field(default_factory=BorderNetwork)
 
 
+def _odd_members(count: int) -> int:
+    if count % 2 == 0:
+        raise ValueError(
+            f"{count}: give an odd number (an even-sized cluster survives no more failures"
+            " than one member fewer)"
+        )
+    return count
+
+
 class Etcd(_Model):
+    """One member, or a cluster of `members`; `ipv4` is the first member's address (the
+    others take the next ones up); by default they take the fabric's last usable ones, down."""
+
     ipv4: Address | None = None
+    members: Annotated[int, Field(ge=1, le=7), AfterValidator(_odd_members)] = 1
+    tls: bool = False  # a CA, a server certificate and one client certificate per host
 
 
 class LabSpec(_Model):
@@ -239,6 +253,13 @@ def fabric_interface(spec: LabSpec, address: str, version: int) -> IPIface:
     if "/" in address:
         return ipaddress.ip_interface(address)
     return ipaddress.ip_interface(f"{address}/{net.prefixlen}")
+
+
+def etcd_addresses(spec: LabSpec) -> list[str]:
+    """Every member's address, the first member's first."""
+    first = ipaddress.ip_address(etcd_address(spec))
+    step = 1 if spec.etcd.ipv4 else -1
+    return [str(first + i * step) for i in range(spec.etcd.members)]
 
 
 def etcd_address(spec: LabSpec) -> str:

@@ -38,8 +38,8 @@ class LabState:
     name: str
     prefix: str
     spec: dict[str, Any]  # the lab file as loaded (base_dir included)
-    etcd_endpoint: str = ""  # on the fabric, for the hosts
-    etcd_unix: str = ""  # the same etcd on a unix socket, for this machine's tools
+    etcd_endpoint: str = ""  # every member on the fabric (a comma list), for the hosts
+    etcd_unix: str = ""  # the same members on unix sockets, for this machine's tools
     namespaces: list[str] = field(default_factory=list)
     procs: dict[str, dict[str, int]] = field(default_factory=dict)
     workloads: dict[str, WorkloadState] = field(default_factory=dict)

@@ -13,15 +13,16 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from calico.lab import etcd, frr, netns
+from calico.lab import etcd, frr, netns, procs
 from calico.lab.base import tail
 from calico.lab.fabric import EXT_BRIDGE, FORWARDING, FabricOps
+from calico.lab.pki import ETCD_SERVER, host_client
 from calico.lab.spec import (
     External,
     Host,
     border_gateways,
     border_networks,
-    etcd_address,
+    etcd_addresses,
     fabric_interface,
     rack_of,
 )
@@ -47,23 +48,55 @@ class TopologyOps(FabricOps):
         out = [str(fabric_interface(self.spec, ipv4, 4))] if ipv4 else []
         return out + ([str(fabric_interface(self.spec, ipv6, 6))] if ipv6 else [])
 
+    def etcd_members(self) -> list[etcd.Member]:
+        """The lab's etcd members: `etcd`, then `etcd-1`, `etcd-2`... for a cluster."""
+        return [
+            etcd.Member(name, address, self.dir / name, self.spec.etcd.tls)
+            for i, address in enumerate(etcd_addresses(self.spec))
+            for name in [ETCD if i == 0 else f"{ETCD}-{i}"]
+        ]
+
     def build_etcd(self) -> None:
-        ns = self.add_netns(ETCD)
-        address = etcd_address(self.spec)
-        rack = rack_of(self.spec, address)
-        if rack is not None:
-            self.plug_rack(ns, rack, address)
-        else:
-            self._plug(ns, self._fabric_addrs(address, None))
-        directory = self.dir / "etcd"
-        self.state.etcd_endpoint, self.state.etcd_unix = etcd.endpoints(directory, address)
-        self.record_proc("etcd", etcd.start_etcd(directory, ns, address))
-        proc = self.state.proc("etcd")
-        assert proc is not None
+        """Every member in its namespace, started together (a cluster needs its quorum to
+        answer), then waited for."""
+        members = self.etcd_members()
+        pki = self.pki
+        if pki is not None:
+            pki.make_ca()
+            pki.make_server(ETCD_SERVER, [m.address for m in members])
+            for host in self.spec.hosts:
+                pki.make_client(host_client(host.name))
+        for member in members:
+            ns = self.add_netns(member.name)
+            rack = rack_of(self.spec, member.address)
+            if rack is not None:
+                self.plug_rack(ns, rack, member.address)
+            else:
+                self._plug(ns, self._fabric_addrs(member.address, None))
+        self.state.etcd_endpoint = ",".join(m.client_url for m in members)
+        self.state.etcd_unix = ",".join(m.unix_endpoint for m in members)
+        started = []
+        for member in members:  # each recorded at once, so `down` stops it after a failure
+            started.append(etcd.start_member(member, members, self.netns(member.name), pki))
+            self.record_proc(member.name, started[-1])
+        for member, proc in zip(members, started, strict=True):
+            self._wait_etcd(member, proc)
+
+    def kill_etcd_member(self, member: etcd.Member) -> None:
+        """SIGKILL one member (a fault: its data stays for a restart)."""
+        procs.kill([p for p in [self.state.proc(member.name)] if p is not None])
+
+    def restart_etcd_member(self, member: etcd.Member) -> None:
+        """Start a killed member again from its data and wait until it answers."""
+        proc = etcd.start_member(member, self.etcd_members(), self.netns(member.name), self.pki)
+        self.record_proc(member.name, proc)
+        self._wait_etcd(member, proc)
+
+    def _wait_etcd(self, member: etcd.Member, proc: procs.Proc) -> None:
         try:
-            etcd.wait_healthy(proc, self.state.etcd_unix, directory / "etcd.log")
+            etcd.wait_healthy(proc, member)
         except etcd.EtcdStartError as exc:
-            raise RuntimeError(f"{exc}\n    {tail(directory / 'etcd.log')}") from None
+            raise RuntimeError(f"{exc}\n    {tail(member.log_file)}") from None
 
     def build_host(self, host: Host) -> None:
         ns = self.add_netns(host.name)

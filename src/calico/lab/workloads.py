@@ -49,7 +49,7 @@ class WorkloadOps(LabBase):
         )
         log = self.dir / "cni" / "cni.log"
         conf = cni.net_conf(
-            self.state.etcd_endpoint,
+            self.etcd_env(wl.host),
             wl.host,
             dict(wl.labels),
             self._families(),
@@ -97,7 +97,7 @@ class WorkloadOps(LabBase):
             self.record_proc(f"echo/{name}", None)
         log = self.dir / "cni" / "cni.log"
         conf = cni.net_conf(
-            self.state.etcd_endpoint, ws.host, {}, self._families(), log, self.mtu_file(ws.host)
+            self.etcd_env(ws.host), ws.host, {}, self._families(), log, self.mtu_file(ws.host)
         )
         conf["prevResult"] = ws.result
         self.step(name, f"CNI DEL on {ws.host}", lambda: cni.invoke(self._call(ws), "DEL", conf))

@@ -18,7 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from calico.model.base import API_VERSION, Resource
-from calico.model.errors import ResourceError, from_validation_error
+from calico.model.errors import ResourceError, from_validation_error, show_value
 from calico.model.registry import KINDS
 
 
@@ -40,7 +40,9 @@ _GoLikeLoader.add_implicit_resolver(
 _GoLikeLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(
-        r"^[-+]?([0-9][0-9_]*)?\.[0-9_]*([eE][-+]?[0-9]+)?$|^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$"
+        # A digit on either side of the point: a bare "." or "-._" is a string, not float("").
+        r"^[-+]?([0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)([eE][-+]?[0-9]+)?$"
+        r"|^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$"
     ),
     list("-+0123456789."),
 )
@@ -52,6 +54,12 @@ def load_documents(text: str, source: str = "input") -> list[dict[str, Any]]:
         docs = list(yaml.load_all(text, Loader=_GoLikeLoader))
     except yaml.YAMLError as exc:
         raise ResourceError(source, [("", f"cannot parse YAML/JSON: {_one_line(exc)}")]) from None
+    except RecursionError:  # the loader recurses once per level of nesting
+        raise ResourceError(source, [("", "cannot parse YAML/JSON: nested too deeply")]) from None
+    try:
+        docs = join_surrogates(docs)
+    except ValueError as exc:
+        raise ResourceError(source, [("", f"cannot parse YAML/JSON: {exc}")]) from None
     out: list[dict[str, Any]] = []
     for index, doc in enumerate(docs, start=1):
         if doc is None:
@@ -73,6 +81,31 @@ def load_documents(text: str, source: str = "input") -> list[dict[str, Any]]:
         else:
             out.append(doc)
     return out
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def join_surrogates(value: Any) -> Any:
+    """Strings with YAML's \\u escapes read as the text they spell.
+
+    PyYAML reads each \\uXXXX as one UTF-16 unit, so a JSON-escaped emoji (\\ud83d\\ude00)
+    becomes two surrogates that no encoder (nor pydantic) accepts. Pairs are joined; a lone
+    surrogate is a ValueError."""
+    if isinstance(value, str):
+        if not _SURROGATE.search(value):
+            return value
+        try:
+            return value.encode("utf-16", "surrogatepass").decode("utf-16")
+        except UnicodeDecodeError:
+            raise ValueError(
+                f"{show_value(value)}: a \\u escape is half a surrogate pair"
+            ) from None
+    if isinstance(value, list):
+        return [join_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {join_surrogates(k): join_surrogates(v) for k, v in value.items()}
+    return value
 
 
 def _as_mapping(item: Any, where: str) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from pathlib import Path
 from calico import programs
 from calico.backoff import Backoff
 from calico.bgp.agent import BGPAgent
-from calico.datastore.api import DatastoreError
+from calico.datastore.api import DatastoreError, DatastoreTlsError
 from calico.datastore.client import ResourceClient
 from calico.datastore.config import EtcdConfig
 from calico.datastore.etcd import EtcdBackend
@@ -165,6 +165,8 @@ class NodeDaemon:
             try:
                 self.client.ensure_initialized()
                 return True
+            except DatastoreTlsError:
+                raise  # a configuration error: waiting does not fix it
             except DatastoreError as exc:
                 if not warned:
                     log.warning("waiting for the datastore: %s", exc)
@@ -258,4 +260,8 @@ def run_node(settings: NodeSettings, environ: Mapping[str, str], **binaries: str
     daemon = NodeDaemon(settings, environ, **binaries)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: daemon.stop_event.set())
-    return daemon.run()
+    try:
+        return daemon.run()
+    except DatastoreTlsError as exc:
+        log.error("cannot reach the datastore: %s", exc)
+        return 1

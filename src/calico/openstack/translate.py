@@ -36,7 +36,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from calico.model.endpoints import WorkloadEndpoint
-from calico.model.errors import describe
+from calico.model.errors import describe, show_value
 from calico.model.policy import NetworkPolicy
 from calico.model.rules import Rule
 from calico.openstack import keys
@@ -130,9 +130,12 @@ def sanitize_label_value(value: str, max_length: int = LABEL_MAX_LENGTH) -> str:
     return _NOT_ALNUM_EDGES.sub("", _LABEL_BAD_CHARS.sub("_", value[:max_length]))
 
 
-def _endpoint_labels(port: Mapping[str, Any], extras: PortExtras) -> dict[str, str]:
+def _endpoint_labels(port: Mapping[str, Any], extras: PortExtras, port_id: str) -> dict[str, str]:
     labels: dict[str, str] = {}
-    for sg_id in port.get("security_groups") or []:
+    sg_ids = port.get("security_groups") or []
+    if not isinstance(sg_ids, list) or not all(isinstance(sg, str) for sg in sg_ids):
+        raise _port_error(port_id, "security_groups", f"{show_value(sg_ids)} is not a list of ids")
+    for sg_id in sg_ids:
         name = sanitize_label_value(
             extras.security_group_names.get(sg_id) or "", SG_NAME_MAX_LENGTH
         )
@@ -172,6 +175,15 @@ _ENDPOINT_FIELDS = (
 
 def _port_error(port_id: str, where: str, reason: str) -> TranslationError:
     return TranslationError(f"port {port_id}: {where}: {reason}")
+
+
+def _records(value: Any, port_id: str, where: str) -> list[Mapping[str, Any]]:
+    """A list of Neutron records (fixed_ips, allowed_address_pairs, ...); absent is empty, any
+    other shape a TranslationError naming the field."""
+    records = value or []
+    if not isinstance(records, list) or not all(isinstance(r, Mapping) for r in records):
+        raise _port_error(port_id, where, f"{show_value(value)} is not a list of objects")
+    return records
 
 
 def _address(text: Any, port_id: str, where: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -215,7 +227,7 @@ def endpoint_for_port(
     networks: list[str] = []
     fixed_ips = [
         (i, fixed, _address(fixed.get("ip_address"), port_id, f"fixed_ips[{i}].ip_address"))
-        for i, fixed in enumerate(port.get("fixed_ips") or [])
+        for i, fixed in enumerate(_records(port.get("fixed_ips"), port_id, "fixed_ips"))
     ]
     # Neutron's DB does not order a port's fixed IPs; sorting keeps the endpoint (and the
     # gateway choice below) identical however they come, so a resync never rewrites it.
@@ -223,8 +235,9 @@ def endpoint_for_port(
     for i, fixed, addr in fixed_ips:
         if _single(addr) not in networks:
             networks.append(_single(addr))
-        subnet = extras.subnets.get(fixed.get("subnet_id"))
-        if subnet is None:
+        subnet_id = fixed.get("subnet_id")
+        subnet = extras.subnets.get(subnet_id) if isinstance(subnet_id, str) else None
+        if not isinstance(subnet, Mapping):
             raise _port_error(
                 port_id, f"fixed_ips[{i}].subnet_id", f"subnet {fixed.get('subnet_id')!r} unknown"
             )
@@ -236,7 +249,8 @@ def endpoint_for_port(
     fixed_count = len(networks)
     allowed: list[str] = []
     spoofable: list[str] = []
-    for i, pair in enumerate(port.get("allowed_address_pairs") or []):
+    pairs = _records(port.get("allowed_address_pairs"), port_id, "allowed_address_pairs")
+    for i, pair in enumerate(pairs):
         text = str(pair.get("ip_address"))
         try:
             net = ipaddress.ip_network(text, strict=False)
@@ -260,7 +274,7 @@ def endpoint_for_port(
         spec["allowSpoofedSourcePrefixes"] = spoofable
 
     nats: list[dict[str, str]] = []
-    for i, fip in enumerate(extras.floating_ips):
+    for i, fip in enumerate(_records(list(extras.floating_ips), port_id, "floating_ips")):
         internal = fip.get("fixed_ip_address")
         if not internal:
             continue  # disassociated
@@ -278,9 +292,9 @@ def endpoint_for_port(
     if port.get("network_id"):
         annotations[NETWORK_ID_ANNOTATION] = str(port["network_id"])
     fqdn = extras.fqdn
-    if fqdn is None and port.get("dns_assignment"):
-        # Neutron repeats the same FQDN for every fixed IP.
-        fqdn = port["dns_assignment"][0].get("fqdn")
+    dns = _records(port.get("dns_assignment"), port_id, "dns_assignment")
+    if fqdn is None and dns:
+        fqdn = dns[0].get("fqdn")  # Neutron repeats the same FQDN for every fixed IP
     if fqdn:
         annotations[FQDN_ANNOTATION] = str(fqdn)
 
@@ -288,7 +302,7 @@ def endpoint_for_port(
         "metadata": {
             "name": keys.endpoint_name(host, device_id, port_id),
             "namespace": namespace,
-            "labels": _endpoint_labels(port, extras),
+            "labels": _endpoint_labels(port, extras, port_id),
             "annotations": annotations,
         },
         "spec": spec,
@@ -372,7 +386,7 @@ def _calico_rule(rule: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     if direction not in ("ingress", "egress"):
         raise _RuleError("direction", f"{direction!r} is not ingress or egress")
     ethertype = rule.get("ethertype")
-    if ethertype not in _ETHERTYPES:
+    if not isinstance(ethertype, str) or ethertype not in _ETHERTYPES:
         raise _RuleError("ethertype", f"{ethertype!r} is not IPv4 or IPv6")
     if rule.get("remote_address_group_id"):
         raise _RuleError(

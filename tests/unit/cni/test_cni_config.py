@@ -104,6 +104,7 @@ def test_labels_from_cni_args_and_mesos() -> None:
     [
         (b"{not json", Code.DECODING_FAILURE),
         (b"\xff\xfe", Code.DECODING_FAILURE),
+        (b"[" * 100_000, Code.DECODING_FAILURE),  # found by tests/fuzz: was a RecursionError
         ([1, 2], Code.DECODING_FAILURE),
         (netconf("1.1.0"), Code.INCOMPATIBLE_VERSION),
         (netconf("one"), Code.INCOMPATIBLE_VERSION),

@@ -122,6 +122,35 @@ def test_missing_explicit_config_file_is_an_error(tmp_path: Path) -> None:
         file_layer(str(tmp_path / "nope.cfg"))
 
 
+def test_config_file_values_are_read_as_written(tmp_path: Path) -> None:
+    """Found by tests/fuzz: a '%' was configparser interpolation syntax (a traceback)."""
+    path = tmp_path / "felix.cfg"
+    path.write_text("[global]\nLogPrefix = 100%calico\n")
+    assert file_layer(str(path)) == {"logprefix": "100%calico"}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"[global]\nLogPrefix = \xff\n", "can't decode byte 0xff"),  # was UnicodeDecodeError
+        (b"[global]\nLogPrefix = a\nLogPrefix = b\n", "option 'LogPrefix'"),
+        (b"LogPrefix = a\n", "File contains no section headers"),
+    ],
+)
+def test_unreadable_config_file_is_a_config_error(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    path = tmp_path / "felix.cfg"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=f"config file {path}: .*{message}"):
+        file_layer(str(path))
+
+
+def test_config_file_that_is_a_directory_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="Is a directory"):
+        file_layer(str(tmp_path))
+
+
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [("30", 30), ("1.5", 1.5), ("90s", 90), ("1m30s", 90), ("500ms", 0.5), ("2h", 7200)],

@@ -136,6 +136,12 @@ def test_not_yaml_or_not_a_mapping() -> None:
         load_lab("a: [", "lab.yaml")
     with pytest.raises(LabFileError, match="expected a mapping"):
         load_lab("- 1", "lab.yaml")
+    # Found by tests/fuzz: deep nesting was a RecursionError traceback.
+    with pytest.raises(LabFileError, match=r"lab\.yaml: not valid YAML: nested too deeply"):
+        load_lab("hosts: " + "{a: " * 5000, "lab.yaml")
+    # As for manifests: a lone surrogate escape is refused where the YAML is read.
+    with pytest.raises(LabFileError, match=r"lab\.yaml: not valid YAML: .* half a surrogate"):
+        load_lab('name: "\\ud800"', "lab.yaml")
     with pytest.raises(LabFileError, match=r"nope\.yaml: No such file"):
         read_lab(Path("/nonexistent/nope.yaml"))
 

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from calico.model import ResourceError, parse_manifest, parse_resource
+from calico.model.codec import load_documents
 
 
 def res(kind: str, spec: dict[str, Any] | None = None, **meta: Any) -> dict[str, Any]:
@@ -584,6 +585,33 @@ def test_message_is_a_single_line() -> None:
 def test_malformed_yaml_is_reported() -> None:
     with pytest.raises(ResourceError, match="cannot parse YAML/JSON"):
         parse_manifest("kind: [unclosed", "file.yaml")
+
+
+@pytest.mark.parametrize("text", ["- " * 5000, '{"a": ' * 5000, "spec: " + "{a: " * 800])
+def test_deeply_nested_input_is_reported(text: str) -> None:
+    """Found by tests/fuzz: the YAML loader's recursion was a RecursionError traceback."""
+    with pytest.raises(
+        ResourceError, match=r"file\.yaml: cannot parse YAML/JSON: nested too deeply"
+    ):
+        parse_manifest(text, "file.yaml")
+
+
+@pytest.mark.parametrize("scalar", [".", "-.", "+._", "._"])
+def test_a_point_without_digits_is_a_string(scalar: str) -> None:
+    """Found by tests/fuzz: the float resolver matched a bare '.', whose float() failed (a
+    ValueError traceback); Go's YAML reads it as a string."""
+    docs = load_documents(f"a: {scalar}\nb: .5\nc: -1.e3\nd: 1_0.5\n")
+    assert docs == [{"a": scalar, "b": 0.5, "c": -1000.0, "d": 10.5}]
+
+
+def test_json_escaped_astral_characters_are_read_as_text() -> None:
+    """Found by tests/fuzz: YAML reads \\ud83d\\ude00 as two surrogates, which pydantic
+    could not encode (a UnicodeEncodeError traceback)."""
+    text = '{"apiVersion": "projectcalico.org/v3", "kind": "IPPool", "metadata": {"name": "a",'
+    text += ' "annotations": {"x": "\\ud83d\\ude00"}}, "spec": {"cidr": "198.19.0.0/16"}}'
+    assert parse_manifest(text)[0].metadata.annotations == {"x": "\U0001f600"}
+    with pytest.raises(ResourceError, match="half a surrogate pair"):
+        parse_manifest(text.replace("\\ude00", ""), "file.yaml")
 
 
 def test_non_mapping_document_is_reported() -> None:

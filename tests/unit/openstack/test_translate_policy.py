@@ -302,6 +302,8 @@ RULE_REJECTS: list[tuple[str, dict[str, Any], str]] = [
         {"remote_ip_prefix": "2001:db8::/32"},
         "remote_ip_prefix (source.nets): rule IP version doesn't match CIDR version",
     ),
+    # Found by tests/fuzz: an unhashable ethertype was a TypeError.
+    ("ethertype a list", {"ethertype": ["IPv4"]}, "ethertype: ['IPv4'] is not IPv4 or IPv6"),
     (
         "prefix not a CIDR",
         {"remote_ip_prefix": "10.0.0/33"},

@@ -389,6 +389,22 @@ PORT_REJECTS: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
         {},
         f"port {PORT_ID}: fixed_ips[0].ip_address: '10.0.0.300' is not an IP address",
     ),
+    # Malformed Neutron records (found by tests/fuzz): a TranslationError, not a TypeError.
+    ("fixed_ips not a list", {"fixed_ips": 5}, {}, "fixed_ips: 5 is not a list of objects"),
+    ("fixed IP null", {"fixed_ips": [None]}, {}, "fixed_ips: [null] is not a list of objects"),
+    (
+        "subnet_id a list",
+        {"fixed_ips": [{"subnet_id": ["sub4"], "ip_address": "10.0.0.5"}]},
+        {},
+        "fixed_ips[0].subnet_id: subnet ['sub4'] unknown",
+    ),
+    ("subnet record not an object", {}, {"subnets": {"sub4": []}}, "subnet 'sub4' unknown"),
+    ("address pair null", {"allowed_address_pairs": [None]}, {}, "allowed_address_pairs: [null]"),
+    ("floating IP null", {}, {"floating_ips": [None]}, "floating_ips: [null] is not a list"),
+    ("dns_assignment an object", {"dns_assignment": {"fqdn": "a."}}, {}, "dns_assignment: {"),
+    ("dns_assignment true", {"dns_assignment": True}, {}, "dns_assignment: true is not a list"),
+    ("security group null", {"security_groups": [None]}, {}, "security_groups: [null] is not"),
+    ("security groups a number", {"security_groups": 1}, {}, "security_groups: 1 is not a list"),
     (
         "bad address pair",
         {"allowed_address_pairs": [{"ip_address": "nonsense"}]},
@@ -431,7 +447,9 @@ def test_endpoint_rejects(
     port_fields: dict[str, Any], extras: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(TranslationError) as info:
-        endpoint_for_port(make_port(**port_fields), PortExtras(subnets=SUBNETS, **extras), None)
+        endpoint_for_port(
+            make_port(**port_fields), PortExtras(**{"subnets": SUBNETS, **extras}), None
+        )
     assert message in str(info.value)
 
 

@@ -27,7 +27,9 @@ from dataclasses import dataclass
 
 import click
 
+from calico.datastore.api import DatastoreTlsError
 from calico.datastore.etcd import EtcdBackend
+from calico.datastore.etcd_tls import refuse_bad_tls
 from calico.openstack import settings
 from calico.openstack.dhcp.agent import DhcpAgent
 from calico.openstack.dhcp.config import DEFAULT_LEASE_SECONDS, RenderOptions
@@ -166,7 +168,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         base_dir,
     )
     try:
+        refuse_bad_tls(backend)
         code = agent.run()
+    except DatastoreTlsError as exc:
+        log.error("cannot reach the datastore: %s", exc)
+        code = 1
     finally:
         backend.close()
     log.info("Calico DHCP agent exiting (%d)", code)

@@ -1,0 +1,235 @@
+"""The etcd leader killed in a 3-member cluster, with its figures, against a running lab.
+
+Run with ``.venv/bin/python bench/etcd_cluster.py [--rounds 3] [--no-write]`` as root. It
+builds a two-host lab whose etcd is a 3-member cluster (`etcd: {members: 3}`; every component
+is given all three endpoints) and, per round, SIGKILLs a follower, then (the follower started
+again) the leader, found through etcd's maintenance status. After each kill: seconds until a
+`calicoctl apply` on host-1 succeeds, seconds until that policy change is the dataplane's
+answer (a probe of client -> `later` flips), while an allowed flow (client -> server) is
+probed throughout. Counted over the whole run: allowed probes that failed, calico node and
+Felix processes that restarted (PIDs compared) and datastore re-lists (each watcher logs
+"re-listing" when a watch fails over to a full resync instead of resuming): goal 0 each.
+The table is written into docs/reliability.md between the `etcd-cluster` markers unless
+--no-write; `tests/e2e/test_lab_etcd_cluster.py` runs one round and asserts the counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from calico.lab import etcd, procs
+from calico.lab.base import wait_for
+from calico.lab.lab import Lab, running_lab
+from calico.lab.labfile import load_lab
+from calico.lab.spec import Workload
+from calico.testing.doc_sections import write_section
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
+HOSTS = ("host-1", "host-2")
+LAB = """
+name: etcdha
+fabric: {ipv4: 198.18.0.0/24}
+etcd: {members: 3}
+pools: [{name: etcdha-ipv4, cidr: 198.19.0.0/20, blockSize: 26}]
+hosts:
+  - {name: host-1, ipv4: 198.18.0.11}
+  - {name: host-2, ipv4: 198.18.0.12}
+workloads:
+  - {name: client, host: host-1, namespace: etcdha, labels: {app: client}, ports: [80]}
+  - {name: server, host: host-2, namespace: etcdha, labels: {app: server}, ports: [80]}
+  - {name: later, host: host-2, namespace: etcdha, labels: {app: later}, ports: [80]}
+"""
+POLICY = """apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: etcdha-later}
+spec:
+  selector: app == 'later'
+  types: [Ingress]
+  ingress: %s
+"""
+ALLOW = "[{action: Allow, source: {selector: app == 'client'}}]"
+
+
+@dataclass(frozen=True, slots=True)
+class Kill:
+    victim: str  # "follower" or "leader"
+    member: str
+    write: float  # seconds from the kill until a calicoctl write succeeded
+    dataplane: float  # seconds from that write until the probe's answer changed
+    cni: bool  # a workload added by the CNI plugin (and removed) while the member was down
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    floor: float  # seconds a calicoctl write takes with every member up (fastest of 3)
+    kills: list[Kill]
+    probes: int  # of the allowed flow, throughout
+    probes_failed: int
+    restarts: int  # calico node or Felix processes with a new PID
+    relists: int  # watchers that re-listed instead of resuming
+    resumes: int  # watches that resumed on another member
+
+
+def _pids(lab: Lab) -> dict[str, int]:
+    pids = {}
+    for host in HOSTS:
+        node = lab.state.proc(f"node/{host}")
+        felix = procs.from_pid_file(lab.run_dir(host) / "felix.pid")
+        pids.update(
+            {f"node/{host}": node.pid if node else 0, f"felix/{host}": felix.pid if felix else 0}
+        )
+    return pids
+
+
+def _logged(lab: Lab, text: str) -> int:
+    """Lines of the hosts' logs (calico node, Felix, BGP agent) that say `text`."""
+    return sum(
+        log.read_text(errors="replace").count(text)
+        for host in HOSTS
+        for log in lab.run_dir(host).glob("*.log")
+    )
+
+
+RELIST = "re-listing in"  # calico.datastore.syncer, after a watch failed
+RESUME = "on another member"  # calico.datastore.etcd_watch, resuming a watch
+
+
+def _write(lab: Lab, allow: bool, path: Path, started: float, timeout: float = 30.0) -> float:
+    """Seconds from `started` until calicoctl on host-1 applied the policy."""
+    path.write_text(POLICY % (ALLOW if allow else "[]"))
+    argv = ["calicoctl", "apply", "-f", str(path)]
+    if wait_for(lambda: lab.exec("host-1", argv, timeout).returncode == 0 or None, timeout, 0.05):
+        return time.monotonic() - started
+    raise RuntimeError(f"calicoctl apply failed for {timeout:.0f}s")
+
+
+def _programmed(lab: Lab, allow: bool, timeout: float = 30.0) -> float:
+    started = time.monotonic()
+    check = lambda: lab.probe("client", "later", timeout=0.2).ok == allow or None  # noqa: E731
+    if wait_for(check, timeout, 0.02) is None:
+        raise RuntimeError(f"the policy change was not programmed within {timeout:.0f}s")
+    return time.monotonic() - started
+
+
+def _kill(lab: Lab, victim: str, allow: bool, path: Path) -> Kill:
+    members = lab.etcd_members()
+    leader = wait_for(lambda: etcd.leader(members), 10.0, 0.05)
+    if leader is None:
+        raise RuntimeError("the cluster has no leader")
+    # The follower killed is the first endpoint's member when it follows: the one every
+    # component watches on, so one of the two kills always breaks the hosts' watches.
+    followers = [m for m in members if m != leader]
+    member = leader if victim == "leader" else followers[0]
+    lab.kill_etcd_member(member)
+    started = time.monotonic()
+    write = _write(lab, allow, path, started)
+    dataplane = _programmed(lab, allow)
+    cni = _cni_works(lab, f"late-{member.name}")
+    lab.restart_etcd_member(member)
+    return Kill(victim, member.name, write, dataplane, cni)
+
+
+def _cni_works(lab: Lab, name: str) -> bool:
+    """CNI ADD on host-1, reached from host-2, CNI DEL."""
+    lab.add_workload(Workload(name=name, host="host-1", namespace="etcdha", ports=[80]))
+    try:
+        return wait_for(lambda: lab.probe("server", name).ok or None, 30.0, 0.05) is not None
+    finally:
+        lab.remove_workload(name)
+
+
+def _probe_allowed(lab: Lab, stop: threading.Event, out: list[bool]) -> None:
+    while not stop.is_set():
+        out.append(lab.probe("client", "server", timeout=1.0).ok)
+        time.sleep(0.05)
+
+
+def run(rounds: int = 1, progress: Callable[[str], None] = print) -> Report:
+    with tempfile.TemporaryDirectory(prefix="calico-etcd-cluster-") as tmp:
+        spec = load_lab(LAB, "etcd cluster lab", Path(tmp))
+        with running_lab(spec, Path(tmp) / "state", lambda m: progress(f"lab: {m}")) as lab:
+            path = Path(tmp) / "policy.yaml"
+            floor = min(_write(lab, True, path, time.monotonic()) for _ in range(3))
+            _programmed(lab, True)
+            before, relists, resumes = _pids(lab), _logged(lab, RELIST), _logged(lab, RESUME)
+            stop, seen = threading.Event(), list[bool]()
+            prober = threading.Thread(target=_probe_allowed, args=(lab, stop, seen))
+            prober.start()
+            kills = []
+            try:
+                for i in range(rounds):
+                    for victim in ("follower", "leader"):
+                        kills.append(_kill(lab, victim, allow=len(kills) % 2 == 1, path=path))
+                        progress(f"round {i + 1}: {kills[-1]}")
+            finally:
+                stop.set()
+                prober.join()
+            restarts = sum(before[k] != v for k, v in _pids(lab).items())
+            relists, resumes = _logged(lab, RELIST) - relists, _logged(lab, RESUME) - resumes
+            failed = seen.count(False)
+            return Report(floor, kills, len(seen), failed, restarts, relists, resumes)
+
+
+def _spread(values: list[float]) -> str:
+    return f"max {max(values):.2f}s (min {min(values):.2f}s, {len(values)} kills)"
+
+
+def section(report: Report) -> str:
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    machine = f"{platform.node()}, {platform.machine()}, {platform.release()}"
+    rows = []
+    for victim in ("follower", "leader"):
+        kills = [k for k in report.kills if k.victim == victim]
+        late = max(k.write for k in kills) > report.floor + 1.0
+        cni = sum(k.cni for k in kills)
+        figure = (
+            f"calicoctl write after {_spread([k.write for k in kills])} (floor, every member "
+            f"up: {report.floor:.2f}s); in the dataplane {_spread([k.dataplane for k in kills])}"
+            f" after the write; CNI ADD/DEL worked {cni} of {len(kills)}"
+            + (" (goal NOT met)" if late or cni < len(kills) else "")
+        )
+        goal = "write within 1 s of the floor; CNI works"
+        rows.append(
+            f"| etcd {victim} SIGKILLed (3 members) | {figure} | {goal} | {when} | {machine} |"
+        )
+    counts = (
+        f"allowed probes failed {report.probes_failed} of {report.probes}; "
+        f"components restarted {report.restarts}; full resyncs {report.relists} "
+        f"(watches resumed on another member: {report.resumes})"
+    )
+    rows.append(f"| etcd member kills, throughout | {counts} | 0, 0, 0 | {when} | {machine} |")
+    return "\n".join([
+        "## etcd cluster (bench/etcd_cluster.py)", "",
+        f"Run {when} on {machine}: a 2-host lab, etcd of 3 members (raft heartbeat 50 ms, "
+        "election timeout 500 ms); per round a follower (the first endpoint's member when it "
+        "follows, so the hosts' watches break), then the leader, SIGKILLed and started again. "
+        "Probes: client -> server (allowed) every 50 ms; the write is a GlobalNetworkPolicy "
+        "flipping client -> later, by `calicoctl apply` on host-1 (a fresh process, so the "
+        "floor, the fastest of 3 writes with every member up, is mostly its start-up). The "
+        "follower kills' writes deny the flow, seen when a probe times out (0.2 s, included); "
+        "the leader kills' writes allow it.", "",
+        "| test | figure | goal | date | machine |", "| --- | --- | --- | --- | --- |", *rows,
+    ])  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="follower + leader kills")
+    parser.add_argument("--no-write", action="store_true", help="do not update the doc")
+    opts = parser.parse_args()
+    text = section(run(opts.rounds))
+    print(text)
+    if not opts.no_write:
+        write_section(DOC, "etcd-cluster", text)
+
+
+if __name__ == "__main__":
+    main()
