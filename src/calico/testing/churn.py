@@ -6,7 +6,9 @@ workload namespace, then the WorkloadEndpoint; on delete the WorkloadEndpoint an
 veth, as the CNI plugin's ADD and DEL do), GlobalNetworkPolicies whose rules select the
 churned endpoints (so Felix makes IP sets), Profiles and GlobalNetworkSets. Each endpoint
 gets one conntrack entry from its address (`conntrack -I`, a real kernel entry as a flow
-leaves), so that Felix's conntrack cleanup for removed addresses is counted too.
+leaves), so that Felix's conntrack cleanup for removed addresses is counted too; an insert
+that finds the previous holder's entry still there (the address came back before Felix's
+cleanup of it ran) is counted, not failed.
 
 Changes are paced at `rate` per second over a thread pool; a change is one datastore write
 (the veth work rides along with its endpoint's write).
@@ -113,6 +115,8 @@ class Churner:
         self.endpoints, self.policies = endpoints, policies
         self.peers = ns.add("churn-wl")
         self._names: dict[int, str] = {}
+        # Inserts that found the previous holder's entry of the same address still there.
+        self.stale_conntrack: list[str] = []
 
     def round(self) -> list[list[Change]]:
         """Two waves (create everything, then delete everything), each a list of changes."""
@@ -167,7 +171,8 @@ class Churner:
         self._names[i] = str(wep.metadata.name)
         ct = ["conntrack", "-I", "-p", "udp", "-s", ip, "-d", "198.18.255.2"]
         ct += ["--sport", "5000", "--dport", "53", "--timeout", "600"]
-        self.ns.exec(self.host, ct)
+        if self.ns.exec(self.host, ct, check=False).returncode != 0:
+            self.stale_conntrack.append(ip)
 
     def _del_endpoint(self, i: int) -> None:
         self.client.delete(WorkloadEndpoint, self._names.pop(i), "churn")
