@@ -117,9 +117,11 @@ def notes(start: Settled, halves: list[Half], endpoints: int, retries: int, stal
         f"{len(start.state.ipsets)} IP sets. Time to settle after each half (no leftovers, "
         f"state unchanged 10 s): {cleanup}. Felix retried {retries} dataplane applies that "
         "failed because a churned veth vanished mid-apply (logged with a traceback); each "
-        "retry succeeded (leftovers above). A re-created endpoint's conntrack insert found "
-        f"the previous holder's entry of its address still there {stale} times (the address "
-        "came back before Felix's asynchronous cleanup of it ran)."
+        "retry converged (leftovers above). When a re-created endpoint was written, the "
+        f"previous holder's conntrack entry of its address was still there {stale} times; "
+        "Felix deletes an address's flows before routing it again, except when it returns on "
+        "the same interface name before the deletion is applied (kept as a re-add), which "
+        "this run does not tell apart."
     )
 
 
