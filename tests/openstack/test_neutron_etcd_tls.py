@@ -1,8 +1,8 @@
 """The driver inside Neutron against etcd with --client-cert-auth (issue #13's TLS check for
 the one component that is not an executable of ours): with the right [calico] etcd_* files a
-port reaches etcd; with the wrong CA or no client certificate the driver says so in one line
-at start-up (naming the file), Neutron's plugin and API calls carry on as when etcd is down,
-and etcd's revision does not move."""
+port reaches etcd; with the wrong CA, no client certificate or one of another CA the driver
+says so in one line at start-up (naming the file), Neutron's plugin and API calls carry on as
+when etcd is down, and etcd's revision does not move."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ def pkis(tmp_path_factory: pytest.TempPathFactory) -> tuple[Pki, Pki]:
     ours.make_server("etcd", ["127.0.0.1"])
     ours.make_client("client")
     other.make_ca()
+    other.make_client("client")
     return ours, other
 
 
@@ -66,7 +67,8 @@ class _TlsCase(CalicoMl2TestCase):
         ca = self.other.ca_file if self.case == "wrong CA" else self.pki.ca_file
         if self.case == "no client cert":
             return ca, None, None
-        return ca, self.pki.cert("client"), self.pki.key("client")
+        signer = self.other if self.case == "client cert of another CA" else self.pki
+        return ca, signer.cert("client"), signer.key("client")
 
     def setup_config(self) -> None:
         super().setup_config()
@@ -137,4 +139,12 @@ class TestNoClientCert(_BadFiles):
     expected = "TLS: etcd requires a client certificate and none is configured"
 
     def test_refused_with_a_clear_line_and_nothing_written(self) -> None:
+        self.check_refused()
+
+
+class TestClientCertOfAnotherCa(_BadFiles):
+    case = "client cert of another CA"
+
+    def test_refused_with_a_clear_line_and_nothing_written(self) -> None:
+        self.expected = f"TLS: etcd refused the client certificate {self.other.cert('client')}"
         self.check_refused()
