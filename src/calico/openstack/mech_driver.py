@@ -43,8 +43,9 @@ from neutron_lib.plugins import directory
 from neutron_lib.plugins.ml2 import api
 from oslo_config import cfg
 
-from calico.datastore.api import DatastoreError
+from calico.datastore.api import Backend, DatastoreError, DatastoreTlsError
 from calico.datastore.etcd import EtcdBackend
+from calico.datastore.etcd_tls import refuse_bad_tls
 from calico.model.endpoints import WorkloadEndpoint
 from calico.model.policy import NetworkPolicy
 from calico.openstack import keys
@@ -132,7 +133,7 @@ class CalicoMechanismDriver(mech_agent.SimpleAgentMechanismDriverBase):  # type:
             registry.subscribe(self._on_floating_ip, resources.FLOATING_IP, event)
         # Forked API/RPC workers start their own elector after the fork.
         registry.subscribe(self._after_process_init, resources.PROCESS, events.AFTER_INIT)
-        self._process_state()
+        _report_bad_tls(self._process_state().backend)
         log.info("Calico mechanism driver initialised")
 
     def _after_process_init(self, resource: str, event: str, trigger: Any, payload: Any) -> None:
@@ -267,7 +268,9 @@ class CalicoMechanismDriver(mech_agent.SimpleAgentMechanismDriverBase):  # type:
     def _datastore_failed(self, what: str, exc: Exception) -> None:
         # Never fail the Neutron API call: etcd catches up through a resync, which we ask the
         # leader for (from a background thread) as soon as etcd answers again.
-        log.error("Calico: %s failed (%s); a resync will repair etcd", what, exc)
+        tls = isinstance(exc, DatastoreTlsError)
+        fix = "fix the [calico] etcd_* TLS files, then " if tls else ""
+        log.error("Calico: %s failed (%s); %sa resync will repair etcd", what, exc, fix)
         self._repair.request()
 
     # -- binding ------------------------------------------------------------------------------
@@ -538,6 +541,16 @@ class CalicoMechanismDriver(mech_agent.SimpleAgentMechanismDriverBase):  # type:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def _report_bad_tls(backend: Backend) -> None:
+    """Say at start-up, not at the first port, that etcd refuses our TLS files. Neutron runs
+    on (as when etcd is down): every write fails with the same sentence and is retried by a
+    resync once the files are fixed."""
+    try:
+        refuse_bad_tls(backend)
+    except DatastoreTlsError as exc:
+        log.error("Calico: cannot use etcd, %s; nothing is written until that is fixed", exc)
 
 
 def _group_by(items: Iterable[Mapping[str, Any]], field: str) -> dict[str, list[Any]]:
