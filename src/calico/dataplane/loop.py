@@ -50,7 +50,7 @@ from calico.dataplane.managers.nat import NatManager
 from calico.dataplane.managers.policy import PolicyManager
 from calico.dataplane.managers.vxlan import VXLANManager, VXLANSettings
 from calico.model.vxlan import device_name
-from calico.programs import CommandRunner
+from calico.programs import CommandFailed, CommandRunner
 from calico.rules.config import RulesConfig
 from calico.rules.nat import static_nat_chains
 from calico.rules.static import hooks, static_filter_chains, static_mangle_chains, static_raw_chains
@@ -367,9 +367,14 @@ class InternalDataplane:
     def _apply_once(self) -> bool:
         try:
             self.write_kernel()
-        except Exception:
+        except Exception as exc:
             delay = self._backoff.delay()
-            log.exception("dataplane apply failed; retrying in %.1fs", delay)
+            if isinstance(exc, CommandFailed):  # e.g. a workload's interface gone mid-apply:
+                # the command's message says it all (a traceback per churned veth said nothing)
+                detail = " | ".join(str(exc).strip().splitlines()[:3])
+                log.warning("dataplane apply failed: %s; retrying in %.1fs", detail, delay)
+            else:
+                log.exception("dataplane apply failed; retrying in %.1fs", delay)
             self.endpoints.mark_error()
             self._retry_at = self._clock() + delay
             return False
