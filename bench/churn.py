@@ -21,15 +21,13 @@ docs/reliability.md between the `churn` markers unless --no-write.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-from calico.testing.doc_sections import write_section
+from calico.testing.doc_sections import run_stamp, write_section
 from calico.testing.etcd_server import EtcdServer
 from calico.testing.netns import Namespaces
 
@@ -126,8 +124,7 @@ def notes(start: Settled, halves: list[Half], endpoints: int, retries: int, stal
 
 
 def render(rows: Sequence[Row], notes: str, minutes: float) -> str:
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    machine = f"{platform.node()}, {platform.machine()}, {platform.release()}"
+    when, machine = run_stamp()
     lines = ["| test | figure | goal | date | machine |", "| --- | --- | --- | --- | --- |"]
     lines += [f"| {r.test} | {r.figure}{'' if r.met else ' (NOT MET)'} | {r.goal} | {when} "
               f"| {machine} |" for r in rows]  # fmt: skip

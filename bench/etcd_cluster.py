@@ -16,13 +16,11 @@ The table is written into docs/reliability.md between the `etcd-cluster` markers
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from calico.lab import etcd, procs
@@ -30,7 +28,7 @@ from calico.lab.base import wait_for
 from calico.lab.lab import Lab, running_lab
 from calico.lab.labfile import load_lab
 from calico.lab.spec import Workload
-from calico.testing.doc_sections import write_section
+from calico.testing.doc_sections import run_stamp, write_section
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
 HOSTS = ("host-1", "host-2")
@@ -183,8 +181,7 @@ def _spread(values: list[float]) -> str:
 
 
 def section(report: Report) -> str:
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    machine = f"{platform.node()}, {platform.machine()}, {platform.release()}"
+    when, machine = run_stamp()
     rows = []
     for victim in ("follower", "leader"):
         kills = [k for k in report.kills if k.victim == victim]

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import re
 import signal
 import socket
@@ -48,7 +47,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from calico import programs
@@ -58,7 +56,7 @@ from calico.lab.lab import Lab, running_lab
 from calico.lab.labfile import load_lab
 from calico.model import parse_manifest
 from calico.model.policy import GlobalNetworkPolicy
-from calico.testing.doc_sections import write_section
+from calico.testing.doc_sections import run_stamp, write_section
 
 STREAM_PORT = 7000
 MESSAGE = 64  # bytes per stream message, one every STREAM_EVERY seconds
@@ -531,8 +529,7 @@ def _spread(values: list[float]) -> str:
 
 def section(report: Report, starts: list[float]) -> str:
     """This suite's part of docs/reliability.md."""
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    machine = f"{platform.node()}, {platform.machine()}, {platform.release()}"
+    when, machine = run_stamp()
     return "\n".join([
         "## Faults (bench/faults.py)", "",
         f"Run {when} on {machine}. Pings: 20 a second from `client` (host-1; from `outside` "

@@ -17,16 +17,14 @@ The table is printed and written into docs/reliability.md between the `faults-b`
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from calico import programs
 from calico.datastore.etcd import EtcdBackend
-from calico.testing.doc_sections import write_section
+from calico.testing.doc_sections import run_stamp, write_section
 from calico.testing.etcd_server import EtcdServer
 from calico.testing.garbage import FLAVOURS, HUGE_BYTES
 from calico.testing.garbage_survey import survey
@@ -140,8 +138,7 @@ def table(rows: Sequence[Row]) -> str:
 
 
 def render(rows: Sequence[Row]) -> str:
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    machine = f"{platform.node()}, {platform.machine()}, {platform.release()}"
+    when, machine = run_stamp()
     return "\n".join([
         "## Bad data and hostile workloads (bench/faults_b.py)", "",
         f"Run {when} on {machine}.", "",

@@ -4,7 +4,16 @@ scripts that share a document (docs/reliability.md) never overwrite each other's
 
 from __future__ import annotations
 
+import platform
+from datetime import UTC, datetime
 from pathlib import Path
+
+
+def run_stamp() -> tuple[str, str]:
+    """(when, machine) a figure was measured: the UTC minute, and this machine's name,
+    architecture and kernel."""
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return when, f"{platform.node()}, {platform.machine()}, {platform.release()}"
 
 
 def write_section(doc: Path, name: str, text: str, title: str = "# Reliability") -> None:
