@@ -30,7 +30,7 @@ from pathlib import Path
 from calico import programs
 from calico.datastore.config import EtcdConfig
 from calico.datastore.etcd import EtcdBackend
-from calico.lab.pki import Pki
+from calico.lab.pki import Pki, local_pair
 from calico.testing.doc_sections import write_section
 from calico.testing.etcd_server import EtcdServer, EtcdTls
 
@@ -97,12 +97,7 @@ class Outcome:
 def setup() -> Iterator[Setup]:
     """etcd with client-cert-auth, its CA, a client certificate, and a CA it does not know."""
     work = Path(tempfile.mkdtemp(prefix="calico-etcd-tls-"))
-    pki, other = Pki(work / "pki"), Pki(work / "other-ca")
-    pki.make_ca()
-    pki.make_server("etcd", ["127.0.0.1"])
-    pki.make_client("client")
-    other.make_ca()
-    other.make_client("client")
+    pki, other = local_pair(work)
     cni_bin = work / "cni-bin"
     programs.run([str(BIN / "calico"), "cni", "install", "--bin-dir", str(cni_bin)], check=True)
     secret = work / "secrets" / "bgp-peer"

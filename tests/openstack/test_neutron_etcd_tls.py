@@ -16,7 +16,7 @@ from oslo_config import cfg
 
 from calico.datastore.config import EtcdConfig
 from calico.datastore.etcd import EtcdBackend
-from calico.lab.pki import Pki
+from calico.lab.pki import Pki, local_pair
 from calico.openstack import keys
 from calico.testing.etcd_server import EtcdServer, EtcdTls
 
@@ -31,13 +31,7 @@ def pkis(tmp_path_factory: pytest.TempPathFactory) -> tuple[Pki, Pki]:
     if shutil.which("openssl") is None:
         pytest.skip("openssl needed")
     work = tmp_path_factory.mktemp("pki")
-    ours, other = Pki(work / "pki"), Pki(work / "other-ca")
-    ours.make_ca()
-    ours.make_server("etcd", ["127.0.0.1"])
-    ours.make_client("client")
-    other.make_ca()
-    other.make_client("client")
-    return ours, other
+    return local_pair(work)
 
 
 @pytest.fixture(autouse=True)

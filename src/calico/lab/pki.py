@@ -91,3 +91,15 @@ def client_env(pki: Pki, name: str) -> dict[str, str]:
         "ETCD_CERT_FILE": str(pki.cert(name)),
         "ETCD_KEY_FILE": str(pki.key(name)),
     }
+
+
+def local_pair(work: Path, client: str = "client") -> tuple[Pki, Pki]:
+    """For TLS checks against an etcd on 127.0.0.1: etcd's CA (with its server certificate
+    and a `client` certificate) and an unrelated CA with a `client` certificate of its own."""
+    ours, other = Pki(work / "pki"), Pki(work / "other-ca")
+    ours.make_ca()
+    ours.make_server(ETCD_SERVER, ["127.0.0.1"])
+    ours.make_client(client)
+    other.make_ca()
+    other.make_client(client)
+    return ours, other
