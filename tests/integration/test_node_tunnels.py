@@ -145,13 +145,23 @@ def test_address_taken_by_someone_else_is_replaced(ipam: IPAMClient) -> None:
     assert attr is not None and attr.handle_id == "someone-else"  # not ours to release
 
 
-@pytest.fixture
-def tunnels(ipam: IPAMClient) -> TunnelAddresses:
-    return TunnelAddresses(ipam, NODE)
+class CountedTunnels(TunnelAddresses):
+    """Counts the reconciliation passes the keeper makes."""
+
+    passes = 0
+
+    def reconcile(self) -> None:
+        self.passes += 1
+        super().reconcile()
 
 
 @pytest.fixture
-def keeper(tunnels: TunnelAddresses, make_backend: BackendFactory) -> Iterator[TunnelKeeper]:
+def tunnels(ipam: IPAMClient) -> CountedTunnels:
+    return CountedTunnels(ipam, NODE)
+
+
+@pytest.fixture
+def keeper(tunnels: CountedTunnels, make_backend: BackendFactory) -> Iterator[TunnelKeeper]:
     """Started; its watches probe etcd only after 300 s of silence, outside every window here."""
     backend = make_backend(watch_idle_timeout=300.0)
     keeper = TunnelKeeper(backend, tunnels, retry=Backoff(0.1, 0.1))
@@ -160,13 +170,32 @@ def keeper(tunnels: TunnelAddresses, make_backend: BackendFactory) -> Iterator[T
     keeper.stop()
 
 
+def drive(keeper: TunnelKeeper, seconds: float) -> None:
+    """Check every 0.2 s, as the node's supervision loop does."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        keeper.check()
+        time.sleep(0.2)
+
+
 def follow(keeper: TunnelKeeper, done: Callable[[], object], what: str) -> float:
-    """Seconds until `done`, with `check` called as often as the node's supervision loop does."""
+    """Seconds until `done`, checking as the node does."""
     return wait_until(lambda: (keeper.check(), done())[1], timeout=10.0, what=what, interval=0.2)
 
 
+def settle(keeper: TunnelKeeper, tunnels: CountedTunnels) -> None:
+    """Until the passes our own writes triggered are done: a second of checks with no pass."""
+
+    def quiet() -> bool:
+        before = tunnels.passes
+        drive(keeper, 1.0)
+        return tunnels.passes == before
+
+    wait_until(quiet, timeout=20.0, what="a second without a pass")
+
+
 def test_keeper_follows_pool_node_and_handle_changes(
-    ipam: IPAMClient, keeper: TunnelKeeper
+    ipam: IPAMClient, tunnels: CountedTunnels, keeper: TunnelKeeper
 ) -> None:
     keeper.check()
     assert node(ipam).ipv4VXLANTunnelAddr is None
@@ -188,6 +217,7 @@ def test_keeper_follows_pool_node_and_handle_changes(
     pool(ipam.resources, "v4", "198.19.0.0/24", vxlanMode="Always")
     waited.append(follow(keeper, lambda: node(ipam).ipv4VXLANTunnelAddr, "allocated by selector"))
 
+    settle(keeper, tunnels)  # so that only the handle's change can start the next pass
     address = node(ipam).ipv4VXLANTunnelAddr
     assert address is not None
     ipam.release_ips([address])  # released behind the node's back: only the handle says so
@@ -211,38 +241,23 @@ def unary_requests(server: EtcdServer) -> float:
 
 
 def test_idle_keeper_sends_etcd_nothing(
-    ipam: IPAMClient,
-    tunnels: TunnelAddresses,
-    keeper: TunnelKeeper,
-    etcd_server: EtcdServer,
-    monkeypatch: pytest.MonkeyPatch,
+    ipam: IPAMClient, tunnels: CountedTunnels, keeper: TunnelKeeper, etcd_server: EtcdServer
 ) -> None:
     pool(ipam.resources, "v4", "198.19.0.0/24", vxlanMode="Always")
     follow(keeper, lambda: node(ipam).ipv4VXLANTunnelAddr, "address allocated")
+    settle(keeper, tunnels)
+    before = unary_requests(etcd_server)
+    drive(keeper, 10.0)
+    assert unary_requests(etcd_server) - before == 0
 
-    def requests_over(seconds: float) -> float:
-        """etcd's unary requests while the keeper is checked every 0.2 s (as the node does)."""
-        before, end = unary_requests(etcd_server), time.monotonic() + seconds
-        while time.monotonic() < end:
-            keeper.check()
-            time.sleep(0.2)
-        return unary_requests(etcd_server) - before
-
-    # Settled once the passes our own writes triggered are done: a quiet second.
-    wait_until(lambda: requests_over(1.0) == 0, timeout=20.0, what="a quiet second")
-    assert requests_over(10.0) == 0
-
-    passes: list[None] = []
-    reconcile = tunnels.reconcile
-    monkeypatch.setattr(tunnels, "reconcile", lambda: (passes.append(None), reconcile())[1])
+    passes = tunnels.passes
     other = "host-10"  # its Node and handle keys extend ours: watched, and told apart
     ipam.resources.create(Node(metadata=ObjectMeta(name=other), spec=NodeSpec()))
     ipam.assign_ip("198.19.0.20", tunnel_handle(other, 4), other)
-    requests_over(2.0)
-    assert passes == []
+    drive(keeper, 2.0)
+    assert tunnels.passes == passes
     pool(ipam.resources, "v6", "2001:db8:1::/64", vxlanMode="Always")
     follow(keeper, lambda: node(ipam).ipv6VXLANTunnelAddr, "IPv6 address allocated")
-    assert passes
 
 
 def test_strays_under_the_handle_are_released(ipam: IPAMClient) -> None:
