@@ -6,6 +6,7 @@ import logging
 
 import click
 
+from calico.ctl.commands.completion import completion
 from calico.ctl.commands.files import apply, create, delete, replace, validate
 from calico.ctl.commands.get import get
 from calico.ctl.commands.ipam import ipam
@@ -53,6 +54,7 @@ for _command in (
     version,
     ipam,
     node,
+    completion,
 ):
     cli.add_command(_command)
 add_version_option(cli, "calicoctl")
