@@ -59,7 +59,12 @@ SYSCTL_PREFIXES = (
 
 def redact(text: str) -> str:
     """`text` with every value that follows a secret-looking key replaced."""
-    return _SECRET_VALUE.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+
+    def hide(m: re.Match[str]) -> str:
+        quote = m.group(3)[0] if m.group(3)[0] in "\"'" else ""
+        return f"{m.group(1)}{m.group(2)}{quote}{REDACTED}{quote}"
+
+    return _SECRET_VALUE.sub(hide, text)
 
 
 @dataclass
