@@ -131,10 +131,15 @@ def show(ctx: CtlContext, ip: str | None, show_blocks: bool) -> None:
     multiple=True,
     help="Release what this `ipam check -o` report calls leaked (repeat: only what all do).",
 )
-@click.option("--force", is_flag=True, help="Release even if the datastore is not locked.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Release even if the datastore is not locked or the report is from another version.",
+)
 @click.pass_obj
 def release(ctx: CtlContext, ip: str | None, reports: tuple[str, ...], force: bool) -> None:
-    """Release an address (whatever still uses it keeps using it: clean-up only)."""
+    """Release an address, or the leaks a report lists (whatever still uses an address keeps
+    using it: clean-up only)."""
     if reports:
         with _ipam(ctx) as client:
             release_from_reports(client, reports, _VERSION, force, click.echo)

@@ -140,7 +140,7 @@ def status(ctx: CtlContext, allow_version_mismatch: bool) -> None:
     "-f",
     "--kernel-config",
     default=None,
-    type=click.Path(dir_okay=False),
+    type=click.Path(exists=True, dir_okay=False),
     help="Kernel config file (default: /proc/config.gz, /boot/config-RELEASE, ...).",
 )
 def checksystem(kernel_config: str | None) -> None:
