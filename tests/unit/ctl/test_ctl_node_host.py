@@ -107,12 +107,25 @@ def test_missing_sysctls_programs_and_old_kernels_fail(tmp_path: Path) -> None:
     assert not found["bird"].ok and not found["bird"].required
 
 
-def test_checksystem_command_exits_non_zero_when_required_features_miss(
-    run: Run, tmp_path: Path
+def test_checksystem_command_exit_status_follows_required_features(
+    run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    empty = tmp_path / "config"
-    empty.write_text("# nothing\n")
-    out = run(checksystem, "--kernel-config", str(empty), ok=False).output
+    root = fake_host(tmp_path / "host", full_config(), [], [])
+    real = cs.SystemView
+
+    def view(kernel_config: Path | None = None) -> cs.SystemView:
+        return real(root, kernel_config, which=lambda p: p)
+
+    monkeypatch.setattr(cs, "SystemView", view)
+    assert run(checksystem).output.endswith(
+        "System meets minimum system requirements to run Calico!\n"
+    )
+    config = full_config()
+    del config["CONFIG_NETFILTER_XT_SET"]
+    override = tmp_path / "config"
+    override.write_text("".join(f"{k}={v}\n" for k, v in config.items()))
+    out = run(checksystem, "--kernel-config", str(override), ok=False).output
+    assert "\t\txt_set              \t\t\t\t\tFAIL" in out
     assert "doesn't meet one or more minimum systems requirements to run Calico" in out
 
 
