@@ -63,7 +63,8 @@ def patched(current: Resource, patch: dict[str, Any]) -> Resource:
             raise ResourceError(current.display_name(), [(field, "cannot be changed by a patch")])
     pinned = _dig(patch, ("metadata", "resourceVersion"))
     if pinned is not None and str(pinned) != current.metadata.resourceVersion:
-        raise ResourceConflict(ResourceKey(type(current), current.name, current.namespace), pinned)
+        key = ResourceKey(type(current), current.name, current.namespace)
+        raise ResourceConflict(key, str(pinned))
     return parse_resource(after)
 
 
