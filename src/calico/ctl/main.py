@@ -11,6 +11,7 @@ from calico.ctl.commands.get import get
 from calico.ctl.commands.ipam import ipam
 from calico.ctl.commands.label import label
 from calico.ctl.commands.node import node
+from calico.ctl.commands.policy import policy
 from calico.ctl.commands.version import version
 from calico.ctl.context import CtlContext
 from calico.version import add_version_option
@@ -40,7 +41,7 @@ def cli(click_ctx: click.Context, config_path: str | None, log_level: str) -> No
     click_ctx.call_on_close(ctx.close)
 
 
-for _command in (create, apply, replace, delete, get, label, validate, version, ipam, node):
+for _command in (create, apply, replace, delete, get, label, validate, version, ipam, node, policy):
     cli.add_command(_command)
 add_version_option(cli, "calicoctl")
 

@@ -1,0 +1,129 @@
+"""The policy trace's inputs from a datastore snapshot: Felix's calculation, per host.
+
+Lists the kinds the calculation graph calculates with and feeds them, as one batch then
+in-sync, through a `CalcGraph` for each host the flow touches, exactly as Felix's calc
+thread does; the messages that graph sends are folded into that host's `HostState`.
+Endpoints named on the command line (NAMESPACE/WORKLOAD) or by address resolve here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from calico.calc.graph import CalcGraph
+from calico.calc.messages import WorkloadEndpointID
+from calico.datastore.client import ResourceClient
+from calico.model.base import Resource
+from calico.model.endpoints import HostEndpoint, WorkloadEndpoint
+from calico.model.keys import key_of
+from calico.model.policy import (
+    GlobalNetworkPolicy,
+    GlobalNetworkSet,
+    NetworkPolicy,
+    NetworkSet,
+    Profile,
+    Tier,
+)
+from calico.model.sync import SyncStatus
+from calico.rules.trace import End, HostState
+
+CALCULATED_KINDS: tuple[type[Resource], ...] = (
+    Tier,
+    Profile,
+    GlobalNetworkPolicy,
+    NetworkPolicy,
+    GlobalNetworkSet,
+    NetworkSet,
+    HostEndpoint,
+    WorkloadEndpoint,
+)
+DEFAULT_UPLINK = "eth0"
+
+
+class EndError(ValueError):
+    """A --from/--to value that names no workload (message says why)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    resources: tuple[Resource, ...]
+
+    @classmethod
+    def load(cls, client: ResourceClient) -> Snapshot:
+        return cls(tuple(r for kind in CALCULATED_KINDS for r in client.list(kind).items))
+
+    def workloads(self) -> list[WorkloadEndpoint]:
+        return [r for r in self.resources if isinstance(r, WorkloadEndpoint)]
+
+    def host_state(self, hostname: str) -> HostState:
+        state = HostState()
+        graph = CalcGraph(hostname, state.on_messages)
+        graph.on_updates([(key_of(r), r) for r in self.resources])
+        graph.on_status(SyncStatus.IN_SYNC)
+        return state
+
+    def uplink(self, hostname: str) -> str:
+        """The interface off-host traffic leaves by: the host's (first by name) host
+        endpoint with an interface name, else eth0."""
+        named = sorted(
+            (r.name, r.spec.interfaceName)
+            for r in self.resources
+            if isinstance(r, HostEndpoint)
+            and r.spec.node == hostname
+            and r.spec.interfaceName not in (None, "*")
+        )
+        return str(named[0][1]) if named else DEFAULT_UPLINK
+
+
+def workload_end(snapshot: Snapshot, text: str, ip_version: int | None) -> End:
+    """NAMESPACE/WORKLOAD: the endpoint's name, pod or workload; its first address of the
+    family (`ip_version`, else IPv4 when it has one)."""
+    namespace, slash, name = text.partition("/")
+    if not slash or not namespace or not name:
+        raise EndError(f"{text!r} is not NAMESPACE/WORKLOAD")
+    found = [
+        w
+        for w in snapshot.workloads()
+        if w.namespace == namespace and name in (w.name, w.spec.pod, w.spec.workload)
+    ]
+    if not found:
+        raise EndError(f"no workload endpoint {text}")
+    if len(found) > 1:
+        names = ", ".join(sorted(w.name for w in found))
+        raise EndError(f"{text} names several workload endpoints ({names}): use one of those")
+    wep = found[0]
+    addresses = _addresses(wep)
+    versions = [ip_version] if ip_version else [4, 6]
+    for version in versions:
+        for address in addresses:
+            if ipaddress.ip_address(address).version == version:
+                return _end(wep, address)
+    family = f"IPv{ip_version} " if ip_version else ""
+    raise EndError(f"workload endpoint {text} has no {family}address")
+
+
+def address_end(snapshot: Snapshot, address: str) -> End:
+    """The workload that owns `address`, or an external end."""
+    addr = ipaddress.ip_address(address)
+    for wep in snapshot.workloads():
+        for net in wep.spec.ipNetworks or ():
+            if addr in ipaddress.ip_network(str(net), strict=False):
+                return _end(wep, str(addr))
+    return End(str(addr))
+
+
+def _addresses(wep: WorkloadEndpoint) -> list[str]:
+    nets = wep.spec.ipNetworks or ()
+    return [str(ipaddress.ip_network(str(n), strict=False).network_address) for n in nets]
+
+
+def _end(wep: WorkloadEndpoint, address: str) -> End:
+    ns = wep.namespace or "default"
+    iface = str(wep.spec.interfaceName) if wep.spec.interfaceName else None
+    return End(address, wep.spec.node or None, WorkloadEndpointID(ns, wep.name), iface)
+
+
+def hosts_of(ends: Iterable[End]) -> list[str]:
+    return sorted({e.host for e in ends if e.host is not None})

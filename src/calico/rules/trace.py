@@ -1,0 +1,521 @@
+"""Policy trace: would a packet from A to B be allowed, and which policy rule decided (pure).
+
+Inputs: per host, the messages the calculation graph sent that host's Felix (`HostState`
+folds them: IP sets, active policies and profiles, local endpoints) and a `Flow`. Output:
+a `Trace` with one `Hop` per host the packet is policed on: egress on the source's host,
+ingress on the destination's (an external end has no hop).
+
+The hop's tables are rendered by the same `calico.rules` functions the dataplane managers
+use, and the packet is walked through them by `packet_walk` (the same rule text iptables
+is given), so the trace cannot disagree with what Felix programs. The explanation is then
+read back from the walk: for each endpoint chain entered, its tiers, each policy the
+endpoint's chain jumps to and the rule that decided (the Calico rule index is recovered
+by rendering each rule alone, as the chain was rendered), and the default that applied.
+
+A hop is walked from the workload's interface to the host's uplink (egress) or back
+(ingress); for two workloads on one host the overall verdict comes from the one walk the
+kernel does (workload to workload), the hops still show each side alone.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from calico.calc.messages import (
+    ActivePolicyRemove,
+    ActivePolicyUpdate,
+    ActiveProfileRemove,
+    ActiveProfileUpdate,
+    HostEndpoint,
+    HostEndpointID,
+    HostEndpointRemove,
+    HostEndpointUpdate,
+    IPSetDeltaUpdate,
+    IPSetRemove,
+    IPSetType,
+    IPSetUpdate,
+    Message,
+    ParsedPolicy,
+    ParsedProfile,
+    ParsedRule,
+    PolicyID,
+    TierInfo,
+    WorkloadEndpoint,
+    WorkloadEndpointID,
+    WorkloadEndpointRemove,
+    WorkloadEndpointUpdate,
+)
+from calico.rules import naming
+from calico.rules.config import RulesConfig
+from calico.rules.dispatch import workload_dispatch_chains
+from calico.rules.endpoints import host_endpoint_chains, workload_endpoint_chains
+from calico.rules.model import Chain, Jump, Rule, SetMark, Verdict
+from calico.rules.packet_walk import IPSet, Packet, Step, Tables, Walk, walk
+from calico.rules.policy import policy_chains, policy_table, profile_chains, rule_to_rules
+from calico.rules.static import hooks, static_filter_chains, static_mangle_chains, static_raw_chains
+
+
+@dataclass(slots=True)
+class HostState:
+    """What one host's Felix was told, folded from the messages in order."""
+
+    ipsets: dict[str, tuple[IPSetType, set[str]]] = field(default_factory=dict)
+    policies: dict[PolicyID, ParsedPolicy] = field(default_factory=dict)
+    profiles: dict[str, ParsedProfile] = field(default_factory=dict)
+    workloads: dict[WorkloadEndpointID, WorkloadEndpoint] = field(default_factory=dict)
+    host_endpoints: dict[HostEndpointID, HostEndpoint] = field(default_factory=dict)
+
+    def on_messages(self, messages: Iterable[Message]) -> None:
+        for msg in messages:
+            match msg:
+                case IPSetUpdate(id=set_id, type=set_type, members=members):
+                    self.ipsets[set_id] = (set_type, set(members))
+                case IPSetDeltaUpdate(id=set_id, added=added, removed=removed):
+                    self.ipsets[set_id][1].difference_update(removed)
+                    self.ipsets[set_id][1].update(added)
+                case IPSetRemove(id=set_id):
+                    self.ipsets.pop(set_id, None)
+                case ActivePolicyUpdate(id=pid, policy=policy):
+                    self.policies[pid] = policy
+                case ActivePolicyRemove(id=pid):
+                    self.policies.pop(pid, None)
+                case ActiveProfileUpdate(id=pid, profile=profile):
+                    self.profiles[pid] = profile
+                case ActiveProfileRemove(id=pid):
+                    self.profiles.pop(pid, None)
+                case WorkloadEndpointUpdate(id=eid, endpoint=ep):
+                    self.workloads[eid] = ep
+                case WorkloadEndpointRemove(id=eid):
+                    self.workloads.pop(eid, None)
+                case HostEndpointUpdate(id=hid, endpoint=hep):
+                    self.host_endpoints[hid] = hep
+                case HostEndpointRemove(id=hid):
+                    self.host_endpoints.pop(hid, None)
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    """One end of the flow: a workload (host, id, interface) or an external address."""
+
+    address: str
+    host: str | None = None
+    workload: WorkloadEndpointID | None = None
+    iface: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    src: End
+    dst: End
+    protocol: int
+    dst_port: int | None = None
+    src_port: int | None = None
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+
+    @property
+    def ip_version(self) -> int:
+        return ipaddress.ip_address(self.src.address).version
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What decided: a policy's or profile's rule, or a default (`what` says which)."""
+
+    what: str  # "policy", "profile", "end of tier", "no profile matched", "rule"...
+    action: str  # Allow, Deny, Pass, Log
+    chain: str
+    rule: str  # the iptables rule as rendered
+    tier: str | None = None
+    policy: str | None = None
+    profile: str | None = None
+    rule_index: int | None = None
+
+    def to_json(self) -> dict[str, object]:
+        keys = ("what", "action", "tier", "policy", "profile", "rule_index", "chain", "rule")
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyResult:
+    name: str  # tier-qualified policy, or profile
+    reached: bool
+    decision: Decision | None  # None: no rule matched (on to the next)
+    logged: tuple[int, ...] = ()  # Log rules that matched
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointResult:
+    endpoint: str
+    table: str
+    chain: str
+    direction: str  # ingress | egress
+    tiers: tuple[tuple[str, tuple[PolicyResult, ...]], ...]
+    profiles: tuple[PolicyResult, ...]
+    decision: Decision | None
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    host: str
+    direction: str  # egress (source's host) | ingress (destination's host)
+    verdict: str  # allow | deny
+    decision: Decision | None
+    endpoints: tuple[EndpointResult, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    verdict: str
+    hops: tuple[Hop, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _EndpointChain:
+    label: str
+    inbound: bool
+    tiers: tuple[TierInfo, ...]
+    profile_ids: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class HostTables:
+    """One host's rendered tables for one IP family, plus what the explanation needs."""
+
+    tables: Tables
+    endpoint_chains: dict[tuple[str, str], _EndpointChain]
+    owners: dict[str, tuple[str, tuple[int, ...]]]  # policy/profile chain -> name, rule idx
+
+
+def render(cfg: RulesConfig, state: HostState, ip_version: int) -> HostTables:
+    """Every chain of raw, mangle and filter as the dataplane managers render them."""
+    chains: dict[str, list[Chain]] = {
+        "filter": static_filter_chains(cfg, ip_version),
+        "raw": static_raw_chains(cfg, ip_version, state.workloads.values()),
+        "mangle": static_mangle_chains(cfg, ip_version),
+    }
+    ep_chains: dict[tuple[str, str], _EndpointChain] = {}
+    for eid, wep in sorted(state.workloads.items(), key=lambda i: (i[0].namespace, i[0].name)):
+        chains["filter"] += workload_endpoint_chains(cfg, wep)
+        label = f"workload {eid.namespace}/{eid.name}"
+        for pfx, inbound in ((naming.WORKLOAD_TO_PFX, True), (naming.WORKLOAD_FROM_PFX, False)):
+            name = naming.endpoint_chain_name(pfx, wep.interface_name)
+            ep_chains["filter", name] = _EndpointChain(label, inbound, wep.tiers, wep.profile_ids)
+    ifaces = [w.interface_name for w in state.workloads.values()]
+    chains["filter"] += workload_dispatch_chains(cfg, ifaces)
+    heps = _resolved_host_endpoints(state)
+    filt, raw, mangle = host_endpoint_chains(cfg, {i: h for i, (_, h) in heps.items()})
+    chains["filter"] += filt
+    chains["raw"] += raw
+    chains["mangle"] += mangle
+    for iface, (hid, hep) in heps.items():
+        ep_chains.update(_host_endpoint_chains(iface, f"host endpoint {hid.name}", hep))
+    owners: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for pid, policy in state.policies.items():
+        chains[policy_table(policy)] += policy_chains(cfg, pid, policy, ip_version)
+        for inbound, rules in ((True, policy.inbound_rules), (False, policy.outbound_rules)):
+            owner = _rule_owners(cfg, rules, ip_version)
+            owners[naming.policy_chain_name(pid, inbound=inbound)] = (_policy_name(pid), owner)
+    for prof_id, profile in state.profiles.items():
+        chains["filter"] += profile_chains(cfg, prof_id, profile, ip_version)
+        for inbound, rules in ((True, profile.inbound_rules), (False, profile.outbound_rules)):
+            owner = _rule_owners(cfg, rules, ip_version)
+            owners[naming.profile_chain_name(prof_id, inbound=inbound)] = (prof_id, owner)
+    ipsets = {
+        naming.ipset_name(ip_version, set_id): IPSet(set_type, frozenset(members))
+        for set_id, (set_type, members) in state.ipsets.items()
+    }
+    tables = Tables(
+        {table: {c.name: c for c in cs} for table, cs in chains.items()},
+        {table: {h.chain: h for h in hooks(cfg, table)} for table in chains},
+        ipsets,
+    )
+    return HostTables(tables, ep_chains, owners)
+
+
+def _resolved_host_endpoints(state: HostState) -> dict[str, tuple[HostEndpointID, HostEndpoint]]:
+    """Interface -> host endpoint, first by name wins (as the endpoint manager resolves).
+    Endpoints with only expected IPs resolve against live interfaces: not traced."""
+    owners: dict[str, tuple[HostEndpointID, HostEndpoint]] = {}
+    for hid in sorted(state.host_endpoints, key=lambda h: h.name):
+        hep = state.host_endpoints[hid]
+        if hep.interface_name and hep.interface_name not in owners:
+            owners[hep.interface_name] = (hid, hep)
+    return owners
+
+
+def _host_endpoint_chains(
+    iface: str, label: str, hep: HostEndpoint
+) -> Iterator[tuple[tuple[str, str], _EndpointChain]]:
+    def chain(pfx: str) -> str:
+        return naming.endpoint_chain_name(pfx, iface)
+
+    to_pfx, from_pfx = naming.HOST_TO_PFX, naming.HOST_FROM_PFX
+    profiles = hep.profile_ids
+    yield ("filter", chain(to_pfx)), _EndpointChain(label, False, hep.tiers, profiles)
+    yield ("filter", chain(from_pfx)), _EndpointChain(label, True, hep.tiers, profiles)
+    fwd = hep.forward_tiers
+    yield ("filter", chain(naming.HOST_TO_FORWARD_PFX)), _EndpointChain(label, False, fwd, ())
+    yield ("filter", chain(naming.HOST_FROM_FORWARD_PFX)), _EndpointChain(label, True, fwd, ())
+    untracked = hep.untracked_tiers
+    yield ("raw", chain(to_pfx)), _EndpointChain(label, False, untracked, ())
+    yield ("raw", chain(from_pfx)), _EndpointChain(label, True, untracked, ())
+    yield ("mangle", chain(from_pfx)), _EndpointChain(label, True, hep.pre_dnat_tiers, ())
+    yield ("mangle", chain(to_pfx)), _EndpointChain(label, False, hep.tiers, profiles)
+
+
+def _rule_owners(
+    cfg: RulesConfig, rules: tuple[ParsedRule, ...], ip_version: int
+) -> tuple[int, ...]:
+    """For each iptables rule of the chain, the index of the Calico rule it came from."""
+    return tuple(
+        index
+        for index, rule in enumerate(rules)
+        for _ in rule_to_rules(cfg, rule, ip_version, cfg.log_prefix)
+    )
+
+
+def _policy_name(pid: PolicyID) -> str:
+    return f"{pid.namespace}/{pid.name}" if pid.namespace else pid.name
+
+
+# -- the trace ----------------------------------------------------------------------------
+
+
+def trace(
+    cfg: RulesConfig, states: Mapping[str, HostState], flow: Flow, uplinks: Mapping[str, str]
+) -> Trace:
+    """`states` by host name; `uplinks` the interface each host routes off-host traffic to."""
+    version = flow.ip_version
+    rendered = {host: render(cfg, state, version) for host, state in states.items()}
+    hops = []
+    src, dst = flow.src, flow.dst
+    if src.host is not None:
+        out = _walk(rendered[src.host], flow, src.iface or "", uplinks[src.host], states)
+        hops.append(_hop(cfg, rendered[src.host], src.host, "egress", out))
+    if dst.host is not None:
+        out = _walk(rendered[dst.host], flow, uplinks[dst.host], dst.iface or "", states)
+        hops.append(_hop(cfg, rendered[dst.host], dst.host, "ingress", out))
+    verdict = "allow" if all(h.verdict == "allow" for h in hops) else "deny"
+    if src.host is not None and src.host == dst.host:
+        one = _walk(rendered[src.host], flow, src.iface or "", dst.iface or "", states)
+        verdict = "allow" if one.verdict == "ACCEPT" else "deny"
+    return Trace(verdict, tuple(hops))
+
+
+def _walk(
+    host: HostTables, flow: Flow, in_iface: str, out_iface: str, states: Mapping[str, HostState]
+) -> Walk:
+    packet = Packet(
+        flow.ip_version,
+        flow.src.address,
+        flow.dst.address,
+        flow.protocol,
+        src_port=flow.src_port,
+        dst_port=flow.dst_port,
+        icmp_type=flow.icmp_type,
+        icmp_code=flow.icmp_code,
+        in_iface=in_iface,
+        out_iface=out_iface,
+        rpf_ok=_rpf_ok(flow, states),
+    )
+    return walk(host.tables, packet)
+
+
+def _rpf_ok(flow: Flow, states: Mapping[str, HostState]) -> bool:
+    """The strict reverse-path check: a workload's source address must route back to it."""
+    src = flow.src
+    if src.host is None or src.workload is None:
+        return True
+    wep = states[src.host].workloads.get(src.workload)
+    if wep is None:
+        return False
+    addr = ipaddress.ip_address(src.address)
+    nets = (*wep.ipv4_nets, *wep.ipv6_nets, *wep.allow_spoofed_source_prefixes)
+    return any(addr in ipaddress.ip_network(n, strict=False) for n in nets)
+
+
+def _hop(cfg: RulesConfig, host: HostTables, name: str, direction: str, result: Walk) -> Hop:
+    explainer = _Explainer(cfg, host)
+    for frame in result.frames:
+        explainer.visit(frame.table, frame.steps)
+    verdict = "allow" if result.verdict == "ACCEPT" else "deny"
+    decision = explainer.last_drop if verdict == "deny" else explainer.last_allow
+    return Hop(name, direction, verdict, decision, tuple(explainer.endpoints))
+
+
+class _Explainer:
+    """Reads a walk back into endpoints, tiers, policies and the rule that decided."""
+
+    def __init__(self, cfg: RulesConfig, host: HostTables) -> None:
+        self.cfg, self.host = cfg, host
+        self.endpoints: list[EndpointResult] = []
+        self.last_drop: Decision | None = None
+        self.last_allow: Decision | None = None
+
+    def visit(self, table: str, steps: list[Step], chain: str = "") -> None:
+        """Depth first; endpoint chains are explained where they are met."""
+        for step in steps:
+            if step.matched and isinstance(step.rule.action, Verdict):
+                target = step.rule.action.target
+                if target in ("DROP", "REJECT"):
+                    self.last_drop = _default(chain, step.rule, "Deny")
+            child = step.child
+            if child is None:
+                continue
+            spec = self.host.endpoint_chains.get((table, child.chain))
+            if spec is not None:
+                self.endpoints.append(self._endpoint(table, child.chain, child.steps, spec))
+            else:
+                self.visit(table, child.steps, child.chain)
+
+    def _endpoint(
+        self, table: str, chain: str, steps: list[Step], spec: _EndpointChain
+    ) -> EndpointResult:
+        jumps = {
+            s.rule.action.chain: s
+            for s in steps
+            if s.matched and isinstance(s.rule.action, Jump) and s.child is not None
+        }
+        tiers = []
+        decision: Decision | None = None
+        for tier in spec.tiers:
+            pids = tier.ingress_policies if spec.inbound else tier.egress_policies
+            if not pids:
+                continue
+            results = []
+            for pid in pids:
+                chain_name = naming.policy_chain_name(pid, inbound=spec.inbound)
+                result = self._policy(jumps.get(chain_name), chain_name, tier.name, "policy")
+                results.append(result)
+                decision = result.decision or decision
+            tiers.append((tier.name, tuple(results)))
+        profiles = []
+        for prof_id in spec.profile_ids:
+            chain_name = naming.profile_chain_name(prof_id, inbound=spec.inbound)
+            result = self._policy(jumps.get(chain_name), chain_name, None, "profile")
+            profiles.append(result)
+            decision = result.decision or decision
+        # A drop in the endpoint chain itself: a default (end of tier, no profile...).
+        for step in steps:
+            if step.matched and step.rule.action in (Verdict("DROP"), Verdict("REJECT")):
+                decision = _default(chain, step.rule, "Deny")
+            elif step.matched and step.rule.comment[:1] == ("Allow forwarded traffic by default",):
+                decision = _default(chain, step.rule, "Allow")
+            elif (
+                step.matched
+                and step.child is not None
+                and step.child.chain.startswith(naming.CHAIN_FAILSAFE_IN[:-2])
+            ):
+                accepted = [s for s in step.child.steps if s.matched]
+                if accepted:
+                    decision = _default(step.child.chain, accepted[-1].rule, "Allow", "failsafe")
+        if decision is not None:
+            if decision.action == "Deny":
+                self.last_drop = decision
+            elif decision.action == "Allow":
+                self.last_allow = decision
+        direction = "ingress" if spec.inbound else "egress"
+        return EndpointResult(
+            spec.label, table, chain, direction, tuple(tiers), tuple(profiles), decision
+        )
+
+    def _policy(self, jump: Step | None, chain: str, tier: str | None, kind: str) -> PolicyResult:
+        name, owners = self.host.owners.get(chain, (chain, ()))
+        if jump is None or jump.child is None:
+            return PolicyResult(name, False, None)
+        decision: Decision | None = None
+        logged = []
+        for step in jump.child.steps:
+            action = step.rule.action
+            if not step.matched or action is None:
+                continue
+            verb = self._verb(step.rule)
+            if verb is None:
+                continue
+            index = owners[step.index] if step.index < len(owners) else None
+            if verb == "Log":
+                logged.append(index if index is not None else -1)
+                continue
+            decision = Decision(
+                kind,
+                verb,
+                chain,
+                step.rule.spec(),
+                tier=tier,
+                policy=name if kind == "policy" else None,
+                profile=name if kind == "profile" else None,
+                rule_index=index,
+            )
+            break
+        return PolicyResult(name, True, decision, tuple(logged))
+
+    def _verb(self, rule: Rule) -> str | None:
+        action = rule.action
+        if isinstance(action, SetMark) and action.mask == action.value:
+            if action.value == self.cfg.mark_accept:
+                return "Allow"
+            if action.value == self.cfg.mark_pass:
+                return "Pass"
+            return None
+        if isinstance(action, Verdict) and action.target in ("DROP", "REJECT"):
+            return "Deny"
+        if action is not None and action.render().startswith("-j LOG"):
+            return "Log"
+        return None
+
+
+_END_OF_TIER = "End of tier "
+_DEFAULTS = {
+    "Drop if no profiles matched": "no profile matched",
+    "Reject if no profiles matched": "no profile matched",
+    "Allow forwarded traffic by default": "no policy selects the endpoint",
+    "Unknown interface": "unknown interface",
+    "Endpoint admin disabled": "endpoint admin down",
+}
+
+
+def _default(chain: str, rule: Rule, action: str, what: str = "") -> Decision:
+    """A decision by a rule of Calico's own (no policy): its comment says which default."""
+    comment = rule.comment[0] if rule.comment else ""
+    if comment.startswith(_END_OF_TIER):
+        tier = comment[len(_END_OF_TIER) :].split(". ")[0]
+        return Decision("end of tier", action, chain, rule.spec(), tier=tier)
+    return Decision(what or _DEFAULTS.get(comment, "rule"), action, chain, rule.spec())
+
+
+def to_json(result: Trace) -> dict[str, object]:
+    def policy(p: PolicyResult) -> dict[str, object]:
+        out: dict[str, object] = {"name": p.name, "selected": True, "reached": p.reached}
+        if p.reached:
+            out["result"] = p.decision.to_json() if p.decision else "no rule matched"
+        if p.logged:
+            out["logged_rules"] = list(p.logged)
+        return out
+
+    def endpoint(e: EndpointResult) -> dict[str, object]:
+        return {
+            "endpoint": e.endpoint,
+            "table": e.table,
+            "chain": e.chain,
+            "direction": e.direction,
+            "tiers": [{"tier": t, "policies": [policy(p) for p in ps]} for t, ps in e.tiers],
+            "profiles": [policy(p) for p in e.profiles],
+            "decided_by": e.decision.to_json() if e.decision else None,
+        }
+
+    return {
+        "verdict": result.verdict,
+        "hops": [
+            {
+                "host": h.host,
+                "direction": h.direction,
+                "verdict": h.verdict,
+                "decided_by": h.decision.to_json() if h.decision else None,
+                "endpoints": [endpoint(e) for e in h.endpoints],
+            }
+            for h in result.hops
+        ],
+    }
