@@ -40,9 +40,9 @@ from calico.felix.calc_feed import Block, CalcFeed
 from calico.felix.config import FelixConfig, build_config, file_layer
 from calico.felix.health import HealthAggregator, serve_health
 from calico.felix.metrics import FelixMetrics
+from calico.felix.settings import datastore_specs, rules_config
 from calico.felix.status import StatusReporter
 from calico.ipam.keys import blocks_prefix
-from calico.model import ResourceError
 from calico.model.base import Resource
 from calico.model.endpoints import HostEndpoint, WorkloadEndpoint
 from calico.model.felixconfig import FelixConfiguration
@@ -57,7 +57,6 @@ from calico.model.policy import (
     Tier,
 )
 from calico.model.status_keys import host_endpoint_status_key, workload_status_key
-from calico.rules.config import ProtoPort, RulesConfig
 
 log = logging.getLogger("calico.felix")
 
@@ -85,36 +84,6 @@ _LOG_LEVELS = {
     "Error": logging.ERROR,
     "Fatal": logging.CRITICAL,
 }
-
-
-def rules_config(cfg: FelixConfig) -> RulesConfig:
-    def ports(entries: Sequence[Any]) -> tuple[ProtoPort, ...]:
-        return tuple(ProtoPort(p.protocol, p.port, p.net) for p in entries)
-
-    return RulesConfig.from_mark_mask(
-        cfg.iptables_mark_mask,
-        workload_iface_prefixes=cfg.interface_prefixes,
-        filter_allow_action=cfg.filter_allow_action.upper(),
-        mangle_allow_action=cfg.mangle_allow_action.upper(),
-        filter_deny_action=cfg.filter_deny_action.upper(),
-        endpoint_to_host_action=cfg.default_endpoint_to_host_action.upper(),
-        failsafe_inbound=ports(cfg.failsafe_inbound),
-        failsafe_outbound=ports(cfg.failsafe_outbound),
-        log_prefix=cfg.log_prefix,
-        # "none" turns the metadata special cases off (Felix's MetadataAddr).
-        metadata_addr=None if cfg.metadata_addr.lower() in ("", "none") else cfg.metadata_addr,
-        metadata_port=cfg.metadata_port,
-        ipv6_enabled=cfg.ipv6_support,
-        chain_insert_mode="append" if cfg.chain_insert_mode == "Append" else "insert",
-        floating_ips=cfg.floating_ips == "Enabled",
-        nat_outgoing_address=cfg.nat_outgoing_address or None,
-        nat_port_range=cfg.nat_port_range,
-        nat_outgoing_iface=cfg.nat_outgoing_iface or None,
-        disable_conntrack_invalid=cfg.disable_conntrack_invalid,
-        allow_vxlan_from_workloads=cfg.allow_vxlan_from_workloads,
-        allow_ipip_from_workloads=cfg.allow_ipip_from_workloads,
-        vxlan_port=cfg.vxlan_port,
-    )
 
 
 def dataplane_settings(cfg: FelixConfig) -> DataplaneSettings:
@@ -171,23 +140,6 @@ def calc_syncers(backend: Backend, feed: CalcFeed) -> list[Syncer]:
         ),
         Syncer(backend, [blocks_prefix()], feed.block_source(), name="felix-blocks"),
     ]
-
-
-def datastore_specs(client: ResourceClient, hostname: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The `default` and `node.<hostname>` FelixConfiguration specs ({} if absent). One that
-    does not validate counts as absent, as the syncer treats it: a bad edit must not stop
-    Felix from starting on every host."""
-    specs = []
-    for name in ("default", f"node.{hostname}"):
-        try:
-            resource = client.get(FelixConfiguration, name)
-            specs.append(resource.spec_values())
-        except ResourceNotFound:
-            specs.append({})
-        except ResourceError as exc:
-            log.error("ignoring invalid FelixConfiguration %s: %s", name, exc)
-            specs.append({})
-    return specs[0], specs[1]
 
 
 class Felix:
