@@ -12,6 +12,9 @@ from click.testing import CliRunner, Result
 
 from calico import programs
 from calico.ctl.main import cli
+from calico.datastore.etcd import EtcdBackend
+from calico.model.keys import ResourceKey
+from calico.model.policy import GlobalNetworkPolicy
 from calico.testing.etcd_server import EtcdServer
 
 pytestmark = pytest.mark.integration
@@ -132,3 +135,70 @@ def test_real_binary_exit_codes(ctl: CliRunner, etcd_server: EtcdServer) -> None
     proc = programs.run([*base, "--protocol", "TCP"], env=env)
     assert (proc.returncode, proc.stdout) == (1, "")
     assert proc.stderr.startswith("--port:")
+
+
+TAP_WORKLOADS = """
+apiVersion: projectcalico.org/v3
+kind: FelixConfiguration
+metadata: {name: default}
+spec: {interfacePrefix: tap}
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {namespace: vms, labels: {app: vm}}
+spec: {node: host-3, orchestrator: openstack, workload: vm-a, endpoint: eth0,
+       interfaceName: tapvma, ipNetworks: [198.19.1.1/32], profiles: [projectcalico-default-allow]}
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {namespace: vms, labels: {app: vm}}
+spec: {node: host-3, orchestrator: openstack, workload: vm-b, endpoint: eth0,
+       interfaceName: tapvmb, ipNetworks: [198.19.1.2/32], profiles: [projectcalico-default-allow]}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: no-ssh}
+spec:
+  selector: app == 'vm'
+  ingress: [{action: Deny, protocol: TCP, destination: {ports: [22]}}, {action: Allow}]
+"""
+
+
+def test_felix_settings_from_the_datastore(ctl: CliRunner) -> None:
+    """interfacePrefix tap: the workloads' chains are dispatched on tap+, as that Felix
+    renders them (with the default cali prefix the packet would miss every workload chain)."""
+    assert ctl.invoke(cli, ["apply", "-f", "-"], input=TAP_WORKLOADS).exit_code == 0
+    flags = ("--from", "vms/vm-a", "--to", "vms/vm-b", "--protocol", "TCP", "-o", "json")
+    out = json.loads(trace(ctl, *flags, "--port", "22").output)
+    assert out["verdict"] == "deny"
+    assert out["hops"][1]["decided_by"]["policy"] == "no-ssh"
+    assert out["hops"][1]["endpoints"][0]["chain"] == "cali-tw-tapvmb"
+    assert json.loads(trace(ctl, *flags, "--port", "80").output)["verdict"] == "allow"
+
+
+def test_a_refused_policy_in_etcd_denies_as_felix_enforces_it(
+    ctl: CliRunner, etcd_server: EtcdServer
+) -> None:
+    """A policy another tool wrote with an L7 match calico-py refuses: Felix enforces it as
+    deny-all for what it selects, and so does the trace."""
+    policy = {
+        "apiVersion": "projectcalico.org/v3",
+        "kind": "GlobalNetworkPolicy",
+        "metadata": {"name": "l7-web"},
+        "spec": {
+            "selector": "app == 'web'",
+            "types": ["Egress"],
+            "egress": [{"action": "Allow", "protocol": "TCP", "http": {"methods": ["GET"]}}],
+        },
+    }
+    backend = EtcdBackend.from_env({"ETCD_ENDPOINTS": etcd_server.endpoint})
+    try:
+        backend.put(ResourceKey(GlobalNetworkPolicy, "l7-web").path, json.dumps(policy).encode())
+    finally:
+        backend.close()
+    flags = ("--from", "shop/web-0", "--to", "shop/db-0", "--protocol", "TCP", "--port", "5432")
+    out = json.loads(trace(ctl, *flags, "-o", "json").output)
+    assert out["verdict"] == "deny"
+    egress = out["hops"][0]
+    assert (egress["direction"], egress["verdict"]) == ("egress", "deny")
+    assert egress["decided_by"]["policy"] == "l7-web"

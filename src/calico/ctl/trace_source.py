@@ -1,23 +1,32 @@
 """The policy trace's inputs from a datastore snapshot: Felix's calculation, per host.
 
-Lists the kinds the calculation graph calculates with and feeds them, as one batch then
-in-sync, through a `CalcGraph` for each host the flow touches, exactly as Felix's calc
-thread does; the messages that graph sends are folded into that host's `HostState`.
-Endpoints named on the command line (NAMESPACE/WORKLOAD) or by address resolve here.
+Lists the kinds the calculation graph calculates with, decodes them with Felix's resource
+decoder (so a broken policy is salvaged into a deny-all stand-in, as Felix enforces it) and
+feeds them, as one batch then in-sync, through a `CalcGraph` for each host the flow
+touches, as Felix's calc thread does; the messages that graph sends are folded into that
+host's `HostState`. The rule settings are the host's Felix's as far as the datastore says
+(FelixConfiguration `default` < `node.<host>`; its environment and config file are not
+visible from here). Endpoints named on the command line (NAMESPACE/WORKLOAD) or by address
+resolve here.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from calico.calc.graph import CalcGraph
 from calico.calc.messages import WorkloadEndpointID
+from calico.calc.salvage import salvage_policy
+from calico.datastore.api import SyncStatus, Update, UpdateKind
 from calico.datastore.client import ResourceClient
+from calico.datastore.resource_syncer import ResourceDecoder, ResourceUpdate
+from calico.felix.config import build_config
+from calico.felix.settings import datastore_specs, rules_config
 from calico.model.base import Resource
 from calico.model.endpoints import HostEndpoint, WorkloadEndpoint
-from calico.model.keys import key_of
+from calico.model.keys import key_of, kind_prefix
 from calico.model.policy import (
     GlobalNetworkPolicy,
     GlobalNetworkSet,
@@ -26,7 +35,7 @@ from calico.model.policy import (
     Profile,
     Tier,
 )
-from calico.model.sync import SyncStatus
+from calico.rules.config import RulesConfig
 from calico.rules.trace import End, HostState
 
 CALCULATED_KINDS: tuple[type[Resource], ...] = (
@@ -46,13 +55,33 @@ class EndError(ValueError):
     """A --from/--to value that names no workload (message says why)."""
 
 
+class _Collected:
+    """ResourceCallbacks keeping what the decoder hands on."""
+
+    def __init__(self) -> None:
+        self.resources: list[Resource] = []
+
+    def on_status(self, status: SyncStatus) -> None:
+        """A one-shot listing has no status to follow."""
+
+    def on_resource_updates(self, updates: Sequence[ResourceUpdate]) -> None:
+        self.resources += [u.resource for u in updates if u.resource is not None]
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     resources: tuple[Resource, ...]
 
     @classmethod
     def load(cls, client: ResourceClient) -> Snapshot:
-        return cls(tuple(r for kind in CALCULATED_KINDS for r in client.list(kind).items))
+        collected = _Collected()
+        decoder = ResourceDecoder(collected, salvage=salvage_policy)
+        for kind in CALCULATED_KINDS:
+            listing = client.backend.list(kind_prefix(kind))
+            decoder.on_updates(
+                [Update(UpdateKind.NEW, kv.key, kv.value, kv.mod_revision) for kv in listing.items]
+            )
+        return cls(tuple(collected.resources))
 
     def workloads(self) -> list[WorkloadEndpoint]:
         return [r for r in self.resources if isinstance(r, WorkloadEndpoint)]
@@ -75,6 +104,12 @@ class Snapshot:
             and r.spec.interfaceName not in (None, "*")
         )
         return str(named[0][1]) if named else DEFAULT_UPLINK
+
+
+def rules_settings(client: ResourceClient, hostname: str) -> RulesConfig:
+    """The rule settings `hostname`'s Felix renders with, from the datastore's layers."""
+    cfg = build_config({"NODENAME": hostname}, None, *datastore_specs(client, hostname))
+    return rules_config(cfg)
 
 
 def workload_end(snapshot: Snapshot, text: str, ip_version: int | None) -> End:

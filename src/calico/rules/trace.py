@@ -284,20 +284,29 @@ def _policy_name(pid: PolicyID) -> str:
 # -- the trace ----------------------------------------------------------------------------
 
 
-def trace(
-    cfg: RulesConfig, states: Mapping[str, HostState], flow: Flow, uplinks: Mapping[str, str]
-) -> Trace:
-    """`states` by host name; `uplinks` the interface each host routes off-host traffic to."""
+@dataclass(frozen=True, slots=True)
+class HostInput:
+    """One host: what its Felix was told, its rule settings, the interface it routes
+    off-host traffic to."""
+
+    state: HostState
+    cfg: RulesConfig
+    uplink: str
+
+
+def trace(hosts: Mapping[str, HostInput], flow: Flow) -> Trace:
+    """`hosts` by name: at least the hosts of the flow's workload ends."""
     version = flow.ip_version
-    rendered = {host: render(cfg, state, version) for host, state in states.items()}
+    rendered = {name: render(h.cfg, h.state, version) for name, h in hosts.items()}
+    states = {name: h.state for name, h in hosts.items()}
     hops = []
     src, dst = flow.src, flow.dst
     if src.host is not None:
-        out = _walk(rendered[src.host], flow, src.iface or "", uplinks[src.host], states)
-        hops.append(_hop(cfg, rendered[src.host], src.host, "egress", out))
+        out = _walk(rendered[src.host], flow, src.iface or "", hosts[src.host].uplink, states)
+        hops.append(_hop(hosts[src.host].cfg, rendered[src.host], src.host, "egress", out))
     if dst.host is not None:
-        out = _walk(rendered[dst.host], flow, uplinks[dst.host], dst.iface or "", states)
-        hops.append(_hop(cfg, rendered[dst.host], dst.host, "ingress", out))
+        out = _walk(rendered[dst.host], flow, hosts[dst.host].uplink, dst.iface or "", states)
+        hops.append(_hop(hosts[dst.host].cfg, rendered[dst.host], dst.host, "ingress", out))
     verdict = "allow" if all(h.verdict == "allow" for h in hops) else "deny"
     if src.host is not None and src.host == dst.host:
         one = _walk(rendered[src.host], flow, src.iface or "", dst.iface or "", states)

@@ -12,7 +12,7 @@ from calico.model.codec import parse_resource
 from calico.rules.config import RulesConfig
 from calico.rules.model import ANY, Chain, Hook, Jump, Rule, Verdict
 from calico.rules.packet_walk import Packet, Tables, WalkError, walk
-from calico.rules.trace import Flow, Trace, to_json, trace
+from calico.rules.trace import Flow, HostInput, Trace, to_json, trace
 
 TCP, UDP, ICMP, ICMP6 = 6, 17, 1, 58
 ALLOW_ALL = {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]}
@@ -71,8 +71,8 @@ def run(snap: Snapshot, src: str, dst: str, proto: int = TCP, port: int | None =
         icmp_type=icmp,
         icmp_code=0 if icmp is not None else None,
     )
-    states = {h: snap.host_state(h) for h in hosts}
-    return trace(RulesConfig(), states, flow, {h: snap.uplink(h) for h in hosts})
+    inputs = {h: HostInput(snap.host_state(h), RulesConfig(), snap.uplink(h)) for h in hosts}
+    return trace(inputs, flow)
 
 
 def decided(result: Trace, hop: int) -> dict[str, object]:

@@ -12,9 +12,15 @@ import json
 import click
 
 from calico.ctl.context import CtlContext, CtlError, reported
-from calico.ctl.trace_source import EndError, Snapshot, address_end, hosts_of, workload_end
-from calico.rules.config import RulesConfig
-from calico.rules.trace import Decision, End, Flow, Hop, Trace, to_json, trace
+from calico.ctl.trace_source import (
+    EndError,
+    Snapshot,
+    address_end,
+    hosts_of,
+    rules_settings,
+    workload_end,
+)
+from calico.rules.trace import Decision, End, Flow, Hop, HostInput, Trace, to_json, trace
 
 _PROTOCOLS = {"tcp": 6, "udp": 17, "sctp": 132, "udplite": 136, "icmp": 1, "icmpv6": 58}
 _PORTED = ("tcp", "udp", "sctp", "udplite")
@@ -55,7 +61,7 @@ def trace_command(
     output: str,
 ) -> None:
     """Trace a new connection: egress policy on the source's host, ingress on the
-    destination's; ICMP is an echo request. Felix's rule settings are the defaults."""
+    destination's; ICMP is an echo request."""
     proto = protocol.lower()
     if proto not in _PROTOCOLS:
         raise CtlError(
@@ -97,9 +103,14 @@ def trace_command(
         icmp_type=_ECHO_REQUEST.get(number),
         icmp_code=0 if number in _ECHO_REQUEST else None,
     )
-    hosts = hosts_of((src, dst))
-    states = {h: snapshot.host_state(h) for h in hosts}
-    result = trace(RulesConfig(), states, flow, {h: snapshot.uplink(h) for h in hosts})
+    with reported():
+        hosts = {
+            h: HostInput(
+                snapshot.host_state(h), rules_settings(ctx.client(), h), snapshot.uplink(h)
+            )
+            for h in hosts_of((src, dst))
+        }
+    result = trace(hosts, flow)
     if output == "json":
         click.echo(json.dumps(to_json(result), indent=2))
     else:
