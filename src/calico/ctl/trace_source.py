@@ -18,6 +18,13 @@ from dataclasses import dataclass
 
 from calico.calc.graph import CalcGraph
 from calico.calc.messages import WorkloadEndpointID
+from calico.calc.policy_resolver import (
+    host_tiers,
+    policy_id,
+    policy_meta,
+    tier_meta,
+    workload_tiers,
+)
 from calico.calc.salvage import salvage_policy
 from calico.datastore.api import SyncStatus, Update, UpdateKind
 from calico.datastore.client import ResourceClient
@@ -36,7 +43,7 @@ from calico.model.policy import (
     Tier,
 )
 from calico.rules.config import RulesConfig
-from calico.rules.trace import End, HostState
+from calico.rules.trace import Considered, End, HostState
 
 CALCULATED_KINDS: tuple[type[Resource], ...] = (
     Tier,
@@ -92,6 +99,16 @@ class Snapshot:
         graph.on_updates([(key_of(r), r) for r in self.resources])
         graph.on_status(SyncStatus.IN_SYNC)
         return state
+
+    def considered(self) -> Considered:
+        """Every policy, ordered by the calc's own rules, as if each selected an endpoint."""
+        metas = [
+            policy_meta(policy_id(r), r)
+            for r in self.resources
+            if isinstance(r, NetworkPolicy | GlobalNetworkPolicy)
+        ]
+        tiers = {r.name: tier_meta(r) for r in self.resources if isinstance(r, Tier)}
+        return Considered(workload_tiers(metas, tiers), host_tiers(metas, tiers))
 
     def uplink(self, hostname: str) -> str:
         """The interface off-host traffic leaves by: the host's (first by name) host

@@ -47,6 +47,7 @@ from calico.calc.messages import (
     WorkloadEndpointRemove,
     WorkloadEndpointUpdate,
 )
+from calico.calc.policy_resolver import HostTiers
 from calico.rules import naming
 from calico.rules.config import RulesConfig
 from calico.rules.dispatch import workload_dispatch_chains
@@ -144,6 +145,19 @@ class PolicyResult:
     reached: bool
     decision: Decision | None  # None: no rule matched (on to the next)
     logged: tuple[int, ...] = ()  # Log rules that matched
+    selected: bool = True  # its selector matches the endpoint (and it has this direction)
+
+
+_NO_HOST_TIERS = HostTiers((), (), (), ())
+
+
+@dataclass(frozen=True, slots=True)
+class Considered:
+    """Every policy in the datastore, in evaluation order, as if each selected the endpoint
+    (the calc's own ordering): the policies a trace lists as not selecting it."""
+
+    workload: tuple[TierInfo, ...] = ()
+    host: HostTiers = _NO_HOST_TIERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +192,7 @@ class _EndpointChain:
     inbound: bool
     tiers: tuple[TierInfo, ...]
     profile_ids: tuple[str, ...]
+    considered: tuple[TierInfo, ...] = ()
 
 
 @dataclass(slots=True)
@@ -189,7 +204,9 @@ class HostTables:
     owners: dict[str, tuple[str, tuple[int, ...]]]  # policy/profile chain -> name, rule idx
 
 
-def render(cfg: RulesConfig, state: HostState, ip_version: int) -> HostTables:
+def render(
+    cfg: RulesConfig, state: HostState, ip_version: int, considered: Considered = Considered()
+) -> HostTables:
     """Every chain of raw, mangle and filter as the dataplane managers render them."""
     chains: dict[str, list[Chain]] = {
         "filter": static_filter_chains(cfg, ip_version),
@@ -202,7 +219,9 @@ def render(cfg: RulesConfig, state: HostState, ip_version: int) -> HostTables:
         label = f"workload {eid.namespace}/{eid.name}"
         for pfx, inbound in ((naming.WORKLOAD_TO_PFX, True), (naming.WORKLOAD_FROM_PFX, False)):
             name = naming.endpoint_chain_name(pfx, wep.interface_name)
-            ep_chains["filter", name] = _EndpointChain(label, inbound, wep.tiers, wep.profile_ids)
+            ep_chains["filter", name] = _EndpointChain(
+                label, inbound, wep.tiers, wep.profile_ids, considered.workload
+            )
     ifaces = [w.interface_name for w in state.workloads.values()]
     chains["filter"] += workload_dispatch_chains(cfg, ifaces)
     heps = _resolved_host_endpoints(state)
@@ -211,7 +230,8 @@ def render(cfg: RulesConfig, state: HostState, ip_version: int) -> HostTables:
     chains["raw"] += raw
     chains["mangle"] += mangle
     for iface, (hid, hep) in heps.items():
-        ep_chains.update(_host_endpoint_chains(iface, f"host endpoint {hid.name}", hep))
+        label = f"host endpoint {hid.name}"
+        ep_chains.update(_host_endpoint_chains(iface, label, hep, considered.host))
     owners: dict[str, tuple[str, tuple[int, ...]]] = {}
     for pid, policy in state.policies.items():
         chains[policy_table(policy)] += policy_chains(cfg, pid, policy, ip_version)
@@ -247,23 +267,25 @@ def _resolved_host_endpoints(state: HostState) -> dict[str, tuple[HostEndpointID
 
 
 def _host_endpoint_chains(
-    iface: str, label: str, hep: HostEndpoint
+    iface: str, label: str, hep: HostEndpoint, all_tiers: HostTiers
 ) -> Iterator[tuple[tuple[str, str], _EndpointChain]]:
-    def chain(pfx: str) -> str:
-        return naming.endpoint_chain_name(pfx, iface)
-
+    """The chains the endpoint manager renders for a host endpoint, with what they check."""
     to_pfx, from_pfx = naming.HOST_TO_PFX, naming.HOST_FROM_PFX
-    profiles = hep.profile_ids
-    yield ("filter", chain(to_pfx)), _EndpointChain(label, False, hep.tiers, profiles)
-    yield ("filter", chain(from_pfx)), _EndpointChain(label, True, hep.tiers, profiles)
-    fwd = hep.forward_tiers
-    yield ("filter", chain(naming.HOST_TO_FORWARD_PFX)), _EndpointChain(label, False, fwd, ())
-    yield ("filter", chain(naming.HOST_FROM_FORWARD_PFX)), _EndpointChain(label, True, fwd, ())
-    untracked = hep.untracked_tiers
-    yield ("raw", chain(to_pfx)), _EndpointChain(label, False, untracked, ())
-    yield ("raw", chain(from_pfx)), _EndpointChain(label, True, untracked, ())
-    yield ("mangle", chain(from_pfx)), _EndpointChain(label, True, hep.pre_dnat_tiers, ())
-    yield ("mangle", chain(to_pfx)), _EndpointChain(label, False, hep.tiers, profiles)
+    fwd_to, fwd_from = naming.HOST_TO_FORWARD_PFX, naming.HOST_FROM_FORWARD_PFX
+    normal = (hep.tiers, hep.profile_ids, all_tiers.normal)
+    groups = (
+        ("filter", to_pfx, False, normal),
+        ("filter", from_pfx, True, normal),
+        ("filter", fwd_to, False, (hep.forward_tiers, (), all_tiers.forward)),
+        ("filter", fwd_from, True, (hep.forward_tiers, (), all_tiers.forward)),
+        ("raw", to_pfx, False, (hep.untracked_tiers, (), all_tiers.untracked)),
+        ("raw", from_pfx, True, (hep.untracked_tiers, (), all_tiers.untracked)),
+        ("mangle", from_pfx, True, (hep.pre_dnat_tiers, (), all_tiers.pre_dnat)),
+        ("mangle", to_pfx, False, normal),
+    )
+    for table, pfx, inbound, (tiers, profiles, considered) in groups:
+        chain = naming.endpoint_chain_name(pfx, iface)
+        yield (table, chain), _EndpointChain(label, inbound, tiers, profiles, considered)
 
 
 def _rule_owners(
@@ -294,10 +316,12 @@ class HostInput:
     uplink: str
 
 
-def trace(hosts: Mapping[str, HostInput], flow: Flow) -> Trace:
+def trace(
+    hosts: Mapping[str, HostInput], flow: Flow, considered: Considered = Considered()
+) -> Trace:
     """`hosts` by name: at least the hosts of the flow's workload ends."""
     version = flow.ip_version
-    rendered = {name: render(h.cfg, h.state, version) for name, h in hosts.items()}
+    rendered = {name: render(h.cfg, h.state, version, considered) for name, h in hosts.items()}
     states = {name: h.state for name, h in hosts.items()}
     hops = []
     src, dst = flow.src, flow.dst
@@ -390,17 +414,17 @@ class _Explainer:
         }
         tiers = []
         decision: Decision | None = None
-        for tier in spec.tiers:
-            pids = tier.ingress_policies if spec.inbound else tier.egress_policies
-            if not pids:
-                continue
+        for tier_name, pids, selected in _considered_tiers(spec):
             results = []
             for pid in pids:
+                if pid not in selected:
+                    results.append(PolicyResult(_policy_name(pid), False, None, selected=False))
+                    continue
                 chain_name = naming.policy_chain_name(pid, inbound=spec.inbound)
-                result = self._policy(jumps.get(chain_name), chain_name, tier.name, "policy")
+                result = self._policy(jumps.get(chain_name), chain_name, tier_name, "policy")
                 results.append(result)
                 decision = result.decision or decision
-            tiers.append((tier.name, tuple(results)))
+            tiers.append((tier_name, tuple(results)))
         profiles = []
         for prof_id in spec.profile_ids:
             chain_name = naming.profile_chain_name(prof_id, inbound=spec.inbound)
@@ -476,6 +500,21 @@ class _Explainer:
         return None
 
 
+def _considered_tiers(
+    spec: _EndpointChain,
+) -> list[tuple[str, tuple[PolicyID, ...], frozenset[PolicyID]]]:
+    """(tier, every policy of the direction in order, those that select the endpoint).
+    Without the whole catalogue (or if it lacks one), only the selecting ones."""
+
+    def direction(tier: TierInfo) -> tuple[PolicyID, ...]:
+        return tier.ingress_policies if spec.inbound else tier.egress_policies
+
+    selected = frozenset(p for t in spec.tiers for p in direction(t))
+    listed = {p for t in spec.considered for p in direction(t)}
+    tiers = spec.considered if selected <= listed else spec.tiers
+    return [(t.name, direction(t), selected) for t in tiers if direction(t)]
+
+
 _END_OF_TIER = "End of tier "
 _DEFAULTS = {
     "Drop if no profiles matched": "no profile matched",
@@ -497,7 +536,7 @@ def _default(chain: str, rule: Rule, action: str, what: str = "") -> Decision:
 
 def to_json(result: Trace) -> dict[str, object]:
     def policy(p: PolicyResult) -> dict[str, object]:
-        out: dict[str, object] = {"name": p.name, "selected": True, "reached": p.reached}
+        out: dict[str, object] = {"name": p.name, "selected": p.selected, "reached": p.reached}
         if p.reached:
             out["result"] = p.decision.to_json() if p.decision else "no rule matched"
         if p.logged:

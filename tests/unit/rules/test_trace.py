@@ -72,7 +72,7 @@ def run(snap: Snapshot, src: str, dst: str, proto: int = TCP, port: int | None =
         icmp_code=0 if icmp is not None else None,
     )
     inputs = {h: HostInput(snap.host_state(h), RulesConfig(), snap.uplink(h)) for h in hosts}
-    return trace(inputs, flow)
+    return trace(inputs, flow, snap.considered())
 
 
 def decided(result: Trace, hop: int) -> dict[str, object]:
@@ -143,6 +143,27 @@ def test_network_policy_rules_and_end_of_tier(
             "Allow",
         )
         assert "--dports 5432" in str(d["rule"])
+
+
+def test_policies_that_do_not_select_the_endpoint_are_listed_in_order() -> None:
+    web_only = {
+        "kind": "GlobalNetworkPolicy",
+        "metadata": {"name": "web-only"},
+        "spec": {"selector": "app == 'web'", "order": 10, "ingress": [{"action": "Allow"}]},
+    }
+    result = run(snapshot(*BASE, DB_POLICY, web_only), "prod/web", "prod/db", port=5432)
+    ((tier, policies),) = result.hops[1].endpoints[0].tiers
+    assert tier == "default"
+    # web-only has an order, so it comes first; it does not select db: not evaluated.
+    assert [(p.name, p.selected, p.reached) for p in policies] == [
+        ("web-only", False, False),
+        ("prod/db-ingress", True, True),
+    ]
+    assert to_json(result)["hops"][1]["endpoints"][0]["tiers"][0]["policies"][0] == {
+        "name": "web-only",
+        "selected": False,
+        "reached": False,
+    }
 
 
 def test_named_port_and_egress_deny_on_source_host() -> None:

@@ -110,7 +110,7 @@ def trace_command(
             )
             for h in hosts_of((src, dst))
         }
-    result = trace(hosts, flow)
+    result = trace(hosts, flow, snapshot.considered())
     if output == "json":
         click.echo(json.dumps(to_json(result), indent=2))
     else:
@@ -164,7 +164,8 @@ def _hop_lines(hop: Hop) -> list[str]:
         for tier, policies in ep.tiers:
             lines.append(f"    tier {tier}")
             for p in policies:
-                lines.append(f"      policy {p.name}: {_result(p.reached, p.decision)}")
+                said = _result(p.reached, p.decision) if p.selected else "does not select it"
+                lines.append(f"      policy {p.name}: {said}")
         for p in ep.profiles:
             lines.append(f"    profile {p.name}: {_result(p.reached, p.decision)}")
         lines.append(f"    => {_decision(ep.decision)}")
