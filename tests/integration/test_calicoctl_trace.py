@@ -81,7 +81,7 @@ def test_both_hops_across_hosts(ctl: CliRunner) -> None:
     )
     denied = trace(ctl, *flags, "--port", "22").output  # a deny still exits 0
     assert denied.splitlines()[0].endswith(": DENY")
-    assert "ingress on host-2: deny (end of tier: Deny)" in denied
+    assert "ingress on host-2: deny (end of tier default: Deny)" in denied
     assert "policy shop/db-ingress: no rule matched" in denied
 
 

@@ -186,4 +186,5 @@ def _decision(decision: Decision | None) -> str:
     who = decision.policy or decision.profile
     if who is not None:
         return f"{decision.what} {who} rule {decision.rule_index}: {decision.action}"
-    return f"{decision.what}: {decision.action}"
+    tier = f" {decision.tier}" if decision.what == "end of tier" else ""
+    return f"{decision.what}{tier}: {decision.action}"
