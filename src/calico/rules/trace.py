@@ -13,8 +13,8 @@ endpoint's chain jumps to and the rule that decided (the Calico rule index is re
 by rendering each rule alone, as the chain was rendered), and the default that applied.
 
 A hop is walked from the workload's interface to the host's uplink (egress) or back
-(ingress); for two workloads on one host the overall verdict comes from the one walk the
-kernel does (workload to workload), the hops still show each side alone.
+(ingress); two workloads on one host are one walk, workload to workload, as in the kernel,
+read as two hops (an ingress side the packet never reached is walked alone).
 """
 
 from __future__ import annotations
@@ -121,6 +121,19 @@ class Flow:
         return ipaddress.ip_address(self.src.address).version
 
 
+_DECISION_KEYS = (
+    "what",
+    "action",
+    "tier",
+    "policy",
+    "profile",
+    "rule_index",
+    "chain",
+    "rule",
+    "rule_id",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """What decided: a policy's or profile's rule, or a default (`what` says which)."""
@@ -133,10 +146,10 @@ class Decision:
     policy: str | None = None
     profile: str | None = None
     rule_index: int | None = None
+    rule_id: str | None = None  # the rule's cali:<hash> comment in the kernel
 
     def to_json(self) -> dict[str, object]:
-        keys = ("what", "action", "tier", "policy", "profile", "rule_index", "chain", "rule")
-        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+        return {k: getattr(self, k) for k in _DECISION_KEYS if getattr(self, k) is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,8 +336,10 @@ def trace(
     version = flow.ip_version
     rendered = {name: render(h.cfg, h.state, version, considered) for name, h in hosts.items()}
     states = {name: h.state for name, h in hosts.items()}
-    hops = []
     src, dst = flow.src, flow.dst
+    if src.host is not None and src.host == dst.host:
+        return _same_host(hosts[src.host], rendered[src.host], src.host, flow, states)
+    hops = []
     if src.host is not None:
         out = _walk(rendered[src.host], flow, src.iface or "", hosts[src.host].uplink, states)
         hops.append(_hop(hosts[src.host].cfg, rendered[src.host], src.host, "egress", out))
@@ -332,10 +347,23 @@ def trace(
         out = _walk(rendered[dst.host], flow, hosts[dst.host].uplink, dst.iface or "", states)
         hops.append(_hop(hosts[dst.host].cfg, rendered[dst.host], dst.host, "ingress", out))
     verdict = "allow" if all(h.verdict == "allow" for h in hops) else "deny"
-    if src.host is not None and src.host == dst.host:
-        one = _walk(rendered[src.host], flow, src.iface or "", dst.iface or "", states)
-        verdict = "allow" if one.verdict == "ACCEPT" else "deny"
     return Trace(verdict, tuple(hops))
+
+
+def _same_host(
+    host: HostInput, tables: HostTables, name: str, flow: Flow, states: Mapping[str, HostState]
+) -> Trace:
+    """One walk, workload to workload, as the kernel does it, read as two hops. If the
+    egress side drops, the ingress side is walked alone (from the uplink) to answer it too."""
+    real = _walk(tables, flow, flow.src.iface or "", flow.dst.iface or "", states)
+    ingress = _hop(host.cfg, tables, name, "ingress", real, only="ingress")
+    reached = bool(ingress.endpoints)
+    egress_verdict = "allow" if reached or real.verdict == "ACCEPT" else "deny"
+    egress = _hop(host.cfg, tables, name, "egress", real, only="egress", verdict=egress_verdict)
+    if not reached:
+        alone = _walk(tables, flow, host.uplink, flow.dst.iface or "", states)
+        ingress = _hop(host.cfg, tables, name, "ingress", alone, only="ingress")
+    return Trace("allow" if real.verdict == "ACCEPT" else "deny", (egress, ingress))
 
 
 def _walk(
@@ -370,13 +398,29 @@ def _rpf_ok(flow: Flow, states: Mapping[str, HostState]) -> bool:
     return any(addr in ipaddress.ip_network(n, strict=False) for n in nets)
 
 
-def _hop(cfg: RulesConfig, host: HostTables, name: str, direction: str, result: Walk) -> Hop:
+def _hop(
+    cfg: RulesConfig,
+    host: HostTables,
+    name: str,
+    direction: str,
+    result: Walk,
+    *,
+    only: str | None = None,
+    verdict: str | None = None,
+) -> Hop:
+    """`only`: keep the endpoint chains of that direction (one walk read as two hops), whose
+    `verdict` the caller then knows better than the walk's."""
     explainer = _Explainer(cfg, host)
     for frame in result.frames:
-        explainer.visit(frame.table, frame.steps)
-    verdict = "allow" if result.verdict == "ACCEPT" else "deny"
+        explainer.visit(frame.table, frame.steps, frame.chain)
+    verdict = verdict or ("allow" if result.verdict == "ACCEPT" else "deny")
     decision = explainer.last_drop if verdict == "deny" else explainer.last_allow
-    return Hop(name, direction, verdict, decision, tuple(explainer.endpoints))
+    endpoints = [e for e in explainer.endpoints if only in (None, e.direction)]
+    if only is not None:
+        action = "Deny" if verdict == "deny" else "Allow"
+        own = [e.decision for e in endpoints if e.decision and e.decision.action == action]
+        decision = own[-1] if own else decision
+    return Hop(name, direction, verdict, decision, tuple(endpoints))
 
 
 class _Explainer:
@@ -388,13 +432,13 @@ class _Explainer:
         self.last_drop: Decision | None = None
         self.last_allow: Decision | None = None
 
-    def visit(self, table: str, steps: list[Step], chain: str = "") -> None:
+    def visit(self, table: str, steps: list[Step], chain: str) -> None:
         """Depth first; endpoint chains are explained where they are met."""
         for step in steps:
             if step.matched and isinstance(step.rule.action, Verdict):
                 target = step.rule.action.target
                 if target in ("DROP", "REJECT"):
-                    self.last_drop = _default(chain, step.rule, "Deny")
+                    self.last_drop = self._default(table, chain, step, "Deny")
             child = step.child
             if child is None:
                 continue
@@ -434,9 +478,9 @@ class _Explainer:
         # A drop in the endpoint chain itself: a default (end of tier, no profile...).
         for step in steps:
             if step.matched and step.rule.action in (Verdict("DROP"), Verdict("REJECT")):
-                decision = _default(chain, step.rule, "Deny")
+                decision = self._default(table, chain, step, "Deny")
             elif step.matched and step.rule.comment[:1] == ("Allow forwarded traffic by default",):
-                decision = _default(chain, step.rule, "Allow")
+                decision = self._default(table, chain, step, "Allow")
             elif (
                 step.matched
                 and step.child is not None
@@ -444,7 +488,8 @@ class _Explainer:
             ):
                 accepted = [s for s in step.child.steps if s.matched]
                 if accepted:
-                    decision = _default(step.child.chain, accepted[-1].rule, "Allow", "failsafe")
+                    failsafe = step.child.chain
+                    decision = self._default(table, failsafe, accepted[-1], "Allow", "failsafe")
         if decision is not None:
             if decision.action == "Deny":
                 self.last_drop = decision
@@ -481,9 +526,26 @@ class _Explainer:
                 policy=name if kind == "policy" else None,
                 profile=name if kind == "profile" else None,
                 rule_index=index,
+                rule_id=self._rule_id(jump.child.table, chain, step.index),
             )
             break
         return PolicyResult(name, True, decision, tuple(logged))
+
+    def _rule_id(self, table: str, chain: str, index: int) -> str | None:
+        """The rule's ID (hash) as the table driver writes it; None in a kernel chain."""
+        found = self.host.tables.chains.get(table, {}).get(chain)
+        return found.rule_hashes()[index] if found is not None else None
+
+    def _default(self, table: str, chain: str, step: Step, action: str, what: str = "") -> Decision:
+        """A decision by a rule of Calico's own (no policy): its comment says which default."""
+        rule = step.rule
+        rule_id = self._rule_id(table, chain, step.index)
+        comment = rule.comment[0] if rule.comment else ""
+        if comment.startswith(_END_OF_TIER):
+            tier = comment[len(_END_OF_TIER) :].split(". ")[0]
+            return Decision("end of tier", action, chain, rule.spec(), tier=tier, rule_id=rule_id)
+        what = what or _DEFAULTS.get(comment, "rule")
+        return Decision(what, action, chain, rule.spec(), rule_id=rule_id)
 
     def _verb(self, rule: Rule) -> str | None:
         action = rule.action
@@ -523,15 +585,6 @@ _DEFAULTS = {
     "Unknown interface": "unknown interface",
     "Endpoint admin disabled": "endpoint admin down",
 }
-
-
-def _default(chain: str, rule: Rule, action: str, what: str = "") -> Decision:
-    """A decision by a rule of Calico's own (no policy): its comment says which default."""
-    comment = rule.comment[0] if rule.comment else ""
-    if comment.startswith(_END_OF_TIER):
-        tier = comment[len(_END_OF_TIER) :].split(". ")[0]
-        return Decision("end of tier", action, chain, rule.spec(), tier=tier)
-    return Decision(what or _DEFAULTS.get(comment, "rule"), action, chain, rule.spec())
 
 
 def to_json(result: Trace) -> dict[str, object]:

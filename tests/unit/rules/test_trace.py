@@ -280,6 +280,29 @@ def test_same_host_verdict_is_one_walk() -> None:
     result = run(snapshot(*BASE, deny_in), "prod/db", "dev/tool")
     assert result.verdict == "deny"
     assert [(h.host, h.verdict) for h in result.hops] == [("h2", "allow"), ("h2", "deny")]
+    # A host endpoint on the uplink: the packet never crosses it, so it decides nothing.
+    with_hep = snapshot(*BASE, hep("h2-eth0", "h2", "eth0"))
+    hops = run(with_hep, "prod/db", "dev/tool").hops
+    assert [decided(run(with_hep, "prod/db", "dev/tool"), i)["profile"] for i in (0, 1)] == [
+        "kns.prod",
+        "kns.dev",
+    ]
+    assert [[e.chain for e in h.endpoints] for h in hops] == [
+        ["cali-fw-calidb"],
+        ["cali-tw-calitool"],
+    ]
+    # Egress denied: the ingress side is still answered, walked on its own.
+    deny_out = {
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "db-out", "namespace": "prod"},
+        "spec": {"selector": "app == 'db'", "types": ["Egress"]},
+    }
+    denied = run(snapshot(*BASE, deny_out), "prod/db", "dev/tool")
+    assert [(h.direction, h.verdict) for h in denied.hops] == [
+        ("egress", "deny"),
+        ("ingress", "allow"),
+    ]
+    assert denied.verdict == "deny"
 
 
 def hep(name: str, node: str, iface: str, **labels: str) -> dict[str, Any]:
