@@ -138,6 +138,11 @@ def exec(ctx: LabContext, name: str, command: tuple[str, ...]) -> None:
 @click.option("-6", "ipv6", is_flag=True, help="Use the target's IPv6 address.")
 @click.option("--timeout", type=float, default=1.0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="Also list the Calico iptables rules of the ends' hosts whose counters the probe moved.",
+)
 @pass_ctx
 def probe(
     ctx: LabContext,
@@ -148,14 +153,26 @@ def probe(
     ipv6: bool,
     timeout: float,
     as_json: bool,
+    explain: bool,
 ) -> None:
     """Connect from SOURCE to TARGET (a machine or an IP); exit 0 if it succeeds, 1 if not."""
     the_lab = ctx.open()
     try:
-        result = the_lab.probe(source, target, proto, port, ipv6, timeout)
+        if explain:
+            result, hits = the_lab.probe_explained(source, target, proto, port, ipv6, timeout)
+        else:
+            result, hits = the_lab.probe(source, target, proto, port, ipv6, timeout), []
     except LabError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(json.dumps(result.to_json()) if as_json else result.describe())
+    if as_json:
+        data = result.to_json()
+        if explain:
+            data["rules_hit"] = [h.to_json() for h in hits]
+        click.echo(json.dumps(data))
+    else:
+        click.echo(result.describe())
+        for hit in hits:
+            click.echo(f"  {hit.describe()}")
     sys.exit(0 if result.ok else 1)
 
 
