@@ -3,7 +3,8 @@ external client behind a border router, a host endpoint on host-2's eth0 with pr
 applyOnForward policies, a NetworkPolicy, a tier with Log/Deny/Pass. For every probe (TCP,
 UDP, ICMP; IPv4 and IPv6; workload to workload on one host and across hosts; external to
 workload) the trace's verdict, computed from the datastore alone, must be what the packets
-get."""
+get, and the rule the trace says decided each hop must be one whose kernel counter the
+packets moved."""
 
 from __future__ import annotations
 
@@ -164,7 +165,33 @@ def agree(lab: Lab, expected: dict[Probe, bool]) -> dict[Probe, dict[str, Any]]:
         if (traces[p]["verdict"] == "allow") != want
     ]
     assert not wrong, "trace disagrees with the kernel:\n  " + "\n  ".join(wrong)
+    unhit = [f"{p}: {miss}" for p in expected for miss in deciding_rules_not_hit(lab, p, traces[p])]
+    assert not unhit, "the trace's deciding rule is not one the packets hit:\n  " + "\n  ".join(
+        unhit
+    )
     return traces
+
+
+def deciding_rules_not_hit(lab: Lab, probe: Probe, trace: dict[str, Any]) -> list[str]:
+    """Probe again, reading the hosts' counters (`calico lab probe --explain`): the rule that
+    decided each hop the packets reached must be one whose counter moved on that host."""
+    allowed = trace["verdict"] == "allow"
+    for _ in range(3):  # a probe under load can time out (an allowed one): use a clean run
+        result, hits = lab.probe_explained(
+            probe.src, probe.dst, probe.proto, probe.port, probe.v6, timeout=2.0
+        )
+        if result.ok == allowed:
+            break
+    assert result.ok == allowed, probe
+    moved = {(h.host, h.rule_id) for h in hits}
+    missing = []
+    for hop in trace["hops"]:
+        decided = hop["decided_by"] or {}
+        if "rule_id" in decided and (hop["host"], decided["rule_id"]) not in moved:
+            missing.append(f"{hop['host']} {decided['chain']} {decided['rule']}")
+        if hop["verdict"] == "deny":
+            break  # the kernel dropped it here: later hops saw nothing
+    return missing
 
 
 def test_trace_agrees_with_packets_across_hosts(lab: Lab) -> None:

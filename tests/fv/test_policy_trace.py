@@ -2,7 +2,8 @@
 (profiles, NetworkPolicy selectors, namespaceSelector, named ports, egress-only policy, UDP,
 Pass in the default tier, a tier with Log/Deny/Pass, tier default actions, IPv6-only and
 IPv4-only rules), the trace's verdict, computed from the datastore alone, must be what real
-packets through the real Felix's rules get."""
+packets through the real Felix's rules get, and the rule it says decided each hop must be
+one whose kernel counter the packet moved."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ import pytest
 from click.testing import CliRunner
 
 from calico.ctl.main import cli
+from calico.lab.explain import TABLES, Counters, moved, parse_counters
 from calico.model.policy import GlobalNetworkPolicy, Tier
 from calico.testing.workloads import Workload, serve
 
-from .conftest import Cluster
+from .conftest import Cluster, FelixHost
 from .test_policy_matrix import Matrix, Probe, both
 
 pytestmark = pytest.mark.fv
@@ -56,7 +58,45 @@ def check(cluster: Cluster, m: Matrix, expected: Mapping[Probe, bool]) -> list[d
         if (t["verdict"] == "allow") != want
     ]
     assert not wrong, "trace disagrees with the kernel:\n  " + "\n  ".join(wrong)
+    unhit = [
+        f"{p}: {miss}"
+        for p, t in zip(expected, traces, strict=True)
+        for miss in unhit_rules(m, p, t)
+    ]
+    assert not unhit, "the trace's deciding rule is not one the packets hit:\n  " + "\n  ".join(
+        unhit
+    )
     return traces
+
+
+def counters(host: FelixHost, version: int) -> Counters:
+    out: Counters = {}
+    for table in TABLES:
+        out.update(parse_counters(host.iptables_save(table, version, counters=True)))
+    return out
+
+
+def unhit_rules(m: Matrix, probe: Probe, trace: dict[str, Any]) -> list[str]:
+    """Probe again, reading the kernel's counters: the rule the trace says decided each hop
+    the packet reached must be one whose counter moved."""
+    host = m.cluster.hosts[0]
+    version = 6 if probe.v6 else 4
+    allowed = trace["verdict"] == "allow"
+    for _ in range(3):  # an allowed probe can time out under load: use a clean run
+        before = counters(host, version)
+        ok = m.run(probe)
+        hit = {h.rule_id for h in moved(host.node, before, counters(host, version))}
+        if ok == allowed:
+            break
+    assert ok == allowed, probe
+    missing = []
+    for hop in trace["hops"]:
+        decided = hop["decided_by"] or {}
+        if "rule_id" in decided and decided["rule_id"] not in hit:
+            missing.append(f"{hop['direction']} {decided['chain']} {decided['rule']}")
+        if hop["verdict"] == "deny":
+            break  # dropped here: the kernel never saw the next hop
+    return missing
 
 
 def test_trace_agrees_with_the_kernel(cluster: Cluster) -> None:
