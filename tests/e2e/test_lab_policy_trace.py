@@ -9,19 +9,23 @@ packets moved."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
+from calico import programs
 from calico.ctl.main import cli
 from calico.lab.lab import Lab
 
 from .conftest import apply, lab_fixture, wait_until
 
 pytestmark = pytest.mark.e2e
+CALICO = str(Path(sys.executable).parent / "calico")
 
 LAB = """
 name: e2etrace
@@ -225,3 +229,22 @@ def test_trace_agrees_with_packets_across_hosts(lab: Lab) -> None:
     assert (fwd["policy"], fwd["rule_index"], fwd["action"]) == ("edge-forward", 0, "Deny")
     sec = traces[Probe("c2", "b2", "tcp", 80)]["hops"][1]["decided_by"]
     assert (sec["tier"], sec["policy"], sec["rule_index"]) == ("security", "security.c-to-b", 1)
+
+    # The same comparison from the command line: `calico lab probe --explain` lists the rule
+    # the trace names among those whose counters the probe moved.
+    denied = traces[Probe("client", "b2", "tcp", 80)]["hops"][0]["decided_by"]
+    for _ in range(3):  # a counter read can miss a probe that timed out oddly under load
+        proc = programs.run(
+            [CALICO, "lab", "--state-dir", str(lab.dir), "probe", "client", "b2", "--explain"]
+        )
+        if f"[{denied['rule_id']}]" in proc.stdout:
+            break
+    assert proc.returncode == 1, proc.stderr  # blocked
+    line = next(ln for ln in proc.stdout.splitlines() if f"[{denied['rule_id']}]" in ln)
+    assert line.split()[:3] == ["host-2", "filter", denied["chain"]]
+    proc = programs.run([CALICO, "lab", "--state-dir", str(lab.dir), "probe", "a1", "b2",
+                         "--explain", "--json"])  # fmt: skip
+    data = json.loads(proc.stdout)
+    assert proc.returncode == 0 and data["ok"]
+    allowed = traces[Probe("a1", "b2", "tcp", 80)]["hops"][1]["decided_by"]
+    assert ("host-2", allowed["rule_id"]) in {(h["host"], h["rule_id"]) for h in data["rules_hit"]}
