@@ -34,6 +34,7 @@ from calico.felix.settings import datastore_specs, rules_config
 from calico.model.base import Resource
 from calico.model.endpoints import HostEndpoint, WorkloadEndpoint
 from calico.model.keys import key_of, kind_prefix
+from calico.model.network import Node
 from calico.model.policy import (
     GlobalNetworkPolicy,
     GlobalNetworkSet,
@@ -43,7 +44,8 @@ from calico.model.policy import (
     Tier,
 )
 from calico.rules.config import RulesConfig
-from calico.rules.trace import Considered, End, HostState
+from calico.rules.trace import End
+from calico.rules.trace_tables import Considered, HostState
 
 CALCULATED_KINDS: tuple[type[Resource], ...] = (
     Tier,
@@ -54,6 +56,7 @@ CALCULATED_KINDS: tuple[type[Resource], ...] = (
     NetworkSet,
     HostEndpoint,
     WorkloadEndpoint,
+    Node,
 )
 DEFAULT_UPLINK = "eth0"
 
@@ -157,13 +160,46 @@ def workload_end(snapshot: Snapshot, text: str, ip_version: int | None) -> End:
 
 
 def address_end(snapshot: Snapshot, address: str) -> End:
-    """The workload that owns `address`, or an external end."""
+    """The workload that owns `address`, or an external end. A host's own address is
+    refused: its traffic crosses INPUT/OUTPUT, which the trace does not walk."""
     addr = ipaddress.ip_address(address)
     for wep in snapshot.workloads():
         for net in wep.spec.ipNetworks or ():
             if addr in ipaddress.ip_network(str(net), strict=False):
                 return _end(wep, str(addr))
+    host = _host_with_address(snapshot, addr)
+    if host is not None:
+        raise EndError(
+            f"{addr} is host {host}'s own address: traffic to or from a host is not traced"
+        )
     return End(str(addr))
+
+
+def _host_with_address(
+    snapshot: Snapshot, addr: ipaddress.IPv4Address | ipaddress.IPv6Address
+) -> str | None:
+    for r in snapshot.resources:
+        found: list[object] = []
+        host = r.name
+        if isinstance(r, Node):
+            bgp, spec = r.spec.bgp, r.spec
+            found += [bgp.ipv4Address, bgp.ipv6Address] if bgp else []
+            found += [spec.ipv4VXLANTunnelAddr, spec.ipv6VXLANTunnelAddr]
+            found += [a.address for a in spec.addresses or ()]
+        elif isinstance(r, HostEndpoint):
+            found += list(r.spec.expectedIPs or ())
+            host = str(r.spec.node)
+        if any(_ip(t) == addr for t in found if t):
+            return host
+    return None
+
+
+def _ip(text: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address of "a.b.c.d" or "a.b.c.d/len"; None for anything else."""
+    try:
+        return ipaddress.ip_interface(str(text)).ip
+    except ValueError:
+        return None
 
 
 def _addresses(wep: WorkloadEndpoint) -> list[str]:
