@@ -48,6 +48,16 @@ spec:
   selector: app == 'db'
   ingress:
   - {action: Allow, protocol: TCP, source: {selector: app == 'web'}, destination: {ports: [5432]}}
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {name: host-2}
+spec: {bgp: {ipv4Address: 198.18.0.12/24}}
+---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: host-3-eth0}
+spec: {node: host-3, interfaceName: eth0, expectedIPs: [198.18.0.13]}
 """
 
 
@@ -115,6 +125,10 @@ def test_addresses_and_external_ends(ctl: CliRunner) -> None:
          "--from: workload endpoint shop/db-0 has no IPv6 address"),
         (("--from-ip", "192.0.2.1", "--to-ip", "192.0.2.2", "--protocol", "ICMP"),
          "--from/--to: neither end is a workload endpoint"),
+        (("--from", "shop/web-0", "--to-ip", "198.18.0.12", "--protocol", "ICMP"),
+         "--to-ip: 198.18.0.12 is host host-2's own address"),
+        (("--from-ip", "198.18.0.13", "--to", "shop/web-0", "--protocol", "ICMP"),
+         "--from-ip: 198.18.0.13 is host host-3's own address"),
         (("--from", "shop/web-0", "--from-ip", "198.19.0.1", "--to", "shop/db-0",
           "--protocol", "ICMP"), "--from: give exactly one of"),
     ],

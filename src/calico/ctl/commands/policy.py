@@ -137,7 +137,7 @@ def _end(
         assert address is not None
         return address_end(snapshot, address)
     except EndError as exc:
-        raise CtlError(f"{flag}: {exc}") from None
+        raise CtlError(f"{flag if workload is not None else flag + '-ip'}: {exc}") from None
 
 
 def _text(flow: Flow, result: Trace) -> str:
