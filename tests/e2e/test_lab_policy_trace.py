@@ -1,6 +1,6 @@
 """`calicoctl policy trace` against real packets across hosts: two hosts meshed by BGP, an
-external client behind a border router, a host endpoint on host-2's eth0 with preDNAT and
-applyOnForward policies, a NetworkPolicy, a tier with Log/Deny/Pass. For every probe (TCP,
+external client behind a border router, a host endpoint on host-2's eth0 with doNotTrack,
+preDNAT and applyOnForward policies, a NetworkPolicy, a tier with Log/Deny/Pass. For every probe (TCP,
 UDP, ICMP; IPv4 and IPv6; workload to workload on one host and across hosts; external to
 workload) the trace's verdict, computed from the datastore alone, must be what the packets
 get, and the rule the trace says decided each hop must be one whose kernel counter the
@@ -76,6 +76,18 @@ spec:
   types: [Ingress]
   ingress:
   - {action: Deny, protocol: TCP, source: {nets: [198.18.200.0/24]}, destination: {ports: [8080]}}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: edge-untracked}
+spec:
+  selector: edge == 'true'
+  doNotTrack: true
+  applyOnForward: true
+  types: [Ingress]
+  ingress:
+  - {action: Deny, protocol: ICMP, source: {nets: [198.18.200.0/24]}}
+  - {action: Deny, protocol: ICMPv6, source: {nets: ["2001:db8:200::/64"]}}
 ---
 apiVersion: projectcalico.org/v3
 kind: NetworkPolicy
@@ -161,7 +173,11 @@ def agree(lab: Lab, expected: dict[Probe, bool]) -> dict[Probe, dict[str, Any]]:
     def mismatches() -> list[str]:
         return [f"{p}: kernel {not want}" for p, want in expected.items() if kernel(lab, p) != want]
 
-    wait_until(lambda: not mismatches(), 30, "the kernel to match the expected matrix")
+    try:
+        wait_until(lambda: not mismatches(), 60, "the kernel to match the expected matrix")
+    except AssertionError:
+        bad = "\n  ".join(mismatches())
+        raise AssertionError(f"kernel differs from expected:\n  {bad}") from None
     traces = {p: traced(lab, p) for p in expected}
     wrong = [
         f"{p}: kernel {'allows' if want else 'denies'}, trace says {traces[p]['verdict']}"
@@ -202,6 +218,7 @@ def test_trace_agrees_with_packets_across_hosts(lab: Lab) -> None:
     open_ = agree(lab, {
         **{p: True for p in both("a1", "b2", "tcp", 80)},
         **{p: True for p in both("client", "c2", "udp", 80)},
+        **{p: True for p in both("client", "c2", "icmp")},
         **{p: True for p in both("b2", "a1", "icmp")},
     })  # fmt: skip
     hops = open_[Probe("a1", "b2", "tcp", 80)]["hops"]
@@ -220,11 +237,18 @@ def test_trace_agrees_with_packets_across_hosts(lab: Lab) -> None:
         Probe("client", "b2", "tcp", 8080, v6=True): False,  # no IPv6 rule allows
         **{p: False for p in both("client", "c2", "udp", 80)},  # applyOnForward deny
         **{p: True for p in both("client", "c2", "tcp", 80)},  # applyOnForward allow
+        **{p: False for p in both("client", "c2", "icmp")},  # doNotTrack deny, in raw
         **{p: True for p in both("client", "a1", "tcp", 80)},  # host-1 has no host endpoint
+        **{p: True for p in both("client", "a1", "icmp")},
         **{p: True for p in both("b2", "a1", "icmp")},
     })  # fmt: skip
     pre = traces[Probe("client", "b2", "tcp", 8080)]["hops"][0]
-    assert (pre["decided_by"]["policy"], pre["endpoints"][0]["table"]) == ("edge-prednat", "mangle")
+    assert pre["decided_by"]["policy"] == "edge-prednat"
+    deciding = [e["table"] for e in pre["endpoints"] if e["decided_by"] == pre["decided_by"]]
+    assert deciding == ["mangle"]
+    raw = traces[Probe("client", "c2", "icmp", v6=True)]["hops"][0]
+    assert (raw["decided_by"]["policy"], raw["decided_by"]["rule_index"]) == ("edge-untracked", 1)
+    assert [e["table"] for e in raw["endpoints"]] == ["raw"]  # dropped before the rest
     fwd = traces[Probe("client", "c2", "udp", 80)]["hops"][0]["decided_by"]
     assert (fwd["policy"], fwd["rule_index"], fwd["action"]) == ("edge-forward", 0, "Deny")
     sec = traces[Probe("c2", "b2", "tcp", 80)]["hops"][1]["decided_by"]
