@@ -1,9 +1,10 @@
 """`calicoctl policy trace` against the kernel: for every probe of several policy stages
 (profiles, NetworkPolicy selectors, namespaceSelector, named ports, egress-only policy, UDP,
 Pass in the default tier, a tier with Log/Deny/Pass, tier default actions, IPv6-only and
-IPv4-only rules), the trace's verdict, computed from the datastore alone, must be what real
-packets through the real Felix's rules get, and the rule it says decided each hop must be
-one whose kernel counter the packet moved."""
+IPv4-only rules, policies refused in etcd and enforced as deny-all), the trace's verdict,
+computed from the datastore alone, must be what real packets through the real Felix's rules
+get, and the rule it says decided each hop must be one whose kernel counter the packet
+moved."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from calico.model.policy import GlobalNetworkPolicy, Tier
 from calico.testing.workloads import Workload, serve
 
 from .conftest import Cluster, FelixHost
+from .test_broken_policy_directions import put_raw
 from .test_policy_matrix import Matrix, Probe, both
 
 pytestmark = pytest.mark.fv
@@ -262,3 +264,18 @@ def test_trace_agrees_with_the_kernel(cluster: Cluster) -> None:
         Probe("dtool", "pweb", "tcp", 8080, v6=True): True,
         Probe("dtool", "pweb", "tcp", 8080): False,
     })  # fmt: skip
+
+    # Policies another tool wrote with values calico-py refuses: Felix enforces them as
+    # deny-all in the directions they cover (both when their types cannot be read).
+    put_raw(cluster, "broken-in", {"selector": "app == 'db'", "types": ["Ingress"], "ingress": [
+        {"action": "Allow", "protocol": "TCP", "http": {"methods": ["GET"]}}]})  # fmt: skip
+    put_raw(cluster, "broken-both", {"selector": "app == 'tool'", "types": "sideways"})
+    traces = check(cluster, m, {
+        **{p: False for p in both("pweb", "pdb", "tcp", 5432)},  # db: ingress denied
+        Probe("pdb", "pweb", "tcp", 8080, v6=True): True,  # ... its egress untouched
+        Probe("pdb", "pweb", "icmp"): True,
+        **{p: False for p in both("dtool", "pweb", "icmp")},  # tool: egress denied
+        **{p: False for p in both("pdb", "dtool", "icmp")},  # ... and ingress
+    })  # fmt: skip
+    broken = traces[0]["hops"][1]["decided_by"]
+    assert (broken["policy"], broken["rule_index"], broken["action"]) == ("broken-in", 0, "Deny")
