@@ -93,6 +93,9 @@ def test_both_hops_across_hosts(ctl: CliRunner) -> None:
     assert denied.splitlines()[0].endswith(": DENY")
     assert "ingress on host-2: deny (end of tier default: Deny)" in denied
     assert "policy shop/db-ingress: no rule matched" in denied
+    back = trace(ctl, "--from", "shop/db-0", "--to", "shop/web-0", "--protocol", "ICMP").output
+    assert back.splitlines()[0].endswith(": ALLOW")
+    assert "    tier default: no policy selects the endpoint (tier skipped)" in back.splitlines()
 
 
 def test_addresses_and_external_ends(ctl: CliRunner) -> None:

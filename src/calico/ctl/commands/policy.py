@@ -162,6 +162,9 @@ def _hop_lines(hop: Hop) -> list[str]:
         if not ep.tiers:
             lines.append("    no policy selects the endpoint")
         for tier, policies in ep.tiers:
+            if not any(p.selected for p in policies):
+                lines.append(f"    tier {tier}: no policy selects the endpoint (tier skipped)")
+                continue
             lines.append(f"    tier {tier}")
             for p in policies:
                 said = _result(p.reached, p.decision) if p.selected else "does not select it"
