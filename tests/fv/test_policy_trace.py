@@ -18,10 +18,11 @@ from click.testing import CliRunner
 from calico.ctl.main import cli
 from calico.lab.explain import TABLES, Counters, moved, parse_counters
 from calico.model.policy import GlobalNetworkPolicy, Tier
-from calico.testing.workloads import Workload, serve
+from calico.testing.workloads import Workload, connects, ping, serve
 
-from .conftest import Cluster, FelixHost
+from .conftest import Cluster, FelixHost, wait_until
 from .test_broken_policy_directions import put_raw
+from .test_host_endpoints import static_neighbours
 from .test_policy_matrix import Matrix, Probe, both
 
 pytestmark = pytest.mark.fv
@@ -40,11 +41,14 @@ def trace_json(cluster: Cluster, probe: Probe, wls: Mapping[str, Workload]) -> d
     assert address is not None
     proto = {"icmp": "ICMPv6" if probe.v6 else "ICMP"}.get(probe.proto, probe.proto.upper())
     flags = ["--from", f"{src_ns}/{probe.src}", "--to-ip", address, "--protocol", proto]
-    flags += ["-o", "json"]
     if probe.port:
         flags += ["--port", str(probe.port)]
+    return cli_trace(cluster, flags)
+
+
+def cli_trace(cluster: Cluster, flags: list[str]) -> dict[str, Any]:
     runner = CliRunner(env={"ETCD_ENDPOINTS": cluster.etcd.endpoint, "ETCD_CA_CERT_FILE": ""})
-    result = runner.invoke(cli, ["policy", "trace", *flags])
+    result = runner.invoke(cli, ["policy", "trace", *flags, "-o", "json"])
     assert result.exit_code == 0, (flags, result.output)
     out: dict[str, Any] = json.loads(result.output)
     return out
@@ -279,3 +283,83 @@ def test_trace_agrees_with_the_kernel(cluster: Cluster) -> None:
     })  # fmt: skip
     broken = traces[0]["hops"][1]["decided_by"]
     assert (broken["policy"], broken["rule_index"], broken["action"]) == ("broken-in", 0, "Deny")
+
+
+HOST_V4, HOST_V6 = "198.18.255.1", "2001:db8:ff::1"
+UP_V4, UP_V6 = "198.18.255.2", "2001:db8:ff::2"
+WL_V4, WL_V6 = "198.19.0.1", "2001:db8:100::1"
+
+
+def test_trace_agrees_through_a_host_endpoint(cluster: Cluster) -> None:
+    """An upstream machine behind the host's eth1, which has a host endpoint: forwarded
+    traffic is policed by applyOnForward policy only, in both directions' hops."""
+    host = cluster.host("h1")
+    up = host.upstream
+    a = host.add_workload("calitra", WL_V4, WL_V6)
+    cluster.add_endpoint(host, a, "a")
+    cluster.ns.exec(up, ["ip", "route", "add", "198.19.0.0/16", "via", HOST_V4])
+    cluster.ns.exec(up, ["ip", "-6", "route", "add", "2001:db8:100::/48", "via", HOST_V6])
+    static_neighbours(cluster, host.netns, "eth1", up, "eth0", UP_V6)
+    static_neighbours(cluster, up, "eth0", host.netns, "eth1", HOST_V6)
+    for addr in (WL_V4, WL_V6):
+        serve(cluster.ns, a.netns, addr, 7070)
+        serve(cluster.ns, a.netns, addr, 7071)
+    for addr in (UP_V4, UP_V6):
+        serve(cluster.ns, up, addr, 9090)
+    host.start()
+    host.wait_ready()
+    cluster.apply({
+        "kind": "HostEndpoint", "metadata": {"name": "h1-eth1", "labels": {"hep": "uplink"}},
+        "spec": {"node": "h1", "interfaceName": "eth1", "expectedIPs": [HOST_V4, HOST_V6]},
+    })  # fmt: skip
+    flows = {  # (from netns, source, destination, protocol, port)
+        "up->wl 7070": (up, UP_V4, WL_V4, "tcp", 7070),
+        "up->wl 7071": (up, UP_V4, WL_V4, "tcp", 7071),
+        "up->wl 7071 v6": (up, UP_V6, WL_V6, "tcp", 7071),
+        "up->wl ping": (up, UP_V4, WL_V4, "icmp", 0),
+        "wl->up 9090": (a.netns, WL_V4, UP_V4, "tcp", 9090),
+        "wl->up 9090 v6": (a.netns, WL_V6, UP_V6, "tcp", 9090),
+    }
+
+    def kernel(name: str) -> bool:
+        ns, _, dst, proto, port = flows[name]
+        if proto == "icmp":
+            return ping(cluster.ns, ns, dst, timeout=1)
+        return connects(cluster.ns, ns, proto, dst, port, timeout=0.7)
+
+    def agree(expected: dict[str, bool]) -> None:
+        wait_until(lambda: all(kernel(n) == want for n, want in expected.items()), 20.0,
+                   what=f"the kernel to give {expected}")  # fmt: skip
+        for name, want in expected.items():
+            _, src, dst, proto, port = flows[name]
+            icmp = "ICMPv6" if ":" in src else "ICMP"
+            flags = ["--from-ip", src, "--to-ip", dst, "--protocol", icmp if port == 0 else proto]
+            flags += ["--port", str(port)] if port else []
+            out = cli_trace(cluster, flags)
+            assert (out["verdict"] == "allow") == want, (name, out)
+            version = 6 if ":" in src else 4
+            for _ in range(3):  # an allowed probe can time out under load: use a clean run
+                before = counters(host, version)
+                ok = kernel(name)
+                hit = {h.rule_id for h in moved(host.node, before, counters(host, version))}
+                if ok == want:
+                    break
+            (hop,) = out["hops"]  # the upstream is external: one hop
+            assert hop["decided_by"]["rule_id"] in hit, (name, hop["decided_by"])
+
+    # No applyOnForward policy: forwarding through the host endpoint is allowed by default.
+    agree({"up->wl 7071": True, "up->wl ping": True, "wl->up 9090": True})
+    cluster.apply({
+        "kind": "GlobalNetworkPolicy", "metadata": {"name": "uplink-forward"},
+        "spec": {"selector": "hep == 'uplink'", "applyOnForward": True, "ingress": [
+            {"action": "Allow", "protocol": "TCP", "destination": {"ports": [7070]}},
+        ]},
+    })  # fmt: skip
+    agree({
+        "up->wl 7070": True,
+        "up->wl 7071": False,
+        "up->wl 7071 v6": False,
+        "up->wl ping": False,
+        "wl->up 9090": True,  # no egress applyOnForward policy
+        "wl->up 9090 v6": True,
+    })  # fmt: skip
