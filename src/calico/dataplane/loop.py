@@ -70,6 +70,7 @@ class DataplaneSettings:
     route_refresh: float = 90.0
     interface_refresh: float = 90.0  # rescan of all interfaces, in case an event was missed
     remove_external_routes: bool = True
+    route_grace_period: float = 10.0  # before a non-Calico route on a workload's interface goes
     hostname: str = ""  # this host's name, to tell its own VTEP from the others
     vxlan: VXLANSettings = field(default_factory=VXLANSettings)
 
@@ -152,6 +153,7 @@ class InternalDataplane:
                 v,
                 iface_prefixes=cfg.workload_iface_prefixes,
                 remove_external_routes=settings.remove_external_routes,
+                grace_period=settings.route_grace_period,
                 conntrack=self.conntrack,
             )
             for v in families
