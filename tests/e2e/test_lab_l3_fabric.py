@@ -45,7 +45,8 @@ BLOCK_SIZE = 26  # the example pool's
 TOR2_LOOPBACK = "198.18.100.2"
 TOR2_LOOPBACK6 = "2001:db8:fe::2"  # l3-fabric-v6.yaml's
 # From a ToR's hold timer expiry (as FRR's own clock tells it) until the pings through it flow
-# again: its bestpath run, zebra and the kernel (measured 0.1-0.3 s; 3 s for a loaded machine)
+# again: its bestpath run, zebra and the kernel (measured 0.01-0.03 s after the later of the
+# two ToRs' expiries at load 12; the rest is for a loaded machine)
 REROUTE_MARGIN = 3.0
 PING_INTERVAL = 0.02  # seconds between the pings that measure an outage
 # The earlier-seen "lost first probe" after a spine failure, measured (pings every 20 ms between
