@@ -11,15 +11,17 @@ probing continuously from the `client` workload on host-1, injects one fault at 
   `server`, seconds until the border's sessions are Established again;
 - Felix on host-2 SIGKILLed mid-apply, restarted by the node's supervisor, `--felix-kills`
   times: each time the policy denying client -> `secret` is rewritten (big: 20k CIDRs in
-  80 IP sets and 900 more rules, all Deny; then plain again) and Felix is killed the moment it
-  runs an `ipset restore` or iptables-restore child (seen in /proc), which still running
-  after Felix is dead proves the kill landed mid-apply. Figures: pings lost, bytes of an
-  established TCP stream not echoed back (and whether it survived), seconds until Felix is
-  in sync again (the longest; the node's restart backoff doubles from 0.5 s when Felix dies
-  again within a minute), connections of the denied flow that got through while Felix was
-  down, half-done or starting (tried every 20 ms, 100 ms each), a new allowed connection
-  after, how many kills landed mid-apply, and whether the kernel after the restarts (our
-  chains, rules and IP sets) is exactly what a Felix starting on a kernel without them writes;
+  80 IP sets and 900 more rules, all Deny; then plain again) and Felix is killed the moment
+  it runs an `ipset restore` or iptables-restore child (seen in /proc): that child outliving
+  Felix, or the kernel holding part of the change, proves the kill landed mid-apply.
+  Figures: pings lost, bytes of an established TCP stream not echoed back (and whether it
+  survived), seconds until Felix is in sync again (the longest; the node's restart backoff
+  doubles from 0.5 s when Felix dies again within a minute), connections of the denied flow
+  that got through while Felix was down, half-done or starting (tried every 20 ms, 100 ms
+  each), a new allowed connection after, how many kills landed mid-apply, how much of each
+  change the kernel held after the kill and whether it held anything neither before nor
+  after the change, and whether the kernel after the restarts (our chains, rules and IP
+  sets) is exactly what a Felix starting on a kernel without them writes;
 - etcd SIGKILLed for `--etcd-down` seconds, then started again: the allowed stream and
   the denied flow throughout, and the latency of a policy change made after it returns
   against the same change made before it went down (the floor, same run).
@@ -44,6 +46,7 @@ import argparse
 import dataclasses
 import ipaddress
 import json
+import os
 import re
 import signal
 import socket
@@ -140,7 +143,8 @@ class Row:
     def met(self) -> bool:
         """Every goal: no ping or stream byte lost, the stream survived, nothing denied got
         through, new connections work; after etcd returns, a change within 1 s of the floor;
-        every Felix kill mid-apply and the kernel repaired after."""
+        every Felix kill mid-apply, nothing neither old nor new in the half-applied kernel,
+        and the kernel repaired after."""
         w = self.window
         late = self.latency is not None and self.latency[0] > self.latency[1] + 1.0
         lost = w.pings_lost or w.stream_lost or w.stream_error or w.knocks_through
@@ -457,9 +461,8 @@ def restore_child(pid: int) -> tuple[procs.Proc, str] | None:
 
 def kill_mid_apply(felix: procs.Proc, want: str = "", timeout: float = 60.0) -> Kill:
     """SIGKILL Felix (only Felix) as soon as it runs a kernel write (whose command contains
-    `want`). The child then reads what Felix had piped to it and ends: `ipset restore`
-    applies those lines, an iptables-restore without its COMMIT applies nothing. It still
-    running once Felix was killed proves Felix died mid-apply. Returns after the child ended."""
+    `want`). The child has its whole input (a file) and finishes that write; it still
+    running once Felix was killed proves Felix died mid-apply. Returns after it ended."""
     deadline = time.monotonic() + timeout
     found = None
     while found is None and time.monotonic() < deadline:
@@ -484,8 +487,8 @@ def kernel_state(lab: Lab, host: str) -> list[str]:
         for line in runner.run([tool]).stdout.splitlines():
             if line.startswith(":" + naming.CHAIN_PREFIX):
                 lines.append(f"v{version} {line.split()[0]}")
-            elif line.startswith(("*", "-A")) and (
-                line.startswith("*") or naming.RULE_HASH_PREFIX in line
+            elif line.startswith("*") or (
+                line.startswith("-A") and naming.RULE_HASH_PREFIX in line
             ):
                 lines.append(f"v{version} {line}")
     sets = parse_ipset_save(
@@ -607,6 +610,7 @@ class Report:
     up: float  # seconds the fresh lab took to come up
     rows: list[Row]  # a row per fault
     absent_start: float | None  # fresh_start_peer_absent (None: run without the border)
+    load: tuple[float, float] = (0.0, 0.0)  # the machine's 1-minute load, at start and end
 
 
 def run(
@@ -616,6 +620,7 @@ def run(
     absent_timeout: float = 300.0,
     felix_kills: int = 2,
 ) -> Report:
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="calico-faults-") as tmp:
         spec = load_lab(LAB, "faults lab", Path(tmp))
         started = time.monotonic()
@@ -629,7 +634,7 @@ def run(
                 server.kill()
                 server.wait()
             absent = fresh_start_peer_absent(lab, absent_timeout) if border else None
-            return Report(up, rows, absent)
+            return Report(up, rows, absent, (load, os.getloadavg()[0]))
 
 
 def _faults(
@@ -715,11 +720,18 @@ def section(report: Report, starts: list[float]) -> str:
     when, machine = run_stamp()
     return "\n".join([
         "## Faults (bench/faults.py)", "",
-        f"Run {when} on {machine}. Pings: 20 a second from `client` (host-1; from `outside` "
-        "for the border) to `server` (host-2); the stream: 64 bytes every 10 ms from `client` "
-        "to `server`, echoed; denied: `client` -> `secret`, a connection tried every 20 ms "
-        "(each waits 100 ms for an answer).",
+        f"Run {when} on {machine}, load {report.load[0]:.1f} at the start of the faults, "
+        f"{report.load[1]:.1f} at the end. Pings: 20 a second from `client` (host-1; from "
+        "`outside` for the border) to `server` (host-2); the stream: 64 bytes every 10 ms from "
+        "`client` to `server`, echoed; denied: `client` -> `secret`, a connection tried every "
+        "20 ms (each waits 100 ms for an answer).",
         f"A fresh lab (2 hosts, a border, 4 workloads) came up in {_spread(starts)}.",
+        "Felix was killed each time the moment it ran an `ipset restore` or iptables-restore "
+        "child of a rewrite of the policy guarding the denied flow (big: 20k CIDRs in 80 IP "
+        "sets and 900 more rules, all Deny; then a plain deny again); mid-apply means that "
+        "child outlived Felix or the kernel held part of the change. Its kernel state after the "
+        "restarts (our chains, rules and IP sets of both families) was compared with what a "
+        "Felix starting on a kernel without them writes.",
         *([] if report.absent_start is None else [
             f"A calico node started from nothing on host-1 while its border peer was down "
             f"routed to host-2's workloads after {report.absent_start:.1f}s (BIRD is started "
