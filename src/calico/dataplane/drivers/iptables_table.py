@@ -363,9 +363,10 @@ def _write_order(
     """`tables` with each table that a cali chain arrives in before the tables of its family
     it leaves: a policy changing kind moves from raw (doNotTrack) or mangle (preDNAT) to
     filter or back, and each table is its own transaction, so writing the table it leaves
-    first would leave it enforced nowhere until the other is written, or for good if Felix
-    dies in between (fail open). Otherwise the given order is kept. Two chains moving
-    opposite ways at once admit no such order: the given one is kept, with a warning."""
+    first would leave it enforced nowhere until the other is written (fail open), and if
+    Felix dies in between, until its restart has synced. Otherwise the given order is kept.
+    Two chains moving opposite ways at once admit no such order: the given one is kept,
+    with a warning."""
     moves: dict[IptablesTable, tuple[set[str], set[str]]] = {}  # arriving, leaving
     for table in tables:
         kernel = table._kernel if table._kernel is not None else views.get(table)
