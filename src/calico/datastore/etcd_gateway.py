@@ -38,10 +38,22 @@ _GRPC_NOT_FOUND = 5
 # connection is closing"): all mean "this member cannot answer now".
 _GRPC_RETRYABLE = frozenset({1, 4, 14})
 
+# gRPC metadata `hasleader: true` (what etcd's Go client sends for WithRequireLeader; the
+# gateway forwards Grpc-Metadata-* headers as metadata). A member cut off from its peers then
+# refuses every call with "no leader" instead of timing out or serving a stale serializable
+# answer, and cancels its open watches with it instead of leaving them silently quiet.
+_REQUIRE_LEADER = {"Grpc-Metadata-Hasleader": "true"}
+_NO_LEADER = "etcdserver: no leader"
+
 
 class OutcomeUnknown(DatastoreUnavailable):
     """A non-idempotent request failed after it may have reached a member: it may or may not
     have been applied. Only a request whose guard makes a second copy a no-op may be resent."""
+
+
+class NoLeader(DatastoreUnavailable):
+    """The member has no leader (cut off from its peers, or electing). etcd refuses a call
+    requiring a leader before acting on it, so even a write is safe to send elsewhere."""
 
 
 class GatewayError(DatastoreError):
@@ -104,7 +116,7 @@ def error_from_body(body: Json) -> DatastoreError:
     if code == _GRPC_NOT_FOUND:
         return KeyNotFound(message)
     if code in _GRPC_RETRYABLE:
-        return DatastoreUnavailable(message)
+        return NoLeader(message) if message == _NO_LEADER else DatastoreUnavailable(message)
     return GatewayError(code, message)
 
 
@@ -127,13 +139,19 @@ class Gateway:
             if is_unix(ep)
         }
         # trust_env=False: proxy variables and .netrc must not redirect datastore traffic.
-        self._client = httpx.Client(timeout=timeout, verify=context, trust_env=False, mounts=mounts)
+        self._client = httpx.Client(
+            timeout=timeout,
+            verify=context,
+            trust_env=False,
+            mounts=mounts,
+            headers=_REQUIRE_LEADER,
+        )
 
     def call(self, path: str, body: Json, *, idempotent: bool = True) -> Json:
         """POST one unary request, failing over to the next endpoint on connection failure.
 
-        Non-idempotent requests fail over only when the request surely never reached a server
-        (connect errors); after that the outcome is unknown and the caller gets
+        Non-idempotent requests fail over only when the request surely was not applied
+        (connect errors, "no leader"); otherwise the outcome is unknown and the caller gets
         OutcomeUnknown (a DatastoreUnavailable) rather than a retry that might apply twice.
         """
         failures: list[tuple[str, Exception]] = []
@@ -142,7 +160,7 @@ class Gateway:
                 response = self._client.post(self._base[endpoint] + path, json=body)
                 result = _decode(response)
             except (httpx.TransportError, DatastoreUnavailable) as exc:
-                if not idempotent and not _never_sent(exc):
+                if not idempotent and not _not_applied(exc):
                     self._skip(endpoint)  # a resend, if the caller may, goes elsewhere
                     raise OutcomeUnknown(
                         f"etcd {path} at {endpoint} failed, outcome unknown: {self._describe(exc)}"
@@ -255,7 +273,9 @@ def _decode_error(response: httpx.Response) -> DatastoreError:
     return GatewayError(2, f"HTTP {response.status_code}: {response.text[:200]!r}")
 
 
-def _never_sent(exc: Exception) -> bool:
-    """The request surely never reached etcd: no connection, or TLS refused before the
-    server read it."""
-    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout) or tls_error(exc) is not None
+def _not_applied(exc: Exception) -> bool:
+    """etcd surely did not apply the request: it never got there (no connection, TLS refused
+    before the server read it), or a member without a leader refused it before acting on it."""
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | NoLeader):
+        return True
+    return tls_error(exc) is not None
