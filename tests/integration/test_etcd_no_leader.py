@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from calico.datastore.etcd import EtcdBackend
+from calico.datastore.etcd_gateway import NoLeader
 from calico.datastore.etcd_watch import EtcdWatch
 from calico.testing.etcd_server import EtcdServer
 from calico.testing.recording import reading
@@ -32,11 +33,12 @@ class _Leaderless(BaseHTTPRequestHandler):
     each request's path and its require-leader header."""
 
     seen: list[tuple[str, str | None]]
+    lost_after_open: bool  # True: watches open, then end; False: refused like any call
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.seen.append((self.path, self.headers.get("Grpc-Metadata-Hasleader")))
-        if self.path == "/v3/watch":  # created while it had a leader, then cancelled
+        if self.path == "/v3/watch" and self.lost_after_open:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
@@ -57,10 +59,15 @@ class _Leaderless(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def leaderless() -> Iterator[tuple[str, list[tuple[str, str | None]]]]:
-    """(an endpoint that has no leader, the requests it got)."""
+def leaderless(
+    lost_after_open: bool = True,
+) -> Iterator[tuple[str, list[tuple[str, str | None]]]]:
+    """(an endpoint that has no leader, the requests it got). A watch opened on it is
+    created, then ended (the member lost its leader after the open), or with
+    `lost_after_open=False` refused at once, as a member that has no leader refuses it."""
     seen: list[tuple[str, str | None]] = []
-    handler = type("Handler", (_Leaderless,), {"seen": seen})
+    attributes = {"seen": seen, "lost_after_open": lost_after_open}
+    handler = type("Handler", (_Leaderless,), attributes)
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -116,3 +123,18 @@ def test_writes_refused_for_no_leader_go_to_another_member(
     paths = ["/v3/kv/txn", "/v3/kv/txn", "/v3/kv/put", "/v3/lease/grant", "/v3/kv/txn"]
     assert [path for path, _ in seen] == paths
     assert {header for _, header in seen} == {"true"}
+
+
+def test_a_watch_waits_for_an_election_then_gives_up(make_backend: BackendFactory) -> None:
+    # Every member without a leader: reopening is retried for request_timeout, then the
+    # watch ends with NoLeader (a DatastoreUnavailable: the syncer re-lists once one is back).
+    with (
+        leaderless(lost_after_open=False) as (first, seen_first),
+        leaderless(lost_after_open=False) as (second, seen_second),
+    ):
+        backend = make_backend(endpoints=(first, second), request_timeout=1.0)
+        with reading(backend.watch("/e/", 1)) as reader:
+            error = reader.wait_done(10)
+    assert isinstance(error, NoLeader), error
+    assert "no member has a leader" in str(error)
+    assert len(seen_first) + len(seen_second) > 4  # it asked again, not just once around

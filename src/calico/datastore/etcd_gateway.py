@@ -213,6 +213,8 @@ class Gateway:
 
     def _unanswered(self, path: str, failures: list[tuple[str, Exception]]) -> DatastoreError:
         said = "; ".join(f"{endpoint}: {self._describe(exc)}" for endpoint, exc in failures)
+        if failures and all(isinstance(exc, NoLeader) for _, exc in failures):
+            return NoLeader(f"etcd {path}: no member has a leader ({said})")
         tls_only = all(tls_error(exc) is not None for _, exc in failures)
         error = DatastoreTlsError if failures and tls_only else DatastoreUnavailable
         return error(f"etcd {path}: no endpoint answered ({said})")
