@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -125,16 +126,24 @@ def test_writes_refused_for_no_leader_go_to_another_member(
     assert {header for _, header in seen} == {"true"}
 
 
-def test_a_watch_waits_for_an_election_then_gives_up(make_backend: BackendFactory) -> None:
-    # Every member without a leader: reopening is retried for request_timeout, then the
-    # watch ends with NoLeader (a DatastoreUnavailable: the syncer re-lists once one is back).
+def test_calls_and_watches_wait_for_an_election_then_give_up(
+    make_backend: BackendFactory,
+) -> None:
+    # Every member without a leader: each call goes round the members again for
+    # request_timeout, then ends with NoLeader (a DatastoreUnavailable: a syncer re-lists
+    # once a member is back; a write, even a blind put, was surely not applied).
     with (
         leaderless(lost_after_open=False) as (first, seen_first),
         leaderless(lost_after_open=False) as (second, seen_second),
     ):
         backend = make_backend(endpoints=(first, second), request_timeout=1.0)
+        for call in (lambda: backend.get("/e/k"), lambda: backend.put("/e/k", b"v")):
+            before = len(seen_first) + len(seen_second)
+            t = time.monotonic()
+            with pytest.raises(NoLeader, match="no member with a leader answered"):
+                call()
+            assert 1.0 <= time.monotonic() - t < 8.0
+            assert len(seen_first) + len(seen_second) - before > 4  # asked again and again
         with reading(backend.watch("/e/", 1)) as reader:
             error = reader.wait_done(10)
     assert isinstance(error, NoLeader), error
-    assert "no member has a leader" in str(error)
-    assert len(seen_first) + len(seen_second) > 4  # it asked again, not just once around

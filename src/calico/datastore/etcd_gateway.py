@@ -13,8 +13,9 @@ from __future__ import annotations
 import base64
 import logging
 import threading
-from collections.abc import Iterator
-from typing import Any
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import httpx
 
@@ -31,6 +32,7 @@ from calico.datastore.etcd_tls import explain, ssl_context, tls_error
 _log = logging.getLogger(__name__)
 
 Json = dict[str, Any]
+T = TypeVar("T")
 
 # gRPC status codes that etcd uses for "try again / try another member".
 _GRPC_NOT_FOUND = 5
@@ -44,6 +46,7 @@ _GRPC_RETRYABLE = frozenset({1, 4, 14})
 # answer, and cancels its open watches with it instead of leaving them silently quiet.
 _REQUIRE_LEADER = {"Grpc-Metadata-Hasleader": "true"}
 _NO_LEADER = "etcdserver: no leader"
+_ELECTION_POLL = 0.1  # seconds between rounds of the endpoints while none has a leader
 
 
 class OutcomeUnknown(DatastoreUnavailable):
@@ -154,6 +157,27 @@ class Gateway:
         (connect errors, "no leader"); otherwise the outcome is unknown and the caller gets
         OutcomeUnknown (a DatastoreUnavailable) rather than a retry that might apply twice.
         """
+        return self._while_electing(lambda: self._call_once(path, body, idempotent))
+
+    def open_stream(self, path: str, body: Json, read_timeout: float) -> httpx.Response:
+        """Start a streaming POST; the headers must come within request_timeout, and each
+        later socket read times out after read_timeout seconds."""
+        return self._while_electing(lambda: self._open_once(path, body, read_timeout))
+
+    def _while_electing(self, attempt: Callable[[], T]) -> T:
+        """`attempt()`; while the members that answer say "no leader" (an election, which a
+        leader's death or a partition starts) ask again for up to request_timeout, the bound a call
+        has anyway, rather than fail a call that a new leader will answer in a moment."""
+        deadline = time.monotonic() + self.config.request_timeout
+        while True:
+            try:
+                return attempt()
+            except NoLeader:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(_ELECTION_POLL)
+
+    def _call_once(self, path: str, body: Json, idempotent: bool) -> Json:
         failures: list[tuple[str, Exception]] = []
         for endpoint in self._rotation():
             try:
@@ -171,9 +195,7 @@ class Gateway:
             return result
         raise self._unanswered(path, failures)
 
-    def open_stream(self, path: str, body: Json, read_timeout: float) -> httpx.Response:
-        """Start a streaming POST; the headers must come within request_timeout, and each
-        later socket read times out after read_timeout seconds."""
+    def _open_once(self, path: str, body: Json, read_timeout: float) -> httpx.Response:
         failures: list[tuple[str, Exception]] = []
         for endpoint in self._rotation():
             try:
@@ -213,8 +235,8 @@ class Gateway:
 
     def _unanswered(self, path: str, failures: list[tuple[str, Exception]]) -> DatastoreError:
         said = "; ".join(f"{endpoint}: {self._describe(exc)}" for endpoint, exc in failures)
-        if failures and all(isinstance(exc, NoLeader) for _, exc in failures):
-            return NoLeader(f"etcd {path}: no member has a leader ({said})")
+        if any(isinstance(exc, NoLeader) for _, exc in failures):  # the rest did not answer
+            return NoLeader(f"etcd {path}: no member with a leader answered ({said})")
         tls_only = all(tls_error(exc) is not None for _, exc in failures)
         error = DatastoreTlsError if failures and tls_only else DatastoreUnavailable
         return error(f"etcd {path}: no endpoint answered ({said})")

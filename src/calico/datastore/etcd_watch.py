@@ -11,8 +11,8 @@ it raise `DatastoreUnavailable`. A stream breaks when its member is killed or st
 also when the member is cut off from its peers: the gateway asks every call to require a
 leader, so etcd ends the stream with `{"error": {"grpc_code": 14, "message": "etcdserver: no
 leader"}}` once the member has had no leader for three election timeouts. Without that a
-partitioned member keeps the stream open and silent while the majority writes on. When every
-member answers "no leader" (an election slower than that), reopening is retried for up to
+partitioned member keeps the stream open and silent while the majority writes on. While
+every member answers "no leader" (an election) the gateway asks again for up to
 request_timeout before `DatastoreUnavailable`.
 
 Dead-connection policy: etcd 3.4 sends progress notifications only every 10 minutes by default
@@ -34,7 +34,6 @@ import json
 import logging
 import socket
 import threading
-import time
 from collections.abc import Iterator, Sequence
 
 import httpx
@@ -49,7 +48,6 @@ from calico.datastore.api import (
 from calico.datastore.etcd_gateway import (
     Gateway,
     Json,
-    NoLeader,
     b64,
     decode_key,
     error_from_body,
@@ -58,8 +56,6 @@ from calico.datastore.etcd_gateway import (
 )
 
 _log = logging.getLogger(__name__)
-
-_LEADER_POLL = 0.1  # seconds between attempts to open a watch while no member has a leader
 
 
 class EtcdWatch:
@@ -81,7 +77,7 @@ class EtcdWatch:
     def __iter__(self) -> Iterator[Sequence[WatchEvent]]:
         lost = 0  # streams lost in a row without a line read from them
         while not self._closed:
-            response = self._open_when_led()  # DatastoreUnavailable when no member answers
+            response = self._open()  # DatastoreUnavailable when no member answers
             self._lines = 0
             try:
                 yield from self._read(response)
@@ -110,19 +106,6 @@ class EtcdWatch:
             response = self._response
         if response is not None:
             _shutdown_socket(response)
-
-    def _open_when_led(self) -> httpx.Response:
-        """Open the stream; while every member answers "no leader" (an election: a slow one
-        is what cancelled the last stream) ask again for up to request_timeout, the bound of
-        any call, before giving up."""
-        deadline = time.monotonic() + self._gateway.config.request_timeout
-        while True:
-            try:
-                return self._open()
-            except NoLeader:
-                if self._closed or time.monotonic() >= deadline:
-                    raise
-                time.sleep(_LEADER_POLL)
 
     def _open(self) -> httpx.Response:
         key, end = key_range(self._prefix)
