@@ -62,6 +62,7 @@ CUT = f"""table inet {CUT_TABLE} {{
 """  # noqa: E501
 SEEN_WITHIN = 60.0  # seconds a round waits for the watch to deliver the first write
 WRITE_EVERY = 0.2
+SETTLE = 2.0  # seconds: 4 of the lab's election timeouts
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +101,7 @@ def run(rounds: int = 1, progress: Callable[[str], None] = print) -> list[Cut]:
 
 def _round(lab: Lab, victim_kind: str, tag: str) -> Cut:
     members = lab.etcd_members()
-    wait_until(lambda: etcd.leader(members) is not None, 30, "an etcd leader")
-    leader = etcd.leader(members)
+    leader = _settled(members)
     victim = leader if victim_kind == "leader" else next(m for m in members if m != leader)
     assert victim is not None
     rest = [m for m in members if m != victim]
@@ -121,6 +121,8 @@ def _round(lab: Lab, victim_kind: str, tag: str) -> Cut:
             reader.wait_events(1, SEEN_WITHIN)
             floor = time.monotonic() - t
             wait_until(lambda: plain.events == 1, SEEN_WITHIN, "the plain watch's first event")
+            if resumes:
+                raise RuntimeError("the watch left the victim before the cut: not settled")
             netns.in_ns(lab.netns(victim.name), ["nft", "-f", "-"], stdin=CUT)
             cut = time.monotonic()
             try:
@@ -175,6 +177,34 @@ def _writing(backend: EtcdBackend, prefix: str, returned: dict[int, float]) -> I
     finally:
         stop.set()
         thread.join(30)
+
+
+def _settled(members: list[etcd.Member]) -> etcd.Member:
+    """The leader, once every member has followed it for SETTLE seconds: a member back from
+    a cut may have a higher term and force an election soon after it rejoins (etcd 3.4 has
+    pre-vote off), which would move the next round's watch before its cut."""
+    led_by: set[int] = set()
+
+    def stable() -> bool:
+        nonlocal led_by
+        now = {_leader_id(m) for m in members}
+        was, led_by = led_by, now
+        return len(now) == 1 and 0 not in now and now == was
+
+    wait_until(stable, 60, "every member following one leader", interval=SETTLE)
+    leader = etcd.leader(members)
+    assert leader is not None
+    return leader
+
+
+def _leader_id(member: etcd.Member) -> int:
+    backend = _backend([member])
+    try:
+        return backend.member_status()[1]
+    except DatastoreUnavailable:
+        return 0
+    finally:
+        backend.close()
 
 
 def _backend(members: list[etcd.Member]) -> EtcdBackend:
