@@ -4,7 +4,8 @@ The gateway speaks protobuf-as-JSON: keys and values are base64, int64 fields ar
 and fields holding their default value (0, false, empty) are omitted, so every read goes through
 `to_int`/`.get`. Errors come back as `{"code": <gRPC code>, "message": ...}` on unary calls and
 as `{"error": {...}}` inside streams. Transport failures become `DatastoreUnavailable` naming
-every endpoint tried; no call can block longer than the configured timeouts per endpoint.
+every endpoint tried; no call can block longer than the configured timeouts per endpoint,
+plus up to request_timeout of asking again while the members that answer have no leader.
 Together with `etcd_watch` and `etcd`, this is the only code that imports httpx.
 """
 

@@ -11,8 +11,8 @@ it raise `DatastoreUnavailable`. A stream breaks when its member is killed or st
 also when the member is cut off from its peers: the gateway asks every call to require a
 leader, so etcd ends the stream with `{"error": {"grpc_code": 14, "message": "etcdserver: no
 leader"}}` once the member has had no leader for three election timeouts. Without that a
-partitioned member keeps the stream open and silent while the majority writes on. While
-every member answers "no leader" (an election) the gateway asks again for up to
+partitioned member keeps the stream open and silent while the majority writes on. While the
+members that answer all say "no leader" (an election) the gateway asks again for up to
 request_timeout before `DatastoreUnavailable`.
 
 Dead-connection policy: etcd 3.4 sends progress notifications only every 10 minutes by default
