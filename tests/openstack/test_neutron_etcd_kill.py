@@ -36,6 +36,7 @@ from typing import Any
 import httpx
 import pytest
 from neutron_harness import HOST1, CalicoMl2TestCase, wait_for
+from oslo_config import cfg
 
 from calico import programs
 from calico.datastore.api import DatastoreError
@@ -92,6 +93,7 @@ class TestEtcdMemberKills(CalicoMl2TestCase):
     def setup_config(self) -> None:
         super().setup_config()
         os.environ["ETCD_ENDPOINTS"] = ",".join(self.cluster.endpoints)  # (patched dict)
+        cfg.CONF.set_override("quota_security_group", -1, group="QUOTAS")  # one per kill
 
     def setUp(self) -> None:
         for tool in ("dnsmasq", "ip"):
