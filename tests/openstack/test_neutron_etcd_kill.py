@@ -8,6 +8,10 @@ dnsmasq, then a network, a DHCP subnet, a security group with a rule and a port 
 deletes the previous kill's extra port; every call must succeed. Measured per kill: seconds
 from the kill until the first port's endpoint is in etcd (the driver's next write) and until
 its MAC is in the agent's dnsmasq host file; the floor is the same with every member up.
+Then, as follower and as leader, the driver's member is killed while Neutron creates, renames
+and deletes ports back to back (a kill may land mid-request), and frozen (SIGSTOP) with a
+port's endpoint delete in flight, then killed: that delete's outcome is unknown, and the
+driver must finish it itself.
 
 Checked over the run: everything Neutron holds is in etcd (endpoints, SG policies, DHCP
 subnets) and nothing it deleted; every port has its dnsmasq host entry; the agent resumed its
@@ -28,6 +32,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,7 +68,9 @@ RESUME = "on another member"  # calico.datastore.etcd_watch, a watch resumed
 RELIST = "re-listing in"  # calico.datastore.syncer, a watch failed and the syncer re-lists
 REPAIR = "a resync will repair etcd"  # the driver, after a write of its own failed
 RESYNC = "resync: "  # calico.openstack.store, the summary of every resync
+UNKNOWN = "outcome unknown"  # calico.datastore.etcd_gateway, a request died in flight
 TIMEOUT = 60.0
+CHURN_KILL_AFTER, CHURN_AFTER_KILL = 0.5, 2.0  # seconds of Neutron churn around a kill
 
 
 @pytest.fixture(autouse=True)
@@ -178,6 +185,10 @@ class TestEtcdMemberKills(CalicoMl2TestCase):
             return (victim + 1) % len(self.cluster.members)
         return using
 
+    def follow(self, victim: int, since: dict[str, list[str]]) -> None:
+        for name, lines in since.items():
+            self.using[name] = self.failed_over(self.using[name], victim, lines)
+
     def statuses(self) -> list[tuple[int, int] | None]:
         """(member id, its leader's id) of each member, None for one that does not answer."""
         out: list[tuple[int, int] | None] = []
@@ -249,6 +260,57 @@ class TestEtcdMemberKills(CalicoMl2TestCase):
         port = self.make_vm_port(net, device_id=f"vm-extra-{tag}", security_groups=[sg["id"]])
         return subnet, sg, port
 
+    def churn_through_kill(self, net: Any, role: str) -> None:
+        """A kill that lands while the driver's requests are in flight: ports created,
+        renamed and (every other one) deleted through Neutron back to back, the driver's
+        member SIGKILLed by a timer meanwhile."""
+        victim = self.using["driver"]
+        self.make_leader(role == "leader", victim)
+        self.pump(lambda: True)
+        before = {"agent": len(self.agent_lines()), "driver": len(self.driver_log.lines)}
+        member = self.cluster.members[victim]
+        timer = threading.Timer(CHURN_KILL_AFTER, member.kill)
+        timer.start()
+        try:
+            deadline = time.monotonic() + CHURN_KILL_AFTER + CHURN_AFTER_KILL
+            i = 0
+            while time.monotonic() < deadline:
+                port = self.make_vm_port(net, device_id=f"vm-churn-{role}-{i}")
+                self.update_port(port["id"], name=f"renamed-{i}")
+                if i % 2:
+                    self._delete("ports", port["id"], as_admin=True)
+                i += 1
+        finally:
+            timer.join()
+        self.follow(victim, {
+            "agent": self.agent_lines()[before["agent"] :],
+            "driver": self.driver_log.lines[before["driver"] :],
+        })  # fmt: skip
+        member.start()
+
+    def freeze_then_kill(self, port: Any, role: str) -> None:
+        """A member that stops answering with the driver's request in flight, then dies: the
+        driver's member SIGSTOPped, a port deleted through Neutron (the endpoint's delete,
+        the first request, is sent to it and times out: outcome unknown), then SIGKILLed."""
+        victim = self.using["driver"]
+        self.make_leader(role == "leader", victim)
+        self.pump(lambda: True)
+        before = {"agent": len(self.agent_lines()), "driver": len(self.driver_log.lines)}
+        member = self.cluster.members[victim]
+        assert member.pid is not None
+        os.kill(member.pid, signal.SIGSTOP)
+        try:
+            self._delete("ports", port["id"], as_admin=True)
+        finally:
+            member.kill()
+        since = {
+            "agent": self.agent_lines()[before["agent"] :],
+            "driver": self.driver_log.lines[before["driver"] :],
+        }
+        assert any(UNKNOWN in ln for ln in since["driver"]), since["driver"]
+        self.follow(victim, since)
+        member.start()
+
     # -- the test ---------------------------------------------------------------------------
 
     def test_member_kills_lose_no_update(self) -> None:
@@ -268,13 +330,13 @@ class TestEtcdMemberKills(CalicoMl2TestCase):
         resyncs = sum(RESYNC in ln for ln in self.driver_log.lines)
 
         kills: list[dict[str, Any]] = []
-        using = {"agent": 0, "driver": 0}  # both start on their first endpoint
+        self.using = {"agent": 0, "driver": 0}  # both start on their first endpoint
         extra_port: Any = None
         for _ in range(ROUNDS):
             for component in ("agent", "driver"):
                 for role in ("follower", "leader"):
                     n = len(kills)
-                    victim = using[component]
+                    victim = self.using[component]
                     self.make_leader(role == "leader", victim)
                     self.pump(lambda: True)  # (drain queued DB work before the clock starts)
                     before = {
@@ -294,14 +356,18 @@ class TestEtcdMemberKills(CalicoMl2TestCase):
                     }
                     # The kill broke the component's watches (it was using the victim).
                     assert any(RESUME in ln for ln in since[component]), since[component]
-                    for name, lines in since.items():
-                        using[name] = self.failed_over(using[name], victim, lines)
-                    assert using[component] != victim
+                    self.follow(victim, since)
+                    assert self.using[component] != victim
                     kills.append({
                         "component": component, "role": role, "member": member.name,
                         "write": written, "dhcp": served,
                     })  # fmt: skip
                     member.start()
+
+        # Kills landing mid-request: by chance while Neutron churns, for sure after a freeze.
+        for role in ("follower", "leader"):
+            self.churn_through_kill(net, role)
+            self.freeze_then_kill(self.make_vm_port(net, device_id=f"vm-frozen-{role}"), role)
 
         # The counts first, so that the bench has its figures also when a goal is missed.
         self.pump(lambda: True)
@@ -315,9 +381,14 @@ class TestEtcdMemberKills(CalicoMl2TestCase):
             "driver_demoted": int(not self.calico.is_leader)
             + sum("no longer" in ln for ln in self.driver_log.lines),
         }
+        # Requests the kills left with an unknown outcome (the two frozen deletes, and any
+        # the churn's kills happened to hit), each finished without a repair resync.
+        ambiguous = sum(UNKNOWN in ln for ln in self.driver_log.lines)
         if FIGURES:
             floor = {"write": floor_write, "dhcp": floor_dhcp}
-            Path(FIGURES).write_text(json.dumps({"floor": floor, "kills": kills, **counts}))
+            Path(FIGURES).write_text(
+                json.dumps({"floor": floor, "kills": kills, "ambiguous": ambiguous, **counts})
+            )
 
         # Everything Neutron holds reached etcd, and nothing it deleted stayed there.
         ports = [p for p in self._list("ports", as_admin=True)["ports"]
