@@ -99,7 +99,10 @@ def section(result: Run) -> str:
                 f"| {when} | {machine} |"
             )
     counts = "; ".join(f"{label} {figures[key]}" for key, label in COUNTS.items())
-    counts += f" (watches the agent resumed on another member: {figures['agent_resumes']})"
+    counts += (
+        f" (watches the agent resumed on another member: {figures['agent_resumes']}; driver "
+        f"requests left with an unknown outcome, finished by the driver: {figures['ambiguous']})"
+    )
     if not result.passed:
         counts += " (the test FAILED)"
     goal = ", ".join("0" for _ in COUNTS) + "; the test passes"
@@ -119,7 +122,10 @@ def section(result: Run) -> str:
         " the agent's dnsmasq host file has it. Floor, every member up (fastest of 3): write "
         f"{floor['write']:.2f}s, DHCP host entry {floor['dhcp']:.2f}s. Every API call succeeded "
         "(the test asserts each), and at the end etcd held every port, security group and "
-        "subnet Neutron did.", "",
+        "subnet Neutron did. The counts also cover the test's last kills: the driver's member "
+        "killed (as follower, then leader) during back-to-back port creates, renames and "
+        "deletes, and frozen (SIGSTOP) with a port's endpoint delete in flight, then killed.",
+        "",
         "| test | figure | goal | date | machine |", "| --- | --- | --- | --- | --- |", *rows,
     ])  # fmt: skip
 
