@@ -94,12 +94,12 @@ class NodeDaemon:
         if keeper is not None:
             children.append(Child(self._bird_spec()))
             checks.append(keeper.check)
+        tunnels: TunnelKeeper | None = None
         if self.settings.networking:
             tunnels = TunnelKeeper(
-                self.backend,
-                TunnelAddresses(IPAMClient(self.backend), self.settings.nodename),
-                self.settings.poll_interval,
+                self.backend, TunnelAddresses(IPAMClient(self.backend), self.settings.nodename)
             )
+            tunnels.start()
             tunnels.check()  # before Felix starts, so it finds the tunnel address at once
             checks += [AddressMonitor(self._reregister, self.settings.poll_interval).check,
                        tunnels.check]  # fmt: skip
@@ -117,6 +117,8 @@ class NodeDaemon:
             log.info("stopping")
             if keeper is not None:
                 keeper.stop()
+            if tunnels is not None:
+                tunnels.stop()
             supervisor.stop()
 
     def _reregister(self) -> None:
