@@ -45,7 +45,7 @@ from oslo_config import cfg
 
 from calico import programs
 from calico.datastore.api import DatastoreError
-from calico.datastore.config import EtcdConfig
+from calico.datastore.config import EtcdConfig, host_order
 from calico.datastore.etcd import EtcdBackend
 from calico.openstack import keys
 from calico.openstack.dhcp.config import network_files
@@ -175,6 +175,14 @@ class TestEtcdMemberKills(CalicoMl2TestCase):
             return self.cluster.endpoints
         return tuple(m.unix_endpoint for m in self.cluster.members)
 
+    def order(self, component: str) -> list[int]:
+        """The members in the order the component tries them: the driver as listed, the
+        agent in its host's order (calico.datastore.config.host_order)."""
+        endpoints = self.endpoints(component)
+        if component == "driver":
+            return list(range(len(endpoints)))
+        return [endpoints.index(e) for e in host_order(endpoints, HOST1)]
+
     def switched(self, lines: list[str], component: str) -> list[str]:
         """The endpoints the component's calls switched to in lines."""
         switched = [ln.split(SWITCHED, 1)[1].strip() for ln in lines if SWITCHED in ln]
@@ -192,7 +200,8 @@ class TestEtcdMemberKills(CalicoMl2TestCase):
             return endpoints.index(switched[-1])
         using = self.using[component]
         if using == victim and any(RESUME in ln for ln in lines):
-            return (victim + 1) % len(endpoints)
+            order = self.order(component)
+            return order[(order.index(victim) + 1) % len(order)]
         return using
 
     def follow(self, victim: int, since: dict[str, list[str]]) -> None:
@@ -340,7 +349,8 @@ class TestEtcdMemberKills(CalicoMl2TestCase):
         resyncs = sum(RESYNC in ln for ln in self.driver_log.lines)
 
         kills: list[dict[str, Any]] = []
-        self.using = {"agent": 0, "driver": 0}  # both start on their first endpoint
+        # Each starts on the first member of its order.
+        self.using = {c: self.order(c)[0] for c in ("agent", "driver")}
         extra_port: Any = None
         for _ in range(ROUNDS):
             for component in ("agent", "driver"):
