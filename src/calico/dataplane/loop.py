@@ -24,7 +24,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,7 @@ from calico.calc.messages import (
     PolicyID,
 )
 from calico.dataplane.drivers.conntrack import ConntrackCleaner, ConntrackFlows
+from calico.dataplane.drivers.deny_counters import DenyCounts, read_deny_counters
 from calico.dataplane.drivers.iface_monitor import InterfaceMonitor
 from calico.dataplane.drivers.ipsets import IPSets, IPSetWriter
 from calico.dataplane.drivers.iptables_table import IptablesTable, apply_tables, detect_backend
@@ -83,6 +84,7 @@ class ApplyStats:
     endpoints: int
     policies: int
     ipsets: int
+    drift_repaired: Mapping[str, int]  # since start, per kind of kernel object
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +130,7 @@ class InternalDataplane:
     ) -> None:
         cfg = settings.rules
         self._settings = settings
+        self._runner = runner
         self._clock = clock
         self._on_health = on_health
         self._on_applied = on_applied
@@ -350,8 +353,18 @@ class InternalDataplane:
                     endpoints=len(list(self.endpoints.workload_endpoints())),
                     policies=len(self._policies),
                     ipsets=sum(len(s.desired_ids()) for s in self.ipsets),
+                    drift_repaired={
+                        "iptables": sum(t.drift_repaired for t in self.tables),
+                        "ipsets": sum(s.drift_repaired for s in self.ipsets),
+                    },
                 )
             )
+
+    def deny_counters(self) -> DenyCounts:
+        """What each rendered deny rule has dropped, read from the kernel now."""
+        return read_deny_counters(
+            self._runner, self.tables[0].backend, self._settings.rules.ip_versions
+        )
 
     def write_kernel(self) -> None:
         """One apply, in dependency order; raises on failure (the loop retries later)."""

@@ -39,7 +39,7 @@ from calico.datastore.syncer import Syncer
 from calico.felix.calc_feed import Block, CalcFeed
 from calico.felix.config import FelixConfig, build_config, file_layer
 from calico.felix.health import HealthAggregator, serve_health
-from calico.felix.metrics import FelixMetrics
+from calico.felix.metrics import CLUSTER_KINDS, FelixMetrics, MeteredRunner
 from calico.felix.status import StatusReporter
 from calico.ipam.keys import blocks_prefix
 from calico.model import ResourceError
@@ -75,6 +75,16 @@ WATCHED_KINDS: tuple[type[Resource], ...] = (
     IPPool,
     Node,
 )
+_CLUSTER_KIND: dict[type[Resource], str] = {
+    Node: "hosts",
+    WorkloadEndpoint: "workload_endpoints",
+    HostEndpoint: "host_endpoints",
+    NetworkPolicy: "policies",
+    GlobalNetworkPolicy: "policies",
+    Profile: "profiles",
+    Tier: "tiers",
+}
+"""Felix's `felix_cluster_num_*` gauges: what each counts."""
 _RESTART = 129  # internal: re-exec with new config
 GC_YOUNG_THRESHOLD = 50_000
 _LOG_LEVELS = {
@@ -197,7 +207,8 @@ class Felix:
         self.exit_code = 0
         self.local_file = file_layer(self.environ.get("FELIX_CONFIGFILE"))
         self.config = build_config(self.environ, self.local_file)
-        self.backend: Backend = EtcdBackend(EtcdConfig.from_env(self.environ))
+        etcd = EtcdConfig.from_env(self.environ).for_host(self.config.hostname)
+        self.backend: Backend = EtcdBackend(etcd)
         self.client = ResourceClient(self.backend)
         self.health = HealthAggregator()
         self.metrics = FelixMetrics()
@@ -263,14 +274,16 @@ class Felix:
 
     def _build_dataplane(self) -> InternalDataplane:
         cfg = self.config
-        return InternalDataplane(
+        dataplane = InternalDataplane(
             dataplane_settings(cfg),
-            programs.Runner(),
+            MeteredRunner(programs.Runner(), self.metrics),
             functools.partial(open_netlink, None),
             on_endpoint_status=self._endpoint_status if cfg.endpoint_reporting_enabled else None,
             on_health=self._dataplane_health,
             on_applied=self._record_apply,
         )
+        self.metrics.watch_denies(dataplane.deny_counters)
+        return dataplane
 
     def _dataplane_health(self, ready: bool) -> None:
         self.health.report("InternalDataplaneMainLoop", ready=ready)
@@ -286,6 +299,8 @@ class Felix:
         m.active_local_endpoints.set(stats.endpoints)
         m.active_local_policies.set(stats.policies)
         m.ipsets_calico.set(stats.ipsets)
+        for kind, repaired in stats.drift_repaired.items():
+            m.drift_repaired.labels(kind).set(repaired)
 
     def _endpoint_status(
         self,
@@ -354,6 +369,7 @@ class _GraphAdapter:
         self._metrics = metrics
         self._health = health
         self._on_config_update = on_config_update
+        self._cluster: dict[str, set[ResourceKey]] = {kind: set() for kind in CLUSTER_KINDS}
 
     def on_status(self, status: SyncStatus) -> None:
         metrics = self._metrics
@@ -370,6 +386,11 @@ class _GraphAdapter:
         for u in updates:
             if u.key.kind is FelixConfiguration:
                 self._on_config_update(u.key, u.resource)
+            counted = _CLUSTER_KIND.get(u.key.kind)
+            if counted is not None:
+                keys = self._cluster[counted]
+                keys.discard(u.key) if u.resource is None else keys.add(u.key)
+                self._metrics.cluster[counted].set(len(keys))
         self._graph.on_updates(
             [(u.key, u.resource) for u in updates if u.key.kind is not FelixConfiguration]
         )

@@ -25,7 +25,7 @@ import ipaddress
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from calico.datastore.api import Backend, RevisionConflict
 from calico.datastore.client import ResourceClient, ResourceNotFound
@@ -39,7 +39,14 @@ from calico.ipam.api import (
     IPAMError,
     PoolsExhausted,
 )
-from calico.ipam.blocks import AllocationAttribute, AllocationBlock, block_cidr_for, candidate_rank
+from calico.ipam.blocks import (
+    AllocationAttribute,
+    AllocationBlock,
+    ReleaseResult,
+    ReleaseSpec,
+    block_cidr_for,
+    candidate_rank,
+)
 from calico.ipam.pools import block_size, pool_containing, pool_for_block, select_pools
 from calico.ipam.release import Releaser
 from calico.ipam.store import RACES, IPAMStore, Stored
@@ -163,6 +170,12 @@ class IPAMClient:
 
     def blocks(self) -> list[AllocationBlock]:
         return sorted((s.value for s in self.store.list_blocks()), key=lambda b: _net_key(b.cidr))
+
+    def release_matching(self, specs: Sequence[ReleaseSpec]) -> ReleaseResult:
+        """Release only allocations that still carry the spec's handle and sequence number."""
+        return self._releaser.release(
+            [replace(s, address=str(_parse_ip(s.address))) for s in specs], self.pools()
+        )
 
     def usage(self) -> list[PoolUsage]:
         return utilization(self.pools(), self.blocks())

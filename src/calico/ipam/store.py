@@ -163,6 +163,10 @@ class IPAMStore:
                 log.warning("skipping %s: %s", kv.key, exc)
         return result
 
+    def delete_handle(self, handle_id: str, revision: int) -> None:
+        """CAS delete: KeyNotFound or RevisionConflict if the handle changed since read."""
+        self.backend.delete(keys.handle_key(handle_id), revision)
+
     def adjust_handle(self, handle_id: str, cidr: str, delta: int) -> None:
         """Add delta (may be negative) to a handle's count for a block; CAS, retried."""
 

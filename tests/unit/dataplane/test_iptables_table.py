@@ -156,12 +156,19 @@ def test_hooks_pushed_down_by_a_foreign_insert_are_restored(
     assert "cali-INPUT - [0:0]" not in fake.restores[-1]  # chains untouched
 
 
-def test_full_resync_repairs_only_drifted_chains(fake: FakeIptables, table: IptablesTable) -> None:
+def test_full_resync_repairs_only_drifted_chains(
+    fake: FakeIptables, table: IptablesTable, caplog: pytest.LogCaptureFixture
+) -> None:
+    table.full_resync()
+    assert table.drift_repaired == 0  # nothing drifted: nothing counted
     del fake.tables["filter"]["cali-OUTPUT"][1]
     fake.tables["filter"]["cali-INPUT"].append("-j ACCEPT")  # foreign rule inside our chain
+    table.update_chains([Chain("cali-mine", (Rule(action=DROP),))])  # ours, not drift
     table.full_resync()
     declared = [ln for ln in fake.restores[-1].splitlines() if ln.startswith(":")]
-    assert declared == [":cali-INPUT - [0:0]", ":cali-OUTPUT - [0:0]"]
+    assert declared == [":cali-INPUT - [0:0]", ":cali-OUTPUT - [0:0]", ":cali-mine - [0:0]"]
+    assert table.drift_repaired == 2
+    assert "2 chain(s) changed outside Felix: cali-INPUT cali-OUTPUT" in caplog.text
     fresh = FakeIptables()
     other = IptablesTable("filter", 4, fresh, backend="nft")
     other.update_chains(calico_filter_chains())

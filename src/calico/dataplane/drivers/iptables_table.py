@@ -104,7 +104,7 @@ def stub_chain(name: str, table: str = "filter") -> Chain:
     return Chain(name, (Rule(action=DROP, comment=("Stub: chain not programmed",)),))
 
 
-def _tool(ip_version: int, backend: str, verb: str) -> str:
+def tool(ip_version: int, backend: str, verb: str) -> str:
     return f"{'ip6' if ip_version == 6 else 'ip'}tables-{backend}-{verb}"
 
 
@@ -116,7 +116,7 @@ def detect_backend(runner: CommandRunner) -> str:
         cali = rules = 0
         for version in (4, 6):
             try:
-                out = runner.run([_tool(version, backend, "save")]).stdout
+                out = runner.run([tool(version, backend, "save")]).stdout
             except CommandFailed:
                 continue
             cali += sum(line.startswith(f":{CHAIN_PREFIX}") for line in out.splitlines())
@@ -150,6 +150,9 @@ class IptablesTable:
         self._changed: set[str] = set()  # chains whose kernel state may be due a change
         self._kernel: KernelTable | None = None
         self._dirty = True
+        self._hooks_changed = True
+        self._refreshing = False  # the next read re-checks a view we had: counts drift
+        self.drift_repaired = 0  # chains a refresh found changed behind our back
 
     @property
     def dirty(self) -> bool:
@@ -196,10 +199,12 @@ class IptablesTable:
         if new != self._hooks:
             self._retarget(_hook_targets(self._hooks.values()), _hook_targets(new.values()))
             self._hooks = new
+            self._hooks_changed = True
             self._dirty = True
 
     def resync(self) -> None:
         """Distrust the cached kernel view: the next apply re-reads and repairs the table."""
+        self._refreshing = self._refreshing or self._kernel is not None
         self._kernel = None
         self._dirty = True
 
@@ -224,16 +229,34 @@ class IptablesTable:
         if not update.is_empty():
             self._restore(render_update(update))
             _record(kernel, update, self._insert_mode)
+            if fresh and self._refreshing:
+                self._count_drift(update)
         self._kernel = kernel
         self._changed.clear()
-        self._dirty = False
+        self._dirty = self._hooks_changed = self._refreshing = False
+
+    def _count_drift(self, update: TableUpdate) -> None:
+        """What a refresh rewrote that we had not changed: someone else's edits, undone."""
+        names = {c.name for c, _ in update.write} | set(update.flush) | set(update.delete)
+        repaired = sorted(names - self._changed)
+        if not self._hooks_changed:
+            repaired += sorted({h.chain for h in update.hooks})
+        if repaired:
+            self.drift_repaired += len(repaired)
+            _log.warning(
+                "refresh repaired drift in %s/v%d: %d chain(s) changed outside Felix: %s",
+                self.table,
+                self.ip_version,
+                len(repaired),
+                " ".join(repaired[:10]) + (" ..." if len(repaired) > 10 else ""),
+            )
 
     def _load(self) -> KernelTable:
-        out = self._runner.run([_tool(self.ip_version, self.backend, "save"), "-t", self.table])
+        out = self._runner.run([tool(self.ip_version, self.backend, "save"), "-t", self.table])
         return parse_save(out.stdout)
 
     def _restore(self, text: str) -> None:
-        args = [_tool(self.ip_version, self.backend, "restore"), "--noflush", "--wait"]
+        args = [tool(self.ip_version, self.backend, "restore"), "--noflush", "--wait"]
         try:
             self._runner.run(args, stdin=text)
         except CommandFailed as exc:
@@ -350,7 +373,7 @@ def apply_tables(tables: Sequence[IptablesTable]) -> None:
     views: dict[IptablesTable, KernelTable] = {}
     for (ip_version, backend), group in unread.items():
         if len(group) > 1:
-            out = group[0]._runner.run([_tool(ip_version, backend, "save")]).stdout
+            out = group[0]._runner.run([tool(ip_version, backend, "save")]).stdout
             read = parse_save_tables(out)
             views.update({t: read.get(t.table, KernelTable()) for t in group})
     for table in _write_order(tables, views):
