@@ -3,9 +3,10 @@
     send(batch) ─► queue ─► managers.on_update (record intent, no I/O)
     iface events ─┘               │ once the queue is drained, if in sync:
                                   ▼
-     complete_deferred_work → IP set creates/updates → iptables (raw, mangle, nat, filter;
-     one restore per table) → IP set deletions → sysctls → routes (deletions → conntrack
-     entries of released addresses, in the background unless re-routed now → additions)
+     complete_deferred_work → IP set creates/updates → iptables (raw, mangle, nat, filter,
+     but a table a policy moves into before the one it leaves; one restore per table)
+     → IP set deletions → sysctls → routes (deletions → conntrack entries of released
+     addresses, in the background unless re-routed now → additions)
      → VXLAN devices, neighbours, FDB, then their routes (a VXLAN failure cannot hold up
      the workloads' routes) → the MTU file
 

@@ -207,7 +207,8 @@ class Felix:
         self.exit_code = 0
         self.local_file = file_layer(self.environ.get("FELIX_CONFIGFILE"))
         self.config = build_config(self.environ, self.local_file)
-        self.backend: Backend = EtcdBackend(EtcdConfig.from_env(self.environ))
+        etcd = EtcdConfig.from_env(self.environ).for_host(self.config.hostname)
+        self.backend: Backend = EtcdBackend(etcd)
         self.client = ResourceClient(self.backend)
         self.health = HealthAggregator()
         self.metrics = FelixMetrics()
