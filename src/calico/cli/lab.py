@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -185,3 +186,30 @@ def matrix(ctx: LabContext, proto: str, port: int | None, ipv6: bool) -> None:
     """Which workload reaches which (rows: from, columns: to)."""
     the_lab = ctx.open()
     click.echo(format_matrix(the_lab.matrix(proto, port, ipv6)))
+
+
+@lab.command()
+@click.argument("hosts", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def drift(ctx: LabContext, hosts: tuple[str, ...], as_json: bool) -> None:
+    """Each host's kernel against what its Felix programs from the datastore (`calicoctl
+    node diff` on every host, or on HOSTS); exit 1 if any host drifted, 2 if a check failed."""
+    the_lab = ctx.open()
+    names = list(hosts) or [h.name for h in the_lab.spec.hosts]
+    unknown = sorted(set(names) - {h.name for h in the_lab.spec.hosts})
+    if unknown:
+        raise click.ClickException(f"not hosts of this lab: {', '.join(unknown)}")
+    output = ["-o", "json"] if as_json else []
+    results = {n: the_lab.exec(n, ["calicoctl", "node", "diff", *output]) for n in names}
+    if as_json:
+        doc = {
+            name: json.loads(r.stdout) if r.returncode in (0, 1) else {"error": r.stderr.strip()}
+            for name, r in results.items()
+        }
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        for name, result in results.items():
+            text = result.stdout if result.returncode in (0, 1) else result.stderr
+            click.echo(f"{name}:\n{textwrap.indent(text.rstrip(), '  ')}")
+    sys.exit(min(max(r.returncode for r in results.values()), 2))

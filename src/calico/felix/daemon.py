@@ -159,19 +159,32 @@ class Felix:
         self.exit_code = 0
         self.local_file = file_layer(self.environ.get("FELIX_CONFIGFILE"))
         self.config = build_config(self.environ, self.local_file)
-        self.backend: Backend = EtcdBackend(EtcdConfig.from_env(self.environ))
+        etcd = EtcdConfig.from_env(self.environ).for_host(self.config.hostname)
+        self.backend: Backend = EtcdBackend(etcd)
         self.client = ResourceClient(self.backend)
         self.health = HealthAggregator()
         self.metrics = FelixMetrics()
         self._datastore_specs: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
         self._status_swept = False
 
+    def load_datastore_config(self) -> None:
+        """Layer the datastore's FelixConfiguration over the local configuration."""
+        self._datastore_specs = datastore_specs(self.client, self.config.hostname)
+        self.config = build_config(self.environ, self.local_file, *self._datastore_specs)
+
+    def calc_pipeline(self, dataplane: InternalDataplane) -> tuple[CalcFeed, list[Syncer]]:
+        """The calc thread and its syncers, feeding `dataplane` (not started)."""
+        cfg = self.config
+        graph = CalcGraph(cfg.hostname, dataplane.send, cfg.floating_ips == "Enabled")
+        adapter = _GraphAdapter(graph, self.metrics, self.health, self.on_config_update)
+        feed = CalcFeed(adapter)
+        return feed, calc_syncers(self.backend, feed)
+
     def run(self) -> int:
         wait_for_datastore(self.client, self.stop_event)
         if self.stop_event.is_set():
             return self.exit_code
-        self._datastore_specs = datastore_specs(self.client, self.config.hostname)
-        self.config = build_config(self.environ, self.local_file, *self._datastore_specs)
+        self.load_datastore_config()
         cfg = self.config
         logging.getLogger("calico").setLevel(
             cfg.log_severity.upper().replace("FATAL", "CRITICAL").replace("TRACE", "DEBUG")
@@ -193,10 +206,7 @@ class Felix:
         )
         self.reporter = reporter
         dataplane = self._build_dataplane()
-        graph = CalcGraph(cfg.hostname, dataplane.send, cfg.floating_ips == "Enabled")
-        adapter = _GraphAdapter(graph, self.metrics, self.health, self.on_config_update)
-        feed = CalcFeed(adapter)
-        syncers = calc_syncers(self.backend, feed)
+        feed, syncers = self.calc_pipeline(dataplane)
         dataplane.start()
         feed.start()
         for syncer in syncers:
@@ -213,11 +223,14 @@ class Felix:
             self.backend.close()
         return self.exit_code
 
-    def _start_endpoints(self) -> None:
-        cfg = self.config
+    def register_health(self) -> None:
         self.health.register("FelixStartup", live_timeout=None, reports_ready=False)
         self.health.register("CalculationGraph", live_timeout=None, reports_ready=True)
         self.health.register("InternalDataplaneMainLoop", live_timeout=90, reports_ready=True)
+
+    def _start_endpoints(self) -> None:
+        cfg = self.config
+        self.register_health()
         if cfg.health_enabled:
             serve_health(self.health, cfg.health_host, cfg.health_port)
         if cfg.prometheus_enabled:
