@@ -13,6 +13,7 @@ from calico.ctl.commands.ipam import ipam
 from calico.ctl.commands.label import label
 from calico.ctl.commands.node import node
 from calico.ctl.commands.patch import patch
+from calico.ctl.commands.policy import policy
 from calico.ctl.commands.version import version
 from calico.ctl.context import CtlContext
 from calico.version import add_version_option
@@ -54,6 +55,7 @@ for _command in (
     version,
     ipam,
     node,
+    policy,
     completion,
 ):
     cli.add_command(_command)

@@ -3,9 +3,10 @@
     send(batch) ─► queue ─► managers.on_update (record intent, no I/O)
     iface events ─┘               │ once the queue is drained, if in sync:
                                   ▼
-     complete_deferred_work → IP set creates/updates → iptables (raw, mangle, nat, filter;
-     one restore per table) → IP set deletions → sysctls → routes (deletions → conntrack
-     entries of released addresses, in the background unless re-routed now → additions)
+     complete_deferred_work → IP set creates/updates → iptables (raw, mangle, nat, filter,
+     but a table a policy moves into before the one it leaves; one restore per table)
+     → IP set deletions → sysctls → routes (deletions → conntrack entries of released
+     addresses, in the background unless re-routed now → additions)
      → VXLAN devices, neighbours, FDB, then their routes (a VXLAN failure cannot hold up
      the workloads' routes) → the MTU file
 
@@ -70,6 +71,7 @@ class DataplaneSettings:
     route_refresh: float = 90.0
     interface_refresh: float = 90.0  # rescan of all interfaces, in case an event was missed
     remove_external_routes: bool = True
+    route_grace_period: float = 10.0  # before a non-Calico route on a workload's interface goes
     hostname: str = ""  # this host's name, to tell its own VTEP from the others
     vxlan: VXLANSettings = field(default_factory=VXLANSettings)
 
@@ -152,6 +154,7 @@ class InternalDataplane:
                 v,
                 iface_prefixes=cfg.workload_iface_prefixes,
                 remove_external_routes=settings.remove_external_routes,
+                grace_period=settings.route_grace_period,
                 conntrack=self.conntrack,
             )
             for v in families

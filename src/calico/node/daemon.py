@@ -67,7 +67,7 @@ class NodeDaemon:
         self.stop_event = threading.Event()
         self._felix = felix or _sibling("calico-felix")
         self._bird, self._birdc = bird, birdc
-        self.backend = EtcdBackend(EtcdConfig.from_env(self.env))
+        self.backend = EtcdBackend(EtcdConfig.from_env(self.env).for_host(settings.nodename))
         self.client = ResourceClient(self.backend)
 
     def run(self) -> int:

@@ -30,7 +30,7 @@ def test_completion_refuses_other_shells() -> None:
     [
         ("calicoctl pa", ["patch"]),
         ("calicoctl ipam c", ["check", "configure"]),
-        ("calicoctl node ", ["checksystem", "diags", "status"]),
+        ("calicoctl node ", ["checksystem", "diags", "diff", "status"]),
         ("calicoctl ipam release --fr", ["--from-report"]),
     ],
 )

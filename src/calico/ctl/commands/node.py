@@ -1,4 +1,5 @@
-"""calicoctl node status | checksystem | diags: this host's Calico, kernel and diagnostics.
+"""calicoctl node status | checksystem | diags | diff: this host's Calico, kernel and
+diagnostics.
 
 status -- is Calico running on this host, and how are its BGP sessions.
 
@@ -10,11 +11,13 @@ Reads only local files in CALICO_RUN_DIR (default /var/run/calico), never the da
 
 checksystem (`calico.ctl.checksystem`) and diags (`calico.ctl.diags`) read the host too;
 diags also asks the datastore, and still writes its bundle when the datastore is down.
+diff (`calico.felix.drift`) runs Felix's calculation and one dry-run apply on this host.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 import time
@@ -200,3 +203,47 @@ def diags(ctx: CtlContext, log_dir: str, allow_version_mismatch: bool) -> None:
     path = tmp_dir / dg.bundle_name(now)
     path.write_bytes(bundle.tar_bytes(now))
     click.echo(f"\nDiags saved to {path}")
+
+
+class _CheckFailed(click.ClickException):
+    exit_code = 2  # as diff(1): 1 means "differs"
+
+
+@node.command()
+@click.option(
+    "--nodename",
+    help="Check this node against calicoctl's own environment and datastore settings, instead "
+    "of the running Felix's (taken through CALICO_RUN_DIR/felix.pid).",
+)
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds.")
+@click.pass_obj
+def diff(ctx: CtlContext, nodename: str | None, output: str, timeout: float) -> None:
+    """Compare this host's kernel with what Felix programs from the datastore: routes,
+    iptables chains and rules, IP sets and members, sysctls, VXLAN entries. Prints what Felix
+    would add (+) or remove (-); exit 0: no drift, 1: drift, 2: the check could not run."""
+    from calico.dataplane.drift_report import drift_items, render_text
+    from calico.felix.drift import DriftError, dry_apply, felix_environment
+
+    try:
+        if nodename is not None:
+            etcd = load_etcd_config(ctx.config_path, ctx.environ)
+            environ = {
+                **ctx.environ,
+                "NODENAME": nodename,
+                "ETCD_ENDPOINTS": ",".join(etcd.endpoints),
+                "ETCD_CA_CERT_FILE": etcd.ca_cert_file or "",
+                "ETCD_CERT_FILE": etcd.cert_file or "",
+                "ETCD_KEY_FILE": etcd.key_file or "",
+            }
+        else:
+            environ = felix_environment(Path(ctx.environ.get("CALICO_RUN_DIR") or DEFAULT_RUN_DIR))
+        recorded = dry_apply(environ, timeout)
+    except (DriftError, CtlError, ValueError) as exc:
+        raise _CheckFailed(str(exc)) from None
+    items = drift_items(recorded.writes, recorded.reads)
+    if output == "json":
+        click.echo(json.dumps({"drift": [i.as_dict() for i in items]}, indent=2))
+    else:
+        click.echo(render_text(items) if items else "no drift")
+    raise SystemExit(1 if items else 0)

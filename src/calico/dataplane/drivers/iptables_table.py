@@ -19,7 +19,9 @@ rules in that chain are deleted (by number, re-reading the table first) and re-a
 
 The kernel view is cached after a successful write and re-read on the first apply, after any
 failure, and after `resync()` (periodic refresh), so a quiet apply costs nothing;
-`apply_tables` reads all the tables of a family that need it with one `iptables-save`.
+`apply_tables` reads all the tables of a family that need it with one `iptables-save`, and
+writes a table a chain moves into before the one it leaves (a policy changing kind must never
+be enforced in neither table, even if Felix dies between the two transactions).
 Planning is incremental: only chains changed since the last write (edited, removed, or
 gaining or losing their last reference, hence a stub) are compared with the kernel view,
 except after a read.
@@ -360,9 +362,10 @@ def _record(kernel: KernelTable, update: TableUpdate, insert_mode: str) -> None:
 
 
 def apply_tables(tables: Sequence[IptablesTable]) -> None:
-    """Applies `tables` in order. Those of one family (and backend) that need a kernel read
-    share one whole-family `iptables-save`. (Families are not applied side by side: with
-    nft, a commit by one makes the other's restore start over.)"""
+    """Applies `tables`, in order except where a chain moves between them (see
+    `_write_order`). Those of one family (and backend) that need a kernel read share one
+    whole-family `iptables-save`. (Families are not applied side by side: with nft, a
+    commit by one makes the other's restore start over.)"""
     unread: dict[tuple[int, str], list[IptablesTable]] = {}
     for table in tables:
         if table.needs_read:
@@ -373,5 +376,37 @@ def apply_tables(tables: Sequence[IptablesTable]) -> None:
             out = group[0]._runner.run([tool(ip_version, backend, "save")]).stdout
             read = parse_save_tables(out)
             views.update({t: read.get(t.table, KernelTable()) for t in group})
-    for table in tables:
+    for table in _write_order(tables, views):
         table.apply(views.get(table))
+
+
+def _write_order(
+    tables: Sequence[IptablesTable], views: dict[IptablesTable, KernelTable]
+) -> list[IptablesTable]:
+    """`tables` with each table that a cali chain arrives in before the tables of its family
+    it leaves: a policy changing kind moves from raw (doNotTrack) or mangle (preDNAT) to
+    filter or back, and each table is its own transaction, so writing the table it leaves
+    first would leave it enforced nowhere until the other is written (fail open), and if
+    Felix dies in between, until its restart has synced. Otherwise the given order is kept.
+    Two chains moving opposite ways at once admit no such order: the given one is kept,
+    with a warning."""
+    moves: dict[IptablesTable, tuple[set[str], set[str]]] = {}  # arriving, leaving
+    for table in tables:
+        kernel = table._kernel if table._kernel is not None else views.get(table)
+        if table.dirty and kernel is not None:
+            here = {n for n in kernel.chains if n.startswith(CHAIN_PREFIX)}
+            moves[table] = (table.chain_names() - here, here - table.chain_names())
+    after = {
+        t: {o for o in moves if o is not t and o.ip_version == t.ip_version and m[1] & moves[o][0]}
+        for t, m in moves.items()
+    }  # t leaves a chain that each of these gains: they go first
+    order: list[IptablesTable] = []
+    pending = list(tables)
+    while pending:
+        ready = next((t for t in pending if not (after.get(t, set()) & set(pending))), None)
+        if ready is None:
+            _log.warning("chains move both ways between tables: %s", [t.table for t in pending])
+            return order + pending
+        order.append(ready)
+        pending.remove(ready)
+    return order
