@@ -154,7 +154,7 @@ def workload_end(snapshot: Snapshot, text: str, ip_version: int | None) -> End:
     for version in versions:
         for address in addresses:
             if ipaddress.ip_address(address).version == version:
-                return _end(wep, address)
+                return end_of(wep, address)
     family = f"IPv{ip_version} " if ip_version else ""
     raise EndError(f"workload endpoint {text} has no {family}address")
 
@@ -166,7 +166,7 @@ def address_end(snapshot: Snapshot, address: str) -> End:
     for wep in snapshot.workloads():
         for net in wep.spec.ipNetworks or ():
             if addr in ipaddress.ip_network(str(net), strict=False):
-                return _end(wep, str(addr))
+                return end_of(wep, str(addr))
     host = _host_with_address(snapshot, addr)
     if host is not None:
         raise EndError(
@@ -207,7 +207,8 @@ def _addresses(wep: WorkloadEndpoint) -> list[str]:
     return [str(ipaddress.ip_network(str(n), strict=False).network_address) for n in nets]
 
 
-def _end(wep: WorkloadEndpoint, address: str) -> End:
+def end_of(wep: WorkloadEndpoint, address: str) -> End:
+    """The trace's end for one of a workload endpoint's addresses."""
     ns = wep.namespace or "default"
     iface = str(wep.spec.interfaceName) if wep.spec.interfaceName else None
     return End(address, wep.spec.node or None, WorkloadEndpointID(ns, wep.name), iface)

@@ -144,8 +144,20 @@ class HostInput:
 
 def trace(hosts: Mapping[str, HostInput], flow: Flow, considered: Considered) -> Trace:
     """`hosts` by name: at least the hosts of the flow's workload ends."""
-    version = flow.ip_version
-    rendered = {name: render(h.cfg, h.state, version, considered) for name, h in hosts.items()}
+    return trace_rendered(hosts, render_hosts(hosts, flow.ip_version, considered), flow)
+
+
+def render_hosts(
+    hosts: Mapping[str, HostInput], ip_version: int, considered: Considered
+) -> dict[str, HostTables]:
+    """Each host's tables of one IP family, rendered once for any number of flows."""
+    return {name: render(h.cfg, h.state, ip_version, considered) for name, h in hosts.items()}
+
+
+def trace_rendered(
+    hosts: Mapping[str, HostInput], rendered: Mapping[str, HostTables], flow: Flow
+) -> Trace:
+    """`trace` over tables `render_hosts` made for the flow's IP family."""
     states = {name: h.state for name, h in hosts.items()}
     src, dst = flow.src, flow.dst
     if src.host is not None and src.host == dst.host:
