@@ -107,6 +107,21 @@ def test_addresses_and_external_ends(ctl: CliRunner) -> None:
     assert json.loads(trace(ctl, *six, "-o", "json").output)["verdict"] == "allow"
 
 
+def test_host_ends(ctl: CliRunner) -> None:
+    """A Node's address and a host endpoint's expected IP are the hosts themselves."""
+    flags = ("--from", "shop/web-0", "--to-ip", "198.18.0.12", "--protocol", "ICMP")
+    out = json.loads(trace(ctl, *flags, "-o", "json").output)
+    assert out["verdict"] == "allow"  # host-2 has no host endpoint: not policed
+    assert [(h["host"], h["direction"]) for h in out["hops"]] == [
+        ("host-1", "egress"),
+        ("host-2", "ingress"),
+    ]
+    text = trace(ctl, "--from-ip", "198.18.0.13", "--to", "shop/db-0", "--protocol", "ICMP")
+    lines = text.output.splitlines()
+    assert lines[0].startswith("host host-3 (198.18.0.13) -> shop/"), lines
+    assert lines[1].startswith("egress on host-3: deny"), lines  # its endpoint: no policy
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
@@ -128,10 +143,10 @@ def test_addresses_and_external_ends(ctl: CliRunner) -> None:
          "--from: workload endpoint shop/db-0 has no IPv6 address"),
         (("--from-ip", "192.0.2.1", "--to-ip", "192.0.2.2", "--protocol", "ICMP"),
          "--from/--to: neither end is a workload endpoint"),
-        (("--from", "shop/web-0", "--to-ip", "198.18.0.12", "--protocol", "ICMP"),
-         "--to-ip: 198.18.0.12 is host host-2's own address"),
-        (("--from-ip", "198.18.0.13", "--to", "shop/web-0", "--protocol", "ICMP"),
-         "--from-ip: 198.18.0.13 is host host-3's own address"),
+        (("--from-ip", "198.18.0.13", "--to-ip", "198.18.0.13", "--protocol", "ICMP"),
+         "--from-ip/--to-ip: both are host host-3's"),
+        (("--from", "shop/web-0", "--to-ip", "198.18.0.12", "--protocol", "UDP",
+          "--port", "4789"), "--port: 4789 is VXLAN's to or from a host"),
         (("--from", "shop/web-0", "--from-ip", "198.19.0.1", "--to", "shop/db-0",
           "--protocol", "ICMP"), "--from: give exactly one of"),
     ],

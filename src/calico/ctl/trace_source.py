@@ -7,7 +7,7 @@ touches, as Felix's calc thread does; the messages that graph sends are folded i
 host's `HostState`. The rule settings are the host's Felix's as far as the datastore says
 (FelixConfiguration `default` < `node.<host>`; its environment and config file are not
 visible from here). Endpoints named on the command line (NAMESPACE/WORKLOAD) or by address
-resolve here.
+(a workload's, a host's own, or external) resolve here.
 """
 
 from __future__ import annotations
@@ -160,19 +160,14 @@ def workload_end(snapshot: Snapshot, text: str, ip_version: int | None) -> End:
 
 
 def address_end(snapshot: Snapshot, address: str) -> End:
-    """The workload that owns `address`, or an external end. A host's own address is
-    refused: its traffic crosses INPUT/OUTPUT, which the trace does not walk."""
+    """The workload that owns `address`, the host whose own address it is (a Node's BGP,
+    VXLAN tunnel or listed address, or a host endpoint's expected IP), or an external end."""
     addr = ipaddress.ip_address(address)
     for wep in snapshot.workloads():
         for net in wep.spec.ipNetworks or ():
             if addr in ipaddress.ip_network(str(net), strict=False):
                 return end_of(wep, str(addr))
-    host = _host_with_address(snapshot, addr)
-    if host is not None:
-        raise EndError(
-            f"{addr} is host {host}'s own address: traffic to or from a host is not traced"
-        )
-    return End(str(addr))
+    return End(str(addr), _host_with_address(snapshot, addr))
 
 
 def _host_with_address(

@@ -25,8 +25,11 @@ from dataclasses import dataclass, field, replace
 from calico.calc.messages import IPSetType
 from calico.rules.model import Chain, Goto, Hook, Jump, Log, NoTrack, Rule, SetMark, Verdict
 
-# Tables and kernel chains a forwarded packet crosses, in order.
+# Tables and kernel chains a packet crosses, in order (those Calico hooks; nat is not
+# walked): forwarded, to the host itself, from the host itself.
 FORWARD_PATH = (("raw", "PREROUTING"), ("mangle", "PREROUTING"), ("filter", "FORWARD"))
+INPUT_PATH = (("raw", "PREROUTING"), ("mangle", "PREROUTING"), ("filter", "INPUT"))
+OUTPUT_PATH = (("raw", "OUTPUT"), ("filter", "OUTPUT"), ("mangle", "POSTROUTING"))
 _PROTOCOL_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17, "ipv6-icmp": 58, "sctp": 132, "udplite": 136}
 _PORTED = (6, 17, 132, 136)
 _MAX_DEPTH = 64

@@ -3,7 +3,8 @@
 Inputs: per host, the messages the calculation graph sent that host's Felix (`HostState`
 folds them: IP sets, active policies and profiles, local endpoints) and a `Flow`. Output:
 a `Trace` with one `Hop` per host the packet is policed on: egress on the source's host,
-ingress on the destination's (an external end has no hop).
+ingress on the destination's (an external end has no hop). An end is a workload, a host
+itself (one of its addresses) or external.
 
 The hop's tables are rendered by the same `calico.rules` functions the dataplane managers
 use, and the packet is walked through them by `packet_walk` (the same rule text iptables
@@ -13,8 +14,13 @@ endpoint's chain jumps to and the rule that decided (the Calico rule index is re
 by rendering each rule alone, as the chain was rendered), and the default that applied.
 
 A hop is walked from the workload's interface to the host's uplink (egress) or back
-(ingress); two workloads on one host are one walk, workload to workload, as in the kernel,
-read as two hops (an ingress side the packet never reached is walked alone).
+(ingress), through PREROUTING and FORWARD; two workloads on one host are one walk, workload
+to workload, as in the kernel, read as two hops (an ingress side the packet never reached
+is walked alone). A host end's hop is its own traffic: to it, from the uplink (or a local
+workload's interface) through PREROUTING and INPUT; from it, to the uplink (or a local
+workload's interface) through OUTPUT and POSTROUTING. A local workload and its host are
+one walk and one hop: the workload's egress, then DefaultEndpointToHostAction (to the host)
+or nothing (from the host: Felix does not police it).
 """
 
 from __future__ import annotations
@@ -27,7 +33,15 @@ from calico.calc.messages import PolicyID, TierInfo, WorkloadEndpointID
 from calico.rules import naming
 from calico.rules.config import RulesConfig
 from calico.rules.model import Jump, Rule, SetMark, Verdict
-from calico.rules.packet_walk import Packet, Step, Walk, walk
+from calico.rules.packet_walk import (
+    FORWARD_PATH,
+    INPUT_PATH,
+    OUTPUT_PATH,
+    Packet,
+    Step,
+    Walk,
+    walk,
+)
 from calico.rules.trace_tables import (
     Considered,
     EndpointChain,
@@ -40,12 +54,17 @@ from calico.rules.trace_tables import (
 
 @dataclass(frozen=True, slots=True)
 class End:
-    """One end of the flow: a workload (host, id, interface) or an external address."""
+    """One end of the flow: a workload (host, id, interface), a host itself (host, no
+    workload) or an external address (neither)."""
 
     address: str
     host: str | None = None
     workload: WorkloadEndpointID | None = None
     iface: str | None = None
+
+    @property
+    def is_host(self) -> bool:
+        return self.host is not None and self.workload is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,16 +180,39 @@ def trace_rendered(
     states = {name: h.state for name, h in hosts.items()}
     src, dst = flow.src, flow.dst
     if src.host is not None and src.host == dst.host:
+        if src.is_host and dst.is_host:
+            raise ValueError(f"{src.address} -> {dst.address}: both ends are host {src.host}")
+        if src.is_host or dst.is_host:
+            return _host_and_own_workload(hosts[src.host], rendered[src.host], flow, states)
         return _same_host(hosts[src.host], rendered[src.host], src.host, flow, states)
     hops = []
     if src.host is not None:
-        out = _walk(rendered[src.host], flow, src.iface or "", hosts[src.host].uplink, states)
-        hops.append(_hop(hosts[src.host].cfg, rendered[src.host], src.host, "egress", out))
+        host = hosts[src.host]
+        path, in_iface = (OUTPUT_PATH, "") if src.is_host else (FORWARD_PATH, src.iface or "")
+        out = _walk(rendered[src.host], flow, in_iface, host.uplink, states, path)
+        hops.append(_hop(host.cfg, rendered[src.host], src.host, "egress", out))
     if dst.host is not None:
-        out = _walk(rendered[dst.host], flow, hosts[dst.host].uplink, dst.iface or "", states)
-        hops.append(_hop(hosts[dst.host].cfg, rendered[dst.host], dst.host, "ingress", out))
+        host = hosts[dst.host]
+        path, out_iface = (INPUT_PATH, "") if dst.is_host else (FORWARD_PATH, dst.iface or "")
+        out = _walk(rendered[dst.host], flow, host.uplink, out_iface, states, path)
+        hops.append(_hop(host.cfg, rendered[dst.host], dst.host, "ingress", out))
     verdict = "allow" if all(h.verdict == "allow" for h in hops) else "deny"
     return Trace(verdict, tuple(hops))
+
+
+def _host_and_own_workload(
+    host: HostInput, tables: HostTables, flow: Flow, states: Mapping[str, HostState]
+) -> Trace:
+    """A workload and its own host: one walk (INPUT to the host, OUTPUT from it), one hop,
+    named for the workload's side: its egress (then DefaultEndpointToHostAction), or the
+    host's egress towards it (which Felix does not police)."""
+    src, dst = flow.src, flow.dst
+    if dst.is_host:
+        real = _walk(tables, flow, src.iface or "", "", states, INPUT_PATH)
+    else:
+        real = _walk(tables, flow, "", dst.iface or "", states, OUTPUT_PATH)
+    hop = _hop(host.cfg, tables, src.host or "", "egress", real)
+    return Trace(hop.verdict, (hop,))
 
 
 def _same_host(
@@ -190,8 +232,19 @@ def _same_host(
 
 
 def _walk(
-    host: HostTables, flow: Flow, in_iface: str, out_iface: str, states: Mapping[str, HostState]
+    host: HostTables,
+    flow: Flow,
+    in_iface: str,
+    out_iface: str,
+    states: Mapping[str, HostState],
+    path: tuple[tuple[str, str], ...] = FORWARD_PATH,
 ) -> Walk:
+    """On INPUT_PATH the destination is the host's own address, on OUTPUT_PATH the source."""
+    local: frozenset[str] = frozenset()
+    if path == INPUT_PATH:
+        local = frozenset({flow.dst.address})
+    elif path == OUTPUT_PATH:
+        local = frozenset({flow.src.address})
     packet = Packet(
         flow.ip_version,
         flow.src.address,
@@ -203,9 +256,10 @@ def _walk(
         icmp_code=flow.icmp_code,
         in_iface=in_iface,
         out_iface=out_iface,
+        local_addresses=local,
         rpf_ok=_rpf_ok(flow, states),
     )
-    return walk(host.tables, packet)
+    return walk(host.tables, packet, path)
 
 
 def _rpf_ok(flow: Flow, states: Mapping[str, HostState]) -> bool:
@@ -262,6 +316,10 @@ class _Explainer:
                 target = step.rule.action.target
                 if target in ("DROP", "REJECT"):
                     self.last_drop = self._default(table, chain, step, "Deny")
+                elif step.rule.comment[:1] == (_TO_HOST_ACTION,):
+                    # Accept, or Return: the rest of the host's INPUT chain (none here).
+                    action = "Allow" if target == "ACCEPT" else "Return"
+                    self.last_allow = self._default(table, chain, step, action)
             child = step.child
             if child is None:
                 continue
@@ -401,7 +459,9 @@ def _considered_tiers(
 
 
 _END_OF_TIER = "End of tier "
+_TO_HOST_ACTION = "Configured DefaultEndpointToHostAction"
 _DEFAULTS = {
+    _TO_HOST_ACTION: "endpoint to host action",
     "Drop if no profiles matched": "no profile matched",
     "Reject if no profiles matched": "no profile matched",
     "Allow forwarded traffic by default": "no policy selects the endpoint",

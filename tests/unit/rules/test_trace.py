@@ -357,3 +357,175 @@ def test_walk_refuses_what_it_cannot_evaluate() -> None:
     tables = Tables({"filter": {"cali-x": chain}}, hook, {})
     with pytest.raises(WalkError, match="hashlimit"):
         walk(tables, Packet(4, "198.19.0.1", "198.19.0.2", TCP), (("filter", "FORWARD"),))
+
+
+# -- traffic to and from a host itself --------------------------------------------------
+
+H1_V4 = "198.18.255.1"
+NODES = [
+    {"kind": "Node", "metadata": {"name": "h1"}, "spec": {"bgp": {"ipv4Address": f"{H1_V4}/30"}}},
+    {"kind": "Node", "metadata": {"name": "h2"}, "spec": {"bgp": {"ipv4Address": "198.18.0.2/24"}}},
+]
+EGRESS_DENY_5000 = {
+    "kind": "GlobalNetworkPolicy",
+    "metadata": {"name": "web-egress"},
+    "spec": {"selector": "app == 'web'", "types": ["Egress"], "egress": [
+        {"action": "Deny", "protocol": "TCP", "destination": {"ports": [5000]}},
+        {"action": "Allow"},
+    ]},
+}  # fmt: skip
+
+
+def run_cfg(snap: Snapshot, src: str, dst: str, cfg: RulesConfig, **kw: Any) -> Trace:
+    """`run` with one rule setting for every host."""
+    ends = [
+        address_end(snap, e) if e[0].isdigit() else workload_end(snap, e, 4) for e in (src, dst)
+    ]
+    inputs = {h: HostInput(snap.host_state(h), cfg, snap.uplink(h)) for h in hosts_of(ends)}
+    proto = kw.get("proto", TCP)
+    ported = proto != ICMP
+    flow = Flow(
+        ends[0],
+        ends[1],
+        proto,
+        dst_port=kw.get("port", 5000) if ported else None,
+        src_port=32768 if ported else None,
+        icmp_type=None if ported else 8,
+        icmp_code=None if ported else 0,
+    )
+    return trace(inputs, flow, snap.considered())
+
+
+@pytest.mark.parametrize(
+    ("action", "verdict", "what_action"),
+    [("DROP", "deny", "Deny"), ("ACCEPT", "allow", "Allow"), ("RETURN", "allow", "Return")],
+)
+def test_workload_to_its_own_host(action: str, verdict: str, what_action: str) -> None:
+    """INPUT from the workload's interface: its egress policy, then
+    DefaultEndpointToHostAction; one hop, one walk."""
+    snap = snapshot(*BASE, *NODES)
+    cfg = RulesConfig(endpoint_to_host_action=action)
+    result = run_cfg(snap, "prod/web", H1_V4, cfg)
+    assert result.verdict == verdict
+    assert [(h.host, h.direction, h.verdict) for h in result.hops] == [("h1", "egress", verdict)]
+    d = decided(result, 0)
+    assert (d["what"], d["action"], d["chain"]) == (
+        "endpoint to host action",
+        what_action,
+        "cali-wl-to-host",
+    )
+    assert [e.chain for e in result.hops[0].endpoints] == ["cali-fw-caliweb"]
+    # The workload's egress policy comes first: a deny there wins over Accept.
+    denied = run_cfg(snapshot(*BASE, *NODES, EGRESS_DENY_5000), "prod/web", H1_V4, cfg)
+    assert denied.verdict == "deny"
+    assert (decided(denied, 0)["policy"], decided(denied, 0)["rule_index"]) == ("web-egress", 0)
+    pinged = run_cfg(snapshot(*BASE, *NODES, EGRESS_DENY_5000), "prod/web", H1_V4, cfg, proto=ICMP)
+    assert pinged.verdict == verdict
+
+
+def hep_ips(name: str, node: str, iface: str, *ips: str, **labels: str) -> dict[str, Any]:
+    doc = hep(name, node, iface, **labels)
+    doc["spec"]["expectedIPs"] = list(ips)
+    return doc
+
+
+UPLINK_HEP = hep_ips("h1-eth1", "h1", "eth1", H1_V4, hep="uplink")
+
+
+def host_policy(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "kind": "GlobalNetworkPolicy",
+        "metadata": {"name": name},
+        "spec": {"selector": "hep == 'uplink'", **spec},
+    }
+
+
+def test_external_to_a_host_through_its_host_endpoint() -> None:
+    """INPUT from the uplink: failsafe ports, then normal host endpoint policy."""
+    snap = snapshot(*BASE, UPLINK_HEP)
+    cfg = RulesConfig()
+    no_policy = run_cfg(snap, "198.18.255.2", H1_V4, cfg, port=8080)
+    assert no_policy.verdict == "deny"
+    assert [(h.host, h.direction) for h in no_policy.hops] == [("h1", "ingress")]
+    ep = no_policy.hops[0].endpoints[-1]
+    assert (ep.endpoint, ep.table, ep.chain, ep.direction) == (
+        "host endpoint h1-eth1",
+        "filter",
+        "cali-fh-eth1",
+        "ingress",
+    )
+    assert decided(no_policy, 0)["what"] == "no profile matched"
+    ssh = run_cfg(snap, "198.18.255.2", H1_V4, cfg, port=22)
+    assert ssh.verdict == "allow"
+    assert (decided(ssh, 0)["what"], decided(ssh, 0)["chain"]) == ("failsafe", "cali-failsafe-in")
+    opened = snapshot(*BASE, UPLINK_HEP, host_policy("uplink-in", ingress=[
+        {"action": "Allow", "protocol": "TCP", "destination": {"ports": [8080]}}]))  # fmt: skip
+    allowed = run_cfg(opened, "198.18.255.2", H1_V4, cfg, port=8080)
+    assert allowed.verdict == "allow"
+    assert (decided(allowed, 0)["policy"], decided(allowed, 0)["rule_index"]) == ("uplink-in", 0)
+    assert run_cfg(opened, "198.18.255.2", H1_V4, cfg, proto=ICMP).verdict == "deny"
+    # No host endpoint on the interface: the host is not policed.
+    assert run_cfg(snapshot(*BASE, *NODES), "198.18.255.2", H1_V4, cfg).verdict == "allow"
+
+
+@pytest.mark.parametrize(("kind", "table"), [("preDNAT", "mangle"), ("doNotTrack", "raw")])
+def test_pre_dnat_and_untracked_policy_to_a_host(kind: str, table: str) -> None:
+    flags = {kind: True, "applyOnForward": True, "types": ["Ingress"]}
+    policy = host_policy("edge", **flags, ingress=[
+        {"action": "Deny", "source": {"nets": ["192.0.2.0/24"]}},
+        {"action": "Allow", "protocol": "TCP", "destination": {"ports": [8080]}},
+    ])  # fmt: skip
+    snap = snapshot(*BASE, UPLINK_HEP, policy)
+    denied = run_cfg(snap, "192.0.2.5", H1_V4, RulesConfig(), port=8080)
+    assert denied.verdict == "deny"
+    d = decided(denied, 0)
+    assert (d["policy"], d["rule_index"], d["action"]) == ("edge", 0, "Deny")
+    assert denied.hops[0].endpoints[0].table == table
+    # Allowed there: accepted without normal policy (which would drop: it has no rule).
+    allowed = run_cfg(snap, "198.51.100.5", H1_V4, RulesConfig(), port=8080)
+    assert allowed.verdict == "allow"
+    assert (decided(allowed, 0)["policy"], decided(allowed, 0)["rule_index"]) == ("edge", 1)
+    assert [e.table for e in allowed.hops[0].endpoints] == [table]
+
+
+def test_host_to_an_external_and_to_workloads() -> None:
+    """OUTPUT to the uplink: failsafe outbound, then egress host endpoint policy; to a local
+    workload: not policed; to a remote workload: that workload's ingress as usual."""
+    snap = snapshot(*BASE, *NODES, UPLINK_HEP)
+    cfg = RulesConfig()
+    etcd = run_cfg(snap, H1_V4, "198.18.255.2", cfg, port=2379)
+    assert etcd.verdict == "allow"
+    assert [(h.host, h.direction) for h in etcd.hops] == [("h1", "egress")]
+    assert (decided(etcd, 0)["what"], decided(etcd, 0)["chain"]) == (
+        "failsafe",
+        "cali-failsafe-out",
+    )
+    other = run_cfg(snap, H1_V4, "198.18.255.2", cfg, port=8081)
+    assert other.verdict == "deny"
+    assert other.hops[0].endpoints[-1].chain == "cali-th-eth1"
+    local = run_cfg(snap, H1_V4, "prod/web", cfg, port=8081)
+    assert (local.verdict, [h.direction for h in local.hops]) == ("allow", ["egress"])
+    assert local.hops[0].endpoints == () and local.hops[0].decision is None
+    deny_db = {
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "db-in", "namespace": "prod"},
+        "spec": {"selector": "app == 'db'", "types": ["Ingress"]},
+    }
+    remote = run_cfg(snapshot(*BASE, *NODES, deny_db), H1_V4, "prod/db", cfg, port=8081)
+    assert [(h.host, h.direction, h.verdict) for h in remote.hops] == [
+        ("h1", "egress", "allow"),
+        ("h2", "ingress", "deny"),
+    ]
+
+
+def test_remote_workload_to_a_host() -> None:
+    """Egress from the workload on h2 (FORWARD), then h1's INPUT through its host endpoint."""
+    snap = snapshot(*BASE, *NODES, UPLINK_HEP)
+    result = run_cfg(snap, "prod/db", H1_V4, RulesConfig(), port=22)
+    assert [(h.host, h.direction, h.verdict) for h in result.hops] == [
+        ("h2", "egress", "allow"),
+        ("h1", "ingress", "allow"),
+    ]
+    assert decided(result, 1)["what"] == "failsafe"
+    text = to_json(result)
+    assert text["verdict"] == "allow"
