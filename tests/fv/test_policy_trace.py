@@ -363,3 +363,149 @@ def test_trace_agrees_through_a_host_endpoint(cluster: Cluster) -> None:
         "wl->up 9090": True,  # no egress applyOnForward policy
         "wl->up 9090 v6": True,
     })  # fmt: skip
+
+
+def test_trace_agrees_to_and_from_the_host(cluster: Cluster) -> None:
+    """The host-bound scenarios of test_endpoint_to_host and test_host_endpoints through
+    the trace: workload -> its host (DefaultEndpointToHostAction after egress policy),
+    upstream -> host and host -> upstream through a host endpoint (failsafes, normal and
+    doNotTrack policy), host -> its workload (not policed)."""
+    host = cluster.host("h1")
+    up = host.upstream
+    a = host.add_workload("calith", WL_V4, WL_V6)
+    b = host.add_workload("calitb", "198.19.0.2", "2001:db8:100::2")
+    cluster.add_endpoint(host, a, "a", role="a")
+    cluster.add_endpoint(host, b, "b", role="b")
+    cluster.apply({  # the host's own addresses, as calico/node records them
+        "kind": "Node", "metadata": {"name": "h1"},
+        "spec": {"bgp": {"ipv4Address": f"{HOST_V4}/30", "ipv6Address": f"{HOST_V6}/64"}},
+    })  # fmt: skip
+    static_neighbours(cluster, host.netns, "eth1", up, "eth0", UP_V6)
+    static_neighbours(cluster, up, "eth0", host.netns, "eth1", HOST_V6)
+    for addr in (HOST_V4, HOST_V6):
+        for port in (22, 5000, 8080):
+            serve(cluster.ns, host.netns, addr, port)
+    for addr in (UP_V4, UP_V6):
+        for port in (2379, 8081):
+            serve(cluster.ns, up, addr, port)
+    host.start()
+    host.wait_ready()
+    flows = {  # (from netns, source, destination, protocol, port)
+        "a->host 5000": (a.netns, WL_V4, HOST_V4, "tcp", 5000),
+        "a->host 5000 v6": (a.netns, WL_V6, HOST_V6, "tcp", 5000),
+        "a->host ping": (a.netns, WL_V4, HOST_V4, "icmp", 0),
+        "b->host 5000": (b.netns, "198.19.0.2", HOST_V4, "tcp", 5000),
+        "host->a ping": (host.netns, HOST_V4, WL_V4, "icmp", 0),
+        "up->host 22": (up, UP_V4, HOST_V4, "tcp", 22),
+        "up->host 22 v6": (up, UP_V6, HOST_V6, "tcp", 22),
+        "up->host 8080": (up, UP_V4, HOST_V4, "tcp", 8080),
+        "up->host 8080 v6": (up, UP_V6, HOST_V6, "tcp", 8080),
+        "up->host ping": (up, UP_V4, HOST_V4, "icmp", 0),
+        "up->host ping v6": (up, UP_V6, HOST_V6, "icmp", 0),
+        "host->up 2379": (host.netns, HOST_V4, UP_V4, "tcp", 2379),
+        "host->up 2379 v6": (host.netns, HOST_V6, UP_V6, "tcp", 2379),
+        "host->up 8081": (host.netns, HOST_V4, UP_V4, "tcp", 8081),
+    }
+
+    def kernel(name: str) -> bool:
+        ns, _, dst, proto, port = flows[name]
+        if proto == "icmp":
+            return ping(cluster.ns, ns, dst, timeout=1)
+        return connects(cluster.ns, ns, proto, dst, port, timeout=0.7)
+
+    def agree(expected: dict[str, bool]) -> dict[str, dict[str, Any]]:
+        wait_until(lambda: all(kernel(n) == want for n, want in expected.items()), 30.0,
+                   what=f"the kernel to give {expected}")  # fmt: skip
+        decided = {}
+        for name, want in expected.items():
+            _, src, dst, proto, port = flows[name]
+            icmp = "ICMPv6" if ":" in src else "ICMP"
+            flags = ["--from-ip", src, "--to-ip", dst, "--protocol", icmp if port == 0 else proto]
+            flags += ["--port", str(port)] if port else []
+            out = cli_trace(cluster, flags)
+            assert (out["verdict"] == "allow") == want, (name, out)
+            version = 6 if ":" in src else 4
+            for _ in range(3):  # an allowed probe can time out under load: use a clean run
+                before = counters(host, version)
+                ok = kernel(name)
+                hit = {h.rule_id for h in moved(host.node, before, counters(host, version))}
+                if ok == want:
+                    break
+            (hop,) = out["hops"]  # the host and the other end on one host, or external
+            assert hop["host"] == "h1", (name, hop)
+            decided[name] = hop["decided_by"] or {}
+            if "rule_id" in decided[name]:
+                assert decided[name]["rule_id"] in hit, (name, decided[name])
+        return decided
+
+    # No host endpoint; DefaultEndpointToHostAction Drop; the host reaches its workloads.
+    got = agree({
+        "a->host 5000": False, "a->host 5000 v6": False, "a->host ping": False,
+        "host->a ping": True, "up->host 8080": True,
+    })  # fmt: skip
+    assert (got["a->host 5000"]["what"], got["a->host 5000"]["action"]) == (
+        "endpoint to host action",
+        "Deny",
+    )
+    assert got["host->a ping"] == {}  # not policed: no Calico rule decides
+
+    # Accept (from the datastore; Felix restarts itself), after the workload's egress policy.
+    cluster.apply({
+        "kind": "FelixConfiguration", "metadata": {"name": "default"},
+        "spec": {"defaultEndpointToHostAction": "Accept"},
+    })  # fmt: skip
+    got = agree({"a->host 5000": True, "a->host 5000 v6": True, "b->host 5000": True})
+    assert (got["a->host 5000"]["what"], got["a->host 5000"]["action"]) == (
+        "endpoint to host action",
+        "Allow",
+    )
+    cluster.apply({
+        "kind": "GlobalNetworkPolicy", "metadata": {"name": "a-egress"},
+        "spec": {"selector": "role == 'a'", "types": ["Egress"], "egress": [
+            {"action": "Deny", "protocol": "TCP", "destination": {"ports": [5000]}},
+            {"action": "Allow"},
+        ]},
+    })  # fmt: skip
+    got = agree({
+        "a->host 5000": False, "a->host 5000 v6": False, "a->host ping": True,
+        "b->host 5000": True,
+    })  # fmt: skip
+    assert (got["a->host 5000"]["policy"], got["a->host 5000"]["rule_index"]) == ("a-egress", 0)
+
+    # A host endpoint on the uplink with no policy: only the failsafe ports, both ways.
+    cluster.apply({
+        "kind": "HostEndpoint", "metadata": {"name": "h1-eth1", "labels": {"hep": "uplink"}},
+        "spec": {"node": "h1", "interfaceName": "eth1", "expectedIPs": [HOST_V4, HOST_V6]},
+    })  # fmt: skip
+    got = agree({
+        "up->host 22": True, "up->host 22 v6": True,
+        "up->host 8080": False, "up->host 8080 v6": False,
+        "up->host ping": False, "up->host ping v6": False,
+        "host->up 2379": True, "host->up 2379 v6": True, "host->up 8081": False,
+        "a->host ping": True,  # workload -> host does not cross the host endpoint
+    })  # fmt: skip
+    assert (got["up->host 22"]["what"], got["host->up 2379"]["what"]) == ("failsafe", "failsafe")
+    assert got["up->host 8080"]["what"] == "no profile matched"
+
+    # Normal host endpoint policy opens 8080 (not ping).
+    cluster.apply({
+        "kind": "GlobalNetworkPolicy", "metadata": {"name": "uplink-in"},
+        "spec": {"selector": "hep == 'uplink'", "ingress": [
+            {"action": "Allow", "protocol": "TCP", "destination": {"ports": [8080]}},
+        ]},
+    })  # fmt: skip
+    got = agree({"up->host 8080": True, "up->host 8080 v6": True, "up->host ping": False})
+    assert (got["up->host 8080"]["policy"], got["up->host 8080"]["rule_index"]) == (
+        "uplink-in",
+        0,
+    )
+
+    # doNotTrack policy decides in raw, ahead of the normal policy (which would allow too).
+    cluster.apply({
+        "kind": "GlobalNetworkPolicy", "metadata": {"name": "untracked-8080"},
+        "spec": {"selector": "hep == 'uplink'", "doNotTrack": True, "applyOnForward": True,
+            "ingress": [{"action": "Allow", "protocol": "TCP", "destination": {"ports": [8080]}}],
+            "egress": [{"action": "Allow", "protocol": "TCP", "source": {"ports": [8080]}}]},
+    })  # fmt: skip
+    got = agree({"up->host 8080": True, "up->host 8080 v6": True, "up->host ping": False})
+    assert got["up->host 8080"]["policy"] == "untracked-8080"
