@@ -58,6 +58,11 @@ apiVersion: projectcalico.org/v3
 kind: HostEndpoint
 metadata: {name: host-3-eth0}
 spec: {node: host-3, interfaceName: eth0, expectedIPs: [198.18.0.13]}
+---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: host-4-any}
+spec: {node: host-4, expectedIPs: [198.18.0.14]}
 """
 
 
@@ -147,6 +152,8 @@ def test_host_ends(ctl: CliRunner) -> None:
          "--from-ip/--to-ip: both are host host-3's"),
         (("--from", "shop/web-0", "--to-ip", "198.18.0.12", "--protocol", "UDP",
           "--port", "4789"), "--port: 4789 is VXLAN's to or from a host"),
+        (("--from-ip", "198.18.0.14", "--to", "shop/web-0", "--protocol", "ICMP"),
+         "--from-ip: host host-4's host endpoint host-4-any has no interfaceName"),
         (("--from", "shop/web-0", "--from-ip", "198.19.0.1", "--to", "shop/db-0",
           "--protocol", "ICMP"), "--from: give exactly one of"),
     ],

@@ -117,10 +117,22 @@ def trace_command(
             )
             for h in hosts_of((src, dst))
         }
-    for end in (src, dst):
-        if end.is_host and number == 17 and port == hosts[str(end.host)].cfg.vxlan_port:
+    for end, other, flag in ((src, dst, "--from-ip"), (dst, src, "--to-ip")):
+        if not end.is_host:
+            continue
+        host = hosts[str(end.host)]
+        if number == 17 and port == host.cfg.vxlan_port:
             # Felix's VXLAN rules in INPUT/OUTPUT depend on the host's VTEPs: not rendered.
             raise CtlError(f"--port: {port} is VXLAN's to or from a host: not traced")
+        unresolved = sorted(
+            hid.name for hid, h in host.state.host_endpoints.items() if not h.interface_name
+        )
+        if unresolved and other.host != end.host:
+            # Felix finds their interfaces by the addresses live on the host: not visible here.
+            raise CtlError(
+                f"{flag}: host {end.host}'s host endpoint {unresolved[0]} has no "
+                "interfaceName (found by expected IPs): its traffic is not traced"
+            )
     result = trace(hosts, flow, snapshot.considered())
     if output == "json":
         click.echo(json.dumps(to_json(result), indent=2))
