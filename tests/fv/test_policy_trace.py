@@ -1,10 +1,10 @@
 """`calicoctl policy trace` against the kernel: for every probe of several policy stages
 (profiles, NetworkPolicy selectors, namespaceSelector, named ports, egress-only policy, UDP,
 Pass in the default tier, a tier with Log/Deny/Pass, tier default actions, IPv6-only and
-IPv4-only rules, policies refused in etcd and enforced as deny-all), the trace's verdict,
-computed from the datastore alone, must be what real packets through the real Felix's rules
-get, and the rule it says decided each hop must be one whose kernel counter the packet
-moved."""
+IPv4-only rules, policies refused in etcd and enforced as deny-all; forwarding through a
+host endpoint; traffic to and from the host itself), the trace's verdict, computed from the
+datastore alone, must be what real packets through the real Felix's rules get, and the rule
+it says decided each hop must be one whose kernel counter the packet moved."""
 
 from __future__ import annotations
 
