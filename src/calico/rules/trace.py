@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from calico.calc.messages import PolicyID, TierInfo, WorkloadEndpointID
 from calico.rules import naming
@@ -40,6 +40,7 @@ from calico.rules.packet_walk import (
     Packet,
     Step,
     Walk,
+    WalkError,
     walk,
 )
 from calico.rules.trace_tables import (
@@ -189,13 +190,17 @@ def trace_rendered(
     if src.host is not None:
         host = hosts[src.host]
         path, in_iface = (OUTPUT_PATH, "") if src.is_host else (FORWARD_PATH, src.iface or "")
-        out = _walk(rendered[src.host], flow, in_iface, host.uplink, states, path)
-        hops.append(_hop(host.cfg, rendered[src.host], src.host, "egress", out))
+        ifaces = (in_iface, host.uplink)
+        hops.append(
+            _walked_hop(host, rendered[src.host], src.host, "egress", flow, ifaces, path, states)
+        )
     if dst.host is not None:
         host = hosts[dst.host]
         path, out_iface = (INPUT_PATH, "") if dst.is_host else (FORWARD_PATH, dst.iface or "")
-        out = _walk(rendered[dst.host], flow, host.uplink, out_iface, states, path)
-        hops.append(_hop(host.cfg, rendered[dst.host], dst.host, "ingress", out))
+        ifaces = (host.uplink, out_iface)
+        hops.append(
+            _walked_hop(host, rendered[dst.host], dst.host, "ingress", flow, ifaces, path, states)
+        )
     verdict = "allow" if all(h.verdict == "allow" for h in hops) else "deny"
     return Trace(verdict, tuple(hops))
 
@@ -207,12 +212,66 @@ def _host_and_own_workload(
     named for the workload's side: its egress (then DefaultEndpointToHostAction), or the
     host's egress towards it (which Felix does not police)."""
     src, dst = flow.src, flow.dst
+    name = src.host or ""
     if dst.is_host:
-        real = _walk(tables, flow, src.iface or "", "", states, INPUT_PATH)
+        ifaces, path = (src.iface or "", ""), INPUT_PATH
     else:
-        real = _walk(tables, flow, "", dst.iface or "", states, OUTPUT_PATH)
-    hop = _hop(host.cfg, tables, src.host or "", "egress", real)
+        ifaces, path = ("", dst.iface or ""), OUTPUT_PATH
+    hop = _walked_hop(host, tables, name, "egress", flow, ifaces, path, states)
     return Trace(hop.verdict, (hop,))
+
+
+def _walked_hop(
+    host: HostInput,
+    tables: HostTables,
+    name: str,
+    direction: str,
+    flow: Flow,
+    ifaces: tuple[str, str],
+    path: tuple[tuple[str, str], ...],
+    states: Mapping[str, HostState],
+) -> Hop:
+    """The packet's walk (in, out interfaces), then its reply's through raw: untracked
+    policy sees every packet, conntrack's state or not (mangle and filter accept replies of
+    a tracked connection). A dropped reply denies the hop, its endpoints marked "(reply)"."""
+    out = _walk(tables, flow, ifaces[0], ifaces[1], states, path)
+    hop = _hop(host.cfg, tables, name, direction, out)
+    if out.verdict != "ACCEPT":
+        return hop
+    back = _walk(tables, _reply(flow), ifaces[1], ifaces[0], states, _REPLY_PATHS[path])
+    if back.verdict == "ACCEPT":
+        if out.packet.untracked and not back.packet.untracked:
+            raise WalkError(
+                "untracked policy let the packet through but not its reply: conntrack's view "
+                "of that reply is not modelled"
+            )
+        return hop
+    reply = _hop(host.cfg, tables, name, direction, back)
+    marked = tuple(replace(e, endpoint=f"{e.endpoint} (reply)") for e in reply.endpoints)
+    return Hop(name, direction, "deny", reply.decision, hop.endpoints + marked)
+
+
+# The reply of a forwarded packet is forwarded; of one to the host, sent by it; of one
+# from the host, received by it. Only raw can stop it.
+_REPLY_PATHS: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {
+    FORWARD_PATH: (("raw", "PREROUTING"),),
+    INPUT_PATH: (("raw", "OUTPUT"),),
+    OUTPUT_PATH: (("raw", "PREROUTING"),),
+}
+_ECHO_REPLY = {8: 0, 128: 129}
+
+
+def _reply(flow: Flow) -> Flow:
+    icmp_type = _ECHO_REPLY[flow.icmp_type] if flow.icmp_type is not None else None
+    return Flow(
+        flow.dst,
+        flow.src,
+        flow.protocol,
+        dst_port=flow.src_port,
+        src_port=flow.dst_port,
+        icmp_type=icmp_type,
+        icmp_code=flow.icmp_code,
+    )
 
 
 def _same_host(

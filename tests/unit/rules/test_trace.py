@@ -334,6 +334,12 @@ def test_host_endpoint_policies_on_forwarded_traffic(kind: str) -> None:
     table = {"applyOnForward": "filter", "preDNAT": "mangle", "doNotTrack": "raw"}[kind]
     assert result.hops[0].endpoints[0].table == table
     assert result.hops[0].endpoints[0].endpoint == "host endpoint h1-eth0"
+    if kind == "doNotTrack":
+        # Untracked in, but the workload's reply cannot be (raw sees it from the workload):
+        # conntrack then meets a reply it never saw the packet of. Not modelled: refused.
+        with pytest.raises(WalkError, match="reply"):
+            run(snap, "198.51.100.5", "prod/web")
+        return
     allowed = run(snap, "198.51.100.5", "prod/web")
     assert allowed.verdict == "allow"
 
@@ -470,11 +476,12 @@ def test_external_to_a_host_through_its_host_endpoint() -> None:
 
 @pytest.mark.parametrize(("kind", "table"), [("preDNAT", "mangle"), ("doNotTrack", "raw")])
 def test_pre_dnat_and_untracked_policy_to_a_host(kind: str, table: str) -> None:
-    flags = {kind: True, "applyOnForward": True, "types": ["Ingress"]}
+    flags = {kind: True, "applyOnForward": True}
+    replies = [{"action": "Allow", "protocol": "TCP", "source": {"ports": [8080]}}]
     policy = host_policy("edge", **flags, ingress=[
         {"action": "Deny", "source": {"nets": ["192.0.2.0/24"]}},
         {"action": "Allow", "protocol": "TCP", "destination": {"ports": [8080]}},
-    ])  # fmt: skip
+    ], egress=replies if kind == "doNotTrack" else [])  # fmt: skip
     snap = snapshot(*BASE, UPLINK_HEP, policy)
     denied = run_cfg(snap, "192.0.2.5", H1_V4, RulesConfig(), port=8080)
     assert denied.verdict == "deny"
@@ -486,6 +493,37 @@ def test_pre_dnat_and_untracked_policy_to_a_host(kind: str, table: str) -> None:
     assert allowed.verdict == "allow"
     assert (decided(allowed, 0)["policy"], decided(allowed, 0)["rule_index"]) == ("edge", 1)
     assert [e.table for e in allowed.hops[0].endpoints] == [table]
+
+
+def test_untracked_policy_must_let_the_reply_through() -> None:
+    """Raw sees every packet: an untracked policy that drops the reply denies the hop (the
+    reply's endpoint chain is listed, marked); one that lets it pass tracked is refused."""
+    ingress = [{"action": "Allow", "protocol": "TCP", "destination": {"ports": [8080]}}]
+    drop_reply = host_policy("edge", doNotTrack=True, applyOnForward=True, ingress=ingress,
+                             egress=[{"action": "Deny"}])  # fmt: skip
+    result = run_cfg(snapshot(*BASE, UPLINK_HEP, drop_reply), "198.51.100.5", H1_V4,
+                     RulesConfig(), port=8080)  # fmt: skip
+    assert result.verdict == "deny"
+    d = decided(result, 0)
+    assert (d["policy"], d["rule_index"], d["action"]) == ("edge", 0, "Deny")
+    assert [(e.endpoint, e.table, e.chain) for e in result.hops[0].endpoints] == [
+        ("host endpoint h1-eth1", "raw", "cali-fh-eth1"),
+        ("host endpoint h1-eth1 (reply)", "raw", "cali-th-eth1"),
+    ]
+    # A tracked connection's reply is also stopped in raw by untracked egress policy.
+    out_deny = host_policy("edge", doNotTrack=True, applyOnForward=True, types=["Egress"],
+                           egress=[{"action": "Deny", "protocol": "TCP"}])  # fmt: skip
+    normal_in = host_policy("in-8080", ingress=ingress)
+    snap = snapshot(*BASE, UPLINK_HEP, out_deny, normal_in)
+    tracked = run_cfg(snap, "198.51.100.5", H1_V4, RulesConfig(), port=8080)
+    assert tracked.verdict == "deny"
+    assert (decided(tracked, 0)["policy"], decided(tracked, 0)["action"]) == ("edge", "Deny")
+    # ... but not a failsafe port's: raw's failsafe chains let those replies out.
+    assert run_cfg(snap, "198.51.100.5", H1_V4, RulesConfig(), port=22).verdict == "allow"
+    ingress_only = host_policy("edge", doNotTrack=True, applyOnForward=True, ingress=ingress)
+    with pytest.raises(WalkError, match="reply"):
+        run_cfg(snapshot(*BASE, UPLINK_HEP, ingress_only), "198.51.100.5", H1_V4, RulesConfig(),
+                port=8080)  # fmt: skip
 
 
 def test_host_to_an_external_and_to_workloads() -> None:

@@ -20,6 +20,7 @@ from calico.ctl.trace_source import (
     rules_settings,
     workload_end,
 )
+from calico.rules.packet_walk import WalkError
 from calico.rules.trace import Decision, End, Flow, Hop, HostInput, Trace, to_json, trace
 
 _PROTOCOLS = {"tcp": 6, "udp": 17, "sctp": 132, "udplite": 136, "icmp": 1, "icmpv6": 58}
@@ -133,7 +134,10 @@ def trace_command(
                 f"{flag}: host {end.host}'s host endpoint {unresolved[0]} has no "
                 "interfaceName (found by expected IPs): its traffic is not traced"
             )
-    result = trace(hosts, flow, snapshot.considered())
+    try:
+        result = trace(hosts, flow, snapshot.considered())
+    except WalkError as exc:
+        raise CtlError(f"cannot trace this flow: {exc}") from None
     if output == "json":
         click.echo(json.dumps(to_json(result), indent=2))
     else:
