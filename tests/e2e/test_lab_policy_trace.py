@@ -2,7 +2,7 @@
 external client behind a border router, a host endpoint on host-2's eth0 with doNotTrack,
 preDNAT and applyOnForward policies, a NetworkPolicy, a tier with Log/Deny/Pass. For every probe (TCP,
 UDP, ICMP; IPv4 and IPv6; workload to workload on one host and across hosts; external to
-workload) the trace's verdict, computed from the datastore alone, must be what the packets
+workload; workloads, the host and an external to and from a host itself) the trace's verdict, computed from the datastore alone, must be what the packets
 get, and the rule the trace says decided each hop must be one whose kernel counter the
 packets moved."""
 
@@ -253,6 +253,33 @@ def test_trace_agrees_with_packets_across_hosts(lab: Lab) -> None:
     assert (fwd["policy"], fwd["rule_index"], fwd["action"]) == ("edge-forward", 0, "Deny")
     sec = traces[Probe("c2", "b2", "tcp", 80)]["hops"][1]["decided_by"]
     assert (sec["tier"], sec["policy"], sec["rule_index"]) == ("security", "security.c-to-b", 1)
+
+    # To and from the hosts themselves: host-2's eth0 carries its host endpoint.
+    host_traces = agree(lab, {
+        **{p: True for p in both("a1", "host-2", "icmp")},  # normal policy: edge-forward
+        **{p: False for p in both("client", "host-2", "icmp")},  # doNotTrack deny, in raw
+        **{p: False for p in both("b2", "host-2", "icmp")},  # DefaultEndpointToHostAction
+        **{p: True for p in both("host-2", "b2", "icmp")},  # host to its workload: not policed
+        **{p: False for p in both("host-2", "client", "icmp")},  # the reply: doNotTrack deny
+        **{p: True for p in both("host-2", "a1", "icmp")},  # egress profile, then a1's
+    })  # fmt: skip
+    to_host = host_traces[Probe("a1", "host-2", "icmp")]["hops"]
+    assert [(h["host"], h["direction"]) for h in to_host] == [
+        ("host-1", "egress"),
+        ("host-2", "ingress"),
+    ]
+    assert (to_host[1]["decided_by"]["policy"], to_host[1]["decided_by"]["rule_index"]) == (
+        "edge-forward",
+        2,
+    )
+    own = host_traces[Probe("b2", "host-2", "icmp")]["hops"][0]["decided_by"]
+    assert (own["what"], own["action"]) == ("endpoint to host action", "Deny")
+    reply = host_traces[Probe("host-2", "client", "icmp")]["hops"][0]
+    assert (reply["decided_by"]["policy"], reply["decided_by"]["rule_index"]) == (
+        "edge-untracked",
+        0,
+    )
+    assert reply["endpoints"][-1]["endpoint"] == "host endpoint host-2-eth0 (reply)"
 
     # The same comparison from the command line: `calico lab probe --explain` lists the rule
     # the trace names among those whose counters the probe moved.
