@@ -127,6 +127,29 @@ def test_host_ends(ctl: CliRunner) -> None:
     assert lines[1].startswith("egress on host-3: deny"), lines  # its endpoint: no policy
 
 
+UNTRACKED_IN = """
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: untracked-in}
+spec:
+  selector: all()
+  doNotTrack: true
+  applyOnForward: true
+  ingress: [{action: Allow, protocol: TCP, destination: {ports: [8080]}}]
+"""
+
+
+def test_untracked_packet_with_a_tracked_reply_is_refused(ctl: CliRunner) -> None:
+    """doNotTrack lets the packet in untracked but does not untrack its reply: what
+    conntrack makes of that reply is not modelled, so the trace refuses, not guesses."""
+    assert ctl.invoke(cli, ["apply", "-f", "-"], input=UNTRACKED_IN).exit_code == 0
+    flags = ("--from-ip", "192.0.2.9", "--to-ip", "198.18.0.13", "--protocol", "TCP")
+    result = trace(ctl, *flags, "--port", "8080", ok=False)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("cannot trace this flow: untracked policy let"), result.stderr
+    assert "deny" in trace(ctl, *flags, "--port", "8081").output.splitlines()[0].lower()
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [

@@ -262,7 +262,11 @@ _ECHO_REPLY = {8: 0, 128: 129}
 
 
 def _reply(flow: Flow) -> Flow:
-    icmp_type = _ECHO_REPLY[flow.icmp_type] if flow.icmp_type is not None else None
+    icmp_type = flow.icmp_type
+    if icmp_type is not None:
+        if icmp_type not in _ECHO_REPLY:
+            raise WalkError(f"the reply to ICMP type {icmp_type} is not modelled")
+        icmp_type = _ECHO_REPLY[icmp_type]
     return Flow(
         flow.dst,
         flow.src,
@@ -278,7 +282,8 @@ def _same_host(
     host: HostInput, tables: HostTables, name: str, flow: Flow, states: Mapping[str, HostState]
 ) -> Trace:
     """One walk, workload to workload, as the kernel does it, read as two hops. If the
-    egress side drops, the ingress side is walked alone (from the uplink) to answer it too."""
+    egress side drops, the ingress side is walked alone (from the uplink) to answer it too.
+    No reply walk: raw lets a workload's packets past host endpoint policy."""
     real = _walk(tables, flow, flow.src.iface or "", flow.dst.iface or "", states)
     ingress = _hop(host.cfg, tables, name, "ingress", real, only="ingress")
     reached = bool(ingress.endpoints)
