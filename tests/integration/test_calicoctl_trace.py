@@ -113,7 +113,8 @@ def test_addresses_and_external_ends(ctl: CliRunner) -> None:
 
 
 def test_host_ends(ctl: CliRunner) -> None:
-    """A Node's address and a host endpoint's expected IP are the hosts themselves."""
+    """A Node's address and a host endpoint's expected IP are the hosts themselves, by
+    address or by the host's name."""
     flags = ("--from", "shop/web-0", "--to-ip", "198.18.0.12", "--protocol", "ICMP")
     out = json.loads(trace(ctl, *flags, "-o", "json").output)
     assert out["verdict"] == "allow"  # host-2 has no host endpoint: not policed
@@ -121,7 +122,9 @@ def test_host_ends(ctl: CliRunner) -> None:
         ("host-1", "egress"),
         ("host-2", "ingress"),
     ]
-    text = trace(ctl, "--from-ip", "198.18.0.13", "--to", "shop/db-0", "--protocol", "ICMP")
+    by_name = ("--from", "shop/web-0", "--to-host", "host-2", "--protocol", "ICMP", "-o", "json")
+    assert json.loads(trace(ctl, *by_name).output) == out  # its Node's BGP address
+    text = trace(ctl, "--from-host", "host-3", "--to", "shop/db-0", "--protocol", "ICMP")
     lines = text.output.splitlines()
     assert lines[0].startswith("host host-3 (198.18.0.13) -> shop/"), lines
     assert lines[1].startswith("egress on host-3: deny"), lines  # its endpoint: no policy
@@ -171,8 +174,14 @@ def test_untracked_packet_with_a_tracked_reply_is_refused(ctl: CliRunner) -> Non
          "--from: workload endpoint shop/db-0 has no IPv6 address"),
         (("--from-ip", "192.0.2.1", "--to-ip", "192.0.2.2", "--protocol", "ICMP"),
          "--from/--to: neither end is a workload endpoint"),
-        (("--from-ip", "198.18.0.13", "--to-ip", "198.18.0.13", "--protocol", "ICMP"),
-         "--from-ip/--to-ip: both are host host-3's"),
+        (("--from-ip", "198.18.0.13", "--to-host", "host-3", "--protocol", "ICMP"),
+         "--from/--to: both ends are host host-3"),
+        (("--from-host", "host-9", "--to", "shop/web-0", "--protocol", "ICMP"),
+         "--from-host: no address of host host-9"),
+        (("--from-host", "host-2", "--to", "shop/web-0", "--protocol", "ICMPv6"),
+         "--from-host: host host-2 has no IPv6 address"),
+        (("--from-host", "host-2", "--from-ip", "198.18.0.12", "--to", "shop/web-0",
+          "--protocol", "ICMP"), "--from: give exactly one of"),
         (("--from", "shop/web-0", "--to-ip", "198.18.0.12", "--protocol", "UDP",
           "--port", "4789"), "--port: 4789 is VXLAN's to or from a host"),
         (("--from-ip", "198.18.0.14", "--to", "shop/web-0", "--protocol", "ICMP"),

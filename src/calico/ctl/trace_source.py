@@ -170,21 +170,43 @@ def address_end(snapshot: Snapshot, address: str) -> End:
     return End(str(addr), _host_with_address(snapshot, addr))
 
 
+def host_end(snapshot: Snapshot, name: str, ip_version: int | None) -> End:
+    """Host `name` itself, by its first own address of the family (`ip_version`, else IPv4
+    when it has one), in `_host_with_address`'s order."""
+    found: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    for r in snapshot.resources:
+        if (isinstance(r, Node) and r.name == name) or (
+            isinstance(r, HostEndpoint) and r.spec.node == name
+        ):
+            found += [a for a in map(_ip, _own_addresses(r)) if a is not None]
+    if not found:
+        raise EndError(f"no address of host {name} (Node addresses, host endpoint expectedIPs)")
+    for version in [ip_version] if ip_version else [4, 6]:
+        for addr in found:
+            if addr.version == version:
+                return End(str(addr), name)
+    raise EndError(f"host {name} has no IPv{ip_version} address")
+
+
+def _own_addresses(r: Resource) -> list[object]:
+    """A Node's or host endpoint's record of its host's addresses."""
+    found: list[object] = []
+    if isinstance(r, Node):
+        bgp, spec = r.spec.bgp, r.spec
+        found += [bgp.ipv4Address, bgp.ipv6Address] if bgp else []
+        found += [spec.ipv4VXLANTunnelAddr, spec.ipv6VXLANTunnelAddr]
+        found += [a.address for a in spec.addresses or ()]
+    elif isinstance(r, HostEndpoint):
+        found += list(r.spec.expectedIPs or ())
+    return [t for t in found if t]
+
+
 def _host_with_address(
     snapshot: Snapshot, addr: ipaddress.IPv4Address | ipaddress.IPv6Address
 ) -> str | None:
     for r in snapshot.resources:
-        found: list[object] = []
-        host = r.name
-        if isinstance(r, Node):
-            bgp, spec = r.spec.bgp, r.spec
-            found += [bgp.ipv4Address, bgp.ipv6Address] if bgp else []
-            found += [spec.ipv4VXLANTunnelAddr, spec.ipv6VXLANTunnelAddr]
-            found += [a.address for a in spec.addresses or ()]
-        elif isinstance(r, HostEndpoint):
-            found += list(r.spec.expectedIPs or ())
-            host = str(r.spec.node)
-        if any(_ip(t) == addr for t in found if t):
+        host = str(r.spec.node) if isinstance(r, HostEndpoint) else r.name
+        if any(_ip(t) == addr for t in _own_addresses(r)):
             return host
     return None
 

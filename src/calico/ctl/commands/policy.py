@@ -16,6 +16,7 @@ from calico.ctl.trace_source import (
     EndError,
     Snapshot,
     address_end,
+    host_end,
     hosts_of,
     rules_settings,
     workload_end,
@@ -39,10 +40,12 @@ def policy() -> None:
 @click.option(
     "--from-ip", metavar="IP", help="Source address (a workload's, a host's own, or external)."
 )
+@click.option("--from-host", metavar="NAME", help="Source host itself (its first address).")
 @click.option("--to", "to_wl", metavar="NAMESPACE/WORKLOAD", help="Destination workload.")
 @click.option(
     "--to-ip", metavar="IP", help="Destination address (a workload's, a host's own, or external)."
 )
+@click.option("--to-host", metavar="NAME", help="Destination host itself (its first address).")
 @click.option("--protocol", required=True, help="TCP, UDP, SCTP, UDPLite, ICMP or ICMPv6.")
 @click.option("--port", type=int, default=None, help="Destination port (TCP, UDP, SCTP).")
 @click.option(
@@ -58,8 +61,10 @@ def trace_command(
     ctx: CtlContext,
     from_wl: str | None,
     from_ip: str | None,
+    from_host: str | None,
     to_wl: str | None,
     to_ip: str | None,
+    to_host: str | None,
     protocol: str,
     port: int | None,
     source_port: int,
@@ -91,16 +96,17 @@ def trace_command(
         )
     with reported():
         snapshot = Snapshot.load(ctx.client())
-    if version is None and proto == "icmpv6":
-        version = 6
-    src = _end(snapshot, from_wl, from_ip, "--from", version)
-    dst = _end(snapshot, to_wl, to_ip, "--to", version or ipaddress.ip_address(src.address).version)
+    if version is None and proto in ("icmp", "icmpv6"):
+        version = 6 if proto == "icmpv6" else 4
+    src = _end(snapshot, (from_wl, from_ip, from_host), "--from", version)
+    version = version or ipaddress.ip_address(src.address).version
+    dst = _end(snapshot, (to_wl, to_ip, to_host), "--to", version)
     if ipaddress.ip_address(src.address).version != ipaddress.ip_address(dst.address).version:
         raise CtlError(f"--to: {dst.address} is not in the IP family of {src.address}")
     if src.host is None and dst.host is None:
         raise CtlError("--from/--to: neither end is a workload endpoint or host: nothing to trace")
     if src.is_host and dst.is_host and src.host == dst.host:
-        raise CtlError(f"--from-ip/--to-ip: both are host {src.host}'s: nothing to trace")
+        raise CtlError(f"--from/--to: both ends are host {src.host}: nothing to trace")
     number = _PROTOCOLS[proto]
     flow = Flow(
         src,
@@ -154,17 +160,28 @@ def _version(address: str | None, flag: str) -> int | None:
 
 
 def _end(
-    snapshot: Snapshot, workload: str | None, address: str | None, flag: str, version: int | None
+    snapshot: Snapshot,
+    given: tuple[str | None, str | None, str | None],
+    flag: str,
+    version: int | None,
 ) -> End:
-    if (workload is None) == (address is None):
-        raise CtlError(f"{flag}: give exactly one of {flag} NAMESPACE/WORKLOAD and {flag}-ip IP")
+    """One end from exactly one of NAMESPACE/WORKLOAD, IP and host NAME."""
+    workload, address, host = given
+    if sum(g is not None for g in given) != 1:
+        raise CtlError(
+            f"{flag}: give exactly one of {flag} NAMESPACE/WORKLOAD, {flag}-ip IP "
+            f"and {flag}-host NAME"
+        )
     try:
         if workload is not None:
             return workload_end(snapshot, workload, version)
+        if host is not None:
+            return host_end(snapshot, host, version)
         assert address is not None
         return address_end(snapshot, address)
     except EndError as exc:
-        raise CtlError(f"{flag if workload is not None else flag + '-ip'}: {exc}") from None
+        which = "" if workload is not None else "-host" if host is not None else "-ip"
+        raise CtlError(f"{flag}{which}: {exc}") from None
 
 
 def _text(flow: Flow, result: Trace) -> str:
