@@ -567,3 +567,17 @@ def test_remote_workload_to_a_host() -> None:
     assert decided(result, 1)["what"] == "failsafe"
     text = to_json(result)
     assert text["verdict"] == "allow"
+
+
+def test_host_to_another_host() -> None:
+    """OUTPUT on the source host, INPUT on the destination's: each its own host endpoint."""
+    h2_hep = hep_ips("h2-eth0", "h2", "eth0", "198.18.0.2", hep="uplink")
+    snap = snapshot(*BASE, *NODES, UPLINK_HEP, h2_hep)
+    result = run_cfg(snap, H1_V4, "198.18.0.2", RulesConfig(), port=22)
+    assert [(h.host, h.direction, h.verdict) for h in result.hops] == [
+        ("h1", "egress", "deny"),  # 22 is not an outbound failsafe port
+        ("h2", "ingress", "allow"),  # ... but an inbound one
+    ]
+    assert result.verdict == "deny"
+    assert [e.chain for e in result.hops[0].endpoints] == ["cali-th-eth1"]
+    assert [e.chain for e in result.hops[1].endpoints] == ["cali-fh-eth0"]
