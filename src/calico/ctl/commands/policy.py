@@ -1,7 +1,7 @@
 """calicoctl policy trace: would this packet be allowed, and which rule decides, per hop.
 
-Exit 0 for either verdict; an error (unknown workload, bad address, bad protocol or port)
-exits 1 naming the flag.
+Exit 0 for either verdict; an error (unknown workload or host, bad address, bad protocol or
+port) exits 1 naming the flag, and so does a flow the walk cannot model (saying why).
 """
 
 from __future__ import annotations
