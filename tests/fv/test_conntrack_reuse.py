@@ -84,3 +84,22 @@ def test_a_workload_recreated_on_the_same_interface_and_address_inherits_no_flow
         reply = conn.exchange("again", wait=3.0)
         reached = tcp_counters(ns, b.netns)["InSegs"] - before["InSegs"]
         assert (kept, reply, reached) == (False, "timeout", 0)
+
+
+@pytest.mark.parametrize("v", [4, 6])
+def test_an_interface_flap_keeps_its_flows(cluster: Cluster, v: int) -> None:
+    """Down and up again: the kernel drops the interface's routes and Felix adds them back
+    on the same interface (same index), so the workload's connections carry on."""
+    ns = cluster.ns
+    p_addr, addr, _ = ADDRS[v]
+    host, peer, a, _ = start(cluster)
+    wait_until(lambda: connects(ns, peer.netns, "tcp", addr, PORT), what="p -> a")
+    with connection(peer.netns, addr) as conn:
+        assert conn.exchange("hello") == "reply hello"
+        route = f"{addr} dev {a.host_iface} "
+        host.exec(["ip", "link", "set", a.host_iface, "down"])
+        wait_until(lambda: route not in host.routes(v), what="route flushed")
+        host.exec(["ip", "link", "set", a.host_iface, "up"])
+        wait_until(lambda: route in host.routes(v), what="route back")
+        assert flow_tracked(host, v, p_addr, conn.port)
+        assert conn.exchange("again", wait=10.0) == "reply again"
