@@ -451,6 +451,29 @@ def test_an_address_taken_over_by_a_rival_interface_loses_its_flows(
     assert kernel.table() == {"198.18.0.1/32": ("cali2", RTPROT_CALICO)}
 
 
+def test_an_address_routed_again_is_cleaned_again_before_its_route(
+    kernel: FakeKernel, tool: FakeConntrackTool, cleaner: ConntrackCleaner
+) -> None:
+    """Between its release and its next route, a late packet of the old flow may have been
+    tracked again (forwarded by the default route): the next route waits for a second run."""
+    rt = make(kernel, conntrack=cleaner)
+    rt.set_routes("cali1", targets("198.18.0.1/32"))
+    rt.apply()
+    rt.remove_interface("cali1")
+    rt.apply()
+    cleaner.flush(["198.18.0.1"])
+    rt.apply()
+    assert tool.addrs() == ["198.18.0.1"]  # once while the address has no route
+    rt.set_routes("cali2", targets("198.18.0.1/32"))
+    rt.apply()
+    assert tool.addrs() == ["198.18.0.1"] * 2
+    assert all(table == {} for *_, table in tool.calls)
+    rt.remove_interface("cali2")
+    rt.set_routes("cali1", targets("198.18.0.1/32"))
+    rt.apply()
+    assert tool.addrs() == ["198.18.0.1"] * 3
+
+
 def test_a_stale_route_found_at_start_has_its_flows_cleaned(
     kernel: FakeKernel, tool: FakeConntrackTool, cleaner: ConntrackCleaner
 ) -> None:

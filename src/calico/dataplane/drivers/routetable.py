@@ -15,7 +15,10 @@ deletion and the re-creation in one apply; a route that stays on, or comes back 
 interface (a metric fix, a remove-and-re-add of the endpoint, a down/up flap) keeps them.
 A route to an address whose deletion is still outstanding is added only after it, so a
 workload that gets the address next inherits no flow; if that deletion fails, the apply
-fails and is retried.
+fails and is retried. An address that lost its route is cleaned once more just before it is
+routed again (the last `_GONE_MEMORY` of them): where no blackhole route of a local block
+drops a late packet of the gone workload's flow, the default route forwards it and its
+entry comes back.
 
 Ownership, so that a restarted Felix recognises its own routes: a route in `table` on an
 interface matching `iface_prefixes` whose protocol is `protocol` (default 80, the number Felix
@@ -71,6 +74,8 @@ _NETLINK_MAX_OPS = 4  # up to this many changes: netlink; more: one `ip -batch`
 BLACKHOLE = "*blackhole*"
 """Pseudo-interface of blackhole routes (no device; always up)."""
 _RTN_BLACKHOLE = "6"  # how `ip -N` prints a blackhole route's type
+_GONE = ("", 0)  # the holder of a host address whose route went
+_GONE_MEMORY = 65536  # ~7 MiB at most; reused addresses come from a few IPAM blocks
 
 
 class RouteNetlink(Protocol):
@@ -243,6 +248,7 @@ class RouteTable:
         self._owner: dict[str, tuple[str, int]] = {}
         self._owned: dict[str, set[str]] = {}
         self._released: set[str] = set()
+        self._gone: dict[str, None] = {}  # host CIDRs that lost their route, oldest first
 
     @property
     def needs_apply(self) -> bool:
@@ -347,8 +353,13 @@ class RouteTable:
             if not cidr.endswith(f"/{self._host_len}"):
                 continue
             holder = new.get(cidr) or self._holder(cidr)
-            if self._owner.get(cidr, holder) != holder:
+            owner = self._owner.get(cidr) or (_GONE if holder and cidr in self._gone else None)
+            if owner not in (None, holder):
                 conntrack.submit(self.ip_version, cidr.partition("/")[0])
+                if holder is None:
+                    self._gone[cidr] = None
+                    if len(self._gone) > _GONE_MEMORY:
+                        del self._gone[next(iter(self._gone))]
             self._set_owner(cidr, holder)
         self._released.clear()
 
@@ -370,6 +381,7 @@ class RouteTable:
             if not owned:
                 del self._owned[old[0]]
         if owner is not None:
+            self._gone.pop(cidr, None)
             self._owner[cidr] = owner
             self._owned.setdefault(owner[0], set()).add(cidr)
 
