@@ -103,3 +103,43 @@ def test_an_interface_flap_keeps_its_flows(cluster: Cluster, v: int) -> None:
         wait_until(lambda: route in host.routes(v), what="route back")
         assert flow_tracked(host, v, p_addr, conn.port)
         assert conn.exchange("again", wait=10.0) == "reply again"
+
+
+def test_a_flow_tracked_again_while_its_address_had_no_route_is_not_inherited(
+    cluster: Cluster,
+) -> None:
+    """Without the blackhole route of a local block, a packet of the old flow sent while the
+    address has no route goes up the default route (IPv4 only here) and is tracked again;
+    Felix cleans the address once more before routing it to B."""
+    ns = cluster.ns
+    p_addr, addr, _ = ADDRS[4]
+    host, peer, a, wep_a = start(cluster)
+    host.exec(["ip", "-4", "route", "del", "blackhole", "198.19.0.0/24"])
+    cluster.apply({
+        "kind": "GlobalNetworkPolicy", "metadata": {"name": "b-ingress"},
+        "spec": {"selector": "role == 'b'", "ingress": [
+            {"action": "Deny", "source": {"selector": "role == 'peer'"}},
+            {"action": "Allow"},
+        ]},
+    })  # fmt: skip
+    c = host.add_workload("calic", ADDRS[4][2], ADDRS[6][2])
+    cluster.add_endpoint(host, c, "c", role="c")
+    wait_until(lambda: connects(ns, peer.netns, "tcp", addr, PORT), what="p -> a")
+    with connection(peer.netns, addr) as conn:
+        assert conn.exchange("hello") == "reply hello"
+        host.exec(["ip", "link", "del", a.host_iface])
+        cluster.delete(WorkloadEndpoint, str(wep_a.metadata.name), "default")
+        cleaned = f"conntrack entries of {addr}\n"  # also a late delayed ACK may be back
+        wait_until(lambda: cleaned in host.log_since_start(), what="a's flows deleted")
+        assert conn.exchange("late", wait=1.0) == "timeout"
+        assert flow_tracked(host, 4, p_addr, conn.port)  # tracked again, on its way upstream
+
+        b = add_workload(ns, host.netns, a.host_iface, a.ipv4, a.ipv6, name="late-b")
+        cluster.add_endpoint(host, b, "a", role="b")
+        serve(ns, b.netns, addr, PORT)
+        wait_until(lambda: connects(ns, c.netns, "tcp", addr, PORT), what="c -> b")
+        kept = flow_tracked(host, 4, p_addr, conn.port)
+        before = tcp_counters(ns, b.netns)
+        reply = conn.exchange("again", wait=3.0)
+        reached = tcp_counters(ns, b.netns)["InSegs"] - before["InSegs"]
+        assert (kept, reply, reached) == (False, "timeout", 0)
