@@ -474,6 +474,19 @@ def test_an_address_routed_again_is_cleaned_again_before_its_route(
     assert tool.addrs() == ["198.18.0.1"] * 3
 
 
+def test_an_address_released_before_its_route_was_ever_added_is_cleaned(
+    kernel: FakeKernel, tool: FakeConntrackTool, cleaner: ConntrackCleaner
+) -> None:
+    """An endpoint created and deleted between two applies (routes lagging) had outbound
+    flows all the same."""
+    rt = make(kernel, conntrack=cleaner)
+    rt.set_routes("cali1", targets("198.18.0.1/32"))
+    rt.remove_interface("cali1")
+    rt.apply()
+    cleaner.flush(["198.18.0.1"])
+    assert tool.addrs() == ["198.18.0.1"]
+
+
 def test_a_stale_route_found_at_start_has_its_flows_cleaned(
     kernel: FakeKernel, tool: FakeConntrackTool, cleaner: ConntrackCleaner
 ) -> None:

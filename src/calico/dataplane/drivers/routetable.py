@@ -345,16 +345,19 @@ class RouteTable:
 
     def _release_flows(self, conntrack: ConntrackCleaner, routes: list[_Op]) -> None:
         """Once the deletions are done and before `routes` are added: hands over the flows of
-        every released or newly routed host address that is no longer routed to the
-        interface, name and index, its route was on (kept: a metric fix, a remove-and-re-add,
-        a flap), and records where each is routed now."""
+        every released or newly routed host address that is not routed to the interface,
+        name and index, its route was on (kept: a metric fix, a remove-and-re-add, a flap),
+        and records where each is routed now."""
         new = {op.cidr: (op.iface, self._index.get(op.iface, 0)) for op in routes}
         for cidr in sorted(self._released | new.keys()):
             if not cidr.endswith(f"/{self._host_len}"):
                 continue
             holder = new.get(cidr) or self._holder(cidr)
             owner = self._owner.get(cidr) or (_GONE if holder and cidr in self._gone else None)
-            if owner not in (None, holder):
+            # A released address is cleaned even if we never routed it: its workload's own
+            # outbound flows need no route (an endpoint created and deleted while routes lag).
+            released = cidr in self._released and (holder is None or holder != owner)
+            if released or owner not in (None, holder):
                 conntrack.submit(self.ip_version, cidr.partition("/")[0])
                 if holder is None:
                     self._gone[cidr] = None
