@@ -2,8 +2,9 @@
 reaches every host's calculation graph.
 
 Run: ``.venv/bin/python bench/etcd_scale.py [--hosts 50 200] [--writes 100] [--idle 35]
-[--no-bgp] [--spread]`` (about 4 minutes at 50 and 200 hosts), or ``--smoke`` for a tiny run.
-Nothing touches the kernel: etcd runs on loopback, the hosts are threads of this process.
+[--no-bgp] [--order listed host both]`` (about 8 minutes at 50 and 200 hosts, both orders), or
+``--smoke`` for a tiny run. Nothing touches the kernel: etcd runs on loopback, the hosts are
+threads of this process.
 
 A simulated host is what calico/node runs against etcd, minus the dataplane: its own
 EtcdBackend (own connections), Felix's real syncers, CalcFeed, _GraphAdapter and CalcGraph
@@ -14,11 +15,19 @@ them all. Every write changes that policy's rule and waits until every host's gr
 emitted the update before the next write, so a write's figure is the time from the put to
 the last host's emit.
 
+Endpoint order: `host` gives each simulated host the order its components use
+(`EtcdConfig.for_host` of its name), `listed` the list as written, every host starting on the
+first member (calico-py's order before per-host ordering: the floor for the members' CPU).
+`both` runs each scale in both orders, listed first, on the same cluster.
+
 Per scale: sync time (hosts started -> every graph in sync with the policy), etcd's CPU
 seconds per member while idle (--idle seconds: at least the 30 s watch idle timeout, so the
 watches' probe-and-reopen is in it) and during the writes, RSS, watches and watch streams
-per host from etcd's metrics, this process's CPU during the writes (one core = the GIL's
-ceiling). Floor, in the same run: the same writes with 1 host; ratio = p99 / floor p99.
+per host from etcd's metrics and the watchers on each member, this process's CPU during the
+writes (one core = the GIL's ceiling). Floor, in the same run: the same writes with 1 host;
+ratio = p99 / floor p99. Each member's CPU per write is also given net of its idle CPU rate
+(at a few writes a second the idle share is large), and in `both` the busiest member's over the
+busiest one's in listed order at the same scale.
 """
 
 from __future__ import annotations
@@ -56,7 +65,7 @@ from calico.testing.etcd_server import EtcdCluster
 POLICY = "etcd-scale"
 PORT = 1000
 _TICK = os.sysconf("SC_CLK_TCK")
-ROW = "{:>6} {:>5} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>9} {:>8} {:>7} {:>7}"
+ROW = " ".join(f"{{:>{width}}}" for width in (5, 6, 5, 9, 11, 6, 6, 6, 5, 9, 8, 15, 7, 11, 6, 8))
 
 
 class AcceptAll:
@@ -101,10 +110,10 @@ class SimHost:
     """One host's syncers and calc graph (and BGP agent), threads of this process."""
 
     def __init__(
-        self, index: int, endpoints: tuple[str, ...], arrivals: Arrivals, bgp: Path | None
+        self, index: int, config: EtcdConfig, arrivals: Arrivals, bgp: Path | None
     ) -> None:
         self.name = f"sim-{index}"
-        self.backend = EtcdBackend(EtcdConfig(endpoints=endpoints))
+        self.backend = EtcdBackend(config)
         self.count = 0
         self._arrivals = arrivals
         graph = CalcGraph(self.name, self._emit)
@@ -174,12 +183,23 @@ class Members:
     def rss(self) -> list[float]:
         return [rss_mib(pid) for pid in self.pids]
 
-    def watches(self) -> tuple[float, float]:
-        """(watchers, watch streams) summed over the members."""
-        return (
-            sum(metric(e, "etcd_debugging_mvcc_watcher_total") for e in self.endpoints),
-            sum(metric(e, "etcd_debugging_mvcc_watch_stream_total") for e in self.endpoints),
-        )
+    def watchers(self) -> list[float]:
+        return [metric(e, "etcd_debugging_mvcc_watcher_total") for e in self.endpoints]
+
+    def leader(self) -> int:
+        """The index of the member the others follow."""
+        for index, endpoint in enumerate(self.endpoints):
+            backend = EtcdBackend(EtcdConfig(endpoints=(endpoint,)))
+            try:
+                own, leader = backend.member_status()
+            finally:
+                backend.close()
+            if own == leader:
+                return index
+        raise RuntimeError("no member is the leader")
+
+    def streams(self) -> float:
+        return sum(metric(e, "etcd_debugging_mvcc_watch_stream_total") for e in self.endpoints)
 
 
 # -- the workload --------------------------------------------------------------------------------
@@ -211,6 +231,8 @@ def policy(port: int) -> Resource:
 @dataclass(frozen=True)
 class Result:
     hosts: int
+    order: str
+    placed: list[int]  # hosts whose endpoint order starts on each member
     sync: float
     write_times: list[float]
     idle_cpu: list[float]
@@ -219,7 +241,7 @@ class Result:
     write_seconds: float
     client_cpu: float
     rss: list[float]
-    watchers: float
+    watchers: list[float]  # per member
     streams: float
 
     def p(self, q: float) -> float:
@@ -232,32 +254,28 @@ class Options:
     writes: int
     idle: float
     bgp: bool
-    spread: bool
 
 
-def host_endpoints(endpoints: tuple[str, ...], index: int, spread: bool) -> tuple[str, ...]:
-    """Every host lists all members; --spread rotates the list so hosts start on different
-    members (the client keeps the first that answers)."""
-    first = index % len(endpoints) if spread else 0
-    return endpoints[first:] + endpoints[:first]
+def host_config(endpoints: tuple[str, ...], index: int, order: str) -> EtcdConfig:
+    """A host's etcd settings: its own order (as calico/node's components make it from
+    ETCD_ENDPOINTS) or, for the floor, the list as written."""
+    config = EtcdConfig(endpoints=endpoints)
+    return config.for_host(f"sim-{index}") if order == "host" else config
 
 
-def run_scale(members: Members, writer: ResourceClient, hosts: int, opts: Options) -> Result:
+def run_scale(
+    members: Members, writer: ResourceClient, hosts: int, order: str, opts: Options
+) -> Result:
     for i in range(hosts):
         writer.apply(endpoint(i))
     writer.apply(policy(PORT))
-    base_watchers, base_streams = members.watches()
+    base_watchers, base_streams = members.watchers(), members.streams()
     arrivals = Arrivals(hosts)
     with tempfile.TemporaryDirectory(prefix="calico-etcd-scale-") as tmp:
-        sims = [
-            SimHost(
-                i,
-                host_endpoints(members.endpoints, i, opts.spread),
-                arrivals,
-                Path(tmp) if opts.bgp else None,
-            )
-            for i in range(hosts)
-        ]
+        configs = [host_config(members.endpoints, i, order) for i in range(hosts)]
+        placed = [sum(c.endpoints[0] == e for c in configs) for e in members.endpoints]
+        bgp = Path(tmp) if opts.bgp else None
+        sims = [SimHost(i, config, arrivals, bgp) for i, config in enumerate(configs)]
         started = time.perf_counter()
         try:
             for sim in sims:
@@ -265,7 +283,7 @@ def run_scale(members: Members, writer: ResourceClient, hosts: int, opts: Option
             arrivals.wait(600)
             sync = time.perf_counter() - started
             time.sleep(2)  # the BGP agents' first render and debounce
-            watchers, streams = members.watches()
+            watchers, streams = members.watchers(), members.streams()
             cpu0, t0 = members.cpu(), time.perf_counter()
             time.sleep(opts.idle)
             cpu1, t1 = members.cpu(), time.perf_counter()
@@ -285,47 +303,67 @@ def run_scale(members: Members, writer: ResourceClient, hosts: int, opts: Option
     for i in range(hosts):
         writer.backend.delete(key_of(endpoint(i)).path)
     return Result(
-        hosts, sync, times,
+        hosts, order, placed, sync, times,
         [b - a for a, b in zip(cpu0, cpu1, strict=True)], t1 - t0,
         [b - a for a, b in zip(cpu1, cpu2, strict=True)], t2 - t1,
-        client, rss, watchers - base_watchers, streams - base_streams,
+        client, rss, [w - b for w, b in zip(watchers, base_watchers, strict=True)],
+        streams - base_streams,
     )  # fmt: skip
 
 
-def row(r: Result, floor: Result) -> str:
+def per_write(r: Result) -> list[float]:
+    """etcd CPU ms per write on each member, net of what the member spends idle in as long
+    (heartbeats, the watches' probes: at 200 hosts and a few writes a second, a third of it)."""
+    return [
+        (busy - idle / r.idle_seconds * r.write_seconds) * 1000 / len(r.write_times)
+        for busy, idle in zip(r.write_cpu, r.idle_cpu, strict=True)
+    ]
+
+
+def row(r: Result, floor: Result, listed: Result | None) -> str:
     per_host = r.hosts or 1
     idle = sum(r.idle_cpu) / r.idle_seconds if r.idle_seconds else 0.0
+    busiest = max(per_write(r))
     return ROW.format(
         r.hosts,
-        f"{r.watchers / per_host:.0f}/{r.streams / per_host:.0f}",
+        r.order,
+        f"{sum(r.watchers) / per_host:.0f}/{r.streams / per_host:.0f}",
+        "/".join(str(n) for n in r.placed),
+        "/".join(f"{w:.0f}" for w in r.watchers),
         f"{r.sync:.2f}",
         f"{statistics.median(r.write_times) * 1000:.1f}",
         f"{r.p(0.99) * 1000:.1f}",
         f"{r.p(0.99) / floor.p(0.99):.1f}",
         f"{idle * 100:.1f}%",
-        f"{sum(r.write_cpu) / len(r.write_times) * 1000:.1f}",
-        "/".join(f"{c * 1000 / len(r.write_times):.0f}" for c in r.write_cpu),
+        f"{sum(r.write_cpu) * 1000 / len(r.write_times):.1f}",
+        "/".join(f"{c:.1f}" for c in per_write(r)),
+        f"{busiest / max(per_write(listed)):.2f}" if listed else "-",
         "/".join(f"{m:.0f}" for m in r.rss),
         f"{r.client_cpu / r.write_seconds * 100:.0f}%",
         f"{len(r.write_times) / r.write_seconds:.1f}",
     )
 
 
-def report(results: Sequence[Result]) -> None:
+def report(results: Sequence[Result], leader: int) -> None:
     floor = results[0]
     print(
         ROW.format(
-            "hosts", "w/s", "sync s", "p50 ms", "p99 ms", "ratio", "etcd idle",
-            "ms/write", "per member", "RSS MiB", "client", "writes/s",
+            "hosts", "order", "w/s", "placed", "watchers", "sync s", "p50 ms", "p99 ms", "ratio",
+            "etcd idle", "ms/write", "net/member", "busiest", "RSS MiB", "client", "writes/s",
         )
     )  # fmt: skip
     for r in results:
-        print(row(r, floor))
+        listed = [x for x in results if x.hosts == r.hosts and x.order == "listed"]
+        print(row(r, floor, listed[0] if listed else None))
     print(
-        "w/s: watchers/watch streams per host (etcd metrics, all members); etcd idle: CPU of "
-        "all members while idle, % of one core; ms/write: etcd CPU ms per write, all members "
-        "(then per member); client: this process's CPU during the writes, % of one core "
-        f"(2 = GIL-free ceiling on this {os.cpu_count()}-CPU machine); floor = 1 host"
+        "w/s: watchers/watch streams per host (etcd metrics, all members); placed: hosts "
+        "whose order starts on each member; watchers: on each member; etcd idle: CPU of all "
+        "members while idle, % of one core; ms/write: etcd CPU ms per write, all members; "
+        "net/member: each member's, net of its idle CPU; busiest: the busiest member's net "
+        "ms/write over the busiest one's in listed order at the same scale; client: this "
+        "process's CPU during the writes, % of one core (2 = GIL-free ceiling on this "
+        f"{os.cpu_count()}-CPU machine); ratio: p99 over the 1-host floor's; leader: member "
+        f"{leader + 1}"
     )
 
 
@@ -335,24 +373,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--writes", type=int, default=100)
     parser.add_argument("--idle", type=float, default=35.0, help="idle window, seconds")
     parser.add_argument("--no-bgp", action="store_true", help="Felix's syncers only")
-    parser.add_argument("--spread", action="store_true", help="hosts start on different members")
+    parser.add_argument(
+        "--order", choices=("listed", "host", "both"), default="both",
+        help="endpoint order of the simulated hosts: as listed, per host, or each scale in both",
+    )  # fmt: skip
     parser.add_argument("--smoke", action="store_true", help="2 hosts, 5 writes, 1 s idle")
     args = parser.parse_args(argv)
-    hosts, opts = args.hosts, Options(args.writes, args.idle, not args.no_bgp, args.spread)
+    hosts, opts = args.hosts, Options(args.writes, args.idle, not args.no_bgp)
     if args.smoke:
-        hosts, opts = [2], Options(5, 1.0, opts.bgp, opts.spread)
+        hosts, opts = [2], Options(5, 1.0, opts.bgp)
+    orders = ("listed", "host") if args.order == "both" else (args.order,)
     results = []
     with EtcdCluster(3) as cluster:
         members = Members(cluster)
         backend = EtcdBackend(EtcdConfig(endpoints=cluster.endpoints))
         try:
-            for n in [1, *hosts]:
-                print(f"[{time.strftime('%H:%M:%S')}] {n} hosts", file=sys.stderr, flush=True)
+            runs = [(1, orders[0])] + [(n, order) for n in hosts for order in orders]
+            for n, order in runs:
+                print(f"[{time.strftime('%H:%M:%S')}] {n} hosts, {order} order", file=sys.stderr)
                 client = ResourceClient(backend)
-                results.append(run_scale(members, client, n, opts))
+                results.append(run_scale(members, client, n, order, opts))
+            leader = members.leader()
         finally:
             backend.close()
-    report(results)
+    report(results, leader)
     return 0
 
 

@@ -9,11 +9,19 @@ probing continuously from the `client` workload on host-1, injects one fault at 
   host-2 (20 a second), seconds until host-1's BGP sessions are Established again;
 - the border's bgpd SIGKILLed and started again: pings lost from the external machine to
   `server`, seconds until the border's sessions are Established again;
-- Felix on host-2 SIGKILLed right after a policy write (mid-apply), restarted by the node's
-  supervisor: pings lost, bytes of an established TCP stream not echoed back (and whether
-  it survived), seconds until Felix is in sync again, connections of a denied flow that
-  got through while it was down or starting (tried every 20 ms, 100 ms each), a new allowed
-  connection after;
+- Felix on host-2 SIGKILLed mid-apply, restarted by the node's supervisor, `--felix-kills`
+  times: each time the policy denying client -> `secret` is rewritten (big: 20k CIDRs in
+  80 IP sets and 900 more rules, all Deny; then plain again) and Felix is killed the moment
+  it runs an `ipset restore` or iptables-restore child (seen in /proc): that child outliving
+  Felix, or the kernel holding part of the change, proves the kill landed mid-apply.
+  Figures: pings lost, bytes of an established TCP stream not echoed back (and whether it
+  survived), seconds until Felix is in sync again (the longest; the node's restart backoff
+  doubles from 0.5 s when Felix dies again within a minute), connections of the denied flow
+  that got through while Felix was down, half-done or starting (tried every 20 ms, 100 ms
+  each), a new allowed connection after, how many kills landed mid-apply, how much of each
+  change the kernel held after the kill and whether it held anything neither before nor
+  after the change, and whether the kernel after the restarts (our chains, rules and IP
+  sets) is exactly what a Felix starting on a kernel without them writes;
 - etcd SIGKILLed for `--etcd-down` seconds, then started again: the allowed stream and
   the denied flow throughout, and the latency of a policy change made after it returns
   against the same change made before it went down (the floor, same run).
@@ -35,7 +43,10 @@ that reports when a flow first connects.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import ipaddress
 import json
+import os
 import re
 import signal
 import socket
@@ -50,12 +61,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from calico import programs
+from calico.dataplane.drivers.ipsets import IPSets, IPSetWriter, parse_ipset_save
+from calico.dataplane.drivers.iptables_table import IptablesTable, apply_tables, detect_backend
+from calico.dataplane.loop import TABLES
 from calico.lab import frr, procs
 from calico.lab.base import wait_for
 from calico.lab.lab import Lab, running_lab
 from calico.lab.labfile import load_lab
 from calico.model import parse_manifest
 from calico.model.policy import GlobalNetworkPolicy
+from calico.rules import naming
 from calico.testing.doc_sections import run_stamp, write_section
 
 STREAM_PORT = 7000
@@ -118,15 +133,24 @@ class Row:
     back_what: str
     latency: tuple[float, float] | None = None  # etcd: a change after it returns, the floor
     ok_after: bool = True  # a new allowed connection works afterwards
+    # Felix: kills that landed mid-apply, kills, the kernel write each interrupted
+    mid_apply: tuple[int, int, str] | None = None
+    # Felix: the kernel after its restarts is what a clean Felix writes; lines, lines differing
+    repaired: tuple[bool, int, int] | None = None
+    stray: int = 0  # Felix: lines of a half-applied kernel neither before nor after the change
 
     @property
     def met(self) -> bool:
         """Every goal: no ping or stream byte lost, the stream survived, nothing denied got
-        through, new connections work; after etcd returns, a change within 1 s of the floor."""
+        through, new connections work; after etcd returns, a change within 1 s of the floor;
+        every Felix kill mid-apply, nothing neither old nor new in the half-applied kernel,
+        and the kernel repaired after."""
         w = self.window
         late = self.latency is not None and self.latency[0] > self.latency[1] + 1.0
         lost = w.pings_lost or w.stream_lost or w.stream_error or w.knocks_through
-        return not lost and self.ok_after and not late
+        missed = self.mid_apply is not None and self.mid_apply[0] < self.mid_apply[1]
+        broken = (self.repaired is not None and not self.repaired[0]) or self.stray
+        return not lost and self.ok_after and not late and not missed and not broken
 
 
 # -- inside workload namespaces ----------------------------------------------------------------
@@ -375,26 +399,174 @@ def _border_up(lab: Lab) -> bool:
     return bool(sessions) and all(v == "Established" for v in sessions.values())
 
 
-def felix_killed(lab: Lab) -> Row:
+# The big spelling of the deny: 80 rules of 256 CIDRs (a rule's most), each an IP set, 20480
+# members in all, and 900 rules of one port (a policy may have 1024 rules)
+BIG_NET_RULES, NETS_PER_RULE, BIG_PORTS = 80, 256, 900
+
+
+def secret_policy(big: bool) -> str:
+    """The policy denying client -> `secret`: deny all, or the same verdict spelt big (20k
+    CIDRs in 80 IP sets, 900 port rules, all Deny) so that Felix's apply of the change runs
+    long, with `ipset restore` and `iptables-restore` children to kill it during."""
+    if not big:
+        return deny("secret")
+    base = int(ipaddress.ip_address("198.19.128.0"))
+    rules = []
+    for r in range(BIG_NET_RULES):
+        first = base + r * NETS_PER_RULE
+        nets = ", ".join(f"{ipaddress.ip_address(first + i)}/32" for i in range(NETS_PER_RULE))
+        rules.append(f"{{action: Deny, source: {{nets: [{nets}]}}}}")
+    rules += [
+        f"{{action: Deny, protocol: TCP, destination: {{ports: [{10_000 + i}]}}}}"
+        for i in range(BIG_PORTS)
+    ]
+    return deny("secret", f"[{', '.join(rules)}]")
+
+
+@dataclass(frozen=True, slots=True)
+class Kill:
+    command: str  # the kernel write Felix had running when it was killed ("": none seen)
+    running: bool  # that child was still running once Felix was killed
+    done: int = 0  # lines of the change (of `kernel_state`) in the kernel after the kill
+    change: int = 0  # lines the change makes in all
+    stray: int = 0  # lines in the kernel after the kill that are neither before nor after it
+    back: float = 0.0  # seconds until the restarted Felix was in sync
+
+    @property
+    def mid_apply(self) -> bool:
+        """Proven by the child still running, or by the kernel holding part of the change."""
+        return self.running or 0 < self.done < self.change
+
+
+def restore_child(pid: int) -> tuple[procs.Proc, str] | None:
+    """A child of `pid` (of any of its threads) writing the kernel: `ipset restore` or an
+    `iptables-restore`, with its command name."""
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            pids = children.read_text().split()
+        except OSError:
+            continue  # the thread ended
+        for child in pids:
+            try:
+                argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            name = Path(argv[0].decode()).name
+            if name.endswith("-restore") or (name == "ipset" and b"restore" in argv):
+                found = procs.identify(int(child))
+                if found is not None:
+                    return found, "ipset restore" if name == "ipset" else name
+    return None
+
+
+def kill_mid_apply(felix: procs.Proc, want: str = "", timeout: float = 60.0) -> Kill:
+    """SIGKILL Felix (only Felix) as soon as it runs a kernel write (whose command contains
+    `want`). The child has its whole input (a file) and finishes that write; it still
+    running once Felix was killed proves Felix died mid-apply. Returns after it ended."""
+    deadline = time.monotonic() + timeout
+    found = None
+    while found is None and time.monotonic() < deadline:
+        found = restore_child(felix.pid)
+        if found is None or want not in found[1]:
+            found = None
+            time.sleep(0.001)
+    procs.signal_proc(felix, signal.SIGKILL)
+    running = found is not None and procs.alive(found[0])
+    procs.wait_gone([felix, *([found[0]] if found else [])], 10.0)
+    return Kill(found[1] if found else "", running)
+
+
+def kernel_state(lab: Lab, host: str) -> list[str]:
+    """Our part of `host`'s kernel: cali chains and rules of every table of both families,
+    our IP sets with their members (sorted); counters and each set's hash tuning left out."""
+    runner = programs.Runner(lab.netns(host))
+    backend = detect_backend(runner)
+    lines = []
+    for version in (4, 6):
+        tool = f"{'ip6' if version == 6 else 'ip'}tables-{backend}-save"
+        for line in runner.run([tool]).stdout.splitlines():
+            if line.startswith(":" + naming.CHAIN_PREFIX):
+                lines.append(f"v{version} {line.split()[0]}")
+            elif line.startswith("*") or (
+                line.startswith("-A") and naming.RULE_HASH_PREFIX in line
+            ):
+                lines.append(f"v{version} {line}")
+    sets = parse_ipset_save(
+        runner.run(["ipset", "save"]).stdout,
+        lambda name: naming.owns_ipset(4, name) or naming.owns_ipset(6, name),
+    )
+    for name, kset in sorted(sets.items()):
+        lines += [f"set {name} {kset.type} {kset.family}"]
+        lines += sorted(f"set {name} member {m}" for m in kset.members)
+    return lines
+
+
+def clean_felix_state(lab: Lab, host: str) -> list[str]:
+    """`kernel_state` as a Felix starting on a kernel without any of our state writes it:
+    Felix killed while idle, our chains, hooks and sets removed, then the node's restart."""
+    felix = procs.from_pid_file(lab.run_dir(host) / "felix.pid")
+    assert felix is not None
+    lab.felix_marks[host] = (lab.run_dir(host) / "felix.log").stat().st_size
+    procs.kill([felix])
+    runner = programs.Runner(lab.netns(host))
+    backend = detect_backend(runner)
+    apply_tables([IptablesTable(t, v, runner, backend=backend) for v in (4, 6) for t in TABLES])
+    IPSetWriter(runner, [IPSets(4, runner), IPSets(6, runner)]).apply_deletions()
+    _since(time.monotonic(), lambda: lab.node_problem(host) is None, 90, "Felix in sync")
+    return kernel_state(lab, host)
+
+
+def felix_killed(lab: Lab, kills: int = 2) -> Row:
+    """Felix on host-2 killed `kills` times, each while applying a change of the policy that
+    denies client -> secret: spelt big, killed during its `ipset restore` (of 20k members)
+    or, every other time, its iptables-restore (of 1k rules); then back plain, killed at its
+    first kernel write."""
     host = "host-2"
     felix_log = lab.run_dir(host) / "felix.log"
+    landed: list[Kill] = []
+    initial = kernel_state(lab, host)  # what the plain policy makes
     with probing(lab) as window:
-        lab.felix_marks[host] = felix_log.stat().st_size
-        apply(lab, deny("later"))  # Felix is applying this when it dies
-        proc = procs.from_pid_file(lab.run_dir(host) / "felix.pid")
-        assert proc is not None
-        procs.kill([proc])
-        started = time.monotonic()
-        back = _since(started, lambda: lab.node_problem(host) is None, 60, "Felix in sync")
+        for i in range(kills):
+            felix = procs.from_pid_file(lab.run_dir(host) / "felix.pid")
+            assert felix is not None
+            lab.felix_marks[host] = felix_log.stat().st_size
+            before = set(kernel_state(lab, host))
+            big = i % 2 == 0
+            apply(lab, secret_policy(big))
+            kill = kill_mid_apply(felix, ("ipset", "tables")[i // 2 % 2] if big else "")
+            started = time.monotonic()
+            at_kill = set(kernel_state(lab, host))  # before the restarted Felix writes
+            synced = lambda: lab.node_problem(host) is None  # noqa: E731
+            back = _since(started, synced, 90, "Felix in sync")
+            after = set(kernel_state(lab, host))
+            change = before ^ after
+            done = sum((line in at_kill) != (line in before) for line in change)
+            stray = len(at_kill - before - after)
+            landed.append(
+                dataclasses.replace(kill, done=done, change=len(change), stray=stray, back=back)
+            )
         time.sleep(2.0)
+    if kills % 2:
+        apply(lab, secret_policy(big=False))
+        _since(time.monotonic(), lambda: kernel_state(lab, host) == initial, 60, "plain again")
     ok_after = lab.probe("client", "server", "tcp", 80).ok
-    lab.client.delete(GlobalNetworkPolicy, "faults-later")
+    restarted = kernel_state(lab, host)
+    clean = clean_felix_state(lab, host)
+    mid = sum(k.mid_apply for k in landed)
+    what = ", ".join(
+        f"{k.command or 'no kernel write seen'} ({k.done} of {k.change} lines of the change in"
+        f" the kernel after, in sync {k.back:.1f}s after)"
+        for k in landed
+    )
     return Row(
         "Felix SIGKILLed on host-2 mid-apply (calico node restarts it)",
         window[0],
-        back,
+        max(k.back for k in landed),
         "in sync",
         ok_after=ok_after,
+        mid_apply=(mid, len(landed), what),
+        stray=sum(k.stray for k in landed),
+        repaired=(restarted == clean, len(restarted), len(set(restarted) ^ set(clean))),
     )
 
 
@@ -438,6 +610,7 @@ class Report:
     up: float  # seconds the fresh lab took to come up
     rows: list[Row]  # a row per fault
     absent_start: float | None  # fresh_start_peer_absent (None: run without the border)
+    load: tuple[float, float] = (0.0, 0.0)  # the machine's 1-minute load, at start and end
 
 
 def run(
@@ -445,7 +618,9 @@ def run(
     border: bool = True,
     progress: Callable[[str], None] = print,
     absent_timeout: float = 300.0,
+    felix_kills: int = 2,
 ) -> Report:
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="calico-faults-") as tmp:
         spec = load_lab(LAB, "faults lab", Path(tmp))
         started = time.monotonic()
@@ -454,22 +629,22 @@ def run(
             progress(f"lab up in {up:.1f}s")
             server = _in(lab, "server", "serve", str(STREAM_PORT))
             try:
-                rows = _faults(lab, etcd_seconds, border, progress)
+                rows = _faults(lab, etcd_seconds, border, felix_kills, progress)
             finally:
                 server.kill()
                 server.wait()
             absent = fresh_start_peer_absent(lab, absent_timeout) if border else None
-            return Report(up, rows, absent)
+            return Report(up, rows, absent, (load, os.getloadavg()[0]))
 
 
 def _faults(
-    lab: Lab, etcd_seconds: float, border: bool, progress: Callable[[str], None]
+    lab: Lab, etcd_seconds: float, border: bool, kills: int, progress: Callable[[str], None]
 ) -> list[Row]:
     apply(lab, deny("secret"))
     _since(time.monotonic(), lambda: not lab.probe("client", "secret").ok, 30, "deny")
     faults: list[Callable[[], Row]] = [lambda: bird_killed(lab)]
     faults += [lambda: border_killed(lab)] if border else []
-    faults += [lambda: felix_killed(lab), lambda: etcd_down(lab, etcd_seconds)]
+    faults += [lambda: felix_killed(lab, kills), lambda: etcd_down(lab, etcd_seconds)]
     rows = []
     for fault in faults:
         rows.append(fault())
@@ -508,6 +683,17 @@ def figure(r: Row) -> str:
     if r.latency is not None:
         after, floor = r.latency
         parts.append(f"a change after it returned: {after:.2f}s (floor {floor:.2f}s)")
+    if r.mid_apply is not None:
+        landed, kills, what = r.mid_apply
+        parts.append(f"killed mid-apply {landed} of {kills} times (during: {what})")
+        parts.append(f"{r.stray} kernel lines neither old nor new after the kills")
+    if r.repaired is not None:
+        same, lines, differ = r.repaired
+        parts.append(
+            f"kernel after restart = a clean Felix's ({lines} lines of our chains and sets)"
+            if same
+            else f"kernel after restart differs from a clean Felix's in {differ} lines"
+        )
     if not r.ok_after:
         parts.append("a new allowed connection FAILED")
     return "; ".join(parts) + ("" if r.met else " (goal NOT met)")
@@ -517,6 +703,8 @@ def table(rows: list[Row], when: str = "", machine: str = "") -> str:
     lines = [HEADER]
     for r in rows:
         goal = GOAL + ("; change within 1 s of the floor" if r.latency else "")
+        if r.mid_apply:
+            goal += "; every kill mid-apply, no kernel line neither old nor new, kernel repaired"
         lines.append(f"| {r.fault} | {figure(r)} | {goal} | {when} | {machine} |")
     return "\n".join(lines)
 
@@ -532,11 +720,18 @@ def section(report: Report, starts: list[float]) -> str:
     when, machine = run_stamp()
     return "\n".join([
         "## Faults (bench/faults.py)", "",
-        f"Run {when} on {machine}. Pings: 20 a second from `client` (host-1; from `outside` "
-        "for the border) to `server` (host-2); the stream: 64 bytes every 10 ms from `client` "
-        "to `server`, echoed; denied: `client` -> `secret`, a connection tried every 20 ms "
-        "(each waits 100 ms for an answer).",
+        f"Run {when} on {machine}, load {report.load[0]:.1f} at the start of the faults, "
+        f"{report.load[1]:.1f} at the end. Pings: 20 a second from `client` (host-1; from "
+        "`outside` for the border) to `server` (host-2); the stream: 64 bytes every 10 ms from "
+        "`client` to `server`, echoed; denied: `client` -> `secret`, a connection tried every "
+        "20 ms (each waits 100 ms for an answer).",
         f"A fresh lab (2 hosts, a border, 4 workloads) came up in {_spread(starts)}.",
+        "Felix was killed each time the moment it ran an `ipset restore` or iptables-restore "
+        "child of a rewrite of the policy guarding the denied flow (big: 20k CIDRs in 80 IP "
+        "sets and 900 more rules, all Deny; then a plain deny again); mid-apply means that "
+        "child outlived Felix or the kernel held part of the change. Its kernel state after the "
+        "restarts (our chains, rules and IP sets of both families) was compared with what a "
+        "Felix starting on a kernel without them writes.",
         *([] if report.absent_start is None else [
             f"A calico node started from nothing on host-1 while its border peer was down "
             f"routed to host-2's workloads after {report.absent_start:.1f}s (BIRD is started "
@@ -561,10 +756,11 @@ def main() -> None:
     parser.add_argument("--etcd-down", type=float, default=60.0, help="seconds etcd is down")
     parser.add_argument("--no-border", action="store_true", help="skip the FRR border fault")
     parser.add_argument("--starts", type=int, default=5, help="fresh lab starts to time")
+    parser.add_argument("--felix-kills", type=int, default=4, help="Felix kills mid-apply")
     parser.add_argument("--no-write", action="store_true", help="do not update the doc")
     opts = parser.parse_args()
     starts = fresh_starts(opts.starts)
-    report = run(opts.etcd_down, border=not opts.no_border)
+    report = run(opts.etcd_down, border=not opts.no_border, felix_kills=opts.felix_kills)
     starts.append(report.up)
     text = section(report, starts)
     print(text)

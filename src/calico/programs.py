@@ -15,10 +15,12 @@ A program is matched by the last component of its path. Wrappers are looked thro
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -154,18 +156,26 @@ def run(
 ) -> subprocess.CompletedProcess[str]:
     """Run to completion with text output captured. `check`: CommandFailed on a non-zero
     exit. TimeoutExpired after `timeout` seconds (the command is killed); OSError if the
-    program cannot be executed."""
+    program cannot be executed. `stdin` reaches the command whole, as an unlinked file, not
+    a pipe: were its writer killed mid-write, a restore reading a pipe would act on the
+    truncated last line (`ipset restore` adds "10.0.0.0/2" for "10.0.0.0/24")."""
     ensure_listed(argv)
-    proc = subprocess.run(
-        list(argv),
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env=dict(env) if env is not None else None,
-        cwd=cwd,
-    )
+    with contextlib.ExitStack() as stack:
+        given = None
+        if stdin is not None:
+            given = stack.enter_context(tempfile.TemporaryFile())
+            given.write(stdin.encode())
+            given.seek(0)
+        proc = subprocess.run(
+            list(argv),
+            stdin=given,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+        )
     if check and proc.returncode != 0:
         raise CommandFailed(argv, proc.returncode, proc.stdout, proc.stderr)
     return proc

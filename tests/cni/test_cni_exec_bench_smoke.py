@@ -25,5 +25,6 @@ def test_cni_exec_bench_runs_at_tiny_scale(bench_script: Callable[[str], ModuleT
         rows = bench.run(ns, runs=2)
     assert [r.command for r in rows] == ["ADD", "DEL", "VERSION"]
     assert all(len(r.times) == len(r.floor) == 2 and min(r.times + r.floor) > 0 for r in rows)
+    assert min(rows[0].requests + rows[1].requests) > 0  # ADD and DEL talk to etcd
     table = bench.format_rows(rows, runs=2)
     assert len(table.splitlines()) == 2 + 3

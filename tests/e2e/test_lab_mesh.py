@@ -108,6 +108,30 @@ def test_cli_works_from_another_invocation(lab: Lab) -> None:
     assert unknown.returncode == 1 and "no machine of that name" in unknown.stderr
 
 
+def test_lab_drift_is_clean_and_names_what_another_tool_changed(lab: Lab) -> None:
+    def calico_lab(*args: str) -> programs.CompletedProcess[str]:
+        return programs.run([CALICO, "lab", "--state-dir", str(lab.dir), *args], check=False)
+
+    clean = calico_lab("drift")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert clean.stdout.count("no drift") == len(HOST_IPS)
+    all_pools = "cali40all-ipam-pools"
+    lab.exec("host-2", ["ipset", "add", all_pools, "198.18.77.0/24"])
+    try:
+        drifted = calico_lab("drift", "--json")
+        assert drifted.returncode == 1, drifted.stdout + drifted.stderr
+        doc = json.loads(drifted.stdout)
+        assert doc["host-1"] == {"drift": []} and doc["host-3"] == {"drift": []}
+        assert doc["host-2"]["drift"] == [
+            {"kind": "ipset", "subject": all_pools, "missing": [], "unexpected": ["198.18.77.0/24"]}
+        ]
+        one = calico_lab("drift", "host-2")
+        assert one.returncode == 1 and f"ipset {all_pools}:\n    - 198.18.77.0/24" in one.stdout
+    finally:
+        lab.exec("host-2", ["ipset", "del", all_pools, "198.18.77.0/24"])
+    assert calico_lab("drift", "nobody").returncode == 1  # not a host: refused
+
+
 def test_cross_host_connectivity_uses_bgp_routes_only(lab: Lab) -> None:
     for name in WORKLOADS:
         ws = lab.state.workloads[name]

@@ -210,6 +210,16 @@ def test_the_command_runner_raises_for_a_failure_only_when_checking(tmp_path: Pa
         slow.run([sys.executable, "-c", "import time; time.sleep(5)"], check=False)
 
 
+def test_input_reaches_the_command_whole_as_a_file_not_a_pipe() -> None:
+    """A pipe's reader acts on what it got so far when its writer dies (a Felix killed while
+    feeding `ipset restore` would leave a truncated member added); a file is whole before the
+    command starts."""
+    probe = "import os, stat, sys; print(stat.S_ISREG(os.fstat(0).st_mode), len(sys.stdin.read()))"
+    text = "add s 198.19.0.0/24\n" * 10_000  # more than a pipe holds
+    out = programs.run([sys.executable, "-c", probe], stdin=text, check=True).stdout
+    assert out.split() == ["True", str(len(text))]
+
+
 def test_a_user_typed_command_is_not_checked() -> None:
     """`calico lab exec HOST -- CMD`: the project runs `ip netns exec`, the user chose CMD."""
     programs.ensure_listed(["ip", "netns", "exec", "ns"])

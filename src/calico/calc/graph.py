@@ -40,8 +40,8 @@ from calico.calc.ipset_calc import IPSetCalculator
 from calico.calc.items import ItemKey, item_from, normalise_cidr
 from calico.calc.label_inheritance import LabelInheritanceIndex
 from calico.calc.local_endpoints import LocalEndpointFilter
-from calico.calc.messages import Action, IPAMPool, PolicyID
-from calico.calc.policy_resolver import PolicyResolver, TierMeta, policy_meta
+from calico.calc.messages import IPAMPool, PolicyID
+from calico.calc.policy_resolver import PolicyResolver, policy_id, policy_meta, tier_meta
 from calico.calc.vxlan_resolver import (
     VXLANResolver,
     endpoint_addresses,
@@ -156,8 +156,7 @@ class CalcGraph:
         old_id = self._policy_ids.pop(key, None)
         new_id = None
         if resource is not None:
-            ns = resource.namespace if isinstance(resource, NetworkPolicy) else None
-            new_id = PolicyID(resource.spec.tier or "default", resource.name, ns)
+            new_id = policy_id(resource)
         if old_id is not None and old_id != new_id:
             self._active.on_policy_update(old_id, None)
             self._resolver.on_policy_update(old_id, None)
@@ -168,10 +167,7 @@ class CalcGraph:
         self._resolver.on_policy_update(new_id, policy_meta(new_id, resource))
 
     def _on_tier(self, key: ResourceKey, resource: Resource | None) -> None:
-        meta = None
-        if isinstance(resource, Tier):
-            action = Action.PASS if resource.spec.defaultAction == "Pass" else Action.DENY
-            meta = TierMeta(resource.spec.order, action)
+        meta = tier_meta(resource) if isinstance(resource, Tier) else None
         self._resolver.on_tier_update(key.name, meta)
 
     def _on_pool(self, key: ResourceKey, resource: Resource | None) -> None:

@@ -29,7 +29,7 @@ from calico.calc.messages import (
 )
 from calico.calc.sent_state import SentState
 from calico.model import endpoints as model
-from calico.model.policy import GlobalNetworkPolicy, NetworkPolicy
+from calico.model.policy import GlobalNetworkPolicy, NetworkPolicy, Tier
 
 EndpointUpdate = WorkloadEndpointUpdate | HostEndpointUpdate
 _K = TypeVar("_K", bound=Hashable)
@@ -47,6 +47,12 @@ class PolicyMeta:
     untracked: bool = False
     pre_dnat: bool = False
     apply_on_forward: bool = False
+
+
+def policy_id(policy: NetworkPolicy | GlobalNetworkPolicy) -> PolicyID:
+    """A policy's ID includes its tier (so a tier change is a remove and an add)."""
+    ns = policy.namespace if isinstance(policy, NetworkPolicy) else None
+    return PolicyID(policy.spec.tier or "default", policy.name, ns)
 
 
 def policy_meta(pid: PolicyID, policy: NetworkPolicy | GlobalNetworkPolicy) -> PolicyMeta:
@@ -71,6 +77,12 @@ class TierMeta:
 
 
 DEFAULT_TIER_META = TierMeta(None, Action.DENY)
+
+
+def tier_meta(tier: Tier) -> TierMeta:
+    return TierMeta(
+        tier.spec.order, Action.PASS if tier.spec.defaultAction == "Pass" else Action.DENY
+    )
 
 
 def _policy_sort_key(meta: PolicyMeta) -> tuple[float, str, str]:

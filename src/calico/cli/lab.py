@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -138,6 +139,11 @@ def exec(ctx: LabContext, name: str, command: tuple[str, ...]) -> None:
 @click.option("-6", "ipv6", is_flag=True, help="Use the target's IPv6 address.")
 @click.option("--timeout", type=float, default=1.0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="Also list the Calico iptables rules of the ends' hosts whose counters the probe moved.",
+)
 @pass_ctx
 def probe(
     ctx: LabContext,
@@ -148,14 +154,26 @@ def probe(
     ipv6: bool,
     timeout: float,
     as_json: bool,
+    explain: bool,
 ) -> None:
     """Connect from SOURCE to TARGET (a machine or an IP); exit 0 if it succeeds, 1 if not."""
     the_lab = ctx.open()
     try:
-        result = the_lab.probe(source, target, proto, port, ipv6, timeout)
+        if explain:
+            result, hits = the_lab.probe_explained(source, target, proto, port, ipv6, timeout)
+        else:
+            result, hits = the_lab.probe(source, target, proto, port, ipv6, timeout), []
     except LabError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(json.dumps(result.to_json()) if as_json else result.describe())
+    if as_json:
+        data = result.to_json()
+        if explain:
+            data["rules_hit"] = [h.to_json() for h in hits]
+        click.echo(json.dumps(data))
+    else:
+        click.echo(result.describe())
+        for hit in hits:
+            click.echo(f"  {hit.describe()}")
     sys.exit(0 if result.ok else 1)
 
 
@@ -168,3 +186,30 @@ def matrix(ctx: LabContext, proto: str, port: int | None, ipv6: bool) -> None:
     """Which workload reaches which (rows: from, columns: to)."""
     the_lab = ctx.open()
     click.echo(format_matrix(the_lab.matrix(proto, port, ipv6)))
+
+
+@lab.command()
+@click.argument("hosts", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def drift(ctx: LabContext, hosts: tuple[str, ...], as_json: bool) -> None:
+    """Each host's kernel against what its Felix programs from the datastore (`calicoctl
+    node diff` on every host, or on HOSTS); exit 1 if any host drifted, 2 if a check failed."""
+    the_lab = ctx.open()
+    names = list(hosts) or [h.name for h in the_lab.spec.hosts]
+    unknown = sorted(set(names) - {h.name for h in the_lab.spec.hosts})
+    if unknown:
+        raise click.ClickException(f"not hosts of this lab: {', '.join(unknown)}")
+    output = ["-o", "json"] if as_json else []
+    results = {n: the_lab.exec(n, ["calicoctl", "node", "diff", *output]) for n in names}
+    if as_json:
+        doc = {
+            name: json.loads(r.stdout) if r.returncode in (0, 1) else {"error": r.stderr.strip()}
+            for name, r in results.items()
+        }
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        for name, result in results.items():
+            text = result.stdout if result.returncode in (0, 1) else result.stderr
+            click.echo(f"{name}:\n{textwrap.indent(text.rstrip(), '  ')}")
+    sys.exit(min(max(r.returncode for r in results.values()), 2))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -72,3 +73,68 @@ def run(
         click.echo(f"calico node: {exc}", err=True)
         sys.exit(1)
     sys.exit(code)
+
+
+@node.command("install-service")
+@click.option("--etcd-endpoints", help="etcd endpoints, written to the new environment file.")
+@click.option("--nodename", help="This host's Node name (default: the host name at start).")
+@click.option("--etcd-ca-cert-file", help="CA of the etcd server certificates (https).")
+@click.option("--etcd-cert-file", help="This host's etcd client certificate.")
+@click.option("--etcd-key-file", help="This host's etcd client key.")
+@click.option("--dhcp-agent", is_flag=True, help="Also the calico-dhcp-agent unit (OpenStack).")
+@click.option(
+    "--neutron-config-file",
+    "neutron_config_files",
+    multiple=True,
+    metavar="PATH",
+    help="The DHCP agent's --config-file (repeatable; default /etc/neutron/neutron.conf).",
+)
+@click.option(
+    "--bin-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where calico and calico-dhcp-agent are (default: this installation's).",
+)
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("/"),
+    show_default=True,
+    help="Write under this directory instead of / (an image being built).",
+)
+@click.option("--force", is_flag=True, help="Replace units that exist with other content.")
+def install_service(
+    etcd_endpoints: str | None,
+    nodename: str | None,
+    etcd_ca_cert_file: str | None,
+    etcd_cert_file: str | None,
+    etcd_key_file: str | None,
+    dhcp_agent: bool,
+    neutron_config_files: tuple[str, ...],
+    bin_dir: Path | None,
+    root: Path,
+    force: bool,
+) -> None:
+    """Install systemd units for `calico node run` (and calico-dhcp-agent) and create
+    /etc/calico/calico.env, the environment they read (kept if it exists)."""
+    from calico.node.service import NEUTRON_CONF, ServiceError, ServiceSettings, install
+
+    settings = ServiceSettings(
+        bin_dir=(bin_dir or Path(sys.executable).parent).absolute(),
+        etcd_endpoints=etcd_endpoints,
+        nodename=nodename,
+        etcd_ca_cert_file=etcd_ca_cert_file,
+        etcd_cert_file=etcd_cert_file,
+        etcd_key_file=etcd_key_file,
+        dhcp_agent=dhcp_agent,
+        neutron_config_files=neutron_config_files or (NEUTRON_CONF,),
+    )
+    try:
+        written = install(settings, root, force)
+    except ServiceError as exc:
+        raise click.ClickException(str(exc)) from None
+    for path in written:
+        click.echo(f"wrote {path}")
+    if not written:
+        click.echo("nothing to do: the units are installed")
+    units = "calico-node" + (" calico-dhcp-agent" if dhcp_agent else "")
+    click.echo(f"next: systemctl daemon-reload && systemctl enable --now {units}")

@@ -29,14 +29,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+from calico.cni.rtnl import RTPROT_BOOT, SCOPE_LINK, NetlinkError, Rtnl
 
 HOST_MAC = "ee:ee:ee:ee:ee:ee"
 IPV4_GATEWAY = "169.254.1.1"
 _CLONE_NEWNET = 0x40000000
-_SCOPE_LINK = 253
-_RTPROT_BOOT = 3
 _LINK_LOCAL_WAIT = 2.0
 T = TypeVar("T")
 
@@ -87,7 +84,7 @@ class KernelNetSetup:
     def add(self, spec: VethSpec) -> VethInfo:
         fd = _open_netns(spec.netns)
         try:
-            with _netlink_errors("creating the veth"), IPRoute() as ipr:
+            with _netlink_errors("creating the veth"), Rtnl() as ipr:
                 host_idx = _create_pair(ipr, spec, fd)
                 try:
                     return _configure(ipr, host_idx, spec, fd)
@@ -116,15 +113,15 @@ class KernelNetSetup:
             problems = _in_netns(fd, lambda: _container_problems(spec))
         finally:
             os.close(fd)
-        with IPRoute() as ipr:
-            if not ipr.link_lookup(ifname=spec.host_ifname):
+        with Rtnl() as ipr:
+            if ipr.link(spec.host_ifname) is None:
                 problems.append(f"host interface {spec.host_ifname} does not exist")
         return problems
 
 
-def _configure(ipr: IPRoute, host_idx: int, spec: VethSpec, fd: int) -> VethInfo:
+def _configure(ipr: Rtnl, host_idx: int, spec: VethSpec, fd: int) -> VethInfo:
     _host_sysctls(spec)
-    ipr.link("set", index=host_idx, state="up")
+    ipr.set_up(host_idx)
     container_mac = _in_netns(fd, lambda: _configure_container(spec))
     gateway6 = None
     if spec.family(6):
@@ -169,30 +166,31 @@ def _in_netns(fd: int, fn: Callable[[], T]) -> T:
 
 @contextlib.contextmanager
 def _netlink_errors(step: str) -> Iterator[None]:
-    """Turn pyroute2's NetlinkError into NetSetupError naming the step."""
+    """Turn a NetlinkError into NetSetupError naming the step."""
     try:
         yield
     except NetlinkError as exc:
-        raise NetSetupError(f"{step}: {os.strerror(exc.code)}") from None
+        raise NetSetupError(f"{step}: {exc.strerror}") from None
 
 
-def _create_pair(ipr: IPRoute, spec: VethSpec, fd: int) -> int:
+def _create_pair(ipr: Rtnl, spec: VethSpec, fd: int) -> int:
     """The veth pair, host side here and peer in the container; a leftover host side of the
     same name (an earlier, interrupted ADD) is replaced, as Calico does."""
-    stale = ipr.link_lookup(ifname=spec.host_ifname)
-    if stale:
-        _delete_link(ipr, stale[0])
-    mtu = {"mtu": spec.mtu} if spec.mtu else {}
-    peer = {"ifname": spec.ifname, "net_ns_fd": fd, **mtu}
+    stale = ipr.link(spec.host_ifname)
+    if stale is not None:
+        _delete_link(ipr, stale.index)
     try:
-        ipr.link("add", ifname=spec.host_ifname, kind="veth", address=HOST_MAC, peer=peer, **mtu)
+        ipr.add_veth(spec.host_ifname, HOST_MAC, spec.ifname, fd, spec.mtu)
     except NetlinkError as exc:
-        if exc.code == errno.EEXIST:
+        if exc.errno == errno.EEXIST:
             raise NetSetupError(
                 f"{spec.ifname} already exists in {spec.netns} (or {spec.host_ifname} on the host)"
             ) from None
         raise
-    return int(ipr.link_lookup(ifname=spec.host_ifname)[0])
+    created = ipr.link(spec.host_ifname)
+    if created is None:
+        raise NetSetupError(f"{spec.host_ifname} vanished after it was created")
+    return created.index
 
 
 def _host_sysctls(spec: VethSpec) -> None:
@@ -222,31 +220,34 @@ def _configure_container(spec: VethSpec) -> str:
         _sysctl("ipv6/conf/all/forwarding", forwarding)
     if v4:
         _sysctl("ipv4/ip_forward", forwarding)
-    with _netlink_errors("configuring the container interface"), IPRoute() as ipr:
-        idx = ipr.link_lookup(ifname=spec.ifname)[0]
-        ipr.link("set", index=idx, state="up")
+    with _netlink_errors("configuring the container interface"), Rtnl() as ipr:
+        link = ipr.link(spec.ifname)
+        if link is None:
+            raise NetSetupError(f"{spec.ifname} is missing in {spec.netns} after it was created")
+        ipr.set_up(link.index)
         for address in v4:
-            ipr.addr("add", index=idx, address=address, prefixlen=32)
+            ipr.add_address(link.index, address, 32)
         for address in v6:
-            ipr.addr("add", index=idx, address=address, prefixlen=128)
+            ipr.add_address(link.index, address, 128)
         if v4:
-            ipr.route("add", dst=f"{IPV4_GATEWAY}/32", oif=idx, scope=_SCOPE_LINK)
-            ipr.route("add", dst="0.0.0.0/0", gateway=IPV4_GATEWAY, oif=idx)
-        return str(ipr.get_links(idx)[0].get_attr("IFLA_ADDRESS"))
+            ipr.add_route(f"{IPV4_GATEWAY}/32", link.index, scope=SCOPE_LINK)
+            ipr.add_route("0.0.0.0/0", link.index, gateway=IPV4_GATEWAY)
+        return link.mac
 
 
 def _add_ipv6_default(ifname: str, gateway: str) -> None:
-    with _netlink_errors("adding the IPv6 default route"), IPRoute() as ipr:
-        idx = ipr.link_lookup(ifname=ifname)[0]
-        ipr.route("add", dst="::/0", gateway=gateway, oif=idx, family=socket.AF_INET6)
+    with _netlink_errors("adding the IPv6 default route"), Rtnl() as ipr:
+        link = ipr.link(ifname)
+        if link is None:
+            raise NetSetupError(f"{ifname} vanished from the container")
+        ipr.add_route("::/0", link.index, gateway=gateway)
 
 
-def _wait_link_local(ipr: IPRoute, idx: int, name: str) -> str:
+def _wait_link_local(ipr: Rtnl, idx: int, name: str) -> str:
     """The host side's fe80:: address: the container's IPv6 next hop, as Calico uses it."""
     deadline = time.monotonic() + _LINK_LOCAL_WAIT
     while True:
-        for msg in ipr.get_addr(index=idx, family=socket.AF_INET6):
-            address = str(msg.get_attr("IFA_ADDRESS"))
+        for address in ipr.addresses(idx, socket.AF_INET6):
             if ipaddress.ip_address(address).is_link_local:
                 return address
         if time.monotonic() > deadline:
@@ -254,53 +255,51 @@ def _wait_link_local(ipr: IPRoute, idx: int, name: str) -> str:
         time.sleep(0.01)
 
 
-def _add_host_routes(ipr: IPRoute, idx: int, spec: VethSpec) -> None:
+def _add_host_routes(ipr: Rtnl, idx: int, spec: VethSpec) -> None:
     """`<ip> dev cali… scope link`; one that already exists on this interface (Felix may have
     been faster) is fine, one on another interface is a conflict."""
     for address in spec.addresses:
         plen = 128 if ":" in address else 32
         try:
-            ipr.route(
-                "add", dst=f"{address}/{plen}", oif=idx, scope=_SCOPE_LINK, proto=_RTPROT_BOOT
-            )
+            ipr.add_route(f"{address}/{plen}", idx, scope=SCOPE_LINK, proto=RTPROT_BOOT)
         except NetlinkError as exc:
-            if exc.code != errno.EEXIST:
-                raise NetSetupError(f"adding route {address}: {os.strerror(exc.code)}") from None
+            if exc.errno != errno.EEXIST:
+                raise NetSetupError(f"adding route {address}: {exc.strerror}") from None
             family = socket.AF_INET6 if plen == 128 else socket.AF_INET
-            routes = ipr.get_routes(family=family, dst=address, dst_len=plen)
-            if not any(r.get_attr("RTA_OIF") == idx for r in routes):
+            routes = ipr.routes(family)
+            if not any(r.dst == address and r.dst_len == plen and r.oif == idx for r in routes):
                 raise NetSetupError(
                     f"a route to {address} already exists via another interface"
                 ) from None
 
 
-def _delete_link(ipr: IPRoute, idx: int) -> None:
+def _delete_link(ipr: Rtnl, idx: int) -> None:
     try:
-        ipr.link("del", index=idx)
+        ipr.delete_link(idx)
     except NetlinkError as exc:
-        if exc.code != errno.ENODEV:
-            raise NetSetupError(f"deleting interface {idx}: {os.strerror(exc.code)}") from None
+        if exc.errno != errno.ENODEV:
+            raise NetSetupError(f"deleting interface {idx}: {exc.strerror}") from None
 
 
 def _delete_by_name(ifname: str) -> bool:
-    with IPRoute() as ipr:
-        found = ipr.link_lookup(ifname=ifname)
-        if not found:
+    with Rtnl() as ipr:
+        found = ipr.link(ifname)
+        if found is None:
             return False
-        _delete_link(ipr, found[0])
+        _delete_link(ipr, found.index)
         return True
 
 
 def _container_problems(spec: VethSpec) -> list[str]:
-    with IPRoute() as ipr:
-        found = ipr.link_lookup(ifname=spec.ifname)
-        if not found:
+    with Rtnl() as ipr:
+        found = ipr.link(spec.ifname)
+        if found is None:
             return [f"{spec.ifname} does not exist in {spec.netns}"]
-        have = {str(m.get_attr("IFA_ADDRESS")) for m in ipr.get_addr(index=found[0])}
+        have = set(ipr.addresses(found.index))
         problems = [f"{a} is not on {spec.ifname}" for a in spec.addresses if a not in have]
         for version, dst in ((4, "0.0.0.0/0"), (6, "::/0")):
             family = socket.AF_INET6 if version == 6 else socket.AF_INET
-            if spec.family(version) and not ipr.get_default_routes(family=family):
+            if spec.family(version) and not any(r.dst_len == 0 for r in ipr.routes(family)):
                 problems.append(f"no default route {dst} in {spec.netns}")
         return problems
 

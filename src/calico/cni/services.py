@@ -16,7 +16,7 @@ import functools
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Protocol
 
-from calico.cni.config import NetConf, etcd_config
+from calico.cni.config import NetConf, determine_nodename, etcd_config
 from calico.cni.spec import CniError, Code
 from calico.datastore.api import DatastoreError, DatastoreUnavailable
 from calico.ipam.api import IPAM, IPAMError
@@ -50,7 +50,8 @@ class DefaultServices:
     def backend(self) -> EtcdBackend:
         from calico.datastore.etcd import EtcdBackend
 
-        return EtcdBackend(etcd_config(self._conf, self._environ))
+        node = determine_nodename(self._conf, self._environ)
+        return EtcdBackend(etcd_config(self._conf, self._environ).for_host(node))
 
     @functools.cached_property
     def client(self) -> ResourceClient:

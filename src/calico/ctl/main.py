@@ -6,11 +6,14 @@ import logging
 
 import click
 
+from calico.ctl.commands.completion import completion
 from calico.ctl.commands.files import apply, create, delete, replace, validate
 from calico.ctl.commands.get import get
 from calico.ctl.commands.ipam import ipam
 from calico.ctl.commands.label import label
 from calico.ctl.commands.node import node
+from calico.ctl.commands.patch import patch
+from calico.ctl.commands.policy import policy
 from calico.ctl.commands.version import version
 from calico.ctl.context import CtlContext
 from calico.version import add_version_option
@@ -40,7 +43,21 @@ def cli(click_ctx: click.Context, config_path: str | None, log_level: str) -> No
     click_ctx.call_on_close(ctx.close)
 
 
-for _command in (create, apply, replace, delete, get, label, validate, version, ipam, node):
+for _command in (
+    create,
+    apply,
+    replace,
+    delete,
+    get,
+    patch,
+    label,
+    validate,
+    version,
+    ipam,
+    node,
+    policy,
+    completion,
+):
     cli.add_command(_command)
 add_version_option(cli, "calicoctl")
 

@@ -1,7 +1,9 @@
-"""calicoctl's printers: `ps` and `wide` tables, YAML and JSON.
+"""calicoctl's printers: `ps`, `wide` and `custom-columns=` tables, YAML and JSON.
 
 Columns follow calicoctl's per-kind choices; namespaced kinds gain a NAMESPACE column
-when listing across namespaces (-A).
+when listing across namespaces (-A). `custom-columns=A,B` picks, in the order given, from
+the kind's ps and wide headings (plus NAMESPACE for namespaced kinds), spelt exactly as
+calicoctl prints them; an unknown heading is an error listing the valid ones.
 """
 
 from __future__ import annotations
@@ -144,12 +146,27 @@ for _policy in ("NetworkPolicy", "GlobalNetworkPolicy"):
     )
 
 
+def _namespace(r: Any) -> str:
+    return _val(r.metadata.namespace)
+
+
 def columns_for(kind: type[Resource], wide: bool, all_namespaces: bool) -> list[Column]:
     ps, wide_cols = _COLUMNS.get(kind.KIND, ([("NAME", _name)], []))
     cols = list((wide_cols or ps) if wide else ps)
     if kind.NAMESPACED and all_namespaces:
-        cols.insert(0, ("NAMESPACE", lambda r: _val(r.metadata.namespace)))
+        cols.insert(0, ("NAMESPACE", _namespace))
     return cols
+
+
+def custom_columns(kind: type[Resource], headings: Sequence[str]) -> list[Column]:
+    """The columns named by `custom-columns=`; ValueError for an unknown heading."""
+    ps, wide_cols = _COLUMNS.get(kind.KIND, ([("NAME", _name)], []))
+    known: dict[str, Callable[[Any], str]] = {"NAMESPACE": _namespace} if kind.NAMESPACED else {}
+    known.update({title: get for title, get in [*ps, *wide_cols]})
+    for heading in headings:
+        if heading not in known:
+            raise ValueError(f"Unknown heading {heading}, valid values are: {', '.join(known)}")
+    return [(heading, known[heading]) for heading in headings]
 
 
 def render_table(rows: Sequence[Sequence[str]]) -> str:
@@ -170,7 +187,9 @@ def format_resources(
     single: bool,
     all_namespaces: bool = False,
     revision: str = "",
+    headings: Sequence[str] = (),
 ) -> str:
+    """`output` is ps, wide, yaml or json; `headings` (custom-columns) override ps/wide."""
     if output in ("yaml", "json"):
         data: Any = (
             resources[0].to_dict()
@@ -178,7 +197,11 @@ def format_resources(
             else list_document(kind.KIND, resources, revision)
         )
         return to_yaml(data) if output == "yaml" else to_json(data)
-    cols = columns_for(kind, output == "wide", all_namespaces)
+    cols = (
+        custom_columns(kind, headings)
+        if headings
+        else columns_for(kind, output == "wide", all_namespaces)
+    )
     rows = [[title for title, _ in cols]]
     rows.extend([get(r) for _, get in cols] for r in resources)
     return render_table(rows)

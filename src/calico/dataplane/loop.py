@@ -3,9 +3,10 @@
     send(batch) ─► queue ─► managers.on_update (record intent, no I/O)
     iface events ─┘               │ once the queue is drained, if in sync:
                                   ▼
-     complete_deferred_work → IP set creates/updates → iptables (raw, mangle, nat, filter;
-     one restore per table) → IP set deletions → sysctls → routes (deletions → conntrack
-     entries of released addresses, in the background unless re-routed now → additions)
+     complete_deferred_work → IP set creates/updates → iptables (raw, mangle, nat, filter,
+     but a table a policy moves into before the one it leaves; one restore per table)
+     → IP set deletions → sysctls → routes (deletions → conntrack entries of released
+     addresses, in the background unless re-routed now → additions)
      → VXLAN devices, neighbours, FDB, then their routes (a VXLAN failure cannot hold up
      the workloads' routes) → the MTU file
 
@@ -23,7 +24,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,7 @@ from calico.calc.messages import (
     PolicyID,
 )
 from calico.dataplane.drivers.conntrack import ConntrackCleaner, ConntrackFlows
+from calico.dataplane.drivers.deny_counters import DenyCounts, read_deny_counters
 from calico.dataplane.drivers.iface_monitor import InterfaceMonitor
 from calico.dataplane.drivers.ipsets import IPSets, IPSetWriter
 from calico.dataplane.drivers.iptables_table import IptablesTable, apply_tables, detect_backend
@@ -69,6 +71,7 @@ class DataplaneSettings:
     route_refresh: float = 90.0
     interface_refresh: float = 90.0  # rescan of all interfaces, in case an event was missed
     remove_external_routes: bool = True
+    route_grace_period: float = 10.0  # before a non-Calico route on a workload's interface goes
     hostname: str = ""  # this host's name, to tell its own VTEP from the others
     vxlan: VXLANSettings = field(default_factory=VXLANSettings)
 
@@ -82,6 +85,7 @@ class ApplyStats:
     endpoints: int
     policies: int
     ipsets: int
+    drift_repaired: Mapping[str, int]  # since start, per kind of kernel object
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +131,7 @@ class InternalDataplane:
     ) -> None:
         cfg = settings.rules
         self._settings = settings
+        self._runner = runner
         self._clock = clock
         self._on_health = on_health
         self._on_applied = on_applied
@@ -149,6 +154,7 @@ class InternalDataplane:
                 v,
                 iface_prefixes=cfg.workload_iface_prefixes,
                 remove_external_routes=settings.remove_external_routes,
+                grace_period=settings.route_grace_period,
                 conntrack=self.conntrack,
             )
             for v in families
@@ -349,8 +355,18 @@ class InternalDataplane:
                     endpoints=len(list(self.endpoints.workload_endpoints())),
                     policies=len(self._policies),
                     ipsets=sum(len(s.desired_ids()) for s in self.ipsets),
+                    drift_repaired={
+                        "iptables": sum(t.drift_repaired for t in self.tables),
+                        "ipsets": sum(s.drift_repaired for s in self.ipsets),
+                    },
                 )
             )
+
+    def deny_counters(self) -> DenyCounts:
+        """What each rendered deny rule has dropped, read from the kernel now."""
+        return read_deny_counters(
+            self._runner, self.tables[0].backend, self._settings.rules.ip_versions
+        )
 
     def write_kernel(self) -> None:
         """One apply, in dependency order; raises on failure (the loop retries later)."""

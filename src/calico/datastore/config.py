@@ -7,12 +7,16 @@ calicoctl `CalicoAPIConfig` document (`etcdEndpoints`, `etcdCACertFile`, ...).
 Malformed input raises `ValueError` here, at start-up, rather than as a connection error later,
 and so do Calico's settings calico-py has no behaviour for (`DATASTORE_TYPE=kubernetes`, DNS SRV
 discovery, user/password authentication, inline PEM, the Kubernetes datastore's keys).
+
+A host's components order the endpoints for that host (`EtcdConfig.for_host`), so that hosts
+given the same list spread over the members instead of all starting on the first.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -94,6 +98,10 @@ class EtcdConfig:
             if getattr(self, name) <= 0:
                 raise ValueError(f"etcd config: {name} must be positive")
 
+    def for_host(self, host: str) -> EtcdConfig:
+        """These settings with the endpoints in `host`'s order (`host_order`)."""
+        return replace(self, endpoints=host_order(self.endpoints, host))
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> EtcdConfig:
         """Read Calico's ETCD_* environment variables (empty values count as unset)."""
@@ -133,6 +141,23 @@ class EtcdConfig:
             cert_file=_optional_str(spec, "etcdCertFile"),
             key_file=_optional_str(spec, "etcdKeyFile"),
         )
+
+
+def host_order(endpoints: tuple[str, ...], host: str) -> tuple[str, ...]:
+    """`endpoints` ranked by a hash of (host, endpoint), highest first (rendezvous hashing).
+
+    The client stays on the first endpoint that answers, so this is the member a host's
+    watches sit on: the same on every start and for every component of the host, about
+    1/len(endpoints) of the hosts on each, whatever order the list was written in. When a
+    member fails, its hosts' next choices are spread over the others as well (a rotation of
+    the list would send them all to the next member), and adding a member moves only the
+    hosts that rank it first.
+    """
+
+    def rank(endpoint: str) -> bytes:
+        return hashlib.sha256(f"{host}\0{endpoint}".encode("utf-8", "surrogateescape")).digest()
+
+    return tuple(sorted(endpoints, key=rank, reverse=True))
 
 
 def parse_endpoints(text: str) -> tuple[str, ...]:

@@ -4,7 +4,8 @@ The gateway speaks protobuf-as-JSON: keys and values are base64, int64 fields ar
 and fields holding their default value (0, false, empty) are omitted, so every read goes through
 `to_int`/`.get`. Errors come back as `{"code": <gRPC code>, "message": ...}` on unary calls and
 as `{"error": {...}}` inside streams. Transport failures become `DatastoreUnavailable` naming
-every endpoint tried; no call can block longer than the configured timeouts per endpoint.
+every endpoint tried; no call can block longer than the configured timeouts per endpoint,
+plus up to request_timeout of asking again while the members that answer have no leader.
 Together with `etcd_watch` and `etcd`, this is the only code that imports httpx.
 """
 
@@ -13,8 +14,9 @@ from __future__ import annotations
 import base64
 import logging
 import threading
-from collections.abc import Iterator
-from typing import Any
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import httpx
 
@@ -31,6 +33,7 @@ from calico.datastore.etcd_tls import explain, ssl_context, tls_error
 _log = logging.getLogger(__name__)
 
 Json = dict[str, Any]
+T = TypeVar("T")
 
 # gRPC status codes that etcd uses for "try again / try another member".
 _GRPC_NOT_FOUND = 5
@@ -38,10 +41,23 @@ _GRPC_NOT_FOUND = 5
 # connection is closing"): all mean "this member cannot answer now".
 _GRPC_RETRYABLE = frozenset({1, 4, 14})
 
+# gRPC metadata `hasleader: true` (what etcd's Go client sends for WithRequireLeader; the
+# gateway forwards Grpc-Metadata-* headers as metadata). A member cut off from its peers then
+# refuses every call with "no leader" instead of timing out or serving a stale serializable
+# answer, and cancels its open watches with it instead of leaving them silently quiet.
+_REQUIRE_LEADER = {"Grpc-Metadata-Hasleader": "true"}
+_NO_LEADER = "etcdserver: no leader"
+_ELECTION_POLL = 0.1  # seconds between rounds of the endpoints while none has a leader
+
 
 class OutcomeUnknown(DatastoreUnavailable):
     """A non-idempotent request failed after it may have reached a member: it may or may not
     have been applied. Only a request whose guard makes a second copy a no-op may be resent."""
+
+
+class NoLeader(DatastoreUnavailable):
+    """The member has no leader (cut off from its peers, or electing). etcd refuses a call
+    requiring a leader before acting on it, so even a write is safe to send elsewhere."""
 
 
 class GatewayError(DatastoreError):
@@ -104,7 +120,7 @@ def error_from_body(body: Json) -> DatastoreError:
     if code == _GRPC_NOT_FOUND:
         return KeyNotFound(message)
     if code in _GRPC_RETRYABLE:
-        return DatastoreUnavailable(message)
+        return NoLeader(message) if message == _NO_LEADER else DatastoreUnavailable(message)
     return GatewayError(code, message)
 
 
@@ -127,22 +143,49 @@ class Gateway:
             if is_unix(ep)
         }
         # trust_env=False: proxy variables and .netrc must not redirect datastore traffic.
-        self._client = httpx.Client(timeout=timeout, verify=context, trust_env=False, mounts=mounts)
+        self._client = httpx.Client(
+            timeout=timeout,
+            verify=context,
+            trust_env=False,
+            mounts=mounts,
+            headers=_REQUIRE_LEADER,
+        )
 
     def call(self, path: str, body: Json, *, idempotent: bool = True) -> Json:
         """POST one unary request, failing over to the next endpoint on connection failure.
 
-        Non-idempotent requests fail over only when the request surely never reached a server
-        (connect errors); after that the outcome is unknown and the caller gets
+        Non-idempotent requests fail over only when the request surely was not applied
+        (connect errors, "no leader"); otherwise the outcome is unknown and the caller gets
         OutcomeUnknown (a DatastoreUnavailable) rather than a retry that might apply twice.
         """
+        return self._while_electing(lambda: self._call_once(path, body, idempotent))
+
+    def open_stream(self, path: str, body: Json, read_timeout: float) -> httpx.Response:
+        """Start a streaming POST; the headers must come within request_timeout, and each
+        later socket read times out after read_timeout seconds."""
+        return self._while_electing(lambda: self._open_once(path, body, read_timeout))
+
+    def _while_electing(self, attempt: Callable[[], T]) -> T:
+        """`attempt()`; while the members that answer say "no leader" (an election, which a
+        leader's death or a partition starts) ask again for up to request_timeout, the bound a call
+        has anyway, rather than fail a call that a new leader will answer in a moment."""
+        deadline = time.monotonic() + self.config.request_timeout
+        while True:
+            try:
+                return attempt()
+            except NoLeader:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(_ELECTION_POLL)
+
+    def _call_once(self, path: str, body: Json, idempotent: bool) -> Json:
         failures: list[tuple[str, Exception]] = []
         for endpoint in self._rotation():
             try:
                 response = self._client.post(self._base[endpoint] + path, json=body)
                 result = _decode(response)
             except (httpx.TransportError, DatastoreUnavailable) as exc:
-                if not idempotent and not _never_sent(exc):
+                if not idempotent and not _not_applied(exc):
                     self._skip(endpoint)  # a resend, if the caller may, goes elsewhere
                     raise OutcomeUnknown(
                         f"etcd {path} at {endpoint} failed, outcome unknown: {self._describe(exc)}"
@@ -153,9 +196,7 @@ class Gateway:
             return result
         raise self._unanswered(path, failures)
 
-    def open_stream(self, path: str, body: Json, read_timeout: float) -> httpx.Response:
-        """Start a streaming POST; the headers must come within request_timeout, and each
-        later socket read times out after read_timeout seconds."""
+    def _open_once(self, path: str, body: Json, read_timeout: float) -> httpx.Response:
         failures: list[tuple[str, Exception]] = []
         for endpoint in self._rotation():
             try:
@@ -195,6 +236,8 @@ class Gateway:
 
     def _unanswered(self, path: str, failures: list[tuple[str, Exception]]) -> DatastoreError:
         said = "; ".join(f"{endpoint}: {self._describe(exc)}" for endpoint, exc in failures)
+        if any(isinstance(exc, NoLeader) for _, exc in failures):  # the rest did not answer
+            return NoLeader(f"etcd {path}: no member with a leader answered ({said})")
         tls_only = all(tls_error(exc) is not None for _, exc in failures)
         error = DatastoreTlsError if failures and tls_only else DatastoreUnavailable
         return error(f"etcd {path}: no endpoint answered ({said})")
@@ -255,7 +298,9 @@ def _decode_error(response: httpx.Response) -> DatastoreError:
     return GatewayError(2, f"HTTP {response.status_code}: {response.text[:200]!r}")
 
 
-def _never_sent(exc: Exception) -> bool:
-    """The request surely never reached etcd: no connection, or TLS refused before the
-    server read it."""
-    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout) or tls_error(exc) is not None
+def _not_applied(exc: Exception) -> bool:
+    """etcd surely did not apply the request: it never got there (no connection, TLS refused
+    before the server read it), or a member without a leader refused it before acting on it."""
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | NoLeader):
+        return True
+    return tls_error(exc) is not None

@@ -5,9 +5,15 @@ Stream format: one JSON object per line; `{"result": {"created": true}}` first, 
 with a header and no events), `{"result": {"canceled": true, "compact_revision": "N"}}` when the
 start revision is compacted, and `{"error": {...}}` followed by EOF when etcd shuts down.
 
-Failover: when the stream breaks (the member was killed or is stopping) the watch reopens on
-the next member from the next unseen revision, so the consumer sees neither a gap nor a
-re-list; only when no member answers does it raise `DatastoreUnavailable`.
+Failover: when the stream breaks the watch reopens on the next member from the next unseen
+revision, so the consumer sees neither a gap nor a re-list; only when no member answers does
+it raise `DatastoreUnavailable`. A stream breaks when its member is killed or stopping, and
+also when the member is cut off from its peers: the gateway asks every call to require a
+leader, so etcd ends the stream with `{"error": {"grpc_code": 14, "message": "etcdserver: no
+leader"}}` once the member has had no leader for three election timeouts. Without that a
+partitioned member keeps the stream open and silent while the majority writes on. While the
+members that answer all say "no leader" (an election) the gateway asks again for up to
+request_timeout before `DatastoreUnavailable`.
 
 Dead-connection policy: etcd 3.4 sends progress notifications only every 10 minutes by default
 (`--experimental-watch-progress-notify-interval`), and the HTTP/1.1 gateway cannot carry a

@@ -39,10 +39,10 @@ from calico.datastore.syncer import Syncer
 from calico.felix.calc_feed import Block, CalcFeed
 from calico.felix.config import FelixConfig, build_config, file_layer
 from calico.felix.health import HealthAggregator, serve_health
-from calico.felix.metrics import FelixMetrics
+from calico.felix.metrics import CLUSTER_KINDS, FelixMetrics, MeteredRunner
+from calico.felix.settings import datastore_specs, rules_config
 from calico.felix.status import StatusReporter
 from calico.ipam.keys import blocks_prefix
-from calico.model import ResourceError
 from calico.model.base import Resource
 from calico.model.endpoints import HostEndpoint, WorkloadEndpoint
 from calico.model.felixconfig import FelixConfiguration
@@ -57,7 +57,6 @@ from calico.model.policy import (
     Tier,
 )
 from calico.model.status_keys import host_endpoint_status_key, workload_status_key
-from calico.rules.config import ProtoPort, RulesConfig
 
 log = logging.getLogger("calico.felix")
 
@@ -75,6 +74,16 @@ WATCHED_KINDS: tuple[type[Resource], ...] = (
     IPPool,
     Node,
 )
+_CLUSTER_KIND: dict[type[Resource], str] = {
+    Node: "hosts",
+    WorkloadEndpoint: "workload_endpoints",
+    HostEndpoint: "host_endpoints",
+    NetworkPolicy: "policies",
+    GlobalNetworkPolicy: "policies",
+    Profile: "profiles",
+    Tier: "tiers",
+}
+"""Felix's `felix_cluster_num_*` gauges: what each counts."""
 _RESTART = 129  # internal: re-exec with new config
 GC_YOUNG_THRESHOLD = 50_000
 _LOG_LEVELS = {
@@ -85,36 +94,6 @@ _LOG_LEVELS = {
     "Error": logging.ERROR,
     "Fatal": logging.CRITICAL,
 }
-
-
-def rules_config(cfg: FelixConfig) -> RulesConfig:
-    def ports(entries: Sequence[Any]) -> tuple[ProtoPort, ...]:
-        return tuple(ProtoPort(p.protocol, p.port, p.net) for p in entries)
-
-    return RulesConfig.from_mark_mask(
-        cfg.iptables_mark_mask,
-        workload_iface_prefixes=cfg.interface_prefixes,
-        filter_allow_action=cfg.filter_allow_action.upper(),
-        mangle_allow_action=cfg.mangle_allow_action.upper(),
-        filter_deny_action=cfg.filter_deny_action.upper(),
-        endpoint_to_host_action=cfg.default_endpoint_to_host_action.upper(),
-        failsafe_inbound=ports(cfg.failsafe_inbound),
-        failsafe_outbound=ports(cfg.failsafe_outbound),
-        log_prefix=cfg.log_prefix,
-        # "none" turns the metadata special cases off (Felix's MetadataAddr).
-        metadata_addr=None if cfg.metadata_addr.lower() in ("", "none") else cfg.metadata_addr,
-        metadata_port=cfg.metadata_port,
-        ipv6_enabled=cfg.ipv6_support,
-        chain_insert_mode="append" if cfg.chain_insert_mode == "Append" else "insert",
-        floating_ips=cfg.floating_ips == "Enabled",
-        nat_outgoing_address=cfg.nat_outgoing_address or None,
-        nat_port_range=cfg.nat_port_range,
-        nat_outgoing_iface=cfg.nat_outgoing_iface or None,
-        disable_conntrack_invalid=cfg.disable_conntrack_invalid,
-        allow_vxlan_from_workloads=cfg.allow_vxlan_from_workloads,
-        allow_ipip_from_workloads=cfg.allow_ipip_from_workloads,
-        vxlan_port=cfg.vxlan_port,
-    )
 
 
 def dataplane_settings(cfg: FelixConfig) -> DataplaneSettings:
@@ -173,23 +152,6 @@ def calc_syncers(backend: Backend, feed: CalcFeed) -> list[Syncer]:
     ]
 
 
-def datastore_specs(client: ResourceClient, hostname: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The `default` and `node.<hostname>` FelixConfiguration specs ({} if absent). One that
-    does not validate counts as absent, as the syncer treats it: a bad edit must not stop
-    Felix from starting on every host."""
-    specs = []
-    for name in ("default", f"node.{hostname}"):
-        try:
-            resource = client.get(FelixConfiguration, name)
-            specs.append(resource.spec_values())
-        except ResourceNotFound:
-            specs.append({})
-        except ResourceError as exc:
-            log.error("ignoring invalid FelixConfiguration %s: %s", name, exc)
-            specs.append({})
-    return specs[0], specs[1]
-
-
 class Felix:
     def __init__(self, environ: Mapping[str, str]) -> None:
         self.environ = dict(environ)
@@ -197,19 +159,32 @@ class Felix:
         self.exit_code = 0
         self.local_file = file_layer(self.environ.get("FELIX_CONFIGFILE"))
         self.config = build_config(self.environ, self.local_file)
-        self.backend: Backend = EtcdBackend(EtcdConfig.from_env(self.environ))
+        etcd = EtcdConfig.from_env(self.environ).for_host(self.config.hostname)
+        self.backend: Backend = EtcdBackend(etcd)
         self.client = ResourceClient(self.backend)
         self.health = HealthAggregator()
         self.metrics = FelixMetrics()
         self._datastore_specs: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
         self._status_swept = False
 
+    def load_datastore_config(self) -> None:
+        """Layer the datastore's FelixConfiguration over the local configuration."""
+        self._datastore_specs = datastore_specs(self.client, self.config.hostname)
+        self.config = build_config(self.environ, self.local_file, *self._datastore_specs)
+
+    def calc_pipeline(self, dataplane: InternalDataplane) -> tuple[CalcFeed, list[Syncer]]:
+        """The calc thread and its syncers, feeding `dataplane` (not started)."""
+        cfg = self.config
+        graph = CalcGraph(cfg.hostname, dataplane.send, cfg.floating_ips == "Enabled")
+        adapter = _GraphAdapter(graph, self.metrics, self.health, self.on_config_update)
+        feed = CalcFeed(adapter)
+        return feed, calc_syncers(self.backend, feed)
+
     def run(self) -> int:
         wait_for_datastore(self.client, self.stop_event)
         if self.stop_event.is_set():
             return self.exit_code
-        self._datastore_specs = datastore_specs(self.client, self.config.hostname)
-        self.config = build_config(self.environ, self.local_file, *self._datastore_specs)
+        self.load_datastore_config()
         cfg = self.config
         logging.getLogger("calico").setLevel(
             cfg.log_severity.upper().replace("FATAL", "CRITICAL").replace("TRACE", "DEBUG")
@@ -231,10 +206,7 @@ class Felix:
         )
         self.reporter = reporter
         dataplane = self._build_dataplane()
-        graph = CalcGraph(cfg.hostname, dataplane.send, cfg.floating_ips == "Enabled")
-        adapter = _GraphAdapter(graph, self.metrics, self.health, self.on_config_update)
-        feed = CalcFeed(adapter)
-        syncers = calc_syncers(self.backend, feed)
+        feed, syncers = self.calc_pipeline(dataplane)
         dataplane.start()
         feed.start()
         for syncer in syncers:
@@ -251,11 +223,14 @@ class Felix:
             self.backend.close()
         return self.exit_code
 
-    def _start_endpoints(self) -> None:
-        cfg = self.config
+    def register_health(self) -> None:
         self.health.register("FelixStartup", live_timeout=None, reports_ready=False)
         self.health.register("CalculationGraph", live_timeout=None, reports_ready=True)
         self.health.register("InternalDataplaneMainLoop", live_timeout=90, reports_ready=True)
+
+    def _start_endpoints(self) -> None:
+        cfg = self.config
+        self.register_health()
         if cfg.health_enabled:
             serve_health(self.health, cfg.health_host, cfg.health_port)
         if cfg.prometheus_enabled:
@@ -263,14 +238,16 @@ class Felix:
 
     def _build_dataplane(self) -> InternalDataplane:
         cfg = self.config
-        return InternalDataplane(
+        dataplane = InternalDataplane(
             dataplane_settings(cfg),
-            programs.Runner(),
+            MeteredRunner(programs.Runner(), self.metrics),
             functools.partial(open_netlink, None),
             on_endpoint_status=self._endpoint_status if cfg.endpoint_reporting_enabled else None,
             on_health=self._dataplane_health,
             on_applied=self._record_apply,
         )
+        self.metrics.watch_denies(dataplane.deny_counters)
+        return dataplane
 
     def _dataplane_health(self, ready: bool) -> None:
         self.health.report("InternalDataplaneMainLoop", ready=ready)
@@ -286,6 +263,8 @@ class Felix:
         m.active_local_endpoints.set(stats.endpoints)
         m.active_local_policies.set(stats.policies)
         m.ipsets_calico.set(stats.ipsets)
+        for kind, repaired in stats.drift_repaired.items():
+            m.drift_repaired.labels(kind).set(repaired)
 
     def _endpoint_status(
         self,
@@ -354,6 +333,7 @@ class _GraphAdapter:
         self._metrics = metrics
         self._health = health
         self._on_config_update = on_config_update
+        self._cluster: dict[str, set[ResourceKey]] = {kind: set() for kind in CLUSTER_KINDS}
 
     def on_status(self, status: SyncStatus) -> None:
         metrics = self._metrics
@@ -370,6 +350,11 @@ class _GraphAdapter:
         for u in updates:
             if u.key.kind is FelixConfiguration:
                 self._on_config_update(u.key, u.resource)
+            counted = _CLUSTER_KIND.get(u.key.kind)
+            if counted is not None:
+                keys = self._cluster[counted]
+                keys.discard(u.key) if u.resource is None else keys.add(u.key)
+                self._metrics.cluster[counted].set(len(keys))
         self._graph.on_updates(
             [(u.key, u.resource) for u in updates if u.key.kind is not FelixConfiguration]
         )

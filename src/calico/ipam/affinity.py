@@ -57,12 +57,15 @@ class AffinityClaimer:
         return stored
 
     def block_from_affinity(
-        self, host: str, cidr: str, undo: UndoLog
+        self, host: str, cidr: str, undo: UndoLog, listed: Stored[BlockAffinity] | None = None
     ) -> Stored[AllocationBlock] | None:
-        """The host's block for an affinity it holds, completing or dropping the affinity."""
+        """The host's block for an affinity it holds, completing or dropping the affinity.
+        `listed`: the affinity as just listed, used by the first attempt instead of a read
+        (one etcd round trip less per CNI ADD); a lost race reads it again."""
+        known = [listed] if listed is not None else []
 
         def attempt() -> Stored[AllocationBlock] | None:
-            aff = self.store.get_affinity(host, cidr)
+            aff = known.pop() if known else self.store.get_affinity(host, cidr)
             if aff is None:
                 return None
             stored = self.store.get_block(cidr)

@@ -1,4 +1,5 @@
-"""Releasing addresses: by address, by handle, and exactly (the undo of a failed assignment).
+"""Releasing addresses: by address, by handle, and exactly (the undo of a failed assignment,
+and `ipam release --from-report`, which frees only allocations unchanged since the report).
 
 Blocks are written first, then handles (as libcalico-go's releaseIPsFromBlock), so an outage in
 between leaves a handle over-counted, never an address allocated without its handle. A block
@@ -30,25 +31,34 @@ class Releaser:
 
     def release_ips(self, addresses: Sequence[str], pools: Sequence[IPPool]) -> list[str]:
         """Release addresses (any pool, even disabled); returns those not allocated."""
-        by_block: dict[str, list[str]] = {}
-        unallocated: list[str] = []
+        result = self.release([ReleaseSpec(a) for a in addresses], pools)
+        missing = set(result.unallocated)
+        return [a for a in dict.fromkeys(addresses) if a in missing]
+
+    def release(self, specs: Sequence[ReleaseSpec], pools: Sequence[IPPool]) -> ReleaseResult:
+        """Release each address whose allocation still matches its spec's handle and sequence
+        number (when given); the result says which were released, unallocated, mismatched."""
+        by_block: dict[str, list[ReleaseSpec]] = {}
+        total = ReleaseResult()
         scanned: list[str] | None = None
-        for address in dict.fromkeys(addresses):
-            pool = pool_containing(pools, address)
+        for spec in {s.address: s for s in specs}.values():
+            pool = pool_containing(pools, spec.address)
             if pool is not None:
-                cidr: str | None = block_cidr_for(address, block_size(pool))
+                cidr: str | None = block_cidr_for(spec.address, block_size(pool))
             else:  # not in a pool: look for a block holding it (Calico's full scan)
                 if scanned is None:
                     scanned = [s.value.cidr for s in self.store.list_blocks()]
-                cidr = next((c for c in scanned if _contains(c, address)), None)
+                cidr = next((c for c in scanned if _contains(c, spec.address)), None)
             if cidr is None:
-                unallocated.append(address)
+                total.unallocated.append(spec.address)
             else:
-                by_block.setdefault(cidr, []).append(address)
+                by_block.setdefault(cidr, []).append(spec)
         for cidr, group in by_block.items():
-            unallocated += self._release_from_block(cidr, group)
-        missing = set(unallocated)
-        return [a for a in dict.fromkeys(addresses) if a in missing]
+            result = self._release_from_block(cidr, group)
+            total.released += result.released
+            total.unallocated += result.unallocated
+            total.mismatched += result.mismatched
+        return total
 
     def release_by_handle(self, handle_id: str) -> None:
         """Release a handle's addresses in every block it names; then recount (delete) it."""
@@ -72,12 +82,12 @@ class Releaser:
 
         self.store.retrying(f"block {cidr}", attempt)
 
-    def _release_from_block(self, cidr: str, addresses: list[str]) -> list[str]:
+    def _release_from_block(self, cidr: str, specs: list[ReleaseSpec]) -> ReleaseResult:
         def attempt() -> ReleaseResult:
             stored = self.store.get_block(cidr)
             if stored is None:
-                return ReleaseResult(unallocated=list(addresses))
-            result = stored.value.release([ReleaseSpec(a) for a in addresses])
+                return ReleaseResult(unallocated=[s.address for s in specs])
+            result = stored.value.release(specs)
             if result.released:
                 self.store.save_released(stored)
             return result
@@ -86,7 +96,7 @@ class Releaser:
         patience = self._patience()
         for handle_id, count in result.handle_counts.items():
             patience.run(functools.partial(self.store.adjust_handle, handle_id, cidr, -count))
-        return result.unallocated
+        return result
 
     def _by_handle(self, cidr: str, handle_id: str) -> None:
         stored = self.store.get_block(cidr)

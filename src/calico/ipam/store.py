@@ -163,8 +163,22 @@ class IPAMStore:
                 log.warning("skipping %s: %s", kv.key, exc)
         return result
 
+    def delete_handle(self, handle_id: str, revision: int) -> None:
+        """CAS delete: KeyNotFound or RevisionConflict if the handle changed since read."""
+        self.backend.delete(keys.handle_key(handle_id), revision)
+
     def adjust_handle(self, handle_id: str, cidr: str, delta: int) -> None:
-        """Add delta (may be negative) to a handle's count for a block; CAS, retried."""
+        """Add delta (may be negative) to a handle's count for a block; CAS, retried.
+        A positive delta first tries to create the handle: on a CNI ADD it is new, and the
+        create saves the read (one etcd round trip); KeyExists falls back to read-modify-write."""
+        if delta > 0:
+            fresh = Handle(handle_id)
+            fresh.increment(cidr, delta)
+            try:
+                self.backend.create(keys.handle_key(handle_id), fresh.to_json())
+                return
+            except KeyExists:
+                pass
 
         def attempt() -> None:
             stored = self.get_handle(handle_id)

@@ -12,6 +12,7 @@ from calico import programs
 from calico.bgp.nodes import protocol_id
 from calico.lab import frr, netns, procs
 from calico.lab.base import BIN_DIR, LabError
+from calico.lab.explain import RuleHit, moved, read_counters
 from calico.lab.nodes import NodeOps
 from calico.lab.probe import ProbeResult, run_probe
 from calico.lab.report import Matrix
@@ -83,6 +84,34 @@ class AccessOps(TopologyOps, NodeOps, WorkloadOps):
         if proto != "icmp" and port is None:
             port = self._default_port(target, proto)
         return run_probe(ns, source, target, address, proto, port, timeout)
+
+    def probe_explained(
+        self,
+        source: str,
+        target: str,
+        proto: str = "tcp",
+        port: int | None = None,
+        ipv6: bool = False,
+        timeout: float = 1.0,
+    ) -> tuple[ProbeResult, list[RuleHit]]:
+        """`probe`, and the Calico rules of the ends' hosts whose counters it moved."""
+        hosts = sorted({h for name in (source, target) if (h := self._host_of(name))})
+        version = 6 if ipv6 else 4
+        before = {h: read_counters(self.netns(h), version) for h in hosts}
+        result = self.probe(source, target, proto, port, ipv6, timeout)
+        hits = [
+            hit for h in hosts for hit in moved(h, before[h], read_counters(self.netns(h), version))
+        ]
+        return result, hits
+
+    def _host_of(self, name: str) -> str | None:
+        """The host a workload (by name or address) runs on, or the host itself."""
+        if name in {h.name for h in self.spec.hosts}:
+            return name
+        for ws in self.state.workloads.values():
+            if name in (ws.name, ws.ipv4, ws.ipv6):
+                return ws.host
+        return None
 
     def _target_address(self, target: str, ipv6: bool) -> str:
         try:

@@ -67,7 +67,7 @@ class NodeDaemon:
         self.stop_event = threading.Event()
         self._felix = felix or _sibling("calico-felix")
         self._bird, self._birdc = bird, birdc
-        self.backend = EtcdBackend(EtcdConfig.from_env(self.env))
+        self.backend = EtcdBackend(EtcdConfig.from_env(self.env).for_host(settings.nodename))
         self.client = ResourceClient(self.backend)
 
     def run(self) -> int:
@@ -94,12 +94,12 @@ class NodeDaemon:
         if keeper is not None:
             children.append(Child(self._bird_spec()))
             checks.append(keeper.check)
+        tunnels: TunnelKeeper | None = None
         if self.settings.networking:
             tunnels = TunnelKeeper(
-                self.backend,
-                TunnelAddresses(IPAMClient(self.backend), self.settings.nodename),
-                self.settings.poll_interval,
+                self.backend, TunnelAddresses(IPAMClient(self.backend), self.settings.nodename)
             )
+            tunnels.start()
             tunnels.check()  # before Felix starts, so it finds the tunnel address at once
             checks += [AddressMonitor(self._reregister, self.settings.poll_interval).check,
                        tunnels.check]  # fmt: skip
@@ -117,6 +117,8 @@ class NodeDaemon:
             log.info("stopping")
             if keeper is not None:
                 keeper.stop()
+            if tunnels is not None:
+                tunnels.stop()
             supervisor.stop()
 
     def _reregister(self) -> None:

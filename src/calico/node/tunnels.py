@@ -13,18 +13,21 @@ from the Node and then the handle is released, so no Node ever names a released 
 
 Node writes are compare-and-swap (`ResourceClient.update`), so concurrent writers of the Node
 (Felix's status, address re-registration) lose nothing. `TunnelKeeper` re-runs the
-reconciliation when a pool, the Node or a tunnel handle changed (their etcd revisions), checked
-every few seconds from the node's supervision loop, and every poll interval regardless.
+reconciliation when a watch reports a change of a pool, the Node or a tunnel handle, and sends
+etcd no requests while nothing changes.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Mapping, Sequence
 
-from calico.datastore.api import Backend, DatastoreError
+from calico.backoff import Backoff
+from calico.datastore.api import Backend, DatastoreError, SyncStatus, Update
 from calico.datastore.client import ResourceNotFound
+from calico.datastore.syncer import Syncer
 from calico.ipam.allocator import IPAMClient
 from calico.ipam.api import AutoAssignRequest, IPAMError
 from calico.ipam.keys import handle_key
@@ -140,42 +143,72 @@ class TunnelAddresses:
 
 
 class TunnelKeeper:
-    """Runs `TunnelAddresses.reconcile` at start and then when its inputs change: checked
-    every `check_interval` seconds by comparing the etcd revisions of the pools, the Node and
-    the tunnel handles, and every `interval` seconds regardless. Failures are logged and
-    retried at the next check."""
+    """Runs `TunnelAddresses.reconcile` at the first `check` and then only when one of its
+    inputs changed, as watches report them: this Node, the IPPools, and the node's two tunnel
+    handles (an address allocated to or released from them). Idle, it sends etcd nothing but
+    its three watches (Node, pools, handles of the form `vxlan-*`): Syncers, which resume a
+    broken watch and re-list after a compaction, reporting only what differs. `check` is
+    called from the node's supervision loop, so a change is acted on within that loop's
+    interval. A failed pass is retried with back-off; one failing because the Node is not
+    registered waits for the Node to appear. Our own writes come back as changes: the pass
+    they trigger finds everything in place and writes nothing."""
 
     def __init__(
-        self,
-        backend: Backend,
-        tunnels: TunnelAddresses,
-        interval: float,
-        check_interval: float = 2.0,
+        self, backend: Backend, tunnels: TunnelAddresses, retry: Backoff | None = None
     ) -> None:
-        self._backend = backend
         self._tunnels = tunnels
-        self._interval, self._check_interval = interval, check_interval
-        self._seen: tuple[tuple[str, int], ...] | None = None
-        self._next_check = self._next_full = 0.0
+        self._retry = retry or Backoff(1.0, 30.0)
+        self._retry_at = 0.0
+        self._changed = threading.Event()
+        self._changed.set()  # the first check reconciles
+        node = tunnels.nodename
+        node_key = ResourceKey(Node, node).path
+        handles = [handle_key(tunnel_handle(node, v)) for v in (4, 6)]
+        # A prefix watch on our Node or handle keys also covers names they prefix (host-1,
+        # host-10): the keys are matched exactly here.
+        self._keys = frozenset([node_key, *handles])
+        self._pools = kind_prefix(IPPool)
+        self._syncers = [
+            Syncer(backend, [node_key], self, name="tunnels-node"),
+            Syncer(backend, [self._pools], self, name="tunnels-pools"),
+            Syncer(backend, handles, self, name="tunnels-handles"),
+        ]
+
+    def start(self) -> None:
+        for syncer in self._syncers:
+            syncer.start()
+
+    def stop(self) -> None:
+        for syncer in self._syncers:
+            syncer.stop()
+
+    def on_status(self, status: SyncStatus) -> None:
+        """Nothing to do: a re-list after a failure reports what changed as updates."""
+
+    def on_updates(self, updates: Sequence[Update]) -> None:
+        if any(u.key in self._keys or u.key.startswith(self._pools) for u in updates):
+            self._changed.set()
 
     def check(self) -> None:
+        """Reconcile if something changed since the last pass (and no retry is pending).
+        RuntimeError if a watch has stopped for good (the process should be restarted)."""
+        for syncer in self._syncers:
+            if syncer.failure is not None:
+                raise RuntimeError(f"{syncer.name} stopped: {syncer.failure}")
         now = time.monotonic()
-        if now < self._next_check:
+        if not self._changed.is_set() or now < self._retry_at:
             return
-        self._next_check = now + self._check_interval
+        self._changed.clear()  # a change during the pass is seen by the next check
         try:
-            seen = self._revisions()
-            if seen == self._seen and now < self._next_full:
-                return
             self._tunnels.reconcile()
-            self._seen, self._next_full = self._revisions(), now + self._interval
-        except (DatastoreError, IPAMError, ResourceNotFound) as exc:
-            self._seen = None
-            log.error("reconciling the VXLAN tunnel addresses failed: %s", exc)
-
-    def _revisions(self) -> tuple[tuple[str, int], ...]:
-        node = self._tunnels.nodename
-        keys = [ResourceKey(Node, node).path] + [handle_key(tunnel_handle(node, v)) for v in (4, 6)]
-        found = [kv for kv in map(self._backend.get, keys) if kv is not None]
-        found += self._backend.list(kind_prefix(IPPool)).items
-        return tuple(sorted((kv.key, kv.mod_revision) for kv in found))
+        except ResourceNotFound as exc:
+            log.error("no VXLAN tunnel addresses yet: %s (waiting for it)", exc)
+        except (DatastoreError, IPAMError) as exc:
+            self._changed.set()
+            delay = self._retry.delay()
+            self._retry_at = now + delay
+            log.error(
+                "reconciling the VXLAN tunnel addresses failed: %s; retry in %.1fs", exc, delay
+            )
+        else:
+            self._retry.reset()

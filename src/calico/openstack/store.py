@@ -32,6 +32,7 @@ from calico.datastore.api import (
     retry_races,
 )
 from calico.datastore.client import UPDATE_ATTEMPTS, ResourceClient, decode
+from calico.datastore.etcd_gateway import OutcomeUnknown
 from calico.model.base import Resource
 from calico.model.codec import parse_resource
 from calico.model.endpoints import WorkloadEndpoint
@@ -177,10 +178,28 @@ class OpenStackStore:
 
     def _delete_key(self, path: str) -> bool:
         try:
-            self.backend.delete(path)
+            self._delete(path)
         except KeyNotFound:
             return False
         return True
+
+    def _delete(self, key: str, mod_revision: int | None = None) -> None:
+        """backend.delete, completed after an ambiguous failure (a member died mid-request and
+        may have applied it; etcd's client does not resend deletes, see datastore/DESIGN.md):
+        the key read back gone is the outcome wanted; still there, it is deleted once more,
+        guarded by the revision read (and by `mod_revision`'s guard, if one was given)."""
+        try:
+            self.backend.delete(key, mod_revision)
+        except OutcomeUnknown as exc:
+            log.warning("%s; reading %s back to finish the delete", exc, key)
+            kv = self.backend.get(key)
+            if kv is None:
+                return
+            if mod_revision is not None and kv.mod_revision != mod_revision:
+                raise RevisionConflict(
+                    f"{key}: expected mod_revision {mod_revision}, found {kv.mod_revision}"
+                ) from exc
+            self.backend.delete(key, kv.mod_revision)
 
     # -- subnets ----------------------------------------------------------------------------
 
@@ -320,7 +339,7 @@ class OpenStackStore:
 
     def _delete_extra(self, report: ResyncReport, kind: str, name: str, kv: KeyValue) -> None:
         try:
-            self.backend.delete(kv.key, kv.mod_revision)
+            self._delete(kv.key, kv.mod_revision)
         except KeyNotFound:
             return  # someone else deleted it: the outcome we wanted
         except RevisionConflict:

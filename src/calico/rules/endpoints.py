@@ -19,12 +19,18 @@ profiles deny everything. Allowed packets RETURN with the accept mark set and th
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from calico.calc.messages import Action as PolicyAction
 from calico.calc.messages import HostEndpoint, PortRange, TierInfo, WorkloadEndpoint
 from calico.rules import naming
 from calico.rules.config import RulesConfig
+from calico.rules.dispatch import (
+    host_filter_dispatch_chains,
+    host_mangle_dispatch_chains,
+    host_raw_dispatch_chains,
+)
 from calico.rules.model import (
     ACCEPT,
     ANY,
@@ -148,6 +154,25 @@ def host_endpoint_mangle_chains(cfg: RulesConfig, iface: str, hep: HostEndpoint)
         _endpoint_chain(cfg, naming.HOST_FROM_PFX, iface, pre_dnat),
         _endpoint_chain(cfg, naming.HOST_TO_PFX, iface, egress),
     ]
+
+
+def host_endpoint_chains(
+    cfg: RulesConfig, heps: Mapping[str, HostEndpoint]
+) -> tuple[list[Chain], list[Chain], list[Chain]]:
+    """Every host endpoint chain, dispatch included, for (filter, raw, mangle); `heps` maps
+    each resolved interface name (or "*") to its endpoint."""
+    filt: list[Chain] = [*host_filter_dispatch_chains(heps)]
+    untracked = [iface for iface, h in heps.items() if h.untracked_tiers]
+    pre_dnat = [iface for iface, h in heps.items() if h.pre_dnat_tiers]
+    raw: list[Chain] = [*host_raw_dispatch_chains(cfg, untracked)]
+    mangle: list[Chain] = [*host_mangle_dispatch_chains(cfg, pre_dnat, [])]
+    for iface, hep in heps.items():
+        filt += host_endpoint_filter_chains(cfg, iface, hep)
+        if iface in untracked:
+            raw += host_endpoint_raw_chains(cfg, iface, hep)
+        if iface in pre_dnat:
+            mangle += host_endpoint_mangle_chains(cfg, iface, hep)
+    return filt, raw, mangle
 
 
 def _endpoint_chain(

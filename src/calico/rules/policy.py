@@ -72,6 +72,11 @@ def policy_chains(
     ]
 
 
+def policy_table(policy: ParsedPolicy) -> str:
+    """The table a policy's chains live in: doNotTrack raw, preDNAT mangle, else filter."""
+    return "raw" if policy.untracked else "mangle" if policy.pre_dnat else "filter"
+
+
 def profile_chains(
     cfg: RulesConfig, profile_id: str, profile: ParsedProfile, ip_version: int
 ) -> list[Chain]:

@@ -91,12 +91,17 @@ def test_resync_repairs_drift_and_sweeps_leftovers(kernel: FakeIPSet) -> None:
     ipsets.set_members("s:a", IPSetType.NET, ["198.18.0.1", "198.18.0.2"])
     ipsets.apply_updates()
     kernel.sets["cali40s:a"].members = {"198.18.0.1", "198.18.0.99"}
+    ipsets.set_members("s:b", IPSetType.NET, ["198.18.0.3"])  # due a write anyway: not drift
     ipsets.resync()
     assert ipsets.dirty
     ipsets.apply_updates()
-    assert kernel.restores[-1] == ["del cali40s:a 198.18.0.99", "add cali40s:a 198.18.0.2"]
+    assert kernel.restores[-1][:2] == ["del cali40s:a 198.18.0.99", "add cali40s:a 198.18.0.2"]
+    assert ipsets.drift_repaired == 1
+    ipsets.resync()
+    ipsets.apply_updates()
+    assert ipsets.drift_repaired == 1  # a refresh that finds nothing adds nothing
     ipsets.apply_deletions()
-    assert set(kernel.sets) == {"foreign", "cali40s:a", "cali60s:a"}
+    assert set(kernel.sets) == {"foreign", "cali40s:a", "cali40s:b", "cali60s:a"}
 
 
 def test_type_change_recreates_the_set(kernel: FakeIPSet) -> None:

@@ -156,12 +156,19 @@ def test_hooks_pushed_down_by_a_foreign_insert_are_restored(
     assert "cali-INPUT - [0:0]" not in fake.restores[-1]  # chains untouched
 
 
-def test_full_resync_repairs_only_drifted_chains(fake: FakeIptables, table: IptablesTable) -> None:
+def test_full_resync_repairs_only_drifted_chains(
+    fake: FakeIptables, table: IptablesTable, caplog: pytest.LogCaptureFixture
+) -> None:
+    table.full_resync()
+    assert table.drift_repaired == 0  # nothing drifted: nothing counted
     del fake.tables["filter"]["cali-OUTPUT"][1]
     fake.tables["filter"]["cali-INPUT"].append("-j ACCEPT")  # foreign rule inside our chain
+    table.update_chains([Chain("cali-mine", (Rule(action=DROP),))])  # ours, not drift
     table.full_resync()
     declared = [ln for ln in fake.restores[-1].splitlines() if ln.startswith(":")]
-    assert declared == [":cali-INPUT - [0:0]", ":cali-OUTPUT - [0:0]"]
+    assert declared == [":cali-INPUT - [0:0]", ":cali-OUTPUT - [0:0]", ":cali-mine - [0:0]"]
+    assert table.drift_repaired == 2
+    assert "2 chain(s) changed outside Felix: cali-INPUT cali-OUTPUT" in caplog.text
     fresh = FakeIptables()
     other = IptablesTable("filter", 4, fresh, backend="nft")
     other.update_chains(calico_filter_chains())
@@ -274,6 +281,60 @@ def test_tables_needing_a_read_share_one_save_per_family(fake: FakeIptables) -> 
     calls = len(fake.calls)
     apply_tables(tables)  # nothing drifted: one read, no write
     assert fake.calls[calls:] == [["iptables-nft-save"]]
+
+
+def place_policies(tables: dict[str, IptablesTable], where: dict[str, str]) -> None:
+    """Policy chain -> the table it is enforced in, jumped to from that table's own chain."""
+    for name, table in tables.items():
+        here = [p for p, t in where.items() if t == name]
+        jumps = tuple(Rule(action=Jump(p)) for p in here)
+        table.update_chains([Chain(f"cali-ep-{name}", jumps)])
+        table.update_chains(Chain(p, (Rule(action=DROP),)) for p in here)
+        table.remove_chains(p for p in where if p not in here)
+
+
+def first_lines(texts: Sequence[str]) -> list[str]:
+    return [t.split("\n", 1)[0] for t in texts]
+
+
+@pytest.mark.parametrize("restarted", [False, True])
+@pytest.mark.parametrize(
+    ("src", "dst"), [("raw", "filter"), ("mangle", "filter"), ("filter", "raw")]
+)
+def test_a_policy_changing_table_is_written_where_it_arrives_first(
+    src: str, dst: str, restarted: bool
+) -> None:
+    """A doNotTrack (raw) or preDNAT (mangle) policy made normal (filter), or back: each table
+    is one restore, so had the table it leaves been written first, a Felix killed in between
+    (or not yet come back to the other table) would leave it enforced nowhere. Also for a
+    restarted Felix that finds the policy where the killed one had left it."""
+    fake = FakeIptables()
+    names = ("raw", "mangle", "filter")
+    tables = {t: IptablesTable(t, 4, fake, backend="nft") for t in names}
+    place_policies(tables, {"cali-pi-moving": src})
+    apply_tables(list(tables.values()))
+    written = len(fake.restores)
+    if restarted:
+        tables = {t: IptablesTable(t, 4, fake, backend="nft") for t in names}
+    place_policies(tables, {"cali-pi-moving": dst})
+    apply_tables(list(tables.values()))
+    assert first_lines(fake.restores[written:]) == [f"*{dst}", f"*{src}"]
+    assert fake.tables[dst]["cali-pi-moving"] and "cali-pi-moving" not in fake.tables[src]
+
+
+def test_policies_moving_both_ways_keep_the_usual_order_and_say_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake = FakeIptables()
+    tables = {t: IptablesTable(t, 4, fake, backend="nft") for t in ("raw", "filter")}
+    place_policies(tables, {"cali-pi-a": "raw", "cali-pi-b": "filter"})
+    apply_tables(list(tables.values()))
+    written = len(fake.restores)
+    place_policies(tables, {"cali-pi-a": "filter", "cali-pi-b": "raw"})
+    with caplog.at_level(logging.WARNING):
+        apply_tables(list(tables.values()))
+    assert first_lines(fake.restores[written:]) == ["*raw", "*filter"]
+    assert "chains move both ways between tables: ['raw', 'filter']" in caplog.text
 
 
 # -- incremental planning: always the plan a from-scratch comparison would make ------------

@@ -40,7 +40,8 @@ def test_one_sysctl_call_per_apply_for_up_interfaces_only(sysctl: FakeSysctl) ->
     links.set_interface("cali.x2", spoofing_allowed=True, ipv6=False)
     links.on_iface_state("cali1", True, 5)
     links.apply()
-    assert len(sysctl.calls) == 1 and sysctl.calls[0][:2] == ["sysctl", "-w"]
+    assert "-w" not in sysctl.calls[0]  # the first apply reads before it writes
+    assert len(sysctl.calls) == 2 and sysctl.calls[1][:2] == ["sysctl", "-w"]
     assert sysctl.values["net.ipv4.ip_forward"] == "1"
     assert sysctl.values["net.ipv6.conf.all.forwarding"] == "1"
     assert sysctl.values["net.ipv4.conf.cali1.proxy_arp"] == "1"
@@ -48,12 +49,32 @@ def test_one_sysctl_call_per_apply_for_up_interfaces_only(sysctl: FakeSysctl) ->
     assert sysctl.values["net.ipv4.conf.cali/x2.proxy_arp"] == "0"  # not up yet
     links.on_iface_state("cali.x2", True, 6)
     links.apply()
-    assert sysctl.calls[1] == ["sysctl", "-w"] + [
+    assert sysctl.calls[2] == ["sysctl", "-w"] + [
         f"{k}={v}" for k, v in interface_sysctls("cali.x2", True, False).items()
     ]
     assert not links.needs_apply
     links.apply()
-    assert len(sysctl.calls) == 2  # nothing left to write
+    assert len(sysctl.calls) == 3  # nothing left to write
+
+
+def test_a_restart_with_everything_set_writes_nothing(sysctl: FakeSysctl) -> None:
+    first = LinkConfigurator(sysctl)
+    first.set_interface("cali1", spoofing_allowed=False, ipv6=True)
+    first.on_iface_state("cali1", True, 5)
+    first.apply()
+    sysctl.calls.clear()
+    restarted = LinkConfigurator(sysctl)
+    restarted.set_interface("cali1", spoofing_allowed=False, ipv6=True)
+    restarted.on_iface_state("cali1", True, 5)
+    restarted.apply()
+    assert len(sysctl.calls) == 1 and "-w" not in sysctl.calls[0]
+    sysctl.values["net.ipv4.conf.cali1.proxy_arp"] = "0"
+    again = LinkConfigurator(sysctl)
+    again.set_interface("cali1", spoofing_allowed=False, ipv6=True)
+    again.on_iface_state("cali1", True, 5)
+    again.apply()
+    assert sysctl.calls[-1][:2] == ["sysctl", "-w"]
+    assert sysctl.values["net.ipv4.conf.cali1.proxy_arp"] == "1"
 
 
 def test_settings_are_rewritten_when_an_interface_comes_back(sysctl: FakeSysctl) -> None:
@@ -67,7 +88,7 @@ def test_settings_are_rewritten_when_an_interface_comes_back(sysctl: FakeSysctl)
     links.on_iface_state("cali1", True, 9)
     links.apply()
     assert sysctl.values["net.ipv4.conf.cali1.proxy_arp"] == "1"
-    assert "net.ipv6.conf.all.forwarding=1" not in sysctl.calls[0]
+    assert "net.ipv6.conf.all.forwarding=1" not in sysctl.calls[1]
 
 
 def test_resync_reads_back_and_repairs_only_what_differs(sysctl: FakeSysctl) -> None:

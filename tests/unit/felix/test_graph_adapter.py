@@ -56,3 +56,19 @@ def test_felix_configuration_goes_to_felix_and_the_rest_to_the_graph() -> None:
     adapter.on_resource_updates([mine])
     assert len(batches) == 1  # nothing for the graph
     assert (felix.exit_code, felix.stop_event.is_set()) == (daemon._RESTART, True)
+
+
+def test_cluster_gauges_count_what_the_syncer_reports() -> None:
+    felix = _felix()
+    graph = CalcGraph("h", lambda b: None)
+    adapter = daemon._GraphAdapter(graph, felix.metrics, HealthAggregator(), felix.on_config_update)
+    gnp = _update("GlobalNetworkPolicy", "p", {"selector": "all()"})
+    nodes = [_update("Node", n, {}) for n in ("h", "other")]
+    adapter.on_resource_updates([gnp, *nodes, nodes[0]])  # a repeat counts once
+    value = felix.metrics.registry.get_sample_value
+    assert value("felix_cluster_num_hosts") == 2
+    assert value("felix_cluster_num_policies") == 1
+    assert value("felix_cluster_num_workload_endpoints") == 0
+    gone = ResourceUpdate(UpdateKind.DELETED, nodes[1].key, None, 2)
+    adapter.on_resource_updates([gone])
+    assert value("felix_cluster_num_hosts") == 1

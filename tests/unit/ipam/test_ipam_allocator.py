@@ -514,3 +514,45 @@ def test_stale_affinity_is_dropped(ipam: IPAMClient, backend: MemoryBackend) -> 
     assert ipaddress.ip_interface(address).network != ipaddress.ip_network(cidr)
     assert backend.get(keys.affinity_key("host-a", cidr)) is None
     assert_consistent(backend)
+
+
+class CountingBackend(MemoryBackend):
+    """Counts the requests a real etcd would see (one per call)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, str]] = []
+
+    def get(self, key: str) -> KeyValue | None:
+        self.calls.append(("get", key))
+        return super().get(key)
+
+    def list(self, prefix: str) -> Any:
+        self.calls.append(("list", prefix))
+        return super().list(prefix)
+
+    def create(self, key: str, value: bytes, lease: int = 0) -> int:
+        self.calls.append(("create", key))
+        return super().create(key, value, lease)
+
+    def update(self, key: str, value: bytes, mod_revision: int, lease: int = 0) -> int:
+        self.calls.append(("update", key))
+        return super().update(key, value, mod_revision, lease)
+
+
+def test_assignment_from_an_affine_block_takes_six_round_trips() -> None:
+    """The CNI ADD's IPAM share: pools, IPAMConfiguration, the host's affinities, its block
+    (read once), the new handle (created unread), the block write; no Node read when no pool
+    has a nodeSelector."""
+    backend = CountingBackend()
+    ResourceClient(backend).create(
+        IPPool.model_validate({"metadata": {"name": "p"}, "spec": {"cidr": "198.19.0.0/24"}})
+    )
+    ipam = IPAMClient(backend)
+    (first,) = ipam.auto_assign(request("h1")).ipv4
+    backend.calls.clear()
+    ipam.auto_assign(request("h2"))
+    verbs = [verb for verb, _ in backend.calls]
+    assert verbs == ["list", "get", "list", "get", "create", "update"], backend.calls
+    block = keys.block_key(str(ipaddress.ip_interface(first).network))
+    assert [k for _, k in backend.calls].count(block) == 2  # one read, one write

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from calico.ctl.context import CtlContext, CtlError, resolve_kind
+from calico.ctl.context import CtlContext, CtlError, reported, resolve_kind
 from calico.datastore.api import DatastoreError
 from calico.datastore.client import ResourceClient, ResourceExists, ResourceNotFound
 from calico.model.base import Resource
@@ -122,12 +122,46 @@ def create(ctx: CtlContext, filename: str, namespace: str | None, skip_exists: b
     _write_file(ctx, filename, namespace, "create", lambda c: c.create, skip)
 
 
+_preview_option = click.option(
+    "--preview",
+    is_flag=True,
+    help="Write nothing: print how reachability between the workload endpoints would change; "
+    "exit 0 if nothing changes, 1 if something does, 2 on error.",
+)
+
+
+def _preview(ctx: CtlContext, resources: list[Resource], delete: bool) -> None:
+    from calico.ctl.preview import preview, render_changes
+
+    try:
+        with reported():
+            changes, compared = preview(ctx.client(), resources, delete)
+    except click.ClickException as exc:
+        raise PreviewError(exc.format_message()) from None
+    if changes:
+        click.echo(render_changes(changes), nl=False)
+    else:
+        click.echo(f"no reachability changes ({compared} endpoint pairs and probes compared)")
+    sys.exit(1 if changes else 0)
+
+
+class PreviewError(CtlError):
+    exit_code = 2  # as kubectl diff: 1 means "changes"
+
+
 @click.command()
 @_file_option
 @_ns_option
+@_preview_option
 @click.pass_obj
-def apply(ctx: CtlContext, filename: str, namespace: str | None) -> None:
+def apply(ctx: CtlContext, filename: str, namespace: str | None, preview: bool) -> None:
     """Create or update resources from a file."""
+    if preview:
+        try:
+            resources = read_manifests(filename, namespace)
+        except CtlError as exc:
+            raise PreviewError(exc.format_message()) from None
+        _preview(ctx, resources, delete=False)
     _write_file(ctx, filename, namespace, "apply", lambda c: c.apply)
 
 
@@ -148,6 +182,7 @@ def replace(ctx: CtlContext, filename: str, namespace: str | None) -> None:
 @click.option(
     "--skip-not-exists", is_flag=True, help="Do not fail for resources that do not exist."
 )
+@_preview_option
 @click.pass_obj
 def delete(
     ctx: CtlContext,
@@ -156,8 +191,11 @@ def delete(
     filename: str | None,
     namespace: str | None,
     skip_not_exists: bool,
+    preview: bool,
 ) -> None:
     """Delete resources named in a file, or KIND NAME..."""
+    if preview:
+        _preview(ctx, _to_delete(ctx, kind, names, filename, namespace), delete=True)
     if filename is not None:
         if kind:
             raise CtlError("give either -f FILE or KIND NAME..., not both")
@@ -187,6 +225,28 @@ def delete(
             raise CtlError(f"Failed to delete '{cls.KIND}' {name}: {exc}") from None
         done += 1
     click.echo(f"Successfully deleted {done} '{cls.KIND}' resource(s)")
+
+
+def _to_delete(
+    ctx: CtlContext,
+    kind: str | None,
+    names: tuple[str, ...],
+    filename: str | None,
+    namespace: str | None,
+) -> list[Resource]:
+    """What a delete names: the file's resources, or KIND NAME... as stored."""
+    try:
+        if filename is not None:
+            if kind:
+                raise CtlError("give either -f FILE or KIND NAME..., not both")
+            return read_manifests(filename, namespace)
+        if not kind or not names:
+            raise CtlError("delete needs -f FILE or KIND NAME...")
+        cls = resolve_kind(kind)
+        with reported():
+            return [ctx.client().get(cls, n, namespace if cls.NAMESPACED else None) for n in names]
+    except click.ClickException as exc:
+        raise PreviewError(exc.format_message()) from None
 
 
 @click.command()

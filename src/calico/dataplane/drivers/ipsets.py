@@ -110,6 +110,10 @@ class IPSets:
         self._desired: dict[str, tuple[IPSetType, set[str]]] = {}
         self._dirty_ids: set[str] = set()
         self._kernel: dict[str, KernelSet] | None = None
+        self._refreshing = False  # the next read re-checks a view we had: counts drift
+        self._pending: set[str] = set()  # sets due a write anyway when the view was re-read
+        self._drifted: list[str] = []  # sets the pending write repairs
+        self.drift_repaired = 0  # sets a refresh found changed behind our back
 
     def desired_ids(self) -> frozenset[str]:
         """The IDs of the sets this driver is keeping in the kernel."""
@@ -144,6 +148,7 @@ class IPSets:
 
     def resync(self) -> None:
         """Distrust the cached kernel view: the next apply re-reads and repairs every set."""
+        self._refreshing = self._refreshing or self._kernel is not None
         self._kernel = None
 
     def apply_updates(self) -> None:
@@ -159,15 +164,27 @@ class IPSets:
     def _load(self, sets: dict[str, KernelSet]) -> None:
         """Takes a fresh kernel view (our own sets only): every desired set is rechecked."""
         self._kernel = sets
+        self._pending = self._dirty_ids
         self._dirty_ids = set(self._desired)
 
     def _update_lines(self) -> list[str]:
         assert self._kernel is not None
         lines: list[str] = []
+        drifted: list[str] = []
         for set_id in sorted(self._dirty_ids):
             set_type, members = self._desired[set_id]
             current = self._kernel.get(self.name_for(set_id))
-            lines += self._sync_lines(set_id, set_type, members, current)
+            sync = self._sync_lines(set_id, set_type, members, current)
+            if sync and self._refreshing and set_id not in self._pending:
+                drifted.append(self.name_for(set_id))
+            lines += sync
+        if drifted:
+            _log.warning(
+                "refresh repairs drift in IP sets: %d set(s) changed outside Felix: %s",
+                len(drifted),
+                " ".join(drifted[:10]) + (" ..." if len(drifted) > 10 else ""),
+            )
+        self._drifted = drifted
         return lines
 
     def _updates_written(self) -> None:
@@ -178,7 +195,10 @@ class IPSets:
                 set_type.value, self._family, set(members)
             )
             self._kernel.pop(naming.temp_ipset_name(self.ip_version, set_id), None)
+        self.drift_repaired += len(self._drifted)
+        self._drifted = []
         self._dirty_ids.clear()
+        self._refreshing = False
 
     def _stale(self) -> list[str]:
         assert self._kernel is not None

@@ -19,7 +19,9 @@ rules in that chain are deleted (by number, re-reading the table first) and re-a
 
 The kernel view is cached after a successful write and re-read on the first apply, after any
 failure, and after `resync()` (periodic refresh), so a quiet apply costs nothing;
-`apply_tables` reads all the tables of a family that need it with one `iptables-save`.
+`apply_tables` reads all the tables of a family that need it with one `iptables-save`, and
+writes a table a chain moves into before the one it leaves (a policy changing kind must never
+be enforced in neither table, even if Felix dies between the two transactions).
 Planning is incremental: only chains changed since the last write (edited, removed, or
 gaining or losing their last reference, hence a stub) are compared with the kernel view,
 except after a read.
@@ -102,7 +104,7 @@ def stub_chain(name: str, table: str = "filter") -> Chain:
     return Chain(name, (Rule(action=DROP, comment=("Stub: chain not programmed",)),))
 
 
-def _tool(ip_version: int, backend: str, verb: str) -> str:
+def tool(ip_version: int, backend: str, verb: str) -> str:
     return f"{'ip6' if ip_version == 6 else 'ip'}tables-{backend}-{verb}"
 
 
@@ -114,7 +116,7 @@ def detect_backend(runner: CommandRunner) -> str:
         cali = rules = 0
         for version in (4, 6):
             try:
-                out = runner.run([_tool(version, backend, "save")]).stdout
+                out = runner.run([tool(version, backend, "save")]).stdout
             except CommandFailed:
                 continue
             cali += sum(line.startswith(f":{CHAIN_PREFIX}") for line in out.splitlines())
@@ -148,6 +150,9 @@ class IptablesTable:
         self._changed: set[str] = set()  # chains whose kernel state may be due a change
         self._kernel: KernelTable | None = None
         self._dirty = True
+        self._hooks_changed = True
+        self._refreshing = False  # the next read re-checks a view we had: counts drift
+        self.drift_repaired = 0  # chains a refresh found changed behind our back
 
     @property
     def dirty(self) -> bool:
@@ -194,10 +199,12 @@ class IptablesTable:
         if new != self._hooks:
             self._retarget(_hook_targets(self._hooks.values()), _hook_targets(new.values()))
             self._hooks = new
+            self._hooks_changed = True
             self._dirty = True
 
     def resync(self) -> None:
         """Distrust the cached kernel view: the next apply re-reads and repairs the table."""
+        self._refreshing = self._refreshing or self._kernel is not None
         self._kernel = None
         self._dirty = True
 
@@ -222,16 +229,34 @@ class IptablesTable:
         if not update.is_empty():
             self._restore(render_update(update))
             _record(kernel, update, self._insert_mode)
+            if fresh and self._refreshing:
+                self._count_drift(update)
         self._kernel = kernel
         self._changed.clear()
-        self._dirty = False
+        self._dirty = self._hooks_changed = self._refreshing = False
+
+    def _count_drift(self, update: TableUpdate) -> None:
+        """What a refresh rewrote that we had not changed: someone else's edits, undone."""
+        names = {c.name for c, _ in update.write} | set(update.flush) | set(update.delete)
+        repaired = sorted(names - self._changed)
+        if not self._hooks_changed:
+            repaired += sorted({h.chain for h in update.hooks})
+        if repaired:
+            self.drift_repaired += len(repaired)
+            _log.warning(
+                "refresh repaired drift in %s/v%d: %d chain(s) changed outside Felix: %s",
+                self.table,
+                self.ip_version,
+                len(repaired),
+                " ".join(repaired[:10]) + (" ..." if len(repaired) > 10 else ""),
+            )
 
     def _load(self) -> KernelTable:
-        out = self._runner.run([_tool(self.ip_version, self.backend, "save"), "-t", self.table])
+        out = self._runner.run([tool(self.ip_version, self.backend, "save"), "-t", self.table])
         return parse_save(out.stdout)
 
     def _restore(self, text: str) -> None:
-        args = [_tool(self.ip_version, self.backend, "restore"), "--noflush", "--wait"]
+        args = [tool(self.ip_version, self.backend, "restore"), "--noflush", "--wait"]
         try:
             self._runner.run(args, stdin=text)
         except CommandFailed as exc:
@@ -337,9 +362,10 @@ def _record(kernel: KernelTable, update: TableUpdate, insert_mode: str) -> None:
 
 
 def apply_tables(tables: Sequence[IptablesTable]) -> None:
-    """Applies `tables` in order. Those of one family (and backend) that need a kernel read
-    share one whole-family `iptables-save`. (Families are not applied side by side: with
-    nft, a commit by one makes the other's restore start over.)"""
+    """Applies `tables`, in order except where a chain moves between them (see
+    `_write_order`). Those of one family (and backend) that need a kernel read share one
+    whole-family `iptables-save`. (Families are not applied side by side: with nft, a
+    commit by one makes the other's restore start over.)"""
     unread: dict[tuple[int, str], list[IptablesTable]] = {}
     for table in tables:
         if table.needs_read:
@@ -347,8 +373,40 @@ def apply_tables(tables: Sequence[IptablesTable]) -> None:
     views: dict[IptablesTable, KernelTable] = {}
     for (ip_version, backend), group in unread.items():
         if len(group) > 1:
-            out = group[0]._runner.run([_tool(ip_version, backend, "save")]).stdout
+            out = group[0]._runner.run([tool(ip_version, backend, "save")]).stdout
             read = parse_save_tables(out)
             views.update({t: read.get(t.table, KernelTable()) for t in group})
-    for table in tables:
+    for table in _write_order(tables, views):
         table.apply(views.get(table))
+
+
+def _write_order(
+    tables: Sequence[IptablesTable], views: dict[IptablesTable, KernelTable]
+) -> list[IptablesTable]:
+    """`tables` with each table that a cali chain arrives in before the tables of its family
+    it leaves: a policy changing kind moves from raw (doNotTrack) or mangle (preDNAT) to
+    filter or back, and each table is its own transaction, so writing the table it leaves
+    first would leave it enforced nowhere until the other is written (fail open), and if
+    Felix dies in between, until its restart has synced. Otherwise the given order is kept.
+    Two chains moving opposite ways at once admit no such order: the given one is kept,
+    with a warning."""
+    moves: dict[IptablesTable, tuple[set[str], set[str]]] = {}  # arriving, leaving
+    for table in tables:
+        kernel = table._kernel if table._kernel is not None else views.get(table)
+        if table.dirty and kernel is not None:
+            here = {n for n in kernel.chains if n.startswith(CHAIN_PREFIX)}
+            moves[table] = (table.chain_names() - here, here - table.chain_names())
+    after = {
+        t: {o for o in moves if o is not t and o.ip_version == t.ip_version and m[1] & moves[o][0]}
+        for t, m in moves.items()
+    }  # t leaves a chain that each of these gains: they go first
+    order: list[IptablesTable] = []
+    pending = list(tables)
+    while pending:
+        ready = next((t for t in pending if not (after.get(t, set()) & set(pending))), None)
+        if ready is None:
+            _log.warning("chains move both ways between tables: %s", [t.table for t in pending])
+            return order + pending
+        order.append(ready)
+        pending.remove(ready)
+    return order

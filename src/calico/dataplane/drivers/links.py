@@ -74,7 +74,9 @@ class LinkConfigurator:
         self._up: set[str] = set()
         self._pending: set[str] = set()  # interfaces whose settings must be (re)written
         self._globals_pending = True
-        self._need_read = False
+        # The first apply reads before it writes, so a restarted Felix (and the drift check,
+        # whose writes are the drift) writes only what differs.
+        self._need_read = True
 
     @property
     def needs_apply(self) -> bool:
@@ -124,8 +126,8 @@ class LinkConfigurator:
         configured = sorted(set(self._desired) & self._up)
         names = [*self._globals, *(n for iface in configured for n in self._desired[iface])]
         have = parse_sysctl_output(self._runner.run(["sysctl", *names], check=False).stdout)
-        if _differs(self._globals, have):
-            self._globals_pending = True
+        self._globals_pending = _differs(self._globals, have)
+        self._pending.difference_update(configured)
         self._pending.update(i for i in configured if _differs(self._desired[i], have))
         self._need_read = False
 

@@ -37,19 +37,8 @@ from calico.dataplane.drivers.iptables_table import IptablesTable
 from calico.dataplane.drivers.links import LinkConfigurator
 from calico.dataplane.drivers.routetable import RouteTable, RouteTarget
 from calico.rules.config import RulesConfig
-from calico.rules.dispatch import (
-    DispatchMemo,
-    host_filter_dispatch_chains,
-    host_mangle_dispatch_chains,
-    host_raw_dispatch_chains,
-    workload_dispatch_chains,
-)
-from calico.rules.endpoints import (
-    host_endpoint_filter_chains,
-    host_endpoint_mangle_chains,
-    host_endpoint_raw_chains,
-    workload_endpoint_chains,
-)
+from calico.rules.dispatch import DispatchMemo, workload_dispatch_chains
+from calico.rules.endpoints import host_endpoint_chains, workload_endpoint_chains
 from calico.rules.model import Chain
 from calico.rules.nat import endpoint_nats
 from calico.rules.static import static_raw_chains
@@ -192,7 +181,9 @@ class EndpointManager:
 
     def _sync_host_endpoints(self) -> None:
         owners = self._resolve_host_endpoints()
-        filt, raw, mangle = _host_chains(self._cfg, {i: self._heps[h] for i, h in owners.items()})
+        filt, raw, mangle = host_endpoint_chains(
+            self._cfg, {i: self._heps[h] for i, h in owners.items()}
+        )
         wanted: dict[tuple[str, int], list[Chain]] = {}
         for family in self._cfg.ip_versions:
             wanted[("filter", family)] = filt
@@ -279,20 +270,3 @@ def _spoofing(ep: WorkloadEndpoint | None) -> tuple[str, tuple[str, ...]] | None
 
 def _blank(iface: str) -> WorkloadEndpoint:
     return WorkloadEndpoint(iface, None, (), (), (), ())
-
-
-def _host_chains(
-    cfg: RulesConfig, heps: Mapping[str, HostEndpoint]
-) -> tuple[list[Chain], list[Chain], list[Chain]]:
-    filt: list[Chain] = [*host_filter_dispatch_chains(heps)]
-    untracked = [iface for iface, h in heps.items() if h.untracked_tiers]
-    pre_dnat = [iface for iface, h in heps.items() if h.pre_dnat_tiers]
-    raw: list[Chain] = [*host_raw_dispatch_chains(cfg, untracked)]
-    mangle: list[Chain] = [*host_mangle_dispatch_chains(cfg, pre_dnat, [])]
-    for iface, hep in heps.items():
-        filt += host_endpoint_filter_chains(cfg, iface, hep)
-        if iface in untracked:
-            raw += host_endpoint_raw_chains(cfg, iface, hep)
-        if iface in pre_dnat:
-            mangle += host_endpoint_mangle_chains(cfg, iface, hep)
-    return filt, raw, mangle

@@ -22,7 +22,7 @@ from calico.calc.messages import (
 from calico.rules import naming
 from calico.rules.config import RulesConfig
 from calico.rules.model import Chain
-from calico.rules.policy import policy_chains, profile_chains
+from calico.rules.policy import policy_chains, policy_table, profile_chains
 
 
 class ChainTable(Protocol):
@@ -37,10 +37,6 @@ class ChainTable(Protocol):
     def update_chains(self, chains: Iterable[Chain]) -> None: ...
 
     def remove_chains(self, names: Iterable[str]) -> None: ...
-
-
-def policy_table(policy: ParsedPolicy) -> str:
-    return "raw" if policy.untracked else "mangle" if policy.pre_dnat else "filter"
 
 
 class PolicyManager:

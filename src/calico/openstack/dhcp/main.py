@@ -141,11 +141,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     try:
         options = settings.read_config_files(args.config_file)
         dhcp = settings.read_dhcp_agent_options(args.config_file)
-        backend = EtcdBackend(options.etcd_config(env))
+        hostname = hostname_of(args, env, dhcp.host)
+        backend = EtcdBackend(options.etcd_config(env).for_host(hostname))
     except ValueError as exc:
         log.error("invalid configuration: %s", exc)
         sys.exit(2)
-    hostname = hostname_of(args, env, dhcp.host)
     base_dir = os.path.join(env.get("CALICO_RUN_DIR") or DEFAULT_RUN_DIR, "dhcp")
     os.makedirs(base_dir, mode=0o755, exist_ok=True)
     blocked = unreadable_ancestor(base_dir)
