@@ -114,12 +114,12 @@ def notes(start: Settled, halves: list[Half], endpoints: int, retries: int, stal
         f"{len(start.state.routes)} cali routes, {len(start.state.chains)} cali- chains, "
         f"{len(start.state.ipsets)} IP sets. Time to settle after each half (no leftovers, "
         f"state unchanged 10 s): {cleanup}. Felix retried {retries} dataplane applies that "
-        "failed because a churned veth vanished mid-apply (logged with a traceback); each "
+        "failed because a churned veth vanished mid-apply (one warning line each); each "
         "retry converged (leftovers above). When a re-created endpoint was written, the "
-        f"previous holder's conntrack entry of its address was still there {stale} times; "
-        "Felix deletes an address's flows before routing it again, except when it returns on "
-        "the same interface name before the deletion is applied (kept as a re-add), which "
-        "this run does not tell apart."
+        f"previous holder's conntrack entry of its address was still there {stale} times: "
+        "Felix had not handled the change yet. It deletes a released address's flows before "
+        "routing the address to another interface (a re-created veth of the same name is "
+        "another interface), so none is inherited: tests/fv/test_conntrack_reuse.py."
     )
 
 

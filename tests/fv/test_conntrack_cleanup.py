@@ -113,6 +113,11 @@ def tracked(host: FelixHost, v: int, addr: str) -> bool:
 
 def start(cluster: Cluster) -> tuple[FelixHost, Workload, Workload, Resource]:
     host = cluster.host("h1")
+    # As the blackhole route of a host's own IPAM block does (BIRD, VXLAN): a workload address
+    # with no route is dropped, not sent up the default route, where a late packet of a gone
+    # workload's flow (a delayed ACK) would be tracked again once its entry was deleted.
+    for v, block in ((4, "198.19.0.0/24"), (6, "2001:db8:100::/64")):
+        host.exec(["ip", f"-{v}", "route", "add", "blackhole", block])
     peer = host.add_workload("calip", ADDRS[4][0], ADDRS[6][0])
     a = host.add_workload("calia", ADDRS[4][1], ADDRS[6][1])
     cluster.add_endpoint(host, peer, "p", role="peer")

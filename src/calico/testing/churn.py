@@ -25,6 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from calico import programs
 from calico.datastore.client import ResourceClient
 from calico.model import parse_resource
 from calico.model.base import Resource
@@ -62,6 +63,19 @@ class KernelState:
         }
 
 
+def _saved(ns: Namespaces, host: str, tool: str, attempts: int = 5) -> str:
+    """An iptables-nft save taken while Felix writes can fail on a set the kernel just
+    dropped ("Set with index N in kernel doesn't exist"): take it again."""
+    for _ in range(attempts - 1):
+        try:
+            return ns.exec(host, [tool]).stdout
+        except programs.CommandFailed as exc:
+            if "doesn't exist" not in exc.stderr:
+                raise
+        time.sleep(0.2)
+    return ns.exec(host, [tool]).stdout
+
+
 def snapshot(ns: Namespaces, host: str) -> KernelState:
     run = ns.exec
     routes = {
@@ -73,7 +87,7 @@ def snapshot(ns: Namespaces, host: str) -> KernelState:
     chains = {
         f"{tool} {table} {m.group(1)}"
         for tool in ("iptables-save", "ip6tables-save")
-        for table, body in _tables(run(host, [tool]).stdout)
+        for table, body in _tables(_saved(ns, host, tool))
         for m in re.finditer(r"^:(cali-\S+)", body, re.M)
     }
     ipsets = set(run(host, ["ipset", "list", "-n"]).stdout.split())

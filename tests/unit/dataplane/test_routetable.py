@@ -383,6 +383,110 @@ def test_flows_stay_while_the_address_stays_on_its_interface(
     assert kernel.table() == {"198.18.0.1/32": ("cali1", RTPROT_CALICO)}
 
 
+def recreate(kernel: FakeKernel, rt: RouteTable | None, iface: str) -> None:
+    """`iface` deleted (the kernel drops its routes) and created again under a new index;
+    `rt` hears of it (None: it misses both events)."""
+    index = kernel.links.pop(iface)[0]
+    kernel.routes = {k: r for k, r in kernel.routes.items() if r.dev != iface}
+    kernel.links[iface] = (index + 100, True)
+    if rt is not None:
+        rt.on_iface_state(iface, False, 0)
+        rt.on_iface_state(iface, True, index + 100)
+
+
+@pytest.mark.parametrize("readd", ["same endpoint", "another endpoint", "unheard"])
+def test_an_interface_recreated_under_its_name_inherits_no_flows(
+    kernel: FakeKernel, tool: FakeConntrackTool, cleaner: ConntrackCleaner, readd: str
+) -> None:
+    """A pod re-created under its own name: same interface name, same address, a new veth,
+    seen in one apply; its route is added only once the old flows are gone."""
+    rt = make(kernel, conntrack=cleaner)
+    rt.set_routes("cali1", targets("198.18.0.1/32", mac=MAC1))
+    rt.apply()
+    recreate(kernel, None if readd == "unheard" else rt, "cali1")
+    if readd == "another endpoint":  # the old endpoint's removal and the new one's write
+        rt.remove_interface("cali1")
+    rt.set_routes("cali1", targets("198.18.0.1/32", mac=MAC2))
+    if readd == "unheard":
+        rt.resync()
+    rt.apply()
+    assert tool.addrs() == ["198.18.0.1"]
+    assert all(table == {} for *_, table in tool.calls)
+    assert kernel.table() == {"198.18.0.1/32": ("cali1", RTPROT_CALICO)}
+
+
+def test_flows_stay_while_an_interface_flaps(
+    kernel: FakeKernel, tool: FakeConntrackTool, cleaner: ConntrackCleaner
+) -> None:
+    rt = make(kernel, conntrack=cleaner)
+    rt.set_routes("cali1", targets("198.18.0.1/32"))
+    rt.apply()
+    index = kernel.links["cali1"][0]
+    rt.on_iface_state("cali1", False, index)
+    kernel.routes.clear()  # the kernel flushes routes of a downed device
+    rt.remove_interface("cali1")  # and the endpoint is re-written meanwhile
+    rt.set_routes("cali1", targets("198.18.0.1/32"))
+    rt.apply()
+    rt.on_iface_state("cali1", True, index)
+    rt.apply()
+    cleaner.flush(["198.18.0.1"])
+    assert tool.calls == []
+    assert kernel.table() == {"198.18.0.1/32": ("cali1", RTPROT_CALICO)}
+
+
+def test_an_address_taken_over_by_a_rival_interface_loses_its_flows(
+    kernel: FakeKernel, tool: FakeConntrackTool, cleaner: ConntrackCleaner
+) -> None:
+    rt = make(kernel, conntrack=cleaner)
+    rt.set_routes("cali1", targets("198.18.0.1/32"))
+    rt.set_routes("cali2", targets("198.18.0.1/32"))
+    rt.apply()
+    assert kernel.table() == {"198.18.0.1/32": ("cali1", RTPROT_CALICO)}
+    kernel.links["cali1"] = (kernel.links["cali1"][0], False)
+    kernel.routes.clear()
+    rt.on_iface_state("cali1", False, kernel.links["cali1"][0])
+    rt.apply()
+    assert tool.addrs() == ["198.18.0.1"]
+    assert all(table == {} for *_, table in tool.calls)
+    assert kernel.table() == {"198.18.0.1/32": ("cali2", RTPROT_CALICO)}
+
+
+def test_an_address_routed_again_is_cleaned_again_before_its_route(
+    kernel: FakeKernel, tool: FakeConntrackTool, cleaner: ConntrackCleaner
+) -> None:
+    """Between its release and its next route, a late packet of the old flow may have been
+    tracked again (forwarded by the default route): the next route waits for a second run."""
+    rt = make(kernel, conntrack=cleaner)
+    rt.set_routes("cali1", targets("198.18.0.1/32"))
+    rt.apply()
+    rt.remove_interface("cali1")
+    rt.apply()
+    cleaner.flush(["198.18.0.1"])
+    rt.apply()
+    assert tool.addrs() == ["198.18.0.1"]  # once while the address has no route
+    rt.set_routes("cali2", targets("198.18.0.1/32"))
+    rt.apply()
+    assert tool.addrs() == ["198.18.0.1"] * 2
+    assert all(table == {} for *_, table in tool.calls)
+    rt.remove_interface("cali2")
+    rt.set_routes("cali1", targets("198.18.0.1/32"))
+    rt.apply()
+    assert tool.addrs() == ["198.18.0.1"] * 3
+
+
+def test_an_address_released_before_its_route_was_ever_added_is_cleaned(
+    kernel: FakeKernel, tool: FakeConntrackTool, cleaner: ConntrackCleaner
+) -> None:
+    """An endpoint created and deleted between two applies (routes lagging) had outbound
+    flows all the same."""
+    rt = make(kernel, conntrack=cleaner)
+    rt.set_routes("cali1", targets("198.18.0.1/32"))
+    rt.remove_interface("cali1")
+    rt.apply()
+    cleaner.flush(["198.18.0.1"])
+    assert tool.addrs() == ["198.18.0.1"]
+
+
 def test_a_stale_route_found_at_start_has_its_flows_cleaned(
     kernel: FakeKernel, tool: FakeConntrackTool, cleaner: ConntrackCleaner
 ) -> None:

@@ -3,8 +3,8 @@
 Why: the filter rules accept ESTABLISHED,RELATED packets before any policy, so a flow
 admitted for one workload would carry on to the next workload that gets its address, whatever
 that workload's policy says. Like Calico, the route table hands an address to the
-`ConntrackCleaner` when its route leaves its interface, and flushes it before the address's
-new route is added.
+`ConntrackCleaner` when its route leaves its interface (name and index: a re-created veth of
+the same name is another interface), and flushes it before the address's new route is added.
 
 Which entries: those whose original source is the address (the workload opened the flow)
 and those whose reply source is the address (the workload received the flow; the reply

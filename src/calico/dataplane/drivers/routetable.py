@@ -6,10 +6,19 @@ workload's MAC when known); `apply()` makes the table agree. Inputs: `set_routes
 `remove_interface` (desired state), `on_iface_state` (interface monitor), `resync()`
 (periodic refresh, tamper repair). Outputs: `ip route` / `ip neigh` changes and, given a
 `conntrack` cleaner, the deletion of the tracked flows of every host address whose route left
-its interface (the workload went, lost the address, or moved), started once the route is
-deleted (Calico's conntrack cleanup). A route to an address whose deletion is still
-outstanding is added only after it, so a workload that gets the address next inherits no
-flow; if that deletion fails, the apply fails and is retried.
+the interface it was on (the workload went, lost the address, or moved), started once the
+route is deleted (Calico's conntrack cleanup). An interface is a name AND an index, as in
+Calico, which tracks a route's owner by interface index: a veth deleted and re-created under
+the same name (a pod re-created under its own name, given its address back) is a new
+interface whose workload must not inherit the old one's flows, even when Felix sees the
+deletion and the re-creation in one apply; a route that stays on, or comes back to, the same
+interface (a metric fix, a remove-and-re-add of the endpoint, a down/up flap) keeps them.
+A route to an address whose deletion is still outstanding is added only after it, so a
+workload that gets the address next inherits no flow; if that deletion fails, the apply
+fails and is retried. An address that lost its route is cleaned once more just before it is
+routed again (the last `_GONE_MEMORY` of them): where no blackhole route of a local block
+drops a late packet of the gone workload's flow, the default route forwards it and its
+entry comes back.
 
 Ownership, so that a restarted Felix recognises its own routes: a route in `table` on an
 interface matching `iface_prefixes` whose protocol is `protocol` (default 80, the number Felix
@@ -65,6 +74,8 @@ _NETLINK_MAX_OPS = 4  # up to this many changes: netlink; more: one `ip -batch`
 BLACKHOLE = "*blackhole*"
 """Pseudo-interface of blackhole routes (no device; always up)."""
 _RTN_BLACKHOLE = "6"  # how `ip -N` prints a blackhole route's type
+_GONE = ("", 0)  # the holder of a host address whose route went
+_GONE_MEMORY = 65536  # ~7 MiB at most; reused addresses come from a few IPAM blocks
 
 
 class RouteNetlink(Protocol):
@@ -232,7 +243,12 @@ class RouteTable:
         self._dirty: set[str] = set()
         self._need_read = True
         self._conntrack = conntrack
-        self._released: set[tuple[str, str]] = set()  # (iface, host CIDR) whose flows may go
+        # With conntrack: host CIDR -> the interface (name, index) our route to it is on, the
+        # same by interface name, and the host CIDRs whose flows may have to go.
+        self._owner: dict[str, tuple[str, int]] = {}
+        self._owned: dict[str, set[str]] = {}
+        self._released: set[str] = set()
+        self._gone: dict[str, None] = {}  # host CIDRs that lost their route, oldest first
 
     @property
     def needs_apply(self) -> bool:
@@ -249,7 +265,7 @@ class RouteTable:
         if new == old:
             return
         for cidr in old.keys() - new.keys():
-            self._note_released(iface, cidr)
+            self._note_released(cidr)
             claimants = self._claims[cidr]
             claimants.discard(iface)
             if not claimants:
@@ -275,6 +291,9 @@ class RouteTable:
         change the kernel may have flushed the interface's routes (down, gone) or kept some
         (carrier loss), so our view of it is dropped: coming up rewrites all its routes, and
         leftovers wait for the next full read."""
+        recreated = self._index.get(iface, index) != index
+        if recreated:
+            self._released.update(self._owned.get(iface, ()))  # that interface is gone
         if index:
             self._index[iface] = index
             self._first_seen.setdefault(iface, self._clock())
@@ -282,7 +301,7 @@ class RouteTable:
             self._index.pop(iface, None)
             self._first_seen.pop(iface, None)
         is_up = bool(up and index)
-        if index and is_up == (iface in self._up):
+        if index and is_up == (iface in self._up) and not recreated:
             return
         if is_up:
             self._up.add(iface)
@@ -306,31 +325,84 @@ class RouteTable:
             if self._conntrack is None:
                 self._execute(ops)
             else:
-                for op in ops:
-                    if op.kind is _Kind.ROUTE_DEL:
-                        self._note_released(op.iface, op.cidr)  # also others' or stale routes
                 adds = next((i for i, op in enumerate(ops) if op.kind > _Kind.ROUTE_DEL), len(ops))
+                for op in ops[:adds]:
+                    if op.kind is _Kind.ROUTE_DEL:
+                        self._note_released(op.cidr)  # also others' or stale routes
                 self._execute(ops[:adds])
-                self._release_flows(self._conntrack)
-                routed = (op.addr for op in ops[adds:] if op.kind is _Kind.ROUTE_REPLACE)
-                self._conntrack.flush(routed)  # their old flows go first
+                routes = [op for op in ops[adds:] if op.kind is _Kind.ROUTE_REPLACE]
+                self._release_flows(self._conntrack, routes)
+                self._conntrack.flush(op.addr for op in routes)  # their old flows go first
                 self._execute(ops[adds:])
         except Exception:
             self._need_read = True
             raise
         self._dirty = recheck
 
-    def _note_released(self, iface: str, cidr: str) -> None:
+    def _note_released(self, cidr: str) -> None:
         if self._conntrack is not None and cidr.endswith(f"/{self._host_len}"):
-            self._released.add((iface, cidr))
+            self._released.add(cidr)
 
-    def _release_flows(self, conntrack: ConntrackCleaner) -> None:
-        """Hands over the released addresses that are not routed to the same interface again
-        (a metric fix or a remove-and-re-add keeps the flows)."""
-        for iface, cidr in sorted(self._released):
-            if not (cidr in self._claims and self._winner(cidr) == iface):
+    def _release_flows(self, conntrack: ConntrackCleaner, routes: list[_Op]) -> None:
+        """Once the deletions are done and before `routes` are added: hands over the flows of
+        every released or newly routed host address that is not routed to the interface,
+        name and index, its route was on (kept: a metric fix, a remove-and-re-add, a flap),
+        and records where each is routed now."""
+        new = {op.cidr: (op.iface, self._index.get(op.iface, 0)) for op in routes}
+        for cidr in sorted(self._released | new.keys()):
+            if not cidr.endswith(f"/{self._host_len}"):
+                continue
+            holder = new.get(cidr) or self._holder(cidr)
+            owner = self._owner.get(cidr) or (_GONE if holder and cidr in self._gone else None)
+            # A released address is cleaned even if we never routed it: its workload's own
+            # outbound flows need no route (an endpoint created and deleted while routes lag).
+            released = cidr in self._released and (holder is None or holder != owner)
+            if released or owner not in (None, holder):
                 conntrack.submit(self.ip_version, cidr.partition("/")[0])
+                if holder is None:
+                    self._gone[cidr] = None
+                    if len(self._gone) > _GONE_MEMORY:
+                        del self._gone[next(iter(self._gone))]
+            self._set_owner(cidr, holder)
         self._released.clear()
+
+    def _holder(self, cidr: str) -> tuple[str, int] | None:
+        """The interface a host CIDR is routed to once the deletions are done: where our view
+        has its route, else the interface that wants it if that is down (the kernel flushed
+        the route; it comes back on the same interface when that comes up)."""
+        route = self._view.routes.get((cidr, self._metric))
+        iface = route.iface if route else self._winner(cidr) if cidr in self._claims else None
+        if iface is None or (route is None and (iface in self._up or iface not in self._index)):
+            return None
+        return iface, self._index.get(iface, 0)
+
+    def _set_owner(self, cidr: str, owner: tuple[str, int] | None) -> None:
+        old = self._owner.pop(cidr, None)
+        if old is not None:
+            owned = self._owned[old[0]]
+            owned.discard(cidr)
+            if not owned:
+                del self._owned[old[0]]
+        if owner is not None:
+            self._gone.pop(cidr, None)
+            self._owner[cidr] = owner
+            self._owned.setdefault(owner[0], set()).add(cidr)
+
+    def _adopt_owners(self, old_index: dict[str, int]) -> None:
+        """After a full read: the host addresses of interfaces that went or were re-created
+        behind our back are released; a route found where we knew none is adopted as it is
+        (no earlier holder whose flows could leak); one found elsewhere is released."""
+        for iface, index in old_index.items():
+            if self._index.get(iface) != index:
+                self._released.update(self._owned.get(iface, ()))
+        for (cidr, _), route in self._view.routes.items():
+            if not cidr.endswith(f"/{self._host_len}"):
+                continue
+            holder = (route.iface, self._index.get(route.iface, 0))
+            if cidr not in self._owner:
+                self._set_owner(cidr, holder)
+            elif self._owner[cidr] != holder:
+                self._released.add(cidr)
 
     def close(self) -> None:
         if self._netlink is not None:
@@ -379,11 +451,13 @@ class RouteTable:
         if len(dumps) != script.count("\n"):
             raise ValueError(f"unexpected output from ip -batch for {script!r}: {out[:200]!r}")
         links = dumps[0]
-        self._index = {link["ifname"]: link["ifindex"] for link in links}
+        old_index, self._index = self._index, {link["ifname"]: link["ifindex"] for link in links}
         self._up = {link["ifname"] for link in links if link.get("operstate") in ("UP", "UNKNOWN")}
         self._up.add(BLACKHOLE)
         self._first_seen = {name: self._first_seen.get(name, now) for name in self._index}
         self._view = self._load_view(dumps[1], dumps[2] if self._static_neigh else [])
+        if self._conntrack is not None:
+            self._adopt_owners(old_index)
         self._dirty = set(self._desired) | set(self._view.by_iface) | set(self._view.neighs)
         self._need_read = False
 
