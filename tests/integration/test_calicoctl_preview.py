@@ -7,10 +7,12 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner, Result
 
+from calico.ctl import preview as preview_module
 from calico.ctl.main import cli
 from calico.ctl.preview import Probe, probes
 from calico.datastore.etcd import EtcdBackend
 from calico.model import parse_manifest
+from calico.rules.packet_walk import WalkError
 from calico.testing.etcd_server import EtcdServer
 
 pytestmark = pytest.mark.integration
@@ -113,3 +115,15 @@ def test_probes_are_what_the_rules_name() -> None:
         "test",
     )
     assert probes(udp) == [Probe("UDP", 1), Probe("UDP", 53)]
+
+
+def test_a_flow_the_trace_cannot_evaluate_stops_the_preview(
+    ctl: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*_: object) -> None:
+        raise WalkError("cannot evaluate match '-m foo'")
+
+    monkeypatch.setattr(preview_module, "trace_rendered", refuse)
+    result = run(ctl, "apply", "--preview", "-f", "-", stdin=DENY_DB)
+    assert result.exit_code == 2, result.output
+    assert "cannot preview shop/web-0 → shop/db-0 TCP 5432: cannot evaluate match" in result.output

@@ -37,6 +37,10 @@ GROUP_ABOVE = 20
 """More endpoints than this in the changes: they are grouped by namespace and labels."""
 
 
+class PreviewError(ValueError):
+    """A flow the trace cannot evaluate: no preview rather than a guess."""
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class Probe:
     protocol: str  # TCP, UDP, SCTP, UDPLite, ICMP (ICMPv6 for an IPv6 pair)
@@ -116,7 +120,11 @@ def preview(
             a, b = (_end(w, version) for w in (src, dst))
             for probe in wanted:
                 flow = _flow(a, b, probe, version)
-                verdicts = [trace_rendered(h, r[version], flow).verdict for h, r in sides]
+                try:
+                    verdicts = [trace_rendered(h, r[version], flow).verdict for h, r in sides]
+                except ValueError as exc:  # the walk refuses what it cannot model
+                    what = f"{_text(src)} → {_text(dst)} {probe.describe(version)}"
+                    raise PreviewError(f"cannot preview {what}: {exc}") from None
                 compared += 1
                 if verdicts[0] != verdicts[1]:
                     word = "newly allowed" if verdicts[1] == "allow" else "newly denied"

@@ -131,15 +131,17 @@ _preview_option = click.option(
 
 
 def _preview(ctx: CtlContext, resources: list[Resource], delete: bool) -> None:
-    from calico.ctl.preview import preview, render_changes
+    from calico.ctl import preview as pv
 
     try:
         with reported():
-            changes, compared = preview(ctx.client(), resources, delete)
+            changes, compared = pv.preview(ctx.client(), resources, delete)
     except click.ClickException as exc:
         raise PreviewError(exc.format_message()) from None
+    except pv.PreviewError as exc:
+        raise PreviewError(str(exc)) from None
     if changes:
-        click.echo(render_changes(changes), nl=False)
+        click.echo(pv.render_changes(changes), nl=False)
     else:
         click.echo(f"no reachability changes ({compared} endpoint pairs and probes compared)")
     sys.exit(1 if changes else 0)
