@@ -6,6 +6,7 @@ one whose kernel counter the packet moved."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from calico.lab.explain import moved
 from calico.testing.workloads import connects, ping, serve
 
-from .conftest import Cluster, wait_until
+from .conftest import Cluster, FelixHost, wait_until
 from .test_host_endpoints import static_neighbours
 from .test_policy_matrix import cli_trace, counters
 
@@ -23,6 +24,56 @@ pytestmark = pytest.mark.fv
 HOST_V4, HOST_V6 = "198.18.255.1", "2001:db8:ff::1"
 UP_V4, UP_V6 = "198.18.255.2", "2001:db8:ff::2"
 WL_V4, WL_V6 = "198.19.0.1", "2001:db8:100::1"
+
+
+Flow = tuple[str, str, str, str, int]  # from netns, source, destination, protocol, port
+
+
+class FlowCheck:
+    """Named flows on one host: once the kernel gives the expected answers, the trace of
+    each must give the same, in one hop on that host, and the rule it names must be one
+    whose counter the packet moved."""
+
+    def __init__(self, cluster: Cluster, host: FelixHost, flows: Mapping[str, Flow]) -> None:
+        self.cluster, self.host, self.flows = cluster, host, flows
+
+    def kernel(self, name: str) -> bool:
+        ns, _, dst, proto, port = self.flows[name]
+        if proto == "icmp":
+            return ping(self.cluster.ns, ns, dst, timeout=1)
+        return connects(self.cluster.ns, ns, proto, dst, port, timeout=0.7)
+
+    def agree(self, expected: dict[str, bool]) -> dict[str, dict[str, Any]]:
+        """What decided each flow's hop (empty where nothing Calico renders did)."""
+        wait_until(lambda: all(self.kernel(n) == want for n, want in expected.items()), 30.0,
+                   what=f"the kernel to give {expected}")  # fmt: skip
+        decided = {}
+        for name, want in expected.items():
+            _, src, dst, proto, port = self.flows[name]
+            icmp = "ICMPv6" if ":" in src else "ICMP"
+            flags = ["--from-ip", src, "--to-ip", dst, "--protocol", icmp if port == 0 else proto]
+            flags += ["--port", str(port)] if port else []
+            out = cli_trace(self.cluster, flags)
+            assert (out["verdict"] == "allow") == want, (name, out)
+            version = 6 if ":" in src else 4
+            for _ in range(3):  # an allowed probe can time out under load: use a clean run
+                before = counters(self.host, version)
+                ok = self.kernel(name)
+                moved_now = moved(self.host.node, before, counters(self.host, version))
+                hit = {h.rule_id for h in moved_now}
+                if ok == want:
+                    break
+            (hop,) = out["hops"]  # the host and the other end on one host, or external
+            assert hop["host"] == self.host.node, (name, hop)
+            decided[name] = hop["decided_by"] or {}
+            if "rule_id" in decided[name]:
+                assert decided[name]["rule_id"] in hit, (name, decided[name])
+        return decided
+
+
+def forwarded(decided: Mapping[str, Mapping[str, Any]]) -> None:
+    """Forwarded traffic is always decided by a rule Felix rendered."""
+    assert all("rule_id" in d for d in decided.values()), decided
 
 
 def test_trace_agrees_through_a_host_endpoint(cluster: Cluster) -> None:
@@ -56,48 +107,24 @@ def test_trace_agrees_through_a_host_endpoint(cluster: Cluster) -> None:
         "wl->up 9090 v6": (a.netns, WL_V6, UP_V6, "tcp", 9090),
     }
 
-    def kernel(name: str) -> bool:
-        ns, _, dst, proto, port = flows[name]
-        if proto == "icmp":
-            return ping(cluster.ns, ns, dst, timeout=1)
-        return connects(cluster.ns, ns, proto, dst, port, timeout=0.7)
-
-    def agree(expected: dict[str, bool]) -> None:
-        wait_until(lambda: all(kernel(n) == want for n, want in expected.items()), 20.0,
-                   what=f"the kernel to give {expected}")  # fmt: skip
-        for name, want in expected.items():
-            _, src, dst, proto, port = flows[name]
-            icmp = "ICMPv6" if ":" in src else "ICMP"
-            flags = ["--from-ip", src, "--to-ip", dst, "--protocol", icmp if port == 0 else proto]
-            flags += ["--port", str(port)] if port else []
-            out = cli_trace(cluster, flags)
-            assert (out["verdict"] == "allow") == want, (name, out)
-            version = 6 if ":" in src else 4
-            for _ in range(3):  # an allowed probe can time out under load: use a clean run
-                before = counters(host, version)
-                ok = kernel(name)
-                hit = {h.rule_id for h in moved(host.node, before, counters(host, version))}
-                if ok == want:
-                    break
-            (hop,) = out["hops"]  # the upstream is external: one hop
-            assert hop["decided_by"]["rule_id"] in hit, (name, hop["decided_by"])
+    check = FlowCheck(cluster, host, flows)
 
     # No applyOnForward policy: forwarding through the host endpoint is allowed by default.
-    agree({"up->wl 7071": True, "up->wl ping": True, "wl->up 9090": True})
+    forwarded(check.agree({"up->wl 7071": True, "up->wl ping": True, "wl->up 9090": True}))
     cluster.apply({
         "kind": "GlobalNetworkPolicy", "metadata": {"name": "uplink-forward"},
         "spec": {"selector": "hep == 'uplink'", "applyOnForward": True, "ingress": [
             {"action": "Allow", "protocol": "TCP", "destination": {"ports": [7070]}},
         ]},
     })  # fmt: skip
-    agree({
+    forwarded(check.agree({
         "up->wl 7070": True,
         "up->wl 7071": False,
         "up->wl 7071 v6": False,
         "up->wl ping": False,
         "wl->up 9090": True,  # no egress applyOnForward policy
         "wl->up 9090 v6": True,
-    })  # fmt: skip
+    }))  # fmt: skip
 
 
 def test_trace_agrees_to_and_from_the_host(cluster: Cluster) -> None:
@@ -142,39 +169,10 @@ def test_trace_agrees_to_and_from_the_host(cluster: Cluster) -> None:
         "host->up 8081": (host.netns, HOST_V4, UP_V4, "tcp", 8081),
     }
 
-    def kernel(name: str) -> bool:
-        ns, _, dst, proto, port = flows[name]
-        if proto == "icmp":
-            return ping(cluster.ns, ns, dst, timeout=1)
-        return connects(cluster.ns, ns, proto, dst, port, timeout=0.7)
-
-    def agree(expected: dict[str, bool]) -> dict[str, dict[str, Any]]:
-        wait_until(lambda: all(kernel(n) == want for n, want in expected.items()), 30.0,
-                   what=f"the kernel to give {expected}")  # fmt: skip
-        decided = {}
-        for name, want in expected.items():
-            _, src, dst, proto, port = flows[name]
-            icmp = "ICMPv6" if ":" in src else "ICMP"
-            flags = ["--from-ip", src, "--to-ip", dst, "--protocol", icmp if port == 0 else proto]
-            flags += ["--port", str(port)] if port else []
-            out = cli_trace(cluster, flags)
-            assert (out["verdict"] == "allow") == want, (name, out)
-            version = 6 if ":" in src else 4
-            for _ in range(3):  # an allowed probe can time out under load: use a clean run
-                before = counters(host, version)
-                ok = kernel(name)
-                hit = {h.rule_id for h in moved(host.node, before, counters(host, version))}
-                if ok == want:
-                    break
-            (hop,) = out["hops"]  # the host and the other end on one host, or external
-            assert hop["host"] == "h1", (name, hop)
-            decided[name] = hop["decided_by"] or {}
-            if "rule_id" in decided[name]:
-                assert decided[name]["rule_id"] in hit, (name, decided[name])
-        return decided
+    check = FlowCheck(cluster, host, flows)
 
     # No host endpoint; DefaultEndpointToHostAction Drop; the host reaches its workloads.
-    got = agree({
+    got = check.agree({
         "a->host 5000": False, "a->host 5000 v6": False, "a->host ping": False,
         "host->a ping": True, "up->host 8080": True,
     })  # fmt: skip
@@ -189,7 +187,7 @@ def test_trace_agrees_to_and_from_the_host(cluster: Cluster) -> None:
         "kind": "FelixConfiguration", "metadata": {"name": "default"},
         "spec": {"defaultEndpointToHostAction": "Accept"},
     })  # fmt: skip
-    got = agree({"a->host 5000": True, "a->host 5000 v6": True, "b->host 5000": True})
+    got = check.agree({"a->host 5000": True, "a->host 5000 v6": True, "b->host 5000": True})
     assert (got["a->host 5000"]["what"], got["a->host 5000"]["action"]) == (
         "endpoint to host action",
         "Allow",
@@ -201,7 +199,7 @@ def test_trace_agrees_to_and_from_the_host(cluster: Cluster) -> None:
             {"action": "Allow"},
         ]},
     })  # fmt: skip
-    got = agree({
+    got = check.agree({
         "a->host 5000": False, "a->host 5000 v6": False, "a->host ping": True,
         "b->host 5000": True,
     })  # fmt: skip
@@ -212,7 +210,7 @@ def test_trace_agrees_to_and_from_the_host(cluster: Cluster) -> None:
         "kind": "HostEndpoint", "metadata": {"name": "h1-eth1", "labels": {"hep": "uplink"}},
         "spec": {"node": "h1", "interfaceName": "eth1", "expectedIPs": [HOST_V4, HOST_V6]},
     })  # fmt: skip
-    got = agree({
+    got = check.agree({
         "up->host 22": True, "up->host 22 v6": True,
         "up->host 8080": False, "up->host 8080 v6": False,
         "up->host ping": False, "up->host ping v6": False,
@@ -229,7 +227,7 @@ def test_trace_agrees_to_and_from_the_host(cluster: Cluster) -> None:
             {"action": "Allow", "protocol": "TCP", "destination": {"ports": [8080]}},
         ]},
     })  # fmt: skip
-    got = agree({"up->host 8080": True, "up->host 8080 v6": True, "up->host ping": False})
+    got = check.agree({"up->host 8080": True, "up->host 8080 v6": True, "up->host ping": False})
     assert (got["up->host 8080"]["policy"], got["up->host 8080"]["rule_index"]) == (
         "uplink-in",
         0,
@@ -242,5 +240,5 @@ def test_trace_agrees_to_and_from_the_host(cluster: Cluster) -> None:
             "ingress": [{"action": "Allow", "protocol": "TCP", "destination": {"ports": [8080]}}],
             "egress": [{"action": "Allow", "protocol": "TCP", "source": {"ports": [8080]}}]},
     })  # fmt: skip
-    got = agree({"up->host 8080": True, "up->host 8080 v6": True, "up->host ping": False})
+    got = check.agree({"up->host 8080": True, "up->host 8080 v6": True, "up->host ping": False})
     assert got["up->host 8080"]["policy"] == "untracked-8080"
