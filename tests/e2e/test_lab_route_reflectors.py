@@ -39,7 +39,11 @@ def test_clients_peer_only_with_the_reflectors_and_reach_each_other(lab: Lab) ->
     for client in ("c-1", "c-2"):
         sessions = lab.sessions(client)
         assert {s.name.split("_", 1)[1] for s in sessions} == REFLECTORS, sessions
-        assert all(s.established for s in sessions)
+        wait_until(lambda c=client: all(s.established for s in lab.sessions(c)), 30,
+                   f"{client}'s sessions established")  # fmt: skip
+    # Once, under CI load, c-1 had no route to w2 here although `lab up` had waited for
+    # every route: wait for it again rather than read a route mid-relearning.
+    lab.wait_routes(["w2"], hosts=["c-1"])
     route = lab.exec("c-1", ["ip", "route", "get", lab.state.workloads["w2"].ipv4 or ""]).stdout
     assert "via 198.18.0.12 " in route  # the reflector keeps the originating next hop
     eventually(lab, "w1", "w2", True)
