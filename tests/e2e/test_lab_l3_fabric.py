@@ -48,6 +48,9 @@ TOR2_LOOPBACK6 = "2001:db8:fe::2"  # l3-fabric-v6.yaml's
 # again: its bestpath run, zebra and the kernel (measured 0.01-0.03 s after the later of the
 # two ToRs' expiries at load 12; the rest is for a loaded machine)
 REROUTE_MARGIN = 3.0
+# FRR's reset time for an expired session (lastResetTimerMsecs) can come after the routes it
+# withdrew are gone from the kernel: flows were seen back 0.13-0.15 s before it, idle.
+EXPIRY_LAG = 0.5
 PING_INTERVAL = 0.02  # seconds between the pings that measure an outage
 # The earlier-seen "lost first probe" after a spine failure, measured (pings every 20 ms between
 # the cross-rack pairs, `ip monitor` and link counters on the ToRs): the pings lost are the TX
@@ -344,7 +347,7 @@ def hold_expiry(lab: Lab, tor: str, neighbor: str) -> tuple[float, float, dict[s
 def test_a_hung_spine_is_routed_around_within_the_hold_time(lab: Lab) -> None:
     """spine-1 drops every packet with its links up and its FRR running: the ToRs notice only
     when their sessions' hold timers expire, which FRR reports (why, and when, by its clock).
-    Each pair's outage ends after the first ToR's expiry and within REROUTE_MARGIN of the
+    Each pair's outage ends at the first ToR's expiry (less EXPIRY_LAG) and within REROUTE_MARGIN of the
     last; the expiries come between hold - keepalive and the hold time after the hang, as
     FRR's timers run. How late a loaded machine runs them is FRR's, printed, and bounded only
     at twice the hold time."""
@@ -387,7 +390,7 @@ def test_a_hung_spine_is_routed_around_within_the_hold_time(lab: Lab) -> None:
         assert hold - keepalive - 1.0 <= early - hung_at[0] <= 2 * hold, after_hang
     for pair, end in ends.items():
         assert end is not None, f"{pair}: no ping answered after its outage"
-        assert first - PING_INTERVAL <= end <= last + REROUTE_MARGIN, (pair, back, lost[pair])
+        assert first - EXPIRY_LAG <= end <= last + REROUTE_MARGIN, (pair, back, lost[pair])
     wait_until(lambda: both_spines(lab), 30, "both spines again")
     assert broken_pairs(lab) == []
 
@@ -405,7 +408,9 @@ def test_the_border_router_learns_every_block_and_carries_its_client_to_workload
                "198.18.0.15": "Established"}, 30, "border peers with both spines")  # fmt: skip
     blocks = {block_of(lab, w) for w in lab.state.workloads}
     wait_until(lambda: blocks <= block_routes(lab), 30, "the border learns every block")
-    assert sorted(lab.border_routes()[block_of(lab, "w-1a")]) == ["198.18.0.13", "198.18.0.15"]
+    both = ["198.18.0.13", "198.18.0.15"]
+    wait_until(lambda: sorted(lab.border_routes().get(block_of(lab, "w-1a"), [])) == both, 30,
+               "the border routes w-1a's block over both spines")  # fmt: skip
     assert "198.18.200.0/24" in tor_routes(lab, "tor-1")
     for workload in lab.state.workloads:
         assert lab.probe("client", workload, "tcp").ok, workload
