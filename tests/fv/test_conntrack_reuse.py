@@ -20,7 +20,7 @@ import pytest
 
 from calico.model.endpoints import WorkloadEndpoint
 from calico.rules.naming import WORKLOAD_TO_PFX
-from calico.testing.workloads import add_workload, connects, serve
+from calico.testing.workloads import Workload, add_workload, connects, serve
 
 from .conftest import Cluster, FelixHost, wait_until
 from .test_conntrack_cleanup import ADDRS, PORT, connection, start, tcp_counters
@@ -34,15 +34,9 @@ def flow_tracked(host: FelixHost, v: int, src: str, sport: int) -> bool:
     return re.search(rf"src={re.escape(src)} .*sport={sport} ", out) is not None
 
 
-@pytest.mark.parametrize("pace", ["quick", "slow"])
-@pytest.mark.parametrize("v", [4, 6])
-def test_a_workload_recreated_on_the_same_interface_and_address_inherits_no_flow(
-    cluster: Cluster, v: int, pace: str
-) -> None:
-    ns = cluster.ns
-    p_addr, addr, _ = ADDRS[v]
-    host, peer, a, wep_a = start(cluster)
-    assert host.proc is not None
+def deny_peer_to_b(cluster: Cluster, host: FelixHost, peer_netns: str, addr: str) -> Workload:
+    """Policy for the coming workload B (denies the peer), and a workload C that B's policy
+    allows; returns C once the peer reaches A at `addr`."""
     cluster.apply({
         "kind": "GlobalNetworkPolicy", "metadata": {"name": "b-ingress"},
         "spec": {"selector": "role == 'b'", "ingress": [
@@ -52,7 +46,20 @@ def test_a_workload_recreated_on_the_same_interface_and_address_inherits_no_flow
     })  # fmt: skip
     c = host.add_workload("calic", ADDRS[4][2], ADDRS[6][2])
     cluster.add_endpoint(host, c, "c", role="c")
-    wait_until(lambda: connects(ns, peer.netns, "tcp", addr, PORT), what="p -> a")
+    wait_until(lambda: connects(cluster.ns, peer_netns, "tcp", addr, PORT), what="p -> a")
+    return c
+
+
+@pytest.mark.parametrize("pace", ["quick", "slow"])
+@pytest.mark.parametrize("v", [4, 6])
+def test_a_workload_recreated_on_the_same_interface_and_address_inherits_no_flow(
+    cluster: Cluster, v: int, pace: str
+) -> None:
+    ns = cluster.ns
+    p_addr, addr, _ = ADDRS[v]
+    host, peer, a, wep_a = start(cluster)
+    assert host.proc is not None
+    c = deny_peer_to_b(cluster, host, peer.netns, addr)
     with connection(peer.netns, addr) as conn:
         assert conn.exchange("hello") == "reply hello"
         assert flow_tracked(host, v, p_addr, conn.port)
@@ -115,16 +122,7 @@ def test_a_flow_tracked_again_while_its_address_had_no_route_is_not_inherited(
     p_addr, addr, _ = ADDRS[4]
     host, peer, a, wep_a = start(cluster)
     host.exec(["ip", "-4", "route", "del", "blackhole", "198.19.0.0/24"])
-    cluster.apply({
-        "kind": "GlobalNetworkPolicy", "metadata": {"name": "b-ingress"},
-        "spec": {"selector": "role == 'b'", "ingress": [
-            {"action": "Deny", "source": {"selector": "role == 'peer'"}},
-            {"action": "Allow"},
-        ]},
-    })  # fmt: skip
-    c = host.add_workload("calic", ADDRS[4][2], ADDRS[6][2])
-    cluster.add_endpoint(host, c, "c", role="c")
-    wait_until(lambda: connects(ns, peer.netns, "tcp", addr, PORT), what="p -> a")
+    c = deny_peer_to_b(cluster, host, peer.netns, addr)
     with connection(peer.netns, addr) as conn:
         assert conn.exchange("hello") == "reply hello"
         host.exec(["ip", "link", "del", a.host_iface])
