@@ -38,20 +38,15 @@ root namespace.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import os
 import resource as rlimit
-import signal
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from calico import programs
 from calico.datastore.client import ResourceClient, encode
@@ -59,78 +54,13 @@ from calico.datastore.etcd import EtcdBackend
 from calico.testing.etcd_server import EtcdServer
 from calico.testing.netns import Namespaces
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # felix_scale, next to this file
-from felix_scale import HOST, Host, Scale, Workload, iface, progress, resource, sysctl_names
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench modules, next to this file
+from felix_harness import KERNEL_READS, FelixRun, populate, proc_status
+from felix_scale import Host, Scale, Workload, iface, progress, resource, sysctl_names
 
-FELIX = str(Path(sys.executable).parent / "calico-felix")
-IN_SYNC = "dataplane in sync with the datastore"
 REFRESH = 90.0  # Felix's default iptables / IP set / route refresh interval (s)
-TICK = os.sysconf("SC_CLK_TCK")
 MIB = 1024 * 1024
 ROW_FORMAT = "{:<40} {:>13} {:>11} {:>9} {:>11} {:>7}"
-FLOOR_READS = (  # Felix's backend in a fresh namespace is nft ("auto" with nothing there)
-    "iptables-nft-save",
-    "ip6tables-nft-save",
-    "ipset save",
-    "ip -j -4 route show",
-    "ip -j -6 route show",
-    "ip -j link show",
-    "ip -j -4 neigh show",
-    "ip -j -6 neigh show",
-)
-
-
-# -- /proc -----------------------------------------------------------------------------------
-
-
-def proc_status(pid: int) -> dict[str, int]:
-    """VmRSS, VmHWM, RssAnon... of /proc/<pid>/status, in bytes."""
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        words = value.split()
-        if len(words) == 2 and words[1] == "kB":
-            out[name] = int(words[0]) * 1024
-    return out
-
-
-@dataclass(frozen=True)
-class CpuTimes:
-    """/proc/<pid>/stat's CPU seconds: the process, and its waited-for children."""
-
-    at: float
-    own: float
-    children: float
-
-    @classmethod
-    def read(cls, pid: int) -> CpuTimes:
-        at = time.monotonic()
-        text = Path(f"/proc/{pid}/stat").read_text()
-        fields = text[text.rindex(")") + 2 :].split()  # after "pid (comm) "
-        utime, stime, cutime, cstime = (int(f) / TICK for f in fields[11:15])
-        return cls(at, utime + stime, cutime + cstime)
-
-    def percent(self, later: CpuTimes) -> tuple[float, float]:
-        """% of one core between self and `later`: (own, own + children)."""
-        wall = later.at - self.at
-        own = later.own - self.own
-        return 100 * own / wall, 100 * (own + later.children - self.children) / wall
-
-
-# -- etcd ------------------------------------------------------------------------------------
-
-
-def populate(backend: EtcdBackend, docs: Iterable[dict[str, Any]], threads: int = 8) -> int:
-    """Creates every resource (in parallel, as many clients would); returns how many."""
-    client = ResourceClient(backend)
-    resources = [resource(doc) for doc in docs]
-    with ThreadPoolExecutor(threads) as pool:
-        for _ in pool.map(client.create, resources):
-            pass
-    return len(resources)
-
-
-# -- Felix -----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -145,80 +75,6 @@ class Measurement:
     peak_second: float = 0.0  # highest own + children over any ~1 s sample
     rss: int = 0
     hwm: int = 0
-
-
-class FelixRun:
-    """calico-felix in the host namespace, as an operator runs it."""
-
-    def __init__(self, ns: Namespaces, host: Host, etcd: EtcdServer, run_dir: Path) -> None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self.log = run_dir / "felix.log"
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-            "NODENAME": HOST,
-            "ETCD_ENDPOINTS": etcd.unix_endpoint,
-            "CALICO_RUN_DIR": str(run_dir),
-        }
-        self.started = time.monotonic()
-        self.proc = ns.popen(host.name, [FELIX], env=env, log=str(self.log))
-        self.pid = self.proc.pid  # `ip netns exec` and the script's interpreter exec in place
-
-    def wait_in_sync(self, timeout: float) -> float:
-        deadline = self.started + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"calico-felix exited {self.proc.returncode}:\n{self.tail()}")
-            if IN_SYNC in self.log.read_text(errors="replace"):
-                return time.monotonic() - self.started
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"calico-felix not in sync after {timeout:.0f} s:\n{self.tail()}"
-                )
-            time.sleep(0.1)
-
-    def settle(self, quiet: float, window: float = 2.0, cap: float = 120.0) -> float:
-        """Waits until a `window` uses under `quiet` % of a core (status writes, the calc
-        graph's tail, deferred work done), at most `cap` seconds; returns the time taken."""
-        started = time.monotonic()
-        before = CpuTimes.read(self.pid)
-        while time.monotonic() - started < cap:
-            time.sleep(window)
-            after = CpuTimes.read(self.pid)
-            if before.percent(after)[1] < quiet:
-                break
-            before = after
-        return time.monotonic() - started
-
-    def idle(self, seconds: float) -> tuple[float, float, float]:
-        """CPU % of one core over `seconds` (own, with children) and the busiest ~1 s."""
-        first = last = CpuTimes.read(self.pid)
-        peak = 0.0
-        end = first.at + seconds
-        while (now := time.monotonic()) < end:
-            time.sleep(min(1.0, end - now))
-            sample = CpuTimes.read(self.pid)
-            peak = max(peak, last.percent(sample)[1])
-            last = sample
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"calico-felix exited while idle:\n{self.tail()}")
-        own, everything = first.percent(last)
-        return own, everything, peak
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 10 s: by PID (its own session), never by name."""
-        if self.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except programs.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
 
 
 def measure(
@@ -255,7 +111,7 @@ def measure(
 def refresh_floor(netns: str, endpoints: int, reps: int = 5) -> float:
     """CPU % of one core that one refresh cycle's raw kernel reads cost every REFRESH s:
     the dumps, and one `sysctl` reading back the global and per-interface settings."""
-    script = "".join(f"{cmd} >/dev/null\n" for cmd in FLOOR_READS)
+    script = "".join(f"{cmd} >/dev/null\n" for cmd in KERNEL_READS)
     sysctls = sysctl_names(map(iface, range(endpoints)))
     samples = []
     for _ in range(reps):
@@ -335,7 +191,7 @@ def report(
         f" {full.peak_second:.1f} % of a core",
         "floors: RSS = python -c 'import calico.felix.daemon' (same venv, alive);"
         " per endpoint = mean etcd value of a remote endpoint;",
-        f"  CPU = {', '.join(FLOOR_READS)}, sysctl <every setting Felix owns> in Felix's"
+        f"  CPU = {', '.join(KERNEL_READS)}, sysctl <every setting Felix owns> in Felix's"
         f" namespace, once per {REFRESH:.0f} s",
     ]
     return "\n".join(lines)

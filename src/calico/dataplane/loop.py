@@ -13,9 +13,10 @@
 Nothing is written before the first InSync and the interface monitor's first full dump:
 Felix must know the whole datastore, and every interface (host endpoints resolve to them,
 endpoint status follows them), before it touches a kernel that may hold a previous Felix's
-correct state. A failed apply leaves the
-drivers dirty and is retried with backoff; periodic refreshes re-read the kernel and repair
-tampering. Health: live while the loop turns, ready after the first successful apply.
+correct state. A failed apply leaves the drivers dirty and is retried with backoff; periodic
+refreshes re-read the kernel and repair tampering (the iptables one only if the nftables
+generation moved, where Felix can read it). Health: live while the loop turns, ready after
+the first successful apply.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from calico.dataplane.drivers.ipsets import IPSets, IPSetWriter
 from calico.dataplane.drivers.iptables_table import IptablesTable, apply_tables, detect_backend
 from calico.dataplane.drivers.links import LinkConfigurator
 from calico.dataplane.drivers.netlink_dump import LeanDumps
+from calico.dataplane.drivers.nft_generation import GenerationTracker
 from calico.dataplane.drivers.routetable import BLACKHOLE, RouteTable
 from calico.dataplane.drivers.vxlan import VXLANDevice
 from calico.dataplane.managers import Manager
@@ -128,6 +130,7 @@ class InternalDataplane:
         on_health: Callable[[bool], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_applied: Callable[[ApplyStats], None] | None = None,
+        nft_generation: Callable[[], int] | None = None,
     ) -> None:
         cfg = settings.rules
         self._settings = settings
@@ -144,6 +147,13 @@ class InternalDataplane:
             for v in families
             for t in TABLES
         ]
+        # With the nft backend, a refresh skips re-reading the tables while the ruleset
+        # generation shows no commit since our view was verified (drivers/nft_generation).
+        self._nft = (
+            GenerationTracker(nft_generation)
+            if nft_generation is not None and backend == "nft"
+            else None
+        )
         self.ipsets = [IPSets(v, runner) for v in families]
         self._ipset_writer = IPSetWriter(runner, self.ipsets)
         self.conntrack = ConntrackCleaner(ConntrackFlows(runner))
@@ -319,7 +329,7 @@ class InternalDataplane:
         if not (self._in_sync and self._ifaces_in_sync):
             return
         now = self._clock()
-        if self._refresh["iptables"].fire(now):
+        if self._refresh["iptables"].fire(now) and not self._nft_unchanged():
             for table in self.tables:
                 table.resync()
             self._dirty = True
@@ -337,6 +347,12 @@ class InternalDataplane:
         retry_due = self._retry_at is not None and now >= self._retry_at
         if self._dirty or pending_routes or retry_due:
             self._apply()
+
+    def _nft_unchanged(self) -> bool:
+        if self._nft is None or not self._nft.unchanged():
+            return False
+        log.debug("iptables refresh skipped: nftables generation %s unchanged", self._nft.trusted)
+        return True
 
     def _policy_ids_changed(self, msg: ActivePolicyUpdate | ActivePolicyRemove) -> None:
         if isinstance(msg, ActivePolicyUpdate):
@@ -373,12 +389,27 @@ class InternalDataplane:
         for manager in self.managers:
             manager.complete_deferred_work()
         self._ipset_writer.apply_updates()  # both families: one `ipset restore`
-        apply_tables(self.tables)
+        self._apply_tables()
         self._ipset_writer.apply_deletions()
         self.links.apply()
         for routes in self.routes.values():
             routes.apply()
         self.vxlan.apply()
+
+    def _apply_tables(self) -> None:
+        tracker = self._nft
+        if tracker is None or not any(t.dirty for t in self.tables):
+            apply_tables(self.tables)
+            return
+        tracker.begin()
+        verified = all(t.needs_read for t in self.tables)
+        commits = sum(t.commits for t in self.tables)
+        try:
+            apply_tables(self.tables)
+        except BaseException:
+            tracker.forget()
+            raise
+        tracker.end(sum(t.commits for t in self.tables) - commits, verified)
 
     def _apply_once(self) -> bool:
         try:

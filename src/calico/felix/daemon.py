@@ -27,7 +27,7 @@ from calico.calc.graph import CalcGraph
 from calico.calc.messages import HostEndpointID, WorkloadEndpointID
 from calico.calc.messages import WorkloadEndpoint as WorkloadEndpointMessage
 from calico.calc.salvage import salvage_policy
-from calico.dataplane.kernel import open_netlink
+from calico.dataplane.kernel import nft_generation, open_netlink
 from calico.dataplane.loop import ApplyStats, DataplaneSettings, InternalDataplane
 from calico.dataplane.managers.vxlan import VXLANSettings
 from calico.datastore.api import Backend, DatastoreError, DatastoreTlsError, SyncStatus
@@ -245,6 +245,7 @@ class Felix:
             on_endpoint_status=self._endpoint_status if cfg.endpoint_reporting_enabled else None,
             on_health=self._dataplane_health,
             on_applied=self._record_apply,
+            nft_generation=nft_generation(),
         )
         self.metrics.watch_denies(dataplane.deny_counters)
         return dataplane

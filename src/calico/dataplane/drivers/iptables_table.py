@@ -153,6 +153,7 @@ class IptablesTable:
         self._hooks_changed = True
         self._refreshing = False  # the next read re-checks a view we had: counts drift
         self.drift_repaired = 0  # chains a refresh found changed behind our back
+        self.commits = 0  # successful restores: one kernel transaction each (one table)
 
     @property
     def dirty(self) -> bool:
@@ -259,6 +260,7 @@ class IptablesTable:
         args = [tool(self.ip_version, self.backend, "restore"), "--noflush", "--wait"]
         try:
             self._runner.run(args, stdin=text)
+            self.commits += 1
         except CommandFailed as exc:
             self._kernel = None
             numbered = "\n".join(f"{i:5d} {line}" for i, line in enumerate(text.splitlines(), 1))
