@@ -1,8 +1,9 @@
 """Benchmark P8: calico-felix's footprint after a cold start at scale L, and while idle.
 
 Run as root: ``.venv/bin/python bench/felix_footprint.py [--endpoints 1000] [--remote 10000]
-[--policies 1000] [--idle 90]`` (about 3 minutes on 2 cores), or ``--quick`` for a small
-configuration in about 15 seconds.
+[--policies 1000] [--idle 90] [--write]`` (about 3 minutes on 2 cores), or ``--quick`` for
+a small configuration in about 15 seconds. ``--write`` records the table in
+docs/benchmarks.md.
 
 It starts its own etcd and pre-populates it with felix_scale's workload (the same
 resources: profiles, policies, dual-stack local endpoints on pre-created oper-up veths
@@ -28,9 +29,10 @@ Rows, each with its P8 target and a ratio to a floor measured in the same run:
 - RSS per remote endpoint: the RSS slope between the two runs; floor = the mean size of a
   remote endpoint's value as stored in etcd (its JSON);
 - idle CPU, Felix alone (utime + stime) and with its commands (+ cutime + cstime): floor =
-  the kernel reads one refresh cycle needs at the least (iptables-save, ip6tables-save,
-  ipset save, ip route/link/neigh dumps, a sysctl read of the settings Felix owns, all in
-  the same namespace), their CPU per 90 s.
+  the kernel reads of a refresh cycle that re-reads everything (iptables-save,
+  ip6tables-save, ipset save, ip route/link/neigh dumps, a sysctl read of the settings Felix
+  owns, all in the same namespace), their CPU per 90 s. Felix can go below it: with the nft
+  backend it skips the iptables re-read while the ruleset generation has not moved.
 Namespaces and etcd are removed afterwards (Felix is killed by PID); nothing touches the
 root namespace.
 """
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import resource as rlimit
 import statistics
 import sys
@@ -55,7 +58,7 @@ from calico.testing.etcd_server import EtcdServer
 from calico.testing.netns import Namespaces
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench modules, next to this file
-from felix_harness import KERNEL_READS, FelixRun, populate, proc_status
+from felix_harness import KERNEL_READS, FelixRun, populate, proc_status, record
 from felix_scale import Host, Scale, Workload, iface, progress, resource, sysctl_names
 
 REFRESH = 90.0  # Felix's default iptables / IP set / route refresh interval (s)
@@ -236,16 +239,23 @@ def main(argv: Sequence[str] | None = None, ns: Namespaces | None = None) -> int
         "--quiet", type=float, default=5.0, help="settled: under this %% of a core for 2 s"
     )
     parser.add_argument("--quick", action="store_true", help="small scale, idle 5 s")
+    parser.add_argument("--write", action="store_true", help="record in docs/benchmarks.md")
     args = parser.parse_args(argv)
     if args.quick:
         args.endpoints, args.remote, args.policies, args.idle = 10, 400, 10, 5.0
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     scale = Scale(args.endpoints, args.remote, args.policies)
+    load_start = os.getloadavg()[0]
     if ns is not None:
-        print(run(ns, scale, args.idle, args.quiet))
+        table = run(ns, scale, args.idle, args.quiet)
     else:
         with Namespaces() as own:
-            print(run(own, scale, args.idle, args.quiet))
+            table = run(own, scale, args.idle, args.quiet)
+    print(table)
+    if args.write and not args.quick:
+        used = argv if argv is not None else sys.argv[1:]
+        record("felix-footprint", "P8 Felix footprint and idle CPU at scale L",
+               "felix_footprint.py", used, table, (load_start, os.getloadavg()[0]))  # fmt: skip
     return 0
 
 

@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +21,14 @@ from typing import Any
 from calico import programs
 from calico.datastore.client import ResourceClient
 from calico.datastore.etcd import EtcdBackend
+from calico.testing.doc_sections import run_stamp, write_section
 from calico.testing.etcd_server import EtcdServer
 from calico.testing.netns import Namespaces
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # felix_scale, next to this file
 from felix_scale import HOST, Host, resource
 
+DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 FELIX = str(Path(sys.executable).parent / "calico-felix")
 IN_SYNC = "dataplane in sync with the datastore"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -42,6 +44,29 @@ KERNEL_READS = (  # Felix's backend in a fresh namespace is nft ("auto" with not
 )
 """Every table of both families, every IP set, the routes, links and neighbours: the least
 a process must read to know the kernel state Felix owns (sysctls aside), one shell line each."""
+
+
+# -- figures ---------------------------------------------------------------------------------
+
+
+def record(section: str, heading: str, script: str, argv: Sequence[str], table: str,
+           load: tuple[float, float]) -> None:  # fmt: skip
+    """Writes `table` as docs/benchmarks.md's `section`, with the date, machine, the load
+    average at the run's start and end, and the command."""
+    when, machine = run_stamp()
+    text = "\n".join([
+        f"## {heading} (`bench/{script}`)",
+        "",
+        f"{when}; {machine}; {os.cpu_count()} CPUs; load average {load[0]:.1f} at the start,"
+        f" {load[1]:.1f} at the end (other sessions share the machine: absolute times and CPU"
+        " shares are inflated, the ratios less so).",
+        f"Command: `{' '.join(['.venv/bin/python', f'bench/{script}', *argv])}`",
+        "",
+        "```",
+        table,
+        "```",
+    ])  # fmt: skip
+    write_section(DOC, section, text, title="# Benchmark figures")
 
 
 # -- /proc -----------------------------------------------------------------------------------

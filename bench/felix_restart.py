@@ -47,16 +47,13 @@ from calico import programs
 from calico.dataplane.kernel import nft_generation
 from calico.datastore.client import ResourceClient
 from calico.datastore.etcd import EtcdBackend
-from calico.testing.doc_sections import run_stamp, write_section
 from calico.testing.etcd_server import EtcdServer
 from calico.testing.netns import Namespaces
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench modules, next to this file
-from felix_harness import KERNEL_READS, FelixRun, populate
+from felix_harness import KERNEL_READS, FelixRun, populate, record
 from felix_scale import Host, Scale, Workload, p99, progress, v4
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-SECTION = "felix-restart"
 TARGET_RATIO = 3.0
 PING_INTERVAL = 0.01
 WATCHED = (  # what Felix runs, wrapped to count its writes
@@ -284,23 +281,6 @@ def report(scale: Scale, results: Results, reps: int) -> str:
     return "\n".join(lines)
 
 
-def record(table: str, argv: Sequence[str], load: tuple[float, float]) -> None:
-    when, machine = run_stamp()
-    text = "\n".join([
-        "## P5 Felix restart (kill -9) at scale L, traffic running (`bench/felix_restart.py`)",
-        "",
-        f"{when}; {machine}; {os.cpu_count()} CPUs; load average {load[0]:.1f} at the start,"
-        f" {load[1]:.1f} at the end (other sessions share the machine: absolute times are"
-        " inflated, the ratio less so).",
-        f"Command: `.venv/bin/python bench/felix_restart.py {' '.join(argv)}`",
-        "",
-        "```",
-        table,
-        "```",
-    ])  # fmt: skip
-    write_section(DOC, SECTION, text, title="# Benchmark figures")
-
-
 def main(argv: Sequence[str] | None = None, ns: Namespaces | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--endpoints", type=int, default=1000, help="local endpoints (veths)")
@@ -326,7 +306,10 @@ def main(argv: Sequence[str] | None = None, ns: Namespaces | None = None) -> int
     table = report(scale, results, args.reps)
     print(table)
     if args.write and not args.smoke:
-        record(table, argv if argv is not None else sys.argv[1:], (load_start, os.getloadavg()[0]))
+        heading = "P5 Felix restart (kill -9) at scale L, traffic running"
+        used = argv if argv is not None else sys.argv[1:]
+        record("felix-restart", heading, "felix_restart.py", used, table,
+               (load_start, os.getloadavg()[0]))  # fmt: skip
     return 0
 
 

@@ -140,8 +140,17 @@ class InternalDataplane:
         self._on_applied = on_applied
         self._policies: set[PolicyID] = set()
         backend = settings.iptables_backend
-        backend = detect_backend(runner) if backend == "auto" else backend
         families = cfg.ip_versions
+        tracker = GenerationTracker(nft_generation) if nft_generation is not None else None
+        # The saves that detected the backend serve as the first apply's read when no nft
+        # commit happened since (one `iptables-nft-save` per family less at every start).
+        self._detect_saves: tuple[int, dict[tuple[str, int], str]] | None = None
+        if backend == "auto":
+            saves: dict[tuple[str, int], str] = {}
+            before = tracker.now() if tracker is not None else None
+            backend = detect_backend(runner, saves)
+            if before is not None and tracker is not None and tracker.now() == before:
+                self._detect_saves = (before, saves)
         self.tables = [
             IptablesTable(t, v, runner, backend=backend, insert_mode=cfg.chain_insert_mode)
             for v in families
@@ -149,11 +158,7 @@ class InternalDataplane:
         ]
         # With the nft backend, a refresh skips re-reading the tables while the ruleset
         # generation shows no commit since our view was verified (drivers/nft_generation).
-        self._nft = (
-            GenerationTracker(nft_generation)
-            if nft_generation is not None and backend == "nft"
-            else None
-        )
+        self._nft = tracker if backend == "nft" else None
         self.ipsets = [IPSets(v, runner) for v in families]
         self._ipset_writer = IPSetWriter(runner, self.ipsets)
         self.conntrack = ConntrackCleaner(ConntrackFlows(runner))
@@ -401,11 +406,13 @@ class InternalDataplane:
         if tracker is None or not any(t.dirty for t in self.tables):
             apply_tables(self.tables)
             return
-        tracker.begin()
+        generation = tracker.begin()
+        detected, self._detect_saves = self._detect_saves, None
+        saved = detected[1] if detected is not None and detected[0] == generation else None
         verified = all(t.needs_read for t in self.tables)
         commits = sum(t.commits for t in self.tables)
         try:
-            apply_tables(self.tables)
+            apply_tables(self.tables, saved)
         except BaseException:
             tracker.forget()
             raise

@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -108,9 +108,10 @@ def tool(ip_version: int, backend: str, verb: str) -> str:
     return f"{'ip6' if ip_version == 6 else 'ip'}tables-{backend}-{verb}"
 
 
-def detect_backend(runner: CommandRunner) -> str:
+def detect_backend(runner: CommandRunner, saves: dict[tuple[str, int], str] | None = None) -> str:
     """Like Felix's "auto": the backend already holding Calico chains, else the one holding
-    more rules (kube-proxy and friends picked it), else nft."""
+    more rules (kube-proxy and friends picked it), else nft. `saves` receives what each
+    (backend, IP version) save printed, for a caller that can tell it is still current."""
     scores: dict[str, tuple[int, int]] = {}
     for backend in BACKENDS:
         cali = rules = 0
@@ -119,6 +120,8 @@ def detect_backend(runner: CommandRunner) -> str:
                 out = runner.run([tool(version, backend, "save")]).stdout
             except CommandFailed:
                 continue
+            if saves is not None:
+                saves[(backend, version)] = out
             cali += sum(line.startswith(f":{CHAIN_PREFIX}") for line in out.splitlines())
             rules += sum(line.startswith("-A ") for line in out.splitlines())
         scores[backend] = (cali, rules)
@@ -363,10 +366,13 @@ def _record(kernel: KernelTable, update: TableUpdate, insert_mode: str) -> None:
         )
 
 
-def apply_tables(tables: Sequence[IptablesTable]) -> None:
+def apply_tables(
+    tables: Sequence[IptablesTable], saved: Mapping[tuple[str, int], str] | None = None
+) -> None:
     """Applies `tables`, in order except where a chain moves between them (see
     `_write_order`). Those of one family (and backend) that need a kernel read share one
-    whole-family `iptables-save`. (Families are not applied side by side: with nft, a
+    whole-family `iptables-save`, or take `saved`'s (backend, IP version) text: a save the
+    caller knows is still current. (Families are not applied side by side: with nft, a
     commit by one makes the other's restore start over.)"""
     unread: dict[tuple[int, str], list[IptablesTable]] = {}
     for table in tables:
@@ -374,8 +380,10 @@ def apply_tables(tables: Sequence[IptablesTable]) -> None:
             unread.setdefault((table.ip_version, table.backend), []).append(table)
     views: dict[IptablesTable, KernelTable] = {}
     for (ip_version, backend), group in unread.items():
-        if len(group) > 1:
+        out = (saved or {}).get((backend, ip_version))
+        if out is None and len(group) > 1:
             out = group[0]._runner.run([tool(ip_version, backend, "save")]).stdout
+        if out is not None:
             read = parse_save_tables(out)
             views.update({t: read.get(t.table, KernelTable()) for t in group})
     for table in _write_order(tables, views):

@@ -91,18 +91,19 @@ class GenerationTracker:
     def unchanged(self) -> bool:
         """True if nothing was committed since our views were verified: a refresh may skip
         re-reading them."""
-        return self.trusted is not None and self._now() == self.trusted
+        return self.trusted is not None and self.now() == self.trusted
 
-    def begin(self) -> None:
-        """Before an apply's first read or write of the tables."""
-        self._before = self._now()
+    def begin(self) -> int | None:
+        """Before an apply's first read or write of the tables; returns the generation."""
+        self._before = self.now()
         if self._before is None or self._before != self.trusted:
             self.trusted = None  # someone committed since: only a full read re-verifies
+        return self._before
 
     def end(self, commits: int, verified: bool) -> None:
         """After a successful apply that made `commits` transactions; `verified`: every
         view used was read in this apply or trusted at its start."""
-        after, before = self._now(), self._before
+        after, before = self.now(), self._before
         self._before = None
         ok = verified or self.trusted is not None
         exact = after is not None and before is not None and after - before == commits
@@ -112,7 +113,8 @@ class GenerationTracker:
         """A failed apply: the kernel is in an unknown state."""
         self.trusted = self._before = None
 
-    def _now(self) -> int | None:
+    def now(self) -> int | None:
+        """The generation, or None if it cannot be read."""
         try:
             return self._read()
         except OSError:
