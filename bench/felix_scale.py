@@ -11,10 +11,11 @@ entries, per-interface sysctls, chains in six tables and v4 + v6 IP sets.
 
 Rows (median and p99 over --reps; ratio = median / floor median):
 - cold: resources -> CalcGraph -> InternalDataplane (its real thread and interface monitor,
-  iptables backend "auto") on an empty kernel, until every endpoint is reported up after an
-  apply. Floor: the final state Felix produced (iptables-save, ip6tables-save, ipset save,
-  routes, neighbours, sysctls) written by iptables-restore + ip6tables-restore + ipset
-  restore + ip -batch (v4, v6) + sysctl -w into the floor host, emptied before each rep.
+  iptables backend "auto", the nftables generation read as calico-felix does) on an empty
+  kernel, until every endpoint is reported up after an apply. Floor: the final state Felix
+  produced (iptables-save, ip6tables-save, ipset save, routes, neighbours, sysctls) written
+  by iptables-restore + ip6tables-restore + ipset restore + ip -batch (v4, v6) + sysctl -w
+  into the floor host, emptied before each rep.
 - calc+render: the same pipeline at --calc-endpoints local endpoints with no kernel (a fake
   command runner records the restore inputs). Floor: render_full() of the same final chains
   plus joining the same ipset / ip -batch lines: the irreducible text generation (rule
@@ -47,7 +48,7 @@ from calico.calc.graph import CalcGraph
 from calico.calc.messages import Message
 from calico.dataplane.drivers.iptables_render import render_full
 from calico.dataplane.drivers.links import global_sysctls, interface_sysctls
-from calico.dataplane.kernel import open_netlink
+from calico.dataplane.kernel import nft_generation, open_netlink
 from calico.dataplane.loop import DataplaneSettings, InternalDataplane
 from calico.datastore.api import SyncStatus
 from calico.felix.daemon import tune_gc
@@ -681,7 +682,12 @@ def felix_cold(
 
     started = time.perf_counter()
     dp = InternalDataplane(
-        settings(), host.runner, host.factory, on_endpoint_status=on_status, on_health=on_health
+        settings(),
+        host.runner,
+        host.factory,
+        on_endpoint_status=on_status,
+        on_health=on_health,
+        nft_generation=nft_generation(host.name),  # as calico-felix builds it
     )
     dp.start()
     try:
