@@ -18,6 +18,9 @@ Rows (median and p99 over --reps; ratio = median / floor median):
   neighbours (one `iptables-nft-save`, `ip6tables-nft-save`, `ipset save`, `ip -j ...` each,
   in the host namespace), plus a range read of the whole /calico/ prefix from etcd into
   Python (the client Felix uses).
+- CPU until in sync: Felix's user + system CPU, its commands included (/proc/<pid>/stat),
+  against the read floor's (its commands' and the etcd read's): less sensitive than the
+  time to what else loads the machine.
 - writes after restart (target 0, nothing changed): the commands Felix ran that write,
   seen by wrappers first on its PATH (iptables/ipset restores, `ip -force -batch`,
   `sysctl -w`, conntrack deletions); route and neighbour changes seen by `ip monitor` in
@@ -34,6 +37,7 @@ import json
 import logging
 import math
 import os
+import resource as rlimit
 import shutil
 import statistics
 import sys
@@ -51,7 +55,7 @@ from calico.testing.etcd_server import EtcdServer
 from calico.testing.netns import Namespaces
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench modules, next to this file
-from felix_harness import KERNEL_READS, FelixRun, populate, record
+from felix_harness import KERNEL_READS, CpuTimes, FelixRun, populate, record
 from felix_scale import Host, Scale, Workload, p99, progress, v4
 
 TARGET_RATIO = 3.0
@@ -106,6 +110,7 @@ def ours(monitor: str) -> list[str]:
 @dataclass
 class Restart:
     seconds: float
+    cpu: float  # Felix's CPU (user + system, its commands included) until in sync
     commands: int
     writes: list[str]
     netlink_changes: list[str]
@@ -120,6 +125,7 @@ class Results:
     restarts: list[Restart] = field(default_factory=list)
     floor: list[float] = field(default_factory=list)
     floor_kernel: list[float] = field(default_factory=list)
+    floor_cpu: list[float] = field(default_factory=list)
 
 
 # -- the host --------------------------------------------------------------------------------
@@ -158,15 +164,18 @@ def ping_counts(log: Path) -> tuple[int, int]:
     raise RuntimeError(f"no ping summary in {log}: {log.read_text()[-500:]}")
 
 
-def read_floor(host: Host, backend: EtcdBackend) -> tuple[float, float]:
-    """(kernel + etcd, kernel) read time: KERNEL_READS in the host namespace, one after
-    the other, then the whole /calico/ prefix into Python."""
+def read_floor(host: Host, backend: EtcdBackend) -> tuple[float, float, float]:
+    """(kernel + etcd, kernel) read time and the CPU of both: KERNEL_READS in the host
+    namespace, one after the other, then the whole /calico/ prefix into Python."""
     script = "".join(f"{cmd} >/dev/null\n" for cmd in KERNEL_READS)
-    started = time.perf_counter()
+    children = rlimit.getrusage(rlimit.RUSAGE_CHILDREN)
+    started, thread = time.perf_counter(), time.thread_time()
     programs.run(["ip", "netns", "exec", host.name, "sh", "-ec", script], check=True)
     kernel = time.perf_counter() - started
     backend.list("/calico/")
-    return time.perf_counter() - started, kernel
+    after = rlimit.getrusage(rlimit.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+    return time.perf_counter() - started, kernel, cpu + time.thread_time() - thread
 
 
 # -- driver ----------------------------------------------------------------------------------
@@ -213,6 +222,7 @@ def run(ns: Namespaces, scale: Scale, reps: int, quiet: float) -> Results:
                 felix.kill()
                 felix = FelixRun(ns, host, etcd, run_dir, tools)
                 seconds = felix.wait_in_sync(timeout=900)
+                used = CpuTimes.read(felix.pid)
                 felix.settle(quiet)
                 if pinger.poll() is not None:
                     raise RuntimeError(f"the ping ended before Felix settled ({window:.0f} s)")
@@ -225,6 +235,7 @@ def run(ns: Namespaces, scale: Scale, reps: int, quiet: float) -> Results:
                 results.restarts.append(
                     Restart(
                         seconds,
+                        used.own + used.children,
                         len(commands),
                         [c for c in commands if is_write(c)],
                         changes,
@@ -233,9 +244,10 @@ def run(ns: Namespaces, scale: Scale, reps: int, quiet: float) -> Results:
                         sent - got,
                     )
                 )
-                both, kernel = read_floor(host, backend)
+                both, kernel, cpu = read_floor(host, backend)
                 results.floor.append(both)
                 results.floor_kernel.append(kernel)
+                results.floor_cpu.append(cpu)
                 progress(f"restart {n + 1}/{reps}: in sync after {seconds:.2f} s")
         finally:
             if felix is not None:
@@ -250,6 +262,8 @@ def report(scale: Scale, results: Results, reps: int) -> str:
     floor = statistics.median(results.floor)
     median = statistics.median(times)
     writes = [len(r.writes) for r in restarts]
+    cpus = [r.cpu for r in restarts]
+    cpu, floor_cpu = statistics.median(cpus), statistics.median(results.floor_cpu)
     changes = [len(r.netlink_changes) for r in restarts]
     commits = [r.nft_commits for r in restarts]
     sent, lost = sum(r.sent for r in restarts), sum(r.lost for r in restarts)
@@ -260,6 +274,8 @@ def report(scale: Scale, results: Results, reps: int) -> str:
         ROW_FORMAT.format("metric", "scale", "median", "p99", "floor", "ratio", "target"),
         ROW_FORMAT.format("restart -> in sync (s)", label, f"{median:.2f}", f"{p99(times):.2f}",
                           f"{floor:.2f}", f"{median / floor:.2f}", f"<={TARGET_RATIO:g}"),
+        ROW_FORMAT.format("CPU until in sync (s)", label, f"{cpu:.2f}", f"{p99(cpus):.2f}",
+                          f"{floor_cpu:.2f}", f"{cpu / floor_cpu:.2f}", "-"),
         ROW_FORMAT.format("commands that write", label, f"{statistics.median(writes):g}",
                           str(max(writes)), "-", "-", "0"),
         ROW_FORMAT.format("route/neighbour changes (netlink)", label,

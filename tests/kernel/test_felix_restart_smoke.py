@@ -23,9 +23,11 @@ def test_felix_restart_bench_smoke_run_restarts_without_writes_or_loss(
         pytest.skip("etcd not found (make test installs it)")
     assert bench_script("felix_restart").main(["--smoke"], ns=netns) == 0
     table = capsys.readouterr().out
-    rows = {line[:34].strip(): line[34:].split() for line in table.splitlines()[2:7]}
+    rows = {line[:34].strip(): line[34:].split() for line in table.splitlines()[2:8]}
     median, _p99, floor, ratio, _target = rows["restart -> in sync (s)"][1:]
     assert float(floor) > 0 and float(median) > 0 and float(ratio) > 0
+    cpu, _p99, cpu_floor, _ratio, _target = rows["CPU until in sync (s)"][1:]
+    assert float(cpu) > 0 and float(cpu_floor) > 0
     for zero in ("commands that write", "route/neighbour changes (netlink)", "nftables commits"):
         assert rows[zero][1:3] == ["0", "0"], (zero, table)
     assert rows["packets lost (10 ms ping)"][1] == "0", table
