@@ -25,8 +25,9 @@ up front (the CNI plugin's work, not Felix's) and no conntrack entries. For each
   into as many applies as Felix made in the window. Per apply: the route changes through one
   long-lived `ip -batch`, one iptables-restore and one ip6tables-restore --noflush of the
   chains that changed (each endpoint's own chains copied from Felix's for a baseline
-  workload, the dispatch chains, two chains per profile or policy copied from Felix's chain
-  of the baseline policy), one `ipset restore` for the network sets' IP sets. The texts are
+  workload, plus a jump to each policy selecting it, so a policy change rewrites them as in
+  Felix; the dispatch chains; two chains per profile or policy copied from Felix's chain of
+  the baseline policy), one `ipset restore` for the network sets' IP sets. The texts are
   made before the window: the floor's CPU is the programs' and the pacing thread's. It
   leaves out what Felix does besides: the datastore watch, the calculation graph, the
   selector IP sets' members.
@@ -69,6 +70,7 @@ SECTION = "churn-rate"
 METRICS_ENV = {"FELIX_PROMETHEUSMETRICSENABLED": "true", "FELIX_PROMETHEUSMETRICSHOST": "127.0.0.1"}
 TABLES = 8  # raw, mangle, nat, filter; IPv4 and IPv6
 CPU_GOAL, LAG_GOAL, RATE_GOAL = 25.0, 1.0, 150.0
+THREADS = 32  # writers: etcd's writes slow down under the machine's load, the pace must not
 DRAIN = 10.0  # s after the last write for the last routes to change
 TEMPLATE_IFACE = "calib0"  # a baseline workload: its chains are the floor's endpoint chains
 FAMILIES = {4: ("iptables-save", "iptables-restore"), 6: ("ip6tables-save", "ip6tables-restore")}
@@ -123,7 +125,7 @@ def measure_felix(
     before = counters(cluster, host)
     lag.reset()
     (own0, kids0), seen0, t0 = proc_cpu(stat), lag.cpu(), time.monotonic()
-    done = churn.churn(seconds, rate)
+    done = churn.churn(seconds, rate, threads=THREADS)
     while lag.outstanding() and time.monotonic() - t0 < done.seconds + DRAIN:
         time.sleep(0.05)
     (own1, kids1), seen1, t1 = proc_cpu(stat), lag.cpu(), time.monotonic()
@@ -161,7 +163,6 @@ class Floor:
             ns.exec(self.netns, [restore], stdin=text)
             self.chains[family] = _chains(text)
         self.cfg = RulesConfig()
-        self.base_ifaces = [f"calib{i}" for i in range(BASELINE_ENDPOINTS)]
         self._routes = programs.start(
             ["ip", "-n", self.netns, "-force", "-batch", "-"],
             stdin=programs.PIPE,
@@ -175,24 +176,33 @@ class Floor:
         self._routes.wait(timeout=10)
 
     def desired(self, endpoints: set[int], parts: set[tuple[int, int]]) -> dict[str, object]:
-        """Kernel state for the churned items present: chains per family, routes, IP sets."""
+        """Kernel state for the churned items present: chains per family, routes, IP sets.
+        A policy present adds a jump to its chains to the endpoint chains it selects (churned
+        policy i selects slot i % 4, as calico.testing.churn labels them), so that, as in
+        Felix, a policy change rewrites the chains of the endpoints it selects."""
         state: dict[str, object] = {}
-        ifaces = [*self.base_ifaces, *(f"calich{i}" for i in sorted(endpoints))]
+        slots = {
+            **{f"calib{b}": b % 4 for b in range(BASELINE_ENDPOINTS)},
+            **{f"calich{e}": e % 4 for e in endpoints},
+        }
+        policies = sorted(i for i, part in parts if part == 2)
         for family, chains in self.chains.items():
             ours = {n: ls for n, ls in chains.items() if TEMPLATE_IFACE in n}
-            pi = next(ls for n, ls in chains.items() if n.startswith("cali-pi-"))
             pi_name = next(n for n in chains if n.startswith("cali-pi-"))
-            for i in endpoints:
+            for iface, slot in slots.items():
                 for name, lines in ours.items():
-                    new = name.replace(TEMPLATE_IFACE, f"calich{i}")
+                    new = name.replace(TEMPLATE_IFACE, iface)
+                    kind = "pi" if name.startswith("cali-tw-") else "po"
+                    jumps = [f"-A {new} -j cali-{kind}-floor{i}" for i in policies if i % 4 == slot]
                     state[f"{family} {new}"] = [
-                        ln.replace(TEMPLATE_IFACE, f"calich{i}") for ln in lines
+                        *(ln.replace(TEMPLATE_IFACE, iface) for ln in lines),
+                        *jumps,
                     ]
             for i, part in parts:
                 for kind in ("pri", "pro") if part == 1 else ("pi", "po") if part == 2 else ():
                     new = f"cali-{kind}-floor{i}"
-                    state[f"{family} {new}"] = [ln.replace(pi_name, new) for ln in pi]
-            for chain in workload_dispatch_chains(self.cfg, ifaces):
+                    state[f"{family} {new}"] = [ln.replace(pi_name, new) for ln in chains[pi_name]]
+            for chain in workload_dispatch_chains(self.cfg, slots):
                 state[f"{family} {chain.name}"] = chain_lines(chain, chain.rule_hashes())
         for i in endpoints:
             state[f"route {churn_ip(i)}/32 dev calich{i}"] = True
@@ -376,8 +386,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--rate", type=float, nargs="+", default=[50, 100, 150, 200], help="updates/s"
     )
     parser.add_argument("--seconds", type=float, default=60.0, help="per rate")
-    parser.add_argument("--endpoints", type=int, default=50, help="churned endpoints a round")
-    parser.add_argument("--policies", type=int, default=10, help="churned policy sets a round")
+    parser.add_argument("--endpoints", type=int, default=200, help="churned endpoints a round")
+    parser.add_argument("--policies", type=int, default=20, help="churned policy sets a round")
     parser.add_argument("--note", default="", help="added to the doc (e.g. the machine's load)")
     parser.add_argument("--no-write", action="store_true", help="do not update the doc")
     opts = parser.parse_args(argv)
