@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import resource
 import sys
 import tempfile
@@ -91,6 +92,7 @@ class FelixRun:
     restores: int
     ipset_calls: int
     apply_seconds: float  # summed over the applies
+    load: float  # the machine's 1-minute load average at the window's end
 
     @property
     def cpu(self) -> float:
@@ -140,6 +142,7 @@ def measure_felix(
         delta["felix_iptables_restore_calls"], delta["felix_ipset_calls"],
         after["felix_int_dataplane_apply_time_seconds_sum"]
         - before["felix_int_dataplane_apply_time_seconds_sum"],
+        os.getloadavg()[0],
     )  # fmt: skip
 
 
@@ -313,8 +316,9 @@ def render(runs: Sequence[tuple[FelixRun, FloorRun]], seconds: float, notes: str
     head = [
         "| target/s | updates/s Felix (floor) | Felix CPU % of a core: own + programs "
         "(floor, ratio) | lag p50 / p99 / max | superseded, unresolved | applies/s "
-        "| apply mean | restores per apply (8 tables) | ipset calls per apply | observer CPU % |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| apply mean | restores per apply (8 tables) | ipset calls per apply | observer CPU % "
+        "| load (1 min) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     rows = []
     for f, fl in runs:
@@ -330,7 +334,7 @@ def render(runs: Sequence[tuple[FelixRun, FloorRun]], seconds: float, notes: str
             f"| {f.superseded}, {f.unresolved} | {f.applies / f.seconds:.1f} "
             f"| {1000 * f.apply_seconds / max(1, f.applies):.0f} ms "
             f"| {f.restores / max(1, f.applies):.2f} | {f.ipset_calls / max(1, f.applies):.2f} "
-            f"| {f.observer_cpu:.1f} |"
+            f"| {f.observer_cpu:.1f} | {f.load:.1f} |"
         )  # fmt: skip
     return "\n".join([
         f"## P4 churn rate: {seconds:g} s per rate on one Felix host (`bench/churn_rate.py`)", "",
@@ -392,7 +396,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="do not update the doc")
     opts = parser.parse_args(argv)
     runs = run(opts.rate, opts.seconds, opts.endpoints, opts.policies)
-    out = render(runs, opts.seconds, opts.note)
+    args = " ".join(sys.argv[1:] if argv is None else argv)
+    out = render(runs, opts.seconds, f"Command: `bench/churn_rate.py {args}`. {opts.note}")
     print(out)
     if not opts.no_write:
         write_section(DOC, SECTION, out, title="# Benchmarks")
