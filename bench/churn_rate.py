@@ -44,6 +44,7 @@ import argparse
 import math
 import os
 import resource
+import shlex
 import sys
 import tempfile
 import time
@@ -396,8 +397,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="do not update the doc")
     opts = parser.parse_args(argv)
     runs = run(opts.rate, opts.seconds, opts.endpoints, opts.policies)
-    args = " ".join(sys.argv[1:] if argv is None else argv)
-    out = render(runs, opts.seconds, f"Command: `bench/churn_rate.py {args}`. {opts.note}")
+    given = list(sys.argv[1:] if argv is None else argv)
+    args = [  # the note is said once, after the command
+        a for i, a in enumerate(given)
+        if a != "--note" and not a.startswith("--note=") and given[i - 1 : i] != ["--note"]
+    ]  # fmt: skip
+    out = render(
+        runs, opts.seconds, f"Command: `bench/churn_rate.py {shlex.join(args)}`. {opts.note}"
+    )
     print(out)
     if not opts.no_write:
         write_section(DOC, SECTION, out, title="# Benchmarks")
