@@ -24,7 +24,9 @@ ANNOTATIONS_MAX_BYTES = 256 * 1024
 class Model(BaseModel):
     """Strict, closed schema shared by every resource part."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", validate_assignment=False)
+    model_config = ConfigDict(
+        strict=True, extra="forbid", validate_assignment=False, defer_build=True
+    )
 
 
 class ObjectMeta(Model):

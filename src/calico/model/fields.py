@@ -19,8 +19,6 @@ from calico.model.names import DNS_SUBDOMAIN as DNS_SUBDOMAIN
 from calico.model.names import check_label_value as check_label_value
 from calico.model.names import check_qualified_name as check_qualified_name
 from calico.model.names import is_subdomain as is_subdomain
-from calico.selector import SelectorError
-from calico.selector import parse as parse_selector
 
 _PORT_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
 _PORT_RANGE = re.compile(r"^(\d+):(\d+)$")
@@ -43,6 +41,11 @@ def _labels(value: dict[str, str]) -> dict[str, str]:
 
 
 def _selector(text: str) -> str:
+    # The parser is loaded by the first selector validated, not by every importer of the
+    # models (a CNI plugin validates none on its common path).
+    from calico.selector import SelectorError
+    from calico.selector import parse as parse_selector
+
     try:
         parse_selector(text)
     except SelectorError as exc:
