@@ -124,7 +124,7 @@ def command_line(argv: Sequence[str], prog: str) -> tuple[int, str, str] | None:
 
 def main(module: str) -> None:
     """Process entry point of the plugin whose `HANDLERS` are in `module`: the real
-    environment, stdin, stdout. The module (and with it pydantic, httpx and pyroute2) is
+    environment, stdin, stdout. The module (and with it pydantic and the etcd client) is
     imported only for a command that needs it, so VERSION costs little more than Python's
     start-up. SIGTERM (a runtime giving up on us) becomes an error, so a half-done ADD still
     runs its undo steps before exiting."""
@@ -152,13 +152,10 @@ def main(module: str) -> None:
 
 
 def _skip_unused_startup_work() -> None:
-    """Two libraries do work at import that the plugin never uses (cProfile of one ADD,
-    2026-12-07, 833 ms in all at load ~11 on 2 cores): pydantic scans every installed
-    distribution's entry points for pydantic plugins on its first model (48 ms), and httpx
-    imports its command-line tool, with rich, click and pygments, whenever those are installed
-    (77 ms). An operator's own PYDANTIC_DISABLE_PLUGINS is kept."""
+    """pydantic scans every installed distribution's entry points for pydantic plugins on its
+    first model, which the plugin never uses (48 ms of an 833 ms ADD, cProfile, 2026-12-07, at
+    load ~11 on 2 cores). An operator's own PYDANTIC_DISABLE_PLUGINS is kept."""
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]  # ImportError: skipped
 
 
 def _terminated(signum: int, _frame: object) -> None:
@@ -194,5 +191,5 @@ def _configure_logging(conf: NetConf, stderr: TextIO) -> None:
             file_handler.setFormatter(fmt)
             handlers.append(file_handler)
     root.handlers = handlers
-    root.setLevel(logging.WARNING)  # libraries (httpx, pyroute2) only when something is wrong
+    root.setLevel(logging.WARNING)  # libraries only when something is wrong
     logging.getLogger("calico").setLevel(min(level, logging.WARNING))
