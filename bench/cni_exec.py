@@ -12,6 +12,11 @@ Rows (median and p99 over --runs):
 - ADD, DEL: the plugin end to end (start-up, imports, etcd, kernel);
 - VERSION: the plugin's start-up alone (interpreter, imports of the entry module, no I/O).
 
+`--baseline PYTHON` also installs the plugins of another installation (e.g. main's venv
+interpreter) and runs its ADD, DEL and VERSION right after this one's in every run, so a
+before/after comparison shares the machine's load (rows `<command> base`): on a loaded
+machine two benches run one after the other differ by more than most changes do.
+
 The `etcd` column is the etcd requests one command made (median; etcd's own
 `grpc_server_handled_total` counters read before and after it), so round trips cut from the
 hot path stay cut.
@@ -48,7 +53,7 @@ from calico.testing.netns import Namespaces
 
 NODE = "bench-node"
 POOL = "198.19.0.0/24"
-ROW_FORMAT = "{:<8} {:>10} {:>9} {:>9} {:>6} {:>5}"
+ROW_FORMAT = "{:<12} {:>10} {:>9} {:>9} {:>6} {:>5}"
 HANDLED = re.compile(r"^grpc_server_handled_total\{[^}]*\} (\d+)$", re.MULTILINE)
 
 
@@ -110,25 +115,35 @@ class Bench:
             raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {detail}")
         return elapsed
 
-    def plugin(self, command: str, netns: str, container_id: str, conf: dict[str, Any]) -> float:
+    def plugin(
+        self,
+        command: str,
+        netns: str,
+        container_id: str,
+        conf: dict[str, Any],
+        bin_dir: Path | None = None,
+    ) -> float:
+        bin_dir = bin_dir or self.bin_dir
         env = {
             "CNI_COMMAND": command,
             "CNI_CONTAINERID": container_id,
             "CNI_NETNS": f"/run/netns/{netns}",
             "CNI_IFNAME": "eth0",
             "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME={netns}",
-            "CNI_PATH": str(self.bin_dir),
+            "CNI_PATH": str(bin_dir),
         }
-        return self.exec([str(self.bin_dir / "calico")], env, json.dumps(conf))
+        return self.exec([str(bin_dir / "calico")], env, json.dumps(conf))
 
-    def add_del(self, k: int, conf: dict[str, Any]) -> tuple[tuple[float, int], tuple[float, int]]:
+    def add_del(
+        self, k: int, conf: dict[str, Any], bin_dir: Path | None = None
+    ) -> tuple[tuple[float, int], tuple[float, int]]:
         """(wall time, etcd requests) of the ADD and of the DEL."""
-        netns = self.ns.add(f"c{k}")
+        netns = self.ns.add(f"c{k}{'b' if bin_dir else ''}")
         container_id = secrets.token_hex(32)
         start = self.etcd_requests()
-        add = self.plugin("ADD", netns, container_id, conf)
+        add = self.plugin("ADD", netns, container_id, conf, bin_dir)
         middle = self.etcd_requests()
-        delete = self.plugin("DEL", netns, container_id, conf)
+        delete = self.plugin("DEL", netns, container_id, conf, bin_dir)
         return (add, middle - start), (delete, self.etcd_requests() - middle)
 
     def etcd_requests(self) -> int:
@@ -137,32 +152,43 @@ class Bench:
             text = response.read().decode()
         return sum(int(n) for n in HANDLED.findall(text))
 
-    def version(self) -> float:
-        return self.exec([str(self.bin_dir / "calico")], {"CNI_COMMAND": "VERSION"})
+    def version(self, bin_dir: Path | None = None) -> float:
+        return self.exec([str((bin_dir or self.bin_dir) / "calico")], {"CNI_COMMAND": "VERSION"})
 
     def python(self) -> float:
         return self.exec([sys.executable, "-I", "-c", "pass"], {})
 
 
-def run(ns: Namespaces, runs: int) -> list[Row]:
+def run(ns: Namespaces, runs: int, baseline: str | None = None) -> list[Row]:
     with EtcdServer() as etcd, tempfile.TemporaryDirectory(prefix="calico-bench-cni-") as tmp:
         bench = Bench(ns, etcd, Path(tmp) / "bin")
         conf = bench.conf(Path(tmp) / "cni.log")
-        bench.add_del(0, conf)  # warm-up: claims the block, fills the page cache
-        adds, dels, versions, floor = [], [], [], []
-        add_requests, del_requests = [], []
+        installs: dict[str, Path | None] = {"": None}
+        if baseline:
+            installs[" base"] = Path(tmp) / "baseline-bin"
+            install_plugins(Path(tmp) / "baseline-bin", baseline)
+        for bin_dir in installs.values():
+            bench.add_del(0, conf, bin_dir)  # warm-up: claims the block, fills the page cache
+        floor: list[float] = []
+        times: dict[str, list[float]] = {}
+        requests: dict[str, list[int]] = {}
         for k in range(1, runs + 1):
             floor.append(bench.python())
-            versions.append(bench.version())
-            (add, add_n), (delete, del_n) = bench.add_del(k, conf)
-            adds.append(add)
-            dels.append(delete)
-            add_requests.append(add_n)
-            del_requests.append(del_n)
+            for suffix, bin_dir in installs.items():
+                times.setdefault(f"VERSION{suffix}", []).append(bench.version(bin_dir))
+                (add, add_n), (delete, del_n) = bench.add_del(k, conf, bin_dir)
+                for command, took, n in (("ADD", add, add_n), ("DEL", delete, del_n)):
+                    times.setdefault(command + suffix, []).append(took)
+                    requests.setdefault(command + suffix, []).append(n)
     return [
-        Row("ADD", adds, floor, add_requests),
-        Row("DEL", dels, floor, del_requests),
-        Row("VERSION", versions, floor, [0] * runs),
+        Row(
+            command + suffix,
+            times[command + suffix],
+            floor,
+            requests.get(command + suffix, [0] * runs),
+        )
+        for suffix in installs
+        for command in ("ADD", "DEL", "VERSION")
     ]
 
 
@@ -188,9 +214,12 @@ def format_rows(rows: Sequence[Row], runs: int) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument(
+        "--baseline", metavar="PYTHON", help="another installation's interpreter, run interleaved"
+    )
     args = parser.parse_args(argv)
     with Namespaces() as ns:
-        rows = run(ns, args.runs)
+        rows = run(ns, args.runs, args.baseline)
     print(format_rows(rows, args.runs))
     return 0
 
