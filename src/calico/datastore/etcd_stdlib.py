@@ -9,6 +9,7 @@ answer; this only carries bytes: one keep-alive connection per endpoint, no watc
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import select
 import socket
@@ -34,7 +35,11 @@ class StdlibTransport:
         if conn is None:
             conn = self._connect(endpoint)
         try:
-            conn.request("POST", _prefix(endpoint) + path, body, HEADERS)
+            # A failed write still reads what etcd said before it closed (as httpcore does):
+            # refusing a client certificate, it sends a TLS alert right after the handshake,
+            # which the write reports only as EOF; the read raises the alert, naming the problem.
+            with contextlib.suppress(OSError):
+                conn.request("POST", _prefix(endpoint) + path, body, HEADERS)
             response = conn.getresponse()
             answer = response.status, response.read()
         except (OSError, http.client.HTTPException) as exc:
