@@ -17,6 +17,9 @@ interpreter) and runs its ADD, DEL and VERSION right after this one's in every r
 before/after comparison shares the machine's load (rows `<command> base`): on a loaded
 machine two benches run one after the other differ by more than most changes do.
 
+`cpu ms` is the user + system CPU time of the command's process (median): on a loaded machine
+the wall time is mostly waiting for a core, the CPU time much less so.
+
 The `etcd` column is the etcd requests one command made (median; etcd's own
 `grpc_server_handled_total` counters read before and after it), so round trips cut from the
 hot path stay cut.
@@ -32,6 +35,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import secrets
 import statistics
 import sys
@@ -53,7 +57,7 @@ from calico.testing.netns import Namespaces
 
 NODE = "bench-node"
 POOL = "198.19.0.0/24"
-ROW_FORMAT = "{:<12} {:>10} {:>9} {:>9} {:>6} {:>5}"
+ROW_FORMAT = "{:<12} {:>10} {:>9} {:>9} {:>6} {:>7} {:>5}"
 HANDLED = re.compile(r"^grpc_server_handled_total\{[^}]*\} (\d+)$", re.MULTILINE)
 
 
@@ -63,6 +67,14 @@ class Row:
     times: list[float]
     floor: list[float]
     requests: list[int]
+    cpu: list[float]
+
+
+@dataclass(frozen=True)
+class Sample:
+    wall: float
+    cpu: float
+    requests: int = 0
 
 
 class Bench:
@@ -102,6 +114,11 @@ class Bench:
 
     def exec(self, argv: Sequence[str], env: dict[str, str], stdin: str = "") -> float:
         """Run `argv` in the host namespace as a runtime would; returns its wall time."""
+        return self.sample(argv, env, stdin).wall
+
+    def sample(self, argv: Sequence[str], env: dict[str, str], stdin: str = "") -> Sample:
+        """Wall and CPU time of `argv` (nsenter execs it: the child reaped is the command)."""
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         proc = programs.run(
             ["nsenter", f"--net=/run/netns/{self.host}", *argv],
@@ -110,10 +127,12 @@ class Bench:
             timeout=120,
         )
         elapsed = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if proc.returncode != 0:
             detail = proc.stdout + proc.stderr
             raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {detail}")
-        return elapsed
+        cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        return Sample(elapsed, cpu)
 
     def plugin(
         self,
@@ -122,7 +141,7 @@ class Bench:
         container_id: str,
         conf: dict[str, Any],
         bin_dir: Path | None = None,
-    ) -> float:
+    ) -> Sample:
         bin_dir = bin_dir or self.bin_dir
         env = {
             "CNI_COMMAND": command,
@@ -132,19 +151,23 @@ class Bench:
             "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME={netns}",
             "CNI_PATH": str(bin_dir),
         }
-        return self.exec([str(bin_dir / "calico")], env, json.dumps(conf))
+        return self.sample([str(bin_dir / "calico")], env, json.dumps(conf))
 
     def add_del(
         self, k: int, conf: dict[str, Any], bin_dir: Path | None = None
-    ) -> tuple[tuple[float, int], tuple[float, int]]:
-        """(wall time, etcd requests) of the ADD and of the DEL."""
+    ) -> tuple[Sample, Sample]:
+        """The ADD's and the DEL's times and etcd requests."""
         netns = self.ns.add(f"c{k}{'b' if bin_dir else ''}")
         container_id = secrets.token_hex(32)
         start = self.etcd_requests()
         add = self.plugin("ADD", netns, container_id, conf, bin_dir)
         middle = self.etcd_requests()
         delete = self.plugin("DEL", netns, container_id, conf, bin_dir)
-        return (add, middle - start), (delete, self.etcd_requests() - middle)
+        end = self.etcd_requests()
+        return (
+            Sample(add.wall, add.cpu, middle - start),
+            Sample(delete.wall, delete.cpu, end - middle),
+        )
 
     def etcd_requests(self) -> int:
         """Requests etcd has answered so far (this read itself is HTTP, not counted)."""
@@ -152,8 +175,8 @@ class Bench:
             text = response.read().decode()
         return sum(int(n) for n in HANDLED.findall(text))
 
-    def version(self, bin_dir: Path | None = None) -> float:
-        return self.exec([str((bin_dir or self.bin_dir) / "calico")], {"CNI_COMMAND": "VERSION"})
+    def version(self, bin_dir: Path | None = None) -> Sample:
+        return self.sample([str((bin_dir or self.bin_dir) / "calico")], {"CNI_COMMAND": "VERSION"})
 
     def python(self) -> float:
         return self.exec([sys.executable, "-I", "-c", "pass"], {})
@@ -170,25 +193,25 @@ def run(ns: Namespaces, runs: int, baseline: str | None = None) -> list[Row]:
         for bin_dir in installs.values():
             bench.add_del(0, conf, bin_dir)  # warm-up: claims the block, fills the page cache
         floor: list[float] = []
-        times: dict[str, list[float]] = {}
-        requests: dict[str, list[int]] = {}
+        samples: dict[str, list[Sample]] = {}
         for k in range(1, runs + 1):
             floor.append(bench.python())
             for suffix, bin_dir in installs.items():
-                times.setdefault(f"VERSION{suffix}", []).append(bench.version(bin_dir))
-                (add, add_n), (delete, del_n) = bench.add_del(k, conf, bin_dir)
-                for command, took, n in (("ADD", add, add_n), ("DEL", delete, del_n)):
-                    times.setdefault(command + suffix, []).append(took)
-                    requests.setdefault(command + suffix, []).append(n)
+                samples.setdefault(f"VERSION{suffix}", []).append(bench.version(bin_dir))
+                add, delete = bench.add_del(k, conf, bin_dir)
+                samples.setdefault(f"ADD{suffix}", []).append(add)
+                samples.setdefault(f"DEL{suffix}", []).append(delete)
     return [
         Row(
-            command + suffix,
-            times[command + suffix],
+            name,
+            [s.wall for s in samples[name]],
             floor,
-            requests.get(command + suffix, [0] * runs),
+            [s.requests for s in samples[name]],
+            [s.cpu for s in samples[name]],
         )
-        for suffix in installs
-        for command in ("ADD", "DEL", "VERSION")
+        for name in (
+            command + suffix for suffix in installs for command in ("ADD", "DEL", "VERSION")
+        )
     ]
 
 
@@ -198,7 +221,7 @@ def p99(values: Sequence[float]) -> float:
 
 
 def format_rows(rows: Sequence[Row], runs: int) -> str:
-    cells = ["command", "median ms", "p99 ms", "floor ms", "ratio", "etcd"]
+    cells = ["command", "median ms", "p99 ms", "floor ms", "ratio", "cpu ms", "etcd"]
     lines = [
         f"CNI plugin exec vs `python -I -c pass` ({runs} runs each)",
         ROW_FORMAT.format(*cells),
@@ -207,7 +230,8 @@ def format_rows(rows: Sequence[Row], runs: int) -> str:
         median, floor = statistics.median(row.times), statistics.median(row.floor)
         times = (f"{t * 1e3:.1f}" for t in (median, p99(row.times), floor))
         requests = f"{statistics.median(row.requests):g}"
-        lines.append(ROW_FORMAT.format(row.command, *times, f"{median / floor:.1f}", requests))
+        cpu = f"{statistics.median(row.cpu) * 1e3:.1f}"
+        lines.append(ROW_FORMAT.format(row.command, *times, f"{median / floor:.1f}", cpu, requests))
     return "\n".join(lines)
 
 
