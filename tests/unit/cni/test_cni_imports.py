@@ -1,7 +1,7 @@
 """What a plugin process loads for an ADD or DEL stays cut (`bench/cni_exec.py` measures the
 cost): no httpx (the plugin's etcd transport is http.client), no PyYAML, no registry of every
 kind (and so no FelixConfiguration or BGP validators), no selector parser for pools whose
-nodeSelector is the default `all()`."""
+nodeSelector is the default `all()`, no importlib.metadata (pydantic's plugin loader)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from calico import programs
 # What DefaultServices and the handlers import, and the models an ADD validates.
 PROBE = """
 import json, sys
+from calico.cni import runner
+runner._skip_unused_startup_work()  # as runner.main does first
 import calico.cni.ipam_plugin, calico.cni.netsetup, calico.cni.plugin
 import calico.datastore.client, calico.datastore.etcd, calico.datastore.etcd_stdlib
 import calico.ipam.allocator
@@ -27,7 +29,7 @@ print(json.dumps(sorted(sys.modules)))
 """
 UNWANTED = (
     "httpx", "httpcore", "yaml", "calico.model.registry", "calico.model.felixconfig",
-    "calico.selector",
+    "calico.selector", "importlib.metadata",
 )  # fmt: skip
 
 
