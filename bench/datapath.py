@@ -598,6 +598,7 @@ def format_result(r: Result) -> str:
     med = statistics.median
     rows = [f"{'metric':<22} {'A no policy':>12} {'B policies':>12} {'B/A med':>8} "
             f"{'worst':>8} {'target':>10}"]  # fmt: skip
+    pairs = []
     metrics_: list[tuple[str, Callable[[Sample], float], str, str]] = [
         ("TCP Gbit/s", lambda s: s.tcp_gbps, "{:.2f}", ">= 0.90"),
         ("UDP-64B kpps received", lambda s: s.udp_pps / 1e3, "{:.1f}", ">= 0.80"),
@@ -610,11 +611,17 @@ def format_result(r: Result) -> str:
         ratio = f"{med(ratios):>8.3f} {worst:>8.3f}" if target else f"{'':>8} {'':>8}"
         rows.append(f"{name:<22} {fmt.format(med(a)):>12} {fmt.format(med(b)):>12} {ratio} "
                     f"{target:>10}")  # fmt: skip
+        if target:
+            pairs.append(f"  {name} B/A: " + " ".join(f"{x:.2f}" for x in ratios))
     a, b = [s.ping_p50_us for s in r.a], [s.ping_p50_us for s in r.b]
     added = [y - x for x, y in zip(a, b, strict=True)]
-    added_med, added_p99 = f"+{med(added):.1f}", f"+{max(added):.1f}"
+    added_med, added_worst = f"{med(added):+.1f}", f"{max(added):+.1f}"
     rows.append(f"{'ping p50 us':<22} {med(a):>12.1f} {med(b):>12.1f} {added_med:>8} "
-                f"{added_p99:>8} {'+<= 20 us':>10}")  # fmt: skip
+                f"{added_worst:>8} {'+<= 20 us':>10}")  # fmt: skip
+    pairs.append("  ping p50 B - A us: " + " ".join(f"{x:+.1f}" for x in added))
+    rows.append("A, B: medians over the reps; B/A med: the median of the pairs' ratios (ping: of "
+                "B - A); worst: the worst pair. Each pair, in run order:")  # fmt: skip
+    rows += pairs
     rows.append("")
     rows.append("rules evaluated per forwarded packet (h0: the client's egress, h1: the server's "
                 "ingress); walker: the project's packet walker on the rendered tables, first "
