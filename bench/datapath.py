@@ -18,7 +18,9 @@ any first-or-second effect fall on both), `--reps` times each:
 
 Before a phase is measured, Felix on both hosts is in sync: its metrics (resync state in
 sync, cluster policy count, local active policy count) and the kernel's chains on the
-flow's path hold as many rules as the same tables rendered from the datastore.
+flow's path hold as many rules as the same tables rendered from the datastore. Then the lab
+is quiet: its processes together under 10 % of a core over a second (Felix and etcd work on
+for seconds after a switch; a phase measured meanwhile pays for the switch, not the rules).
 
 Per phase: iperf3 TCP (one stream, receiver's Gbit/s), iperf3 UDP with 64-byte payloads at
 `-b 0` (datagrams received per second, and loss), ping RTT p50 (`--pings` at 10 ms). Ratios
@@ -52,6 +54,7 @@ import yaml
 
 from calico import programs
 from calico.ctl.trace_source import Snapshot, rules_settings, workload_end
+from calico.lab import netns
 from calico.lab.lab import Lab, running_lab
 from calico.lab.labfile import load_lab
 from calico.lab.spec import LabSpec
@@ -66,6 +69,8 @@ NAMESPACE = "bench"
 CLIENT, SERVER = "client", "server"
 HOSTS = ("h0", "h1")
 SYNC_TIMEOUT = 300.0
+QUIET = 0.10  # of one core: the lab's processes all idle (Felix alone idles at ~0.02)
+TICK = os.sysconf("SC_CLK_TCK")
 FETCH = "import sys,urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())"  # noqa: E501
 METRICS_URL = "http://127.0.0.1:9091/metrics"
 # Answers only the handshake datagram ("hello"): the flow's conntrack entry becomes
@@ -303,6 +308,29 @@ def wait_in_sync(lab: Lab, policies: int, local: int) -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{host}: kernel chains {got_rules}, rendered {want_rules}")
             time.sleep(0.5)
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0  # gone
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+
+
+def wait_quiet(lab: Lab) -> float:
+    """Until the lab's processes (Felix, BIRD, calico node, etcd: every process in its
+    namespaces) use under QUIET of one core over a second; returns the seconds waited. In
+    sync is not idle: after 1,000 policies come or go, Felix and etcd still work (freeing,
+    compacting) for a while, and a phase measured then would pay for the switch."""
+    start = time.monotonic()
+    while True:
+        pids = [p for ns in lab.state.namespaces for p in netns.pids(ns)]
+        before = sum(cpu_seconds(p) for p in pids)
+        time.sleep(1.0)
+        busy = sum(cpu_seconds(p) for p in pids) - before
+        if busy < QUIET or time.monotonic() - start > SYNC_TIMEOUT:
+            return time.monotonic() - start
 
 
 def _kernel_lengths(
@@ -543,6 +571,7 @@ class Result:
     a: list[Sample] = field(default_factory=list)
     b: list[Sample] = field(default_factory=list)
     cost: dict[str, PhaseCost] = field(default_factory=dict)
+    settle: dict[str, list[float]] = field(default_factory=lambda: {"A": [], "B": []})
 
 
 def measure(lab: Lab, seconds: float, pings: int) -> Sample:
@@ -582,6 +611,7 @@ def run(
                         delete_policies(lab, docs)
                     policies_on = phase == "B"
                     wait_in_sync(lab, len(docs) if policies_on else 0, local if policies_on else 0)
+                    result.settle[phase].append(wait_quiet(lab))
                     if phase not in result.cost:
                         progress(f"phase {phase}: rules per packet")
                         result.cost[phase] = PhaseCost(walked_rules(lab), count_rules(lab, count))
@@ -622,6 +652,9 @@ def format_result(r: Result) -> str:
     rows.append("A, B: medians over the reps; B/A med: the median of the pairs' ratios (ping: of "
                 "B - A); worst: the worst pair. Each pair, in run order:")  # fmt: skip
     rows += pairs
+    waits = "; ".join(f"{p} median {med(w):.1f} s, max {max(w):.1f} s"
+                      for p, w in sorted(r.settle.items()) if w)  # fmt: skip
+    rows.append(f"  waited for the lab to be quiet after in sync: {waits}")
     rows.append("")
     rows.append("rules evaluated per forwarded packet (h0: the client's egress, h1: the server's "
                 "ingress); walker: the project's packet walker on the rendered tables, first "
