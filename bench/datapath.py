@@ -19,12 +19,14 @@ any first-or-second effect fall on both), `--reps` times each:
 Before a phase is measured, Felix on both hosts is in sync: its metrics (resync state in
 sync, cluster policy count, local active policy count) and the kernel's chains on the
 flow's path hold as many rules as the same tables rendered from the datastore. Then the lab
-is quiet: its processes together under 10 % of a core over a second (Felix and etcd work on
-for seconds after a switch; a phase measured meanwhile pays for the switch, not the rules).
+is quiet: its processes together under 10 % of a core over a second (a guard: a phase
+measured while Felix or etcd still worked on the switch would pay for it, not for the rules).
 
 Per phase: iperf3 TCP (one stream, receiver's Gbit/s), iperf3 UDP with 64-byte payloads at
 `-b 0` (datagrams received per second, and loss), ping RTT p50 (`--pings` at 10 ms). Ratios
-are B / A per rep, median and worst rep (the p99 of a handful of reps); ping: B - A.
+are B / A per rep, median and worst rep (the p99 of a handful of reps); ping: B - A. The
+noise, in the same run: the ratio of one phase measured twice running (the alternating
+order puts the same phase at the end of one pair and the start of the next).
 
 Rules per packet (once per phase): the rendered tables walked by the project's packet walker
 (`calico.rules.packet_walk`, what `calicoctl policy trace` uses) for the flow's first packet,
@@ -320,9 +322,7 @@ def cpu_seconds(pid: int) -> float:
 
 def wait_quiet(lab: Lab) -> float:
     """Until the lab's processes (Felix, BIRD, calico node, etcd: every process in its
-    namespaces) use under QUIET of one core over a second; returns the seconds waited. In
-    sync is not idle: after 1,000 policies come or go, Felix and etcd still work (freeing,
-    compacting) for a while, and a phase measured then would pay for the switch."""
+    namespaces) use under QUIET of one core over a second; returns the seconds waited."""
     start = time.monotonic()
     while True:
         pids = [p for ns in lab.state.namespaces for p in netns.pids(ns)]
@@ -570,6 +570,7 @@ class Result:
     policies: int
     a: list[Sample] = field(default_factory=list)
     b: list[Sample] = field(default_factory=list)
+    order: list[tuple[str, Sample]] = field(default_factory=list)  # as measured
     cost: dict[str, PhaseCost] = field(default_factory=dict)
     settle: dict[str, list[float]] = field(default_factory=lambda: {"A": [], "B": []})
 
@@ -618,6 +619,7 @@ def run(
                     progress(f"rep {rep + 1}/{reps} phase {phase}: measure")
                     sample = measure(lab, seconds, pings)
                     (result.a if phase == "A" else result.b).append(sample)
+                    result.order.append((phase, sample))
     return result
 
 
@@ -627,7 +629,10 @@ def run(
 def format_result(r: Result) -> str:
     med = statistics.median
     rows = [f"{'metric':<22} {'A no policy':>12} {'B policies':>12} {'B/A med':>8} "
-            f"{'worst':>8} {'target':>10}"]  # fmt: skip
+            f"{'worst':>8} {'same phase: med [range]':>24} {'target':>10}"]  # fmt: skip
+    # The same phase measured twice back to back (where one pair ends and the next, in the
+    # other order, starts): nothing changed between them, so their ratios are the noise.
+    again = [(x, y) for (p, x), (q, y) in zip(r.order, r.order[1:], strict=False) if p == q]
     pairs = []
     metrics_: list[tuple[str, Callable[[Sample], float], str, str]] = [
         ("TCP Gbit/s", lambda s: s.tcp_gbps, "{:.2f}", ">= 0.90"),
@@ -637,20 +642,30 @@ def format_result(r: Result) -> str:
     for name, get, fmt, target in metrics_:
         a, b = [get(s) for s in r.a], [get(s) for s in r.b]
         ratios = [y / x for x, y in zip(a, b, strict=True) if x]
+        noise = [get(y) / get(x) for x, y in again if get(x)]
         worst = min(ratios) if ratios else float("nan")  # low is bad for both rates
         ratio = f"{med(ratios):>8.3f} {worst:>8.3f}" if target else f"{'':>8} {'':>8}"
+        spread = ""
+        if noise and target:
+            spread = f"{med(noise):.3f} [{min(noise):.2f}..{max(noise):.2f}]"
         rows.append(f"{name:<22} {fmt.format(med(a)):>12} {fmt.format(med(b)):>12} {ratio} "
-                    f"{target:>10}")  # fmt: skip
+                    f"{spread:>24} {target:>10}")  # fmt: skip
         if target:
             pairs.append(f"  {name} B/A: " + " ".join(f"{x:.2f}" for x in ratios))
+            pairs.append(f"  {name} same phase again: " + " ".join(f"{x:.2f}" for x in noise))
     a, b = [s.ping_p50_us for s in r.a], [s.ping_p50_us for s in r.b]
     added = [y - x for x, y in zip(a, b, strict=True)]
+    noise = [y.ping_p50_us - x.ping_p50_us for x, y in again]
     added_med, added_worst = f"{med(added):+.1f}", f"{max(added):+.1f}"
+    spread = f"{med(noise):+.1f} [{min(noise):+.1f}..{max(noise):+.1f}]" if noise else ""
     rows.append(f"{'ping p50 us':<22} {med(a):>12.1f} {med(b):>12.1f} {added_med:>8} "
-                f"{added_worst:>8} {'+<= 20 us':>10}")  # fmt: skip
+                f"{added_worst:>8} {spread:>24} {'+<= 20 us':>10}")  # fmt: skip
     pairs.append("  ping p50 B - A us: " + " ".join(f"{x:+.1f}" for x in added))
+    pairs.append("  ping p50 same phase again us: " + " ".join(f"{x:+.1f}" for x in noise))
     rows.append("A, B: medians over the reps; B/A med: the median of the pairs' ratios (ping: of "
-                "B - A); worst: the worst pair. Each pair, in run order:")  # fmt: skip
+                "B - A); worst: the worst pair; same phase: the later over the earlier of "
+                "one phase measured twice running, nothing changed (the noise). "
+                "In run order:")  # fmt: skip
     rows += pairs
     waits = "; ".join(f"{p} median {med(w):.1f} s, max {max(w):.1f} s"
                       for p, w in sorted(r.settle.items()) if w)  # fmt: skip
