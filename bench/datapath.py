@@ -694,7 +694,7 @@ def format_result(r: Result) -> str:
         for host in HOSTS:
             per_chain = cost_b.walked[host, "udp"][1]
             rows.append(f"  {host}: " + ", ".join(f"{c} {n}" for c, n in per_chain.items() if n))
-    return "\n".join(rows)
+    return "\n".join(row.rstrip() for row in rows)
 
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
