@@ -186,8 +186,10 @@ def test_untracked_packet_with_a_tracked_reply_is_refused(ctl: CliRunner) -> Non
           "--port", "4789"), "--port: 4789 is VXLAN's to or from a host"),
         (("--from-ip", "198.18.0.14", "--to", "shop/web-0", "--protocol", "ICMP"),
          "--from-ip: host host-4's host endpoint host-4-any has no interfaceName"),
-        (("--from", "shop/web-0", "--from-ip", "198.19.0.1", "--to", "shop/db-0",
-          "--protocol", "ICMP"), "--from: give exactly one of"),
+        (("--from", "shop/web-0", "--to", "shop/db-0", "--to-ip", "198.19.0.2",
+          "--protocol", "ICMP"), "--to: give exactly one of"),
+        (("--from", "shop/db-0", "--from-ip", "2001:db8:100::9", "--to-ip", "2001:db8::9",
+          "--protocol", "ICMPv6"), "--from: workload endpoint shop/db-0 has no IPv6 address"),
     ],
 )  # fmt: skip
 def test_errors_name_the_flag(ctl: CliRunner, flags: tuple[str, ...], message: str) -> None:

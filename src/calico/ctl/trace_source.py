@@ -7,7 +7,7 @@ touches, as Felix's calc thread does; the messages that graph sends are folded i
 host's `HostState`. The rule settings are the host's Felix's as far as the datastore says
 (FelixConfiguration `default` < `node.<host>`; its environment and config file are not
 visible from here). Endpoints named on the command line (NAMESPACE/WORKLOAD) or by address
-(a workload's, a host's own, or external) resolve here.
+(a workload's, a workload's floating IP, a host's own, or external) resolve here.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from calico.felix.settings import datastore_specs, rules_config
 from calico.model.base import Resource
 from calico.model.endpoints import HostEndpoint, WorkloadEndpoint
 from calico.model.keys import key_of, kind_prefix
-from calico.model.network import Node
+from calico.model.network import IPPool, Node
 from calico.model.policy import (
     GlobalNetworkPolicy,
     GlobalNetworkSet,
@@ -57,6 +57,7 @@ CALCULATED_KINDS: tuple[type[Resource], ...] = (
     HostEndpoint,
     WorkloadEndpoint,
     Node,
+    IPPool,
 )
 DEFAULT_UPLINK = "eth0"
 
@@ -160,13 +161,25 @@ def workload_end(snapshot: Snapshot, text: str, ip_version: int | None) -> End:
 
 
 def address_end(snapshot: Snapshot, address: str) -> End:
-    """The workload that owns `address`, the host whose own address it is (a Node's BGP,
-    VXLAN tunnel or listed address, or a host endpoint's expected IP), or an external end."""
+    """The workload that owns `address`, or whose NAT mapping's external IP (floating IP)
+    it is (whether its host translates it is the trace's to find), the host whose own
+    address it is (a Node's BGP, VXLAN tunnel or listed address, or a host endpoint's
+    expected IP), or an external end."""
     addr = ipaddress.ip_address(address)
     for wep in snapshot.workloads():
         for net in wep.spec.ipNetworks or ():
             if addr in ipaddress.ip_network(str(net), strict=False):
                 return end_of(wep, str(addr))
+    mapped = [
+        wep
+        for wep in snapshot.workloads()
+        if any(ipaddress.ip_address(n.externalIP) == addr for n in wep.spec.ipNATs or ())
+    ]
+    if len(mapped) > 1:
+        names = ", ".join(sorted(f"{w.namespace}/{w.name}" for w in mapped))
+        raise EndError(f"{addr} is the floating IP of several workload endpoints ({names})")
+    if mapped:
+        return end_of(mapped[0], str(addr))
     return End(str(addr), _host_with_address(snapshot, addr))
 
 
@@ -186,6 +199,12 @@ def host_end(snapshot: Snapshot, name: str, ip_version: int | None) -> End:
             if addr.version == version:
                 return End(str(addr), name)
     raise EndError(f"host {name} has no IPv{ip_version} address")
+
+
+def source_override(end: End, address: str) -> End:
+    """A workload end sending from `address` (of its family) instead of its own: a
+    spoofed source, or one of its allowSpoofedSourcePrefixes."""
+    return End(str(ipaddress.ip_address(address)), end.host, end.workload, end.iface)
 
 
 def _own_addresses(r: Resource) -> list[object]:
