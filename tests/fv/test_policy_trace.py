@@ -11,12 +11,11 @@ from typing import Any
 
 import pytest
 
-from calico.lab.explain import moved
 from calico.testing.workloads import connects, ping, serve
 
 from .conftest import Cluster, FelixHost, wait_until
 from .test_host_endpoints import static_neighbours
-from .test_policy_matrix import cli_trace, counters
+from .test_policy_matrix import cli_trace, missing_rules, rules_moved
 
 pytestmark = pytest.mark.fv
 
@@ -31,11 +30,12 @@ Flow = tuple[str, str, str, str, int]  # from netns, source, destination, protoc
 
 class FlowCheck:
     """Named flows on one host: once the kernel gives the expected answers, the trace of
-    each must give the same, in one hop on that host, and the rule it names must be one
-    whose counter the packet moved."""
+    each must give the same, in hops on that host only, and the rules it names (deciding
+    and NAT) must be ones whose counters the packet moved."""
 
     def __init__(self, cluster: Cluster, host: FelixHost, flows: Mapping[str, Flow]) -> None:
         self.cluster, self.host, self.flows = cluster, host, flows
+        self.traces: dict[str, dict[str, Any]] = {}  # the last trace of each flow
 
     def kernel(self, name: str) -> bool:
         ns, _, dst, proto, port = self.flows[name]
@@ -44,7 +44,8 @@ class FlowCheck:
         return connects(self.cluster.ns, ns, proto, dst, port, timeout=0.7)
 
     def agree(self, expected: dict[str, bool]) -> dict[str, dict[str, Any]]:
-        """What decided each flow's hop (empty where nothing Calico renders did)."""
+        """What decided each flow (its denying hop's decision, else its last hop's; empty
+        where nothing Calico renders did)."""
         wait_until(lambda: all(self.kernel(n) == want for n, want in expected.items()), 30.0,
                    what=f"the kernel to give {expected}")  # fmt: skip
         decided = {}
@@ -57,17 +58,14 @@ class FlowCheck:
             assert (out["verdict"] == "allow") == want, (name, out)
             version = 6 if ":" in src else 4
             for _ in range(3):  # an allowed probe can time out under load: use a clean run
-                before = counters(self.host, version)
-                ok = self.kernel(name)
-                moved_now = moved(self.host.node, before, counters(self.host, version))
-                hit = {h.rule_id for h in moved_now}
+                ok, hit = rules_moved(self.host, version, lambda n=name: self.kernel(n))
                 if ok == want:
                     break
-            (hop,) = out["hops"]  # the host and the other end on one host, or external
-            assert hop["host"] == self.host.node, (name, hop)
+            assert {h["host"] for h in out["hops"]} == {self.host.node}, (name, out)
+            self.traces[name] = out
+            hop = next((h for h in out["hops"] if h["verdict"] == "deny"), out["hops"][-1])
             decided[name] = hop["decided_by"] or {}
-            if "rule_id" in decided[name]:
-                assert decided[name]["rule_id"] in hit, (name, decided[name])
+            assert not missing_rules(out, hit), (name, missing_rules(out, hit))
         return decided
 
 

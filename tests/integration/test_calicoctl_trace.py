@@ -249,6 +249,75 @@ def test_felix_settings_from_the_datastore(ctl: CliRunner) -> None:
     assert json.loads(trace(ctl, *flags, "--port", "80").output)["verdict"] == "allow"
 
 
+FLOATING = """
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {namespace: shop, labels: {app: front}}
+spec: {node: host-1, orchestrator: k8s, pod: front-0, endpoint: eth0, interfaceName: califront0,
+       ipNetworks: [198.19.0.5/32], profiles: [kns.shop],
+       ipNATs: [{internalIP: 198.19.0.5, externalIP: 198.18.7.1}]}
+---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: shop-pool}
+spec: {cidr: 198.19.0.0/24, natOutgoing: true}
+"""
+FLOATING_IPS_ON = """
+apiVersion: projectcalico.org/v3
+kind: FelixConfiguration
+metadata: {name: default}
+spec: {floatingIPs: Enabled}
+"""
+
+
+def test_floating_ips_and_nat_outgoing_from_the_datastore(ctl: CliRunner) -> None:
+    """A floating IP is traced to its workload through the DNAT once FloatingIPs is Enabled
+    in the datastore (refused before: no translation, the packet never gets there); a pool's
+    natOutgoing shows as MASQUERADE."""
+    assert ctl.invoke(cli, ["apply", "-f", "-"], input=FLOATING).exit_code == 0
+    flags = ("--from-ip", "192.0.2.9", "--to-ip", "198.18.7.1", "--protocol", "TCP", "--port", "80")
+    refused = trace(ctl, *flags, ok=False)
+    assert refused.stderr.startswith("cannot trace this flow: 198.18.7.1 is a NAT mapping"), (
+        refused.stderr
+    )
+    assert ctl.invoke(cli, ["apply", "-f", "-"], input=FLOATING_IPS_ON).exit_code == 0
+    out = json.loads(trace(ctl, *flags, "-o", "json").output)
+    assert out["verdict"] == "allow"
+    (hop,) = out["hops"]
+    (nat,) = hop["nat"]
+    assert (nat["type"], nat["field"], nat["original"], nat["translated"], nat["chain"]) == (
+        "DNAT",
+        "destination",
+        "198.18.7.1",
+        "198.19.0.5",
+        "cali-fip-dnat",
+    )
+    assert hop["endpoints"][0]["chain"] == "cali-tw-califront0"
+    text = trace(ctl, *flags).output
+    assert "  nat: DNAT destination 198.18.7.1 -> 198.19.0.5 [nat cali-fip-dnat]" in text
+    masq = ("--from", "shop/front-0", "--to-ip", "192.0.2.9", "--protocol", "UDP", "--port", "53")
+    out = json.loads(trace(ctl, *masq, "-o", "json").output)
+    assert [(n["type"], n["translated"]) for n in out["hops"][0]["nat"]] == [("MASQUERADE", None)]
+    assert "-> the outgoing interface's address [nat cali-nat-outgoing]" in trace(ctl, *masq).output
+
+
+def test_a_workload_sending_from_an_address_not_its_own(ctl: CliRunner) -> None:
+    flags = ("--from", "shop/web-0", "--to", "shop/db-0", "--protocol", "TCP", "--port", "5432")
+    out = json.loads(trace(ctl, *flags, "--from-ip", "198.19.0.99", "-o", "json").output)
+    assert out["verdict"] == "deny"
+    decided = out["hops"][0]["decided_by"]
+    assert (decided["what"], decided["table"], decided["chain"]) == (
+        "anti-spoofing",
+        "raw",
+        "cali-PREROUTING",
+    )
+    text = trace(ctl, *flags, "--from-ip", "198.19.0.99").output.splitlines()
+    assert text[0].startswith("shop/host--1-k8s-web--0-eth0 (198.19.0.99 on host-1)"), text
+    assert text[2].startswith("  decided in [raw cali-PREROUTING]: "), text
+    own = json.loads(trace(ctl, *flags, "--from-ip", "198.19.0.1", "-o", "json").output)
+    assert own["verdict"] == "allow"
+
+
 def test_a_refused_policy_in_etcd_denies_as_felix_enforces_it(
     ctl: CliRunner, etcd_server: EtcdServer
 ) -> None:

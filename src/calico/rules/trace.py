@@ -279,7 +279,9 @@ def _walked_hop(
     hop = _hop(host.cfg, tables, name, direction, out)
     if out.verdict != "ACCEPT":
         nat_only = tuple(p for p in path if p[0] == "nat")
-        return hop, _walk(tables, flow, packet, ifaces[0], ifaces[1], hosts, nat_only).packet
+        translated = _walk(tables, flow, packet, ifaces[0], ifaces[1], hosts, nat_only)
+        _check_route(name, host, flow, translated)
+        return hop, translated.packet
     reply = _reply(flow, out.packet)
     back = _walk(tables, reply, reply.packet, ifaces[1], ifaces[0], hosts, _REPLY_PATHS[path])
     if back.verdict == "ACCEPT":

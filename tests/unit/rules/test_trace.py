@@ -691,6 +691,35 @@ def test_external_to_a_floating_ip_is_dnated_then_policed_as_the_workload() -> N
     assert hop["nat"][0]["original"] == FIP and hop["nat"][0]["translated"] == "198.19.0.1"
 
 
+@pytest.mark.parametrize(("kind", "sees"), [("preDNAT", FIP), ("applyOnForward", "198.19.0.1")])
+def test_host_endpoint_policy_sees_the_floating_ip_before_dnat_only(kind: str, sees: str) -> None:
+    """preDNAT policy (mangle) runs before nat PREROUTING: it sees the floating IP;
+    applyOnForward policy (filter) runs after: it sees the workload's own address."""
+
+    def deny_to(address: str) -> dict[str, Any]:
+        return {
+            "kind": "GlobalNetworkPolicy",
+            "metadata": {"name": "edge"},
+            "spec": {"selector": "role == 'edge'", "types": ["Ingress"], "applyOnForward": True,
+                     kind: True, "ingress": [
+                {"action": "Deny", "destination": {"nets": [f"{address}/32"]}},
+                {"action": "Allow"}]},
+        }  # fmt: skip
+
+    edge = hep("h1-eth0", "h1", "eth0", role="edge")
+    other = FIP if sees != FIP else "198.19.0.1"
+    unseen = snapshot(*BASE[:2], web_with_fip(), edge, deny_to(other))
+    assert run_nat(unseen, OUTSIDE, FIP).verdict == "allow"
+    result = run_nat(snapshot(*BASE[:2], web_with_fip(), edge, deny_to(sees)), OUTSIDE, FIP)
+    assert result.verdict == "deny"
+    d = decided(result, 0)
+    assert (d["policy"], d["rule_index"], d["table"]) == (
+        "edge",
+        0,
+        "mangle" if kind == "preDNAT" else "filter",
+    )
+
+
 def test_a_floating_ip_its_host_does_not_translate_is_refused() -> None:
     """FloatingIPs Disabled (and not an OpenStack endpoint): no DNAT, no route: say so."""
     snap = snapshot(*BASE[:2], web_with_fip())
