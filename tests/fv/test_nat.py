@@ -16,10 +16,12 @@ from typing import Any
 
 import pytest
 
+from calico.model.policy import GlobalNetworkPolicy
 from calico.testing.workloads import connects, serve
 
 from .conftest import Cluster, FelixHost, wait_until
 from .probes import UdpRecorder, send_udp_from
+from .test_host_endpoints import static_neighbours
 from .test_policy_matrix import cli_trace, cli_trace_refused, missing_rules, rules_moved
 from .test_policy_trace import FlowCheck
 
@@ -142,6 +144,85 @@ def test_floating_ips_reach_the_workload_hairpin_and_survive_tampering(
     # No workload's floating IP any more: an external address, nothing to trace.
     flags = ["--from-ip", OUT_V4, "--to-ip", FIP_V4, "--protocol", "TCP", "--port", "8080"]
     assert "neither end is a workload endpoint" in cli_trace_refused(cluster, flags)
+
+
+def test_prednat_policy_sees_the_floating_ip_and_forward_policy_the_workload(
+    cluster: Cluster,
+) -> None:
+    """A host endpoint on the uplink: its preDNAT policy (mangle, before nat PREROUTING)
+    matches the floating IP, its applyOnForward policy (filter, after the DNAT) the
+    workload's own address. Real packets and the trace must agree on which decides."""
+    host = cluster.host("h1")
+    up = host.upstream
+    cluster.apply({
+        "kind": "FelixConfiguration", "metadata": {"name": "default"},
+        "spec": {"floatingIPs": "Enabled"},
+    })  # fmt: skip
+    wl = host.add_workload("cali1a", "198.19.0.1", "2001:db8:100::1")
+    cluster.add_endpoint(
+        host, wl, "a", extra=nats(("198.19.0.1", FIP_V4), ("2001:db8:100::1", FIP_V6))
+    )
+    for address in ("198.19.0.1", "2001:db8:100::1"):
+        for port in (8080, 8081, 8082):
+            serve(cluster.ns, wl.netns, address, port)
+    cluster.ns.exec(up, ["ip", "route", "add", "198.18.7.0/24", "via", HOST_V4])
+    cluster.ns.exec(up, ["ip", "-6", "route", "add", "2001:db8:7::/64", "via", HOST_V6])
+    # Host endpoint policy would drop neighbour discovery to the host.
+    static_neighbours(cluster, host.netns, "eth1", up, "eth0", OUT_V6)
+    static_neighbours(cluster, up, "eth0", host.netns, "eth1", HOST_V6)
+    host.start()
+    host.wait_ready()
+    cluster.apply({
+        "kind": "HostEndpoint", "metadata": {"name": "h1-eth1", "labels": {"hep": "uplink"}},
+        "spec": {"node": "h1", "interfaceName": "eth1", "expectedIPs": [HOST_V4, HOST_V6]},
+    })  # fmt: skip
+    # Each denies 8080 to the address it sees, 8081 to the one it does not.
+    for name, kind, seen, unseen in (
+        ("to-fip", "preDNAT", FIP_V4, "198.19.0.1"),
+        ("to-wl", "applyOnForward", "198.19.0.1", FIP_V4),
+    ):
+        cluster.apply({
+            "kind": "GlobalNetworkPolicy", "metadata": {"name": name},
+            "spec": {"selector": "hep == 'uplink'", "applyOnForward": True, kind: True,
+                     "types": ["Ingress"], "ingress": [
+                {"action": "Deny", "protocol": "TCP",
+                 "destination": {"nets": [f"{seen}/32"], "ports": [8080]}},
+                {"action": "Deny", "protocol": "TCP",
+                 "destination": {"nets": [f"{unseen}/32"], "ports": [8081]}},
+                *([{"action": "Allow"}] if kind == "applyOnForward" else []),
+            ]},
+        })  # fmt: skip
+    check = FlowCheck(cluster, host, {
+        "8080": (up, OUT_V4, FIP_V4, "tcp", 8080),
+        "8081": (up, OUT_V4, FIP_V4, "tcp", 8081),
+        "8082": (up, OUT_V4, FIP_V4, "tcp", 8082),
+        "8080 v6": (up, OUT_V6, FIP_V6, "tcp", 8080),
+    })  # fmt: skip
+    got = check.agree({"8080": False, "8081": True, "8082": True, "8080 v6": True})
+    # Both policies deny 8080: preDNAT, in mangle, comes first (and sees the floating IP).
+    assert (got["8080"]["policy"], got["8080"]["rule_index"], got["8080"]["table"]) == (
+        "to-fip",
+        0,
+        "mangle",
+    )
+    # 8081 names the address neither sees: both let it through.
+    (hop,) = check.traces["8081"]["hops"]
+    seen = {(e["endpoint"], e["table"]): e["decided_by"] for e in hop["endpoints"]}
+    assert seen["host endpoint h1-eth1", "mangle"] is None  # preDNAT: no rule matched
+    forward = seen["host endpoint h1-eth1", "filter"]
+    assert (forward["policy"], forward["rule_index"]) == ("to-wl", 2)
+    # Dropped in mangle, 8080 never reached nat PREROUTING: no translation; the rest were.
+    assert nat_entries(check.traces["8080"]) == []
+    for name in ("8081", "8082", "8080 v6"):
+        assert [n[0] for n in nat_entries(check.traces[name])] == ["DNAT"], name
+    # Without the preDNAT policy, the forward policy decides 8080, on the workload's address.
+    cluster.delete(GlobalNetworkPolicy, "to-fip")
+    got = check.agree({"8080": False, "8080 v6": True})
+    assert (got["8080"]["policy"], got["8080"]["rule_index"], got["8080"]["table"]) == (
+        "to-wl",
+        0,
+        "filter",
+    )
 
 
 def _sent_and_seen(
