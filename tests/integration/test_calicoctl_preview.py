@@ -10,6 +10,7 @@ from click.testing import CliRunner, Result
 from calico.ctl import preview as preview_module
 from calico.ctl.main import cli
 from calico.ctl.preview import Probe, probes
+from calico.datastore.client import ResourceClient
 from calico.datastore.etcd import EtcdBackend
 from calico.model import parse_manifest
 from calico.rules.packet_walk import WalkError
@@ -127,3 +128,52 @@ def test_a_flow_the_trace_cannot_evaluate_stops_the_preview(
     result = run(ctl, "apply", "--preview", "-f", "-", stdin=DENY_DB)
     assert result.exit_code == 2, result.output
     assert "cannot preview shop/web-0 → shop/db-0 TCP 5432: cannot evaluate match" in result.output
+
+
+TWINS = """
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {namespace: shop, labels: {app: web}}
+spec: {node: host-1, orchestrator: k8s, pod: web-1, endpoint: eth0, interfaceName: caliweb1,
+       ipNetworks: [198.19.0.3/32], profiles: [kns.shop]}
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {namespace: shop, labels: {app: web}}
+spec: {node: host-1, orchestrator: k8s, pod: web-2, endpoint: eth0, interfaceName: caliweb2,
+       ipNetworks: [198.19.0.4/32], profiles: [kns.shop]}
+"""
+DENY_ONE_WEB = """
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: db-ingress, namespace: shop}
+spec:
+  order: 10
+  selector: app == 'db'
+  ingress:
+  - {action: Deny, protocol: TCP, source: {nets: [198.19.0.3/32]}, destination: {ports: [5432]}}
+  - {action: Allow}
+"""
+
+
+def test_endpoints_no_rule_tells_apart_are_traced_once_and_each_reported(
+    ctl: CliRunner, etcd_server: EtcdServer
+) -> None:
+    assert run(ctl, "apply", "-f", "-", stdin=TWINS).exit_code == 0
+    backend = EtcdBackend.from_env({"ETCD_ENDPOINTS": etcd_server.endpoint})
+    try:
+        client = ResourceClient(backend)
+        every_web = preview_module.preview(client, parse_manifest(DENY_DB, "test"), delete=False)
+        one_web = preview_module.preview(client, parse_manifest(DENY_ONE_WEB, "test"), False)
+    finally:
+        backend.close()
+    # The three webs on host-1 are one class: each is reported, the flow traced once.
+    assert [str(c.src) for c in every_web.changes] == ["shop/web-0", "shop/web-1", "shop/web-2"]
+    assert {(c.change, c.dst, c.what) for c in every_web.changes} == {
+        ("newly denied", "shop/db-0", "TCP 5432")
+    }
+    assert every_web.traced < every_web.compared
+    # A rule naming one web's address splits the class: only that web is reported.
+    assert [(c.change, c.src, c.dst, c.what) for c in one_web.changes] == [
+        ("newly denied", "shop/web-1", "shop/db-0", "TCP 5432")
+    ]

@@ -3,8 +3,11 @@ before and after a change, by the policy trace's own calculation, nothing writte
 
 Both sides are datastore snapshots (ctl.trace_source): the current one, and the same with
 the file's resources put in (apply) or taken out (delete). Every ordered pair of workload
-endpoints present on both sides is traced on each probe, before and after, and only the
-pairs whose verdict changes are reported. The probes are the protocols and destination
+endpoints present on both sides is covered on each probe, before and after, and only the
+pairs whose verdict changes are reported. Endpoints that no rule can tell apart (same host,
+labels, policy-relevant spec, and addresses inside the same of the datastore's CIDRs) form a
+class, and one pair per pair of classes is traced: the work grows with the classes, not
+with the square of the endpoints. The probes are the protocols and destination
 ports the involved policies' and profiles' rules name (their old and new versions): a
 numeric port or a range's first port; a rule with a protocol but no port is probed on a
 port no rule names; a rule naming no protocol, with TCP on such a port and with ICMP. One
@@ -14,9 +17,12 @@ IP family per pair: IPv4 where both ends have it, else IPv6. Ends outside every 
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from calico.calc.messages import WorkloadEndpointID
 from calico.ctl.trace_source import Snapshot, end_of, rules_settings
@@ -94,26 +100,35 @@ def probes(rule_sets: Iterable[Resource]) -> list[Probe]:
     return sorted(out)
 
 
-def preview(
-    client: ResourceClient, resources: Sequence[Resource], delete: bool
-) -> tuple[list[Change], int]:
-    """The reachability changes, and how many (pair, probe) traces were compared."""
+class Outcome(NamedTuple):
+    changes: list[Change]
+    compared: int
+    """(endpoint pair, probe) combinations the verdicts cover."""
+    traced: int
+    """Traces run: one per class pair and probe, before and after counted once."""
+
+
+def preview(client: ResourceClient, resources: Sequence[Resource], delete: bool) -> Outcome:
+    """The reachability changes between the workload endpoints both snapshots hold."""
     before = Snapshot.load(client)
     after = changed(resources, delete, before)
     involved = [*_rule_sets(resources), *_rule_sets(_replaced(before, resources))]
     if not involved:
-        return [], 0
+        return Outcome([], 0, 0)
     wanted = probes(involved)
     common = _common_workloads(before, after)
     hosts = sorted({w.spec.node for w in common.values() if w.spec.node})
     sides = [_side(client, snap, hosts) for snap in (before, after)]
     group = len(common) > GROUP_ABOVE
+    classes = _classes(common.values(), _cidrs(before, after))
     changes: set[Change] = set()
-    compared = 0
-    for src_id, src in common.items():
-        for dst_id, dst in common.items():
-            if src_id == dst_id:
+    compared = traced = 0
+    for src_class in classes:
+        for dst_class in classes:
+            pairs = [(s, d) for s in src_class for d in dst_class if s is not d]
+            if not pairs:
                 continue
+            src, dst = pairs[0]
             version = _family(src, dst)
             if version is None:
                 continue
@@ -125,14 +140,69 @@ def preview(
                 except ValueError as exc:  # the walk refuses what it cannot model
                     what = f"{_text(src)} → {_text(dst)} {probe.describe(version)}"
                     raise PreviewError(f"cannot preview {what}: {exc}") from None
-                compared += 1
-                if verdicts[0] != verdicts[1]:
-                    word = "newly allowed" if verdicts[1] == "allow" else "newly denied"
-                    src_name, dst_name = (
-                        (_label_set(src), _label_set(dst)) if group else (_text(src), _text(dst))
-                    )
-                    changes.add(Change(word, src_name, dst_name, probe.describe(version)))
-    return sorted(changes), compared
+                traced += 1
+                compared += len(pairs)
+                if verdicts[0] == verdicts[1]:
+                    continue
+                word = "newly allowed" if verdicts[1] == "allow" else "newly denied"
+                name = _label_set if group else _text
+                changes |= {
+                    Change(word, name(s), name(d), probe.describe(version)) for s, d in pairs
+                }
+    return Outcome(sorted(changes), compared, traced)
+
+
+def _classes(
+    workloads: Iterable[WorkloadEndpoint], cidrs: Sequence[IPNetwork]
+) -> list[list[WorkloadEndpoint]]:
+    """The workloads grouped so that any two in a group get the same verdicts, as source or
+    destination, against any peer: the same host, namespace, labels and every spec field
+    but those that only name the endpoint (interface, MAC, workload and container names),
+    and addresses inside the same of the datastore's CIDRs. A field not known to be neutral
+    stays in the key, so an unknown difference splits a group rather than merging one."""
+    groups: dict[str, list[WorkloadEndpoint]] = {}
+    for wep in workloads:
+        spec = wep.spec.model_dump(mode="json", exclude=set(_NAMING_FIELDS), exclude_none=True)
+        nets = [ipaddress.ip_network(str(n), strict=False) for n in wep.spec.ipNetworks or ()]
+        inside = [[n.version, *(i for i, c in enumerate(cidrs) if _overlaps(n, c))] for n in nets]
+        key = [wep.namespace, wep.metadata.labels or {}, spec, inside]
+        groups.setdefault(json.dumps(key, sort_keys=True), []).append(wep)
+    return list(groups.values())
+
+
+_NAMING_FIELDS = frozenset(
+    {"workload", "containerID", "pod", "endpoint", "ipNetworks", "interfaceName", "mac"}
+)
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _cidrs(*snapshots: Snapshot) -> list[IPNetwork]:
+    """Every address or CIDR any resource but a workload endpoint names (rules' nets,
+    network sets, pools, host endpoints' IPs, ...), found by value rather than by field so
+    that none is missed."""
+    found: set[IPNetwork] = set()
+
+    def scan(value: object) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                scan(item)
+        elif isinstance(value, list):
+            for item in value:
+                scan(item)
+        elif isinstance(value, str) and ("." in value or ":" in value):
+            with contextlib.suppress(ValueError):
+                found.add(ipaddress.ip_network(value, strict=False))
+
+    for snapshot in snapshots:
+        for resource in snapshot.resources:
+            if not isinstance(resource, WorkloadEndpoint):
+                scan(resource.model_dump(mode="json"))
+    return sorted(found, key=lambda n: (n.version, n))
+
+
+def _overlaps(net: IPNetwork, cidr: IPNetwork) -> bool:
+    return net.version == cidr.version and net.overlaps(cidr)
 
 
 def render_changes(changes: Sequence[Change]) -> str:
