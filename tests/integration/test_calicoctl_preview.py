@@ -79,7 +79,10 @@ def test_apply_preview_prints_only_changes_and_writes_nothing(
     before = revision(etcd_server)
     result = run(ctl, "apply", "--preview", "-f", "-", stdin=DENY_DB)
     assert result.exit_code == 1, result.output
-    assert result.output == "newly denied: shop/web-0 → shop/db-0 TCP 5432\n"  # 8080 stays open
+    assert result.output == (  # 8080 stays open for web; 5432 closes also from outside
+        "newly denied: external 192.0.2.1 → shop/db-0 TCP 5432\n"
+        "newly denied: shop/web-0 → shop/db-0 TCP 5432\n"
+    )
     assert revision(etcd_server) == before  # nothing written
     assert run(ctl, "apply", "-f", "-", stdin=DENY_DB).exit_code == 0
     again = run(ctl, "apply", "--preview", "-f", "-", stdin=DENY_DB)
@@ -91,6 +94,7 @@ def test_delete_preview_by_file_and_by_name(ctl: CliRunner) -> None:
     by_file = run(ctl, "delete", "--preview", "-f", "-", stdin=DENY_DB)
     assert (by_file.exit_code, by_file.output) == (
         1,
+        "newly allowed: external 192.0.2.1 → shop/db-0 TCP 5432\n"
         "newly allowed: shop/web-0 → shop/db-0 TCP 5432\n",
     )
     by_name = run(ctl, "delete", "--preview", "networkpolicy", "db-ingress", "-n", "shop")
@@ -168,7 +172,12 @@ def test_endpoints_no_rule_tells_apart_are_traced_once_and_each_reported(
     finally:
         backend.close()
     # The three webs on host-1 are one class: each is reported, the flow traced once.
-    assert [str(c.src) for c in every_web.changes] == ["shop/web-0", "shop/web-1", "shop/web-2"]
+    assert [str(c.src) for c in every_web.changes] == [
+        "external 192.0.2.1",
+        "shop/web-0",
+        "shop/web-1",
+        "shop/web-2",
+    ]
     assert {(c.change, c.dst, c.what) for c in every_web.changes} == {
         ("newly denied", "shop/db-0", "TCP 5432")
     }
@@ -177,3 +186,55 @@ def test_endpoints_no_rule_tells_apart_are_traced_once_and_each_reported(
     assert [(c.change, c.src, c.dst, c.what) for c in one_web.changes] == [
         ("newly denied", "shop/web-1", "shop/db-0", "TCP 5432")
     ]
+
+
+HOST_1 = """
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {name: host-1}
+spec: {bgp: {ipv4Address: 198.19.1.1/24}}
+---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: host-1-eth0, labels: {role: host}}
+spec: {node: host-1, interfaceName: eth0, expectedIPs: [198.19.1.1]}
+"""
+HOST_8080 = """
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: host-8080}
+spec:
+  order: 10
+  selector: role == 'host'
+  ingress: [{action: Deny, protocol: TCP, destination: {ports: [8080]}}, {action: Allow}]
+  egress: [{action: Allow}]
+"""
+WEB_EGRESS = """
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: web-egress, namespace: shop}
+spec:
+  order: 10
+  selector: app == 'web'
+  egress:
+  - {action: Deny, protocol: TCP, destination: {nets: [203.0.113.0/24], ports: [443]}}
+  - {action: Allow}
+"""
+
+
+def test_hosts_and_external_addresses_are_ends_too(ctl: CliRunner) -> None:
+    assert run(ctl, "apply", "-f", "-", stdin=HOST_1).exit_code == 0
+    host = run(ctl, "apply", "--preview", "-f", "-", stdin=HOST_8080)
+    # A local workload reaches its host without the host endpoint's policy (Felix's
+    # DefaultEndpointToHostAction); the other host's workload and the outside do not.
+    assert (host.exit_code, host.output) == (
+        1,
+        "newly denied: external 192.0.2.1 → host host-1 TCP 8080\n"
+        "newly denied: shop/db-0 → host host-1 TCP 8080\n",
+    )
+    out = run(ctl, "apply", "--preview", "-f", "-", stdin=WEB_EGRESS)
+    # Probed inside the CIDR the rule names and outside it: only the inside address changes.
+    assert (out.exit_code, out.output) == (
+        1,
+        "newly denied: shop/web-0 → external 203.0.113.1 TCP 443\n",
+    )
