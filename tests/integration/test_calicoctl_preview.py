@@ -238,3 +238,30 @@ def test_hosts_and_external_addresses_are_ends_too(ctl: CliRunner) -> None:
         1,
         "newly denied: shop/web-0 → external 203.0.113.1 TCP 443\n",
     )
+
+
+BAD_NETS = """
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkSet
+metadata: {name: bad, labels: {role: bad}}
+spec: {nets: [203.0.113.16/28]}
+"""
+NO_BAD = """
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: no-bad}
+spec:
+  order: 10
+  selector: app == 'web'
+  egress: [{action: Deny, destination: {selector: role == 'bad'}}, {action: Allow}]
+"""
+
+
+def test_a_network_set_a_rule_selects_is_probed_inside(ctl: CliRunner) -> None:
+    assert run(ctl, "apply", "-f", "-", stdin=BAD_NETS).exit_code == 0
+    out = run(ctl, "apply", "--preview", "-f", "-", stdin=NO_BAD)
+    assert (out.exit_code, out.output) == (
+        1,
+        "newly denied: shop/web-0 → external 203.0.113.17 ICMP\n"
+        "newly denied: shop/web-0 → external 203.0.113.17 TCP 1\n",
+    )
