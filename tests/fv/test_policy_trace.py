@@ -129,7 +129,8 @@ def test_trace_agrees_through_a_host_endpoint(cluster: Cluster) -> None:
 
 def test_trace_agrees_to_and_from_the_host(cluster: Cluster) -> None:
     """The host-bound scenarios of test_endpoint_to_host and test_host_endpoints through
-    the trace: workload -> its host (DefaultEndpointToHostAction after egress policy),
+    the trace: workload -> its host (DefaultEndpointToHostAction from the environment and
+    from the datastore, after egress policy),
     upstream -> host and host -> upstream through a host endpoint (failsafes, normal and
     doNotTrack policy), host -> its workload (not policed)."""
     host = cluster.host("h1")
@@ -181,6 +182,17 @@ def test_trace_agrees_to_and_from_the_host(cluster: Cluster) -> None:
         "Deny",
     )
     assert got["host->a ping"] == {}  # not policed: no Calico rule decides
+
+    # Accept from Felix's environment, which the datastore does not hold: the trace renders
+    # with the settings Felix reported.
+    host.kill()
+    host.start(FELIX_DEFAULTENDPOINTTOHOSTACTION="Accept")
+    host.wait_ready()
+    check.agree({"a->host 5000": True, "a->host ping": True})
+    host.kill()
+    host.start()
+    host.wait_ready()
+    check.agree({"a->host 5000": False, "a->host ping": False})
 
     # Accept (from the datastore; Felix restarts itself), after the workload's egress policy.
     cluster.apply({

@@ -15,6 +15,8 @@ from calico.ctl.main import cli
 from calico.datastore.etcd import EtcdBackend
 from calico.model.keys import ResourceKey
 from calico.model.policy import GlobalNetworkPolicy
+from calico.model.status_keys import rules_settings_key
+from calico.rules.config import RulesConfig
 from calico.testing.etcd_server import EtcdServer
 
 pytestmark = pytest.mark.integration
@@ -273,3 +275,25 @@ def test_a_refused_policy_in_etcd_denies_as_felix_enforces_it(
     egress = out["hops"][0]
     assert (egress["direction"], egress["verdict"]) == ("egress", "deny")
     assert egress["decided_by"]["policy"] == "l7-web"
+
+
+def test_felix_settings_as_the_hosts_felix_reported_them(
+    ctl: CliRunner, etcd_server: EtcdServer
+) -> None:
+    """Settings from Felix's environment or config file reach the trace through the key
+    Felix reports them under (in its region); garbage there stops the trace."""
+    flags = ("--from", "shop/db-0", "--to-host", "host-2", "--protocol", "ICMP", "-o", "json")
+    assert json.loads(trace(ctl, *flags).output)["verdict"] == "deny"  # the default: DROP
+    key = rules_settings_key("host-2", "region-r1")
+    accept = RulesConfig(endpoint_to_host_action="ACCEPT").to_json()
+    backend = EtcdBackend.from_env({"ETCD_ENDPOINTS": etcd_server.endpoint})
+    try:
+        backend.put(key, json.dumps(accept).encode())
+        out = json.loads(trace(ctl, *flags).output)
+        assert out["verdict"] == "allow"
+        assert out["hops"][0]["decided_by"]["what"] == "endpoint to host action"
+        backend.put(key, json.dumps({**accept, "mark_accept": "0x10000"}).encode())
+        bad = trace(ctl, *flags, ok=False)
+        assert key in bad.output and "mark_accept: '0x10000' is not a int" in bad.output
+    finally:
+        backend.close()

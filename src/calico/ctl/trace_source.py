@@ -13,6 +13,7 @@ visible from here). Endpoints named on the command line (NAMESPACE/WORKLOAD) or 
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -33,6 +34,7 @@ from calico.felix.config import build_config
 from calico.felix.settings import datastore_specs, rules_config
 from calico.model.base import Resource
 from calico.model.endpoints import HostEndpoint, WorkloadEndpoint
+from calico.model.errors import ResourceError
 from calico.model.keys import key_of, kind_prefix
 from calico.model.network import Node
 from calico.model.policy import (
@@ -43,6 +45,7 @@ from calico.model.policy import (
     Profile,
     Tier,
 )
+from calico.model.status_keys import FELIX_STATUS_ROOT, rules_settings_key, status_prefix
 from calico.rules.config import RulesConfig
 from calico.rules.trace import End
 from calico.rules.trace_tables import Considered, HostState
@@ -127,9 +130,31 @@ class Snapshot:
 
 
 def rules_settings(client: ResourceClient, hostname: str) -> RulesConfig:
-    """The rule settings `hostname`'s Felix renders with, from the datastore's layers."""
+    """The rule settings `hostname`'s Felix renders with: as it reported them at its last
+    start (environment and config file included), else from the datastore's layers alone."""
+    reported = _reported_settings(client, hostname)
+    if reported is not None:
+        return reported
     cfg = build_config({"NODENAME": hostname}, None, *datastore_specs(client, hostname))
     return rules_config(cfg)
+
+
+def _reported_settings(client: ResourceClient, hostname: str) -> RulesConfig | None:
+    kv = client.backend.get(rules_settings_key(hostname))
+    if kv is None:  # not in no-region: look in every region
+        suffix = rules_settings_key(hostname)[len(status_prefix()) :]
+        found = [
+            kv
+            for kv in client.backend.list(FELIX_STATUS_ROOT + "/").items
+            if kv.key.endswith("/host/" + suffix)
+        ]
+        kv = found[0] if found else None
+    if kv is None:
+        return None
+    try:
+        return RulesConfig.from_json(json.loads(kv.value))
+    except ValueError as exc:  # garbage: no trace rather than one with guessed settings
+        raise ResourceError(kv.key, [("", str(exc))]) from None
 
 
 def workload_end(snapshot: Snapshot, text: str, ip_version: int | None) -> End:

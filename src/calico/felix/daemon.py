@@ -204,6 +204,11 @@ class Felix:
             region=cfg.region_string,
             endpoint_delay=cfg.endpoint_reporting_delay,
         )
+        reporter.set_rules_settings(rules_config(cfg).to_json())
+        try:  # before the first apply, so a trace never pairs these rules with a last run's
+            reporter.flush_endpoints()
+        except DatastoreError as exc:
+            log.warning("rules settings not reported yet (will retry): %s", exc)
         self.reporter = reporter
         dataplane = self._build_dataplane()
         feed, syncers = self.calc_pipeline(dataplane)

@@ -1,12 +1,15 @@
-"""Status Felix writes back to the datastore: its liveness heartbeat and endpoint status.
+"""Status Felix writes back to the datastore: its liveness heartbeat, endpoint status and
+the settings it renders rules with.
 
 The keys (built and parsed in calico.model.status_keys) are Calico's: a heartbeat
 `<host>/status` under a lease plus `last_reported_status`, and one key per endpoint. The
 heartbeat's lease expires ReportingTTLSecs after Felix stops reporting, which is how the
 OpenStack driver notices a dead host. Endpoint status keys of this host that no current
 endpoint owns (left by an earlier run) are swept once the dataplane has reported every
-endpoint (`endpoints_resynced`). Datastore failures are logged and retried on the next
-tick; they never stop Felix.
+endpoint (`endpoints_resynced`). The rules settings (every layer merged: environment,
+config file, datastore) are written once per start, so `calicoctl policy trace` renders
+with what this Felix does, not only with what the datastore says. Datastore failures are
+logged and retried on the next tick; they never stop Felix.
 """
 
 from __future__ import annotations
@@ -16,11 +19,11 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from calico.datastore.api import Backend, DatastoreError, KeyNotFound
-from calico.model.status_keys import NO_REGION, host_prefix
+from calico.model.status_keys import NO_REGION, host_prefix, rules_settings_key
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,8 @@ class StatusReporter:
     ) -> None:
         self._backend = backend
         self._prefix = host_prefix(hostname, region)
+        self._settings_key = rules_settings_key(hostname, region)
+        self._settings: bytes | None = None  # queued rules settings, written once
         self._interval = interval  # heartbeat; 0 (or less) writes none, as Calico's Felix
         self._endpoint_delay = max(endpoint_delay, 0.1)  # endpoint status goes out this often
         self._ttl = max(1, round(ttl))
@@ -103,10 +108,24 @@ class StatusReporter:
         with self._lock:
             self._sweep = True
 
+    def set_rules_settings(self, settings: Mapping[str, object]) -> None:
+        """Queue the settings this Felix renders rules with (RulesConfig.to_json)."""
+        with self._lock:
+            self._settings = json.dumps(settings, sort_keys=True).encode()
+
     def flush_endpoints(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, {}
             sweep = self._sweep
+            settings, self._settings = self._settings, None
+        if settings is not None:
+            try:
+                self._backend.put(self._settings_key, settings)
+            except DatastoreError:
+                with self._lock:
+                    self._settings = self._settings or settings
+                    self._pending = {**pending, **self._pending}
+                raise
         try:
             for key, status in pending.items():
                 if status is None:

@@ -5,6 +5,8 @@ Keys, as Calico's Felix (v2, with region) writes them:
   /calico/felix/v2/<region>/host/<host>/last_reported_status    the same value, no TTL
   /calico/felix/v2/<region>/host/<host>/workload/<orch>/<workload>/endpoint/<ep>  {"status": ...}
   /calico/felix/v2/<region>/host/<host>/endpoint/<hep>                             {"status": ...}
+and calico-py's own, written once per Felix start:
+  /calico/felix/v2/<region>/host/<host>/rules_settings   the settings its rules are rendered with
 The workload ID is Calico's "<namespace>/<workload>"; "/" inside a path segment is written
 "%2f" (libcalico-go's escapeName), e.g. `workload/k8s/default%2fnginx/endpoint/eth0`.
 
@@ -56,6 +58,12 @@ def status_prefix(region_str: str = NO_REGION) -> str:
 
 def host_prefix(hostname: str, region_str: str = NO_REGION) -> str:
     return f"{status_prefix(region_str)}{hostname}/"
+
+
+def rules_settings_key(hostname: str, region_str: str = NO_REGION) -> str:
+    """Where a host's Felix reports the settings it renders rules with (calico-py's own key,
+    next to the heartbeat; `calicoctl policy trace` reads it)."""
+    return f"{host_prefix(hostname, region_str)}rules_settings"
 
 
 def escape_segment(name: str) -> str:
