@@ -250,6 +250,7 @@ class Felix:
             on_endpoint_status=self._endpoint_status if cfg.endpoint_reporting_enabled else None,
             on_health=self._dataplane_health,
             on_applied=self._record_apply,
+            on_host_endpoints=self.reporter.set_host_endpoint_interfaces,
         )
         self.metrics.watch_denies(dataplane.deny_counters)
         return dataplane

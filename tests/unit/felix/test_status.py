@@ -140,3 +140,17 @@ def test_rules_settings_written_once_under_the_hosts_region() -> None:
     reporter.endpoints_resynced()
     reporter.flush_endpoints()  # the sweep of stale endpoint keys leaves it alone
     assert backend.get("/calico/felix/v2/region-r1/host/h/rules_settings") is not None
+
+
+def test_host_endpoint_interfaces_rewritten_when_they_change() -> None:
+    backend = MemoryBackend()
+    reporter = StatusReporter(backend, "h", interval=30, ttl=90)
+    key = "/calico/felix/v2/no-region/host/h/host_endpoint_interfaces"
+    reporter.set_host_endpoint_interfaces({})
+    reporter.flush_endpoints()
+    kv = backend.get(key)
+    assert kv is not None and json.loads(kv.value) == {}
+    reporter.set_host_endpoint_interfaces({"uplink": "eth1"})
+    reporter.flush_endpoints()
+    kv = backend.get(key)
+    assert kv is not None and json.loads(kv.value) == {"uplink": "eth1"}
