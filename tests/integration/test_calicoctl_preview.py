@@ -13,6 +13,7 @@ from calico.ctl.preview import Probe, probes
 from calico.datastore.client import ResourceClient
 from calico.datastore.etcd import EtcdBackend
 from calico.model import parse_manifest
+from calico.model.status_keys import host_endpoint_interfaces_key
 from calico.rules.packet_walk import WalkError
 from calico.testing.etcd_server import EtcdServer
 
@@ -265,3 +266,26 @@ def test_a_network_set_a_rule_selects_is_probed_inside(ctl: CliRunner) -> None:
         "newly denied: shop/web-0 → external 203.0.113.17 ICMP\n"
         "newly denied: shop/web-0 → external 203.0.113.17 TCP 1\n",
     )
+
+
+BY_IP = """
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: host-2-by-ip}
+spec: {node: host-2, expectedIPs: [198.19.2.2]}
+"""
+
+
+def test_a_host_endpoint_by_ip_needs_felixs_report(ctl: CliRunner, etcd_server: EtcdServer) -> None:
+    assert run(ctl, "apply", "-f", "-", stdin=BY_IP).exit_code == 0
+    refused = run(ctl, "apply", "--preview", "-f", "-", stdin=DENY_DB)
+    assert refused.exit_code == 2, refused.output
+    assert "host host-2's host endpoint host-2-by-ip has no interfaceName" in refused.output
+    backend = EtcdBackend.from_env({"ETCD_ENDPOINTS": etcd_server.endpoint})
+    try:
+        backend.put(host_endpoint_interfaces_key("host-2"), b'{"host-2-by-ip": "eth0"}')
+    finally:
+        backend.close()
+    reported = run(ctl, "apply", "--preview", "-f", "-", stdin=DENY_DB)
+    assert reported.exit_code == 1, reported.output
+    assert "newly denied: shop/web-0 → shop/db-0 TCP 5432\n" in reported.output

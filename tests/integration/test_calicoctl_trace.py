@@ -15,7 +15,7 @@ from calico.ctl.main import cli
 from calico.datastore.etcd import EtcdBackend
 from calico.model.keys import ResourceKey
 from calico.model.policy import GlobalNetworkPolicy
-from calico.model.status_keys import rules_settings_key
+from calico.model.status_keys import host_endpoint_interfaces_key, rules_settings_key
 from calico.rules.config import RulesConfig
 from calico.testing.etcd_server import EtcdServer
 
@@ -295,5 +295,29 @@ def test_felix_settings_as_the_hosts_felix_reported_them(
         backend.put(key, json.dumps({**accept, "mark_accept": "0x10000"}).encode())
         bad = trace(ctl, *flags, ok=False)
         assert key in bad.output and "mark_accept: '0x10000' is not a int" in bad.output
+    finally:
+        backend.close()
+
+
+def test_a_host_endpoint_by_expected_ip_on_the_interface_felix_reported(
+    ctl: CliRunner, etcd_server: EtcdServer
+) -> None:
+    """host-4-any has only expectedIPs: Felix resolves it against the host's live addresses
+    and reports the interface; the trace renders it there, or not at all when Felix found
+    none (the refusal above is for a host whose Felix never reported)."""
+    flags = ("--from-ip", "198.18.0.14", "--to", "shop/web-0", "--protocol", "ICMP", "-o", "json")
+    backend = EtcdBackend.from_env({"ETCD_ENDPOINTS": etcd_server.endpoint})
+    key = host_endpoint_interfaces_key("host-4")
+    try:
+        backend.put(key, json.dumps({"host-4-any": "eth0"}).encode())
+        out = json.loads(trace(ctl, *flags).output)
+        egress = out["hops"][0]
+        assert (out["verdict"], egress["host"], egress["verdict"]) == ("deny", "host-4", "deny")
+        assert egress["endpoints"][0]["chain"] == "cali-th-eth0"  # no policy: default deny
+        backend.put(key, b"{}")  # Felix found no interface with that address: no chains
+        assert json.loads(trace(ctl, *flags).output)["verdict"] == "allow"
+        backend.put(key, b'["eth0"]')
+        bad = trace(ctl, *flags, ok=False)
+        assert key in bad.output and "not a JSON object of host endpoint names" in bad.output
     finally:
         backend.close()

@@ -34,7 +34,8 @@ from calico.ctl.trace_source import (
     address_end,
     end_of,
     host_end,
-    rules_settings,
+    host_input,
+    unresolved_crossing,
 )
 from calico.datastore.client import ResourceClient
 from calico.model.base import Resource
@@ -156,8 +157,13 @@ def preview(client: ResourceClient, resources: Sequence[Resource], delete: bool)
             version = next((v for v in (4, 6) if v in src.ends and v in dst.ends), None)
             if version is None:
                 continue
+            a, b = src.ends[version], dst.ends[version]
+            for inputs, _ in sides:
+                refused = unresolved_crossing(inputs, a, b) or unresolved_crossing(inputs, b, a)
+                if refused:
+                    raise PreviewError(f"cannot preview {src.name} → {dst.name}: {refused}")
             for probe in wanted:
-                flow = _flow(src.ends[version], dst.ends[version], probe, version)
+                flow = _flow(a, b, probe, version)
                 try:
                     verdicts = [trace_rendered(h, r[version], flow).verdict for h, r in sides]
                 except ValueError as exc:  # the walk refuses what it cannot model
@@ -315,10 +321,7 @@ def render_changes(changes: Sequence[Change]) -> str:
 def _side(
     client: ResourceClient, snapshot: Snapshot, hosts: Sequence[str]
 ) -> tuple[dict[str, HostInput], dict[int, dict[str, HostTables]]]:
-    inputs = {
-        h: HostInput(snapshot.host_state(h), rules_settings(client, h), snapshot.uplink(h))
-        for h in hosts
-    }
+    inputs = {h: host_input(snapshot, client, h) for h in hosts}
     considered = snapshot.considered()
     return inputs, {v: render_hosts(inputs, v, considered) for v in (4, 6)}
 
