@@ -127,7 +127,8 @@ def test_trace_agrees_through_a_host_endpoint(cluster: Cluster) -> None:
 
 def test_trace_agrees_to_and_from_the_host(cluster: Cluster) -> None:
     """The host-bound scenarios of test_endpoint_to_host and test_host_endpoints through
-    the trace: workload -> its host (DefaultEndpointToHostAction after egress policy),
+    the trace: workload -> its host (DefaultEndpointToHostAction from the environment and
+    from the datastore, after egress policy),
     upstream -> host and host -> upstream through a host endpoint (failsafes, normal and
     doNotTrack policy), host -> its workload (not policed)."""
     host = cluster.host("h1")
@@ -179,6 +180,17 @@ def test_trace_agrees_to_and_from_the_host(cluster: Cluster) -> None:
         "Deny",
     )
     assert got["host->a ping"] == {}  # not policed: no Calico rule decides
+
+    # Accept from Felix's environment, which the datastore does not hold: the trace renders
+    # with the settings Felix reported.
+    host.kill()
+    host.start(FELIX_DEFAULTENDPOINTTOHOSTACTION="Accept")
+    host.wait_ready()
+    check.agree({"a->host 5000": True, "a->host ping": True})
+    host.kill()
+    host.start()
+    host.wait_ready()
+    check.agree({"a->host 5000": False, "a->host ping": False})
 
     # Accept (from the datastore; Felix restarts itself), after the workload's egress policy.
     cluster.apply({
@@ -240,3 +252,37 @@ def test_trace_agrees_to_and_from_the_host(cluster: Cluster) -> None:
     })  # fmt: skip
     got = check.agree({"up->host 8080": True, "up->host 8080 v6": True, "up->host ping": False})
     assert got["up->host 8080"]["policy"] == "untracked-8080"
+
+
+def test_trace_agrees_with_a_host_endpoint_found_by_expected_ip(cluster: Cluster) -> None:
+    """No interfaceName: Felix finds the host endpoint on the interface carrying its
+    expected IP and reports which; the trace renders the endpoint's chains there."""
+    host = cluster.host("h1")
+    up = host.upstream
+    cluster.apply({  # the host's own address, as calico/node records it
+        "kind": "Node", "metadata": {"name": "h1"}, "spec": {"bgp": {"ipv4Address": f"{HOST_V4}/30"}},
+    })  # fmt: skip
+    for port in (22, 8080):
+        serve(cluster.ns, host.netns, HOST_V4, port)
+    host.start()
+    host.wait_ready()
+    flows = {
+        "up->host 8080": (up, UP_V4, HOST_V4, "tcp", 8080),
+        "up->host 22": (up, UP_V4, HOST_V4, "tcp", 22),
+    }
+    check = FlowCheck(cluster, host, flows)
+    check.agree({"up->host 8080": True, "up->host 22": True})  # no host endpoint yet
+    cluster.apply({
+        "kind": "HostEndpoint", "metadata": {"name": "h1-uplink", "labels": {"hep": "up"}},
+        "spec": {"node": "h1", "expectedIPs": [HOST_V4]},
+    })  # fmt: skip
+    got = check.agree({"up->host 8080": False, "up->host 22": True})  # failsafe
+    assert got["up->host 8080"]["chain"].endswith("eth1"), got  # resolved to eth1
+    cluster.apply({
+        "kind": "GlobalNetworkPolicy", "metadata": {"name": "up-8080"},
+        "spec": {"selector": "hep == 'up'", "ingress": [
+            {"action": "Allow", "protocol": "TCP", "destination": {"ports": [8080]}},
+        ]},
+    })  # fmt: skip
+    got = check.agree({"up->host 8080": True})
+    assert got["up->host 8080"]["policy"] == "up-8080", got

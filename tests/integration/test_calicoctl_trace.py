@@ -15,6 +15,8 @@ from calico.ctl.main import cli
 from calico.datastore.etcd import EtcdBackend
 from calico.model.keys import ResourceKey
 from calico.model.policy import GlobalNetworkPolicy
+from calico.model.status_keys import host_endpoint_interfaces_key, rules_settings_key
+from calico.rules.config import RulesConfig
 from calico.testing.etcd_server import EtcdServer
 
 pytestmark = pytest.mark.integration
@@ -344,3 +346,49 @@ def test_a_refused_policy_in_etcd_denies_as_felix_enforces_it(
     egress = out["hops"][0]
     assert (egress["direction"], egress["verdict"]) == ("egress", "deny")
     assert egress["decided_by"]["policy"] == "l7-web"
+
+
+def test_felix_settings_as_the_hosts_felix_reported_them(
+    ctl: CliRunner, etcd_server: EtcdServer
+) -> None:
+    """Settings from Felix's environment or config file reach the trace through the key
+    Felix reports them under (in its region); garbage there stops the trace."""
+    flags = ("--from", "shop/db-0", "--to-host", "host-2", "--protocol", "ICMP", "-o", "json")
+    assert json.loads(trace(ctl, *flags).output)["verdict"] == "deny"  # the default: DROP
+    key = rules_settings_key("host-2", "region-r1")
+    accept = RulesConfig(endpoint_to_host_action="ACCEPT").to_json()
+    backend = EtcdBackend.from_env({"ETCD_ENDPOINTS": etcd_server.endpoint})
+    try:
+        backend.put(key, json.dumps(accept).encode())
+        out = json.loads(trace(ctl, *flags).output)
+        assert out["verdict"] == "allow"
+        assert out["hops"][0]["decided_by"]["what"] == "endpoint to host action"
+        backend.put(key, json.dumps({**accept, "mark_accept": "0x10000"}).encode())
+        bad = trace(ctl, *flags, ok=False)
+        assert key in bad.output and "mark_accept: '0x10000' is not a int" in bad.output
+    finally:
+        backend.close()
+
+
+def test_a_host_endpoint_by_expected_ip_on_the_interface_felix_reported(
+    ctl: CliRunner, etcd_server: EtcdServer
+) -> None:
+    """host-4-any has only expectedIPs: Felix resolves it against the host's live addresses
+    and reports the interface; the trace renders it there, or not at all when Felix found
+    none (the refusal above is for a host whose Felix never reported)."""
+    flags = ("--from-ip", "198.18.0.14", "--to", "shop/web-0", "--protocol", "ICMP", "-o", "json")
+    backend = EtcdBackend.from_env({"ETCD_ENDPOINTS": etcd_server.endpoint})
+    key = host_endpoint_interfaces_key("host-4")
+    try:
+        backend.put(key, json.dumps({"host-4-any": "eth0"}).encode())
+        out = json.loads(trace(ctl, *flags).output)
+        egress = out["hops"][0]
+        assert (out["verdict"], egress["host"], egress["verdict"]) == ("deny", "host-4", "deny")
+        assert egress["endpoints"][0]["chain"] == "cali-th-eth0"  # no policy: default deny
+        backend.put(key, b"{}")  # Felix found no interface with that address: no chains
+        assert json.loads(trace(ctl, *flags).output)["verdict"] == "allow"
+        backend.put(key, b'["eth0"]')
+        bad = trace(ctl, *flags, ok=False)
+        assert key in bad.output and "not a JSON object of host endpoint names" in bad.output
+    finally:
+        backend.close()

@@ -424,7 +424,7 @@ def _check_route(name: str, host: HostInput, flow: Flow, walked: Walk) -> None:
         why = (
             "the packet is untracked, and conntrack NATs no untracked packet"
             if walked.packet.untracked
-            else "its Felix, as configured in the datastore, applies NAT mappings only with "
+            else "its Felix applies NAT mappings only with "
             "FloatingIPs Enabled or to OpenStack endpoints"
         )
         raise WalkError(

@@ -17,13 +17,14 @@ from calico.ctl.trace_source import (
     Snapshot,
     address_end,
     host_end,
+    host_input,
     hosts_of,
-    rules_settings,
     source_override,
+    unresolved_crossing,
     workload_end,
 )
 from calico.rules.packet_walk import WalkError
-from calico.rules.trace import Decision, End, Flow, Hop, HostInput, Nat, Trace, to_json, trace
+from calico.rules.trace import Decision, End, Flow, Hop, Nat, Trace, to_json, trace
 
 _PROTOCOLS = {"tcp": 6, "udp": 17, "sctp": 132, "udplite": 136, "icmp": 1, "icmpv6": 58}
 _PORTED = ("tcp", "udp", "sctp", "udplite")
@@ -125,12 +126,7 @@ def trace_command(
         icmp_code=0 if number in _ECHO_REQUEST else None,
     )
     with reported():
-        hosts = {
-            h: HostInput(
-                snapshot.host_state(h), rules_settings(ctx.client(), h), snapshot.uplink(h)
-            )
-            for h in hosts_of((src, dst))
-        }
+        hosts = {h: host_input(snapshot, ctx.client(), h) for h in hosts_of((src, dst))}
     for end, other, flag in ((src, dst, "--from-ip"), (dst, src, "--to-ip")):
         if not end.is_host:
             continue
@@ -138,15 +134,9 @@ def trace_command(
         if number == 17 and port == host.cfg.vxlan_port:
             # Felix's VXLAN rules in INPUT/OUTPUT depend on the host's VTEPs: not rendered.
             raise CtlError(f"--port: {port} is VXLAN's to or from a host: not traced")
-        unresolved = sorted(
-            hid.name for hid, h in host.state.host_endpoints.items() if not h.interface_name
-        )
-        if unresolved and other.host != end.host:
-            # Felix finds their interfaces by the addresses live on the host: not visible here.
-            raise CtlError(
-                f"{flag}: host {end.host}'s host endpoint {unresolved[0]} has no "
-                "interfaceName (found by expected IPs): its traffic is not traced"
-            )
+        refused = unresolved_crossing(hosts, end, other)
+        if refused:
+            raise CtlError(f"{flag}: {refused}")
     try:
         result = trace(hosts, flow, snapshot.considered())
     except WalkError as exc:
