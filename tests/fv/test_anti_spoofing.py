@@ -14,7 +14,8 @@ import pytest
 
 from .conftest import Cluster, FelixHost, wait_until
 from .probes import UdpRecorder, send_udp_from
-from .test_policy_matrix import cli_trace, missing_rules, rules_moved
+from .test_policy_matrix import missing_rules, rules_moved
+from .tracing import cli_trace
 
 pytestmark = pytest.mark.fv
 

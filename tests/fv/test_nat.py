@@ -22,8 +22,9 @@ from calico.testing.workloads import connects, serve
 from .conftest import Cluster, FelixHost, wait_until
 from .probes import UdpRecorder, send_udp_from
 from .test_host_endpoints import static_neighbours
-from .test_policy_matrix import cli_trace, cli_trace_refused, missing_rules, rules_moved
+from .test_policy_matrix import missing_rules, rules_moved
 from .test_policy_trace import FlowCheck
+from .tracing import cli_trace, cli_trace_refused
 
 pytestmark = pytest.mark.fv
 

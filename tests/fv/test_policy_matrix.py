@@ -9,7 +9,6 @@ kernel counter the packet moved."""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -18,10 +17,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pytest
-from click.testing import CliRunner, Result
 
 from calico.calc.messages import PolicyID
-from calico.ctl.main import cli
 from calico.lab.explain import TABLES, Counters, moved, parse_counters
 from calico.model.policy import GlobalNetworkPolicy, Tier
 from calico.rules import naming
@@ -29,6 +26,7 @@ from calico.testing.workloads import Workload, connects, ping, serve
 
 from .conftest import Cluster, FelixHost
 from .test_broken_policy_directions import put_raw
+from .tracing import cli_trace
 
 pytestmark = pytest.mark.fv
 T = TypeVar("T")
@@ -112,25 +110,6 @@ def trace_json(cluster: Cluster, m: Matrix, probe: Probe) -> dict[str, Any]:
     if probe.port:
         flags += ["--port", str(probe.port)]
     return cli_trace(cluster, flags)
-
-
-def _invoke_trace(cluster: Cluster, flags: list[str]) -> Result:
-    runner = CliRunner(env={"ETCD_ENDPOINTS": cluster.etcd.endpoint, "ETCD_CA_CERT_FILE": ""})
-    return runner.invoke(cli, ["policy", "trace", *flags, "-o", "json"])
-
-
-def cli_trace(cluster: Cluster, flags: list[str]) -> dict[str, Any]:
-    result = _invoke_trace(cluster, flags)
-    assert result.exit_code == 0, (flags, result.output)
-    out: dict[str, Any] = json.loads(result.output)
-    return out
-
-
-def cli_trace_refused(cluster: Cluster, flags: list[str]) -> str:
-    """The error of a trace that must be refused (exit 1)."""
-    result = _invoke_trace(cluster, flags)
-    assert result.exit_code == 1, (flags, result.output)
-    return result.stderr
 
 
 def check(cluster: Cluster, m: Matrix, expected: Mapping[Probe, bool]) -> list[dict[str, Any]]:

@@ -15,7 +15,8 @@ from calico.testing.workloads import connects, ping, serve
 
 from .conftest import Cluster, FelixHost, wait_until
 from .test_host_endpoints import static_neighbours
-from .test_policy_matrix import cli_trace, missing_rules, rules_moved
+from .test_policy_matrix import missing_rules, rules_moved
+from .tracing import cli_trace
 
 pytestmark = pytest.mark.fv
 
