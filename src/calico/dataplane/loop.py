@@ -52,7 +52,7 @@ from calico.dataplane.drivers.netlink_dump import LeanDumps
 from calico.dataplane.drivers.routetable import BLACKHOLE, RouteTable
 from calico.dataplane.drivers.vxlan import VXLANDevice
 from calico.dataplane.managers import Manager
-from calico.dataplane.managers.endpoints import EndpointManager, StatusCallback
+from calico.dataplane.managers.endpoints import EndpointManager, ResolvedCallback, StatusCallback
 from calico.dataplane.managers.ipsets import IPSetsManager
 from calico.dataplane.managers.nat import NatManager
 from calico.dataplane.managers.policy import PolicyManager
@@ -136,6 +136,7 @@ class InternalDataplane:
         on_health: Callable[[bool], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_applied: Callable[[ApplyStats], None] | None = None,
+        on_host_endpoints: ResolvedCallback | None = None,
     ) -> None:
         cfg = settings.rules
         self._settings = settings
@@ -169,7 +170,7 @@ class InternalDataplane:
         }
         self.links = LinkConfigurator(runner, ipv6=6 in families)
         self.endpoints = EndpointManager(
-            cfg, self.tables, self.routes, self.links, on_endpoint_status
+            cfg, self.tables, self.routes, self.links, on_endpoint_status, on_host_endpoints
         )
         self.vxlan = self._vxlan_manager(settings, runner, netlink_factory)
         self.managers: list[Manager] = [

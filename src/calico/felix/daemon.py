@@ -204,6 +204,11 @@ class Felix:
             region=cfg.region_string,
             endpoint_delay=cfg.endpoint_reporting_delay,
         )
+        reporter.set_rules_settings(rules_config(cfg).to_json())
+        try:  # before the first apply, so a trace never pairs these rules with a last run's
+            reporter.flush_endpoints()
+        except DatastoreError as exc:
+            log.warning("rules settings not reported yet (will retry): %s", exc)
         self.reporter = reporter
         dataplane = self._build_dataplane()
         feed, syncers = self.calc_pipeline(dataplane)
@@ -245,6 +250,7 @@ class Felix:
             on_endpoint_status=self._endpoint_status if cfg.endpoint_reporting_enabled else None,
             on_health=self._dataplane_health,
             on_applied=self._record_apply,
+            on_host_endpoints=self.reporter.set_host_endpoint_interfaces,
         )
         self.metrics.watch_denies(dataplane.deny_counters)
         return dataplane
