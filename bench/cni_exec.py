@@ -12,6 +12,14 @@ Rows (median and p99 over --runs):
 - ADD, DEL: the plugin end to end (start-up, imports, etcd, kernel);
 - VERSION: the plugin's start-up alone (interpreter, imports of the entry module, no I/O).
 
+`--baseline PYTHON` also installs the plugins of another installation (e.g. main's venv
+interpreter) and runs its ADD, DEL and VERSION right after this one's in every run, so a
+before/after comparison shares the machine's load (rows `<command> base`): on a loaded
+machine two benches run one after the other differ by more than most changes do.
+
+`cpu ms` is the user + system CPU time of the command's process (median): on a loaded machine
+the wall time is mostly waiting for a core, the CPU time much less so.
+
 The `etcd` column is the etcd requests one command made (median; etcd's own
 `grpc_server_handled_total` counters read before and after it), so round trips cut from the
 hot path stay cut.
@@ -27,6 +35,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import secrets
 import statistics
 import sys
@@ -48,7 +57,7 @@ from calico.testing.netns import Namespaces
 
 NODE = "bench-node"
 POOL = "198.19.0.0/24"
-ROW_FORMAT = "{:<8} {:>10} {:>9} {:>9} {:>6} {:>5}"
+ROW_FORMAT = "{:<12} {:>10} {:>9} {:>9} {:>6} {:>7} {:>5}"
 HANDLED = re.compile(r"^grpc_server_handled_total\{[^}]*\} (\d+)$", re.MULTILINE)
 
 
@@ -58,6 +67,14 @@ class Row:
     times: list[float]
     floor: list[float]
     requests: list[int]
+    cpu: list[float]
+
+
+@dataclass(frozen=True)
+class Sample:
+    wall: float
+    cpu: float
+    requests: int = 0
 
 
 class Bench:
@@ -97,6 +114,11 @@ class Bench:
 
     def exec(self, argv: Sequence[str], env: dict[str, str], stdin: str = "") -> float:
         """Run `argv` in the host namespace as a runtime would; returns its wall time."""
+        return self.sample(argv, env, stdin).wall
+
+    def sample(self, argv: Sequence[str], env: dict[str, str], stdin: str = "") -> Sample:
+        """Wall and CPU time of `argv` (nsenter execs it: the child reaped is the command)."""
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         proc = programs.run(
             ["nsenter", f"--net=/run/netns/{self.host}", *argv],
@@ -105,31 +127,47 @@ class Bench:
             timeout=120,
         )
         elapsed = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if proc.returncode != 0:
             detail = proc.stdout + proc.stderr
             raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {detail}")
-        return elapsed
+        cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        return Sample(elapsed, cpu)
 
-    def plugin(self, command: str, netns: str, container_id: str, conf: dict[str, Any]) -> float:
+    def plugin(
+        self,
+        command: str,
+        netns: str,
+        container_id: str,
+        conf: dict[str, Any],
+        bin_dir: Path | None = None,
+    ) -> Sample:
+        bin_dir = bin_dir or self.bin_dir
         env = {
             "CNI_COMMAND": command,
             "CNI_CONTAINERID": container_id,
             "CNI_NETNS": f"/run/netns/{netns}",
             "CNI_IFNAME": "eth0",
             "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME={netns}",
-            "CNI_PATH": str(self.bin_dir),
+            "CNI_PATH": str(bin_dir),
         }
-        return self.exec([str(self.bin_dir / "calico")], env, json.dumps(conf))
+        return self.sample([str(bin_dir / "calico")], env, json.dumps(conf))
 
-    def add_del(self, k: int, conf: dict[str, Any]) -> tuple[tuple[float, int], tuple[float, int]]:
-        """(wall time, etcd requests) of the ADD and of the DEL."""
-        netns = self.ns.add(f"c{k}")
+    def add_del(
+        self, k: int, conf: dict[str, Any], bin_dir: Path | None = None
+    ) -> tuple[Sample, Sample]:
+        """The ADD's and the DEL's times and etcd requests."""
+        netns = self.ns.add(f"c{k}{'b' if bin_dir else ''}")
         container_id = secrets.token_hex(32)
         start = self.etcd_requests()
-        add = self.plugin("ADD", netns, container_id, conf)
+        add = self.plugin("ADD", netns, container_id, conf, bin_dir)
         middle = self.etcd_requests()
-        delete = self.plugin("DEL", netns, container_id, conf)
-        return (add, middle - start), (delete, self.etcd_requests() - middle)
+        delete = self.plugin("DEL", netns, container_id, conf, bin_dir)
+        end = self.etcd_requests()
+        return (
+            Sample(add.wall, add.cpu, middle - start),
+            Sample(delete.wall, delete.cpu, end - middle),
+        )
 
     def etcd_requests(self) -> int:
         """Requests etcd has answered so far (this read itself is HTTP, not counted)."""
@@ -137,32 +175,43 @@ class Bench:
             text = response.read().decode()
         return sum(int(n) for n in HANDLED.findall(text))
 
-    def version(self) -> float:
-        return self.exec([str(self.bin_dir / "calico")], {"CNI_COMMAND": "VERSION"})
+    def version(self, bin_dir: Path | None = None) -> Sample:
+        return self.sample([str((bin_dir or self.bin_dir) / "calico")], {"CNI_COMMAND": "VERSION"})
 
     def python(self) -> float:
         return self.exec([sys.executable, "-I", "-c", "pass"], {})
 
 
-def run(ns: Namespaces, runs: int) -> list[Row]:
+def run(ns: Namespaces, runs: int, baseline: str | None = None) -> list[Row]:
     with EtcdServer() as etcd, tempfile.TemporaryDirectory(prefix="calico-bench-cni-") as tmp:
         bench = Bench(ns, etcd, Path(tmp) / "bin")
         conf = bench.conf(Path(tmp) / "cni.log")
-        bench.add_del(0, conf)  # warm-up: claims the block, fills the page cache
-        adds, dels, versions, floor = [], [], [], []
-        add_requests, del_requests = [], []
+        installs: dict[str, Path | None] = {"": None}
+        if baseline:
+            installs[" base"] = Path(tmp) / "baseline-bin"
+            install_plugins(Path(tmp) / "baseline-bin", baseline)
+        for bin_dir in installs.values():
+            bench.add_del(0, conf, bin_dir)  # warm-up: claims the block, fills the page cache
+        floor: list[float] = []
+        samples: dict[str, list[Sample]] = {}
         for k in range(1, runs + 1):
             floor.append(bench.python())
-            versions.append(bench.version())
-            (add, add_n), (delete, del_n) = bench.add_del(k, conf)
-            adds.append(add)
-            dels.append(delete)
-            add_requests.append(add_n)
-            del_requests.append(del_n)
+            for suffix, bin_dir in installs.items():
+                samples.setdefault(f"VERSION{suffix}", []).append(bench.version(bin_dir))
+                add, delete = bench.add_del(k, conf, bin_dir)
+                samples.setdefault(f"ADD{suffix}", []).append(add)
+                samples.setdefault(f"DEL{suffix}", []).append(delete)
     return [
-        Row("ADD", adds, floor, add_requests),
-        Row("DEL", dels, floor, del_requests),
-        Row("VERSION", versions, floor, [0] * runs),
+        Row(
+            name,
+            [s.wall for s in samples[name]],
+            floor,
+            [s.requests for s in samples[name]],
+            [s.cpu for s in samples[name]],
+        )
+        for name in (
+            command + suffix for suffix in installs for command in ("ADD", "DEL", "VERSION")
+        )
     ]
 
 
@@ -172,7 +221,7 @@ def p99(values: Sequence[float]) -> float:
 
 
 def format_rows(rows: Sequence[Row], runs: int) -> str:
-    cells = ["command", "median ms", "p99 ms", "floor ms", "ratio", "etcd"]
+    cells = ["command", "median ms", "p99 ms", "floor ms", "ratio", "cpu ms", "etcd"]
     lines = [
         f"CNI plugin exec vs `python -I -c pass` ({runs} runs each)",
         ROW_FORMAT.format(*cells),
@@ -181,16 +230,20 @@ def format_rows(rows: Sequence[Row], runs: int) -> str:
         median, floor = statistics.median(row.times), statistics.median(row.floor)
         times = (f"{t * 1e3:.1f}" for t in (median, p99(row.times), floor))
         requests = f"{statistics.median(row.requests):g}"
-        lines.append(ROW_FORMAT.format(row.command, *times, f"{median / floor:.1f}", requests))
+        cpu = f"{statistics.median(row.cpu) * 1e3:.1f}"
+        lines.append(ROW_FORMAT.format(row.command, *times, f"{median / floor:.1f}", cpu, requests))
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument(
+        "--baseline", metavar="PYTHON", help="another installation's interpreter, run interleaved"
+    )
     args = parser.parse_args(argv)
     with Namespaces() as ns:
-        rows = run(ns, args.runs)
+        rows = run(ns, args.runs, args.baseline)
     print(format_rows(rows, args.runs))
     return 0
 

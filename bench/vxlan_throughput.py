@@ -26,23 +26,20 @@ import secrets
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from calico import programs
 from calico.lab import netns
 from calico.lab.lab import Lab, running_lab
 from calico.lab.labfile import load_lab
 from calico.lab.spec import LabSpec
 from calico.model.vxlan import DEFAULT_PORT, DEFAULT_VNI, device_name
+from calico.testing.iperf import tcp_gbps
 
-IPERF_PORT = 5201
 PATHS = {"routed": ("r0", "r1"), "vxlan": ("v0", "v1")}  # source, target workload
-LISTEN_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -53,34 +50,6 @@ class Result:
     vxlan: list[float]
     floor_routed: list[float]
     floor_vxlan: list[float]
-
-
-def iperf(server_ns: str, client_ns: str, address: str, seconds: float) -> float:
-    """One iperf3 TCP run from client_ns to a one-off server in server_ns; Gbit/s received."""
-    server = programs.start(
-        ["ip", "netns", "exec", server_ns, "iperf3", "-s", "-1", "-p", str(IPERF_PORT)],
-        stdout=programs.DEVNULL,
-        stderr=programs.DEVNULL,
-    )
-    try:
-        _wait_listening(server_ns)
-        argv = ["ip", "netns", "exec", client_ns, "iperf3", "-c", address, "-p", str(IPERF_PORT),
-                "-t", str(seconds), "-J"]  # fmt: skip
-        proc = netns.run(argv, timeout=seconds + 30)
-        report = json.loads(proc.stdout)
-        return float(report["end"]["sum_received"]["bits_per_second"]) / 1e9
-    finally:
-        if server.poll() is None:
-            server.kill()
-        server.wait()
-
-
-def _wait_listening(ns: str) -> None:
-    deadline = time.monotonic() + LISTEN_TIMEOUT
-    while f":{IPERF_PORT} " not in netns.in_ns(ns, ["ss", "-Hltn"], check=False).stdout:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{ns}: iperf3 is not listening on {IPERF_PORT}")
-        time.sleep(0.02)
 
 
 # -- calico-py: one lab, two pools -------------------------------------------------------------
@@ -127,7 +96,7 @@ def calico_samples(
             for path in list(PATHS)[:: 1 if k % 2 == 0 else -1]:  # alternate the order
                 src, dst = PATHS[path]
                 address = lab.state.workloads[dst].ipv4 or ""
-                out[path].append(iperf(lab.netns_of(dst), lab.netns_of(src), address, seconds))
+                out[path].append(tcp_gbps(lab.netns_of(dst), lab.netns_of(src), address, seconds))
     return out
 
 
@@ -180,7 +149,7 @@ def floor_samples(samples: int, seconds: float) -> dict[str, list[float]]:
         for k in range(samples):
             for path in list(out)[:: 1 if k % 2 == 0 else -1]:
                 address = Floor.ADDRESSES["b"][0 if path == "routed" else 1]
-                out[path].append(iperf(floor.ns("b"), floor.ns("a"), address, seconds))
+                out[path].append(tcp_gbps(floor.ns("b"), floor.ns("a"), address, seconds))
     finally:
         floor.close()
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from calico.testing.churn import Churner, KernelState, proc_rss, snapshot
 
@@ -21,10 +22,13 @@ class Settled:
     rss: int
 
 
-def baseline(cluster: Cluster, node: str = "churn-host") -> tuple[FelixHost, KernelState]:
-    """Felix (default settings) with baseline workloads carrying the labels churned policies
-    select, and one policy of its own; returns the host and its kernel state once in sync."""
-    host = cluster.host(node, fast=False)
+def baseline(
+    cluster: Cluster, node: str = "churn-host", **env: str
+) -> tuple[FelixHost, KernelState]:
+    """Felix (default settings, plus `env`) with baseline workloads carrying the labels
+    churned policies select, and one policy of its own; returns the host and its kernel
+    state once in sync."""
+    host = cluster.host(node, fast=False, **env)
     for i in range(BASELINE_ENDPOINTS):
         wl = host.add_workload(f"calib{i}", f"198.18.1.{i + 1}", f"2001:db8:1::{i + 1}")
         cluster.add_endpoint(host, wl, f"base{i}", ns="churn", slot=str(i % 4), base="yes")
@@ -59,5 +63,10 @@ def settle(host: FelixHost, baseline: KernelState | None, timeout: float, quiet:
     return Settled(last, left, time.monotonic() - started, proc_rss(host.proc.pid))
 
 
-def churner(cluster: Cluster, host: FelixHost, endpoints: int, policies: int) -> Churner:
-    return Churner(cluster.ns, host.netns, host.node, cluster.client, endpoints, policies)
+def churner(
+    cluster: Cluster, host: FelixHost, endpoints: int, policies: int, **options: Any
+) -> Churner:
+    """A Churner on `host` (`options`: Churner's keyword options)."""
+    return Churner(
+        cluster.ns, host.netns, host.node, cluster.client, endpoints, policies, **options
+    )

@@ -20,6 +20,7 @@ from calico.testing.garbage import FLAVOURS, LineCounter, garbage, write
 from calico.testing.workloads import ping
 
 from .conftest import Cluster, wait_until
+from .tracing import traced
 
 pytestmark = pytest.mark.fv
 
@@ -56,12 +57,19 @@ def test_broken_ingress_policy_denies_ingress_and_keeps_egress(cluster: Cluster)
     assert ping(cluster.ns, a.netns, "2001:db8:100::2")
     lines = [ln for ln in host.log_since_start().splitlines() if "web-in" in ln]
     assert len(lines) == 1 and "deny-all (Ingress)" in lines[0], lines
+    # The trace decodes the broken policy as Felix does.
+    assert not traced(cluster, "198.19.0.2", "198.19.0.1", "icmp")
+    assert not traced(cluster, "2001:db8:100::2", "2001:db8:100::1", "icmp")
+    assert traced(cluster, "198.19.0.1", "198.19.0.2", "icmp")
+    assert traced(cluster, "2001:db8:100::1", "2001:db8:100::2", "icmp")
 
     # Types that cannot be read: both directions fail closed.
     put_raw(cluster, "web-in", {"selector": "app == 'web'", "types": "Ingress",
                                 "ingress": [bad_rule]})  # fmt: skip
     wait_until(lambda: not ping(cluster.ns, a.netns, "198.19.0.2"), what="egress denied")
     assert not ping(cluster.ns, b.netns, "198.19.0.1")
+    assert not traced(cluster, "198.19.0.1", "198.19.0.2", "icmp")
+    assert not traced(cluster, "198.19.0.2", "198.19.0.1", "icmp")
 
 
 def test_felix_keeps_running_over_garbage_under_every_prefix(cluster: Cluster) -> None:
@@ -78,6 +86,7 @@ def test_felix_keeps_running_over_garbage_under_every_prefix(cluster: Cluster) -
     host.wait_ready()
     # The broken policies select all(): ingress fails closed, egress (no Egress type) does not.
     assert not ping(cluster.ns, a.netns, "198.19.0.2")
+    assert not traced(cluster, "198.19.0.1", "198.19.0.2", "icmp")  # over the same garbage
     time.sleep(5)  # several refresh intervals: no line repeats
     assert host.proc is not None and host.proc.poll() is None, host.log_tail()
     counter = LineCounter(items)

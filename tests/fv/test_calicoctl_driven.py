@@ -11,6 +11,7 @@ from calico import programs
 from calico.testing.workloads import connects, ping, serve
 
 from .conftest import Cluster, wait_until
+from .tracing import traced
 
 pytestmark = pytest.mark.fv
 CALICOCTL = str(Path(sys.executable).parent / "calicoctl")
@@ -78,6 +79,10 @@ def test_manifests_applied_with_calicoctl_are_enforced(cluster: Cluster) -> None
     assert connects(cluster.ns, client.netns, "tcp", "198.19.0.10", 80)
     assert connects(cluster.ns, client.netns, "tcp", "2001:db8:100::10", 80)
     assert not connects(cluster.ns, client.netns, "udp", "198.19.0.10", 80)
+    assert traced(cluster, "198.19.0.11", "198.19.0.10", "tcp", 80)
+    assert traced(cluster, "2001:db8:100::11", "2001:db8:100::10", "tcp", 80)
+    assert not traced(cluster, "198.19.0.11", "198.19.0.10", "udp", 80)
+    assert not traced(cluster, "2001:db8:100::11", "2001:db8:100::10", "icmp")
     calicoctl(cluster, "delete", "networkpolicy", "web-ingress", "-n", "shop")
     wait_until(lambda: ping(cluster.ns, client.netns, "2001:db8:100::10"), what="policy removed")
     table = calicoctl(cluster, "get", "wep", "-n", "shop").splitlines()

@@ -4,11 +4,13 @@ test_anti_spoofing.py covers a workload that gives itself a foreign address; her
 are built by hand: a source that is another workload's address is dropped (0 delivered), a
 source inside the endpoint's allowSpoofedSourcePrefixes passes, and a workload that answers
 ARP/NDP for another workload's address changes nothing: the other stays reachable and the
-host's neighbour entry for it keeps its MAC.
+host's neighbour entry for it keeps its MAC. Each crafted flow's verdict is also traced
+(`calicoctl policy trace --from W --from-ip ADDRESS`), as in test_anti_spoofing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from calico.testing.workloads import Workload, ping
 from .conftest import Cluster, FelixHost, wait_until
 from .crafted import claim_neighbour, send_raw_udp
 from .probes import UdpRecorder
+from .test_anti_spoofing import assert_spoof_dropped, spoof_traced
 
 pytestmark = pytest.mark.fv
 V4 = ("198.19.0.1", "198.19.0.2", "198.19.0.3")
@@ -62,13 +65,22 @@ def test_crafted_source_of_another_workload_dropped_allowed_prefix_passes(
         == set()
     )
 
+    def send(src: str) -> Callable[[], object]:
+        return lambda: send_raw_udp(cluster.ns, a.netns, src, dst, 9999, "traced", count=10)
+
+    for src in (victim, allowed):
+        assert_spoof_dropped(spoof_traced(cluster, host, src, dst, send(src)))
+    assert spoof_traced(cluster, host, own, dst, send(own))["verdict"] == "allow"
+
     cluster.add_endpoint(host, a, "a", extra={"allowSpoofedSourcePrefixes": [prefix]})
     wait_until(lambda: delivered(allowed, "allowed"), what="allowed spoofed source delivered")
+    assert spoof_traced(cluster, host, allowed, dst, send(allowed))["verdict"] == "allow"
     # The allowance covers its prefix only, not another workload's address.
     for round_ in range(3):
         send_raw_udp(cluster.ns, a.netns, victim, dst, 9999, f"still{round_}", count=10)
         wait_until(lambda r=round_: delivered(own, f"real-again{r}"), what="genuine UDP")
     assert not any(recorder.sources(f"still{r}") for r in range(3)), recorder.read()
+    assert_spoof_dropped(spoof_traced(cluster, host, victim, dst, send(victim)))
 
 
 def neighbour_macs(host: FelixHost, addr: str) -> dict[str, str]:

@@ -9,19 +9,16 @@ kernel counter the packet moved."""
 
 from __future__ import annotations
 
-import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
-from click.testing import CliRunner
 
 from calico.calc.messages import PolicyID
-from calico.ctl.main import cli
 from calico.lab.explain import TABLES, Counters, moved, parse_counters
 from calico.model.policy import GlobalNetworkPolicy, Tier
 from calico.rules import naming
@@ -29,8 +26,10 @@ from calico.testing.workloads import Workload, connects, ping, serve
 
 from .conftest import Cluster, FelixHost
 from .test_broken_policy_directions import put_raw
+from .tracing import cli_trace
 
 pytestmark = pytest.mark.fv
+T = TypeVar("T")
 
 SPECS = {  # name: (namespace, iface, last octet, app, port name, port)
     "pweb": ("prod", "calipweb", 1, "web", "http", 8080),
@@ -113,14 +112,6 @@ def trace_json(cluster: Cluster, m: Matrix, probe: Probe) -> dict[str, Any]:
     return cli_trace(cluster, flags)
 
 
-def cli_trace(cluster: Cluster, flags: list[str]) -> dict[str, Any]:
-    runner = CliRunner(env={"ETCD_ENDPOINTS": cluster.etcd.endpoint, "ETCD_CA_CERT_FILE": ""})
-    result = runner.invoke(cli, ["policy", "trace", *flags, "-o", "json"])
-    assert result.exit_code == 0, (flags, result.output)
-    out: dict[str, Any] = json.loads(result.output)
-    return out
-
-
 def check(cluster: Cluster, m: Matrix, expected: Mapping[Probe, bool]) -> list[dict[str, Any]]:
     """Wait for the kernel to converge on `expected`, then every trace must agree with it."""
     m.expect(expected)
@@ -149,6 +140,29 @@ def counters(host: FelixHost, version: int) -> Counters:
     return out
 
 
+def rules_moved(host: FelixHost, version: int, send: Callable[[], T]) -> tuple[T, set[str]]:
+    """What `send()` returned, and the IDs of the host's Calico rules whose counters moved
+    meanwhile."""
+    before = counters(host, version)
+    result = send()
+    return result, {h.rule_id for h in moved(host.node, before, counters(host, version))}
+
+
+def missing_rules(trace: dict[str, Any], hit: set[str]) -> list[str]:
+    """The rules the trace says the packet went through (each hop's deciding rule, each
+    NAT rule) that are not in `hit`, up to the hop that dropped it."""
+    missing = []
+    for hop in trace["hops"]:
+        decided = hop["decided_by"] or {}
+        if "rule_id" in decided and decided["rule_id"] not in hit:
+            missing.append(f"{hop['direction']} {decided['chain']} {decided['rule']}")
+        missing += [f"{hop['direction']} nat {n['chain']} {n['rule']}"
+                    for n in hop["nat"] if n["rule_id"] not in hit]  # fmt: skip
+        if hop["verdict"] == "deny":
+            break  # dropped here: the kernel never saw the next hop
+    return missing
+
+
 def unhit_rules(m: Matrix, probe: Probe, trace: dict[str, Any]) -> list[str]:
     """Probe again, reading the kernel's counters: the rule the trace says decided each hop
     the packet reached must be one whose counter moved."""
@@ -156,20 +170,11 @@ def unhit_rules(m: Matrix, probe: Probe, trace: dict[str, Any]) -> list[str]:
     version = 6 if probe.v6 else 4
     allowed = trace["verdict"] == "allow"
     for _ in range(3):  # an allowed probe can time out under load: use a clean run
-        before = counters(host, version)
-        ok = m.run(probe)
-        hit = {h.rule_id for h in moved(host.node, before, counters(host, version))}
+        ok, hit = rules_moved(host, version, lambda: m.run(probe))
         if ok == allowed:
             break
     assert ok == allowed, probe
-    missing = []
-    for hop in trace["hops"]:
-        decided = hop["decided_by"] or {}
-        if "rule_id" in decided and decided["rule_id"] not in hit:
-            missing.append(f"{hop['direction']} {decided['chain']} {decided['rule']}")
-        if hop["verdict"] == "deny":
-            break  # dropped here: the kernel never saw the next hop
-    return missing
+    return missing_rules(trace, hit)
 
 
 def test_policy_matrix(cluster: Cluster) -> None:

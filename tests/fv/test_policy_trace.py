@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from calico.lab.explain import moved
 from calico.testing.workloads import connects, ping, serve
 
 from .conftest import Cluster, FelixHost, wait_until
 from .test_host_endpoints import static_neighbours
-from .test_policy_matrix import cli_trace, counters
+from .test_policy_matrix import missing_rules, rules_moved
+from .tracing import cli_trace
 
 pytestmark = pytest.mark.fv
 
@@ -31,11 +31,12 @@ Flow = tuple[str, str, str, str, int]  # from netns, source, destination, protoc
 
 class FlowCheck:
     """Named flows on one host: once the kernel gives the expected answers, the trace of
-    each must give the same, in one hop on that host, and the rule it names must be one
-    whose counter the packet moved."""
+    each must give the same, in hops on that host only, and the rules it names (deciding
+    and NAT) must be ones whose counters the packet moved."""
 
     def __init__(self, cluster: Cluster, host: FelixHost, flows: Mapping[str, Flow]) -> None:
         self.cluster, self.host, self.flows = cluster, host, flows
+        self.traces: dict[str, dict[str, Any]] = {}  # the last trace of each flow
 
     def kernel(self, name: str) -> bool:
         ns, _, dst, proto, port = self.flows[name]
@@ -44,7 +45,8 @@ class FlowCheck:
         return connects(self.cluster.ns, ns, proto, dst, port, timeout=0.7)
 
     def agree(self, expected: dict[str, bool]) -> dict[str, dict[str, Any]]:
-        """What decided each flow's hop (empty where nothing Calico renders did)."""
+        """What decided each flow (its denying hop's decision, else its last hop's; empty
+        where nothing Calico renders did)."""
         wait_until(lambda: all(self.kernel(n) == want for n, want in expected.items()), 30.0,
                    what=f"the kernel to give {expected}")  # fmt: skip
         decided = {}
@@ -57,17 +59,14 @@ class FlowCheck:
             assert (out["verdict"] == "allow") == want, (name, out)
             version = 6 if ":" in src else 4
             for _ in range(3):  # an allowed probe can time out under load: use a clean run
-                before = counters(self.host, version)
-                ok = self.kernel(name)
-                moved_now = moved(self.host.node, before, counters(self.host, version))
-                hit = {h.rule_id for h in moved_now}
+                ok, hit = rules_moved(self.host, version, lambda n=name: self.kernel(n))
                 if ok == want:
                     break
-            (hop,) = out["hops"]  # the host and the other end on one host, or external
-            assert hop["host"] == self.host.node, (name, hop)
+            assert {h["host"] for h in out["hops"]} == {self.host.node}, (name, out)
+            self.traces[name] = out
+            hop = next((h for h in out["hops"] if h["verdict"] == "deny"), out["hops"][-1])
             decided[name] = hop["decided_by"] or {}
-            if "rule_id" in decided[name]:
-                assert decided[name]["rule_id"] in hit, (name, decided[name])
+            assert not missing_rules(out, hit), (name, missing_rules(out, hit))
         return decided
 
 
@@ -129,7 +128,8 @@ def test_trace_agrees_through_a_host_endpoint(cluster: Cluster) -> None:
 
 def test_trace_agrees_to_and_from_the_host(cluster: Cluster) -> None:
     """The host-bound scenarios of test_endpoint_to_host and test_host_endpoints through
-    the trace: workload -> its host (DefaultEndpointToHostAction after egress policy),
+    the trace: workload -> its host (DefaultEndpointToHostAction from the environment and
+    from the datastore, after egress policy),
     upstream -> host and host -> upstream through a host endpoint (failsafes, normal and
     doNotTrack policy), host -> its workload (not policed)."""
     host = cluster.host("h1")
@@ -181,6 +181,17 @@ def test_trace_agrees_to_and_from_the_host(cluster: Cluster) -> None:
         "Deny",
     )
     assert got["host->a ping"] == {}  # not policed: no Calico rule decides
+
+    # Accept from Felix's environment, which the datastore does not hold: the trace renders
+    # with the settings Felix reported.
+    host.kill()
+    host.start(FELIX_DEFAULTENDPOINTTOHOSTACTION="Accept")
+    host.wait_ready()
+    check.agree({"a->host 5000": True, "a->host ping": True})
+    host.kill()
+    host.start()
+    host.wait_ready()
+    check.agree({"a->host 5000": False, "a->host ping": False})
 
     # Accept (from the datastore; Felix restarts itself), after the workload's egress policy.
     cluster.apply({
@@ -242,3 +253,37 @@ def test_trace_agrees_to_and_from_the_host(cluster: Cluster) -> None:
     })  # fmt: skip
     got = check.agree({"up->host 8080": True, "up->host 8080 v6": True, "up->host ping": False})
     assert got["up->host 8080"]["policy"] == "untracked-8080"
+
+
+def test_trace_agrees_with_a_host_endpoint_found_by_expected_ip(cluster: Cluster) -> None:
+    """No interfaceName: Felix finds the host endpoint on the interface carrying its
+    expected IP and reports which; the trace renders the endpoint's chains there."""
+    host = cluster.host("h1")
+    up = host.upstream
+    cluster.apply({  # the host's own address, as calico/node records it
+        "kind": "Node", "metadata": {"name": "h1"}, "spec": {"bgp": {"ipv4Address": f"{HOST_V4}/30"}},
+    })  # fmt: skip
+    for port in (22, 8080):
+        serve(cluster.ns, host.netns, HOST_V4, port)
+    host.start()
+    host.wait_ready()
+    flows = {
+        "up->host 8080": (up, UP_V4, HOST_V4, "tcp", 8080),
+        "up->host 22": (up, UP_V4, HOST_V4, "tcp", 22),
+    }
+    check = FlowCheck(cluster, host, flows)
+    check.agree({"up->host 8080": True, "up->host 22": True})  # no host endpoint yet
+    cluster.apply({
+        "kind": "HostEndpoint", "metadata": {"name": "h1-uplink", "labels": {"hep": "up"}},
+        "spec": {"node": "h1", "expectedIPs": [HOST_V4]},
+    })  # fmt: skip
+    got = check.agree({"up->host 8080": False, "up->host 22": True})  # failsafe
+    assert got["up->host 8080"]["chain"].endswith("eth1"), got  # resolved to eth1
+    cluster.apply({
+        "kind": "GlobalNetworkPolicy", "metadata": {"name": "up-8080"},
+        "spec": {"selector": "hep == 'up'", "ingress": [
+            {"action": "Allow", "protocol": "TCP", "destination": {"ports": [8080]}},
+        ]},
+    })  # fmt: skip
+    got = check.agree({"up->host 8080": True})
+    assert got["up->host 8080"]["policy"] == "up-8080", got

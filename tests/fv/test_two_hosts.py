@@ -8,6 +8,7 @@ import pytest
 from calico.testing.workloads import ping
 
 from .conftest import Cluster, FelixHost, wait_until
+from .tracing import traced
 
 pytestmark = pytest.mark.fv
 
@@ -75,6 +76,18 @@ def test_two_hosts_program_only_their_own_endpoints(cluster: Cluster) -> None:
     assert ping(cluster.ns, a2.netns, "198.19.1.2")
     assert not ping(cluster.ns, x2.netns, "198.19.1.2")  # x is not an "a" on h1 either
     assert ping(cluster.ns, x2.netns, "198.19.1.1")
+    # The trace gives each of those flows the kernel's answer, hop by hop across the hosts.
+    flows = {
+        ("198.19.1.1", "198.19.1.2"): True,
+        ("198.19.2.1", "198.19.2.2"): True,
+        ("198.19.2.9", "198.19.2.1"): True,
+        ("198.19.2.9", "198.19.2.2"): False,
+        ("198.19.1.1", "198.19.2.2"): True,
+        ("198.19.2.1", "198.19.1.2"): True,
+        ("198.19.2.9", "198.19.1.2"): False,
+        ("198.19.2.9", "198.19.1.1"): True,
+    }
+    assert {f: traced(cluster, *f, "icmp") for f in flows} == flows
     for node in ("h1", "h2"):
         key = f"/calico/felix/v2/no-region/host/{node}/status"
         wait_until(lambda k=key: cluster.backend.get(k) is not None, what=f"{node} heartbeat")
@@ -89,7 +102,10 @@ def test_two_hosts_program_only_their_own_endpoints(cluster: Cluster) -> None:
     })  # fmt: skip
     wait_until(lambda: ping(cluster.ns, x2.netns, "198.19.2.2"), what="h2 applies the change")
     assert not ping(cluster.ns, a2.netns, "198.19.2.2")
+    assert traced(cluster, "198.19.2.9", "198.19.2.2", "icmp")
+    assert not traced(cluster, "198.19.2.1", "198.19.2.2", "icmp")
     assert ping(cluster.ns, a1.netns, "198.19.1.2")  # h1's kernel still has the old policy
     h1.start()
     h1.wait_ready()
     wait_until(lambda: not ping(cluster.ns, a1.netns, "198.19.1.2"), what="h1 catches up")
+    assert not traced(cluster, "198.19.1.1", "198.19.1.2", "icmp")

@@ -15,6 +15,8 @@ from calico.ctl.main import cli
 from calico.datastore.etcd import EtcdBackend
 from calico.model.keys import ResourceKey
 from calico.model.policy import GlobalNetworkPolicy
+from calico.model.status_keys import host_endpoint_interfaces_key, rules_settings_key
+from calico.rules.config import RulesConfig
 from calico.testing.etcd_server import EtcdServer
 
 pytestmark = pytest.mark.integration
@@ -186,8 +188,10 @@ def test_untracked_packet_with_a_tracked_reply_is_refused(ctl: CliRunner) -> Non
           "--port", "4789"), "--port: 4789 is VXLAN's to or from a host"),
         (("--from-ip", "198.18.0.14", "--to", "shop/web-0", "--protocol", "ICMP"),
          "--from-ip: host host-4's host endpoint host-4-any has no interfaceName"),
-        (("--from", "shop/web-0", "--from-ip", "198.19.0.1", "--to", "shop/db-0",
-          "--protocol", "ICMP"), "--from: give exactly one of"),
+        (("--from", "shop/web-0", "--to", "shop/db-0", "--to-ip", "198.19.0.2",
+          "--protocol", "ICMP"), "--to: give exactly one of"),
+        (("--from", "shop/db-0", "--from-ip", "2001:db8:100::9", "--to-ip", "2001:db8::9",
+          "--protocol", "ICMPv6"), "--from: workload endpoint shop/db-0 has no IPv6 address"),
     ],
 )  # fmt: skip
 def test_errors_name_the_flag(ctl: CliRunner, flags: tuple[str, ...], message: str) -> None:
@@ -247,6 +251,75 @@ def test_felix_settings_from_the_datastore(ctl: CliRunner) -> None:
     assert json.loads(trace(ctl, *flags, "--port", "80").output)["verdict"] == "allow"
 
 
+FLOATING = """
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {namespace: shop, labels: {app: front}}
+spec: {node: host-1, orchestrator: k8s, pod: front-0, endpoint: eth0, interfaceName: califront0,
+       ipNetworks: [198.19.0.5/32], profiles: [kns.shop],
+       ipNATs: [{internalIP: 198.19.0.5, externalIP: 198.18.7.1}]}
+---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: shop-pool}
+spec: {cidr: 198.19.0.0/24, natOutgoing: true}
+"""
+FLOATING_IPS_ON = """
+apiVersion: projectcalico.org/v3
+kind: FelixConfiguration
+metadata: {name: default}
+spec: {floatingIPs: Enabled}
+"""
+
+
+def test_floating_ips_and_nat_outgoing_from_the_datastore(ctl: CliRunner) -> None:
+    """A floating IP is traced to its workload through the DNAT once FloatingIPs is Enabled
+    in the datastore (refused before: no translation, the packet never gets there); a pool's
+    natOutgoing shows as MASQUERADE."""
+    assert ctl.invoke(cli, ["apply", "-f", "-"], input=FLOATING).exit_code == 0
+    flags = ("--from-ip", "192.0.2.9", "--to-ip", "198.18.7.1", "--protocol", "TCP", "--port", "80")
+    refused = trace(ctl, *flags, ok=False)
+    assert refused.stderr.startswith("cannot trace this flow: 198.18.7.1 is a NAT mapping"), (
+        refused.stderr
+    )
+    assert ctl.invoke(cli, ["apply", "-f", "-"], input=FLOATING_IPS_ON).exit_code == 0
+    out = json.loads(trace(ctl, *flags, "-o", "json").output)
+    assert out["verdict"] == "allow"
+    (hop,) = out["hops"]
+    (nat,) = hop["nat"]
+    assert (nat["type"], nat["field"], nat["original"], nat["translated"], nat["chain"]) == (
+        "DNAT",
+        "destination",
+        "198.18.7.1",
+        "198.19.0.5",
+        "cali-fip-dnat",
+    )
+    assert hop["endpoints"][0]["chain"] == "cali-tw-califront0"
+    text = trace(ctl, *flags).output
+    assert "  nat: DNAT destination 198.18.7.1 -> 198.19.0.5 [nat cali-fip-dnat]" in text
+    masq = ("--from", "shop/front-0", "--to-ip", "192.0.2.9", "--protocol", "UDP", "--port", "53")
+    out = json.loads(trace(ctl, *masq, "-o", "json").output)
+    assert [(n["type"], n["translated"]) for n in out["hops"][0]["nat"]] == [("MASQUERADE", None)]
+    assert "-> the outgoing interface's address [nat cali-nat-outgoing]" in trace(ctl, *masq).output
+
+
+def test_a_workload_sending_from_an_address_not_its_own(ctl: CliRunner) -> None:
+    flags = ("--from", "shop/web-0", "--to", "shop/db-0", "--protocol", "TCP", "--port", "5432")
+    out = json.loads(trace(ctl, *flags, "--from-ip", "198.19.0.99", "-o", "json").output)
+    assert out["verdict"] == "deny"
+    decided = out["hops"][0]["decided_by"]
+    assert (decided["what"], decided["table"], decided["chain"]) == (
+        "anti-spoofing",
+        "raw",
+        "cali-PREROUTING",
+    )
+    text = trace(ctl, *flags, "--from-ip", "198.19.0.99").output.splitlines()
+    assert text[0].startswith("shop/host--1-k8s-web--0-eth0 (198.19.0.99 on host-1)"), text
+    assert text[2].startswith("  decided in [raw cali-PREROUTING]: "), text
+    own = json.loads(trace(ctl, *flags, "--from-ip", "198.19.0.1", "-o", "json").output)
+    assert own["verdict"] == "allow"
+
+
 def test_a_refused_policy_in_etcd_denies_as_felix_enforces_it(
     ctl: CliRunner, etcd_server: EtcdServer
 ) -> None:
@@ -273,3 +346,49 @@ def test_a_refused_policy_in_etcd_denies_as_felix_enforces_it(
     egress = out["hops"][0]
     assert (egress["direction"], egress["verdict"]) == ("egress", "deny")
     assert egress["decided_by"]["policy"] == "l7-web"
+
+
+def test_felix_settings_as_the_hosts_felix_reported_them(
+    ctl: CliRunner, etcd_server: EtcdServer
+) -> None:
+    """Settings from Felix's environment or config file reach the trace through the key
+    Felix reports them under (in its region); garbage there stops the trace."""
+    flags = ("--from", "shop/db-0", "--to-host", "host-2", "--protocol", "ICMP", "-o", "json")
+    assert json.loads(trace(ctl, *flags).output)["verdict"] == "deny"  # the default: DROP
+    key = rules_settings_key("host-2", "region-r1")
+    accept = RulesConfig(endpoint_to_host_action="ACCEPT").to_json()
+    backend = EtcdBackend.from_env({"ETCD_ENDPOINTS": etcd_server.endpoint})
+    try:
+        backend.put(key, json.dumps(accept).encode())
+        out = json.loads(trace(ctl, *flags).output)
+        assert out["verdict"] == "allow"
+        assert out["hops"][0]["decided_by"]["what"] == "endpoint to host action"
+        backend.put(key, json.dumps({**accept, "mark_accept": "0x10000"}).encode())
+        bad = trace(ctl, *flags, ok=False)
+        assert key in bad.output and "mark_accept: '0x10000' is not a int" in bad.output
+    finally:
+        backend.close()
+
+
+def test_a_host_endpoint_by_expected_ip_on_the_interface_felix_reported(
+    ctl: CliRunner, etcd_server: EtcdServer
+) -> None:
+    """host-4-any has only expectedIPs: Felix resolves it against the host's live addresses
+    and reports the interface; the trace renders it there, or not at all when Felix found
+    none (the refusal above is for a host whose Felix never reported)."""
+    flags = ("--from-ip", "198.18.0.14", "--to", "shop/web-0", "--protocol", "ICMP", "-o", "json")
+    backend = EtcdBackend.from_env({"ETCD_ENDPOINTS": etcd_server.endpoint})
+    key = host_endpoint_interfaces_key("host-4")
+    try:
+        backend.put(key, json.dumps({"host-4-any": "eth0"}).encode())
+        out = json.loads(trace(ctl, *flags).output)
+        egress = out["hops"][0]
+        assert (out["verdict"], egress["host"], egress["verdict"]) == ("deny", "host-4", "deny")
+        assert egress["endpoints"][0]["chain"] == "cali-th-eth0"  # no policy: default deny
+        backend.put(key, b"{}")  # Felix found no interface with that address: no chains
+        assert json.loads(trace(ctl, *flags).output)["verdict"] == "allow"
+        backend.put(key, b'["eth0"]')
+        bad = trace(ctl, *flags, ok=False)
+        assert key in bad.output and "not a JSON object of host endpoint names" in bad.output
+    finally:
+        backend.close()

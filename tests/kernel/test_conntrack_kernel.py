@@ -77,3 +77,16 @@ def test_deletes_the_flows_of_an_address_in_both_directions(
     assert flows(ns, host, v) == others
     assert ConntrackFlows(Runner(netns=host)).remove_flows(v, a["X"]) == 0  # none left
     assert flows(ns, host, v) == others
+
+
+@pytest.mark.parametrize("v", [4, 6])
+def test_a_batch_lists_the_table_once_and_deletes_the_flows_of_its_addresses(
+    topology: tuple[Namespaces, str, str], v: int
+) -> None:
+    ns, host, peer = topology
+    a = ADDRS[v]
+    ns.exec(peer, [sys.executable, "-c", _SEND, *(f"{a['P']},{a[d]}" for d in "XVY")])
+    ns.exec(host, [sys.executable, "-c", _SEND, f"{a['X']},{a['P']}", f"{a['Y']},{a['P']}"])
+    unused = "198.18.62.1" if v == 4 else "2001:db8:62::1"  # no flow: not deleted, no error
+    assert ConntrackFlows(Runner(netns=host)).remove_flows_of(v, [a["X"], unused]) == 3
+    assert flows(ns, host, v) == {(a["P"], a["Y"]), (a["Y"], a["P"])}

@@ -18,8 +18,10 @@ from calico.cni.config import NetConf
 from calico.cni.identity import WorkloadIdentity
 from calico.cni.netsetup import HOST_MAC, IPV4_GATEWAY, VethInfo
 from calico.cni.spec import CniError, Code, Interface, Invocation, IPConfig, Result, Route
-from calico.model import API_VERSION, ResourceError, parse_resource
+from calico.model.base import API_VERSION
+from calico.model.codec import parse_as
 from calico.model.endpoints import WorkloadEndpoint
+from calico.model.errors import ResourceError
 from calico.model.policy import Profile
 
 NAMESPACE_PROFILE_PREFIX = "kns."
@@ -45,11 +47,9 @@ def profile_for(conf: NetConf, ident: WorkloadIdentity) -> Profile:
         name = conf.name
     doc = {"apiVersion": API_VERSION, "kind": "Profile", "metadata": {"name": name}, "spec": spec}
     try:
-        profile = parse_resource(doc)
+        return parse_as(Profile, doc)
     except ResourceError as exc:
         raise CniError(Code.INVALID_CONFIG, f"cannot use profile {name!r}", str(exc)) from None
-    assert isinstance(profile, Profile)
-    return profile
 
 
 def host_cidr(cidr: str) -> str:
@@ -81,13 +81,11 @@ def build_endpoint(
     metadata = {"name": ident.wep_name, "namespace": ident.namespace, "labels": dict(conf.labels)}
     doc = {"apiVersion": API_VERSION, "kind": "WorkloadEndpoint", "metadata": metadata}
     try:
-        wep = parse_resource({**doc, "spec": spec})
+        return parse_as(WorkloadEndpoint, {**doc, "spec": spec})
     except ResourceError as exc:
         raise CniError(
             Code.INVALID_CONFIG, f"cannot build WorkloadEndpoint {ident.wep_name!r}", str(exc)
         ) from None
-    assert isinstance(wep, WorkloadEndpoint)
-    return wep
 
 
 def build_result(inv: Invocation, info: VethInfo, cidrs: Sequence[str]) -> Result:

@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import traceback
+import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,7 +125,7 @@ def command_line(argv: Sequence[str], prog: str) -> tuple[int, str, str] | None:
 
 def main(module: str) -> None:
     """Process entry point of the plugin whose `HANDLERS` are in `module`: the real
-    environment, stdin, stdout. The module (and with it pydantic, httpx and pyroute2) is
+    environment, stdin, stdout. The module (and with it pydantic and the etcd client) is
     imported only for a command that needs it, so VERSION costs little more than Python's
     start-up. SIGTERM (a runtime giving up on us) becomes an error, so a half-done ADD still
     runs its undo steps before exiting."""
@@ -152,13 +153,15 @@ def main(module: str) -> None:
 
 
 def _skip_unused_startup_work() -> None:
-    """Two libraries do work at import that the plugin never uses (cProfile of one ADD,
-    2026-12-07, 833 ms in all at load ~11 on 2 cores): pydantic scans every installed
-    distribution's entry points for pydantic plugins on its first model (48 ms), and httpx
-    imports its command-line tool, with rich, click and pygments, whenever those are installed
-    (77 ms). An operator's own PYDANTIC_DISABLE_PLUGINS is kept."""
+    """pydantic looks for pydantic plugins on a model's first validation, which the plugin never
+    uses: it scans every installed distribution's entry points (48 ms of an 833 ms ADD, cProfile,
+    2026-12-07, at load ~11 on 2 cores) unless PYDANTIC_DISABLE_PLUGINS says not to, and even
+    then imports its loader, and with it importlib.metadata (~10 ms). An empty loader in its
+    place answers "no plugins"; should pydantic move it, the variable still skips the scan."""
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]  # ImportError: skipped
+    loader = types.ModuleType("pydantic.plugin._loader")
+    loader.get_plugins = tuple  # type: ignore[attr-defined]  # get_plugins() == ()
+    sys.modules.setdefault("pydantic.plugin._loader", loader)
 
 
 def _terminated(signum: int, _frame: object) -> None:
@@ -194,5 +197,5 @@ def _configure_logging(conf: NetConf, stderr: TextIO) -> None:
             file_handler.setFormatter(fmt)
             handlers.append(file_handler)
     root.handlers = handlers
-    root.setLevel(logging.WARNING)  # libraries (httpx, pyroute2) only when something is wrong
+    root.setLevel(logging.WARNING)  # libraries only when something is wrong
     logging.getLogger("calico").setLevel(min(level, logging.WARNING))

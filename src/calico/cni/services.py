@@ -1,7 +1,7 @@
 """What a CNI call talks to: the datastore, Calico IPAM and the kernel, each built on first use.
 
 VERSION and a config rejected at parse time never open a connection, nor import what they
-would need (httpx, pyroute2, the pydantic models): a plugin process pays for those only when
+would need (the etcd client, the pydantic models): a plugin process pays for those only when
 a command uses them. Tests substitute any
 object with `client`, `ipam` and `net` attributes (a memory Backend, a fake IPAM, a fake
 NetSetup). `datastore_errors` maps datastore and IPAM failures to CNI codes in one place:
@@ -49,9 +49,12 @@ class DefaultServices:
     @functools.cached_property
     def backend(self) -> EtcdBackend:
         from calico.datastore.etcd import EtcdBackend
+        from calico.datastore.etcd_stdlib import StdlibTransport
 
         node = determine_nodename(self._conf, self._environ)
-        return EtcdBackend(etcd_config(self._conf, self._environ).for_host(node))
+        config = etcd_config(self._conf, self._environ).for_host(node)
+        # http.client, not httpx: a plugin makes a few calls and never watches (etcd_stdlib).
+        return EtcdBackend(config, transport=StdlibTransport(config))
 
     @functools.cached_property
     def client(self) -> ResourceClient:

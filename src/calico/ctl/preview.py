@@ -1,30 +1,54 @@
-"""`calicoctl apply|delete --preview`: reachability between the existing workload endpoints
-before and after a change, by the policy trace's own calculation, nothing written.
+"""`calicoctl apply|delete --preview`: reachability between the existing endpoints before and
+after a change, by the policy trace's own calculation, nothing written.
 
 Both sides are datastore snapshots (ctl.trace_source): the current one, and the same with
-the file's resources put in (apply) or taken out (delete). Every ordered pair of workload
-endpoints present on both sides is traced on each probe, before and after, and only the
-pairs whose verdict changes are reported. The probes are the protocols and destination
-ports the involved policies' and profiles' rules name (their old and new versions): a
-numeric port or a range's first port; a rule with a protocol but no port is probed on a
-port no rule names; a rule naming no protocol, with TCP on such a port and with ICMP. One
-IP family per pair: IPv4 where both ends have it, else IPv6. Ends outside every workload
-(externals, hosts) are not probed.
+the file's resources put in (apply) or taken out (delete). The ends: the workload endpoints
+present on both sides, each host (a workload's, a host endpoint's or a Node's) by its own
+address, and external addresses: one inside each CIDR the involved rules name, one in each
+of the first NETWORK_SET_SAMPLE nets of every network set, and one per family outside all of
+those. Every ordered pair of ends but external to external is covered on each probe, before
+and after, and only the pairs whose verdict changes are reported. Workload endpoints that no
+rule can tell apart (same host, labels, policy-relevant spec, and addresses inside the same
+of the datastore's CIDRs) form a class, and one pair per pair of classes is traced: the work
+grows with the classes, not with the square of the endpoints. The probes are the protocols
+and destination ports the involved policies' and profiles' rules name (their old and new
+versions): a numeric port or a range's first port; a rule with a protocol but no port is
+probed on a port no rule names; a rule naming no protocol, with TCP on such a port and with
+ICMP. One IP family per pair: IPv4 where both ends have it, else IPv6. A host with no
+recorded address (Node addresses, host endpoint expectedIPs) is not probed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from calico.calc.messages import WorkloadEndpointID
-from calico.ctl.trace_source import Snapshot, end_of, rules_settings
+from calico.ctl.trace_source import (
+    EndError,
+    Snapshot,
+    address_end,
+    end_of,
+    host_end,
+    host_input,
+    unresolved_crossing,
+)
 from calico.datastore.client import ResourceClient
 from calico.model.base import Resource
-from calico.model.endpoints import WorkloadEndpoint
+from calico.model.endpoints import HostEndpoint, WorkloadEndpoint
 from calico.model.keys import key_of
-from calico.model.policy import GlobalNetworkPolicy, NetworkPolicy, Profile
+from calico.model.network import Node
+from calico.model.policy import (
+    GlobalNetworkPolicy,
+    GlobalNetworkSet,
+    NetworkPolicy,
+    NetworkSet,
+    Profile,
+)
 from calico.model.rules import Rule
 from calico.rules.trace import End, Flow, HostInput, render_hosts, trace_rendered
 from calico.rules.trace_tables import HostTables
@@ -94,45 +118,200 @@ def probes(rule_sets: Iterable[Resource]) -> list[Probe]:
     return sorted(out)
 
 
-def preview(
-    client: ResourceClient, resources: Sequence[Resource], delete: bool
-) -> tuple[list[Change], int]:
-    """The reachability changes, and how many (pair, probe) traces were compared."""
+class Outcome(NamedTuple):
+    changes: list[Change]
+    compared: int
+    """(endpoint pair, probe) combinations the verdicts cover."""
+    traced: int
+    """Traces run: one per class pair and probe, before and after counted once."""
+
+
+def preview(client: ResourceClient, resources: Sequence[Resource], delete: bool) -> Outcome:
+    """The reachability changes between the ends both snapshots hold (see the module doc)."""
     before = Snapshot.load(client)
     after = changed(resources, delete, before)
     involved = [*_rule_sets(resources), *_rule_sets(_replaced(before, resources))]
     if not involved:
-        return [], 0
+        return Outcome([], 0, 0)
     wanted = probes(involved)
     common = _common_workloads(before, after)
-    hosts = sorted({w.spec.node for w in common.values() if w.spec.node})
+    hosts = _hosts(common.values(), before, after)
     sides = [_side(client, snap, hosts) for snap in (before, after)]
     group = len(common) > GROUP_ABOVE
+    classes = [
+        *(
+            [_workload_party(w) for w in members]
+            for members in _classes(common.values(), _cidrs(before, after))
+        ),
+        *([party] for party in _host_parties(hosts, before, after)),
+        *([party] for party in _external_parties(involved, before, after)),
+    ]
     changes: set[Change] = set()
-    compared = 0
-    for src_id, src in common.items():
-        for dst_id, dst in common.items():
-            if src_id == dst_id:
+    compared = traced = 0
+    for src_class in classes:
+        for dst_class in classes:
+            pairs = [(s, d) for s in src_class for d in dst_class if s is not d]
+            if not pairs or (src_class[0].external and dst_class[0].external):
                 continue
-            version = _family(src, dst)
+            src, dst = pairs[0]
+            version = next((v for v in (4, 6) if v in src.ends and v in dst.ends), None)
             if version is None:
                 continue
-            a, b = (_end(w, version) for w in (src, dst))
+            a, b = src.ends[version], dst.ends[version]
+            for inputs, _ in sides:
+                refused = unresolved_crossing(inputs, a, b) or unresolved_crossing(inputs, b, a)
+                if refused:
+                    raise PreviewError(f"cannot preview {src.name} → {dst.name}: {refused}")
             for probe in wanted:
                 flow = _flow(a, b, probe, version)
                 try:
                     verdicts = [trace_rendered(h, r[version], flow).verdict for h, r in sides]
                 except ValueError as exc:  # the walk refuses what it cannot model
-                    what = f"{_text(src)} → {_text(dst)} {probe.describe(version)}"
+                    what = f"{src.name} → {dst.name} {probe.describe(version)}"
                     raise PreviewError(f"cannot preview {what}: {exc}") from None
-                compared += 1
-                if verdicts[0] != verdicts[1]:
-                    word = "newly allowed" if verdicts[1] == "allow" else "newly denied"
-                    src_name, dst_name = (
-                        (_label_set(src), _label_set(dst)) if group else (_text(src), _text(dst))
-                    )
-                    changes.add(Change(word, src_name, dst_name, probe.describe(version)))
-    return sorted(changes), compared
+                traced += 1
+                compared += len(pairs)
+                if verdicts[0] == verdicts[1]:
+                    continue
+                word = "newly allowed" if verdicts[1] == "allow" else "newly denied"
+                changes |= {
+                    Change(word, s.shown(group), d.shown(group), probe.describe(version))
+                    for s, d in pairs
+                }
+    return Outcome(sorted(changes), compared, traced)
+
+
+@dataclass(frozen=True, eq=False)
+class _Party:
+    """One end a flow is previewed from or to: its address per IP family."""
+
+    name: str
+    group_name: str
+    ends: dict[int, End]
+    external: bool = False
+
+    def shown(self, group: bool) -> str:
+        return self.group_name if group else self.name
+
+
+def _workload_party(w: WorkloadEndpoint) -> _Party:
+    ends: dict[int, End] = {}
+    for net in w.spec.ipNetworks or ():
+        address = ipaddress.ip_network(str(net), strict=False).network_address
+        ends.setdefault(address.version, end_of(w, str(address)))
+    return _Party(_text(w), _label_set(w), ends)
+
+
+def _hosts(workloads: Iterable[WorkloadEndpoint], *snapshots: Snapshot) -> list[str]:
+    """Every host a workload, a host endpoint or a Node names."""
+    named = {w.spec.node for w in workloads}
+    for snapshot in snapshots:
+        named |= {r.spec.node for r in snapshot.resources if isinstance(r, HostEndpoint)}
+        named |= {r.name for r in snapshot.resources if isinstance(r, Node)}
+    return sorted(h for h in named if h)
+
+
+def _host_parties(hosts: Sequence[str], *snapshots: Snapshot) -> list[_Party]:
+    """Each host itself, by its first own address per family (a Node's or host endpoint's,
+    before the change or else after it); a host with no recorded address is left out."""
+    parties = []
+    for host in hosts:
+        ends: dict[int, End] = {}
+        for version in (4, 6):
+            for snapshot in snapshots:
+                with contextlib.suppress(EndError):
+                    ends.setdefault(version, host_end(snapshot, host, version))
+        if ends:
+            parties.append(_Party(f"host {host}", f"host {host}", ends))
+    return parties
+
+
+NETWORK_SET_SAMPLE = 16
+"""Nets of each network set an external address is probed in."""
+_OUTSIDE = {4: ("192.0.2.1", "198.51.100.1", "203.0.113.1"), 6: ("2001:db8:ffff::1", "3fff::1")}
+
+
+def _external_parties(involved: Sequence[Resource], *snapshots: Snapshot) -> list[_Party]:
+    """Addresses outside every workload and host: one in each CIDR the involved rules name,
+    in the first NETWORK_SET_SAMPLE nets of each network set, and one per family in none of
+    those."""
+    named: list[IPNetwork] = []
+    for rule in (r for res in involved for r in _rules(res)):
+        for side in (rule.source, rule.destination):
+            for net in [*(side.nets or ()), *(side.notNets or ())] if side else ():
+                with contextlib.suppress(ValueError):
+                    named.append(ipaddress.ip_network(str(net), strict=False))
+    for snapshot in snapshots:
+        for r in snapshot.resources:
+            if isinstance(r, NetworkSet | GlobalNetworkSet):
+                nets = list(r.spec.nets or ())[:NETWORK_SET_SAMPLE]
+                named += [ipaddress.ip_network(str(n), strict=False) for n in nets]
+    candidates = [n.network_address + (1 if n.num_addresses > 1 else 0) for n in named]
+    for outside in _OUTSIDE.values():
+        free = [a for a in map(ipaddress.ip_address, outside) if not any(a in n for n in named)]
+        candidates += free[:1]
+    parties: dict[str, _Party] = {}
+    for address in candidates:
+        if str(address) in parties:
+            continue
+        end = address_end(snapshots[0], str(address))
+        if end.host is None and end.workload is None:
+            name = f"external {address}"
+            parties[str(address)] = _Party(name, name, {address.version: end}, external=True)
+    return list(parties.values())
+
+
+def _classes(
+    workloads: Iterable[WorkloadEndpoint], cidrs: Sequence[IPNetwork]
+) -> list[list[WorkloadEndpoint]]:
+    """The workloads grouped so that any two in a group get the same verdicts, as source or
+    destination, against any peer: the same host, namespace, labels and every spec field
+    but those that only name the endpoint (interface, MAC, workload and container names),
+    and addresses inside the same of the datastore's CIDRs. A field not known to be neutral
+    stays in the key, so an unknown difference splits a group rather than merging one."""
+    groups: dict[str, list[WorkloadEndpoint]] = {}
+    for wep in workloads:
+        spec = wep.spec.model_dump(mode="json", exclude=set(_NAMING_FIELDS), exclude_none=True)
+        nets = [ipaddress.ip_network(str(n), strict=False) for n in wep.spec.ipNetworks or ()]
+        inside = [[n.version, *(i for i, c in enumerate(cidrs) if _overlaps(n, c))] for n in nets]
+        key = [wep.namespace, wep.metadata.labels or {}, spec, inside]
+        groups.setdefault(json.dumps(key, sort_keys=True), []).append(wep)
+    return list(groups.values())
+
+
+_NAMING_FIELDS = frozenset(
+    {"workload", "containerID", "pod", "endpoint", "ipNetworks", "interfaceName", "mac"}
+)
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _cidrs(*snapshots: Snapshot) -> list[IPNetwork]:
+    """Every address or CIDR any resource but a workload endpoint names (rules' nets,
+    network sets, pools, host endpoints' IPs, ...), found by value rather than by field so
+    that none is missed."""
+    found: set[IPNetwork] = set()
+
+    def scan(value: object) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                scan(item)
+        elif isinstance(value, list):
+            for item in value:
+                scan(item)
+        elif isinstance(value, str) and ("." in value or ":" in value):
+            with contextlib.suppress(ValueError):
+                found.add(ipaddress.ip_network(value, strict=False))
+
+    for snapshot in snapshots:
+        for resource in snapshot.resources:
+            if not isinstance(resource, WorkloadEndpoint):
+                scan(resource.model_dump(mode="json"))
+    return sorted(found, key=lambda n: (n.version, n))
+
+
+def _overlaps(net: IPNetwork, cidr: IPNetwork) -> bool:
+    return net.version == cidr.version and net.overlaps(cidr)
 
 
 def render_changes(changes: Sequence[Change]) -> str:
@@ -142,10 +321,7 @@ def render_changes(changes: Sequence[Change]) -> str:
 def _side(
     client: ResourceClient, snapshot: Snapshot, hosts: Sequence[str]
 ) -> tuple[dict[str, HostInput], dict[int, dict[str, HostTables]]]:
-    inputs = {
-        h: HostInput(snapshot.host_state(h), rules_settings(client, h), snapshot.uplink(h))
-        for h in hosts
-    }
+    inputs = {h: host_input(snapshot, client, h) for h in hosts}
     considered = snapshot.considered()
     return inputs, {v: render_hosts(inputs, v, considered) for v in (4, 6)}
 
@@ -188,19 +364,6 @@ def _common_workloads(
 
     old, new = ids(before), ids(after)
     return {i: old[i] for i in sorted(old.keys() & new.keys(), key=lambda i: (i.namespace, i.name))}
-
-
-def _family(src: WorkloadEndpoint, dst: WorkloadEndpoint) -> int | None:
-    def versions(w: WorkloadEndpoint) -> set[int]:
-        return {ipaddress.ip_network(str(n), strict=False).version for n in w.spec.ipNetworks or ()}
-
-    both = versions(src) & versions(dst)
-    return 4 if 4 in both else 6 if 6 in both else None
-
-
-def _end(w: WorkloadEndpoint, version: int) -> End:
-    nets = [ipaddress.ip_network(str(n), strict=False) for n in w.spec.ipNetworks or ()]
-    return end_of(w, str(next(n.network_address for n in nets if n.version == version)))
 
 
 def _text(w: WorkloadEndpoint) -> str:

@@ -7,14 +7,17 @@ touches, as Felix's calc thread does; the messages that graph sends are folded i
 host's `HostState`. The rule settings are the host's Felix's as far as the datastore says
 (FelixConfiguration `default` < `node.<host>`; its environment and config file are not
 visible from here). Endpoints named on the command line (NAMESPACE/WORKLOAD) or by address
-(a workload's, a host's own, or external) resolve here.
+(a workload's, a workload's floating IP, a host's own, or external) resolve here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from calico.calc.graph import CalcGraph
 from calico.calc.messages import WorkloadEndpointID
@@ -33,8 +36,9 @@ from calico.felix.config import build_config
 from calico.felix.settings import datastore_specs, rules_config
 from calico.model.base import Resource
 from calico.model.endpoints import HostEndpoint, WorkloadEndpoint
+from calico.model.errors import ResourceError
 from calico.model.keys import key_of, kind_prefix
-from calico.model.network import Node
+from calico.model.network import IPPool, Node
 from calico.model.policy import (
     GlobalNetworkPolicy,
     GlobalNetworkSet,
@@ -43,8 +47,14 @@ from calico.model.policy import (
     Profile,
     Tier,
 )
+from calico.model.status_keys import (
+    FELIX_STATUS_ROOT,
+    host_endpoint_interfaces_key,
+    rules_settings_key,
+    status_prefix,
+)
 from calico.rules.config import RulesConfig
-from calico.rules.trace import End
+from calico.rules.trace import End, HostInput
 from calico.rules.trace_tables import Considered, HostState
 
 CALCULATED_KINDS: tuple[type[Resource], ...] = (
@@ -57,8 +67,10 @@ CALCULATED_KINDS: tuple[type[Resource], ...] = (
     HostEndpoint,
     WorkloadEndpoint,
     Node,
+    IPPool,
 )
 DEFAULT_UPLINK = "eth0"
+T = TypeVar("T")
 
 
 class EndError(ValueError):
@@ -113,23 +125,94 @@ class Snapshot:
         tiers = {r.name: tier_meta(r) for r in self.resources if isinstance(r, Tier)}
         return Considered(workload_tiers(metas, tiers), host_tiers(metas, tiers))
 
-    def uplink(self, hostname: str) -> str:
+    def uplink(self, hostname: str, resolved: Mapping[str, str] | None = None) -> str:
         """The interface off-host traffic leaves by: the host's (first by name) host
-        endpoint with an interface name, else eth0."""
-        named = sorted(
-            (r.name, r.spec.interfaceName)
+        endpoint with an interface (its name, or the one Felix `resolved` it to), else
+        eth0."""
+        ifaces = sorted(
+            (r.name, r.spec.interfaceName or (resolved or {}).get(r.name))
             for r in self.resources
-            if isinstance(r, HostEndpoint)
-            and r.spec.node == hostname
-            and r.spec.interfaceName not in (None, "*")
+            if isinstance(r, HostEndpoint) and r.spec.node == hostname
         )
-        return str(named[0][1]) if named else DEFAULT_UPLINK
+        named = [iface for _, iface in ifaces if iface not in (None, "*")]
+        return str(named[0]) if named else DEFAULT_UPLINK
+
+
+def host_input(snapshot: Snapshot, client: ResourceClient, hostname: str) -> HostInput:
+    """One host as its Felix renders it: the calculation's view of it, its rule settings,
+    and its host endpoints on the interfaces its Felix reported they resolved to (without
+    a report, those naming their interface; see `unresolved_crossing`)."""
+    state = snapshot.host_state(hostname)
+    resolved = _reported(client, hostname, host_endpoint_interfaces_key, _interfaces)
+    if resolved is not None:
+        state.host_endpoints = {
+            hid: dataclasses.replace(hep, interface_name=resolved[hid.name])
+            for hid, hep in state.host_endpoints.items()
+            if hid.name in resolved  # else Felix found no interface: no chains
+        }
+    return HostInput(state, rules_settings(client, hostname), snapshot.uplink(hostname, resolved))
+
+
+def unresolved_crossing(hosts: Mapping[str, HostInput], end: End, other: End) -> str | None:
+    """Why a flow from or to host `end` cannot be traced, if so: a host endpoint of its
+    host is known by expected IPs only and its Felix never reported the interface it
+    resolved to (the addresses live on the host are not visible here)."""
+    if not end.is_host or other.host == end.host:
+        return None
+    unresolved = sorted(
+        hid.name
+        for hid, hep in hosts[str(end.host)].state.host_endpoints.items()
+        if not hep.interface_name
+    )
+    if not unresolved:
+        return None
+    return (
+        f"host {end.host}'s host endpoint {unresolved[0]} has no interfaceName (found by "
+        "expected IPs) and its Felix has not reported the interface: its traffic is not traced"
+    )
 
 
 def rules_settings(client: ResourceClient, hostname: str) -> RulesConfig:
-    """The rule settings `hostname`'s Felix renders with, from the datastore's layers."""
+    """The rule settings `hostname`'s Felix renders with: as it reported them at its last
+    start (environment and config file included), else from the datastore's layers alone."""
+    reported = _reported(client, hostname, rules_settings_key, RulesConfig.from_json)
+    if reported is not None:
+        return reported
     cfg = build_config({"NODENAME": hostname}, None, *datastore_specs(client, hostname))
     return rules_config(cfg)
+
+
+def _reported(
+    client: ResourceClient,
+    hostname: str,
+    key_of_host: Callable[[str], str],
+    parse: Callable[[object], T],
+) -> T | None:
+    """What `hostname`'s Felix reported under `key_of_host` (in any region), parsed."""
+    key = key_of_host(hostname)
+    kv = client.backend.get(key)
+    if kv is None:  # not in no-region: look in every region
+        suffix = "/host/" + key[len(status_prefix()) :]
+        found = [
+            kv
+            for kv in client.backend.list(FELIX_STATUS_ROOT + "/").items
+            if kv.key.endswith(suffix)
+        ]
+        kv = found[0] if found else None
+    if kv is None:
+        return None
+    try:
+        return parse(json.loads(kv.value))
+    except ValueError as exc:  # garbage: no trace rather than one guessing Felix's view
+        raise ResourceError(kv.key, [("", str(exc))]) from None
+
+
+def _interfaces(data: object) -> dict[str, str]:
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
+        raise ValueError("not a JSON object of host endpoint names to interface names")
+    return data
 
 
 def workload_end(snapshot: Snapshot, text: str, ip_version: int | None) -> End:
@@ -160,13 +243,25 @@ def workload_end(snapshot: Snapshot, text: str, ip_version: int | None) -> End:
 
 
 def address_end(snapshot: Snapshot, address: str) -> End:
-    """The workload that owns `address`, the host whose own address it is (a Node's BGP,
-    VXLAN tunnel or listed address, or a host endpoint's expected IP), or an external end."""
+    """The workload that owns `address`, or whose NAT mapping's external IP (floating IP)
+    it is (whether its host translates it is the trace's to find), the host whose own
+    address it is (a Node's BGP, VXLAN tunnel or listed address, or a host endpoint's
+    expected IP), or an external end."""
     addr = ipaddress.ip_address(address)
     for wep in snapshot.workloads():
         for net in wep.spec.ipNetworks or ():
             if addr in ipaddress.ip_network(str(net), strict=False):
                 return end_of(wep, str(addr))
+    mapped = [
+        wep
+        for wep in snapshot.workloads()
+        if any(ipaddress.ip_address(n.externalIP) == addr for n in wep.spec.ipNATs or ())
+    ]
+    if len(mapped) > 1:
+        names = ", ".join(sorted(f"{w.namespace}/{w.name}" for w in mapped))
+        raise EndError(f"{addr} is the floating IP of several workload endpoints ({names})")
+    if mapped:
+        return end_of(mapped[0], str(addr))
     return End(str(addr), _host_with_address(snapshot, addr))
 
 
@@ -186,6 +281,12 @@ def host_end(snapshot: Snapshot, name: str, ip_version: int | None) -> End:
             if addr.version == version:
                 return End(str(addr), name)
     raise EndError(f"host {name} has no IPv{ip_version} address")
+
+
+def source_override(end: End, address: str) -> End:
+    """A workload end sending from `address` (of its family) instead of its own: a
+    spoofed source, or one of its allowSpoofedSourcePrefixes."""
+    return End(str(ipaddress.ip_address(address)), end.host, end.workload, end.iface)
 
 
 def _own_addresses(r: Resource) -> list[object]:

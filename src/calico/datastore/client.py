@@ -34,7 +34,7 @@ from calico.datastore.api import (
     retry_races,
 )
 from calico.model.base import ObjectMeta, Resource
-from calico.model.codec import parse_resource
+from calico.model.codec import describe_raw, parse_as
 from calico.model.errors import ResourceError
 from calico.model.keys import ResourceKey, key_of, kind_prefix, parse_key
 from calico.model.network import ClusterInformation, ClusterInformationSpec
@@ -106,9 +106,10 @@ def content(resource: Resource) -> dict[str, Any]:
     return data
 
 
-def decode(kv: KeyValue) -> Resource:
-    """Decode a stored resource; ResourceError if the key or value is not a valid resource."""
-    key = parse_key(kv.key)
+def decode(kv: KeyValue, kind: type[Resource] | None = None) -> Resource:
+    """Decode a stored resource (of `kind` if given); ResourceError if the key or value is not
+    a valid resource."""
+    key = parse_key(kv.key, kind)
     if key is None:
         raise ResourceError(kv.key, [("", "not a known resource key")])
     try:
@@ -117,8 +118,10 @@ def decode(kv: KeyValue) -> Resource:
         raise ResourceError(kv.key, [("", f"invalid JSON: {exc}")]) from None
     if not isinstance(data, dict):
         raise ResourceError(kv.key, [("", "value is not a JSON object")])
-    resource = parse_resource(data)
-    if type(resource) is not key.kind or key_of(resource).path != kv.key:
+    if data.get("kind") != key.kind.KIND:
+        raise ResourceError(kv.key, [("", f"value is a {describe_raw(data)}, not {key}")])
+    resource = parse_as(key.kind, data)
+    if key_of(resource).path != kv.key:
         raise ResourceError(kv.key, [("", f"value is a {resource.display_name()}, not {key}")])
     resource.metadata.resourceVersion = str(kv.mod_revision)
     return resource
@@ -181,7 +184,7 @@ class ResourceClient:
         kv = self.backend.get(key.path)
         if kv is None:
             raise ResourceNotFound(key)
-        resource = decode(kv)
+        resource = decode(kv, kind)
         assert isinstance(resource, kind)
         return resource
 
@@ -193,7 +196,7 @@ class ResourceClient:
         result = ResourceList(revision=listing.revision)
         for kv in listing.items:
             try:
-                result.items.append(decode(kv))
+                result.items.append(decode(kv, kind))
             except ResourceError as exc:
                 if log_skipped:
                     log.warning("skipping invalid datastore entry %s", exc)
@@ -304,7 +307,7 @@ class ResourceClient:
             raise ResourceNotFound(key)
         if read is not None:
             try:
-                decoded = decode(read)
+                decoded = decode(read, kind)
             except ResourceError as exc:
                 if not replace_invalid:
                     raise
@@ -373,6 +376,6 @@ class ResourceClient:
         except RevisionConflict:
             raise ResourceConflict(key, resource_version or "") from None
         try:
-            return decode(kv)
+            return decode(kv, kind)
         except ResourceError:
             return None

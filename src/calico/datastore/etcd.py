@@ -1,4 +1,4 @@
-"""`Backend` over a real etcd v3 cluster through its JSON gateway (`/v3/...`) with httpx.
+"""`Backend` over a real etcd v3 cluster through its JSON gateway (`/v3/...`).
 
 Compare-and-swap is one etcd transaction per call, so a check and its write can never be split
 by another writer: create compares create_revision == 0; update and delete compare the key's
@@ -19,6 +19,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from calico.datastore.api import (
     DatastoreError,
@@ -35,23 +36,33 @@ from calico.datastore.etcd_gateway import (
     GatewayError,
     Json,
     OutcomeUnknown,
+    Transport,
     b64,
     decode_kv,
     encode_key,
     key_range,
     to_int,
 )
-from calico.datastore.etcd_watch import EtcdWatch
+
+if TYPE_CHECKING:
+    from calico.datastore.etcd_watch import EtcdWatch
 
 _LIST_ATTEMPTS = 3
 _log = logging.getLogger(__name__)
 
 
 class EtcdBackend:
-    """Thread-safe; one pooled HTTP client shared by all calls and watches."""
+    """Thread-safe; one pooled HTTP client shared by all calls and watches (`transport`: see
+    `etcd_gateway`; the default is the one that can watch)."""
 
-    def __init__(self, config: EtcdConfig | None = None, *, page_size: int = 1000) -> None:
-        self._gateway = Gateway(config or EtcdConfig())
+    def __init__(
+        self,
+        config: EtcdConfig | None = None,
+        *,
+        page_size: int = 1000,
+        transport: Transport | None = None,
+    ) -> None:
+        self._gateway = Gateway(config or EtcdConfig(), transport)
         self._page_size = page_size
         self._watches: weakref.WeakSet[EtcdWatch] = weakref.WeakSet()
         self._watches_lock = threading.Lock()
@@ -120,6 +131,8 @@ class EtcdBackend:
         self._gateway.call("/v3/lease/revoke", {"ID": lease_id})
 
     def watch(self, prefix: str, start_revision: int) -> Watch:
+        from calico.datastore.etcd_watch import EtcdWatch
+
         watch = EtcdWatch(self._gateway, prefix, start_revision)
         with self._watches_lock:
             self._watches.add(watch)

@@ -6,19 +6,21 @@ and fields holding their default value (0, false, empty) are omitted, so every r
 as `{"error": {...}}` inside streams. Transport failures become `DatastoreUnavailable` naming
 every endpoint tried; no call can block longer than the configured timeouts per endpoint,
 plus up to request_timeout of asking again while the members that answer have no leader.
-Together with `etcd_watch` and `etcd`, this is the only code that imports httpx.
+
+Requests are built and answers decoded here only; a `Transport` carries the bytes: the pooled
+httpx one (`etcd_httpx`, the default, which also streams watches) or, for a process that lives
+a fraction of a second, http.client (`etcd_stdlib`, unary calls only; see there why).
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
-
-import httpx
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from calico.datastore.api import (
     DatastoreError,
@@ -28,7 +30,10 @@ from calico.datastore.api import (
     KeyValue,
 )
 from calico.datastore.config import EtcdConfig
-from calico.datastore.etcd_tls import explain, ssl_context, tls_error
+from calico.datastore.etcd_tls import explain, tls_error
+
+if TYPE_CHECKING:
+    import httpx
 
 _log = logging.getLogger(__name__)
 
@@ -46,6 +51,7 @@ _GRPC_RETRYABLE = frozenset({1, 4, 14})
 # refuses every call with "no leader" instead of timing out or serving a stale serializable
 # answer, and cancels its open watches with it instead of leaving them silently quiet.
 _REQUIRE_LEADER = {"Grpc-Metadata-Hasleader": "true"}
+HEADERS = {"Content-Type": "application/json", **_REQUIRE_LEADER}  # every request's
 _NO_LEADER = "etcdserver: no leader"
 _ELECTION_POLL = 0.1  # seconds between rounds of the endpoints while none has a leader
 
@@ -58,6 +64,37 @@ class OutcomeUnknown(DatastoreUnavailable):
 class NoLeader(DatastoreUnavailable):
     """The member has no leader (cut off from its peers, or electing). etcd refuses a call
     requiring a leader before acting on it, so even a write is safe to send elsewhere."""
+
+
+class TransportFailure(DatastoreUnavailable):
+    """No answer: the connection failed or broke. `unsent`: the request surely never reached
+    etcd (no connection was made); otherwise it may have been applied."""
+
+    def __init__(self, message: str, *, unsent: bool) -> None:
+        super().__init__(message)
+        self.unsent = unsent
+
+    @classmethod
+    def of(cls, exc: Exception, *, unsent: bool) -> TransportFailure:
+        return cls(
+            f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, unsent=unsent
+        )
+
+
+class Transport(Protocol):
+    """Carries one JSON request to an endpoint: (HTTP status, body); TransportFailure (with
+    the original error as its cause) when there is no answer."""
+
+    def post(self, endpoint: str, path: str, body: bytes) -> tuple[int, bytes]: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class StreamingTransport(Transport, Protocol):
+    def open_stream(
+        self, endpoint: str, path: str, body: bytes, read_timeout: float
+    ) -> httpx.Response: ...
 
 
 class GatewayError(DatastoreError):
@@ -125,31 +162,17 @@ def error_from_body(body: Json) -> DatastoreError:
 
 
 class Gateway:
-    """A pooled httpx client over several equivalent endpoints, preferring the last good one."""
+    """Calls over several equivalent endpoints, preferring the last good one."""
 
-    def __init__(self, config: EtcdConfig) -> None:
+    def __init__(self, config: EtcdConfig, transport: Transport | None = None) -> None:
         self.config = config
         self._preferred = 0
         self._lock = threading.Lock()
-        timeout = httpx.Timeout(config.request_timeout, connect=config.connect_timeout)
-        # unix:// endpoints get a placeholder base URL routed to their socket by a mount.
-        self._base = {
-            ep: _unix_base(i) if is_unix(ep) else ep for i, ep in enumerate(config.endpoints)
-        }
-        context = ssl_context(config)
-        mounts: dict[str, httpx.BaseTransport] = {
-            self._base[ep]: httpx.HTTPTransport(uds=unix_path(ep), verify=context)
-            for ep in config.endpoints
-            if is_unix(ep)
-        }
-        # trust_env=False: proxy variables and .netrc must not redirect datastore traffic.
-        self._client = httpx.Client(
-            timeout=timeout,
-            verify=context,
-            trust_env=False,
-            mounts=mounts,
-            headers=_REQUIRE_LEADER,
-        )
+        if transport is None:
+            from calico.datastore.etcd_httpx import HttpxTransport
+
+            transport = HttpxTransport(config)
+        self._transport = transport
 
     def call(self, path: str, body: Json, *, idempotent: bool = True) -> Json:
         """POST one unary request, failing over to the next endpoint on connection failure.
@@ -160,9 +183,9 @@ class Gateway:
         """
         return self._while_electing(lambda: self._call_once(path, body, idempotent))
 
-    def open_stream(self, path: str, body: Json, read_timeout: float) -> httpx.Response:
-        """Start a streaming POST; the headers must come within request_timeout, and each
-        later socket read times out after read_timeout seconds."""
+    def open_stream(self, path: str, body: Json, read_timeout: float) -> tuple[str, httpx.Response]:
+        """Start a streaming POST: (the endpoint, its response). The headers must come within
+        request_timeout, and each later socket read times out after read_timeout seconds."""
         return self._while_electing(lambda: self._open_once(path, body, read_timeout))
 
     def _while_electing(self, attempt: Callable[[], T]) -> T:
@@ -179,12 +202,12 @@ class Gateway:
                 time.sleep(_ELECTION_POLL)
 
     def _call_once(self, path: str, body: Json, idempotent: bool) -> Json:
+        payload = json.dumps(body, separators=(",", ":")).encode()
         failures: list[tuple[str, Exception]] = []
         for endpoint in self._rotation():
             try:
-                response = self._client.post(self._base[endpoint] + path, json=body)
-                result = _decode(response)
-            except (httpx.TransportError, DatastoreUnavailable) as exc:
+                result = decode_response(*self._transport.post(endpoint, path, payload))
+            except DatastoreUnavailable as exc:
                 if not idempotent and not _not_applied(exc):
                     self._skip(endpoint)  # a resend, if the caller may, goes elsewhere
                     raise OutcomeUnknown(
@@ -196,34 +219,25 @@ class Gateway:
             return result
         raise self._unanswered(path, failures)
 
-    def _open_once(self, path: str, body: Json, read_timeout: float) -> httpx.Response:
+    def _open_once(self, path: str, body: Json, read_timeout: float) -> tuple[str, httpx.Response]:
+        transport = self._transport
+        if not isinstance(transport, StreamingTransport):
+            raise DatastoreError(f"etcd {path}: this client's transport does not stream")
+        payload = json.dumps(body, separators=(",", ":")).encode()
         failures: list[tuple[str, Exception]] = []
         for endpoint in self._rotation():
             try:
-                response = self._client.send(
-                    self._client.build_request("POST", self._base[endpoint] + path, json=body),
-                    stream=True,
-                )
-                if response.status_code != httpx.codes.OK:
-                    response.read()
-                    response.close()
-                    raise _decode_error(response)
-            except (httpx.TransportError, DatastoreUnavailable) as exc:
+                response = transport.open_stream(endpoint, path, payload, read_timeout)
+            except DatastoreUnavailable as exc:
                 failures.append((endpoint, exc))
                 continue
-            # httpcore reads this (shared) dict when the body iteration starts.
-            timeouts = response.request.extensions["timeout"]
-            response.request.extensions["timeout"] = {**timeouts, "read": read_timeout}
             self._remember(endpoint)
-            return response
+            return endpoint, response
         raise self._unanswered(path, failures)
 
-    def avoid(self, response: httpx.Response) -> None:
-        """Prefer the endpoint after the one that served `response`: it just failed us."""
-        url = str(response.request.url)
-        for endpoint in self.config.endpoints:
-            if url.startswith(self._base[endpoint]):
-                self._skip(endpoint)
+    def avoid(self, endpoint: str) -> None:
+        """Prefer the endpoint after `endpoint`: it just failed us."""
+        self._skip(endpoint)
 
     def _skip(self, endpoint: str) -> None:
         index = self.config.endpoints.index(endpoint)
@@ -232,7 +246,7 @@ class Gateway:
                 self._preferred = (index + 1) % len(self.config.endpoints)
 
     def close(self) -> None:
-        self._client.close()
+        self._transport.close()
 
     def _unanswered(self, path: str, failures: list[tuple[str, Exception]]) -> DatastoreError:
         said = "; ".join(f"{endpoint}: {self._describe(exc)}" for endpoint, exc in failures)
@@ -246,6 +260,8 @@ class Gateway:
         tls = explain(exc, self.config)
         if tls is not None:
             return tls
+        if isinstance(exc, TransportFailure):
+            return str(exc)
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
     def _rotation(self) -> Iterator[str]:
@@ -270,17 +286,14 @@ def unix_path(endpoint: str) -> str:
     return endpoint[len("unix://") :]
 
 
-def _unix_base(index: int) -> str:
-    return f"http://etcd-unix-socket-{index}"
-
-
-def _decode(response: httpx.Response) -> Json:
-    if response.status_code != httpx.codes.OK:
-        raise _decode_error(response)
+def decode_response(status: int, raw: bytes) -> Json:
+    """A unary call's answer, or the typed error it carries."""
+    if status != 200:
+        raise decode_error(status, raw)
     try:
-        body = response.json()
+        body = json.loads(raw)
     except ValueError as exc:
-        raise DatastoreError(f"etcd sent malformed JSON: {response.text[:200]!r}") from exc
+        raise DatastoreError(f"etcd sent malformed JSON: {raw[:200]!r}") from exc
     if not isinstance(body, dict):
         raise DatastoreError(f"etcd sent unexpected JSON: {body!r:.200}")
     if "error" in body:  # streaming endpoints (lease keepalive) report errors in-band
@@ -288,19 +301,19 @@ def _decode(response: httpx.Response) -> Json:
     return body
 
 
-def _decode_error(response: httpx.Response) -> DatastoreError:
+def decode_error(status: int, raw: bytes) -> DatastoreError:
     try:
-        body = response.json()
+        body = json.loads(raw)
     except ValueError:
         body = None
     if isinstance(body, dict):
         return error_from_body(body)
-    return GatewayError(2, f"HTTP {response.status_code}: {response.text[:200]!r}")
+    return GatewayError(2, f"HTTP {status}: {raw[:200]!r}")
 
 
 def _not_applied(exc: Exception) -> bool:
     """etcd surely did not apply the request: it never got there (no connection, TLS refused
     before the server read it), or a member without a leader refused it before acting on it."""
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | NoLeader):
+    if isinstance(exc, NoLeader) or (isinstance(exc, TransportFailure) and exc.unsent):
         return True
     return tls_error(exc) is not None

@@ -77,7 +77,7 @@ class EtcdWatch:
     def __iter__(self) -> Iterator[Sequence[WatchEvent]]:
         lost = 0  # streams lost in a row without a line read from them
         while not self._closed:
-            response = self._open()  # DatastoreUnavailable when no member answers
+            endpoint, response = self._open()  # DatastoreUnavailable when no member answers
             self._lines = 0
             try:
                 yield from self._read(response)
@@ -93,7 +93,7 @@ class EtcdWatch:
                     exc,
                     self._next_revision,
                 )
-                self._gateway.avoid(response)
+                self._gateway.avoid(endpoint)
             finally:
                 response.close()
                 with self._lock:
@@ -107,12 +107,12 @@ class EtcdWatch:
         if response is not None:
             _shutdown_socket(response)
 
-    def _open(self) -> httpx.Response:
+    def _open(self) -> tuple[str, httpx.Response]:
         key, end = key_range(self._prefix)
         create: Json = {"key": b64(key), "range_end": b64(end), "progress_notify": True}
         if self._next_revision:
             create["start_revision"] = self._next_revision
-        response = self._gateway.open_stream(
+        endpoint, response = self._gateway.open_stream(
             "/v3/watch", {"create_request": create}, self._gateway.config.watch_idle_timeout
         )
         with self._lock:
@@ -120,7 +120,7 @@ class EtcdWatch:
             closed = self._closed
         if closed:  # close() ran while we were connecting
             _shutdown_socket(response)
-        return response
+        return endpoint, response
 
     def _read(self, response: httpx.Response) -> Iterator[Sequence[WatchEvent]]:
         """Yield batches until the stream ends; return (to reopen) after a healthy idle spell."""

@@ -204,6 +204,11 @@ class Felix:
             region=cfg.region_string,
             endpoint_delay=cfg.endpoint_reporting_delay,
         )
+        reporter.set_rules_settings(rules_config(cfg).to_json())
+        try:  # before the first apply, so a trace never pairs these rules with a last run's
+            reporter.flush_endpoints()
+        except DatastoreError as exc:
+            log.warning("rules settings not reported yet (will retry): %s", exc)
         self.reporter = reporter
         dataplane = self._build_dataplane()
         feed, syncers = self.calc_pipeline(dataplane)
@@ -246,6 +251,7 @@ class Felix:
             on_health=self._dataplane_health,
             on_applied=self._record_apply,
             nft_generation=nft_generation(),
+            on_host_endpoints=self.reporter.set_host_endpoint_interfaces,
         )
         self.metrics.watch_denies(dataplane.deny_counters)
         return dataplane

@@ -1,12 +1,16 @@
-"""Status Felix writes back to the datastore: its liveness heartbeat and endpoint status.
+"""Status Felix writes back to the datastore: its liveness heartbeat, endpoint status and
+the settings it renders rules with.
 
 The keys (built and parsed in calico.model.status_keys) are Calico's: a heartbeat
 `<host>/status` under a lease plus `last_reported_status`, and one key per endpoint. The
 heartbeat's lease expires ReportingTTLSecs after Felix stops reporting, which is how the
 OpenStack driver notices a dead host. Endpoint status keys of this host that no current
 endpoint owns (left by an earlier run) are swept once the dataplane has reported every
-endpoint (`endpoints_resynced`). Datastore failures are logged and retried on the next
-tick; they never stop Felix.
+endpoint (`endpoints_resynced`). For `calicoctl policy trace`, which renders rules as this
+Felix does: the rules settings (every layer merged: environment, config file, datastore),
+once per start, and the interface each host endpoint resolved to (by name, or by an
+expected IP found on an interface), whenever that changes. Datastore failures are
+logged and retried on the next tick; they never stop Felix.
 """
 
 from __future__ import annotations
@@ -16,11 +20,16 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from calico.datastore.api import Backend, DatastoreError, KeyNotFound
-from calico.model.status_keys import NO_REGION, host_prefix
+from calico.model.status_keys import (
+    NO_REGION,
+    host_endpoint_interfaces_key,
+    host_prefix,
+    rules_settings_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +53,9 @@ class StatusReporter:
     ) -> None:
         self._backend = backend
         self._prefix = host_prefix(hostname, region)
+        self._settings_key = rules_settings_key(hostname, region)
+        self._heps_key = host_endpoint_interfaces_key(hostname, region)
+        self._documents: dict[str, bytes] = {}  # key -> queued value (rules settings, ...)
         self._interval = interval  # heartbeat; 0 (or less) writes none, as Calico's Felix
         self._endpoint_delay = max(endpoint_delay, 0.1)  # endpoint status goes out this often
         self._ttl = max(1, round(ttl))
@@ -103,10 +115,32 @@ class StatusReporter:
         with self._lock:
             self._sweep = True
 
+    def set_rules_settings(self, settings: Mapping[str, object]) -> None:
+        """Queue the settings this Felix renders rules with (RulesConfig.to_json)."""
+        self._queue_document(self._settings_key, settings)
+
+    def set_host_endpoint_interfaces(self, resolved: Mapping[str, str]) -> None:
+        """Queue which interface each of this host's host endpoints resolved to."""
+        self._queue_document(self._heps_key, resolved)
+
+    def _queue_document(self, key: str, value: Mapping[str, object]) -> None:
+        with self._lock:
+            self._documents[key] = json.dumps(value, sort_keys=True).encode()
+
     def flush_endpoints(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, {}
             sweep = self._sweep
+            documents, self._documents = self._documents, {}
+        try:
+            for key, value in list(documents.items()):
+                self._backend.put(key, value)
+                del documents[key]
+        except DatastoreError:
+            with self._lock:  # put back what was not written, unless superseded meanwhile
+                self._documents = {**documents, **self._documents}
+                self._pending = {**pending, **self._pending}
+            raise
         try:
             for key, status in pending.items():
                 if status is None:

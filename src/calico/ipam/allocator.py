@@ -47,7 +47,13 @@ from calico.ipam.blocks import (
     block_cidr_for,
     candidate_rank,
 )
-from calico.ipam.pools import block_size, pool_containing, pool_for_block, select_pools
+from calico.ipam.pools import (
+    block_size,
+    pool_containing,
+    pool_for_block,
+    select_pools,
+    selects_any_node,
+)
 from calico.ipam.records import BlockAffinity
 from calico.ipam.release import Releaser
 from calico.ipam.store import RACES, IPAMStore, Stored
@@ -380,7 +386,7 @@ class IPAMClient:
 
 def _selects_by_node(pools: Sequence[IPPool], requested: Sequence[str]) -> bool:
     """Whether choosing among `pools` needs the host's Node labels (see select_pools)."""
-    return not requested and any((p.spec.nodeSelector or "all()").strip() != "all()" for p in pools)
+    return not requested and not all(selects_any_node(p) for p in pools)
 
 
 def _parse_ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:

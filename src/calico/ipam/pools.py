@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from calico.ipam.api import NoPoolsAvailable
+from calico.model.fields import SELECT_ALL, is_select_all
 from calico.model.network import IPPool
-from calico.selector import parse
+
+if TYPE_CHECKING:
+    from calico.selector import Selector
 
 USE_WORKLOAD = "Workload"
 USE_TUNNEL = "Tunnel"
@@ -29,7 +33,17 @@ def block_size(pool: IPPool) -> int:
 
 
 def selects_node(pool: IPPool, node_labels: Mapping[str, str]) -> bool:
-    return parse(pool.spec.nodeSelector or "all()").evaluate(node_labels)
+    return selects_any_node(pool) or _node_selector(pool).evaluate(node_labels)
+
+
+def selects_any_node(pool: IPPool) -> bool:
+    return is_select_all(pool.spec.nodeSelector or SELECT_ALL)
+
+
+def _node_selector(pool: IPPool) -> Selector:
+    from calico.selector import parse
+
+    return parse(pool.spec.nodeSelector or SELECT_ALL)
 
 
 def _find(pools: Sequence[IPPool], wanted: str) -> IPPool | None:

@@ -1,11 +1,12 @@
 """Which of Calico's iptables rules a probe's packets hit, from the kernel's own counters.
 
 Every rule Felix writes carries its ID as the first comment (`cali:<hash>`). The hosts'
-raw, mangle and filter tables are saved with counters (`iptables-save -c`, both backends:
+raw, mangle, nat and filter tables are saved with counters (`iptables-save -c`, both backends:
 only the one Felix picked holds Calico's rules) before and after the probe; the rules whose
 packet counter moved are what the probe's packets (and anything else the host carried at
 the same moment) went through, in the order the tables print them. `calicoctl policy trace`
-names its deciding rule by the same ID, so the two can be compared.
+names its deciding rule, and each NAT rule that translated the packet, by the same ID, so
+the two can be compared (a nat rule counts a connection's first packet only).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from calico.lab import netns
 
-TABLES = ("raw", "mangle", "filter")
+TABLES = ("raw", "mangle", "nat", "filter")
 BACKENDS = ("nft", "legacy")
 _RULE = re.compile(r"^\[(\d+):\d+\] -A (\S+) (.*)$")
 Counters = dict[tuple[str, str, str], tuple[int, str]]  # (table, chain, id) -> packets, rule

@@ -9,49 +9,63 @@ anything, so a caller can refuse a whole file on the first bad resource.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import yaml
 from pydantic import ValidationError
 
 from calico.model.base import API_VERSION, Resource
 from calico.model.errors import ResourceError, from_validation_error, show_value
-from calico.model.registry import KINDS
+
+if TYPE_CHECKING:
+    import yaml
+
+R = TypeVar("R", bound=Resource)
+
+# PyYAML and the registry of every kind are imported on first use: a CNI plugin validates a few
+# known kinds from JSON and would pay ~30 ms for them (`bench/cni_exec.py`).
 
 
-class _GoLikeLoader(yaml.SafeLoader):
+@functools.cache
+def _go_like_loader() -> type[yaml.SafeLoader]:
     """SafeLoader without sexagesimal numbers and timestamps (Go's YAML has neither)."""
+    import yaml
 
+    class GoLikeLoader(yaml.SafeLoader):
+        pass
 
-_GoLikeLoader.yaml_implicit_resolvers = {
-    first: [
-        (tag, rx) for tag, rx in resolvers if not tag.endswith((":int", ":float", ":timestamp"))
-    ]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_GoLikeLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:int",
-    re.compile(r"^[-+]?(0|[1-9][0-9_]*|0x[0-9a-fA-F_]+|0o?[0-7_]+|0b[01_]+)$"),
-    list("-+0123456789"),
-)
-_GoLikeLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        # A digit on either side of the point: a bare "." or "-._" is a string, not float("").
-        r"^[-+]?([0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)([eE][-+]?[0-9]+)?$"
-        r"|^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$"
-    ),
-    list("-+0123456789."),
-)
+    GoLikeLoader.yaml_implicit_resolvers = {
+        first: [
+            (tag, rx) for tag, rx in resolvers if not tag.endswith((":int", ":float", ":timestamp"))
+        ]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    GoLikeLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:int",
+        re.compile(r"^[-+]?(0|[1-9][0-9_]*|0x[0-9a-fA-F_]+|0o?[0-7_]+|0b[01_]+)$"),
+        list("-+0123456789"),
+    )
+    GoLikeLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(
+            # A digit on either side of the point: a bare "." or "-._" is a string, not float("").
+            r"^[-+]?([0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)([eE][-+]?[0-9]+)?$"
+            r"|^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$"
+        ),
+        list("-+0123456789."),
+    )
+    return GoLikeLoader
 
 
 def load_documents(text: str, source: str = "input") -> list[dict[str, Any]]:
     """Split text into raw resource mappings, unwrapping List kinds."""
+    import yaml
+
     try:
-        docs = list(yaml.load_all(text, Loader=_GoLikeLoader))
+        docs = list(yaml.load_all(text, Loader=_go_like_loader()))
     except yaml.YAMLError as exc:
         raise ResourceError(source, [("", f"cannot parse YAML/JSON: {_one_line(exc)}")]) from None
     except RecursionError:  # the loader recurses once per level of nesting
@@ -130,18 +144,32 @@ def describe_raw(data: Mapping[str, Any]) -> str:
 
 def parse_resource(data: Mapping[str, Any], default_namespace: str | None = None) -> Resource:
     """Validate one raw mapping into its resource class (defaults applied)."""
+    from calico.model.registry import KINDS
+
+    kind = data.get("kind")
+    cls = KINDS.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        if not isinstance(kind, str) or not kind:
+            raise ResourceError(describe_raw(data), [("kind", "required field is missing")])
+        raise ResourceError(
+            describe_raw(data),
+            [("kind", f"{kind!r} is not a supported kind ({', '.join(KINDS)})")],
+        )
+    return parse_as(cls, data, default_namespace)
+
+
+def parse_as(cls: type[R], data: Mapping[str, Any], default_namespace: str | None = None) -> R:
+    """Validate one raw mapping that must be of kind `cls` (what `parse_resource` does once it
+    knows the class; callers that know it need not load the other kinds)."""
     where = describe_raw(data)
     kind = data.get("kind")
     if not isinstance(kind, str) or not kind:
         raise ResourceError(where, [("kind", "required field is missing")])
-    if kind not in KINDS:
-        raise ResourceError(
-            where, [("kind", f"{kind!r} is not a supported kind ({', '.join(KINDS)})")]
-        )
+    if kind != cls.KIND:
+        raise ResourceError(where, [("kind", f"{kind!r} does not match resource type {cls.KIND}")])
     if data.get("apiVersion") != API_VERSION:
         got = data.get("apiVersion")
         raise ResourceError(where, [("apiVersion", f"{got!r} is not supported: use {API_VERSION}")])
-    cls = KINDS[kind]
     if default_namespace and cls.NAMESPACED:
         data = _with_namespace(data, default_namespace)
     try:
@@ -166,6 +194,8 @@ def parse_manifest(
 
 def to_yaml(data: Any) -> str:
     """YAML as calicoctl prints it: keys sorted, block style."""
+    import yaml
+
     return yaml.safe_dump(data, sort_keys=True, default_flow_style=False, allow_unicode=True)
 
 

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, cast
 
-from pydantic import ConfigDict, Field, PlainValidator, create_model
+from pydantic import Field, PlainValidator, create_model
 
 from calico.model.base import Model, Resource
 from calico.model.felix_fields import FELIX_FIELDS, REMOVED_FELIX_FIELDS, FelixField
@@ -134,25 +134,17 @@ def _checker(spec: FelixField) -> Check:
     return simple[kind]
 
 
-class _Deferred(Model):
-    """Validators built on first use: the 190-odd fields take tens of milliseconds, which every
-    process importing the model registry (a CNI plugin, calicoctl) would pay for nothing."""
-
-    model_config = ConfigDict(defer_build=True)
-
-
 def _build_spec_model() -> type[Model]:
     fields: dict[str, Any] = {}
     for name, spec in {**REMOVED_FELIX_FIELDS, **FELIX_FIELDS}.items():
         fields[name] = (Annotated[Any, PlainValidator(_checker(spec))] | None, None)
-    return cast(type[Model], create_model("FelixConfigurationSpec", __base__=_Deferred, **fields))
+    return cast(type[Model], create_model("FelixConfigurationSpec", __base__=Model, **fields))
 
 
 FelixConfigurationSpec = _build_spec_model()
 
 
 class FelixConfiguration(Resource):
-    model_config = ConfigDict(defer_build=True)  # as its spec's (`_Deferred`)
     KIND: ClassVar[str] = "FelixConfiguration"
     PLURAL: ClassVar[str] = "felixconfigurations"
     spec: FelixConfigurationSpec = Field(default_factory=FelixConfigurationSpec)  # type: ignore[valid-type]

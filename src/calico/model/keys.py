@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from calico.model.base import Resource
-from calico.model.registry import by_plural
 
 RESOURCES_PREFIX = "/calico/resources/v3/projectcalico.org/"
 
@@ -40,12 +39,18 @@ def kind_prefix(kind: type[Resource], namespace: str | None = None) -> str:
     return f"{base}{namespace}/" if kind.NAMESPACED and namespace else base
 
 
-def parse_key(path: str) -> ResourceKey | None:
-    """The ResourceKey a path names, or None if it is not a well-formed resource key."""
+def parse_key(path: str, kind: type[Resource] | None = None) -> ResourceKey | None:
+    """The ResourceKey a path names, or None if it is not a well-formed resource key (of
+    `kind`, when given: then the other kinds' classes are not loaded)."""
     if not path.startswith(RESOURCES_PREFIX):
         return None
     parts = path[len(RESOURCES_PREFIX) :].split("/")
-    kind = by_plural(parts[0])
+    if kind is None:
+        from calico.model.registry import by_plural
+
+        kind = by_plural(parts[0])
+    elif parts[0] != kind.PLURAL:
+        return None
     if kind is None:
         return None
     if kind.NAMESPACED and len(parts) == 3 and parts[1] and parts[2]:

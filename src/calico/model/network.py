@@ -15,6 +15,7 @@ from calico.model.errors import FieldError
 from calico.model.fields import (
     CIDR,
     MAC,
+    SELECT_ALL,
     ASNumber,
     Duration,
     InterfaceName,
@@ -93,7 +94,7 @@ class IPPool(Resource):
             spec.blockSize = 26 if net.version == 4 else 122
         spec.ipipMode = spec.ipipMode or "Never"
         spec.vxlanMode = spec.vxlanMode or "Never"
-        spec.nodeSelector = spec.nodeSelector or "all()"
+        spec.nodeSelector = spec.nodeSelector or SELECT_ALL
         spec.allowedUses = spec.allowedUses or ["Workload", "Tunnel"]
         spec.assignmentMode = spec.assignmentMode or "Automatic"
 

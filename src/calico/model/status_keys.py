@@ -5,6 +5,9 @@ Keys, as Calico's Felix (v2, with region) writes them:
   /calico/felix/v2/<region>/host/<host>/last_reported_status    the same value, no TTL
   /calico/felix/v2/<region>/host/<host>/workload/<orch>/<workload>/endpoint/<ep>  {"status": ...}
   /calico/felix/v2/<region>/host/<host>/endpoint/<hep>                             {"status": ...}
+and calico-py's own, for the policy trace:
+  /calico/felix/v2/<region>/host/<host>/rules_settings   the settings its rules are rendered with
+  /calico/felix/v2/<region>/host/<host>/host_endpoint_interfaces   {host endpoint: interface}
 The workload ID is Calico's "<namespace>/<workload>"; "/" inside a path segment is written
 "%2f" (libcalico-go's escapeName), e.g. `workload/k8s/default%2fnginx/endpoint/eth0`.
 
@@ -56,6 +59,18 @@ def status_prefix(region_str: str = NO_REGION) -> str:
 
 def host_prefix(hostname: str, region_str: str = NO_REGION) -> str:
     return f"{status_prefix(region_str)}{hostname}/"
+
+
+def rules_settings_key(hostname: str, region_str: str = NO_REGION) -> str:
+    """Where a host's Felix reports the settings it renders rules with (calico-py's own key,
+    next to the heartbeat; `calicoctl policy trace` reads it)."""
+    return f"{host_prefix(hostname, region_str)}rules_settings"
+
+
+def host_endpoint_interfaces_key(hostname: str, region_str: str = NO_REGION) -> str:
+    """Where a host's Felix reports, as {host endpoint name: interface}, the interface each
+    of its host endpoints resolved to (calico-py's own key)."""
+    return f"{host_prefix(hostname, region_str)}host_endpoint_interfaces"
 
 
 def escape_segment(name: str) -> str:

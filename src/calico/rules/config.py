@@ -9,7 +9,9 @@ first the way Felix does.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -117,6 +119,32 @@ class RulesConfig:
             **kwargs,
         )
 
+    def to_json(self) -> dict[str, Any]:
+        """Every setting, as JSON values (what Felix reports for the policy trace)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: object) -> RulesConfig:
+        """The settings `to_json` gave; ValueError naming the setting that is wrong."""
+        if not isinstance(data, Mapping):
+            raise ValueError("rules settings: not a JSON object")
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ValueError(f"rules settings: unknown setting {unknown[0]!r}")
+        values: dict[str, Any] = {}
+        for name, value in data.items():
+            try:
+                values[name] = _from_json_value(name, value)
+            except KeyError as exc:
+                raise ValueError(f"rules settings: {name}: an entry has no {exc}") from None
+            except (TypeError, ValueError, AttributeError) as exc:
+                raise ValueError(f"rules settings: {name}: {exc}") from None
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"rules settings: {exc}") from None
+
     @property
     def calico_marks(self) -> tuple[int, int, int, int]:
         return (self.mark_accept, self.mark_pass, self.mark_scratch0, self.mark_scratch1)
@@ -135,3 +163,16 @@ class RulesConfig:
         return self.openstack_special_cases or any(
             p.startswith("tap") for p in self.workload_iface_prefixes
         )
+
+
+def _from_json_value(name: str, value: Any) -> Any:
+    """One setting back from JSON: lists to the tuples the dataclass holds, failsafe entries
+    to ProtoPorts, and the plain types checked (a wrong type must not render a rule)."""
+    if name.startswith("failsafe_"):
+        return tuple(ProtoPort(str(e["protocol"]), int(e["port"]), e.get("net")) for e in value)
+    if name in ("workload_iface_prefixes", "nat_port_range"):
+        return None if value is None else tuple(value)
+    default = next(f.default for f in dataclasses.fields(RulesConfig) if f.name == name)
+    if default is not None and value is not None and type(value) is not type(default):
+        raise TypeError(f"{value!r} is not a {type(default).__name__}")
+    return value

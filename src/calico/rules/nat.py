@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from calico.calc.endpoint_messages import nats_apply
-from calico.calc.messages import NatMapping, PortRange, WorkloadEndpoint
+from calico.calc.messages import IPAMPool, NatMapping, PortRange, WorkloadEndpoint
 from calico.rules import naming
 from calico.rules.config import RulesConfig
 from calico.rules.model import (
@@ -60,6 +60,17 @@ def static_nat_chains(cfg: RulesConfig, ip_version: int) -> list[Chain]:
         Chain(naming.CHAIN_POSTROUTING, postrouting),
         Chain(naming.CHAIN_OUTPUT, (Rule(action=Jump(naming.CHAIN_FIP_DNAT)),)),
     ]
+
+
+def pool_sets(pools: Iterable[IPAMPool]) -> tuple[set[str], set[str]]:
+    """The members (both families) of `all-ipam-pools` and `masq-ipam-pools`."""
+    pools = list(pools)
+    return {p.cidr for p in pools}, {p.cidr for p in pools if p.masquerade}
+
+
+def nat_outgoing_active(masq_cidrs: Iterable[str], ip_version: int) -> bool:
+    """`cali-nat-outgoing` has rules in `ip_version`: a pool of that family has natOutgoing."""
+    return any((6 if ":" in cidr else 4) == ip_version for cidr in masq_cidrs)
 
 
 def nat_outgoing_chain(cfg: RulesConfig, ip_version: int, active: bool) -> Chain:

@@ -2,8 +2,8 @@
 
 Inputs: the messages the calculation graph sent that host's Felix, folded into a
 `HostState`; its rule settings; every policy in evaluation order (`Considered`). Output:
-`HostTables`: the raw, mangle and filter chains, hooks and IP sets the dataplane managers
-would program (the same `calico.rules` functions), plus what the explanation needs: which
+`HostTables`: the raw, mangle, nat and filter chains, hooks and IP sets the dataplane
+managers would program (the same `calico.rules` functions), plus what the explanation needs: which
 chain is which endpoint's, and which Calico rule each iptables rule of a policy or profile
 chain came from.
 """
@@ -22,6 +22,9 @@ from calico.calc.messages import (
     HostEndpointID,
     HostEndpointRemove,
     HostEndpointUpdate,
+    IPAMPool,
+    IPAMPoolRemove,
+    IPAMPoolUpdate,
     IPSetDeltaUpdate,
     IPSetRemove,
     IPSetType,
@@ -43,6 +46,13 @@ from calico.rules.config import RulesConfig
 from calico.rules.dispatch import workload_dispatch_chains
 from calico.rules.endpoints import host_endpoint_chains, workload_endpoint_chains
 from calico.rules.model import Chain
+from calico.rules.nat import (
+    floating_ip_chains,
+    nat_outgoing_active,
+    nat_outgoing_chain,
+    pool_sets,
+    static_nat_chains,
+)
 from calico.rules.packet_walk import IPSet, Tables
 from calico.rules.policy import policy_chains, policy_table, profile_chains, rule_to_rules
 from calico.rules.static import hooks, static_filter_chains, static_mangle_chains, static_raw_chains
@@ -57,6 +67,7 @@ class HostState:
     profiles: dict[str, ParsedProfile] = field(default_factory=dict)
     workloads: dict[WorkloadEndpointID, WorkloadEndpoint] = field(default_factory=dict)
     host_endpoints: dict[HostEndpointID, HostEndpoint] = field(default_factory=dict)
+    pools: dict[str, IPAMPool] = field(default_factory=dict)
 
     def on_messages(self, messages: Iterable[Message]) -> None:
         for msg in messages:
@@ -84,6 +95,10 @@ class HostState:
                     self.host_endpoints[hid] = hep
                 case HostEndpointRemove(id=hid):
                     self.host_endpoints.pop(hid, None)
+                case IPAMPoolUpdate(id=pool_id, pool=pool):
+                    self.pools[pool_id] = pool
+                case IPAMPoolRemove(id=pool_id):
+                    self.pools.pop(pool_id, None)
 
 
 _NO_HOST_TIERS = HostTiers((), (), (), ())
@@ -119,11 +134,17 @@ class HostTables:
 def render(
     cfg: RulesConfig, state: HostState, ip_version: int, considered: Considered
 ) -> HostTables:
-    """Every chain of raw, mangle and filter as the dataplane managers render them."""
+    """Every chain of raw, mangle, nat and filter as the dataplane managers render them."""
+    every_pool, masq_pools = pool_sets(state.pools.values())
     chains: dict[str, list[Chain]] = {
         "filter": static_filter_chains(cfg, ip_version),
         "raw": static_raw_chains(cfg, ip_version, state.workloads.values()),
         "mangle": static_mangle_chains(cfg, ip_version),
+        "nat": [
+            *static_nat_chains(cfg, ip_version),
+            *floating_ip_chains(cfg, state.workloads.values(), ip_version),
+            nat_outgoing_chain(cfg, ip_version, nat_outgoing_active(masq_pools, ip_version)),
+        ],
     }
     ep_chains: dict[tuple[str, str], EndpointChain] = {}
     for eid, wep in sorted(state.workloads.items(), key=lambda i: (i[0].namespace, i[0].name)):
@@ -159,6 +180,11 @@ def render(
         naming.ipset_name(ip_version, set_id): IPSet(set_type, frozenset(members))
         for set_id, (set_type, members) in state.ipsets.items()
     }
+    for set_id, members in (
+        (naming.IPSET_ID_ALL_POOLS, every_pool),
+        (naming.IPSET_ID_MASQ_POOLS, masq_pools),
+    ):  # the NAT manager's, from the pools (not the calculation's IP sets)
+        ipsets[naming.ipset_name(ip_version, set_id)] = IPSet(IPSetType.NET, frozenset(members))
     tables = Tables(
         {table: {c.name: c for c in cs} for table, cs in chains.items()},
         {table: {h.chain: h for h in hooks(cfg, table)} for table in chains},

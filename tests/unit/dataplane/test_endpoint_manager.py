@@ -148,3 +148,29 @@ def test_dispatch_is_rebuilt_only_when_interfaces_change(monkeypatch: Any) -> No
     mgr.on_update(WorkloadEndpointRemove(ep_id))
     mgr.complete_deferred_work()
     assert built == [["calia"], []]
+
+
+def test_resolved_interfaces_are_reported_when_they_change() -> None:
+    runner = NoCommands()
+    tables = [IptablesTable(t, 4, runner, backend="nft") for t in ("filter", "raw", "mangle")]
+    routes = {4: RouteTable(runner, lambda: None, 4)}  # type: ignore[arg-type,return-value]
+    reports: list[dict[str, str]] = []
+    mgr = EndpointManager(
+        RulesConfig(ipv6_enabled=False),
+        tables,
+        routes,
+        LinkConfigurator(runner, ipv6=False),
+        on_host_endpoints=lambda resolved: reports.append(dict(resolved)),
+    )
+    mgr.complete_deferred_work()
+    assert reports == [{}]  # none yet: reported too, so "none" is known
+    mgr.on_update(HostEndpointUpdate(HostEndpointID("by-ip"), hep(None, "198.18.0.1")))
+    mgr.on_iface_state("eth1", True, 3)
+    mgr.complete_deferred_work()
+    assert reports[-1] == {}  # eth1 does not carry the address yet
+    mgr.on_iface_addrs("eth1", {"198.18.0.1"})
+    mgr.complete_deferred_work()
+    assert reports[-1] == {"by-ip": "eth1"}
+    mgr.on_iface_state("eth2", True, 4)  # re-resolves to the same: no new report
+    mgr.complete_deferred_work()
+    assert reports == [{}, {"by-ip": "eth1"}]

@@ -1,5 +1,5 @@
 """A failed apply is retried; a failed command is logged in one line (its own message), any
-other error with its traceback."""
+other error with its traceback. Applies are paced by the last apply's time."""
 
 from __future__ import annotations
 
@@ -55,3 +55,38 @@ def test_any_other_error_keeps_its_traceback(caplog: pytest.LogCaptureFixture) -
         assert dp._apply_once() is False
     [record] = [r for r in caplog.records if "apply failed" in r.getMessage()]
     assert record.levelno == logging.ERROR and record.exc_info is not None
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(("took", "hold"), [(0.05, 0.15), (0.5, 0.25)])
+def test_applies_are_paced_by_the_last_apply_time(
+    monkeypatch: pytest.MonkeyPatch, took: float, hold: float
+) -> None:
+    """After an apply of `took` s the next waits min(3 x took, 0.25 s) after its end."""
+    clock = FakeClock()
+    dp = InternalDataplane(
+        DataplaneSettings(rules=RulesConfig()), BreakingRunner(), _no_netlink, clock=clock
+    )
+    dp._in_sync = dp._ifaces_in_sync = True
+    applied: list[float] = []
+
+    def write_kernel() -> None:
+        applied.append(clock.now)
+        clock.now += took
+
+    monkeypatch.setattr(dp, "write_kernel", write_kernel)
+    dp._maybe_apply()  # the first change: at once
+    assert applied == [1000.0]
+    dp._dirty = True  # another change arrives as that apply ends
+    dp._maybe_apply()
+    assert len(applied) == 1 and dp._wait_time() == pytest.approx(hold)
+    clock.now += hold
+    dp._maybe_apply()
+    assert applied[1] == pytest.approx(1000.0 + took + hold)

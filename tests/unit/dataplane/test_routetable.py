@@ -262,13 +262,16 @@ def test_rejects_targets_it_could_not_own(kernel: FakeKernel, iface: str, cidr: 
 
 @dataclass
 class FakeConntrackTool:
-    """The `conntrack --delete` runs, each with the route table as it was at that moment."""
+    """The `conntrack --delete` runs, each with the route table as it was at that moment.
+    A listing (`--dump`, for a batch of addresses) shows one flow from each of `flows`."""
 
     kernel: FakeKernel
     calls: list[tuple[str, str, str, dict[str, tuple[str, int]]]] = field(default_factory=list)
     stderr: str = "conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.\n"
     returncode: int = 1
     gate: threading.Event = field(default_factory=threading.Event)  # clear: runs block
+    flows: tuple[str, ...] = ("198.18.0.1", "198.18.0.2", "198.18.0.11", "2001:db8::2")
+    dumps: int = 0
 
     def __post_init__(self) -> None:
         self.gate.set()
@@ -276,8 +279,13 @@ class FakeConntrackTool:
     def run(
         self, args: Sequence[str], *, stdin: str | None = None, check: bool = True
     ) -> CommandResult:
-        assert args[:2] == ["conntrack", "--family"] and args[3] == "--delete" and not check
+        assert args[:2] == ["conntrack", "--family"]
         assert self.gate.wait(timeout=10)
+        if args[3:] == ["--dump"]:
+            self.dumps += 1
+            out = "".join(f"udp 17 29 src={a} dst=198.18.9.9 src=198.18.9.9\n" for a in self.flows)
+            return CommandResult(0, out, "")
+        assert args[3] == "--delete" and not check
         self.calls.append((args[2], args[4], args[5], self.kernel.table()))
         return CommandResult(self.returncode, "", self.stderr)
 
@@ -353,6 +361,18 @@ def test_a_reused_address_is_cleaned_before_its_new_route_in_one_apply(
     assert tool.addrs() == ["198.18.0.1"]
     assert all(table == {} for *_, table in tool.calls)
     assert kernel.table() == {"198.18.0.1/32": ("cali2", RTPROT_CALICO)}
+
+
+def test_a_batch_of_released_addresses_is_listed_once_and_only_those_with_flows_deleted(
+    kernel: FakeKernel, tool: FakeConntrackTool
+) -> None:
+    flows = ConntrackFlows(tool)
+    addrs = ["198.18.0.1", "198.18.0.5", "198.18.0.11", "198.18.0.12"]
+    assert flows.remove_flows_of(4, addrs) == 0  # the fake deletes nothing it finds
+    assert tool.dumps == 1
+    assert sorted(tool.addrs()) == ["198.18.0.1", "198.18.0.11"]  # the two with flows
+    assert flows.remove_flows_of(4, ["198.18.0.5"]) == 0  # one address: no listing
+    assert tool.dumps == 1 and tool.addrs()[-1] == "198.18.0.5"
 
 
 def test_only_the_address_an_endpoint_loses_is_cleaned(

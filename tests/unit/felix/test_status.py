@@ -125,3 +125,32 @@ def test_endpoint_status_goes_out_every_delay_and_heartbeats_only_with_an_interv
     heartbeats = [k for k in writes if k.endswith("/status")]
     assert len(heartbeats) == (0 if interval == 0 else 1)
     assert writes.count(key) == 1
+
+
+def test_rules_settings_written_once_under_the_hosts_region() -> None:
+    backend = MemoryBackend()
+    reporter = StatusReporter(backend, "h", interval=30, ttl=90, region="region-r1")
+    reporter.set_rules_settings({"endpoint_to_host_action": "ACCEPT"})
+    reporter.flush_endpoints()
+    kv = backend.get("/calico/felix/v2/region-r1/host/h/rules_settings")
+    assert kv is not None and json.loads(kv.value) == {"endpoint_to_host_action": "ACCEPT"}
+    reporter.flush_endpoints()
+    again = backend.get("/calico/felix/v2/region-r1/host/h/rules_settings")
+    assert again is not None and again.mod_revision == kv.mod_revision  # once per start
+    reporter.endpoints_resynced()
+    reporter.flush_endpoints()  # the sweep of stale endpoint keys leaves it alone
+    assert backend.get("/calico/felix/v2/region-r1/host/h/rules_settings") is not None
+
+
+def test_host_endpoint_interfaces_rewritten_when_they_change() -> None:
+    backend = MemoryBackend()
+    reporter = StatusReporter(backend, "h", interval=30, ttl=90)
+    key = "/calico/felix/v2/no-region/host/h/host_endpoint_interfaces"
+    reporter.set_host_endpoint_interfaces({})
+    reporter.flush_endpoints()
+    kv = backend.get(key)
+    assert kv is not None and json.loads(kv.value) == {}
+    reporter.set_host_endpoint_interfaces({"uplink": "eth1"})
+    reporter.flush_endpoints()
+    kv = backend.get(key)
+    assert kv is not None and json.loads(kv.value) == {"uplink": "eth1"}

@@ -1,5 +1,6 @@
 """Policy trace over many policy shapes: resources -> the real calc graph -> rendered chains
--> a packet walked through them; verdicts and the rule that decided."""
+-> a packet walked through them; verdicts and the rule that decided. Also through the nat
+table (floating IPs, hairpin, natOutgoing, the metadata DNAT) and anti-spoofing."""
 
 from __future__ import annotations
 
@@ -7,12 +8,19 @@ from typing import Any
 
 import pytest
 
-from calico.ctl.trace_source import Snapshot, address_end, hosts_of, workload_end
+from calico.ctl.trace_source import (
+    EndError,
+    Snapshot,
+    address_end,
+    hosts_of,
+    source_override,
+    workload_end,
+)
 from calico.model.codec import parse_resource
 from calico.rules.config import RulesConfig
-from calico.rules.model import ANY, Chain, Hook, Jump, Rule, Verdict
-from calico.rules.packet_walk import Packet, Tables, WalkError, walk
-from calico.rules.trace import Flow, HostInput, Trace, to_json, trace
+from calico.rules.model import ANY, DNAT, SNAT, Chain, Hook, Jump, Masquerade, Rule, Verdict
+from calico.rules.packet_walk import FORWARD_PATH, Packet, Tables, WalkError, walk
+from calico.rules.trace import End, Flow, HostInput, Trace, to_json, trace
 
 TCP, UDP, ICMP, ICMP6 = 6, 17, 1, 58
 ALLOW_ALL = {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]}
@@ -581,3 +589,357 @@ def test_host_to_another_host() -> None:
     assert result.verdict == "deny"
     assert [e.chain for e in result.hops[0].endpoints] == ["cali-th-eth1"]
     assert [e.chain for e in result.hops[1].endpoints] == ["cali-fh-eth0"]
+
+
+# -- the nat table ------------------------------------------------------------------------
+
+FIP, FIP6 = "198.18.7.1", "2001:db8:7::1"
+OUTSIDE = "198.18.255.2"
+FLOATING = RulesConfig(floating_ips=True)
+
+
+def with_nats(doc: dict[str, Any], *pairs: tuple[str, str]) -> dict[str, Any]:
+    doc["spec"]["ipNATs"] = [{"internalIP": i, "externalIP": e} for i, e in pairs]
+    return doc
+
+
+def web_with_fip() -> dict[str, Any]:
+    return with_nats(wep("web", "prod", "h1", "198.19.0.1/32", "caliweb", app="web"),
+                     ("198.19.0.1", FIP))  # fmt: skip
+
+
+def pool(name: str, cidr: str, nat_outgoing: bool) -> dict[str, Any]:
+    return {"kind": "IPPool", "metadata": {"name": name},
+            "spec": {"cidr": cidr, "natOutgoing": nat_outgoing}}  # fmt: skip
+
+
+def ingress_policy(name: str, selector: str, **rule: Any) -> dict[str, Any]:
+    return {
+        "kind": "GlobalNetworkPolicy",
+        "metadata": {"name": name},
+        "spec": {"selector": selector, "ingress": [{"action": "Allow", **rule}]},
+    }
+
+
+def ends(snap: Snapshot, src: str, dst: str, spoof: str | None = None) -> tuple[End, End]:
+    def end(text: str) -> End:
+        if "/" in text and ":" not in text:
+            return workload_end(snap, text, 6 if spoof and ":" in spoof else None)
+        return address_end(snap, text)
+
+    src_end = end(src)
+    return (source_override(src_end, spoof) if spoof else src_end), end(dst)
+
+
+def run_nat(
+    snap: Snapshot,
+    src: str,
+    dst: str,
+    cfg: RulesConfig = FLOATING,
+    proto: int = TCP,
+    port: int = 8080,
+    spoof: str | None = None,
+) -> Trace:
+    a, b = ends(snap, src, dst, spoof)
+    inputs = {h: HostInput(snap.host_state(h), cfg, snap.uplink(h)) for h in hosts_of((a, b))}
+    ported = proto != ICMP
+    flow = Flow(
+        a,
+        b,
+        proto,
+        dst_port=port if ported else None,
+        src_port=32768 if ported else None,
+        icmp_type=None if ported else 8,
+        icmp_code=None if ported else 0,
+    )
+    return trace(inputs, flow, snap.considered())
+
+
+def nat_of(result: Trace, hop: int) -> list[tuple[str, str, str, str | None]]:
+    return [(n.kind, n.field, n.original, n.translated) for n in result.hops[hop].nat]
+
+
+# -- floating IPs ---------------------------------------------------------------------------
+
+
+def test_external_to_a_floating_ip_is_dnated_then_policed_as_the_workload() -> None:
+    """nat PREROUTING translates the floating IP; ingress policy then sees the workload's
+    own address (a rule for the internal address matches, one for the floating IP not)."""
+    internal = ingress_policy("to-internal", "app == 'web'", protocol="TCP",
+                              destination={"nets": ["198.19.0.1/32"], "ports": [8080]})  # fmt: skip
+    snap = snapshot(*BASE[:2], web_with_fip(), internal)
+    assert address_end(snap, FIP).workload == workload_end(snap, "prod/web", None).workload
+    result = run_nat(snap, OUTSIDE, FIP)
+    assert result.verdict == "allow"
+    assert [(h.host, h.direction) for h in result.hops] == [("h1", "ingress")]
+    assert nat_of(result, 0) == [("DNAT", "destination", FIP, "198.19.0.1")]
+    (nat,) = result.hops[0].nat
+    assert (nat.chain, nat.rule) == (
+        "cali-fip-dnat",
+        f"-d {FIP} -j DNAT --to-destination 198.19.0.1",
+    )
+    assert nat.rule_id is not None
+    d = decided(result, 0)
+    assert (d["policy"], d["rule_index"]) == ("to-internal", 0)
+    by_fip = ingress_policy("to-internal", "app == 'web'", protocol="TCP",
+                            destination={"nets": [f"{FIP}/32"], "ports": [8080]})  # fmt: skip
+    denied = run_nat(snapshot(*BASE[:2], web_with_fip(), by_fip), OUTSIDE, FIP)
+    assert denied.verdict == "deny"
+    assert decided(denied, 0)["what"] == "end of tier"
+    out = to_json(result)
+    hop = out["hops"][0]  # type: ignore[index]
+    assert hop["nat"][0]["original"] == FIP and hop["nat"][0]["translated"] == "198.19.0.1"
+
+
+@pytest.mark.parametrize(("kind", "sees"), [("preDNAT", FIP), ("applyOnForward", "198.19.0.1")])
+def test_host_endpoint_policy_sees_the_floating_ip_before_dnat_only(kind: str, sees: str) -> None:
+    """preDNAT policy (mangle) runs before nat PREROUTING: it sees the floating IP;
+    applyOnForward policy (filter) runs after: it sees the workload's own address."""
+
+    def deny_to(address: str) -> dict[str, Any]:
+        return {
+            "kind": "GlobalNetworkPolicy",
+            "metadata": {"name": "edge"},
+            "spec": {"selector": "role == 'edge'", "types": ["Ingress"], "applyOnForward": True,
+                     kind: True, "ingress": [
+                {"action": "Deny", "destination": {"nets": [f"{address}/32"]}},
+                {"action": "Allow"}]},
+        }  # fmt: skip
+
+    edge = hep("h1-eth0", "h1", "eth0", role="edge")
+    other = FIP if sees != FIP else "198.19.0.1"
+    unseen = snapshot(*BASE[:2], web_with_fip(), edge, deny_to(other))
+    assert run_nat(unseen, OUTSIDE, FIP).verdict == "allow"
+    result = run_nat(snapshot(*BASE[:2], web_with_fip(), edge, deny_to(sees)), OUTSIDE, FIP)
+    assert result.verdict == "deny"
+    d = decided(result, 0)
+    assert (d["policy"], d["rule_index"], d["table"]) == (
+        "edge",
+        0,
+        "mangle" if kind == "preDNAT" else "filter",
+    )
+
+
+def test_a_floating_ip_its_host_does_not_translate_is_refused() -> None:
+    """FloatingIPs Disabled (and not an OpenStack endpoint): no DNAT, no route: say so."""
+    snap = snapshot(*BASE[:2], web_with_fip())
+    with pytest.raises(WalkError, match="FloatingIPs Enabled"):
+        run_nat(snap, OUTSIDE, FIP, cfg=RulesConfig())
+    openstack = web_with_fip()
+    openstack["spec"]["orchestrator"] = "openstack"
+    assert (
+        run_nat(snapshot(*BASE[:2], openstack), OUTSIDE, FIP, cfg=RulesConfig()).verdict == "allow"
+    )
+
+
+def test_two_workloads_claiming_a_floating_ip_are_refused() -> None:
+    other = with_nats(wep("db", "prod", "h2", "198.19.0.2/32", "calidb"), ("198.19.0.2", FIP))
+    with pytest.raises(EndError, match="several workload endpoints"):
+        address_end(snapshot(*BASE[:2], web_with_fip(), other), FIP)
+
+
+def test_remote_workload_to_a_floating_ip() -> None:
+    """The source's host routes the floating IP untranslated (its egress policy sees it);
+    the destination's host translates it."""
+    egress_to_fip = {
+        "kind": "GlobalNetworkPolicy",
+        "metadata": {"name": "db-out"},
+        "spec": {"selector": "app == 'db'", "types": ["Egress"],
+                 "egress": [{"action": "Deny", "destination": {"nets": [f"{FIP}/32"]}}]},
+    }  # fmt: skip
+    db = wep("db", "prod", "h2", "198.19.0.2/32", "calidb", app="db")
+    snap = snapshot(*BASE[:2], web_with_fip(), db)
+    result = run_nat(snap, "prod/db", FIP)
+    assert result.verdict == "allow"
+    assert [(h.host, h.direction) for h in result.hops] == [("h2", "egress"), ("h1", "ingress")]
+    assert nat_of(result, 0) == []
+    assert nat_of(result, 1) == [("DNAT", "destination", FIP, "198.19.0.1")]
+    denied = run_nat(snapshot(*BASE[:2], web_with_fip(), db, egress_to_fip), "prod/db", FIP)
+    assert [h.verdict for h in denied.hops] == ["deny", "allow"]
+    assert decided(denied, 0)["policy"] == "db-out"
+
+
+def test_local_workload_to_a_floating_ip_is_translated_before_its_egress_policy() -> None:
+    """On one host the DNAT comes first (nat PREROUTING), so egress policy sees the
+    workload's own address: a deny for the floating IP does not apply."""
+    deny_fip = {
+        "kind": "GlobalNetworkPolicy",
+        "metadata": {"name": "tool-out"},
+        "spec": {"selector": "app == 'tool'", "types": ["Egress"], "egress": [
+            {"action": "Deny", "destination": {"nets": [f"{FIP}/32"]}}, {"action": "Allow"}]},
+    }  # fmt: skip
+    tool = wep("tool", "prod", "h1", "198.19.0.3/32", "calitool", app="tool")
+    result = run_nat(snapshot(*BASE[:2], web_with_fip(), tool, deny_fip), "prod/tool", FIP)
+    assert result.verdict == "allow"
+    assert [(h.direction, h.verdict) for h in result.hops] == [
+        ("egress", "allow"),
+        ("ingress", "allow"),
+    ]
+    assert nat_of(result, 0) == [("DNAT", "destination", FIP, "198.19.0.1")]
+    assert nat_of(result, 1) == []
+
+
+def test_hairpin_through_its_own_floating_ip() -> None:
+    """DNAT to itself, then cali-fip-snat makes the source the floating IP."""
+    result = run_nat(snapshot(*BASE[:2], web_with_fip()), "prod/web", FIP, proto=UDP, port=9999)
+    assert result.verdict == "allow"
+    assert nat_of(result, 0) == [
+        ("DNAT", "destination", FIP, "198.19.0.1"),
+        ("SNAT", "source", "198.19.0.1", FIP),
+    ]
+    assert result.hops[0].nat[1].chain == "cali-fip-snat"
+
+
+def test_the_host_to_its_workloads_floating_ip() -> None:
+    """nat OUTPUT translates the host's own traffic too; the host to its workload is not
+    policed."""
+    node = {"kind": "Node", "metadata": {"name": "h1"},
+            "spec": {"bgp": {"ipv4Address": "198.18.255.1/30"}}}  # fmt: skip
+    result = run_nat(snapshot(*BASE[:2], web_with_fip(), node), "198.18.255.1", FIP)
+    assert result.verdict == "allow"
+    assert nat_of(result, 0) == [("DNAT", "destination", FIP, "198.19.0.1")]
+
+
+def test_ipv6_floating_ip() -> None:
+    web6 = with_nats(
+        wep("web6", "prod", "h1", "2001:db8::1/128", "caliweb6"), ("2001:db8::1", FIP6)
+    )
+    result = run_nat(snapshot(*BASE[:2], web6), "2001:db8:ff::2", FIP6)
+    assert result.verdict == "allow"
+    assert nat_of(result, 0) == [("DNAT", "destination", FIP6, "2001:db8::1")]
+
+
+def test_metadata_dnat_is_refused() -> None:
+    """OpenStack's 169.254.169.254:80 DNAT sends the packet somewhere the trace does not
+    follow: refused, naming the rule and what to trace instead."""
+    cfg = RulesConfig(openstack_special_cases=True, metadata_addr="198.18.255.1")
+    with pytest.raises(WalkError, match=r"169\.254\.169\.254:80 to 198\.18\.255\.1:8775"):
+        run_nat(snapshot(*BASE), "prod/web", "169.254.169.254", cfg=cfg, port=80)
+    assert (
+        run_nat(snapshot(*BASE), "prod/web", "169.254.169.254", cfg=cfg, port=81).verdict == "allow"
+    )
+
+
+# -- natOutgoing ------------------------------------------------------------------------------
+
+POOLS = [pool("masq", "198.19.0.0/24", True), pool("plain", "198.19.1.0/24", False)]
+
+
+def test_nat_outgoing_masquerades_leaving_the_pools_only() -> None:
+    plain = wep("plain", "prod", "h1", "198.19.1.1/32", "caliplain")
+    snap = snapshot(*BASE, *POOLS, plain)
+    result = run_nat(snap, "prod/web", OUTSIDE)
+    assert result.verdict == "allow"
+    assert nat_of(result, 0) == [("MASQUERADE", "source", "198.19.0.1", None)]
+    assert result.hops[0].nat[0].chain == "cali-nat-outgoing"
+    assert nat_of(run_nat(snap, "prod/plain", OUTSIDE), 0) == []  # its pool has no natOutgoing
+    assert nat_of(run_nat(snap, "prod/web", "198.19.1.1"), 0) == []  # inside the pools
+    assert nat_of(run_nat(snapshot(*BASE, plain), "prod/web", OUTSIDE), 0) == []  # no pool at all
+    fixed = run_nat(snap, "prod/web", OUTSIDE, cfg=RulesConfig(nat_outgoing_address="198.18.0.99"))
+    assert nat_of(fixed, 0) == [("SNAT", "source", "198.19.0.1", "198.18.0.99")]
+
+
+def test_nat_outgoing_then_a_rule_that_reads_the_masqueraded_source_is_refused() -> None:
+    """To another host: its host endpoint policy on the source address cannot be answered
+    (MASQUERADE picks the outgoing interface's address); one that does not read it can."""
+    node2 = {"kind": "Node", "metadata": {"name": "h2"},
+             "spec": {"bgp": {"ipv4Address": "198.18.0.2/24"}}}  # fmt: skip
+    h2_hep = hep("h2-eth0", "h2", "eth0", hep="h2")
+    h2_hep["spec"]["expectedIPs"] = ["198.18.0.2"]
+    by_source = ingress_policy("h2-in", "hep == 'h2'", protocol="TCP",
+                               source={"nets": ["198.18.0.0/24"]})  # fmt: skip
+    snap = snapshot(*BASE, *POOLS, node2, h2_hep, by_source)
+    with pytest.raises(WalkError, match=r"MASQUERADE .* outgoing interface's"):
+        run_nat(snap, "prod/web", "198.18.0.2")
+    by_port = ingress_policy("h2-in", "hep == 'h2'", protocol="TCP", destination={"ports": [8080]})
+    result = run_nat(snapshot(*BASE, *POOLS, node2, h2_hep, by_port), "prod/web", "198.18.0.2")
+    assert result.verdict == "allow"
+    assert nat_of(result, 0) == [("MASQUERADE", "source", "198.19.0.1", None)]
+
+
+# -- anti-spoofing ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spoof", "dst"),
+    [("198.19.0.99", "prod/db"), ("198.19.0.3", "prod/db"), ("2001:db8::99", "2001:db8::5")],
+    ids=["foreign", "another-workload", "ipv6"],
+)
+def test_spoofed_source_is_dropped_by_the_reverse_path_check(spoof: str, dst: str) -> None:
+    result = run_nat(snapshot(*BASE), "prod/web6" if ":" in spoof else "prod/web", dst, spoof=spoof)
+    assert result.verdict == "deny"
+    assert (result.hops[0].host, result.hops[0].direction, result.hops[0].verdict) == (
+        "h1",
+        "egress",
+        "deny",
+    )
+    d = decided(result, 0)
+    assert (d["what"], d["action"], d["table"], d["chain"]) == (
+        "anti-spoofing",
+        "Deny",
+        "raw",
+        "cali-PREROUTING",
+    )
+    assert "-m rpfilter --invert" in str(d["rule"]) and d["rule_id"]
+    assert result.hops[0].endpoints == ()  # dropped in raw, before any endpoint chain
+
+
+def test_allowed_spoofed_prefix_and_own_floating_ip_pass() -> None:
+    web = wep("web", "prod", "h1", "198.19.0.1/32", "caliweb", app="web")
+    web["spec"]["allowSpoofedSourcePrefixes"] = ["198.19.0.96/30"]
+    snap = snapshot(*BASE[:2], web, BASE[3])
+    assert run_nat(snap, "prod/web", "prod/db", spoof="198.19.0.99").verdict == "allow"
+    assert run_nat(snap, "prod/web", "prod/db", spoof="198.19.0.95").verdict == "deny"
+    # A workload's floating IP routes to it, so the reverse-path check passes.
+    assert run_nat(snapshot(*BASE[:2], web_with_fip(), BASE[3]), "prod/web", "prod/db",
+               spoof=FIP).verdict == "allow"  # fmt: skip
+
+
+def test_spoofed_source_between_two_local_workloads() -> None:
+    tool = wep("tool", "prod", "h1", "198.19.0.3/32", "calitool", app="tool")
+    snap = snapshot(*BASE, tool)
+    result = run_nat(snap, "prod/web", "prod/tool", spoof="198.19.0.99")
+    assert result.verdict == "deny"
+    assert [(h.direction, h.verdict) for h in result.hops] == [
+        ("egress", "deny"),
+        ("ingress", "allow"),  # asked alone: its ingress would allow
+    ]
+    assert decided(result, 0)["what"] == "anti-spoofing"
+
+
+# -- the walk -------------------------------------------------------------------------------
+
+
+def nat_tables(*rules: Rule) -> Tables:
+    hooks = {"nat": {"PREROUTING": Hook("PREROUTING", (Rule(action=Jump("cali-x")),)),
+                     "POSTROUTING": Hook("POSTROUTING", rules)},
+             "filter": {"FORWARD": Hook("FORWARD", (
+                 Rule(ANY.ct_state("DNAT"), Verdict("DROP")),))}}  # fmt: skip
+    chain = Chain("cali-x", (Rule(ANY.dst_net("198.18.7.1"), DNAT("198.19.0.1:80")),))
+    return Tables({"nat": {"cali-x": chain}}, hooks, {})
+
+
+def test_walk_translates_and_conntrack_state_follows() -> None:
+    packet = Packet(4, OUTSIDE, FIP, TCP, src_port=1000, dst_port=8080)
+    out = walk(nat_tables(), packet, FORWARD_PATH)
+    assert (out.packet.dst, out.packet.dst_port, out.packet.dnat) == ("198.19.0.1", 80, True)
+    assert out.verdict == "DROP"  # ctstate DNAT matched in filter
+    assert [(t.kind, t.original, t.translated) for t in out.translations] == [
+        ("DNAT", f"{FIP}:8080", "198.19.0.1:80")
+    ]
+    untracked = walk(nat_tables(), Packet(4, OUTSIDE, FIP, TCP, untracked=True), FORWARD_PATH)
+    assert (untracked.packet.dst, untracked.translations) == (FIP, ())
+
+
+def test_walk_refuses_to_read_what_a_nat_left_unknown() -> None:
+    later = Rule(ANY.src_net("198.18.0.0/24"), Verdict("ACCEPT"))
+    tables = nat_tables(Rule(action=Masquerade(random_fully=True)), later)
+    packet = Packet(4, "198.19.0.1", OUTSIDE, TCP, src_port=1000, dst_port=8080)
+    out = walk(tables, packet, (("nat", "POSTROUTING"),))
+    assert [(t.kind, t.translated) for t in out.translations] == [("MASQUERADE", None)]
+    with pytest.raises(WalkError, match="source address after MASQUERADE"):
+        out.packet.known("src")
+    with pytest.raises(WalkError, match="source port after MASQUERADE"):
+        out.packet.known("src_port")
+    kept = walk(nat_tables(Rule(action=SNAT("198.18.0.9"))), packet, (("nat", "POSTROUTING"),))
+    assert (kept.packet.known("src"), kept.packet.known("src_port")) == ("198.18.0.9", 1000)

@@ -135,16 +135,18 @@ def _preview(ctx: CtlContext, resources: list[Resource], delete: bool) -> None:
 
     try:
         with reported():
-            changes, compared = pv.preview(ctx.client(), resources, delete)
+            outcome = pv.preview(ctx.client(), resources, delete)
     except click.ClickException as exc:
         raise PreviewError(exc.format_message()) from None
     except pv.PreviewError as exc:
         raise PreviewError(str(exc)) from None
-    if changes:
-        click.echo(pv.render_changes(changes), nl=False)
+    if outcome.changes:
+        click.echo(pv.render_changes(outcome.changes), nl=False)
     else:
-        click.echo(f"no reachability changes ({compared} endpoint pairs and probes compared)")
-    sys.exit(1 if changes else 0)
+        click.echo(
+            f"no reachability changes ({outcome.compared} endpoint pairs and probes compared)"
+        )
+    sys.exit(1 if outcome.changes else 0)
 
 
 class PreviewError(CtlError):

@@ -17,12 +17,14 @@ from calico.ctl.trace_source import (
     Snapshot,
     address_end,
     host_end,
+    host_input,
     hosts_of,
-    rules_settings,
+    source_override,
+    unresolved_crossing,
     workload_end,
 )
 from calico.rules.packet_walk import WalkError
-from calico.rules.trace import Decision, End, Flow, Hop, HostInput, Trace, to_json, trace
+from calico.rules.trace import Decision, End, Flow, Hop, Nat, Trace, to_json, trace
 
 _PROTOCOLS = {"tcp": 6, "udp": 17, "sctp": 132, "udplite": 136, "icmp": 1, "icmpv6": 58}
 _PORTED = ("tcp", "udp", "sctp", "udplite")
@@ -38,12 +40,17 @@ def policy() -> None:
 @policy.command("trace")
 @click.option("--from", "from_wl", metavar="NAMESPACE/WORKLOAD", help="Source workload.")
 @click.option(
-    "--from-ip", metavar="IP", help="Source address (a workload's, a host's own, or external)."
+    "--from-ip",
+    metavar="IP",
+    help="Source address (a workload's, a host's own, or external); with --from, the "
+    "address that workload sends from (e.g. one not its own: anti-spoofing).",
 )
 @click.option("--from-host", metavar="NAME", help="Source host itself (its first address).")
 @click.option("--to", "to_wl", metavar="NAMESPACE/WORKLOAD", help="Destination workload.")
 @click.option(
-    "--to-ip", metavar="IP", help="Destination address (a workload's, a host's own, or external)."
+    "--to-ip",
+    metavar="IP",
+    help="Destination address (a workload's or its floating IP, a host's own, or external).",
 )
 @click.option("--to-host", metavar="NAME", help="Destination host itself (its first address).")
 @click.option("--protocol", required=True, help="TCP, UDP, SCTP, UDPLite, ICMP or ICMPv6.")
@@ -72,7 +79,8 @@ def trace_command(
 ) -> None:
     """Trace a new connection: egress policy on the source's host, ingress on the
     destination's (a host's own address: its host endpoint policy, or a local workload's
-    egress and DefaultEndpointToHostAction); ICMP is an echo request."""
+    egress and DefaultEndpointToHostAction), with the nat tables' translations on the way;
+    ICMP is an echo request."""
     proto = protocol.lower()
     if proto not in _PROTOCOLS:
         raise CtlError(
@@ -118,12 +126,7 @@ def trace_command(
         icmp_code=0 if number in _ECHO_REQUEST else None,
     )
     with reported():
-        hosts = {
-            h: HostInput(
-                snapshot.host_state(h), rules_settings(ctx.client(), h), snapshot.uplink(h)
-            )
-            for h in hosts_of((src, dst))
-        }
+        hosts = {h: host_input(snapshot, ctx.client(), h) for h in hosts_of((src, dst))}
     for end, other, flag in ((src, dst, "--from-ip"), (dst, src, "--to-ip")):
         if not end.is_host:
             continue
@@ -131,15 +134,9 @@ def trace_command(
         if number == 17 and port == host.cfg.vxlan_port:
             # Felix's VXLAN rules in INPUT/OUTPUT depend on the host's VTEPs: not rendered.
             raise CtlError(f"--port: {port} is VXLAN's to or from a host: not traced")
-        unresolved = sorted(
-            hid.name for hid, h in host.state.host_endpoints.items() if not h.interface_name
-        )
-        if unresolved and other.host != end.host:
-            # Felix finds their interfaces by the addresses live on the host: not visible here.
-            raise CtlError(
-                f"{flag}: host {end.host}'s host endpoint {unresolved[0]} has no "
-                "interfaceName (found by expected IPs): its traffic is not traced"
-            )
+        refused = unresolved_crossing(hosts, end, other)
+        if refused:
+            raise CtlError(f"{flag}: {refused}")
     try:
         result = trace(hosts, flow, snapshot.considered())
     except WalkError as exc:
@@ -165,12 +162,16 @@ def _end(
     flag: str,
     version: int | None,
 ) -> End:
-    """One end from exactly one of NAMESPACE/WORKLOAD, IP and host NAME."""
+    """One end from exactly one of NAMESPACE/WORKLOAD, IP and host NAME; or, for the
+    source, a workload and the address it sends from."""
     workload, address, host = given
+    if flag == "--from" and workload is not None and address is not None and host is None:
+        return source_override(_end(snapshot, (workload, None, None), flag, version), address)
     if sum(g is not None for g in given) != 1:
+        also = " (or --from with --from-ip: the workload sending from that address)"
         raise CtlError(
             f"{flag}: give exactly one of {flag} NAMESPACE/WORKLOAD, {flag}-ip IP "
-            f"and {flag}-host NAME"
+            f"and {flag}-host NAME{also if flag == '--from' else ''}"
         )
     try:
         if workload is not None:
@@ -203,6 +204,11 @@ def _describe(end: End) -> str:
 
 def _hop_lines(hop: Hop) -> list[str]:
     lines = [f"{hop.direction} on {hop.host}: {hop.verdict} ({_decision(hop.decision)})"]
+    lines += [f"  nat: {_nat(n)}" for n in hop.nat]
+    decision = hop.decision
+    if decision is not None and all(ep.decision != decision for ep in hop.endpoints):
+        # Decided outside any endpoint chain (anti-spoofing, endpoint to host action...).
+        lines.append(f"  decided in [{decision.table} {decision.chain}]: {decision.rule}")
     for ep in hop.endpoints:
         lines.append(f"  {ep.endpoint} {ep.direction} [{ep.table} {ep.chain}]")
         if not ep.tiers:
@@ -219,6 +225,11 @@ def _hop_lines(hop: Hop) -> list[str]:
             lines.append(f"    profile {p.name}: {_result(p.reached, p.decision)}")
         lines.append(f"    => {_decision(ep.decision)}")
     return lines
+
+
+def _nat(nat: Nat) -> str:
+    to = nat.translated or "the outgoing interface's address"
+    return f"{nat.kind} {nat.field} {nat.original} -> {to} [nat {nat.chain}] ({nat.rule})"
 
 
 def _result(reached: bool, decision: Decision | None) -> str:

@@ -48,6 +48,8 @@ from calico.rules.static import static_raw_chains
 StatusCallback = Callable[
     [WorkloadEndpointID | HostEndpointID, WorkloadEndpoint | None, str | None], None
 ]
+# Host endpoint name -> the interface it resolved to, after every change of that mapping.
+ResolvedCallback = Callable[[Mapping[str, str]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +66,15 @@ class EndpointManager:
         route_tables: Mapping[int, RouteTable],
         links: LinkConfigurator,
         on_status: StatusCallback | None = None,
+        on_host_endpoints: ResolvedCallback | None = None,
     ) -> None:
         self._cfg = cfg
         self._tables = {(t.table, t.ip_version): t for t in tables}
         self._routes = route_tables
         self._links = links
         self._on_status = on_status
+        self._on_host_endpoints = on_host_endpoints
+        self._resolved: dict[str, str] | None = None  # as last reported
         self._weps: dict[WorkloadEndpointID, WorkloadEndpoint] = {}
         self._heps: dict[HostEndpointID, HostEndpoint] = {}
         self._ifaces: dict[str, _IfaceState] = {}
@@ -195,6 +200,10 @@ class EndpointManager:
             table.remove_chains(self._hep_chains.get(key, set()) - names)
             table.update_chains(chains)
             self._hep_chains[key] = names
+        resolved = {hep_id.name: iface for iface, hep_id in owners.items()}
+        if self._on_host_endpoints is not None and resolved != self._resolved:
+            self._on_host_endpoints(resolved)
+            self._resolved = resolved
         for hep_id in self._heps:
             self._set_status(hep_id, None, "up" if hep_id in owners.values() else "down")
         for gone in [i for i in self._statuses if isinstance(i, HostEndpointID)]:

@@ -30,7 +30,12 @@ from calico.dataplane.drivers.ipsets import IPSets
 from calico.dataplane.managers.policy import ChainTable
 from calico.rules import naming
 from calico.rules.config import RulesConfig
-from calico.rules.nat import floating_ip_chains, nat_outgoing_chain
+from calico.rules.nat import (
+    floating_ip_chains,
+    nat_outgoing_active,
+    nat_outgoing_chain,
+    pool_sets,
+)
 
 
 class NatManager:
@@ -74,13 +79,12 @@ class NatManager:
                 table.update_chains(floating_ip_chains(self._cfg, eps, table.ip_version))
             self._fips_dirty = False
         if self._pools_dirty:
-            every = {p.cidr for p in self._pools.values()}
-            masq = {p.cidr for p in self._pools.values() if p.masquerade}
+            every, masq = pool_sets(self._pools.values())
             for driver in self._ipsets:  # each driver keeps its own family's members
                 driver.set_members(naming.IPSET_ID_ALL_POOLS, IPSetType.NET, every)
                 driver.set_members(naming.IPSET_ID_MASQ_POOLS, IPSetType.NET, masq)
             for table in self._tables:
-                active = any(_version(cidr) == table.ip_version for cidr in masq)
+                active = nat_outgoing_active(masq, table.ip_version)
                 table.update_chains([nat_outgoing_chain(self._cfg, table.ip_version, active)])
             self._pools_dirty = False
 
@@ -88,7 +92,3 @@ class NatManager:
 def _nat_state(ep: WorkloadEndpoint | None) -> object:
     """What of an endpoint the NAT chains depend on."""
     return None if ep is None else (ep.orchestrator, ep.ipv4_nats, ep.ipv6_nats)
-
-
-def _version(cidr: str) -> int:
-    return 6 if ":" in cidr else 4
