@@ -56,10 +56,11 @@ from calico import programs
 from calico.dataplane.drivers.iptables_render import chain_lines
 from calico.rules.config import RulesConfig
 from calico.rules.dispatch import workload_dispatch_chains
-from calico.testing.churn import Churner, RouteLag, Step, churn_ip, proc_cpu
+from calico.testing.churn import Churner, RouteLag, Step, churn_ip
 from calico.testing.doc_sections import run_stamp, write_section
 from calico.testing.etcd_server import EtcdServer
 from calico.testing.netns import Namespaces
+from calico.testing.proc import proc_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the FV host (tests/fv), reused as it is

@@ -66,13 +66,13 @@ from calico.rules.packet_walk import FORWARD_PATH, Frame, Packet, Tables, walk
 from calico.rules.trace import HostInput, render_hosts
 from calico.testing.doc_sections import run_stamp, write_section
 from calico.testing.iperf import IPERF_PORT, in_ns, ping_rtts, tcp_gbps, udp_rate
+from calico.testing.proc import proc_cpu
 
 NAMESPACE = "bench"
 CLIENT, SERVER = "client", "server"
 HOSTS = ("h0", "h1")
 SYNC_TIMEOUT = 300.0
 QUIET = 0.10  # of one core: the lab's processes all idle (Felix alone idles at ~0.02)
-TICK = os.sysconf("SC_CLK_TCK")
 FETCH = "import sys,urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())"  # noqa: E501
 METRICS_URL = "http://127.0.0.1:9091/metrics"
 # Answers only the handshake datagram ("hello"): the flow's conntrack entry becomes
@@ -314,10 +314,9 @@ def wait_in_sync(lab: Lab, policies: int, local: int) -> None:
 
 def cpu_seconds(pid: int) -> float:
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return proc_cpu(f"/proc/{pid}/stat")[0]
     except OSError:
         return 0.0  # gone
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
 
 
 def wait_quiet(lab: Lab) -> float:

@@ -61,10 +61,10 @@ from calico.model.base import Resource
 from calico.model.keys import key_of
 from calico.programs import CommandResult
 from calico.testing.etcd_server import EtcdCluster
+from calico.testing.proc import proc_cpu
 
 POLICY = "etcd-scale"
 PORT = 1000
-_TICK = os.sysconf("SC_CLK_TCK")
 ROW = " ".join(f"{{:>{width}}}" for width in (5, 6, 5, 9, 11, 6, 6, 6, 5, 9, 8, 15, 7, 11, 6, 8))
 
 
@@ -152,8 +152,7 @@ class SimHost:
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+    return proc_cpu(f"/proc/{pid}/stat")[0]
 
 
 def rss_mib(pid: int) -> float:

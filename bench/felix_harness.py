@@ -24,6 +24,7 @@ from calico.datastore.etcd import EtcdBackend
 from calico.testing.doc_sections import run_stamp, write_section
 from calico.testing.etcd_server import EtcdServer
 from calico.testing.netns import Namespaces
+from calico.testing.proc import proc_cpu
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # felix_scale, next to this file
 from felix_scale import HOST, Host, resource
@@ -31,7 +32,6 @@ from felix_scale import HOST, Host, resource
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 FELIX = str(Path(sys.executable).parent / "calico-felix")
 IN_SYNC = "dataplane in sync with the datastore"
-TICK = os.sysconf("SC_CLK_TCK")
 KERNEL_READS = (  # Felix's backend in a fresh namespace is nft ("auto" with nothing there)
     "iptables-nft-save",
     "ip6tables-nft-save",
@@ -94,10 +94,8 @@ class CpuTimes:
     @classmethod
     def read(cls, pid: int) -> CpuTimes:
         at = time.monotonic()
-        text = Path(f"/proc/{pid}/stat").read_text()
-        fields = text[text.rindex(")") + 2 :].split()  # after "pid (comm) "
-        utime, stime, cutime, cstime = (int(f) / TICK for f in fields[11:15])
-        return cls(at, utime + stime, cutime + cstime)
+        own, children = proc_cpu(f"/proc/{pid}/stat")
+        return cls(at, own, children)
 
     def percent(self, later: CpuTimes) -> tuple[float, float]:
         """% of one core between self and `later`: (own, own + children)."""

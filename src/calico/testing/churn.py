@@ -39,10 +39,10 @@ from calico.model.base import Resource
 from calico.model.endpoints import WorkloadEndpoint
 from calico.model.policy import GlobalNetworkPolicy, GlobalNetworkSet, Profile
 from calico.testing.netns import Namespaces
+from calico.testing.proc import proc_cpu
 
 CHURN_V4 = "198.19.{}.{}"  # churned endpoints: 198.19.<slot // 250>.<slot % 250 + 1>
 Change = Callable[[], object]
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def churn_ip(i: int) -> str:
@@ -58,14 +58,6 @@ class Step:
     index: int
     present: bool
     part: int = 0
-
-
-def proc_cpu(stat: str | Path) -> tuple[float, float]:
-    """(own, waited-for children) CPU seconds of a process or thread, from its
-    /proc/<pid>/stat or /proc/<pid>/task/<tid>/stat."""
-    fields = Path(stat).read_text().rpartition(")")[2].split()
-    utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
-    return (utime + stime) / CLOCK_TICKS, (cutime + cstime) / CLOCK_TICKS
 
 
 def proc_rss(pid: int) -> int:
