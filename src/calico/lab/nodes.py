@@ -19,6 +19,10 @@ from calico.lab.resources import tor_secret
 FELIX_IN_SYNC = "dataplane in sync with the datastore"
 READY_TIMEOUT = 60.0
 BGP_TIMEOUT = 60.0
+BGP_TIMEOUT_PER_HOST = 8.0
+"""Above that, per host of a mesh: a session whose peer did not know it yet is retried after
+BIRD's error wait (Calico's `error wait time 5,30`: up to 30 s after repeated resets), and
+16 hosts' calico nodes starting at once on a 2-core machine meet it."""
 
 
 class NodeOps(LabBase):
@@ -137,9 +141,11 @@ class NodeOps(LabBase):
     def sessions(self, host: str) -> list[BgpSession]:
         return bgp_sessions(self.run_dir(host) / "bird.ctl") or []
 
-    def wait_bgp(self, hosts: Sequence[str], timeout: float = BGP_TIMEOUT) -> None:
+    def wait_bgp(self, hosts: Sequence[str], timeout: float | None = None) -> None:
         """Until every BGP session of these hosts is Established."""
         spec = self.spec
+        if timeout is None:
+            timeout = max(BGP_TIMEOUT, BGP_TIMEOUT_PER_HOST * len(spec.hosts))
         want_peers = len(spec.hosts) > 1 or spec.border is not None or bool(spec.racks)
 
         def down(host: str) -> list[str]:
