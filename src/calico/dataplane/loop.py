@@ -304,7 +304,9 @@ class InternalDataplane:
         deadlines = [t.due for t in self._refresh.values()]
         if self._retry_at is not None:
             deadlines.append(self._retry_at)
-        if self._dirty:
+        if self._dirty and self._in_sync and self._ifaces_in_sync:
+            # Before both syncs nothing can apply: waiting on the hold-off (0 at first)
+            # would spin this thread, taking the GIL from the syncer and the calc graph.
             deadlines.append(self._hold_until)
         if any(r.needs_apply for r in self._route_tables()):
             deadlines.append(now + 1.0)  # external routes in their grace period

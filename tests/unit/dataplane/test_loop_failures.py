@@ -90,3 +90,16 @@ def test_applies_are_paced_by_the_last_apply_time(
     clock.now += hold
     dp._maybe_apply()
     assert applied[1] == pytest.approx(1000.0 + took + hold)
+
+
+def test_the_loop_sleeps_until_both_syncs() -> None:
+    """Dirty before the first InSync and interface dump: nothing can apply, so the loop waits
+    for its queue rather than spinning on the hold-off (it would take the GIL from the calc
+    graph and the syncer for the whole start-up)."""
+    clock = FakeClock()
+    dp = InternalDataplane(
+        DataplaneSettings(rules=RulesConfig()), BreakingRunner(), _no_netlink, clock=clock
+    )
+    assert dp._dirty and dp._wait_time() >= 1.0
+    dp._in_sync = dp._ifaces_in_sync = True
+    assert dp._wait_time() == 0.0
