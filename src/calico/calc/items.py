@@ -16,6 +16,7 @@ from typing import NamedTuple
 from calico.calc.selectors import NAMESPACE_PROFILE_PREFIX
 from calico.model.base import Resource
 from calico.model.endpoints import LABEL_NAMESPACE, HostEndpoint, WorkloadEndpoint
+from calico.model.fields import plain_cidr
 from calico.model.policy import GlobalNetworkSet, NetworkSet
 
 _PORT_PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp", 6: "tcp", 17: "udp", 132: "sctp"}
@@ -52,15 +53,15 @@ def port_protocol(protocol: int | str | None) -> str | None:
 
 def normalise_cidr(text: str) -> str:
     """The CIDR as ipaddress prints it, host bits cleared; a bare address becomes a /32 or
-    /128. Single addresses (endpoints' ipNetworks, the common case) are parsed as addresses,
-    at half the cost of a network."""
-    addr, slash, length = text.partition("/")
-    try:
-        host = ipaddress.IPv6Address(addr) if ":" in addr else ipaddress.IPv4Address(addr)
-    except ValueError:
-        host = None
-    if host is not None and (not slash or length == str(host.max_prefixlen)):
-        return f"{host}/{host.max_prefixlen}"
+    /128. A single address in plain form (endpoints' ipNetworks, the common case) is not
+    parsed again, and a plain IPv4 one is printed as it is written."""
+    plain = plain_cidr(text)
+    if plain is not None:
+        version, value, prefix = plain
+        if version == 4 and prefix == 32:
+            return text if "/" in text else f"{text}/32"
+        if version == 6 and prefix == 128:
+            return f"{ipaddress.IPv6Address(value)}/128"
     return str(ipaddress.ip_network(text, strict=False))
 
 

@@ -172,7 +172,7 @@ class WorkloadEndpoint(Resource):
         nets = []
         for i, text in enumerate(self.spec.ipNetworks or []):
             net = parse_network(text)
-            if net.num_addresses != 1:
+            if net.prefixlen != net.max_prefixlen:
                 raise FieldError(
                     f"spec.ipNetworks.{i}", f"{text!r} must be a single address (/32 or /128)"
                 )
