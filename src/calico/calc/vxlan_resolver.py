@@ -28,7 +28,8 @@ Invariant: every route key whose desired value may have changed is marked: a nod
 marks its VTEPs, its blocks and its endpoints' addresses (all of them when it is this host:
 its subnet decides DIRECT), a pool change the blocks and addresses inside the old and new
 CIDR, a block change that block and the addresses inside it, an endpoint change its old and
-new addresses.
+new addresses. Endpoint addresses are indexed (and marked) only once some pool has had VXLAN
+on: before that none can have a route, and the first such pool indexes and marks them all.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from calico.calc.endpoint_messages import nats_apply
 from calico.calc.messages import RouteType, RouteUpdate, VTEPUpdate
 from calico.calc.sent_state import SentState
 from calico.model.endpoints import WorkloadEndpoint
+from calico.model.fields import parse_network
 from calico.model.network import IPPool, Node
 from calico.model.vxlan import vtep_mac
 
@@ -94,13 +96,14 @@ def node_families(node: Node) -> tuple[NodeFamily, ...]:
     return tuple(out)
 
 
-def endpoint_addresses(wep: WorkloadEndpoint, floating_ips: bool) -> tuple[IPNetwork, ...]:
-    """The endpoint's networks, and its floating IPs when Felix programs its NAT mappings."""
+def endpoint_addresses(wep: WorkloadEndpoint, floating_ips: bool) -> tuple[str, ...]:
+    """The endpoint's networks, and its floating IPs when Felix programs its NAT mappings,
+    as the model's (valid) texts: the resolver parses them only once a VXLAN pool exists."""
     spec = wep.spec
-    nets = [ipaddress.ip_network(n, strict=False) for n in spec.ipNetworks or []]
+    texts = list(spec.ipNetworks or [])
     if nats_apply(floating_ips, spec.orchestrator):
-        nets += [ipaddress.ip_network(n.externalIP) for n in spec.ipNATs or []]
-    return tuple(nets)
+        texts += [n.externalIP for n in spec.ipNATs or []]
+    return tuple(texts)
 
 
 class VXLANResolver:
@@ -111,8 +114,11 @@ class VXLANResolver:
         self._blocks: dict[IPNetwork, str] = {}  # block -> affine host
         self._host_blocks: dict[str, set[IPNetwork]] = {}
         self._block_lens: dict[tuple[int, int], int] = {}  # (version, prefix) -> blocks
-        self._endpoints: dict[EndpointKey, tuple[str, tuple[IPNetwork, ...]]] = {}
-        self._owners: dict[IPNetwork, dict[EndpointKey, str]] = {}  # address -> endpoint host
+        self._endpoints: dict[EndpointKey, tuple[str, tuple[str, ...]]] = {}  # host, addresses
+        self._owners: dict[IPNetwork, dict[EndpointKey, str]] | None = None
+        """Endpoint address -> endpoint host, built when the first VXLAN pool arrives: until
+        then no endpoint address can have a route, and parsing every address of the
+        cluster's endpoints at start-up (~22k at scale L) would be for nothing."""
         self._host_endpoints: dict[str, set[EndpointKey]] = {}
         self.vteps: SentState[VTEPKey, VTEPUpdate] = SentState(self._vtep, _vtep_order)
         self.routes: SentState[IPNetwork, RouteUpdate] = SentState(self._route, _net_order)
@@ -127,40 +133,50 @@ class VXLANResolver:
             self._nodes[(name, family.version)] = family
         if name == self._hostname:
             self.routes.mark_all(self._blocks)
-            self.routes.mark_all(self._owners)
+            self.routes.mark_all(self._owners or ())
         else:
             self.routes.mark_all(self._host_blocks.get(name, ()))
-            for key in self._host_endpoints.get(name, ()):
-                self.routes.mark_all(self._endpoints[key][1])
+            if self._owners is not None:
+                for key in self._host_endpoints.get(name, ()):
+                    self.routes.mark_all(_networks(self._endpoints[key][1]))
 
     def on_pool_update(self, name: str, pool: VXLANPool | None) -> None:
         old = self._pools.pop(name, None)
         if pool is not None:
             self._pools[name] = pool
+            if pool.mode != "Never" and self._owners is None:
+                self._owners = {}
+                for key, (host, addresses) in self._endpoints.items():
+                    self._own(key, host, addresses)
         for changed in (old, pool):
             if changed is not None:
                 self.routes.mark_all(b for b in self._blocks if _within(b, changed.cidr))
-                self.routes.mark_all(a for a in self._owners if _within(a, changed.cidr))
+                self.routes.mark_all(a for a in self._owners or () if _within(a, changed.cidr))
 
     def on_endpoint_update(
-        self, key: EndpointKey, host: str | None, addresses: Iterable[IPNetwork]
+        self, key: EndpointKey, host: str | None, addresses: tuple[str, ...]
     ) -> None:
         """A workload endpoint (None host: deleted) and its single-address networks."""
         old = self._endpoints.pop(key, None)
         if old is not None:
             _discard(self._host_endpoints, old[0], key)
-        for address in old[1] if old is not None else ():
-            owners = self._owners[address]
-            owners.pop(key, None)
-            if not owners:
-                del self._owners[address]
-            self.routes.mark(address)
+            if self._owners is not None:
+                for address in _networks(old[1]):
+                    owners = self._owners[address]
+                    owners.pop(key, None)
+                    if not owners:
+                        del self._owners[address]
+                    self.routes.mark(address)
         if host is None:
             return
-        new = tuple(addresses)
-        self._endpoints[key] = (host, new)
+        self._endpoints[key] = (host, addresses)
         self._host_endpoints.setdefault(host, set()).add(key)
-        for address in new:
+        if self._owners is not None:
+            self._own(key, host, addresses)
+
+    def _own(self, key: EndpointKey, host: str, addresses: tuple[str, ...]) -> None:
+        assert self._owners is not None
+        for address in _networks(addresses):
             self._owners.setdefault(address, {})[key] = host
             self.routes.mark(address)
 
@@ -183,12 +199,13 @@ class VXLANResolver:
     def _addresses_in(self, block: IPNetwork) -> list[IPNetwork]:
         """The endpoint addresses inside `block`: by walking the smaller of the block
         (at most 4096 addresses, Calico's largest block) and the known addresses."""
-        if block.num_addresses > len(self._owners):
-            return [a for a in self._owners if _within(a, block)]
+        owners = self._owners or {}
+        if block.num_addresses > len(owners):
+            return [a for a in owners if _within(a, block)]
         full = block.max_prefixlen
         first = int(block.network_address)
         inside = (ipaddress.ip_network((first + i, full)) for i in range(block.num_addresses))
-        return [a for a in inside if a in self._owners]
+        return [a for a in inside if a in owners]
 
     # -- desired outputs ------------------------------------------------------------------
 
@@ -214,7 +231,7 @@ class VXLANResolver:
         """The host of the endpoint with this address, unless it is in one of that host's
         blocks (then the block's route covers it). Two endpoints claiming one address: the
         smallest host name, so the result does not depend on the order they arrived in."""
-        owners = self._owners.get(address)
+        owners = self._owners.get(address) if self._owners else None
         if not owners:
             return None
         host = min(owners.values())
@@ -248,6 +265,10 @@ class VXLANResolver:
             if _within(block, p.cidr)
         ]
         return max(pools)[2] if pools else None  # equal CIDRs: the name decides, not history
+
+
+def _networks(addresses: Iterable[str]) -> list[IPNetwork]:
+    return [parse_network(a) for a in addresses]
 
 
 def _discard(index: dict[str, set[Any]], host: str, item: object) -> None:

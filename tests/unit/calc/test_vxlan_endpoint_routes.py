@@ -24,6 +24,7 @@ from .test_vxlan_routes import (
     FAR_BLOCK,
     LOCAL_BLOCK,
     ME,
+    NEVER,
     OTHER,
     PEER,
     PEER_BLOCK,
@@ -134,6 +135,22 @@ def test_floating_ips_are_routed_when_felix_programs_their_nat() -> None:
     assert disabled.route(f"{FIP}/32") is None
     disabled.put(endpoint("b", OTHER, "198.19.1.3", nats={"198.19.1.3": FIP}, orch="openstack"))
     assert disabled.route(f"{FIP}/32") == (RouteType.DIRECT, "198.18.0.2", OTHER)  # ...OpenStack
+
+
+def test_endpoints_known_before_any_vxlan_pool_are_routed_once_one_arrives() -> None:
+    """Until a pool has VXLAN on, the resolver does not index endpoint addresses (nothing to
+    route); a pool turning VXLAN on later routes the endpoints it already had."""
+    vx = vx_with(False)
+    vx.put(ME, PEER, FAR, NEVER, endpoint("a", THIRD, "198.19.1.5"))
+    vx.blocks(BLOCKS)
+    assert vx.dp.routes == {}
+    vx.put(CROSS, endpoint("b", OTHER, "198.19.2.7"))
+    assert vx.route("198.19.1.5/32") == (RouteType.VXLAN, "198.19.2.1", THIRD)
+    assert vx.route("198.19.2.7/32") == (RouteType.DIRECT, "198.18.0.2", OTHER)
+    vx.put(NEVER)
+    assert vx.dp.routes == {}
+    vx.put(CROSS)
+    assert vx.route("198.19.1.5/32") == (RouteType.VXLAN, "198.19.2.1", THIRD)
 
 
 def test_ipv6_borrowed_address_gets_a_128() -> None:
