@@ -150,16 +150,9 @@ class InternalDataplane:
         self._policies: set[PolicyID] = set()
         backend = settings.iptables_backend
         families = cfg.ip_versions
-        tracker = GenerationTracker(nft_generation) if nft_generation is not None else None
-        # The saves that detected the backend serve as the first apply's read when no nft
-        # commit happened since (one `iptables-nft-save` per family less at every start).
+        self._tracker = GenerationTracker(nft_generation) if nft_generation is not None else None
         self._detect_saves: tuple[int, dict[tuple[str, int], str]] | None = None
-        if backend == "auto":
-            saves: dict[tuple[str, int], str] = {}
-            before = tracker.now() if tracker is not None else None
-            backend = detect_backend(runner, saves)
-            if before is not None and tracker is not None and tracker.now() == before:
-                self._detect_saves = (before, saves)
+        self._backend_known = backend != "auto"
         self.tables = [
             IptablesTable(t, v, runner, backend=backend, insert_mode=cfg.chain_insert_mode)
             for v in families
@@ -167,7 +160,7 @@ class InternalDataplane:
         ]
         # With the nft backend, a refresh skips re-reading the tables while the ruleset
         # generation shows no commit since our view was verified (drivers/nft_generation).
-        self._nft = tracker if backend == "nft" else None
+        self._nft = self._tracker if backend == "nft" else None
         self.ipsets = [IPSets(v, runner) for v in families]
         self._ipset_writer = IPSetWriter(runner, self.ipsets)
         self.conntrack = ConntrackCleaner(ConntrackFlows(runner))
@@ -289,6 +282,7 @@ class InternalDataplane:
 
     def _run(self) -> None:
         try:
+            self._resolve_backend()
             while not self._stop.is_set():
                 self._drain(self._wait_time())
                 self._maybe_apply()
@@ -405,8 +399,28 @@ class InternalDataplane:
             self._runner, self.tables[0].backend, self._settings.rules.ip_versions
         )
 
+    def _resolve_backend(self) -> None:
+        """iptables backend "auto": detected on the dataplane's thread as it starts, not in
+        the constructor, so that the saves (~0.3 s a family with a large ruleset) overlap
+        the datastore listing and the calc graph instead of delaying them. The saves serve
+        as the first apply's read when no nft commit happened since (one `iptables-nft-save`
+        per family less at every start)."""
+        if self._backend_known:
+            return
+        self._backend_known = True
+        tracker = self._tracker
+        saves: dict[tuple[str, int], str] = {}
+        before = tracker.now() if tracker is not None else None
+        backend = detect_backend(self._runner, saves)
+        if before is not None and tracker is not None and tracker.now() == before:
+            self._detect_saves = (before, saves)
+        for table in self.tables:
+            table.use_backend(backend)
+        self._nft = tracker if backend == "nft" else None
+
     def write_kernel(self) -> None:
         """One apply, in dependency order; raises on failure (the loop retries later)."""
+        self._resolve_backend()  # done already when the loop's thread runs
         for manager in self.managers:
             manager.complete_deferred_work()
         self._ipset_writer.apply_updates()  # both families: one `ipset restore`

@@ -145,6 +145,8 @@ def tracked_dataplane(
         clock=lambda: now[0],
         nft_generation=(lambda: runner.generation) if tracked else None,
     )
+    assert runner.saves() == 0  # detecting the backend is the dataplane thread's first job
+    dp._resolve_backend()
     dp._handle([InSync()])
     dp._handle(_IfacesInSync())
     return dp

@@ -174,6 +174,12 @@ class IptablesTable:
             _log.info("iptables backend for %s/v%d: %s", self.table, self.ip_version, self._backend)
         return self._backend
 
+    def use_backend(self, backend: str) -> None:
+        """Settle "auto" with the backend detected once for every table."""
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown iptables backend {backend!r}")
+        self._backend = backend
+
     def chain_names(self) -> set[str]:
         return set(self._chains)
 
