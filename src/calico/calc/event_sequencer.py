@@ -79,6 +79,10 @@ class EventSequencer:
     def on_in_sync(self) -> None:
         self._in_sync = True
 
+    @property
+    def in_sync(self) -> bool:
+        return self._in_sync
+
     def flush(self) -> None:
         endpoints = self._endpoints.changes()
         policies = self._policies.changes()

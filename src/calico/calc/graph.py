@@ -105,10 +105,10 @@ class CalcGraph:
             self.flush()
 
     def on_updates(self, updates: Sequence[tuple[ResourceKey, Resource | None]]) -> None:
-        """Apply a batch of (key, resource-or-None) updates, then flush."""
+        """Apply a batch of (key, resource-or-None) updates, then flush (once in sync)."""
         for key, resource in updates:
             self.apply(key, resource)
-        self.flush()
+        self._flush_in_sync()
 
     def apply(self, key: ResourceKey, resource: Resource | None) -> None:
         """Dispatch by kind; kinds no node calculates with (ClusterInformation, ...) are
@@ -122,10 +122,18 @@ class CalcGraph:
         has no host affinity), then flush."""
         for cidr, host in blocks:
             self._vxlan.on_block_update(cidr, host)
-        self.flush()
+        self._flush_in_sync()
 
     def flush(self) -> None:
         self._sequencer.flush()
+
+    def _flush_in_sync(self) -> None:
+        """The start-up snapshot is flushed once, whole, at the first in-sync: flushing its
+        batches as they came sent a partial state that nothing applies before the in-sync
+        (the dataplane waits for it), as full IP sets, then deltas, and endpoints again as
+        their policies arrived: at scale L 2.5x the messages, ~10% of the graph's time."""
+        if self._sequencer.in_sync:
+            self.flush()
 
     # -- dispatch -------------------------------------------------------------------------
 

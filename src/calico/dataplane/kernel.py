@@ -14,11 +14,12 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from typing import TypeVar
-
-from pyroute2 import IPRoute
+from typing import TYPE_CHECKING, TypeVar
 
 from calico.dataplane.drivers.nft_generation import NftGeneration
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
 
 _log = logging.getLogger(__name__)
 _CLONE_NEWNET = 0x40000000
@@ -26,7 +27,13 @@ T = TypeVar("T")
 
 
 def open_netlink(netns: str | None = None) -> IPRoute:
-    """A pyroute2 IPRoute socket in the current (or the named) network namespace."""
+    """A pyroute2 IPRoute socket in the current (or the named) network namespace.
+
+    pyroute2 is imported by the first call, not by importers of this module: its package
+    loads all of it (~0.2 s of CPU), which Felix's start then pays on the interface
+    monitor's thread, while its syncers wait for the datastore, not before they start."""
+    from pyroute2 import IPRoute
+
     return IPRoute(netns=netns) if netns else IPRoute()
 
 

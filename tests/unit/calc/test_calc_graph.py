@@ -431,6 +431,23 @@ def test_kinds_no_node_calculates_with_are_ignored() -> None:
     assert dp.batches == [[m.InSync()]]
 
 
+def test_the_start_up_snapshot_goes_out_once_whole_at_the_first_in_sync() -> None:
+    """Batches before the first in-sync are applied, not flushed: the dataplane gets the
+    snapshot as one batch ending in InSync. After it, each batch is flushed."""
+    dp = ModelDataplane()
+    graph = CalcGraph(HOST, dp)
+    web = wep("web", "198.19.0.1/32", app="web")
+    policy = gnp("p", {"selector": "app == 'web'", "ingress": [{"action": "Allow"}]})
+    graph.on_updates([(key_of(policy), policy)])
+    graph.on_updates([(key_of(web), web)])
+    assert dp.batches == []
+    graph.on_status(SyncStatus.IN_SYNC)
+    assert len(dp.batches) == 1 and dp.batches[0][-1] == m.InSync()
+    assert {type(msg) for msg in dp.batches[0]} >= {m.ActivePolicyUpdate, m.WorkloadEndpointUpdate}
+    graph.on_updates([(key_of(web), None)])
+    assert len(dp.batches) == 2 and not dp.weps
+
+
 def test_ip_pools_pass_through_with_natoutgoing_disabled_ones_too() -> None:
     dp = ModelDataplane()
     graph = CalcGraph(HOST, dp)
@@ -438,6 +455,7 @@ def test_ip_pools_pass_through_with_natoutgoing_disabled_ones_too() -> None:
     plain = res("IPPool", "plain", {"cidr": "2001:db8:1::/48"})
     off = res("IPPool", "off", {"cidr": "198.18.64.0/18", "natOutgoing": True, "disabled": True})
     graph.on_updates([(key_of(r), r) for r in (masq, plain, off)])
+    graph.on_status(SyncStatus.IN_SYNC)
     assert dp.pools == {
         "masq": m.IPAMPool("198.19.0.0/16", True),
         "plain": m.IPAMPool("2001:db8:1::/48", False),
