@@ -1,8 +1,9 @@
 """Benchmark: Felix at scale (calc graph + dataplane) against raw floors measured in the same run.
 
 Run as root: ``.venv/bin/python bench/felix_scale.py [--endpoints 1000] [--remote 10000]
-[--policies 1000] [--calc-endpoints 10000] [--reps 7]`` (about 4.5 minutes on 2 cores, two
-of them the 10k calc+render rows), or ``--smoke`` for a tiny run in seconds.
+[--policies 1000] [--calc-endpoints 10000] [--reps 7] [--write]`` (about 4.5 minutes on 2
+cores, two of them the 10k calc+render rows), or ``--smoke`` for a tiny run in seconds.
+``--write`` records the table in docs/benchmarks.md.
 Everything happens in namespaces created here (a Felix host and a floor host, each with the
 same pre-created, oper-up veths ``cali0..``, their peers in two workload namespaces); they
 are deleted afterwards and nothing touches the root namespace. Endpoints are dual-stack
@@ -35,6 +36,7 @@ import argparse
 import functools
 import json
 import logging
+import os
 import statistics
 import sys
 import threading
@@ -913,6 +915,7 @@ def main(argv: Sequence[str] | None = None, ns: Namespaces | None = None) -> int
     parser.add_argument("--calc-endpoints", type=int, default=10000, help="calc+render row")
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--smoke", action="store_true", help="tiny scale, a few seconds")
+    parser.add_argument("--write", action="store_true", help="record in docs/benchmarks.md")
     args = parser.parse_args(argv)
     if args.smoke:
         args.endpoints, args.remote, args.policies, args.calc_endpoints = 6, 30, 6, 20
@@ -920,11 +923,20 @@ def main(argv: Sequence[str] | None = None, ns: Namespaces | None = None) -> int
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     tune_gc()  # the process-wide setting calico-felix's main() makes
     scale = Scale(args.endpoints, args.remote, args.policies)
+    load_start = os.getloadavg()[0]
     if ns is not None:
-        print(run(ns, scale, args.calc_endpoints, args.reps))
+        table = run(ns, scale, args.calc_endpoints, args.reps)
     else:
         with Namespaces() as own:
-            print(run(own, scale, args.calc_endpoints, args.reps))
+            table = run(own, scale, args.calc_endpoints, args.reps)
+    print(table)
+    if args.write and not args.smoke:
+        from felix_harness import record  # it imports this module: not at the top
+
+        heading = "P1-P3 Felix cold start and changes at scale L against raw floors"
+        used = argv if argv is not None else sys.argv[1:]
+        record("felix-scale", heading, "felix_scale.py", used, table,
+               (load_start, os.getloadavg()[0]))  # fmt: skip
     return 0
 
 
