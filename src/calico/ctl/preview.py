@@ -33,11 +33,11 @@ from calico.ctl.trace_source import (
     HostReports,
     Snapshot,
     address_end,
-    end_of,
     host_end,
     host_input,
     host_reports,
     unresolved_crossing,
+    workload_ends,
 )
 from calico.datastore.client import ResourceClient
 from calico.model.base import Resource
@@ -198,11 +198,7 @@ class _Party:
 
 
 def _workload_party(w: WorkloadEndpoint) -> _Party:
-    ends: dict[int, End] = {}
-    for net in w.spec.ipNetworks or ():
-        address = ipaddress.ip_network(str(net), strict=False).network_address
-        ends.setdefault(address.version, end_of(w, str(address)))
-    return _Party(_text(w), _label_set(w), ends)
+    return _Party(_text(w), _label_set(w), workload_ends(w))
 
 
 def _hosts(workloads: Iterable[WorkloadEndpoint], *snapshots: Snapshot) -> list[str]:

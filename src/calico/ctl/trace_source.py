@@ -242,13 +242,10 @@ def workload_end(snapshot: Snapshot, text: str, ip_version: int | None) -> End:
     if len(found) > 1:
         names = ", ".join(sorted(w.name for w in found))
         raise EndError(f"{text} names several workload endpoints ({names}): use one of those")
-    wep = found[0]
-    addresses = _addresses(wep)
-    versions = [ip_version] if ip_version else [4, 6]
-    for version in versions:
-        for address in addresses:
-            if ipaddress.ip_address(address).version == version:
-                return end_of(wep, address)
+    ends = workload_ends(found[0])
+    for version in [ip_version] if ip_version else [4, 6]:
+        if version in ends:
+            return ends[version]
     family = f"IPv{ip_version} " if ip_version else ""
     raise EndError(f"workload endpoint {text} has no {family}address")
 
@@ -331,9 +328,13 @@ def _ip(text: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-def _addresses(wep: WorkloadEndpoint) -> list[str]:
-    nets = wep.spec.ipNetworks or ()
-    return [str(ipaddress.ip_network(str(n), strict=False).network_address) for n in nets]
+def workload_ends(wep: WorkloadEndpoint) -> dict[int, End]:
+    """The trace's end for a workload endpoint per IP family: its first address of each."""
+    ends: dict[int, End] = {}
+    for net in wep.spec.ipNetworks or ():
+        address = ipaddress.ip_network(str(net), strict=False).network_address
+        ends.setdefault(address.version, end_of(wep, str(address)))
+    return ends
 
 
 def end_of(wep: WorkloadEndpoint, address: str) -> End:
