@@ -41,7 +41,9 @@ def test_plugin_path_imports_no_httpx_yaml_or_registry() -> None:
 
 def test_the_plugin_scripts_entry_module_loads_only_the_standard_library() -> None:
     """An ADD handed to calico node costs the plugin process only this import."""
-    probe = "import json, sys\nimport calico.cni.node_socket\nprint(json.dumps(sorted(sys.modules)))"
+    probe = (
+        "import json, sys\nimport calico.cni.node_socket\nprint(json.dumps(sorted(sys.modules)))"
+    )
     out = programs.run([sys.executable, "-I", "-c", probe], check=True)
     ours = {name for name in json.loads(out.stdout) if name.startswith(("calico", "pydantic"))}
     assert ours == {"calico", "calico.cni", "calico.cni.node_socket"}
