@@ -32,8 +32,8 @@ from typing import TextIO
 from calico.cni.config import NetConf
 from calico.cni.install import PLUGINS
 from calico.cni.node_socket import SOCKET_NAME, decode_request, encode_reply
-from calico.cni.runner import call_log_handlers, emit, run
-from calico.cni.spec import CniError, Code
+from calico.cni.runner import call_log_handlers, run
+from calico.cni.spec import CniError, Code, document
 
 log = logging.getLogger(__name__)
 DRAIN_SECONDS = 30.0
@@ -165,6 +165,4 @@ def _read_request(conn: socket.socket) -> bytes | None:
 
 
 def _error(code: Code, msg: str) -> bytes:
-    stdout = io.StringIO()
-    emit(stdout, CniError(code, msg).to_json())
-    return encode_reply(1, stdout.getvalue(), "")
+    return encode_reply(1, document(CniError(code, msg).to_json()), "")

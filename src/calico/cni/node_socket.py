@@ -116,9 +116,9 @@ def _run_here(module: str, stdin: bytes | None) -> NoReturn:
 
 
 def _service_lost(detail: str) -> NoReturn:
-    from calico.cni.spec import CniError, Code
+    from calico.cni.spec import CniError, Code, document
 
     error = CniError(Code.TRY_AGAIN_LATER, "calico node's CNI service did not answer", detail)
-    sys.stdout.write(json.dumps(error.to_json(), indent=2) + "\n")
+    sys.stdout.write(document(error.to_json()))
     sys.stdout.flush()
     sys.exit(1)

@@ -13,7 +13,6 @@ import contextlib
 import functools
 import gc
 import importlib
-import json
 import logging
 import os
 import signal
@@ -29,7 +28,14 @@ from calico import version_line
 from calico.cni.config import LOG_LEVELS, NetConf, determine_nodename, parse_netconf
 from calico.cni.identity import WorkloadIdentity, identify
 from calico.cni.services import DefaultServices, Services
-from calico.cni.spec import CURRENT_VERSION, CniError, Code, Invocation, parse_environment
+from calico.cni.spec import (
+    CURRENT_VERSION,
+    CniError,
+    Code,
+    Invocation,
+    document,
+    parse_environment,
+)
 from calico.cni.spec import version_info as _version_info
 
 log = logging.getLogger(__name__)
@@ -175,8 +181,7 @@ def _terminated(signum: int, _frame: object) -> None:
 
 
 def emit(stdout: TextIO, doc: Mapping[str, Any]) -> None:
-    """Write `doc` as the call's stdout: one JSON document, as runtimes parse it."""
-    stdout.write(json.dumps(doc, indent=2) + "\n")
+    stdout.write(document(doc))
 
 
 def _command(environ: Mapping[str, str]) -> str:
