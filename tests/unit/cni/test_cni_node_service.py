@@ -11,11 +11,13 @@ import json
 import os
 import secrets
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 
 import pytest
 
+from calico import programs
 from calico.cni.node_service import MAX_REQUEST, CniService
 from calico.cni.node_socket import (
     ServiceLost,
@@ -103,20 +105,15 @@ def test_unknown_module_and_malformed_request_are_refused(service: str) -> None:
 
 def test_other_users_are_refused(service: str) -> None:
     if os.geteuid() != 0:
-        pytest.skip("needs root: the child switches to another uid")
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: nobody's uid, then the call
-        try:
-            os.setuid(65534)
-            reply = relay(PLUGIN, ENV, BAD_CONF.encode(), service)
-            os.write(write_end, json.dumps(reply).encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        reply = json.loads(pipe.read())
-    os.waitpid(pid, 0)
+        pytest.skip("needs root: the caller switches to another uid")
+    caller = (
+        "import json, os, sys\n"
+        "from calico.cni.node_socket import relay\n"
+        "os.setuid(65534)\n"
+        f"print(json.dumps(relay({PLUGIN!r}, {ENV!r}, {BAD_CONF.encode()!r}, {service!r})))"
+    )
+    out = programs.run([sys.executable, "-I", "-c", caller], check=True)
+    reply = json.loads(out.stdout)
     assert reply[0] == 1 and "serves root only, not uid 65534" in json.loads(reply[1])["msg"]
 
 
