@@ -81,11 +81,20 @@ class CniService:
             call.join(DRAIN_SECONDS)
 
     def _accept(self) -> None:
-        # Loaded before the first call, so no call pays for the handlers' imports.
-        for module in PLUGINS.values():
-            importlib.import_module(module)
         listener = self._listener
-        while listener is not None:
+        if listener is None:
+            return
+        try:  # before the first call, so no call pays for the handlers' imports
+            for module in PLUGINS.values():
+                importlib.import_module(module)
+        except Exception:
+            # Unbound, the name refuses connections and plugins run their calls themselves;
+            # bound but never accepting, it would leave every plugin waiting.
+            log.exception("CNI service stopped: the plugins do not load")
+            self._listener = None
+            listener.close()
+            return
+        while True:
             try:
                 conn, _ = listener.accept()
             except OSError:

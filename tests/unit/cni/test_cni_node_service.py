@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from calico import programs
+from calico.cni.install import PLUGINS
 from calico.cni.node_service import MAX_REQUEST, CniService
 from calico.cni.node_socket import (
     ServiceLost,
@@ -140,3 +141,17 @@ def test_a_service_that_dies_mid_call_is_service_lost() -> None:
 
 def test_a_second_service_in_the_namespace_does_not_start(service: str) -> None:
     assert not CniService(service).start()
+
+
+def test_a_service_whose_plugins_do_not_load_unbinds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bound but never accepting, the name would leave every plugin waiting for a reply."""
+    monkeypatch.setitem(PLUGINS, "broken", "calico.cni.no_such_module")
+    name = unique_name()
+    served = CniService(name)
+    assert served.start()
+    try:
+        assert served._accepting is not None
+        served._accepting.join(30)
+        assert relay(PLUGIN, ENV, BAD_CONF.encode(), name) is None
+    finally:
+        served.stop()
