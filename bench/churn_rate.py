@@ -25,12 +25,13 @@ up front (the CNI plugin's work, not Felix's) and no conntrack entries. For each
   into as many applies as Felix made in the window. Per apply: the route changes through one
   long-lived `ip -batch`, one iptables-restore and one ip6tables-restore --noflush of the
   chains that changed (each endpoint's own chains copied from Felix's for a baseline
-  workload, plus a jump to each policy selecting it, so a policy change rewrites them as in
-  Felix; the dispatch chains; two chains per profile or policy copied from Felix's chain of
-  the baseline policy), one `ipset restore` for the network sets' IP sets. The texts are
-  made before the window: the floor's CPU is the programs' and the pacing thread's. It
-  leaves out what Felix does besides: the datastore watch, the calculation graph, the
-  selector IP sets' members.
+  workload, plus a jump to each policy selecting it, so a policy change rewrites them, as
+  Felix did before policy groups (now the second and later policies of one selector change
+  only their group's chain: the floor does more than Felix there); the dispatch chains;
+  two chains per profile or policy copied from Felix's chain of the baseline policy), one
+  `ipset restore` for the network sets' IP sets. The texts are made before the window: the
+  floor's CPU is the programs' and the pacing thread's. It leaves out what Felix does
+  besides: the datastore watch, the calculation graph, the selector IP sets' members.
 
 Targets (P4 in the design's benchmark list): >= 150 updates/s for 60 s with Felix at
 <= 25 % of a core, lag never above 1 s, <= 1 restore per table per apply. The table is

@@ -9,7 +9,11 @@ namespace, a Kubernetes-style CNI_* environment, the config on stdin. Each run i
 the DEL of the same container; a first, untimed run claims the IPAM block and warms caches.
 Rows (median and p99 over --runs):
 
-- ADD, DEL: the plugin end to end (start-up, imports, etcd, kernel);
+- ADD, DEL: the plugin end to end in a host namespace where no calico node runs, so the
+  plugin process does everything (start-up, imports, etcd, kernel);
+- ADD node, DEL node: the same in a second host namespace where `calico cni serve` (what
+  `calico node run` runs) listens, so the plugin process hands the call over
+  (`calico.cni.node_socket`); their `cpu ms` adds the service's CPU for the call;
 - VERSION: the plugin's start-up alone (interpreter, imports of the entry module, no I/O).
 
 `--baseline PYTHON` also installs the plugins of another installation (e.g. main's venv
@@ -56,6 +60,7 @@ from calico.testing.etcd_server import EtcdServer
 from calico.testing.netns import Namespaces
 
 NODE = "bench-node"
+CALICO = str(Path(sys.executable).parent / "calico")
 POOL = "198.19.0.0/24"
 ROW_FORMAT = "{:<12} {:>10} {:>9} {:>9} {:>6} {:>7} {:>5}"
 HANDLED = re.compile(r"^grpc_server_handled_total\{[^}]*\} (\d+)$", re.MULTILINE)
@@ -78,11 +83,17 @@ class Sample:
 
 
 class Bench:
-    """A host namespace, an etcd with a pool and the installed plugins."""
+    """Two host namespaces (one with the CNI service), an etcd with a pool and the installed
+    plugins. `close()` stops the service."""
 
     def __init__(self, ns: Namespaces, etcd: EtcdServer, bin_dir: Path) -> None:
         self.ns = ns
         self.host = ns.add("host")
+        self.node_host = ns.add("node")
+        self.service = programs.start(
+            ["nsenter", f"--net=/run/netns/{self.node_host}", CALICO, "cni", "serve"],
+            stderr=programs.DEVNULL,
+        )
         self.etcd_endpoint = etcd.unix_endpoint
         self.metrics_url = f"{etcd.endpoint}/metrics"
         self.bin_dir = bin_dir
@@ -97,6 +108,15 @@ class Bench:
             }))  # fmt: skip
         finally:
             backend.close()
+
+    def close(self) -> None:
+        self.service.terminate()
+        self.service.wait(timeout=60)
+
+    def service_cpu(self) -> float:
+        """CPU seconds the service has used (all its threads)."""
+        fields = Path(f"/proc/{self.service.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def conf(self, log_file: Path) -> dict[str, Any]:
         """The lab's config (`calico.lab.cni.net_conf`): IPv4, k8s policy, info log."""
@@ -116,12 +136,14 @@ class Bench:
         """Run `argv` in the host namespace as a runtime would; returns its wall time."""
         return self.sample(argv, env, stdin).wall
 
-    def sample(self, argv: Sequence[str], env: dict[str, str], stdin: str = "") -> Sample:
+    def sample(
+        self, argv: Sequence[str], env: dict[str, str], stdin: str = "", host: str | None = None
+    ) -> Sample:
         """Wall and CPU time of `argv` (nsenter execs it: the child reaped is the command)."""
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         proc = programs.run(
-            ["nsenter", f"--net=/run/netns/{self.host}", *argv],
+            ["nsenter", f"--net=/run/netns/{host or self.host}", *argv],
             stdin=stdin,
             env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), **env},
             timeout=120,
@@ -141,6 +163,7 @@ class Bench:
         container_id: str,
         conf: dict[str, Any],
         bin_dir: Path | None = None,
+        host: str | None = None,
     ) -> Sample:
         bin_dir = bin_dir or self.bin_dir
         env = {
@@ -151,23 +174,22 @@ class Bench:
             "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME={netns}",
             "CNI_PATH": str(bin_dir),
         }
-        return self.sample([str(bin_dir / "calico")], env, json.dumps(conf))
+        return self.sample([str(bin_dir / "calico")], env, json.dumps(conf), host)
 
     def add_del(
-        self, k: int, conf: dict[str, Any], bin_dir: Path | None = None
+        self, k: int, conf: dict[str, Any], bin_dir: Path | None = None, via_node: bool = False
     ) -> tuple[Sample, Sample]:
-        """The ADD's and the DEL's times and etcd requests."""
-        netns = self.ns.add(f"c{k}{'b' if bin_dir else ''}")
+        """The ADD's and the DEL's times, CPU (with the service's) and etcd requests."""
+        netns = self.ns.add(f"c{k}{'b' if bin_dir else ''}{'n' if via_node else ''}")
+        host = self.node_host if via_node else self.host
         container_id = secrets.token_hex(32)
-        start = self.etcd_requests()
-        add = self.plugin("ADD", netns, container_id, conf, bin_dir)
-        middle = self.etcd_requests()
-        delete = self.plugin("DEL", netns, container_id, conf, bin_dir)
-        end = self.etcd_requests()
-        return (
-            Sample(add.wall, add.cpu, middle - start),
-            Sample(delete.wall, delete.cpu, end - middle),
-        )
+        samples = []
+        for command in ("ADD", "DEL"):
+            requests, service = self.etcd_requests(), self.service_cpu()
+            each = self.plugin(command, netns, container_id, conf, bin_dir, host)
+            service = self.service_cpu() - service if via_node else 0.0
+            samples.append(Sample(each.wall, each.cpu + service, self.etcd_requests() - requests))
+        return samples[0], samples[1]
 
     def etcd_requests(self) -> int:
         """Requests etcd has answered so far (this read itself is HTTP, not counted)."""
@@ -185,22 +207,35 @@ class Bench:
 def run(ns: Namespaces, runs: int, baseline: str | None = None) -> list[Row]:
     with EtcdServer() as etcd, tempfile.TemporaryDirectory(prefix="calico-bench-cni-") as tmp:
         bench = Bench(ns, etcd, Path(tmp) / "bin")
-        conf = bench.conf(Path(tmp) / "cni.log")
-        installs: dict[str, Path | None] = {"": None}
-        if baseline:
-            installs[" base"] = Path(tmp) / "baseline-bin"
-            install_plugins(Path(tmp) / "baseline-bin", baseline)
-        for bin_dir in installs.values():
-            bench.add_del(0, conf, bin_dir)  # warm-up: claims the block, fills the page cache
-        floor: list[float] = []
-        samples: dict[str, list[Sample]] = {}
-        for k in range(1, runs + 1):
-            floor.append(bench.python())
-            for suffix, bin_dir in installs.items():
-                samples.setdefault(f"VERSION{suffix}", []).append(bench.version(bin_dir))
-                add, delete = bench.add_del(k, conf, bin_dir)
-                samples.setdefault(f"ADD{suffix}", []).append(add)
-                samples.setdefault(f"DEL{suffix}", []).append(delete)
+        try:
+            return _measure(bench, bench.conf(Path(tmp) / "cni.log"), tmp, runs, baseline)
+        finally:
+            bench.close()
+
+
+def _measure(
+    bench: Bench, conf: dict[str, Any], tmp: str, runs: int, baseline: str | None
+) -> list[Row]:
+    installs: dict[str, Path | None] = {"": None}
+    if baseline:
+        installs[" base"] = Path(tmp) / "baseline-bin"
+        install_plugins(Path(tmp) / "baseline-bin", baseline)
+    for bin_dir in installs.values():
+        bench.add_del(0, conf, bin_dir)  # warm-up: claims the block, fills the page cache
+    bench.add_del(0, conf, via_node=True)
+    floor: list[float] = []
+    samples: dict[str, list[Sample]] = {}
+    for k in range(1, runs + 1):
+        floor.append(bench.python())
+        for suffix, bin_dir in installs.items():
+            samples.setdefault(f"VERSION{suffix}", []).append(bench.version(bin_dir))
+            add, delete = bench.add_del(k, conf, bin_dir)
+            samples.setdefault(f"ADD{suffix}", []).append(add)
+            samples.setdefault(f"DEL{suffix}", []).append(delete)
+        add, delete = bench.add_del(k, conf, via_node=True)
+        samples.setdefault("ADD node", []).append(add)
+        samples.setdefault("DEL node", []).append(delete)
+    names = [command + suffix for suffix in installs for command in ("ADD", "DEL", "VERSION")]
     return [
         Row(
             name,
@@ -209,9 +244,7 @@ def run(ns: Namespaces, runs: int, baseline: str | None = None) -> list[Row]:
             [s.requests for s in samples[name]],
             [s.cpu for s in samples[name]],
         )
-        for name in (
-            command + suffix for suffix in installs for command in ("ADD", "DEL", "VERSION")
-        )
+        for name in [*names, "ADD node", "DEL node"]
     ]
 
 

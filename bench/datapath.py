@@ -55,7 +55,7 @@ from typing import Any
 import yaml
 
 from calico import programs
-from calico.ctl.trace_source import Snapshot, rules_settings, workload_end
+from calico.ctl.trace_source import Snapshot, host_reports, workload_end
 from calico.lab import netns
 from calico.lab.lab import Lab, running_lab
 from calico.lab.labfile import load_lab
@@ -276,8 +276,8 @@ def rendered(lab: Lab) -> tuple[Flow, dict[str, Tables]]:
     snapshot = Snapshot.load(lab.client)
     src = workload_end(snapshot, f"{NAMESPACE}/{CLIENT}", 4)
     dst = workload_end(snapshot, f"{NAMESPACE}/{SERVER}", 4)
-    hosts = {h: HostInput(snapshot.host_state(h), rules_settings(lab.client, h), "eth0")
-             for h in HOSTS}  # fmt: skip
+    reports = host_reports(lab.client, HOSTS)
+    hosts = {h: HostInput(snapshot.host_state(h), reports[h].rules, "eth0") for h in HOSTS}
     tables = {h: t.tables for h, t in render_hosts(hosts, 4, snapshot.considered()).items()}
     flow = Flow(src.address, dst.address, src.iface or "", dst.iface or "")
     return flow, tables

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from calico import programs
+from calico.cni.node_socket import COMMANDS
 from calico.ipam.allocator import IPAMClient
 from calico.model.endpoints import WorkloadEndpoint
 from fv.conftest import Cluster, FelixHost
@@ -56,6 +57,7 @@ class CniRunner:
         self.bin_dir = bin_dir
         self.log_path = log_path
         self.mtu_file = log_path.with_name("mtu")  # what Felix would write; absent at first
+        self.handed_over = 0  # calls a plugin offers to calico node's CNI service
         self.ipam = IPAMClient(cluster.backend)
 
     def container(self, suffix: str, args: str = "", **labels: str) -> Container:
@@ -99,6 +101,7 @@ class CniRunner:
             **env,
         }
         stdin = conf if isinstance(conf, bytes) else json.dumps(conf or self.conf(container))
+        self.handed_over += environ["CNI_COMMAND"] in COMMANDS
         proc = programs.run(
             ["nsenter", f"--net=/run/netns/{self.host.netns}", str(self.bin_dir / plugin)],
             stdin=stdin.decode() if isinstance(stdin, bytes) else stdin,

@@ -4,6 +4,8 @@ installed with `calico cni install`, exactly as an operator installs them."""
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,13 +25,46 @@ def cni_bin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return bin_dir
 
 
-@pytest.fixture
-def cni(cluster: Cluster, cni_bin_dir: Path, tmp_path: Path) -> CniRunner:  # noqa: F811
+@pytest.fixture(params=["process", "node"])
+def cni(
+    request: pytest.FixtureRequest,
+    cluster: Cluster,  # noqa: F811
+    cni_bin_dir: Path,
+    tmp_path: Path,
+) -> Iterator[CniRunner]:
     """A Felix host `h1` (started and in sync) with an IPv4 and an IPv6 pool, and a runner
-    that invokes the plugins inside its namespace."""
+    that invokes the plugins inside its namespace. Every test runs twice: with the plugin
+    process doing the call ("process") and with `calico cni serve` (what `calico node run`
+    runs) listening in the host's namespace, so the plugin hands the call over ("node")."""
     host = cluster.host("h1")
     for name, cidr in (("pool4", "198.19.0.0/24"), ("pool6", "2001:db8:100::/120")):
         cluster.apply({"kind": "IPPool", "metadata": {"name": name}, "spec": {"cidr": cidr}})
     host.start()
     host.wait_ready()
-    return CniRunner(cluster, host, cni_bin_dir, tmp_path / "cni.log")
+    runner = CniRunner(cluster, host, cni_bin_dir, tmp_path / "cni.log")
+    if request.param == "process":
+        yield runner
+        assert "in calico node" not in _text(runner.log_path)
+        return
+    service_log = tmp_path / "service.log"
+    with service_log.open("wb") as out:
+        service = programs.start(
+            ["nsenter", f"--net=/run/netns/{host.netns}", CALICO, "cni", "serve"], stderr=out
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "CNI service listening" not in _text(service_log):
+            assert service.poll() is None and time.monotonic() < deadline, _text(service_log)
+            time.sleep(0.05)
+        yield runner
+    finally:
+        service.terminate()
+        service.wait(timeout=60)
+    # The service took every ADD, DEL and CHECK; what got as far as logging logged its pid.
+    assert _text(service_log).count("CNI call from pid") == runner.handed_over
+    lines = [line for line in _text(runner.log_path).splitlines() if "calico-cni" in line]
+    assert all(f"calico-cni {service.pid} " in line for line in lines), lines[:5]
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""

@@ -60,6 +60,7 @@ def _pings(podman: Podman, name: str, address: str) -> bool:
 
 def test_podman_containers_ping_each_other_and_rm_releases(cni: CniRunner, podman: Podman) -> None:
     ids = {name: podman.run(name, NETWORK, "sleep", "600") for name in ("a", "b")}
+    cni.handed_over += len(ids)  # podman ran the plugin: an ADD per container
     weps = {
         name: next(w for w in cni.endpoints() if w.spec.containerID == cid)
         for name, cid in ids.items()
@@ -87,6 +88,7 @@ def test_podman_containers_ping_each_other_and_rm_releases(cni: CniRunner, podma
 
     podman.podman("rm", "-f", "-t", "0", "a", "b")
     podman.containers.clear()
+    cni.handed_over += len(ids)  # and a DEL per container removed
     assert cni.endpoints() == []
     for name, cid in ids.items():
         assert cni.ipam.ips_by_handle(f"{NETWORK}.{cid}") == []

@@ -153,6 +153,10 @@ def test_cross_host_connectivity_uses_bgp_routes_only(lab: Lab) -> None:
 
 def test_workload_added_later_is_reachable_everywhere_and_gone_after_delete(lab: Lab) -> None:
     late = lab.add_workload(Workload(name="late", host="host-1", namespace="apps", ports=[80]))
+    # The ADD ran in host-1's calico node (its CNI service), not in the plugin's process.
+    node_pid = (lab.run_dir("host-1") / "node.pid").read_text().strip()
+    cni_log = (lab.dir / "cni" / "cni.log").read_text()
+    assert f"calico-cni {node_pid} calico.cni.plugin: ADD " in cni_log
     try:
         lab.wait_routes(["late"])
         for src in ("b2", "c3"):

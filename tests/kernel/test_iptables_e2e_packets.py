@@ -42,6 +42,7 @@ WEB_POLICY = ParsedPolicy(
         ParsedRule(Action.DENY),
     )
 )
+NOOP = PolicyID("default", "default.noop")  # no rules: no verdict, the next policy decides
 ALLOW_ALL = ParsedProfile(
     inbound_rules=(ParsedRule(Action.ALLOW),), outbound_rules=(ParsedRule(Action.ALLOW),)
 )
@@ -97,6 +98,10 @@ def wire(netns: Namespaces, host: str) -> dict[str, str]:
     return spaces
 
 
+def program_chains(known: list[WorkloadEndpoint]) -> list[Chain]:
+    return [c for ep in known for c in endpoints.workload_endpoint_chains(CFG, ep)]
+
+
 def program(runner: Runner, version: int, known: list[WorkloadEndpoint]) -> None:
     """Fresh table objects each time, as after a Felix restart: they diff against the kernel."""
     filter_chains: list[Chain] = [
@@ -104,8 +109,9 @@ def program(runner: Runner, version: int, known: list[WorkloadEndpoint]) -> None
         *dispatch.workload_dispatch_chains(CFG, [ep.interface_name for ep in known]),
         *dispatch.host_filter_dispatch_chains([]),
         *policy.policy_chains(CFG, WEB, WEB_POLICY, version),
+        *policy.policy_chains(CFG, NOOP, ParsedPolicy(), version),
         *policy.profile_chains(CFG, "kns.e2e", ALLOW_ALL, version),
-        *(c for ep in known for c in endpoints.workload_endpoint_chains(CFG, ep)),
+        *program_chains(known),
     ]
     raw_chains = [
         *static.static_raw_chains(CFG, version, known),
@@ -129,15 +135,20 @@ def wait_for_server(netns: Namespaces, ns: str) -> None:
     wait_until(lambda: connects(netns, ns, "::1", 80, 0.5), 10, "test server starts", 0.05)
 
 
-def test_policy_filters_real_packets(netns: Namespaces) -> None:
+@pytest.mark.parametrize("grouped", [False, True])
+def test_policy_filters_real_packets(netns: Namespaces, grouped: bool) -> None:
+    """`grouped`: B's policy is reached through a policy group chain (rules/endpoints.py),
+    after a policy of the same selection that has no verdict."""
     host = netns.add("host")
     spaces = wire(netns, host)
+    tier = TierInfo("default", ingress_policies=(WEB,))
+    if grouped:
+        tier = TierInfo("default", ingress_policies=(NOOP, WEB), ingress_selections=("s:b",) * 2)
     known = [
         WorkloadEndpoint("caliaaa", None, (), (), ("kns.e2e",), ()),
-        WorkloadEndpoint(
-            "calibbb", None, (), (), ("kns.e2e",), (TierInfo("default", ingress_policies=(WEB,)),)
-        ),
+        WorkloadEndpoint("calibbb", None, (), (), ("kns.e2e",), (tier,)),
     ]
+    assert any(endpoints.is_policy_group(c.name) for c in program_chains(known)) == grouped
     runner = Runner(netns=host)
     for version in (4, 6):
         program(runner, version, known)

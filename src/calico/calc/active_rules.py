@@ -18,11 +18,11 @@ from typing import Protocol
 from calico.calc.items import Item, ItemKey
 from calico.calc.messages import ParsedPolicy, ParsedProfile, PolicyID
 from calico.calc.rule_scanner import DROP_ALL_PROFILE, Specs, parse_policy, parse_profile
-from calico.calc.selectors import policy_selector
+from calico.calc.selectors import policy_selection
 from calico.calc.sent_state import SentState
 from calico.model.endpoints import HostEndpoint, WorkloadEndpoint
 from calico.model.policy import GlobalNetworkPolicy, NetworkPolicy, Profile
-from calico.selector import LabelIndex, Selector
+from calico.selector import LabelIndex
 
 
 class MatchListener(Protocol):
@@ -57,7 +57,7 @@ class ActiveRulesCalculator:
             self._policies.pop(pid, None)
         else:
             self._policies[pid] = policy
-            self._index.update_selector(pid, _selector_of(policy))
+            self._index.update_selector(pid, policy_selection(policy))
         self.policies.mark(pid)
 
     def on_profile_update(self, name: str, profile: Profile | None) -> None:
@@ -118,17 +118,6 @@ class ActiveRulesCalculator:
             return None
         profile = self._profiles.get(name)
         return parse_profile(profile) if profile is not None else (DROP_ALL_PROFILE, {})
-
-
-def _selector_of(policy: NetworkPolicy | GlobalNetworkPolicy) -> Selector:
-    spec = policy.spec
-    if isinstance(policy, NetworkPolicy):
-        return policy_selector(
-            spec.selector, policy.namespace or "default", None, spec.serviceAccountSelector
-        )
-    return policy_selector(
-        spec.selector, None, policy.spec.namespaceSelector, spec.serviceAccountSelector
-    )
 
 
 def _policy_order(pid: PolicyID) -> tuple[str, str, str]:

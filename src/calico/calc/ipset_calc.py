@@ -52,6 +52,7 @@ class IPSetCalculator:
         self._index: LabelIndex[str, ItemKey] = LabelIndex(self._on_match, self._on_unmatch)
         self._new: set[str] = set()  # sets never sent (full update due)
         self._gone: set[str] = set()  # sets sent and since removed
+        self._touched: set[str] = set()  # sets whose members changed since the last flush
 
     # -- sets -----------------------------------------------------------------------------
 
@@ -114,13 +115,17 @@ class IPSetCalculator:
             for set_id in sorted(self._new)
         ]
         deltas = []
-        for set_id, state in sorted(self._sets.items()):
+        for set_id in sorted(self._touched):  # not every set: flushes outnumber changes
+            state = self._sets.get(set_id)
+            if state is None:
+                continue  # removed since
             if set_id not in self._new and (state.added or state.removed):
                 deltas.append(
                     IPSetDeltaUpdate(set_id, frozenset(state.added), frozenset(state.removed))
                 )
             state.added.clear()
             state.removed.clear()
+        self._touched.clear()
         removed = [IPSetRemove(set_id) for set_id in sorted(self._gone)]
         self._new.clear()
         self._gone.clear()
@@ -136,6 +141,7 @@ class IPSetCalculator:
 
     def _contribute(self, set_id: str, item: Item, sign: int) -> None:
         state = self._sets[set_id]
+        self._touched.add(set_id)
         for member in contributions(state.spec, item):
             count = state.members[member] + sign
             if count > 0:

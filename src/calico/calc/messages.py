@@ -94,12 +94,17 @@ class ParsedProfile:
 
 @dataclass(frozen=True, slots=True)
 class TierInfo:
-    """A tier as it applies to one endpoint: its policies per direction, in order."""
+    """A tier as it applies to one endpoint: its policies per direction, in order. For a
+    workload endpoint, also each policy's selection (the unique ID of the selector that
+    decides which endpoints it applies to), so that the policies sharing one can share a
+    chain (rules/endpoints.py); empty where they cannot."""
 
     name: str
     default_action: Action = Action.DENY  # DENY or PASS at the end of the tier
     ingress_policies: tuple[PolicyID, ...] = ()
     egress_policies: tuple[PolicyID, ...] = ()
+    ingress_selections: tuple[str, ...] = ()  # empty, or one per ingress policy
+    egress_selections: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from calico.calc.messages import (
     TierInfo,
     WorkloadEndpointUpdate,
 )
+from calico.calc.selectors import policy_selection
 from calico.calc.sent_state import SentState
 from calico.model import endpoints as model
 from calico.model.policy import GlobalNetworkPolicy, NetworkPolicy, Tier
@@ -47,6 +48,7 @@ class PolicyMeta:
     untracked: bool = False
     pre_dnat: bool = False
     apply_on_forward: bool = False
+    selection: str = ""  # its selector's unique ID: equal ones select the same endpoints
 
 
 def policy_id(policy: NetworkPolicy | GlobalNetworkPolicy) -> PolicyID:
@@ -67,6 +69,7 @@ def policy_meta(pid: PolicyID, policy: NetworkPolicy | GlobalNetworkPolicy) -> P
         untracked=bool(flags and flags.doNotTrack),
         pre_dnat=bool(flags and flags.preDNAT),
         apply_on_forward=bool(flags and flags.applyOnForward),
+        selection=policy_selection(policy).unique_id(),
     )
 
 
@@ -91,8 +94,9 @@ def _policy_sort_key(meta: PolicyMeta) -> tuple[float, str, str]:
 
 
 def resolve_tiers(
-    policies: Iterable[PolicyMeta], tiers: Mapping[str, TierMeta]
+    policies: Iterable[PolicyMeta], tiers: Mapping[str, TierMeta], *, selections: bool = False
 ) -> tuple[TierInfo, ...]:
+    """`selections`: fill in each policy's selection (see TierInfo)."""
     by_tier: dict[str, list[PolicyMeta]] = {}
     for meta in policies:
         by_tier.setdefault(meta.id.tier, []).append(meta)
@@ -104,11 +108,20 @@ def resolve_tiers(
     result = []
     for name in sorted(by_tier, key=tier_key):
         ordered = sorted(by_tier[name], key=_policy_sort_key)
-        ingress = tuple(m.id for m in ordered if m.ingress)
-        egress = tuple(m.id for m in ordered if m.egress)
+        ingress = [m for m in ordered if m.ingress]
+        egress = [m for m in ordered if m.egress]
         if ingress or egress:
             action = tiers.get(name, DEFAULT_TIER_META).default_action
-            result.append(TierInfo(name, action, ingress, egress))
+            result.append(
+                TierInfo(
+                    name,
+                    action,
+                    tuple(m.id for m in ingress),
+                    tuple(m.id for m in egress),
+                    tuple(m.selection for m in ingress) if selections else (),
+                    tuple(m.selection for m in egress) if selections else (),
+                )
+            )
     return tuple(result)
 
 
@@ -123,7 +136,8 @@ class HostTiers:
 def workload_tiers(
     policies: Iterable[PolicyMeta], tiers: Mapping[str, TierMeta]
 ) -> tuple[TierInfo, ...]:
-    return resolve_tiers((m for m in policies if not (m.untracked or m.pre_dnat)), tiers)
+    normal = (m for m in policies if not (m.untracked or m.pre_dnat))
+    return resolve_tiers(normal, tiers, selections=True)
 
 
 def host_tiers(policies: Iterable[PolicyMeta], tiers: Mapping[str, TierMeta]) -> HostTiers:

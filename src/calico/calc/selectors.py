@@ -20,6 +20,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from calico.model.endpoints import LABEL_NAMESPACE, LABEL_SERVICE_ACCOUNT
+from calico.model.policy import GlobalNetworkPolicy, NetworkPolicy
 from calico.model.rules import EntityRule, ServiceAccountMatch
 from calico.selector import Selector, parse
 from calico.selector.ast import (
@@ -120,3 +121,16 @@ def policy_selector(
     if selector:
         parts.append(parse(selector).root)
     return Selector(_and(parts)) if parts else parse("all()")
+
+
+def policy_selection(policy: NetworkPolicy | GlobalNetworkPolicy) -> Selector:
+    """The endpoints a (Global)NetworkPolicy applies to: two policies with the same one
+    select the same endpoints."""
+    spec = policy.spec
+    if isinstance(policy, NetworkPolicy):
+        return policy_selector(
+            spec.selector, policy.namespace or "default", None, spec.serviceAccountSelector
+        )
+    return policy_selector(
+        spec.selector, None, policy.spec.namespaceSelector, spec.serviceAccountSelector
+    )

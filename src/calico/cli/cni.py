@@ -1,8 +1,11 @@
-"""`calico cni ...`: put the CNI plugins where container runtimes find them."""
+"""`calico cni ...`: put the CNI plugins where container runtimes find them; serve their calls."""
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
+import threading
 from pathlib import Path
 
 import click
@@ -13,6 +16,7 @@ from calico.cni.install import (
     install_plugins,
     sample_conflist,
 )
+from calico.cni.node_service import CniService
 
 
 @click.group()
@@ -61,3 +65,24 @@ def install(
             click.echo(f"{verb} {item.path}")
     except OSError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@cni.command()
+def serve() -> None:
+    """Run the plugins' calls for plugin processes in this network namespace until SIGTERM.
+
+    `calico node run` does this itself; this is for a host that runs Felix without it. Plugins
+    find the service by its abstract socket name, which is per network namespace."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    service = CniService()
+    if not service.start():
+        raise click.ClickException("another CNI service listens in this network namespace")
+    try:
+        stop.wait()
+    finally:
+        service.stop()

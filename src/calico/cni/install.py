@@ -2,8 +2,9 @@
 
 A runtime executes `<bin dir>/<type>` for each plugin of a network, so the two plugins become
 small executables there: scripts whose shebang is this installation's Python (isolated mode,
-so a runtime's PYTHON* environment cannot redirect imports) and which run the plugin module
-through `calico.cni.runner`, which imports it only for commands that need it.
+so a runtime's PYTHON* environment cannot redirect imports) and which hand the call to the
+host's calico node (`calico.cni.node_socket`) or, without one, run the plugin module through
+`calico.cni.runner`, which imports it only for commands that need it.
 A sample conflist can be written to the runtime's config dir; an existing one is kept unless
 `force`, since operators edit it.
 """
@@ -33,7 +34,7 @@ def plugin_script(module: str, python: str = sys.executable) -> str:
     return (
         f"#!{python} -I\n"
         f"# calico-py CNI plugin, written by `calico cni install`: runs {module}.\n"
-        "from calico.cni.runner import main\n"
+        "from calico.cni.node_socket import main\n"
         f"main({module!r})\n"
     )
 

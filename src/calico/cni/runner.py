@@ -9,26 +9,33 @@ it. Logs go to stderr at warning and above (runtimes show a plugin's stderr to u
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import importlib
-import json
 import logging
 import os
 import signal
 import sys
 import traceback
 import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from calico import version_line
 from calico.cni.config import LOG_LEVELS, NetConf, determine_nodename, parse_netconf
 from calico.cni.identity import WorkloadIdentity, identify
 from calico.cni.services import DefaultServices, Services
-from calico.cni.spec import CURRENT_VERSION, CniError, Code, Invocation, parse_environment
+from calico.cni.spec import (
+    CURRENT_VERSION,
+    CniError,
+    Code,
+    Invocation,
+    document,
+    parse_environment,
+)
 from calico.cni.spec import version_info as _version_info
 
 log = logging.getLogger(__name__)
@@ -51,6 +58,9 @@ class Call:
 Handler = Callable[[Call], dict[str, Any] | None]
 Handlers = Mapping[str, Handler]
 ServicesFactory = Callable[[NetConf, Mapping[str, str]], Services]
+# Where one call's logs go, for the call's duration: the process's own (`process_logging`) or,
+# in calico node's CNI service, handlers that see only the serving thread's records.
+LogSetup = Callable[[NetConf, TextIO], contextlib.AbstractContextManager[object]]
 
 
 def run(
@@ -62,6 +72,7 @@ def run(
     stderr: TextIO,
     services_factory: ServicesFactory = DefaultServices,
     node_of: Callable[[NetConf, Mapping[str, str]], str] = determine_nodename,
+    logs: LogSetup | None = None,
 ) -> int:
     """Run one command; returns the exit code (0, or 1 with the error JSON on stdout).
     `handlers` may be a function returning them, called only for a valid ADD, DEL or CHECK."""
@@ -73,21 +84,21 @@ def run(
         else:
             conf = parse_netconf(stdin)
             version = conf.cni_version
-            _configure_logging(conf, stderr)
-            table = handlers() if callable(handlers) else handlers
-            call = Call(inv, conf, services_factory(conf, environ), node_of(conf, environ))
-            output = _dispatch(table, call)
+            with (logs or process_logging)(conf, stderr):
+                table = handlers() if callable(handlers) else handlers
+                call = Call(inv, conf, services_factory(conf, environ), node_of(conf, environ))
+                output = _dispatch(table, call)
     except CniError as exc:
         log.error("CNI %s failed (code %d): %s %s", _command(environ), exc.code, exc, exc.details)
-        _emit(stdout, exc.to_json(version))
+        emit(stdout, exc.to_json(version))
         return 1
     except Exception as exc:
         log.exception("CNI %s failed unexpectedly", _command(environ))
         detail = traceback.format_exception_only(exc)[-1].strip()
-        _emit(stdout, CniError(Code.INTERNAL, str(exc) or type(exc).__name__, detail).to_json())
+        emit(stdout, CniError(Code.INTERNAL, str(exc) or type(exc).__name__, detail).to_json())
         return 1
     if output is not None:
-        _emit(stdout, output)
+        emit(stdout, output)
     return 0
 
 
@@ -123,12 +134,12 @@ def command_line(argv: Sequence[str], prog: str) -> tuple[int, str, str] | None:
     return 2, "", f"{prog}: unexpected argument {' '.join(argv)!r}\n" + USAGE.format(prog=prog)
 
 
-def main(module: str) -> None:
+def main(module: str, stdin: bytes | None = None) -> NoReturn:
     """Process entry point of the plugin whose `HANDLERS` are in `module`: the real
-    environment, stdin, stdout. The module (and with it pydantic and the etcd client) is
-    imported only for a command that needs it, so VERSION costs little more than Python's
-    start-up. SIGTERM (a runtime giving up on us) becomes an error, so a half-done ADD still
-    runs its undo steps before exiting."""
+    environment, stdin (unless `node_socket.main` read it already), stdout. The module (and
+    with it pydantic and the etcd client) is imported only for a command that needs it, so
+    VERSION costs little more than Python's start-up. SIGTERM (a runtime giving up on us)
+    becomes an error, so a half-done ADD still runs its undo steps before exiting."""
     # The process lives for a fraction of a second and allocates mostly while importing (pydantic
     # building its validators): cyclic garbage collection would only cost time (~15% of a run).
     gc.disable()
@@ -140,7 +151,8 @@ def main(module: str) -> None:
         sys.stderr.write(err)
         sys.exit(code)
     signal.signal(signal.SIGTERM, _terminated)
-    stdin = sys.stdin.buffer.read()  # always, as libcni's skel does: runtimes always write it
+    if stdin is None:
+        stdin = sys.stdin.buffer.read()  # always, as libcni's skel does: runtimes always write it
     code = run(
         lambda: importlib.import_module(module).HANDLERS,
         environ=os.environ,
@@ -168,16 +180,27 @@ def _terminated(signum: int, _frame: object) -> None:
     raise CniError(Code.INTERNAL, f"interrupted by signal {signum}")
 
 
-def _emit(stdout: TextIO, doc: Mapping[str, Any]) -> None:
-    stdout.write(json.dumps(doc, indent=2) + "\n")
+def emit(stdout: TextIO, doc: Mapping[str, Any]) -> None:
+    stdout.write(document(doc))
 
 
 def _command(environ: Mapping[str, str]) -> str:
     return environ.get("CNI_COMMAND", "?")
 
 
-def _configure_logging(conf: NetConf, stderr: TextIO) -> None:
+@contextlib.contextmanager
+def process_logging(conf: NetConf, stderr: TextIO) -> Iterator[None]:
+    """A plugin process's logging: it owns the root logger for its short life."""
     root = logging.getLogger()
+    root.handlers = call_log_handlers(conf, stderr)
+    root.setLevel(logging.WARNING)  # libraries only when something is wrong
+    logging.getLogger("calico").setLevel(min(LOG_LEVELS[conf.log_level], logging.WARNING))
+    yield
+
+
+def call_log_handlers(conf: NetConf, stderr: TextIO) -> list[logging.Handler]:
+    """Warnings and above to stderr (runtimes show it to users); `log_level` and above to
+    `log_file_path`, if set. Each line carries the pid of the process that ran the call."""
     fmt = logging.Formatter(
         f"%(asctime)s [%(levelname)s] calico-cni {os.getpid()} %(name)s: %(message)s"
     )
@@ -185,7 +208,6 @@ def _configure_logging(conf: NetConf, stderr: TextIO) -> None:
     console.setLevel(logging.WARNING)
     console.setFormatter(fmt)
     handlers: list[logging.Handler] = [console]
-    level = LOG_LEVELS[conf.log_level]
     if conf.log_file_path:
         try:
             Path(conf.log_file_path).parent.mkdir(parents=True, exist_ok=True)
@@ -193,9 +215,7 @@ def _configure_logging(conf: NetConf, stderr: TextIO) -> None:
         except OSError as exc:
             log.warning("cannot open log file %s: %s", conf.log_file_path, exc)
         else:
-            file_handler.setLevel(level)
+            file_handler.setLevel(LOG_LEVELS[conf.log_level])
             file_handler.setFormatter(fmt)
             handlers.append(file_handler)
-    root.handlers = handlers
-    root.setLevel(logging.WARNING)  # libraries only when something is wrong
-    logging.getLogger("calico").setLevel(min(level, logging.WARNING))
+    return handlers

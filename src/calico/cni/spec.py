@@ -9,6 +9,7 @@ runtime or operator can tell "pool exhausted" from "veth failed" without parsing
 from __future__ import annotations
 
 import enum
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -53,6 +54,11 @@ class CniError(Exception):
         if self.details:
             doc["details"] = self.details
         return doc
+
+
+def document(doc: Mapping[str, Any]) -> str:
+    """A result or error as a plugin's stdout: one JSON document (runtimes parse all of it)."""
+    return json.dumps(doc, indent=2) + "\n"
 
 
 def version_tuple(version: str) -> tuple[int, int, int]:

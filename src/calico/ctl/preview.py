@@ -23,19 +23,21 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from calico.calc.messages import WorkloadEndpointID
 from calico.ctl.trace_source import (
     EndError,
+    HostReports,
     Snapshot,
     address_end,
-    end_of,
     host_end,
     host_input,
+    host_reports,
     unresolved_crossing,
+    workload_ends,
 )
 from calico.datastore.client import ResourceClient
 from calico.model.base import Resource
@@ -136,7 +138,8 @@ def preview(client: ResourceClient, resources: Sequence[Resource], delete: bool)
     wanted = probes(involved)
     common = _common_workloads(before, after)
     hosts = _hosts(common.values(), before, after)
-    sides = [_side(client, snap, hosts) for snap in (before, after)]
+    reports = host_reports(client, hosts)  # the same datastore read for both sides
+    sides = [_side(snap, reports) for snap in (before, after)]
     group = len(common) > GROUP_ABOVE
     classes = [
         *(
@@ -195,11 +198,7 @@ class _Party:
 
 
 def _workload_party(w: WorkloadEndpoint) -> _Party:
-    ends: dict[int, End] = {}
-    for net in w.spec.ipNetworks or ():
-        address = ipaddress.ip_network(str(net), strict=False).network_address
-        ends.setdefault(address.version, end_of(w, str(address)))
-    return _Party(_text(w), _label_set(w), ends)
+    return _Party(_text(w), _label_set(w), workload_ends(w))
 
 
 def _hosts(workloads: Iterable[WorkloadEndpoint], *snapshots: Snapshot) -> list[str]:
@@ -319,9 +318,9 @@ def render_changes(changes: Sequence[Change]) -> str:
 
 
 def _side(
-    client: ResourceClient, snapshot: Snapshot, hosts: Sequence[str]
+    snapshot: Snapshot, reports: Mapping[str, HostReports]
 ) -> tuple[dict[str, HostInput], dict[int, dict[str, HostTables]]]:
-    inputs = {h: host_input(snapshot, client, h) for h in hosts}
+    inputs = {h: host_input(snapshot, h, r) for h, r in reports.items()}
     considered = snapshot.considered()
     return inputs, {v: render_hosts(inputs, v, considered) for v in (4, 6)}
 

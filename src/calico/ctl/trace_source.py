@@ -29,7 +29,7 @@ from calico.calc.policy_resolver import (
     workload_tiers,
 )
 from calico.calc.salvage import salvage_policy
-from calico.datastore.api import SyncStatus, Update, UpdateKind
+from calico.datastore.api import KeyValue, SyncStatus, Update, UpdateKind
 from calico.datastore.client import ResourceClient
 from calico.datastore.resource_syncer import ResourceDecoder, ResourceUpdate
 from calico.felix.config import build_config
@@ -138,19 +138,19 @@ class Snapshot:
         return str(named[0]) if named else DEFAULT_UPLINK
 
 
-def host_input(snapshot: Snapshot, client: ResourceClient, hostname: str) -> HostInput:
+def host_input(snapshot: Snapshot, hostname: str, reports: HostReports) -> HostInput:
     """One host as its Felix renders it: the calculation's view of it, its rule settings,
     and its host endpoints on the interfaces its Felix reported they resolved to (without
     a report, those naming their interface; see `unresolved_crossing`)."""
     state = snapshot.host_state(hostname)
-    resolved = _reported(client, hostname, host_endpoint_interfaces_key, _interfaces)
+    resolved = reports.interfaces
     if resolved is not None:
         state.host_endpoints = {
             hid: dataclasses.replace(hep, interface_name=resolved[hid.name])
             for hid, hep in state.host_endpoints.items()
             if hid.name in resolved  # else Felix found no interface: no chains
         }
-    return HostInput(state, rules_settings(client, hostname), snapshot.uplink(hostname, resolved))
+    return HostInput(state, reports.rules, snapshot.uplink(hostname, resolved))
 
 
 def unresolved_crossing(hosts: Mapping[str, HostInput], end: End, other: End) -> str | None:
@@ -172,33 +172,44 @@ def unresolved_crossing(hosts: Mapping[str, HostInput], end: End, other: End) ->
     )
 
 
-def rules_settings(client: ResourceClient, hostname: str) -> RulesConfig:
-    """The rule settings `hostname`'s Felix renders with: as it reported them at its last
-    start (environment and config file included), else from the datastore's layers alone."""
-    reported = _reported(client, hostname, rules_settings_key, RulesConfig.from_json)
-    if reported is not None:
-        return reported
-    cfg = build_config({"NODENAME": hostname}, None, *datastore_specs(client, hostname))
-    return rules_config(cfg)
+@dataclass(frozen=True, slots=True)
+class HostReports:
+    """What a host's Felix reported, as far as the trace uses it."""
+
+    rules: RulesConfig
+    """The rule settings it renders with: as it reported them at its last start (environment
+    and config file included), else from the datastore's layers alone."""
+    interfaces: dict[str, str] | None
+    """{host endpoint name: interface} it resolved them to; None when it never reported."""
 
 
-def _reported(
-    client: ResourceClient,
-    hostname: str,
-    key_of_host: Callable[[str], str],
-    parse: Callable[[object], T],
-) -> T | None:
-    """What `hostname`'s Felix reported under `key_of_host` (in any region), parsed."""
-    key = key_of_host(hostname)
-    kv = client.backend.get(key)
-    if kv is None:  # not in no-region: look in every region
-        suffix = "/host/" + key[len(status_prefix()) :]
-        found = [
-            kv
-            for kv in client.backend.list(FELIX_STATUS_ROOT + "/").items
-            if kv.key.endswith(suffix)
-        ]
-        kv = found[0] if found else None
+def host_reports(client: ResourceClient, hostnames: Iterable[str]) -> dict[str, HostReports]:
+    """Each host's reports (in any region), read once so that callers tracing several
+    snapshots share them: a get per key in no-region, and for the keys not there one
+    listing of every region, the first match in key order."""
+    keys = {h: (host_endpoint_interfaces_key(h), rules_settings_key(h)) for h in hostnames}
+    found = {key: client.backend.get(key) for pair in keys.values() for key in pair}
+    missing = [key for key, kv in found.items() if kv is None]
+    if missing:
+        leaves = {key.rsplit("/", 1)[1] for key in missing}
+        listing = client.backend.list(FELIX_STATUS_ROOT + "/").items
+        # It holds every endpoint's status too: match against the report keys alone.
+        reported = [kv for kv in listing if kv.key.rsplit("/", 1)[1] in leaves]
+        for key in missing:
+            suffix = "/host/" + key[len(status_prefix()) :]
+            found[key] = next((kv for kv in reported if kv.key.endswith(suffix)), None)
+    out = {}
+    for host, (interfaces_key, rules_key) in keys.items():
+        interfaces = _parsed(found[interfaces_key], _interfaces)
+        rules = _parsed(found[rules_key], RulesConfig.from_json)
+        if rules is None:
+            cfg = build_config({"NODENAME": host}, None, *datastore_specs(client, host))
+            rules = rules_config(cfg)
+        out[host] = HostReports(rules, interfaces)
+    return out
+
+
+def _parsed(kv: KeyValue | None, parse: Callable[[object], T]) -> T | None:
     if kv is None:
         return None
     try:
@@ -231,13 +242,10 @@ def workload_end(snapshot: Snapshot, text: str, ip_version: int | None) -> End:
     if len(found) > 1:
         names = ", ".join(sorted(w.name for w in found))
         raise EndError(f"{text} names several workload endpoints ({names}): use one of those")
-    wep = found[0]
-    addresses = _addresses(wep)
-    versions = [ip_version] if ip_version else [4, 6]
-    for version in versions:
-        for address in addresses:
-            if ipaddress.ip_address(address).version == version:
-                return end_of(wep, address)
+    ends = workload_ends(found[0])
+    for version in [ip_version] if ip_version else [4, 6]:
+        if version in ends:
+            return ends[version]
     family = f"IPv{ip_version} " if ip_version else ""
     raise EndError(f"workload endpoint {text} has no {family}address")
 
@@ -320,9 +328,13 @@ def _ip(text: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-def _addresses(wep: WorkloadEndpoint) -> list[str]:
-    nets = wep.spec.ipNetworks or ()
-    return [str(ipaddress.ip_network(str(n), strict=False).network_address) for n in nets]
+def workload_ends(wep: WorkloadEndpoint) -> dict[int, End]:
+    """The trace's end for a workload endpoint per IP family: its first address of each."""
+    ends: dict[int, End] = {}
+    for net in wep.spec.ipNetworks or ():
+        address = ipaddress.ip_network(str(net), strict=False).network_address
+        ends.setdefault(address.version, end_of(wep, str(address)))
+    return ends
 
 
 def end_of(wep: WorkloadEndpoint, address: str) -> End:

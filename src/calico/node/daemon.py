@@ -7,6 +7,8 @@ child process with the node's environment), the BGP agent (in-process thread tha
 `vxlan` runs no BGP agent and no BIRD; `none` also registers no addresses. With bird or
 vxlan the node keeps its VXLAN tunnel addresses (`node.tunnels`) and re-checks its addresses
 every poll interval. An IPIP pool in the datastore is reported, not served (`node.ipip`).
+The node also runs the CNI plugins' calls for plugin processes on this host
+(`cni.node_service`), so a container start does not pay for a Python process's imports.
 Children that exit are restarted with backoff; SIGTERM/SIGINT stop everything cleanly. Every
 file lives in CALICO_RUN_DIR: node.pid, felix.pid, felix.log, bird.cfg, bird.ctl, bird.pid,
 bird.log. BIRD starts in graceful restart recovery when a previous BIRD's routes are in the
@@ -28,6 +30,7 @@ from pathlib import Path
 from calico import programs
 from calico.backoff import Backoff
 from calico.bgp.agent import BGPAgent
+from calico.cni.node_service import CniService
 from calico.datastore.api import DatastoreError, DatastoreTlsError
 from calico.datastore.client import ResourceClient
 from calico.datastore.config import EtcdConfig
@@ -104,6 +107,8 @@ class NodeDaemon:
             checks += [AddressMonitor(self._reregister, self.settings.poll_interval).check,
                        tunnels.check]  # fmt: skip
         supervisor = Supervisor(children)
+        cni = CniService()
+        cni.start()
 
         def check() -> None:
             for each in checks:
@@ -119,6 +124,7 @@ class NodeDaemon:
                 keeper.stop()
             if tunnels is not None:
                 tunnels.stop()
+            cni.stop()
             supervisor.stop()
 
     def _reregister(self) -> None:

@@ -44,6 +44,8 @@ CHAIN_NAT_OUTGOING = "cali-nat-outgoing"
 
 POLICY_INBOUND_PFX = "cali-pi-"
 POLICY_OUTBOUND_PFX = "cali-po-"
+POLICY_GROUP_INBOUND_PFX = "cali-gi-"
+POLICY_GROUP_OUTBOUND_PFX = "cali-go-"
 PROFILE_INBOUND_PFX = "cali-pri-"
 PROFILE_OUTBOUND_PFX = "cali-pro-"
 WORKLOAD_TO_PFX = "cali-tw-"
@@ -89,6 +91,14 @@ def policy_id_str(policy_id: PolicyID) -> str:
 def policy_chain_name(policy_id: PolicyID, *, inbound: bool) -> str:
     prefix = POLICY_INBOUND_PFX if inbound else POLICY_OUTBOUND_PFX
     return length_limited(prefix, policy_id_str(policy_id))
+
+
+def policy_group_chain_name(tier: str, selection: str, *, inbound: bool) -> str:
+    """The chain shared by a tier's policies with one selection (a selector's unique ID):
+    named by what they select, not by which they are, so that adding or removing one of
+    them rewrites only this chain, not the chains of the endpoints that jump to it."""
+    prefix = POLICY_GROUP_INBOUND_PFX if inbound else POLICY_GROUP_OUTBOUND_PFX
+    return length_limited(prefix, f"{tier}/{selection}")
 
 
 def profile_chain_name(profile_id: str, *, inbound: bool) -> str:

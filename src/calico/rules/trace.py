@@ -38,6 +38,7 @@ from dataclasses import dataclass, replace
 from calico.calc.messages import PolicyID, TierInfo, WorkloadEndpointID
 from calico.rules import naming
 from calico.rules.config import RulesConfig
+from calico.rules.endpoints import is_policy_group
 from calico.rules.model import Jump, Rule, SetMark, Verdict
 from calico.rules.nat import endpoint_nats
 from calico.rules.packet_walk import (
@@ -539,11 +540,10 @@ class _Explainer:
     def _endpoint(
         self, table: str, chain: str, steps: list[Step], spec: EndpointChain
     ) -> EndpointResult:
-        jumps = {
-            s.rule.action.chain: s
-            for s in steps
-            if s.matched and isinstance(s.rule.action, Jump) and s.child is not None
-        }
+        jumps = _jumps(steps)
+        for step in list(jumps.values()):
+            if step.child is not None and is_policy_group(step.child.chain):
+                jumps.update(_jumps(step.child.steps))  # its policies are the endpoint's
         tiers = []
         decision: Decision | None = None
         for tier_name, pids, selected in _considered_tiers(spec):
@@ -651,6 +651,15 @@ class _Explainer:
         if action is not None and action.render().startswith("-j LOG"):
             return "Log"
         return None
+
+
+def _jumps(steps: list[Step]) -> dict[str, Step]:
+    """The jumps taken in a chain's steps, by target chain."""
+    return {
+        s.rule.action.chain: s
+        for s in steps
+        if s.matched and isinstance(s.rule.action, Jump) and s.child is not None
+    }
 
 
 def _rule_id(host: HostTables, table: str, chain: str, index: int) -> str | None:

@@ -14,6 +14,7 @@ from calico.model.base import Resource
 from calico.model.endpoints import workload_endpoint_name
 from calico.model.keys import key_of
 from calico.model.sync import SyncStatus
+from calico.selector import parse as parse_selector
 
 from .dataplane_model import ModelDataplane
 
@@ -122,7 +123,8 @@ def test_policy_with_selector_rule_builds_ipset_and_tiers() -> None:
     (rule,) = h.dp.policies[pid].inbound_rules
     assert h.members(rule) == {"198.19.1.1/32", "198.19.1.2/32"}
     (tier,) = h.wep(wep_name("web")).tiers
-    assert tier == m.TierInfo("default", m.Action.DENY, (pid,), ())
+    web = parse_selector("app == 'web'").unique_id()  # a workload's tiers carry selections
+    assert tier == m.TierInfo("default", m.Action.DENY, (pid,), (), (web,), ())
     assert set(h.dp.weps) == {m.WorkloadEndpointID("shop", wep_name("web"))}  # only local ones
     h.put(wep("db2", "198.19.1.2/32", node="host-3", role="gone"))
     assert h.members(rule) == {"198.19.1.1/32"}
@@ -483,7 +485,25 @@ def test_a_rule_only_change_does_not_rebuild_endpoints_an_order_change_does() ->
     assert [type(msg) for msg in h.dp.batches[-1]] == [m.ActivePolicyUpdate]
     reordered = gnp("p", {**rules, "order": 5, "types": ["Ingress", "Egress"]})
     h.put(reordered)
-    assert h.wep(wep_name("web")).tiers == (m.TierInfo("default", m.Action.DENY, (pid,), (pid,)),)
+    web = parse_selector("app == 'web'").unique_id()
+    tier = m.TierInfo("default", m.Action.DENY, (pid,), (pid,), (web,), (web,))
+    assert h.wep(wep_name("web")).tiers == (tier,)
+
+
+def test_same_selection_policies_carry_one_selection_and_a_selector_change_resends() -> None:
+    h = Harness()
+    allow = {"ingress": [{"action": "Allow"}]}
+    h.put(
+        wep("web", "198.19.0.1/32", app="web", tier="front"),
+        gnp("a", {**allow, "selector": "app == 'web'", "order": 1}),
+        gnp("b", {**allow, "selector": "app == 'web'", "order": 2}),
+    )
+    (tier,) = h.wep(wep_name("web")).tiers
+    web = parse_selector("app == 'web'").unique_id()
+    assert tier.ingress_selections == (web, web)
+    h.put(gnp("b", {**allow, "selector": "tier == 'front'", "order": 2}))  # same endpoints
+    (tier,) = h.wep(wep_name("web")).tiers
+    assert tier.ingress_selections == (web, parse_selector("tier == 'front'").unique_id())
 
 
 def sa_wep(pod: str, ip: str, account: str, node: str = HOST, profile: str = "") -> Resource:

@@ -37,3 +37,13 @@ def test_plugin_path_imports_no_httpx_yaml_or_registry() -> None:
     out = programs.run([sys.executable, "-I", "-c", PROBE], check=True)
     loaded = set(json.loads(out.stdout))
     assert not [name for name in UNWANTED if name in loaded]
+
+
+def test_the_plugin_scripts_entry_module_loads_only_the_standard_library() -> None:
+    """An ADD handed to calico node costs the plugin process only this import."""
+    probe = (
+        "import json, sys\nimport calico.cni.node_socket\nprint(json.dumps(sorted(sys.modules)))"
+    )
+    out = programs.run([sys.executable, "-I", "-c", probe], check=True)
+    ours = {name for name in json.loads(out.stdout) if name.startswith(("calico", "pydantic"))}
+    assert ours == {"calico", "calico.cni", "calico.cni.node_socket"}

@@ -13,6 +13,8 @@ from calico.calc.messages import (
     HostEndpointRemove,
     HostEndpointUpdate,
     Message,
+    PolicyID,
+    TierInfo,
     WorkloadEndpoint,
     WorkloadEndpointID,
     WorkloadEndpointRemove,
@@ -22,6 +24,7 @@ from calico.dataplane.drivers.iptables_table import IptablesTable
 from calico.dataplane.drivers.links import LinkConfigurator
 from calico.dataplane.drivers.routetable import RouteTable
 from calico.dataplane.managers.endpoints import EndpointManager
+from calico.rules import naming
 from calico.rules.config import RulesConfig
 from calico.testing.dataplane import NoCommands
 
@@ -174,3 +177,27 @@ def test_resolved_interfaces_are_reported_when_they_change() -> None:
     mgr.on_iface_state("eth2", True, 4)  # re-resolves to the same: no new report
     mgr.complete_deferred_work()
     assert reports == [{}, {"by-ip": "eth1"}]
+
+
+def test_a_policy_group_chain_goes_with_the_last_workload_jumping_to_it() -> None:
+    mgr, filter_table, _ = manager()
+    a, b = PolicyID("default", "a"), PolicyID("default", "b")
+    grouped = (TierInfo("default", ingress_policies=(a, b), ingress_selections=("s:x", "s:x")),)
+    group = naming.policy_group_chain_name("default", "s:x", inbound=True)
+
+    def workload(name: str, tiers: tuple[TierInfo, ...]) -> WorkloadEndpointUpdate:
+        ep = WorkloadEndpoint(f"cali{name}", None, (), (), (), tiers)
+        return WorkloadEndpointUpdate(WorkloadEndpointID("ns", name), ep)
+
+    mgr.on_update(workload("1", grouped))
+    mgr.on_update(workload("2", grouped))
+    mgr.complete_deferred_work()
+    assert group in filter_table.chain_names()
+    mgr.on_update(workload("1", ()))  # no longer jumps to it
+    mgr.on_update(WorkloadEndpointRemove(WorkloadEndpointID("ns", "3")))  # unknown: no effect
+    mgr.complete_deferred_work()
+    assert group in filter_table.chain_names()
+    mgr.on_update(WorkloadEndpointRemove(WorkloadEndpointID("ns", "2")))
+    mgr.complete_deferred_work()
+    assert group not in filter_table.chain_names()
+    assert not mgr._group_refs

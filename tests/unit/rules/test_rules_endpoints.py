@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 
 from calico.calc.messages import (
     Action,
@@ -11,9 +12,22 @@ from calico.calc.messages import (
     TierInfo,
     WorkloadEndpoint,
 )
-from calico.rules import dispatch, endpoints, naming, static
+from calico.rules import dispatch, endpoints, naming, packet_walk, static
 from calico.rules.config import ProtoPort, RulesConfig
-from calico.rules.model import ACCEPT, DROP, RETURN, Chain, Goto, Jump, NoTrack, Verdict
+from calico.rules.model import (
+    ACCEPT,
+    ANY,
+    DROP,
+    RETURN,
+    Chain,
+    Goto,
+    Hook,
+    Jump,
+    NoTrack,
+    Rule,
+    Verdict,
+    set_mark,
+)
 
 CFG = RulesConfig()
 P1, P2 = PolicyID("t1", "t1.a"), PolicyID("t2", "t2.b")
@@ -199,3 +213,77 @@ def test_endpoints_with_the_same_policies_share_their_rules() -> None:
     assert [x.rules is y.rules for x, y in zip(a, b, strict=True)] == [True, True]
     assert a[0].name != b[0].name and a[0].rule_hashes() != b[0].rule_hashes()  # name-seeded
     assert a[0].rules != c[0].rules
+
+
+# -- policy groups ----------------------------------------------------------------------------
+
+S, T = "s:same", "s:other"
+
+
+def test_policy_runs_group_a_shared_selection_only_where_it_sits_together() -> None:
+    a, b, c, d = (PolicyID("t", n) for n in "abcd")
+    assert endpoints.policy_runs((a, b, c), (S, S, T)) == [((a, b), S), ((c,), None)]
+    # split by another selection's policy: every policy alone (another endpoint may lack c)
+    assert endpoints.policy_runs((a, c, b), (S, T, S)) == [((a,), None), ((c,), None), ((b,), None)]
+    assert endpoints.policy_runs((a, b), (S, T)) == [((a,), None), ((b,), None)]  # no pairs
+    assert endpoints.policy_runs((a, b, d), ()) == [((a,), None), ((b,), None), ((d,), None)]
+
+
+def test_a_group_chain_is_named_by_tier_and_selection_not_by_its_policies() -> None:
+    a, b, c = (PolicyID("t", n) for n in "abc")
+    two = wep(tiers=(TierInfo("t", ingress_policies=(a, b), ingress_selections=(S, S)),))
+    three = wep(tiers=(TierInfo("t", ingress_policies=(a, b, c), ingress_selections=(S,) * 3),))
+    to2, from2, group2 = endpoints.workload_endpoint_chains(CFG, two)
+    to3, _, group3 = endpoints.workload_endpoint_chains(CFG, three)
+    name = naming.policy_group_chain_name("t", S, inbound=True)
+    assert group2.name == group3.name == name and endpoints.is_policy_group(name)
+    assert to2 == to3  # a third policy of the selection: only the group chain changes
+    assert jumps(to2) == [name]
+    assert jumps(group3) == [naming.policy_chain_name(p, inbound=True) for p in (a, b, c)]
+    assert not jumps(from2)
+    assert len(name) <= naming.MAX_CHAIN_NAME
+
+
+def _verdict(chains: list[Chain], behaviour: dict[str, str]) -> str:
+    """What the to-workload chain decides, each policy chain acting as `behaviour` says."""
+    acts = {
+        "accept": (Rule(action=set_mark(CFG.mark_accept)), Rule(action=RETURN)),
+        "pass": (Rule(action=set_mark(CFG.mark_pass)), Rule(action=RETURN)),
+        "deny": (Rule(action=DROP),),
+        "none": (),
+    }
+    table = {c.name: c for c in chains}
+    for name, act in behaviour.items():
+        table[name] = Chain(name, acts[act])
+    hook = Hook("FORWARD", insert=(
+        Rule(action=Jump(chains[0].name)),
+        Rule(ANY.mark_set(CFG.mark_accept), ACCEPT),
+        Rule(action=DROP),
+    ))  # fmt: skip
+    tables = packet_walk.Tables({"filter": table}, {"filter": {"FORWARD": hook}}, {})
+    pkt = packet_walk.Packet(4, "198.19.0.1", "198.19.0.2", 6, out_iface="cali1")
+    return packet_walk.walk(tables, pkt, (("filter", "FORWARD"),)).verdict
+
+
+def test_grouped_chains_decide_as_the_policies_jumped_to_one_by_one() -> None:
+    """Every combination of what four policies in two tiers do (accept, pass, deny, no
+    verdict), with the first tier's selections shared, split, or absent (inline)."""
+    a, b, c = (PolicyID("t1", n) for n in "abc")
+    d = PolicyID("t2", "d")
+    layouts = [(S, S, T), (S, S, S), (T, S, S), (S, T, S)]
+    for acts in itertools.product(("accept", "pass", "deny", "none"), repeat=4):
+        behaviour = {
+            naming.policy_chain_name(p, inbound=True): act
+            for p, act in zip((a, b, c, d), acts, strict=True)
+        }
+        inline = wep(tiers=(
+            TierInfo("t1", ingress_policies=(a, b, c)), TierInfo("t2", ingress_policies=(d,)),
+        ))  # fmt: skip
+        expected = _verdict(endpoints.workload_endpoint_chains(CFG, inline), behaviour)
+        for layout in layouts:
+            grouped = wep(tiers=(
+                TierInfo("t1", ingress_policies=(a, b, c), ingress_selections=layout),
+                TierInfo("t2", ingress_policies=(d,), ingress_selections=(S,)),
+            ))  # fmt: skip
+            chains = endpoints.workload_endpoint_chains(CFG, grouped)
+            assert _verdict(chains, behaviour) == expected, (acts, layout)

@@ -174,6 +174,33 @@ def test_policies_that_do_not_select_the_endpoint_are_listed_in_order() -> None:
     }
 
 
+def test_policies_sharing_a_selector_are_explained_through_their_shared_chain() -> None:
+    """Two policies with db-ingress's selection sit in one group chain (rules/endpoints.py):
+    the trace still reports each one and the rule that decided."""
+    udp_only = {
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "db-udp", "namespace": "prod"},
+        "spec": {"selector": "app == 'db'", "order": 1, "ingress": [
+            {"action": "Allow", "protocol": "UDP"},
+        ]},
+    }  # fmt: skip
+    deny = {
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "db-deny", "namespace": "prod"},
+        "spec": {"selector": "app == 'db'", "order": 2, "ingress": [
+            {"action": "Deny", "protocol": "TCP", "destination": {"ports": [5432]}},
+        ]},
+    }  # fmt: skip
+    result = run(snapshot(*BASE, udp_only, deny), "prod/web", "prod/db", port=5432)
+    ((_, policies),) = result.hops[1].endpoints[0].tiers
+    assert [(p.name, p.selected, p.reached) for p in policies] == [
+        ("prod/db-udp", True, True),
+        ("prod/db-deny", True, True),
+    ]
+    assert result.verdict == "deny"
+    assert (decided(result, 1)["policy"], decided(result, 1)["action"]) == ("prod/db-deny", "Deny")
+
+
 def test_named_port_and_egress_deny_on_source_host() -> None:
     egress = {
         "kind": "GlobalNetworkPolicy",

@@ -18,6 +18,7 @@ from calico.ctl.trace_source import (
     address_end,
     host_end,
     host_input,
+    host_reports,
     hosts_of,
     source_override,
     unresolved_crossing,
@@ -126,7 +127,8 @@ def trace_command(
         icmp_code=0 if number in _ECHO_REQUEST else None,
     )
     with reported():
-        hosts = {h: host_input(snapshot, ctx.client(), h) for h in hosts_of((src, dst))}
+        reports = host_reports(ctx.client(), hosts_of((src, dst)))
+        hosts = {h: host_input(snapshot, h, r) for h, r in reports.items()}
     for end, other, flag in ((src, dst, "--from-ip"), (dst, src, "--to-ip")):
         if not end.is_host:
             continue

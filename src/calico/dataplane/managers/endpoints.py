@@ -1,7 +1,8 @@
 """Workload and host endpoint messages -> endpoint chains, dispatch, routes and sysctls.
 
 Role: keeps the desired state of everything per-endpoint in the drivers:
-- filter: `cali-tw-/cali-fw-<iface>` per workload, the workload dispatch trees, and the
+- filter: `cali-tw-/cali-fw-<iface>` per workload and the policy group chains they share
+  (each removed with the last workload jumping to it), the workload dispatch trees, and the
   host endpoint chains and dispatch; raw and mangle: host endpoint untracked / pre-DNAT
   chains and their dispatch, and `cali-rpf-skip` (workloads' allowed spoofed prefixes);
 - routes: one /32 (/128) per workload address on its interface, with the workload's MAC,
@@ -19,6 +20,7 @@ No kernel I/O happens here: `on_update`/`on_iface_*` record intent and
 from __future__ import annotations
 
 import ipaddress
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -38,7 +40,11 @@ from calico.dataplane.drivers.links import LinkConfigurator
 from calico.dataplane.drivers.routetable import RouteTable, RouteTarget
 from calico.rules.config import RulesConfig
 from calico.rules.dispatch import DispatchMemo, workload_dispatch_chains
-from calico.rules.endpoints import host_endpoint_chains, workload_endpoint_chains
+from calico.rules.endpoints import (
+    host_endpoint_chains,
+    is_policy_group,
+    workload_endpoint_chains,
+)
 from calico.rules.model import Chain
 from calico.rules.nat import endpoint_nats
 from calico.rules.static import static_raw_chains
@@ -82,6 +88,10 @@ class EndpointManager:
         self._dirty_weps: set[WorkloadEndpointID] = set()
         self._programmed: dict[WorkloadEndpointID, WorkloadEndpoint] = {}
         self._hep_chains: dict[tuple[str, int], set[str]] = {}  # (table, family) -> chain names
+        # The policy group chains (rules/endpoints.py) each workload's chains jump to, and
+        # how many workloads jump to each: a group goes with its last workload.
+        self._groups_of: dict[WorkloadEndpointID, set[str]] = {}
+        self._group_refs: Counter[str] = Counter()
         self._dispatch_dirty = True  # the set of workload interfaces changed
         self._rpf_dirty = True  # some workload's allowed spoofed prefixes changed
         self._dispatch_memo = DispatchMemo()
@@ -126,6 +136,11 @@ class EndpointManager:
         for ep_id in sorted(self._dirty_weps, key=lambda i: (i.namespace, i.name)):
             self._sync_workload(ep_id)
         self._dirty_weps.clear()
+        unused = [name for name, refs in self._group_refs.items() if refs <= 0]
+        for name in unused:
+            del self._group_refs[name]
+        for family in self._cfg.ip_versions:
+            self._tables[("filter", family)].remove_chains(unused)
         self._sync_workload_dispatch()
         if self._heps_dirty:
             self._sync_host_endpoints()
@@ -139,10 +154,15 @@ class EndpointManager:
         self._rpf_dirty |= _spoofing(old) != _spoofing(new)
         if old is not None and (new is None or old.interface_name != new.interface_name):
             self._remove_workload_iface(old.interface_name)
+        self._group_refs.subtract(self._groups_of.pop(ep_id, ()))
         if new is None:
             self._set_status(ep_id, old, None)
             return
         chains = workload_endpoint_chains(self._cfg, new)
+        groups = {c.name for c in chains if is_policy_group(c.name)}
+        self._group_refs.update(groups)
+        if groups:
+            self._groups_of[ep_id] = groups
         for family in self._cfg.ip_versions:
             self._tables[("filter", family)].update_chains(chains)
         for family, nets in ((4, new.ipv4_nets), (6, new.ipv6_nets)):
