@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from calico.calc.endpoint_messages import (
@@ -25,6 +25,7 @@ from calico.calc.messages import (
     HostEndpointUpdate,
     PolicyID,
     TierInfo,
+    WorkloadEndpoint,
     WorkloadEndpointUpdate,
 )
 from calico.calc.selectors import policy_selection
@@ -151,6 +152,9 @@ def host_tiers(policies: Iterable[PolicyMeta], tiers: Mapping[str, TierMeta]) ->
     )
 
 
+_TIERS_KEPT = 4096  # distinct policy sets whose tiers are kept (a bound, not a tuning)
+
+
 class PolicyResolver:
     """Local endpoints -> their dataplane messages, with their policies in ordered tiers
     (Calico's PolicyResolver).
@@ -166,6 +170,12 @@ class PolicyResolver:
         self._endpoints_of: dict[PolicyID, set[ItemKey]] = {}
         self._metas: dict[PolicyID, PolicyMeta] = {}
         self._tiers: dict[str, TierMeta] = {}
+        # Under churn most messages are rebuilt because a policy came or went: the workload's
+        # own part (its message without tiers) is kept until the workload changes, and the
+        # tiers of one set of policies (shared by every workload they all select) until a
+        # policy's metadata or a tier changes.
+        self._bases: dict[ItemKey, WorkloadEndpoint] = {}
+        self._tiers_of: dict[frozenset[PolicyID], tuple[TierInfo, ...]] = {}
         self.endpoints: SentState[ItemKey, EndpointUpdate] = SentState(
             self._endpoint_message, _item_order
         )
@@ -174,10 +184,12 @@ class PolicyResolver:
         self, key: ItemKey, endpoint: model.WorkloadEndpoint | model.HostEndpoint
     ) -> None:
         self._endpoints[key] = endpoint
+        self._bases.pop(key, None)
         self.endpoints.mark(key)
 
     def on_endpoint_remove(self, key: ItemKey) -> None:
         del self._endpoints[key]
+        self._bases.pop(key, None)
         self.endpoints.mark(key)
 
     def on_policy_match(self, pid: PolicyID, key: ItemKey) -> None:
@@ -196,6 +208,7 @@ class PolicyResolver:
         if meta is not None:
             self._metas[pid] = meta
         if old != meta:
+            self._tiers_of.clear()
             self.endpoints.mark_all(self._endpoints_of.get(pid, ()))
 
     def on_tier_update(self, name: str, tier: TierMeta | None) -> None:
@@ -203,6 +216,7 @@ class PolicyResolver:
             self._tiers.pop(name, None)
         else:
             self._tiers[name] = tier
+        self._tiers_of.clear()
         for pid, members in self._endpoints_of.items():
             if pid.tier == name:
                 self.endpoints.mark_all(members)
@@ -211,10 +225,20 @@ class PolicyResolver:
         endpoint = self._endpoints.get(key)
         if endpoint is None:
             return None
-        metas = [self._metas[pid] for pid in self._policies_of.get(key, ())]
         if isinstance(endpoint, model.WorkloadEndpoint):
-            message = workload_endpoint_message(endpoint, workload_tiers(metas, self._tiers))
+            base = self._bases.get(key)
+            if base is None:
+                base = self._bases[key] = workload_endpoint_message(endpoint, ())
+            pids = frozenset(self._policies_of.get(key, ()))
+            tiers = self._tiers_of.get(pids)
+            if tiers is None:
+                if len(self._tiers_of) >= _TIERS_KEPT:
+                    self._tiers_of.clear()
+                metas = [self._metas[pid] for pid in pids]
+                tiers = self._tiers_of[pids] = workload_tiers(metas, self._tiers)
+            message = replace(base, tiers=tiers)
             return WorkloadEndpointUpdate(workload_endpoint_id(endpoint), message)
+        metas = [self._metas[pid] for pid in self._policies_of.get(key, ())]
         hep_message = host_endpoint_message(endpoint, host_tiers(metas, self._tiers))
         return HostEndpointUpdate(host_endpoint_id(endpoint), hep_message)
 
