@@ -207,7 +207,22 @@ def _endpoint_chain(
 ) -> Chain:
     jumps = _tier_jumps(spec.tiers, spec.inbound)
     rules = _endpoint_rules(cfg, replace(spec, tiers=()), jumps, admin_up)
-    return Chain(naming.endpoint_chain_name(prefix, iface), rules)
+    # One Chain object per name and tuple of rules (shared by _endpoint_rules' cache): its
+    # rule hashes and targets are computed once, not again for every update of the endpoint
+    # or every endpoint re-created on the same interface. Keyed by the tuple's identity
+    # (hashing the rules would cost about what it saves); the entry holds the tuple, so the
+    # identity cannot be reused while it is there.
+    key = (prefix, iface, id(rules))
+    chain = _CHAINS.get(key)
+    if chain is None or chain.rules is not rules:
+        if len(_CHAINS) >= _CHAINS_KEPT:
+            _CHAINS.clear()
+        chain = _CHAINS[key] = Chain(naming.endpoint_chain_name(prefix, iface), rules)
+    return chain
+
+
+_CHAINS_KEPT = 16384  # a bound on the cache below (two chains per workload interface)
+_CHAINS: dict[tuple[str, str, int], Chain] = {}
 
 
 def _tier_jumps(tiers: tuple[TierInfo, ...], inbound: bool) -> tuple[_TierJumps, ...]:

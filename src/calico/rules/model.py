@@ -271,6 +271,7 @@ class Chain:
     rules: tuple[Rule, ...] = ()
     # Computed on first use, like Rule._spec: one chain is often installed in both families.
     _hashes: tuple[str, ...] | None = field(default=None, init=False, repr=False, compare=False)
+    _targets: frozenset[str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def rule_hashes(self) -> list[str]:
         hashes = self._hashes
@@ -281,7 +282,11 @@ class Chain:
 
     def targets(self) -> set[str]:
         """Chains this chain jumps or goes to."""
-        return {t for r in self.rules if r.action and (t := r.action.target_chain)}
+        targets = self._targets
+        if targets is None:
+            targets = frozenset(t for r in self.rules if r.action and (t := r.action.target_chain))
+            object.__setattr__(self, "_targets", targets)
+        return set(targets)
 
 
 def chained_hashes(seed: str, rules: Iterable[Rule]) -> list[str]:

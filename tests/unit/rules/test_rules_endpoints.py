@@ -287,3 +287,19 @@ def test_grouped_chains_decide_as_the_policies_jumped_to_one_by_one() -> None:
             ))  # fmt: skip
             chains = endpoints.workload_endpoint_chains(CFG, grouped)
             assert _verdict(chains, behaviour) == expected, (acts, layout)
+
+
+def test_endpoint_chains_are_one_object_while_name_and_rules_are_the_same() -> None:
+    """So that their rule hashes and targets are computed once (Chain caches them)."""
+    first, _ = endpoints.workload_endpoint_chains(CFG, wep("cali1", profiles=("p",)))
+    again, _ = endpoints.workload_endpoint_chains(CFG, wep("cali1", profiles=("p",)))
+    assert again is first
+    other, _ = endpoints.workload_endpoint_chains(CFG, wep("cali2", profiles=("p",)))
+    assert other.rules is first.rules and other.name != first.name
+    assert other.rule_hashes() != first.rule_hashes()  # the name is hashed in
+    changed, _ = endpoints.workload_endpoint_chains(CFG, wep("cali1", profiles=("q",)))
+    assert changed.name == first.name and changed.rules != first.rules
+    assert changed.rule_hashes() != first.rule_hashes()
+    assert changed.targets() == {"cali-pri-q"} and first.targets() == {"cali-pri-p"}
+    first.targets().clear()  # a copy: the cached targets stay
+    assert first.targets() == {"cali-pri-p"}
