@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from calico.calc.messages import (
@@ -201,3 +201,48 @@ def test_a_policy_group_chain_goes_with_the_last_workload_jumping_to_it() -> Non
     mgr.complete_deferred_work()
     assert group not in filter_table.chain_names()
     assert not mgr._group_refs
+
+
+ROUTED_OPS = st.lists(
+    st.tuples(
+        st.integers(0, 1),  # endpoint
+        st.one_of(st.none(), st.integers(0, 1)),  # its interface (None: removed)
+        st.sampled_from([(), ("198.18.0.1/32",), ("198.18.0.2/32",)]),  # its addresses
+        st.sampled_from([None, "ee:ee:ee:ee:ee:01"]),  # its MAC
+        st.sampled_from([(), ("198.19.0.0/16",)]),  # its allowed spoofed prefixes
+        st.sampled_from([(), (TierInfo("default", ingress_policies=(PolicyID("default", "a"),)),)]),
+        st.booleans(),  # complete deferred work after this one
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops=ROUTED_OPS)
+@example(ops=[(0, 0, (), None, (), (), True), (0, 0, ("198.18.0.1/32",), None, (), (), True)])
+def test_routes_and_sysctls_after_any_updates_equal_a_fresh_build(
+    ops: list[tuple[int, int | None, tuple[str, ...], str | None, tuple[str, ...], Any, bool]],
+) -> None:
+    """Updates that change only policies skip the routes and sysctls: what the drivers
+    are left holding must still be what the last messages alone give."""
+    mgr, _, _ = manager()
+    final: dict[WorkloadEndpointID, Message] = {}
+    for ep, iface, nets, mac, spoofed, tiers, flush in ops:
+        ep_id = WorkloadEndpointID("ns", f"ep{ep}")
+        msg: Message = WorkloadEndpointRemove(ep_id)
+        if iface is not None:
+            wep = WorkloadEndpoint(f"cali{ep}x{iface}", mac, nets, (), (), tiers, (), (), spoofed)
+            msg = WorkloadEndpointUpdate(ep_id, wep)
+        mgr.on_update(msg)
+        final[ep_id] = msg
+        if flush:
+            mgr.complete_deferred_work()
+    mgr.complete_deferred_work()
+    fresh, _, _ = manager()
+    for msg in final.values():
+        fresh.on_update(msg)
+    fresh.complete_deferred_work()
+    assert mgr._routes[4]._desired == fresh._routes[4]._desired
+    assert mgr._links._desired == fresh._links._desired
+    for ours, theirs in zip(mgr._tables.values(), fresh._tables.values(), strict=True):
+        assert chains(ours) == chains(theirs)

@@ -165,6 +165,16 @@ class EndpointManager:
             self._groups_of[ep_id] = groups
         for family in self._cfg.ip_versions:
             self._tables[("filter", family)].update_chains(chains)
+        self._programmed[ep_id] = new
+        # Most updates under churn only change policies: then the routes and sysctls the
+        # drivers hold for the interface are already these.
+        if (
+            old is not None
+            and old.interface_name == new.interface_name
+            and _routed(old) == _routed(new)
+            and _spoofing(old) == _spoofing(new)
+        ):
+            return
         for family, nets in ((4, new.ipv4_nets), (6, new.ipv6_nets)):
             if family in self._routes:
                 mac = new.mac if family == 4 else None
@@ -177,7 +187,6 @@ class EndpointManager:
                 )
         spoofing = bool(new.allow_spoofed_source_prefixes)
         self._links.set_interface(new.interface_name, spoofing, 6 in self._cfg.ip_versions)
-        self._programmed[ep_id] = new
 
     def _remove_workload_iface(self, iface: str) -> None:
         names = [c.name for c in workload_endpoint_chains(self._cfg, _blank(iface))]
@@ -295,6 +304,11 @@ def _spoofing(ep: WorkloadEndpoint | None) -> tuple[str, tuple[str, ...]] | None
     if ep is None or not ep.allow_spoofed_source_prefixes:
         return None
     return ep.interface_name, ep.allow_spoofed_source_prefixes
+
+
+def _routed(ep: WorkloadEndpoint) -> tuple[object, ...]:
+    """What an endpoint's routes are made of (see endpoint_nats)."""
+    return (ep.ipv4_nets, ep.ipv6_nets, ep.mac, ep.ipv4_nats, ep.ipv6_nats, ep.orchestrator)
 
 
 def _blank(iface: str) -> WorkloadEndpoint:
