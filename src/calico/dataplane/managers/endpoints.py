@@ -165,28 +165,28 @@ class EndpointManager:
             self._groups_of[ep_id] = groups
         for family in self._cfg.ip_versions:
             self._tables[("filter", family)].update_chains(chains)
-        self._programmed[ep_id] = new
         # Most updates under churn only change policies: then the routes and sysctls the
         # drivers hold for the interface are already these.
         if (
-            old is not None
-            and old.interface_name == new.interface_name
-            and _routed(old) == _routed(new)
-            and _spoofing(old) == _spoofing(new)
+            old is None
+            or old.interface_name != new.interface_name
+            or _routed(old) != _routed(new)
+            or _spoofing(old) != _spoofing(new)
         ):
-            return
-        for family, nets in ((4, new.ipv4_nets), (6, new.ipv6_nets)):
+            self._sync_routes_and_sysctls(new)
+        self._programmed[ep_id] = new  # last: if a driver raised, the retry redoes it all
+
+    def _sync_routes_and_sysctls(self, ep: WorkloadEndpoint) -> None:
+        for family, nets in ((4, ep.ipv4_nets), (6, ep.ipv6_nets)):
             if family in self._routes:
-                mac = new.mac if family == 4 else None
+                mac = ep.mac if family == 4 else None
                 host_len = 32 if family == 4 else 128
-                fips = [
-                    f"{n.external_ip}/{host_len}" for n in endpoint_nats(self._cfg, new, family)
-                ]
+                fips = [f"{n.external_ip}/{host_len}" for n in endpoint_nats(self._cfg, ep, family)]
                 self._routes[family].set_routes(
-                    new.interface_name, [RouteTarget(net, mac) for net in (*nets, *fips)]
+                    ep.interface_name, [RouteTarget(net, mac) for net in (*nets, *fips)]
                 )
-        spoofing = bool(new.allow_spoofed_source_prefixes)
-        self._links.set_interface(new.interface_name, spoofing, 6 in self._cfg.ip_versions)
+        spoofing = bool(ep.allow_spoofed_source_prefixes)
+        self._links.set_interface(ep.interface_name, spoofing, 6 in self._cfg.ip_versions)
 
     def _remove_workload_iface(self, iface: str) -> None:
         names = [c.name for c in workload_endpoint_chains(self._cfg, _blank(iface))]
