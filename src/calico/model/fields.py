@@ -114,6 +114,16 @@ def parse_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
         raise ValueError(f"{text!r} is not a valid IP address or CIDR") from None
 
 
+def is_single_address(text: str) -> bool:
+    """Whether a valid CIDR text is one address (a bare address, /32 or /128). A plain one is
+    judged without building a network object: Felix checks every endpoint's at start-up."""
+    plain = plain_cidr(text)
+    if plain is not None:
+        return plain[2] == (32 if plain[0] == 4 else 128)
+    net = parse_network(text)
+    return net.prefixlen == net.max_prefixlen
+
+
 def _cidr(text: str) -> str:
     if plain_cidr(text) is None:
         parse_network(text)
