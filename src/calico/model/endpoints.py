@@ -30,7 +30,7 @@ from calico.model.fields import (
     InterfaceName,
     IPAddress,
     Protocol,
-    is_single_address,
+    SingleAddress,
     parse_network,
 )
 from calico.model.names import workload_endpoint_name as workload_endpoint_name
@@ -124,7 +124,7 @@ class WorkloadEndpointSpec(Model):
     pod: str | None = None
     endpoint: str | None = None
     serviceAccountName: str | None = None
-    ipNetworks: list[CIDR] | None = None
+    ipNetworks: list[SingleAddress] | None = None
     ipNATs: list[IPNAT] | None = None
     ipv4Gateway: IPAddress | None = None
     ipv6Gateway: IPAddress | None = None
@@ -170,14 +170,8 @@ class WorkloadEndpoint(Resource):
         return None
 
     def check_spec(self) -> None:
-        texts = self.spec.ipNetworks or []
-        for i, text in enumerate(texts):
-            if not is_single_address(text):
-                raise FieldError(
-                    f"spec.ipNetworks.{i}", f"{text!r} must be a single address (/32 or /128)"
-                )
         if self.spec.allowedIps or self.spec.ipNATs:  # network objects only to compare
-            self._check_inside([parse_network(text) for text in texts])
+            self._check_inside([parse_network(text) for text in self.spec.ipNetworks or []])
         for field, version in (("ipv4Gateway", 4), ("ipv6Gateway", 6)):
             gw = getattr(self.spec, field)
             if gw is not None and ipaddress.ip_address(gw).version != version:

@@ -124,6 +124,12 @@ def is_single_address(text: str) -> bool:
     return net.prefixlen == net.max_prefixlen
 
 
+def _single_address(text: str) -> str:
+    if not is_single_address(text):
+        raise ValueError(f"{text!r} must be a single address (/32 or /128)")
+    return text
+
+
 def _cidr(text: str) -> str:
     if plain_cidr(text) is None:
         parse_network(text)
@@ -253,6 +259,7 @@ def _integral_float(value: float) -> int | float:
 Labels = Annotated[dict[str, str], AfterValidator(_labels)]
 Selector = Annotated[str, AfterValidator(_selector)]
 CIDR = Annotated[str, AfterValidator(_cidr)]
+SingleAddress = Annotated[str, AfterValidator(_single_address)]  # a bare address, /32 or /128
 MaskedNet = Annotated[str, AfterValidator(_masked_net)]
 IPAddress = Annotated[str, AfterValidator(_ip)]
 InterfaceName = Annotated[str, AfterValidator(_interface)]

@@ -45,8 +45,6 @@ def check_label_value(value: str) -> str | None:
 
 def workload_endpoint_name(node: str, orchestrator: str, workload: str, endpoint: str) -> str:
     """Calico's WorkloadEndpoint name: identifiers joined by '-', with '-' doubled inside."""
-    return "-".join(_escape(p) for p in (node, orchestrator, workload, endpoint))
-
-
-def _escape(part: str) -> str:
-    return part.replace("-", "--")
+    # Spelled out: Felix derives the name of every endpoint in the cluster at start-up.
+    return "-".join((node.replace("-", "--"), orchestrator.replace("-", "--"),
+                     workload.replace("-", "--"), endpoint.replace("-", "--")))  # fmt: skip
