@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from calico import programs
+from calico.testing.shop import DENY_DB
 from calico.testing.workloads import connects, serve
 
 from .conftest import Cluster, wait_until
@@ -21,17 +22,6 @@ from .test_host_endpoints import HOST_V4
 pytestmark = pytest.mark.fv
 
 CALICOCTL = str(Path(sys.executable).parent / "calicoctl")
-POLICY = """
-apiVersion: projectcalico.org/v3
-kind: NetworkPolicy
-metadata: {name: db-ingress, namespace: shop}
-spec:
-  order: 10
-  selector: app == 'db'
-  ingress:
-  - {action: Allow, protocol: TCP, source: {selector: app == 'web'}, destination: {ports: [8080]}}
-  - {action: Deny, protocol: TCP, destination: {ports: [5432]}}
-"""
 
 
 CLOSED = (
@@ -65,10 +55,10 @@ def test_preview_matches_real_packets(cluster: Cluster) -> None:
     every = [(web.netns, 5432), (web.netns, 8080), (host.upstream, 5432), (host.upstream, 8080)]
     wait_until(lambda: all(reach(*flow) for flow in every), what="all open")
 
-    code, out = calicoctl(cluster, "apply", "--preview", "-f", "-", stdin=POLICY)
+    code, out = calicoctl(cluster, "apply", "--preview", "-f", "-", stdin=DENY_DB)
     assert (code, out) == (1, CLOSED.replace("{}", "denied"))
     assert all(reach(*flow) for flow in every)  # nothing was written
-    assert calicoctl(cluster, "apply", "-f", "-", stdin=POLICY)[0] == 0
+    assert calicoctl(cluster, "apply", "-f", "-", stdin=DENY_DB)[0] == 0
     closed = [(web.netns, 5432), (host.upstream, 5432), (host.upstream, 8080)]
     wait_until(lambda: not any(reach(*flow) for flow in closed), what="denied")
     assert reach(web.netns, 8080)  # not in the preview

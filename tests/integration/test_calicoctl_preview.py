@@ -16,43 +16,10 @@ from calico.model import parse_manifest
 from calico.model.status_keys import host_endpoint_interfaces_key
 from calico.rules.packet_walk import WalkError
 from calico.testing.etcd_server import EtcdServer
+from calico.testing.shop import DENY_DB
+from calico.testing.shop import SHOP as BASE
 
 pytestmark = pytest.mark.integration
-
-BASE = """
-apiVersion: projectcalico.org/v3
-kind: Profile
-metadata: {name: kns.shop}
-spec: {labelsToApply: {pcns.projectcalico.org/name: shop}}
----
-apiVersion: projectcalico.org/v3
-kind: WorkloadEndpoint
-metadata: {namespace: shop, labels: {app: web}}
-spec: {node: host-1, orchestrator: k8s, pod: web-0, endpoint: eth0, interfaceName: caliweb0,
-       ipNetworks: [198.19.0.1/32], profiles: [kns.shop]}
----
-apiVersion: projectcalico.org/v3
-kind: WorkloadEndpoint
-metadata: {namespace: shop, labels: {app: db}}
-spec: {node: host-2, orchestrator: k8s, pod: db-0, endpoint: eth0, interfaceName: calidb0,
-       ipNetworks: [198.19.0.2/32], profiles: [kns.shop]}
----
-apiVersion: projectcalico.org/v3
-kind: GlobalNetworkPolicy
-metadata: {name: allow-all}
-spec: {order: 1000, selector: all(), ingress: [{action: Allow}], egress: [{action: Allow}]}
-"""
-DENY_DB = """
-apiVersion: projectcalico.org/v3
-kind: NetworkPolicy
-metadata: {name: db-ingress, namespace: shop}
-spec:
-  order: 10
-  selector: app == 'db'
-  ingress:
-  - {action: Allow, protocol: TCP, source: {selector: app == 'web'}, destination: {ports: [8080]}}
-  - {action: Deny, protocol: TCP, destination: {ports: [5432]}}
-"""
 
 
 @pytest.fixture

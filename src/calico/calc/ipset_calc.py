@@ -141,15 +141,24 @@ class IPSetCalculator:
 
     def _contribute(self, set_id: str, item: Item, sign: int) -> None:
         state = self._sets[set_id]
+        members = state.members
+        if set_id in self._new:  # sent whole at the next flush: no delta to keep
+            for member in contributions(state.spec, item):
+                count = members[member] + sign
+                if count > 0:
+                    members[member] = count
+                else:
+                    del members[member]
+            return
         self._touched.add(set_id)
         for member in contributions(state.spec, item):
-            count = state.members[member] + sign
+            count = members[member] + sign
             if count > 0:
-                if member not in state.members:
+                if member not in members:
                     self._note(state, member, added=True)
-                state.members[member] = count
+                members[member] = count
             else:
-                del state.members[member]
+                del members[member]
                 self._note(state, member, added=False)
 
     @staticmethod

@@ -112,6 +112,11 @@ def decode(kv: KeyValue, kind: type[Resource] | None = None) -> Resource:
     key = parse_key(kv.key, kind)
     if key is None:
         raise ResourceError(kv.key, [("", "not a known resource key")])
+    return decode_at(key, kv)
+
+
+def decode_at(key: ResourceKey, kv: KeyValue) -> Resource:
+    """decode() of a value whose key the caller has parsed already (a syncer's)."""
     try:
         data = json.loads(kv.value)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from calico.datastore.api import Backend, KeyValue, SyncStatus, Update, UpdateKind
-from calico.datastore.client import decode
+from calico.datastore.client import decode_at
 from calico.datastore.syncer import Syncer
 from calico.model.base import Resource
 from calico.model.errors import ResourceError
@@ -78,7 +78,7 @@ class ResourceDecoder:
         if update.value is None:
             return self._removed(key, update.revision)
         try:
-            resource = decode(KeyValue(update.key, update.value, update.revision))
+            resource = decode_at(key, KeyValue(update.key, update.value, update.revision))
         except ResourceError as exc:
             salvaged = self._salvage(key, update.value) if self._salvage else None
             if salvaged is None:

@@ -30,6 +30,7 @@ from calico.model.fields import (
     InterfaceName,
     IPAddress,
     Protocol,
+    SingleAddress,
     parse_network,
 )
 from calico.model.names import workload_endpoint_name as workload_endpoint_name
@@ -123,7 +124,7 @@ class WorkloadEndpointSpec(Model):
     pod: str | None = None
     endpoint: str | None = None
     serviceAccountName: str | None = None
-    ipNetworks: list[CIDR] | None = None
+    ipNetworks: list[SingleAddress] | None = None
     ipNATs: list[IPNAT] | None = None
     ipv4Gateway: IPAddress | None = None
     ipv6Gateway: IPAddress | None = None
@@ -169,14 +170,14 @@ class WorkloadEndpoint(Resource):
         return None
 
     def check_spec(self) -> None:
-        nets = []
-        for i, text in enumerate(self.spec.ipNetworks or []):
-            net = parse_network(text)
-            if net.prefixlen != net.max_prefixlen:
-                raise FieldError(
-                    f"spec.ipNetworks.{i}", f"{text!r} must be a single address (/32 or /128)"
-                )
-            nets.append(net)
+        if self.spec.allowedIps or self.spec.ipNATs:  # network objects only to compare
+            self._check_inside([parse_network(text) for text in self.spec.ipNetworks or []])
+        for field, version in (("ipv4Gateway", 4), ("ipv6Gateway", 6)):
+            gw = getattr(self.spec, field)
+            if gw is not None and ipaddress.ip_address(gw).version != version:
+                raise FieldError(f"spec.{field}", f"{gw!r} is not an IPv{version} address")
+
+    def _check_inside(self, nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> None:
         for i, text in enumerate(self.spec.allowedIps or []):
             if parse_network(text) not in nets:
                 raise FieldError(
@@ -187,10 +188,6 @@ class WorkloadEndpoint(Resource):
                 raise FieldError(
                     f"spec.ipNATs.{i}.internalIP", "NAT is not in the endpoint's ipNetworks"
                 )
-        for field, version in (("ipv4Gateway", 4), ("ipv6Gateway", 6)):
-            gw = getattr(self.spec, field)
-            if gw is not None and ipaddress.ip_address(gw).version != version:
-                raise FieldError(f"spec.{field}", f"{gw!r} is not an IPv{version} address")
 
     def apply_defaults(self) -> None:
         labels = dict(self.metadata.labels or {})

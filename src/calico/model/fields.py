@@ -114,6 +114,22 @@ def parse_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
         raise ValueError(f"{text!r} is not a valid IP address or CIDR") from None
 
 
+def is_single_address(text: str) -> bool:
+    """Whether a valid CIDR text is one address (a bare address, /32 or /128). A plain one is
+    judged without building a network object: Felix checks every endpoint's at start-up."""
+    plain = plain_cidr(text)
+    if plain is not None:
+        return plain[2] == (32 if plain[0] == 4 else 128)
+    net = parse_network(text)
+    return net.prefixlen == net.max_prefixlen
+
+
+def _single_address(text: str) -> str:
+    if not is_single_address(text):
+        raise ValueError(f"{text!r} must be a single address (/32 or /128)")
+    return text
+
+
 def _cidr(text: str) -> str:
     if plain_cidr(text) is None:
         parse_network(text)
@@ -243,6 +259,7 @@ def _integral_float(value: float) -> int | float:
 Labels = Annotated[dict[str, str], AfterValidator(_labels)]
 Selector = Annotated[str, AfterValidator(_selector)]
 CIDR = Annotated[str, AfterValidator(_cidr)]
+SingleAddress = Annotated[str, AfterValidator(_single_address)]  # a bare address, /32 or /128
 MaskedNet = Annotated[str, AfterValidator(_masked_net)]
 IPAddress = Annotated[str, AfterValidator(_ip)]
 InterfaceName = Annotated[str, AfterValidator(_interface)]

@@ -7,6 +7,7 @@ define them, and Calico's WorkloadEndpoint name.
 
 from __future__ import annotations
 
+import functools
 import re
 
 DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
@@ -19,6 +20,9 @@ def is_subdomain(name: str) -> bool:
     return len(name) <= 253 and bool(_SUBDOMAIN_RE.match(name))
 
 
+# Label keys (and many values) repeat across the cluster's resources: Felix checks every
+# resource's labels at start-up; the cache bounds the work by the distinct texts.
+@functools.lru_cache(maxsize=4096)
 def check_qualified_name(key: str) -> str | None:
     """Kubernetes label/annotation key rule; returns the reason it is invalid, or None."""
     prefix, _, name = key.rpartition("/")
@@ -34,6 +38,7 @@ def check_qualified_name(key: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def check_label_value(value: str) -> str | None:
     if value and (len(value) > 63 or not _QUALIFIED_NAME.match(value)):
         return (
@@ -45,8 +50,6 @@ def check_label_value(value: str) -> str | None:
 
 def workload_endpoint_name(node: str, orchestrator: str, workload: str, endpoint: str) -> str:
     """Calico's WorkloadEndpoint name: identifiers joined by '-', with '-' doubled inside."""
-    return "-".join(_escape(p) for p in (node, orchestrator, workload, endpoint))
-
-
-def _escape(part: str) -> str:
-    return part.replace("-", "--")
+    # Spelled out: Felix derives the name of every endpoint in the cluster at start-up.
+    return "-".join((node.replace("-", "--"), orchestrator.replace("-", "--"),
+                     workload.replace("-", "--"), endpoint.replace("-", "--")))  # fmt: skip

@@ -1,9 +1,9 @@
 """The fast path for plain addresses agrees with ipaddress on every text it accepts.
 
-`plain_cidr` (and through it `parse_network` and the calc graph's `normalise_cidr`) judges
-plain IPv4/IPv6 texts without ipaddress; a text it accepts that ipaddress refuses would let
-garbage through validation. Checked on hand-picked edge cases and on a seeded corpus of
-random and mutated texts.
+`plain_cidr` (and through it `parse_network`, `is_single_address` and the calc graph's
+`normalise_cidr`) judges plain IPv4/IPv6 texts without ipaddress; a text it accepts that
+ipaddress refuses would let garbage through validation. Checked on hand-picked edge cases
+and on a seeded corpus of random and mutated texts.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import random
 import pytest
 
 from calico.calc.items import normalise_cidr
-from calico.model.fields import parse_network, plain_cidr
+from calico.model.fields import is_single_address, parse_network, plain_cidr
 
 EDGES = [
     "0.0.0.0", "255.255.255.255", "256.1.1.1", "01.2.3.4", "1.2.3.04", "1.2.3", "1.2.3.4.5",
@@ -108,4 +108,6 @@ def test_parse_and_normalise_match_ipaddress() -> None:
             wrong.append((text, f"parse_network: {net!r}"))
         if normalise_cidr(text) != str(reference):
             wrong.append((text, f"normalise_cidr: {normalise_cidr(text)}"))
+        if is_single_address(text) != (reference.prefixlen == reference.max_prefixlen):
+            wrong.append((text, f"is_single_address: {is_single_address(text)}"))
     assert wrong == []
