@@ -84,7 +84,7 @@ class Sample:
 
 class Bench:
     """Two host namespaces (one with the CNI service), an etcd with a pool and the installed
-    plugins. `close()` stops the service."""
+    plugins; a context manager, whose exit stops the service."""
 
     def __init__(self, ns: Namespaces, etcd: EtcdServer, bin_dir: Path) -> None:
         self.ns = ns
@@ -109,7 +109,10 @@ class Bench:
         finally:
             backend.close()
 
-    def close(self) -> None:
+    def __enter__(self) -> Bench:
+        return self
+
+    def __exit__(self, *_: object) -> None:
         self.service.terminate()
         self.service.wait(timeout=60)
 
@@ -205,12 +208,12 @@ class Bench:
 
 
 def run(ns: Namespaces, runs: int, baseline: str | None = None) -> list[Row]:
-    with EtcdServer() as etcd, tempfile.TemporaryDirectory(prefix="calico-bench-cni-") as tmp:
-        bench = Bench(ns, etcd, Path(tmp) / "bin")
-        try:
-            return _measure(bench, bench.conf(Path(tmp) / "cni.log"), tmp, runs, baseline)
-        finally:
-            bench.close()
+    with (
+        EtcdServer() as etcd,
+        tempfile.TemporaryDirectory(prefix="calico-bench-cni-") as tmp,
+        Bench(ns, etcd, Path(tmp) / "bin") as bench,
+    ):
+        return _measure(bench, bench.conf(Path(tmp) / "cni.log"), tmp, runs, baseline)
 
 
 def _measure(

@@ -160,26 +160,33 @@ def _count(bench: Bench, backend: EtcdBackend, ids: list[str], endpoint: str) ->
 
 def run(ns: Namespaces, adds: int, seed: int) -> Leaks:
     rng = random.Random(seed)
-    with EtcdServer() as etcd, tempfile.TemporaryDirectory(prefix="calico-cni-kill-") as tmp:
-        bench = Bench(ns, etcd, Path(tmp) / "bin")
-        backend = EtcdBackend.from_env({"ETCD_ENDPOINTS": etcd.endpoint})
-        try:
-            ResourceClient(backend).apply(parse_resource({
-                "apiVersion": "projectcalico.org/v3", "kind": "Node",
-                "metadata": {"name": NODE}, "spec": {},
-            }))  # fmt: skip
-            conf = bench.conf(Path(tmp) / "cni.log")
-            bench.add_del(0, conf)  # claims the block
-            unkilled = _batch(bench, conf, "u", [None] * adds)
-            unkilled.delete(bench, conf)
-            delays: list[float | None] = [rng.uniform(0, unkilled.span) for _ in range(adds)]
-            batch = _batch(bench, conf, "k", delays)
-            left = _count(bench, backend, batch.ids, etcd.endpoint)  # what DEL has to clean
-            batch.delete(bench, conf)
-            leaks = _count(bench, backend, batch.ids, etcd.endpoint)
-            return Leaks(adds, batch.killed, left, **leaks)
-        finally:
-            backend.close()
+    with (
+        EtcdServer() as etcd,
+        tempfile.TemporaryDirectory(prefix="calico-cni-kill-") as tmp,
+        Bench(ns, etcd, Path(tmp) / "bin") as bench,
+    ):
+        return _measure(bench, etcd, Path(tmp), adds, rng)
+
+
+def _measure(bench: Bench, etcd: EtcdServer, tmp: Path, adds: int, rng: random.Random) -> Leaks:
+    backend = EtcdBackend.from_env({"ETCD_ENDPOINTS": etcd.endpoint})
+    try:
+        ResourceClient(backend).apply(parse_resource({
+            "apiVersion": "projectcalico.org/v3", "kind": "Node",
+            "metadata": {"name": NODE}, "spec": {},
+        }))  # fmt: skip
+        conf = bench.conf(tmp / "cni.log")
+        bench.add_del(0, conf)  # claims the block
+        unkilled = _batch(bench, conf, "u", [None] * adds)
+        unkilled.delete(bench, conf)
+        delays: list[float | None] = [rng.uniform(0, unkilled.span) for _ in range(adds)]
+        batch = _batch(bench, conf, "k", delays)
+        left = _count(bench, backend, batch.ids, etcd.endpoint)  # what DEL has to clean
+        batch.delete(bench, conf)
+        leaks = _count(bench, backend, batch.ids, etcd.endpoint)
+        return Leaks(adds, batch.killed, left, **leaks)
+    finally:
+        backend.close()
 
 
 def format_leaks(leaks: Leaks) -> str:

@@ -3,6 +3,8 @@ installed with `calico cni install`, exactly as an operator installs them."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -64,6 +66,30 @@ def cni(
     assert _text(service_log).count("CNI call from pid") == runner.handed_over
     lines = [line for line in _text(runner.log_path).splitlines() if "calico-cni" in line]
     assert all(f"calico-cni {service.pid} " in line for line in lines), lines[:5]
+
+
+@pytest.fixture(autouse=True)
+def no_service_left() -> Iterator[None]:
+    """Whatever started a `calico cni serve` (a fixture, a bench) stopped it by the test's end."""
+    yield
+    left = _serving_children()
+    for pid in left:  # stopped here so one leak does not spread to the next tests
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"calico cni serve still running: pids {left}"
+
+
+def _serving_children() -> list[int]:
+    me, found = os.getpid(), []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == me and b"cni\0serve" in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except (OSError, IndexError, ValueError):  # exited meanwhile
+            continue
+    return found
 
 
 def _text(path: Path) -> str:
