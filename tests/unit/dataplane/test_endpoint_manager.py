@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from hypothesis import example, given, settings
@@ -93,6 +94,30 @@ def chains(table: IptablesTable) -> dict[str, object]:
     return {name: desired.chain for name, desired in table._chains.items()}
 
 
+def replayed_and_fresh(
+    steps: Iterable[tuple[int, WorkloadEndpoint | None, bool]],
+) -> tuple[EndpointManager, EndpointManager]:
+    """A manager fed `steps` (endpoint number, its endpoint or None for removed, complete
+    deferred work after it) and one fed only each endpoint's last message."""
+    mgr, _, _ = manager()
+    final: dict[WorkloadEndpointID, Message] = {}
+    for ep, wep, flush in steps:
+        ep_id = WorkloadEndpointID("ns", f"ep{ep}")
+        msg: Message = (
+            WorkloadEndpointRemove(ep_id) if wep is None else WorkloadEndpointUpdate(ep_id, wep)
+        )
+        mgr.on_update(msg)
+        final[ep_id] = msg
+        if flush:
+            mgr.complete_deferred_work()
+    mgr.complete_deferred_work()
+    fresh, _, _ = manager()
+    for msg in final.values():
+        fresh.on_update(msg)
+    fresh.complete_deferred_work()
+    return mgr, fresh
+
+
 WEP_OPS = st.lists(
     st.tuples(
         st.integers(0, 40),  # endpoint
@@ -110,23 +135,11 @@ def test_dispatch_and_rpf_skip_rebuilt_only_when_needed_equal_a_fresh_build(
     ops: list[tuple[int, int | None, tuple[str, ...], bool]],
 ) -> None:
     """(Endpoints never share an interface here: the manager does not support that.)"""
-    mgr, _, _ = manager()
-    final: dict[WorkloadEndpointID, Message] = {}
-    for ep, iface, spoofed, flush in ops:
-        ep_id = WorkloadEndpointID("ns", f"ep{ep}")
-        msg: Message = WorkloadEndpointRemove(ep_id)
-        if iface is not None:
-            wep = WorkloadEndpoint(f"cali{ep}x{iface}", None, (), (), (), (), (), (), spoofed)
-            msg = WorkloadEndpointUpdate(ep_id, wep)
-        mgr.on_update(msg)
-        final[ep_id] = msg
-        if flush:
-            mgr.complete_deferred_work()
-    mgr.complete_deferred_work()
-    fresh, _, _ = manager()
-    for msg in final.values():
-        fresh.on_update(msg)
-    fresh.complete_deferred_work()
+    mgr, fresh = replayed_and_fresh(
+        (ep, WorkloadEndpoint(f"cali{ep}x{iface}", None, (), (), (), (), (), (), spoofed)
+         if iface is not None else None, flush)
+        for ep, iface, spoofed, flush in ops
+    )  # fmt: skip
     for ours, theirs in zip(mgr._tables.values(), fresh._tables.values(), strict=True):
         assert chains(ours) == chains(theirs)
 
@@ -225,23 +238,11 @@ def test_routes_and_sysctls_after_any_updates_equal_a_fresh_build(
 ) -> None:
     """Updates that change only policies skip the routes and sysctls: what the drivers
     are left holding must still be what the last messages alone give."""
-    mgr, _, _ = manager()
-    final: dict[WorkloadEndpointID, Message] = {}
-    for ep, iface, nets, mac, spoofed, tiers, flush in ops:
-        ep_id = WorkloadEndpointID("ns", f"ep{ep}")
-        msg: Message = WorkloadEndpointRemove(ep_id)
-        if iface is not None:
-            wep = WorkloadEndpoint(f"cali{ep}x{iface}", mac, nets, (), (), tiers, (), (), spoofed)
-            msg = WorkloadEndpointUpdate(ep_id, wep)
-        mgr.on_update(msg)
-        final[ep_id] = msg
-        if flush:
-            mgr.complete_deferred_work()
-    mgr.complete_deferred_work()
-    fresh, _, _ = manager()
-    for msg in final.values():
-        fresh.on_update(msg)
-    fresh.complete_deferred_work()
+    mgr, fresh = replayed_and_fresh(
+        (ep, WorkloadEndpoint(f"cali{ep}x{iface}", mac, nets, (), (), tiers, (), (), spoofed)
+         if iface is not None else None, flush)
+        for ep, iface, nets, mac, spoofed, tiers, flush in ops
+    )  # fmt: skip
     assert mgr._routes[4]._desired == fresh._routes[4]._desired
     assert mgr._links._desired == fresh._links._desired
     for ours, theirs in zip(mgr._tables.values(), fresh._tables.values(), strict=True):
