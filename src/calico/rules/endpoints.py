@@ -101,11 +101,12 @@ def workload_endpoint_chains(
         allow=verdict(cfg.filter_allow_action),
     )
     from_wl = replace(to_wl, inbound=False, drop_encap=True)
+    groups: list[Chain] = []
+    iface = ep.interface_name
     return [
-        _endpoint_chain(cfg, naming.WORKLOAD_TO_PFX, ep.interface_name, to_wl, admin_up),
-        _endpoint_chain(cfg, naming.WORKLOAD_FROM_PFX, ep.interface_name, from_wl, admin_up),
-        *(_group_chains(cfg, to_wl) if admin_up else ()),
-        *(_group_chains(cfg, from_wl) if admin_up else ()),
+        _endpoint_chain(cfg, naming.WORKLOAD_TO_PFX, iface, to_wl, admin_up, groups),
+        _endpoint_chain(cfg, naming.WORKLOAD_FROM_PFX, iface, from_wl, admin_up, groups),
+        *groups,
     ]
 
 
@@ -203,9 +204,18 @@ class _TierJumps:
 
 
 def _endpoint_chain(
-    cfg: RulesConfig, prefix: str, iface: str, spec: _Spec, admin_up: bool = True
+    cfg: RulesConfig,
+    prefix: str,
+    iface: str,
+    spec: _Spec,
+    admin_up: bool = True,
+    groups: list[Chain] | None = None,
 ) -> Chain:
-    jumps = _tier_jumps(spec.tiers, spec.inbound)
+    """The endpoint chain; with `groups`, the shared chains of policies it jumps to (see
+    `policy_runs`) are added there, from the same runs its jumps were made of."""
+    jumps, grouped = _tier_jumps(spec.tiers, spec.inbound)
+    if groups is not None and admin_up:
+        groups += (_group_chain(cfg, *run, spec.inbound) for run in grouped)
     rules = _endpoint_rules(cfg, replace(spec, tiers=()), jumps, admin_up)
     # One Chain object per name and tuple of rules (shared by _endpoint_rules' cache): its
     # rule hashes and targets are computed once, not again for every update of the endpoint
@@ -225,15 +235,25 @@ _CHAINS_KEPT = 16384  # a bound on the cache below (two chains per workload inte
 _CHAINS: dict[tuple[str, str, int], Chain] = {}
 
 
-def _tier_jumps(tiers: tuple[TierInfo, ...], inbound: bool) -> tuple[_TierJumps, ...]:
+_GroupedRun = tuple[str, tuple[PolicyID, ...], str]  # tier, policies, their selection
+
+
+def _tier_jumps(
+    tiers: tuple[TierInfo, ...], inbound: bool
+) -> tuple[tuple[_TierJumps, ...], list[_GroupedRun]]:
+    """What each tier jumps to, and the runs of policies among those that are groups.
+    Kept apart: the jumps key `_endpoint_rules`' cache, which a change inside a group must
+    not miss."""
     out = []
+    grouped: list[_GroupedRun] = []
     for tier in tiers:
         policies = tier.ingress_policies if inbound else tier.egress_policies
         if policies:
             runs = policy_runs(policies, _selections(tier, inbound))
             targets = tuple(_run_chain(tier.name, run, sel, inbound) for run, sel in runs)
             out.append(_TierJumps(tier.name, tier.default_action, targets))
-    return tuple(out)
+            grouped += ((tier.name, run, sel) for run, sel in runs if sel is not None)
+    return tuple(out), grouped
 
 
 @functools.lru_cache(maxsize=65536)
@@ -349,24 +369,13 @@ def _selections(tier: TierInfo, inbound: bool) -> tuple[str, ...]:
     return tier.ingress_selections if inbound else tier.egress_selections
 
 
-def _group_chains(cfg: RulesConfig, spec: _Spec) -> list[Chain]:
-    """The shared chains that `spec`'s endpoint chain jumps to: per policy, as an endpoint
-    chain has it, jump if no policy of the tier passed, return if it accepted (at the end
-    the chain returns anyway)."""
-    chains = []
-    for tier in spec.tiers:
-        policies = tier.ingress_policies if spec.inbound else tier.egress_policies
-        for run, selection in policy_runs(policies, _selections(tier, spec.inbound)):
-            if selection is not None:
-                chains.append(_group_chain(cfg, tier.name, run, selection, spec.inbound))
-    return chains
-
-
 @functools.lru_cache(maxsize=4096)
 def _group_chain(
     cfg: RulesConfig, tier: str, run: tuple[PolicyID, ...], selection: str, inbound: bool
 ) -> Chain:
-    """Cached: every endpoint jumping to a group gets the same chain object."""
+    """A shared chain of policies: per policy, as an endpoint chain has it, jump if no
+    policy of the tier passed, return if it accepted (at the end the chain returns anyway).
+    Cached: every endpoint jumping to a group gets the same chain object."""
     accepted = ANY.mark_set(cfg.mark_accept)
     pass_clear = ANY.mark_clear(cfg.mark_pass)
     rules: list[Rule] = []

@@ -242,6 +242,11 @@ def test_a_group_chain_is_named_by_tier_and_selection_not_by_its_policies() -> N
     assert jumps(group3) == [naming.policy_chain_name(p, inbound=True) for p in (a, b, c)]
     assert not jumps(from2)
     assert len(name) <= naming.MAX_CHAIN_NAME
+    # an endpoint administratively down drops everything: it jumps to no group
+    assert [c.name for c in endpoints.workload_endpoint_chains(CFG, two, admin_up=False)] == [
+        to2.name,
+        from2.name,
+    ]
 
 
 def _verdict(chains: list[Chain], behaviour: dict[str, str]) -> str:
