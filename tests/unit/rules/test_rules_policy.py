@@ -157,3 +157,27 @@ def test_profile_chains_and_log_prefix_specifiers() -> None:
     namespaced = PolicyID("default", "knp.default.p", namespace="ns")
     inbound, _ = policy_chains(RulesConfig(log_prefix="%t|%p|%k"), namespaced, pol, 4)
     assert inbound.rules[0].action == Log("default|ns/knp.default.p|np")
+
+
+def test_a_rule_shared_by_policies_is_translated_once_per_family_and_setting() -> None:
+    """Translations are cached by (settings, rule, family, log prefix): two policies with
+    the same rule share its Rule objects (texts rendered once), a family, a setting or a
+    prefix of its own gets its own, and a caller changing its list changes no cache."""
+    dns = ParsedRule(Action.ALLOW, protocol="UDP", dst_ports=(port(53),), dst_ipset_ids=("s:x",))
+    quarantine = ParsedRule(Action.DENY, src_ipset_ids=("s:q",))
+    a = ParsedPolicy(inbound_rules=(quarantine, dns), outbound_rules=(dns,))
+    b = ParsedPolicy(inbound_rules=(quarantine, dns), outbound_rules=())
+    in_a = policy_chains(CFG, PolicyID("default", "a"), a, 4)[0]
+    in_b = policy_chains(CFG, PolicyID("default", "b"), b, 4)[0]
+    assert all(x is y for x, y in zip(in_a.rules[1:], in_b.rules[1:], strict=True))
+    v6 = rule_to_rules(CFG, dns, 6, "")
+    assert render(v6) != render(rule_to_rules(CFG, dns, 4, "")) and "cali60" in render(v6)[0]
+    reject = RulesConfig(filter_deny_action="REJECT")
+    assert render(rule_to_rules(reject, quarantine, 4, ""))[0].endswith("-j REJECT")
+    assert render(rule_to_rules(CFG, quarantine, 4, ""))[0].endswith("-j DROP")
+    log = ParsedRule(Action.LOG)
+    assert [r.action for r in rule_to_rules(CFG, log, 4, "x")] == [Log("x")]
+    assert [r.action for r in rule_to_rules(CFG, log, 4, "y")] == [Log("y")]
+    mine = rule_to_rules(CFG, dns, 4, "")
+    mine.clear()
+    assert len(rule_to_rules(CFG, dns, 4, "")) == 2
