@@ -207,5 +207,11 @@ class FelixRun:
         except programs.TimeoutExpired:
             self.kill()
 
+    def own_log(self) -> str:
+        """What this run (not an earlier one into the same file) has logged so far."""
+        with self.log.open("rb") as log:
+            log.seek(self._seen)
+            return log.read().decode(errors="replace")
+
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""

@@ -23,9 +23,10 @@ Rows (median and p99 over --reps; ratio = median / floor median):
   time to what else loads the machine.
 - writes after restart (target 0, nothing changed): the commands Felix ran that write,
   seen by wrappers first on its PATH (iptables/ipset restores, `ip -force -batch`,
-  `sysctl -w`, conntrack deletions); route and neighbour changes seen by `ip monitor` in
-  the host namespace (netlink writes included); nftables commits (the ruleset generation
-  before the kill and after the restart settled).
+  conntrack deletions), and the sysctl writes it logs (it writes /proc/sys files); route
+  and neighbour changes seen by `ip monitor` in the host namespace (netlink writes
+  included); nftables commits (the ruleset generation before the kill and after the
+  restart settled).
 - packets lost: echo requests without a reply over the whole ping of each restart.
 Namespaces, processes and etcd are removed afterwards; nothing touches the root namespace.
 """
@@ -37,6 +38,7 @@ import json
 import logging
 import math
 import os
+import re
 import resource as rlimit
 import shutil
 import statistics
@@ -59,6 +61,7 @@ from felix_harness import KERNEL_READS, CpuTimes, FelixRun, populate, record
 from felix_scale import Host, Scale, Workload, p99, progress, v4
 
 TARGET_RATIO = 3.0
+SYSCTL_WRITES = re.compile(r"wrote \d+ sysctls \([^)]*\)")  # calico.dataplane.drivers.links
 PING_INTERVAL = 0.01
 WATCHED = (  # what Felix runs, wrapped to count its writes
     "iptables-nft-restore", "ip6tables-nft-restore", "iptables-legacy-restore",
@@ -230,6 +233,7 @@ def run(ns: Namespaces, scale: Scale, reps: int, quiet: float) -> Results:
                 monitor.kill()  # by its PID
                 monitor.wait(timeout=10)
                 commands = calls.read_text().splitlines()
+                sysctls = [m.group(0) for m in SYSCTL_WRITES.finditer(felix.own_log())]
                 changes = ours(Path(tmp, f"monitor{n}.log").read_text())
                 sent, got = ping_counts(log)
                 results.restarts.append(
@@ -237,7 +241,7 @@ def run(ns: Namespaces, scale: Scale, reps: int, quiet: float) -> Results:
                         seconds,
                         used.own + used.children,
                         len(commands),
-                        [c for c in commands if is_write(c)],
+                        [c for c in commands if is_write(c)] + sysctls,
                         changes,
                         generation() - before,
                         sent,

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from calico.dataplane.drivers.links import LinkConfigurator
+from calico.dataplane.drivers.links import LinkConfigurator, SysctlCommands
 from calico.dataplane.drivers.routetable import RouteTable, RouteTarget
 from calico.dataplane.kernel import open_netlink
 from calico.programs import Runner
@@ -85,7 +85,7 @@ def test_two_workloads_reach_each_other_over_ipv4_and_ipv6(netns: Namespaces) ->
     workloads = {i: add_workload(netns, host, i, *addrs) for i, addrs in WORKLOADS.items()}
     runner, factory = Runner(netns=host), functools.partial(open_netlink, host)
     tables = [RouteTable(runner, factory, v) for v in (4, 6)]
-    links = LinkConfigurator(runner)
+    links = LinkConfigurator(SysctlCommands(runner))
     for iface, (v4, v6) in WORKLOADS.items():
         mac = workloads[iface][1]
         tables[0].set_routes(iface, [RouteTarget(f"{v4}/32", mac)])

@@ -41,7 +41,7 @@ def nft_generation(netns: str | None = None) -> Callable[[], int] | None:
     """A reader of the nftables generation of the current (or the named) namespace, or None
     if this kernel offers none (Felix then re-reads the tables on every refresh)."""
     try:
-        reader = NftGeneration(_in_netns(netns, NftGeneration.open_socket) if netns else None)
+        reader = NftGeneration(in_netns(netns, NftGeneration.open_socket) if netns else None)
         reader.read()
     except OSError as exc:
         _log.warning("cannot read the nftables generation (%s): full iptables refreshes", exc)
@@ -49,9 +49,10 @@ def nft_generation(netns: str | None = None) -> Callable[[], int] | None:
     return reader.read
 
 
-def _in_netns(netns: str, make: Callable[[], T]) -> T:
+def in_netns(netns: str, make: Callable[[], T]) -> T:
     """`make()` on a short-lived thread that joined /run/netns/<netns>: a socket keeps the
-    namespace it was created in, and the process never leaves its own."""
+    namespace it was created in (so do /proc/sys/net files opened there), and the process
+    never leaves its own."""
     made: list[T] = []
     failed: list[BaseException] = []
 

@@ -48,7 +48,7 @@ from calico.dataplane.drivers.deny_counters import DenyCounts, read_deny_counter
 from calico.dataplane.drivers.iface_monitor import InterfaceMonitor
 from calico.dataplane.drivers.ipsets import IPSets, IPSetWriter
 from calico.dataplane.drivers.iptables_table import IptablesTable, apply_tables, detect_backend
-from calico.dataplane.drivers.links import LinkConfigurator
+from calico.dataplane.drivers.links import LinkConfigurator, SysctlCommands, Sysctls
 from calico.dataplane.drivers.netlink_dump import LeanDumps
 from calico.dataplane.drivers.nft_generation import GenerationTracker
 from calico.dataplane.drivers.routetable import BLACKHOLE, RouteTable
@@ -140,7 +140,10 @@ class InternalDataplane:
         on_applied: Callable[[ApplyStats], None] | None = None,
         nft_generation: Callable[[], int] | None = None,
         on_host_endpoints: ResolvedCallback | None = None,
+        sysctls: Sysctls | None = None,
     ) -> None:
+        """`sysctls`: by default the `sysctl` program through `runner`; Felix, inside the
+        namespace it manages, passes `SysctlFiles()`."""
         cfg = settings.rules
         self._settings = settings
         self._runner = runner
@@ -176,7 +179,7 @@ class InternalDataplane:
             )
             for v in families
         }
-        self.links = LinkConfigurator(runner, ipv6=6 in families)
+        self.links = LinkConfigurator(sysctls or SysctlCommands(runner), ipv6=6 in families)
         self.endpoints = EndpointManager(
             cfg, self.tables, self.routes, self.links, on_endpoint_status, on_host_endpoints
         )

@@ -27,6 +27,7 @@ from calico.calc.graph import CalcGraph
 from calico.calc.messages import HostEndpointID, WorkloadEndpointID
 from calico.calc.messages import WorkloadEndpoint as WorkloadEndpointMessage
 from calico.calc.salvage import salvage_policy
+from calico.dataplane.drivers.links import SysctlFiles
 from calico.dataplane.kernel import nft_generation, open_netlink
 from calico.dataplane.loop import ApplyStats, DataplaneSettings, InternalDataplane
 from calico.dataplane.managers.vxlan import VXLANSettings
@@ -252,6 +253,7 @@ class Felix:
             on_applied=self._record_apply,
             nft_generation=nft_generation(),
             on_host_endpoints=self.reporter.set_host_endpoint_interfaces,
+            sysctls=SysctlFiles(),
         )
         self.metrics.watch_denies(dataplane.deny_counters)
         return dataplane

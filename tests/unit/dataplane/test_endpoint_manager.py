@@ -22,7 +22,7 @@ from calico.calc.messages import (
     WorkloadEndpointUpdate,
 )
 from calico.dataplane.drivers.iptables_table import IptablesTable
-from calico.dataplane.drivers.links import LinkConfigurator
+from calico.dataplane.drivers.links import LinkConfigurator, SysctlCommands
 from calico.dataplane.drivers.routetable import RouteTable
 from calico.dataplane.managers.endpoints import EndpointManager
 from calico.rules import naming
@@ -40,7 +40,7 @@ def manager() -> tuple[EndpointManager, IptablesTable, list[tuple[object, str | 
         cfg,
         tables,
         routes,
-        LinkConfigurator(runner, ipv6=False),
+        LinkConfigurator(SysctlCommands(runner), ipv6=False),
         lambda i, _ep, s: statuses.append((i, s)),
     )
     return mgr, tables[0], statuses
@@ -175,7 +175,7 @@ def test_resolved_interfaces_are_reported_when_they_change() -> None:
         RulesConfig(ipv6_enabled=False),
         tables,
         routes,
-        LinkConfigurator(runner, ipv6=False),
+        LinkConfigurator(SysctlCommands(runner), ipv6=False),
         on_host_endpoints=lambda resolved: reports.append(dict(resolved)),
     )
     mgr.complete_deferred_work()

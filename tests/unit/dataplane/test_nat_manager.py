@@ -17,7 +17,7 @@ from calico.calc.messages import (
 )
 from calico.dataplane.drivers.ipsets import IPSets, IPSetWriter
 from calico.dataplane.drivers.iptables_table import IptablesTable
-from calico.dataplane.drivers.links import LinkConfigurator
+from calico.dataplane.drivers.links import LinkConfigurator, SysctlCommands
 from calico.dataplane.drivers.routetable import RouteTable, RouteTarget
 from calico.dataplane.managers.endpoints import EndpointManager
 from calico.dataplane.managers.nat import NatManager
@@ -165,7 +165,7 @@ def test_floating_ips_are_routed_to_the_endpoint_with_its_mac() -> None:
         for v in (4, 6)
     ]
     mgr = EndpointManager(
-        RulesConfig(), tables, routes, LinkConfigurator(runner, ipv6=True)
+        RulesConfig(), tables, routes, LinkConfigurator(SysctlCommands(runner), ipv6=True)
     )  # FloatingIPs Disabled: only the OpenStack endpoint's mappings count
     vm = WorkloadEndpoint(
         "tap1",
