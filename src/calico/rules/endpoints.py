@@ -78,11 +78,11 @@ PRE_DNAT = _Kind(conntrack=True, end_of_tier_deny=False, profiles=False)
 
 @dataclass(frozen=True, slots=True)
 class _Spec:
-    """Everything an endpoint chain's rules depend on (its name aside)."""
+    """Everything an endpoint chain's rules depend on, its name and tiers aside (the tiers
+    are given apart: what they jump to keys `_endpoint_rules`' cache)."""
 
     inbound: bool  # which policy direction applies: ingress (cali-pi-) or egress (cali-po-)
     kind: _Kind
-    tiers: tuple[TierInfo, ...]
     profile_ids: tuple[str, ...] = ()
     failsafe: str | None = None
     allow: Action = ACCEPT
@@ -93,21 +93,23 @@ def workload_endpoint_chains(
     cfg: RulesConfig, ep: WorkloadEndpoint, *, admin_up: bool = True
 ) -> list[Chain]:
     """`cali-tw-<iface>` (traffic to the workload) and `cali-fw-<iface>` (from it)."""
-    to_wl = _Spec(
-        inbound=True,
-        kind=NORMAL,
-        tiers=ep.tiers,
-        profile_ids=ep.profile_ids,
-        allow=verdict(cfg.filter_allow_action),
-    )
-    from_wl = replace(to_wl, inbound=False, drop_encap=True)
+    to_wl, from_wl = _workload_specs(cfg, ep.profile_ids)
     groups: list[Chain] = []
-    iface = ep.interface_name
+    iface, tiers = ep.interface_name, ep.tiers
     return [
-        _endpoint_chain(cfg, naming.WORKLOAD_TO_PFX, iface, to_wl, admin_up, groups),
-        _endpoint_chain(cfg, naming.WORKLOAD_FROM_PFX, iface, from_wl, admin_up, groups),
+        _endpoint_chain(cfg, naming.WORKLOAD_TO_PFX, iface, to_wl, tiers, admin_up, groups),
+        _endpoint_chain(cfg, naming.WORKLOAD_FROM_PFX, iface, from_wl, tiers, admin_up, groups),
         *groups,
     ]
+
+
+@functools.lru_cache(maxsize=1024)
+def _workload_specs(cfg: RulesConfig, profile_ids: tuple[str, ...]) -> tuple[_Spec, _Spec]:
+    """A workload's to and from specs (cached: made for every update of every endpoint)."""
+    to_wl = _Spec(
+        inbound=True, kind=NORMAL, profile_ids=profile_ids, allow=verdict(cfg.filter_allow_action)
+    )
+    return to_wl, replace(to_wl, inbound=False, drop_encap=True)
 
 
 def is_policy_group(chain_name: str) -> bool:
@@ -122,29 +124,28 @@ def host_endpoint_filter_chains(cfg: RulesConfig, iface: str, hep: HostEndpoint)
     to_host = _Spec(
         inbound=False,
         kind=NORMAL,
-        tiers=hep.tiers,
         profile_ids=hep.profile_ids,
         failsafe=FAILSAFE_OUT,
         allow=verdict(cfg.filter_allow_action),
     )
     from_host = replace(to_host, inbound=True, failsafe=FAILSAFE_IN)
-    to_fwd = replace(to_host, kind=FORWARD, tiers=hep.forward_tiers, profile_ids=(), failsafe=None)
+    to_fwd = replace(to_host, kind=FORWARD, profile_ids=(), failsafe=None)
     from_fwd = replace(to_fwd, inbound=True)
     return [
-        _endpoint_chain(cfg, naming.HOST_TO_PFX, iface, to_host),
-        _endpoint_chain(cfg, naming.HOST_FROM_PFX, iface, from_host),
-        _endpoint_chain(cfg, naming.HOST_TO_FORWARD_PFX, iface, to_fwd),
-        _endpoint_chain(cfg, naming.HOST_FROM_FORWARD_PFX, iface, from_fwd),
+        _endpoint_chain(cfg, naming.HOST_TO_PFX, iface, to_host, hep.tiers),
+        _endpoint_chain(cfg, naming.HOST_FROM_PFX, iface, from_host, hep.tiers),
+        _endpoint_chain(cfg, naming.HOST_TO_FORWARD_PFX, iface, to_fwd, hep.forward_tiers),
+        _endpoint_chain(cfg, naming.HOST_FROM_FORWARD_PFX, iface, from_fwd, hep.forward_tiers),
     ]
 
 
 def host_endpoint_raw_chains(cfg: RulesConfig, iface: str, hep: HostEndpoint) -> list[Chain]:
     """Raw-table (doNotTrack) chains: th and fh; allowed packets get NOTRACK and ACCEPT."""
-    to_host = _Spec(inbound=False, kind=UNTRACKED, tiers=hep.untracked_tiers, failsafe=FAILSAFE_OUT)
+    to_host = _Spec(inbound=False, kind=UNTRACKED, failsafe=FAILSAFE_OUT)
     from_host = replace(to_host, inbound=True, failsafe=FAILSAFE_IN)
     return [
-        _endpoint_chain(cfg, naming.HOST_TO_PFX, iface, to_host),
-        _endpoint_chain(cfg, naming.HOST_FROM_PFX, iface, from_host),
+        _endpoint_chain(cfg, naming.HOST_TO_PFX, iface, to_host, hep.untracked_tiers),
+        _endpoint_chain(cfg, naming.HOST_FROM_PFX, iface, from_host, hep.untracked_tiers),
     ]
 
 
@@ -157,21 +158,19 @@ def host_endpoint_mangle_chains(cfg: RulesConfig, iface: str, hep: HostEndpoint)
     pre_dnat = _Spec(
         inbound=True,
         kind=PRE_DNAT,
-        tiers=hep.pre_dnat_tiers,
         failsafe=FAILSAFE_IN,
         allow=verdict(cfg.mangle_allow_action),
     )
     egress = _Spec(
         inbound=False,
         kind=NORMAL,
-        tiers=hep.tiers,
         profile_ids=hep.profile_ids,
         failsafe=FAILSAFE_OUT,
         allow=RETURN,
     )
     return [
-        _endpoint_chain(cfg, naming.HOST_FROM_PFX, iface, pre_dnat),
-        _endpoint_chain(cfg, naming.HOST_TO_PFX, iface, egress),
+        _endpoint_chain(cfg, naming.HOST_FROM_PFX, iface, pre_dnat, hep.pre_dnat_tiers),
+        _endpoint_chain(cfg, naming.HOST_TO_PFX, iface, egress, hep.tiers),
     ]
 
 
@@ -208,15 +207,16 @@ def _endpoint_chain(
     prefix: str,
     iface: str,
     spec: _Spec,
+    tiers: tuple[TierInfo, ...],
     admin_up: bool = True,
     groups: list[Chain] | None = None,
 ) -> Chain:
     """The endpoint chain; with `groups`, the shared chains of policies it jumps to (see
     `policy_runs`) are added there, from the same runs its jumps were made of."""
-    jumps, grouped = _tier_jumps(spec.tiers, spec.inbound)
+    jumps, grouped = _tier_jumps(tiers, spec.inbound)
     if groups is not None and admin_up:
         groups += (_group_chain(cfg, *run, spec.inbound) for run in grouped)
-    rules = _endpoint_rules(cfg, replace(spec, tiers=()), jumps, admin_up)
+    rules = _endpoint_rules(cfg, spec, jumps, admin_up)
     # One Chain object per name and tuple of rules (shared by _endpoint_rules' cache): its
     # rule hashes and targets are computed once, not again for every update of the endpoint
     # or every endpoint re-created on the same interface. Keyed by the tuple's identity
@@ -268,7 +268,7 @@ def _run_chain(tier: str, run: tuple[PolicyID, ...], selection: str | None, inbo
 def _endpoint_rules(
     cfg: RulesConfig, spec: _Spec, jumps: tuple[_TierJumps, ...], admin_up: bool
 ) -> tuple[Rule, ...]:
-    """A chain's rules, from `spec` (less its tiers) and `jumps` (what its tiers jump to).
+    """A chain's rules, from `spec` and `jumps` (what its tiers jump to).
     Cached: endpoints with the same policies and profiles (pods of one deployment) share
     one tuple of rules, built once, whose texts are rendered once; and an endpoint whose
     tiers changed only inside a policy group gets the very tuple it had."""
