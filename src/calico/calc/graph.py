@@ -104,11 +104,15 @@ class CalcGraph:
             self._sequencer.on_in_sync()
             self.flush()
 
-    def on_updates(self, updates: Sequence[tuple[ResourceKey, Resource | None]]) -> None:
-        """Apply a batch of (key, resource-or-None) updates, then flush (once in sync)."""
+    def on_updates(
+        self, updates: Sequence[tuple[ResourceKey, Resource | None]], *, flush: bool = True
+    ) -> None:
+        """Apply a batch of (key, resource-or-None) updates, then flush (once in sync);
+        with `flush` False the caller flushes (`flush_in_sync`) when it chooses."""
         for key, resource in updates:
             self.apply(key, resource)
-        self._flush_in_sync()
+        if flush:
+            self.flush_in_sync()
 
     def apply(self, key: ResourceKey, resource: Resource | None) -> None:
         """Dispatch by kind; kinds no node calculates with (ClusterInformation, ...) are
@@ -117,17 +121,20 @@ class CalcGraph:
         if handler is not None:
             handler(key, resource)
 
-    def on_block_updates(self, blocks: Sequence[tuple[str, str | None]]) -> None:
+    def on_block_updates(
+        self, blocks: Sequence[tuple[str, str | None]], *, flush: bool = True
+    ) -> None:
         """Apply a batch of IPAM blocks, (CIDR, affine host or None when the block is gone or
-        has no host affinity), then flush."""
+        has no host affinity), then flush (as `on_updates`)."""
         for cidr, host in blocks:
             self._vxlan.on_block_update(cidr, host)
-        self._flush_in_sync()
+        if flush:
+            self.flush_in_sync()
 
     def flush(self) -> None:
         self._sequencer.flush()
 
-    def _flush_in_sync(self) -> None:
+    def flush_in_sync(self) -> None:
         """The start-up snapshot is flushed once, whole, at the first in-sync: flushing its
         batches as they came sent a partial state that nothing applies before the in-sync
         (the dataplane waits for it), as full IP sets, then deltas, and endpoints again as

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -24,6 +25,8 @@ class Consumer:
         self.threads: set[str] = set()
         self.release = threading.Event()
         self.release.set()
+        self.flushes: list[int] = []
+        self.flushed_at: list[float] = []
 
     def on_status(self, status: SyncStatus) -> None:
         self._record(status)
@@ -36,6 +39,10 @@ class Consumer:
         if blocks == [("198.19.9.0/26", "boom")]:
             raise RuntimeError("boom")
         self._record(("blocks", list(blocks)))
+
+    def flush(self) -> None:
+        self.flushes.append(len(self.log))  # how much the consumer had seen by then
+        self.flushed_at.append(time.monotonic())
 
     def _record(self, item: object) -> None:
         self.threads.add(threading.current_thread().name)
@@ -82,6 +89,36 @@ def test_in_sync_only_once_every_source_is(fed: tuple[Consumer, CalcFeed]) -> No
         SyncStatus.IN_SYNC,
     ]
     assert consumer.threads == {"felix-calc"}
+
+
+def test_each_batch_is_flushed_when_the_feed_has_no_interval(
+    fed: tuple[Consumer, CalcFeed],
+) -> None:
+    consumer, feed = fed
+    resources = feed.resource_source()
+    for _ in range(3):
+        resources.on_resource_updates([])
+    waiting.wait_until(lambda: len(consumer.flushes) == 3, 5)
+    assert consumer.flushes == [1, 2, 3]
+
+
+def test_a_stream_of_batches_is_flushed_once_an_interval() -> None:
+    consumer = Consumer()
+    feed = CalcFeed(consumer, flush_interval=1.0)
+    feed.start()
+    try:
+        resources = feed.resource_source()
+        resources.on_resource_updates([])  # after a quiet spell: flushed at once
+        waiting.wait_until(lambda: consumer.flushes == [1], 5)
+        resources.on_resource_updates([])
+        resources.on_resource_updates([])
+        waiting.wait_until(lambda: len(consumer.log) == 3, 5)
+        assert consumer.flushes == [1]  # applied, not flushed yet
+        waiting.wait_until(lambda: len(consumer.flushes) == 2, 5)
+        assert consumer.flushed_at[1] - consumer.flushed_at[0] >= 1.0
+        assert consumer.flushes == [1, 3]  # both in one flush
+    finally:
+        feed.stop()
 
 
 def test_a_failing_consumer_ends_the_feed_and_frees_its_sources(

@@ -52,10 +52,13 @@ def test_felix_configuration_goes_to_felix_and_the_rest_to_the_graph() -> None:
     other_node = _update("FelixConfiguration", "node.other", {"logSeverityScreen": "Debug"})
     pool = _update("IPPool", "p", {"cidr": "198.18.0.0/24"})
     adapter.on_resource_updates([other_node, pool])
+    assert len(batches) == 1  # applied; out when the calc feed flushes
+    adapter.flush()
     assert batches[1:] == [[m.IPAMPoolUpdate("p", m.IPAMPool("198.18.0.0/24", False))]]
     assert (felix.exit_code, felix.stop_event.is_set()) == (0, False)  # not this host's
     mine = _update("FelixConfiguration", "node.h", {"logSeverityScreen": "Debug"})
     adapter.on_resource_updates([mine])
+    adapter.flush()
     assert len(batches) == 2  # nothing for the graph
     assert (felix.exit_code, felix.stop_event.is_set()) == (daemon._RESTART, True)
 
