@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 
 from calico.dataplane.drivers.iptables_render import TableUpdate
 from calico.dataplane.drivers.iptables_table import (
+    SIDE_BY_SIDE_CHANGES,
     IptablesTable,
     KernelTable,
     apply_tables,
@@ -411,3 +414,43 @@ def test_incremental_plan_equals_a_from_scratch_plan(ops: list[tuple[object, ...
                 table.apply()
                 assert table._kernel == parse_save(fake.save("filter"))
                 assert reference_plan(table, table._kernel).is_empty()
+
+
+class OverlapCounter:
+    """A runner for empty tables whose restores take a while, counting how many ran at once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running = self.most = 0
+
+    def run(
+        self, args: Sequence[str], *, stdin: str | None = None, check: bool = True
+    ) -> CommandResult:
+        if args[0].endswith("-save"):
+            return CommandResult(0, "", "")
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        time.sleep(0.2)
+        with self.lock:
+            self.running -= 1
+        return CommandResult(0, "", "")
+
+
+def test_families_are_written_side_by_side_only_when_large() -> None:
+    runner = OverlapCounter()
+    tables = [IptablesTable("filter", v, runner, backend="nft") for v in (4, 6)]
+    for table in tables:
+        table.update_chains(static.static_filter_chains(CFG, table.ip_version))
+    apply_tables(tables)  # both read first (a start): side by side
+    assert runner.most == 2
+    runner.most = 0
+    for table in tables:
+        table.update_chains([Chain("cali-small", (Rule(action=DROP),))])
+    apply_tables(tables)  # one chain each: one family after the other
+    assert runner.most == 1
+    runner.most = 0
+    for table in tables:
+        table.update_chains(Chain(f"cali-many-{n}") for n in range(SIDE_BY_SIDE_CHANGES))
+    apply_tables(tables)
+    assert runner.most == 2

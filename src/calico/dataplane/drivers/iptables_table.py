@@ -29,10 +29,12 @@ except after a read.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -378,8 +380,15 @@ def apply_tables(
     """Applies `tables`, in order except where a chain moves between them (see
     `_write_order`). Those of one family (and backend) that need a kernel read share one
     whole-family `iptables-save`, or take `saved`'s (backend, IP version) text: a save the
-    caller knows is still current. (Families are not applied side by side: with nft, a
-    commit by one makes the other's restore start over.)"""
+    caller knows is still current.
+
+    The families are written side by side, each in its own order, when every one of them
+    reads its tables first or has `SIDE_BY_SIDE_CHANGES` chains to check (a start, a
+    refresh, a large change), else one after the other. With nft a commit by one family
+    makes a restore of the other that is under way start over (the ruleset generation
+    moved), so side by side costs CPU: at scale L (36,000 rules a family, an empty
+    namespace, 4 runs each) 1.2-1.3 s against 1.6-1.8 s, for 1.9 s of CPU against 1.7 s.
+    Small writes (churn) gain no time that way and would pay the restarts."""
     unread: dict[tuple[int, str], list[IptablesTable]] = {}
     for table in tables:
         if table.needs_read:
@@ -392,8 +401,48 @@ def apply_tables(
         if out is not None:
             read = parse_save_tables(out)
             views.update({t: read.get(t.table, KernelTable()) for t in group})
+    families: dict[int, list[IptablesTable]] = {}
     for table in _write_order(tables, views):
+        families.setdefault(table.ip_version, []).append(table)
+    jobs = [functools.partial(_apply_in_order, group, views) for group in families.values()]
+    if len(jobs) > 1 and all(map(_large, families.values())):
+        _side_by_side(jobs)
+    else:
+        for job in jobs:
+            job()
+
+
+SIDE_BY_SIDE_CHANGES = 500
+
+
+def _large(tables: Sequence[IptablesTable]) -> bool:
+    return any(t.needs_read or len(t._changed) >= SIDE_BY_SIDE_CHANGES for t in tables)
+
+
+def _apply_in_order(
+    tables: Sequence[IptablesTable], views: dict[IptablesTable, KernelTable]
+) -> None:
+    for table in tables:
         table.apply(views.get(table))
+
+
+def _side_by_side(jobs: Sequence[Callable[[], None]]) -> None:
+    """Runs `jobs` on threads of their own; once all have ended, raises the first failure."""
+    failures: list[BaseException] = []
+
+    def run(job: Callable[[], None]) -> None:
+        try:
+            job()
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(job,), name="felix-iptables") for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
 
 
 def _write_order(
