@@ -48,7 +48,12 @@ from calico.dataplane.drivers.deny_counters import DenyCounts, read_deny_counter
 from calico.dataplane.drivers.iface_monitor import InterfaceMonitor
 from calico.dataplane.drivers.ipsets import IPSets, IPSetWriter
 from calico.dataplane.drivers.iptables_table import IptablesTable, apply_tables, detect_backend
-from calico.dataplane.drivers.links import LinkConfigurator, SysctlCommands, Sysctls
+from calico.dataplane.drivers.links import (
+    LinkConfigurator,
+    SysctlCommands,
+    Sysctls,
+    SysctlWriteFailed,
+)
 from calico.dataplane.drivers.netlink_dump import LeanDumps
 from calico.dataplane.drivers.nft_generation import GenerationTracker
 from calico.dataplane.drivers.routetable import BLACKHOLE, RouteTable
@@ -456,8 +461,9 @@ class InternalDataplane:
             self.write_kernel()
         except Exception as exc:
             delay = self._backoff.delay()
-            if isinstance(exc, CommandFailed):  # e.g. a workload's interface gone mid-apply:
-                # the command's message says it all (a traceback per churned veth said nothing)
+            if isinstance(exc, CommandFailed | SysctlWriteFailed):  # e.g. a workload's
+                # interface gone mid-apply: the message says it all (a traceback per churned
+                # veth said nothing)
                 detail = " | ".join(str(exc).strip().splitlines()[:3])
                 log.warning("dataplane apply failed: %s; retrying in %.1fs", detail, delay)
             else:

@@ -4,11 +4,12 @@ other error with its traceback. Applies are paced by the last apply's time."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
 
+from calico.dataplane.drivers.links import SysctlWriteFailed
 from calico.dataplane.loop import DataplaneSettings, InternalDataplane
 from calico.programs import CommandFailed, CommandResult
 from calico.rules.config import RulesConfig
@@ -45,6 +46,30 @@ def test_a_failed_command_is_one_warning_line(caplog: pytest.LogCaptureFixture) 
     [record] = [r for r in caplog.records if "apply failed" in r.getMessage()]
     assert record.levelno == logging.WARNING and record.exc_info is None
     assert 'Cannot find device "cali1"' in record.getMessage()
+
+
+class VanishedSysctls:
+    """Sysctl files of an interface that is gone."""
+
+    def read(self, names: Sequence[str]) -> dict[str, str]:
+        return {}
+
+    def write(self, values: Mapping[str, str]) -> None:
+        raise SysctlWriteFailed("sysctl writes failed: net.ipv4.conf.cali1.proxy_arp=1: gone")
+
+
+def test_a_failed_sysctl_write_is_one_warning_line(caplog: pytest.LogCaptureFixture) -> None:
+    dp = InternalDataplane(
+        DataplaneSettings(rules=RulesConfig()),
+        BreakingRunner(),
+        _no_netlink,
+        sysctls=VanishedSysctls(),
+    )
+    with caplog.at_level(logging.WARNING, "calico.dataplane.loop"):
+        assert dp._apply_once() is False
+    [record] = [r for r in caplog.records if "apply failed" in r.getMessage()]
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    assert "net.ipv4.conf.cali1.proxy_arp=1: gone" in record.getMessage()
 
 
 def test_any_other_error_keeps_its_traceback(caplog: pytest.LogCaptureFixture) -> None:
