@@ -29,12 +29,11 @@ except after a read.
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
-import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -404,12 +403,14 @@ def apply_tables(
     families: dict[int, list[IptablesTable]] = {}
     for table in _write_order(tables, views):
         families.setdefault(table.ip_version, []).append(table)
-    jobs = [functools.partial(_apply_in_order, group, views) for group in families.values()]
-    if len(jobs) > 1 and all(map(_large, families.values())):
-        _side_by_side(jobs)
+    if len(families) > 1 and all(map(_large, families.values())):
+        with ThreadPoolExecutor(len(families), thread_name_prefix="felix-iptables") as pool:
+            done = [pool.submit(_apply_in_order, g, views) for g in families.values()]
+        for future in done:  # all have ended: the first failure, if any, is raised
+            future.result()
     else:
-        for job in jobs:
-            job()
+        for group in families.values():
+            _apply_in_order(group, views)
 
 
 SIDE_BY_SIDE_CHANGES = 500
@@ -424,25 +425,6 @@ def _apply_in_order(
 ) -> None:
     for table in tables:
         table.apply(views.get(table))
-
-
-def _side_by_side(jobs: Sequence[Callable[[], None]]) -> None:
-    """Runs `jobs` on threads of their own; once all have ended, raises the first failure."""
-    failures: list[BaseException] = []
-
-    def run(job: Callable[[], None]) -> None:
-        try:
-            job()
-        except BaseException as exc:
-            failures.append(exc)
-
-    threads = [threading.Thread(target=run, args=(job,), name="felix-iptables") for job in jobs]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if failures:
-        raise failures[0]
 
 
 def _write_order(
